@@ -1,0 +1,1 @@
+"""Rill's engine: asyncio and httpx, no Qt anywhere in this package."""

@@ -1,0 +1,207 @@
+"""Every failure a user can meet, each with a sentence a person understands and an action.
+
+The classes say how the engine treats them: ``retryable`` errors are tried again under the
+retry policy, everything else is reported at once.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+class RillError(Exception):
+    """Base of every error Rill reports. ``str(err)`` is the user-facing sentence."""
+
+    retryable: bool = False
+    counts_for_breaker: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        action: str = "",
+        status: int | None = None,
+        detail: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.action = action
+        self.status = status
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.action}".strip()
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+
+class RetryableError(RillError):
+    """A transient failure: the same request may well succeed if sent again."""
+
+    retryable = True
+    counts_for_breaker = True
+
+
+class ConnectionFailed(RetryableError):
+    pass
+
+
+class TimeoutFailure(RetryableError):
+    pass
+
+
+class ConnectTimeout(TimeoutFailure):
+    pass
+
+
+class FirstTokenTimeout(TimeoutFailure):
+    pass
+
+
+class StreamStalled(TimeoutFailure):
+    pass
+
+
+class ServerError(RetryableError):
+    """408, 409, 5xx and 529 answers, and overloaded or server errors inside a stream."""
+
+
+class RateLimited(RetryableError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        action: str = "",
+        status: int | None = 429,
+        detail: str = "",
+    ) -> None:
+        super().__init__(message, action=action, status=status, detail=detail)
+        self.retry_after_s = retry_after_s
+
+
+class IncompleteStream(RetryableError):
+    """The stream ended without the protocol's finish marker."""
+
+
+class CorruptStream(RetryableError):
+    """A chunk of the stream could not be parsed."""
+
+
+class FatalError(RillError):
+    """The request itself is wrong; sending it again would fail the same way."""
+
+
+class AuthError(FatalError):
+    pass
+
+
+class NotFound(FatalError):
+    pass
+
+
+class BadRequest(FatalError):
+    pass
+
+
+class ContentRefused(FatalError):
+    pass
+
+
+class BudgetExceeded(FatalError):
+    pass
+
+
+class ConfigError(FatalError):
+    pass
+
+
+class RateLimitTooLong(FatalError):
+    """The server asked for a wait longer than the user allows."""
+
+
+class CircuitOpenError(RillError):
+    """The endpoint failed repeatedly; requests fail fast until ``until``."""
+
+    def __init__(self, endpoint: str, until: float) -> None:
+        wait = max(0.0, until - time.time())
+        super().__init__(
+            f"This endpoint failed several times in a row; Rill will try it again in "
+            f"{_human_seconds(wait)}.",
+            action="Pick another model or profile, or wait.",
+        )
+        self.endpoint = endpoint
+        self.until = until
+
+
+def _human_seconds(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+human_seconds = _human_seconds
+
+
+def error_for_status(
+    status: int,
+    server_message: str,
+    *,
+    provider: str,
+    profile: str = "default",
+    retry_after_s: float | None = None,
+    error_type: str = "",
+) -> RillError:
+    """The one place that turns an HTTP status into Rill's error classes."""
+    said = f' The server said: "{_clip(server_message)}"' if server_message else ""
+    detail = f"{error_type}: {server_message}" if error_type else server_message
+    if status == 429:
+        wait = f" It asked to wait {_human_seconds(retry_after_s)}." if retry_after_s else ""
+        return RateLimited(
+            f"The {provider} server is rate-limiting requests (429).{wait}",
+            retry_after_s=retry_after_s,
+            action="Rill waits and tries again.",
+            detail=detail,
+        )
+    if status in (401, 403):
+        what = "rejected" if status == 401 else "not allowed to do this"
+        return AuthError(
+            f"The API key was {what} ({status}).{said}",
+            action=f"Check the key for profile '{profile}' in Settings.",
+            status=status,
+            detail=detail,
+        )
+    if status == 404:
+        return NotFound(
+            f"The {provider} server has no such model or path (404).{said}",
+            action="Check the base URL and the model name.",
+            status=status,
+            detail=detail,
+        )
+    if status in (400, 422) or (400 <= status < 500 and status not in (408, 409)):
+        return BadRequest(
+            f"The {provider} server refused the request ({status}).{said}",
+            action="Change the request (model, parameters or message length) and send again.",
+            status=status,
+            detail=detail,
+        )
+    overloaded = status == 529 or "overload" in error_type.lower()
+    what = "is overloaded" if overloaded else "had a problem"
+    return ServerError(
+        f"The {provider} server {what} ({status}).{said}",
+        action="Rill tries again.",
+        status=status,
+        detail=detail,
+    )
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
