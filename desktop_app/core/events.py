@@ -7,13 +7,13 @@ immutable records. ``StreamEvent`` is their union.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from desktop_app.core.errors import RillError
 from desktop_app.core.types import GenerationResponse, TokenUsage
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     CONNECTING = "connecting"
     WAITING = "waiting for the first token"
     STREAMING = "streaming"

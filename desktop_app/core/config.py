@@ -1,0 +1,381 @@
+"""Rill's settings: one schema, declared once, used by the loader, the settings dialog and
+the docs. The file is TOML in the user config folder; a broken file never stops Rill."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from desktop_app.core.types import PROVIDERS, ProviderName
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    path: str
+    type: type
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+
+
+SCHEMA: tuple[Key, ...] = (
+    Key("default_profile", str, "default", "The profile new chats and `q` use."),
+    Key("resilience.max_retries", int, 3, "Retries after the first attempt fails.", minimum=0),
+    Key("resilience.base_delay_s", float, 1.0, "First backoff delay, in seconds.", minimum=0),
+    Key("resilience.max_delay_s", float, 60.0, "Longest backoff delay, in seconds.", minimum=0),
+    Key(
+        "resilience.wait_on_rate_limit",
+        bool,
+        True,
+        "Wait out a rate limit longer than max_rate_limit_wait_s (with a countdown).",
+    ),
+    Key(
+        "resilience.max_rate_limit_wait_s",
+        float,
+        120.0,
+        "Longest server-requested wait taken without asking.",
+        minimum=0,
+    ),
+    Key("resilience.connect_timeout_s", float, 10.0, "Time to open a connection.", minimum=0.001),
+    Key(
+        "resilience.first_token_timeout_s",
+        float,
+        600.0,
+        "Time to the first token (reasoning models think for minutes).",
+        minimum=0.001,
+    ),
+    Key(
+        "resilience.idle_timeout_s",
+        float,
+        60.0,
+        "Longest gap between two chunks before the stream counts as stalled.",
+        minimum=0.001,
+    ),
+    Key(
+        "resilience.mid_stream",
+        str,
+        "restart",
+        "What to do when a stream breaks after text was shown.",
+        choices=("restart", "continue", "off"),
+    ),
+    Key(
+        "resilience.circuit_breaker.failure_threshold",
+        int,
+        5,
+        "Consecutive failures that open an endpoint's circuit.",
+        minimum=1,
+    ),
+    Key(
+        "resilience.circuit_breaker.recovery_timeout_s",
+        float,
+        300.0,
+        "How long an open circuit fails fast before one trial request.",
+        minimum=0,
+    ),
+    Key("cache.enabled", bool, True, "Answer repeated questions from the on-disk cache."),
+    Key("cache.ttl_s", float, 86400.0, "How long a cached answer stays valid.", minimum=0),
+    Key("cache.size_limit_mb", int, 256, "Largest size of the cache on disk.", minimum=1),
+    Key("history.enabled", bool, True, "Record conversations."),
+    Key(
+        "budget.monthly_usd",
+        float,
+        0.0,
+        "Monthly spending limit in US dollars; 0 means none.",
+        minimum=0,
+    ),
+    Key("ui.theme", str, "system", "Colour scheme.", choices=("system", "light", "dark")),
+    Key(
+        "ui.send_with",
+        str,
+        "enter",
+        "Enter sends (Shift+Enter breaks the line), or Ctrl+Enter sends.",
+        choices=("enter", "ctrl+enter"),
+    ),
+)
+SCHEMA_BY_PATH: dict[str, Key] = {k.path: k for k in SCHEMA}
+
+PROFILE_SCHEMA: tuple[Key, ...] = (
+    Key("provider", str, "openai", "Wire protocol.", choices=PROVIDERS),
+    Key("base_url", str, "", "Server address (OpenAI's includes /v1); empty for the default."),
+    Key("model", str, "", "Model name."),
+    Key("system_prompt", str, "", "System prompt for new chats."),
+    Key("temperature", float, -1.0, "Sampling temperature; negative means the server's default."),
+    Key("max_tokens", int, 0, "Most tokens in a reply; 0 means the server's default.", minimum=0),
+    Key("fallbacks", list, [], "Models or profiles to try, in order, when this one fails."),
+    Key("accepts_prefill", bool, False, "The server continues a partial assistant turn."),
+)
+PROFILE_SCHEMA_BY_NAME: dict[str, Key] = {k.path: k for k in PROFILE_SCHEMA}
+
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "ollama": "http://127.0.0.1:11434",
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
+DEFAULT_MODELS: dict[str, str] = {
+    "openai": "gpt-4o-mini",
+    "ollama": "llama3.2",
+    "anthropic": "claude-sonnet-4-5",
+    "gemini": "gemini-2.5-flash",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    provider: ProviderName = "openai"
+    base_url: str = ""
+    model: str = ""
+    system_prompt: str = ""
+    temperature: float | None = None
+    max_tokens: int | None = None
+    fallbacks: tuple[str, ...] = ()
+    accepts_prefill: bool = False
+
+    @property
+    def resolved_base_url(self) -> str:
+        return self.base_url or DEFAULT_BASE_URLS[self.provider]
+
+    @property
+    def resolved_model(self) -> str:
+        return self.model or DEFAULT_MODELS[self.provider]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something wrong in the config file: where, and why the default is used instead."""
+
+    file: str
+    key: str
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}, line {self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.reason}"
+
+
+@dataclass(slots=True)
+class Config:
+    values: dict[str, Any] = field(default_factory=lambda: {k.path: k.default for k in SCHEMA})
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    path: Path | None = None
+
+    def __getitem__(self, path: str) -> Any:
+        return self.values[path]
+
+    def profile(self, name: str | None = None) -> Profile:
+        name = name or str(self.values["default_profile"])
+        if name in self.profiles:
+            return self.profiles[name]
+        return Profile(name=name)
+
+    def set(self, path: str, raw: Any, *, source: str = "--set") -> None:
+        """Set one key from a value (or the text of a TOML value); raise ValueError when invalid."""
+        value = parse_value(raw) if isinstance(raw, str) else raw
+        if path.startswith("profiles."):
+            _, _, rest = path.partition(".")
+            name, _, leaf = rest.rpartition(".")
+            if not name or leaf not in PROFILE_SCHEMA_BY_NAME:
+                raise ValueError(f"unknown profile key '{path}'")
+            current = _profile_to_dict(self.profile(name))
+            current[leaf] = _coerce(PROFILE_SCHEMA_BY_NAME[leaf], value)
+            self.profiles[name] = _profile_from_dict(name, current)
+            return
+        key = SCHEMA_BY_PATH.get(path)
+        if key is None:
+            raise ValueError(f"unknown key '{path}'")
+        self.values[path] = _coerce(key, value)
+
+    def to_toml(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        for k in SCHEMA:
+            _put(doc, k.path, self.values[k.path])
+        if self.profiles:
+            doc["profiles"] = {
+                name: {k: v for k, v in _profile_to_dict(p).items() if v not in ("", [], None)}
+                for name, p in self.profiles.items()
+            }
+        return doc
+
+
+def parse_value(text: str) -> Any:
+    """A value as TOML reads it (``3``, ``true``, ``"x"``, ``[..]``), else the text itself."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _coerce(key: Key, value: Any) -> Any:
+    """The value checked against its key's type, choices and minimum."""
+    if key.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if key.type is list and isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if key.type is bool and not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    if not isinstance(value, key.type) or (key.type is int and isinstance(value, bool)):
+        raise ValueError(f"expected {key.type.__name__}, got {value!r}")
+    if key.choices and value not in key.choices:
+        raise ValueError(f"expected one of {', '.join(key.choices)}, got {value!r}")
+    if key.minimum is not None and isinstance(value, int | float) and value < key.minimum:
+        raise ValueError(f"must be at least {key.minimum}, got {value!r}")
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return value
+
+
+def _put(doc: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for p in parents:
+        doc = doc.setdefault(p, {})
+    doc[leaf] = value
+
+
+def _flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for k, v in doc.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict) and path != "profiles":
+            yield from _flatten(v, path + ".")
+        else:
+            yield path, v
+
+
+def _profile_to_dict(p: Profile) -> dict[str, Any]:
+    return {
+        "provider": p.provider,
+        "base_url": p.base_url,
+        "model": p.model,
+        "system_prompt": p.system_prompt,
+        "temperature": -1.0 if p.temperature is None else p.temperature,
+        "max_tokens": p.max_tokens or 0,
+        "fallbacks": list(p.fallbacks),
+        "accepts_prefill": p.accepts_prefill,
+    }
+
+
+def _profile_from_dict(name: str, d: Mapping[str, Any]) -> Profile:
+    temperature = float(d.get("temperature", -1.0))
+    return Profile(
+        name=name,
+        provider=d.get("provider", "openai"),
+        base_url=str(d.get("base_url", "")),
+        model=str(d.get("model", "")),
+        system_prompt=str(d.get("system_prompt", "")),
+        temperature=None if temperature < 0 else temperature,
+        max_tokens=int(d.get("max_tokens", 0)) or None,
+        fallbacks=tuple(d.get("fallbacks", ())),
+        accepts_prefill=bool(d.get("accepts_prefill", False)),
+    )
+
+
+def _line_of(text: str, key: str) -> int | None:
+    leaf = key.rsplit(".", 1)[-1]
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(leaf)}[\"']?\s*=", re.M)
+    m = pattern.search(text)
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def load_config(path: Path) -> Config:
+    """Read the config file. Invalid keys keep their defaults and are listed in ``problems``."""
+    config = Config(path=path)
+    if not path.exists():
+        return config
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        doc = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        line = None
+        m = re.search(r"line (\d+)", str(exc))
+        if m:
+            line = int(m.group(1))
+        config.problems.append(
+            Problem(file, "(whole file)", line, f"cannot be read ({exc}); using defaults")
+        )
+        return config
+    for path_, value in _flatten(doc):
+        if path_ == "profiles":
+            _load_profiles(config, value, text, file)
+            continue
+        key = SCHEMA_BY_PATH.get(path_)
+        if key is None:
+            config.problems.append(Problem(file, path_, _line_of(text, path_), "unknown key"))
+            continue
+        try:
+            config.values[path_] = _coerce(key, value)
+        except ValueError as exc:
+            config.problems.append(
+                Problem(file, path_, _line_of(text, path_), f"{exc}; using {key.default!r}")
+            )
+    return config
+
+
+def _load_profiles(config: Config, table: Any, text: str, file: str) -> None:
+    if not isinstance(table, dict):
+        config.problems.append(Problem(file, "profiles", None, "must be a table of profiles"))
+        return
+    for name, body in table.items():
+        if not isinstance(body, dict):
+            config.problems.append(Problem(file, f"profiles.{name}", None, "must be a table"))
+            continue
+        clean: dict[str, Any] = {}
+        for leaf, value in body.items():
+            key = PROFILE_SCHEMA_BY_NAME.get(leaf)
+            full = f"profiles.{name}.{leaf}"
+            if key is None:
+                config.problems.append(Problem(file, full, _line_of(text, leaf), "unknown key"))
+                continue
+            try:
+                clean[leaf] = _coerce(key, value)
+            except ValueError as exc:
+                config.problems.append(
+                    Problem(file, full, _line_of(text, leaf), f"{exc}; using {key.default!r}")
+                )
+        config.profiles[name] = _profile_from_dict(name, clean)
+
+
+def save_config(config: Config, path: Path | None = None) -> Path:
+    """Write atomically: a temporary file in the same folder, then a rename."""
+    target = path or config.path
+    if target is None:
+        raise ValueError("no path to save the config to")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = tomli_w.dumps(config.to_toml())
+    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def describe_schema() -> str:
+    """The schema as a Markdown table, for the docs."""
+    rows = ["| key | type | default | description |", "|---|---|---|---|"]
+    for k in SCHEMA:
+        choice = f" One of: {', '.join(k.choices)}." if k.choices else ""
+        rows.append(
+            f"| `{k.path}` | {k.type.__name__} | `{k.default!r}` | {k.description}{choice} |"
+        )
+    for k in PROFILE_SCHEMA:
+        rows.append(
+            f"| `profiles.NAME.{k.path}` | {k.type.__name__} | `{k.default!r}` | {k.description} |"
+        )
+    return "\n".join(rows)

@@ -1,0 +1,178 @@
+"""Anthropic Messages API: named SSE events from message_start to message_stop."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from desktop_app.core.events import StreamEvent, UsageUpdate
+from desktop_app.core.providers.base import (
+    Provider,
+    StreamParser,
+    corrupt_chunk,
+    in_stream_error,
+    loads_chunk,
+    status_for_type,
+)
+from desktop_app.core.types import ChatRequest, FinishReason, Message, ProviderName, TokenUsage
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+
+
+class AnthropicParser(StreamParser):
+    provider = "anthropic"
+    finish_map: ClassVar[dict[str, FinishReason]] = {
+        "end_turn": "stop",
+        "stop_sequence": "stop",
+        "pause_turn": "stop",
+        "max_tokens": "length",
+        "model_context_window_exceeded": "length",
+        "tool_use": "tool_calls",
+        "refusal": "content_filter",
+    }
+
+    def __init__(self, request: ChatRequest) -> None:
+        super().__init__(request)
+        self._input_tokens = 0
+        self._output_tokens = 0
+
+    def feed(self, event: str, data: str) -> list[StreamEvent]:
+        if event == "ping":
+            return []
+        chunk = loads_chunk(data, self.provider)
+        if not isinstance(chunk, dict):
+            raise corrupt_chunk(self.provider, data)
+        kind = chunk.get("type") or event
+        if kind == "content_block_delta":
+            delta = chunk.get("delta") or {}
+            dtype = delta.get("type")
+            if dtype == "text_delta":
+                text = delta.get("text")
+                return self._text(text) if text else []
+            if dtype == "input_json_delta":
+                part = delta.get("partial_json") or ""
+                return [self._tool_args(chunk.get("index", 0), part)] if part else []
+            return []  # thinking and signature deltas are not part of the answer
+        if kind == "content_block_start":
+            block = chunk.get("content_block") or {}
+            btype = block.get("type")
+            if btype == "text":
+                text = block.get("text")
+                return self._text(text) if text else []
+            if btype == "tool_use":
+                return [
+                    self._tool_start(chunk.get("index", 0), block.get("id"), block.get("name", ""))
+                ]
+            return []
+        if kind == "message_start":
+            message = chunk.get("message") or {}
+            if message.get("model"):
+                self.model = message["model"]
+            self._take_usage(message.get("usage"))
+            return []
+        if kind == "message_delta":
+            delta = chunk.get("delta") or {}
+            if delta.get("stop_reason"):
+                self.raw_finish = delta["stop_reason"]
+            if self._take_usage(chunk.get("usage")):
+                assert self.usage is not None
+                return [UsageUpdate(self.usage)]
+            return []
+        if kind == "message_stop":
+            self.done = True
+            return []
+        if kind == "error":
+            err = chunk.get("error") or {}
+            etype = str(err.get("type") or "") if isinstance(err, dict) else ""
+            raise in_stream_error(err, self.provider, status=status_for_type(etype))
+        return []  # content_block_stop and event types added later
+
+    def _take_usage(self, usage: Any) -> bool:
+        if not isinstance(usage, dict):
+            return False
+        if usage.get("input_tokens") is not None:
+            self._input_tokens = int(usage["input_tokens"])
+        if usage.get("output_tokens") is not None:
+            self._output_tokens = int(usage["output_tokens"])
+        self.usage = TokenUsage(self._input_tokens, self._output_tokens)
+        return True
+
+
+def _content(m: Message) -> Any:
+    if m.role == "tool":
+        return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}]
+    if m.tool_calls:
+        import json
+
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+        for tc in m.tool_calls:
+            try:
+                args = json.loads(tc.arguments) if tc.arguments else {}
+            except ValueError:
+                args = {}
+            blocks.append({"type": "tool_use", "id": tc.id, "name": tc.name, "input": args})
+        return blocks
+    return m.content
+
+
+class AnthropicProvider(Provider):
+    name: ClassVar[ProviderName] = "anthropic"
+    framing = "sse"
+    key_env = "ANTHROPIC_API_KEY"
+    needs_key = True
+    default_base_url = "https://api.anthropic.com"
+    accepts_prefill = True
+
+    def url(self, request: ChatRequest) -> str:
+        return self.join_url(request.base_url, "/v1/messages")
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            "anthropic-version": API_VERSION,
+        }
+        if api_key:
+            headers["x-api-key"] = api_key
+        return headers
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        messages = [
+            {"role": "user" if m.role == "tool" else m.role, "content": _content(m)}
+            for m in request.messages
+            if m.role != "system"
+        ]
+        system = "\n\n".join(
+            ([request.system] if request.system else [])
+            + [m.content for m in request.messages if m.role == "system"]
+        )
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+            "messages": messages,
+            "stream": True,
+        }
+        if system:
+            body["system"] = system
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        if request.tools:
+            body["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters}
+                for t in request.tools
+            ]
+        body.update(dict(request.options))
+        return body
+
+    def parser(self, request: ChatRequest) -> StreamParser:
+        return AnthropicParser(request)
+
+    def models_url(self, base_url: str) -> str:
+        return self.join_url(base_url, "/v1/models")
+
+    def parse_models(self, body: Any) -> list[str]:
+        return sorted(str(m["id"]) for m in body.get("data", []) if isinstance(m, dict))

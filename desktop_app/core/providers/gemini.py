@@ -1,0 +1,175 @@
+"""Google Gemini ``streamGenerateContent?alt=sse``: cumulative usage, finishReason on the
+last chunk, no [DONE]."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from desktop_app.core.events import StreamEvent, UsageUpdate
+from desktop_app.core.providers.base import (
+    Provider,
+    StreamParser,
+    corrupt_chunk,
+    in_stream_error,
+    loads_chunk,
+)
+from desktop_app.core.types import ChatRequest, FinishReason, ProviderName, TokenUsage
+
+_FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY")
+
+
+class GeminiParser(StreamParser):
+    provider = "gemini"
+    finish_map: ClassVar[dict[str, FinishReason]] = {
+        "STOP": "stop",
+        "MAX_TOKENS": "length",
+        **{reason: "content_filter" for reason in _FILTERED},
+    }
+
+    def __init__(self, request: ChatRequest) -> None:
+        super().__init__(request)
+        self._blocked = False
+
+    @property
+    def finish_reason(self) -> FinishReason:
+        return "content_filter" if self._blocked else super().finish_reason
+
+    def feed(self, event: str, data: str) -> list[StreamEvent]:
+        chunk = loads_chunk(data, self.provider)
+        if not isinstance(chunk, dict):
+            raise corrupt_chunk(self.provider, data)
+        if "error" in chunk:
+            raise in_stream_error(chunk["error"], self.provider)
+        out: list[StreamEvent] = []
+        if chunk.get("modelVersion"):
+            self.model = chunk["modelVersion"]
+        candidates = chunk.get("candidates")
+        if candidates:
+            candidate = candidates[0]
+            for part in (candidate.get("content") or {}).get("parts") or ():
+                if part.get("thought"):
+                    continue
+                text = part.get("text")
+                if text:
+                    out += self._text(text)
+                call = part.get("functionCall")
+                if call is not None:
+                    raw = _raw_json(data, call.get("args") or {})
+                    index = len(self._tools)
+                    out.append(self._tool_start(index, call.get("id"), call.get("name", ""), raw))
+            if candidate.get("finishReason"):
+                self.raw_finish = candidate["finishReason"]
+                self.done = True
+        else:
+            feedback = chunk.get("promptFeedback") or {}
+            if feedback.get("blockReason"):
+                self.raw_finish = str(feedback["blockReason"])
+                self._blocked = True
+                self.done = True
+        usage = chunk.get("usageMetadata")
+        if usage:
+            self.usage = TokenUsage(
+                int(usage.get("promptTokenCount") or 0), int(usage.get("candidatesTokenCount") or 0)
+            )
+            out.append(UsageUpdate(self.usage))
+        return out
+
+
+def _raw_json(line: str, value: Any) -> str:
+    for form in (
+        json.dumps(value, ensure_ascii=False),
+        json.dumps(value, ensure_ascii=False, separators=(",", ":")),
+    ):
+        if form in line:
+            return form
+    return json.dumps(value, ensure_ascii=False)
+
+
+class GeminiProvider(Provider):
+    name: ClassVar[ProviderName] = "gemini"
+    framing = "sse"
+    key_env = "GEMINI_API_KEY"
+    needs_key = True
+    default_base_url = "https://generativelanguage.googleapis.com"
+
+    def url(self, request: ChatRequest) -> str:
+        model = quote(request.model.removeprefix("models/"), safe="-._~")
+        return self.join_url(
+            request.base_url, f"/v1beta/models/{model}:streamGenerateContent?alt=sse"
+        )
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if api_key:
+            headers["x-goog-api-key"] = api_key
+        return headers
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        contents: list[dict[str, Any]] = []
+        for m in request.messages:
+            if m.role == "system":
+                continue
+            if m.role == "tool":
+                try:
+                    result = json.loads(m.content)
+                except ValueError:
+                    result = {"result": m.content}
+                if not isinstance(result, dict):
+                    result = {"result": result}
+                part = {"functionResponse": {"name": m.name or "", "response": result}}
+                contents.append({"role": "user", "parts": [part]})
+                continue
+            parts: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
+            for tc in m.tool_calls:
+                try:
+                    args = json.loads(tc.arguments) if tc.arguments else {}
+                except ValueError:
+                    args = {}
+                parts.append({"functionCall": {"name": tc.name, "args": args}})
+            contents.append({"role": "model" if m.role == "assistant" else "user", "parts": parts})
+        body: dict[str, Any] = {"contents": contents}
+        system = "\n\n".join(
+            ([request.system] if request.system else [])
+            + [m.content for m in request.messages if m.role == "system"]
+        )
+        if system:
+            body["systemInstruction"] = {"parts": [{"text": system}]}
+        config: dict[str, Any] = {}
+        if request.temperature is not None:
+            config["temperature"] = request.temperature
+        if request.top_p is not None:
+            config["topP"] = request.top_p
+        if request.max_tokens is not None:
+            config["maxOutputTokens"] = request.max_tokens
+        if request.stop:
+            config["stopSequences"] = list(request.stop)
+        if request.seed is not None:
+            config["seed"] = request.seed
+        if config:
+            body["generationConfig"] = config
+        if request.tools:
+            body["tools"] = [
+                {
+                    "functionDeclarations": [
+                        {"name": t.name, "description": t.description, "parameters": t.parameters}
+                        for t in request.tools
+                    ]
+                }
+            ]
+        body.update(dict(request.options))
+        return body
+
+    def parser(self, request: ChatRequest) -> StreamParser:
+        return GeminiParser(request)
+
+    def models_url(self, base_url: str) -> str:
+        return self.join_url(base_url, "/v1beta/models")
+
+    def parse_models(self, body: Any) -> list[str]:
+        return sorted(
+            str(m["name"]).removeprefix("models/")
+            for m in body.get("models", [])
+            if isinstance(m, dict)
+        )

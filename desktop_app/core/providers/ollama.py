@@ -1,0 +1,131 @@
+"""Ollama's native ``/api/chat``: NDJSON, one object per ``\\n``-terminated line."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from desktop_app.core.events import StreamEvent, UsageUpdate
+from desktop_app.core.providers.base import (
+    Provider,
+    StreamParser,
+    corrupt_chunk,
+    in_stream_error,
+    loads_chunk,
+    openai_style_messages,
+)
+from desktop_app.core.types import ChatRequest, FinishReason, ProviderName, TokenUsage
+
+
+class OllamaParser(StreamParser):
+    provider = "ollama"
+    finish_map: ClassVar[dict[str, FinishReason]] = {
+        "stop": "stop",
+        "length": "length",
+        "load": "stop",
+        "unload": "stop",
+    }
+
+    def __init__(self, request: ChatRequest) -> None:
+        super().__init__(request)
+        self._tool_index = 0
+
+    def feed(self, event: str, data: str) -> list[StreamEvent]:
+        chunk = loads_chunk(data, self.provider)
+        if not isinstance(chunk, dict):
+            raise corrupt_chunk(self.provider, data)
+        if "error" in chunk:
+            raise in_stream_error(chunk["error"], self.provider, status=500)
+        out: list[StreamEvent] = []
+        model = chunk.get("model")
+        if model:
+            self.model = model
+        message = chunk.get("message")
+        if message:
+            content = message.get("content")
+            if content:
+                out += self._text(content)
+            for tc in message.get("tool_calls") or ():
+                fn = tc.get("function") or {}
+                args = fn.get("arguments")
+                raw = args if isinstance(args, str) else _raw_json(data, args)
+                out.append(
+                    self._tool_start(self._tool_index, tc.get("id"), fn.get("name", ""), raw)
+                )
+                self._tool_index += 1
+        if chunk.get("done"):
+            self.done = True
+            self.raw_finish = chunk.get("done_reason")
+            if "prompt_eval_count" in chunk or "eval_count" in chunk:
+                self.usage = TokenUsage(
+                    int(chunk.get("prompt_eval_count") or 0), int(chunk.get("eval_count") or 0)
+                )
+                out.append(UsageUpdate(self.usage))
+        return out
+
+
+def _raw_json(line: str, value: Any) -> str:
+    """The arguments object's JSON text exactly as the server wrote it, when it can be found."""
+    compact = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if compact in line:
+        return compact
+    spaced = json.dumps(value, ensure_ascii=False)
+    return spaced if spaced in line else compact
+
+
+class OllamaProvider(Provider):
+    name: ClassVar[ProviderName] = "ollama"
+    framing = "ndjson"
+    default_base_url = "http://127.0.0.1:11434"
+
+    def url(self, request: ChatRequest) -> str:
+        return self.join_url(request.base_url, "/api/chat")
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        return headers
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.top_p is not None:
+            options["top_p"] = request.top_p
+        if request.max_tokens is not None:
+            options["num_predict"] = request.max_tokens
+        if request.stop:
+            options["stop"] = list(request.stop)
+        if request.seed is not None:
+            options["seed"] = request.seed
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": openai_style_messages(request),
+            "stream": True,
+        }
+        if options:
+            body["options"] = options
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                }
+                for t in request.tools
+            ]
+        body.update(dict(request.options))
+        return body
+
+    def parser(self, request: ChatRequest) -> StreamParser:
+        return OllamaParser(request)
+
+    def models_url(self, base_url: str) -> str:
+        return self.join_url(base_url, "/api/tags")
+
+    def parse_models(self, body: Any) -> list[str]:
+        return sorted(str(m["name"]) for m in body.get("models", []) if isinstance(m, dict))

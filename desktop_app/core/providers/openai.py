@@ -1,0 +1,129 @@
+"""OpenAI chat completions, and every OpenAI-compatible server (LM Studio, vLLM,
+llama.cpp server, OpenRouter, DeepSeek, Qwen's compatible mode). SSE ending in [DONE]."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from desktop_app.core.events import StreamEvent, UsageUpdate
+from desktop_app.core.providers.base import (
+    Provider,
+    StreamParser,
+    corrupt_chunk,
+    in_stream_error,
+    loads_chunk,
+    openai_style_messages,
+)
+from desktop_app.core.types import ChatRequest, FinishReason, ProviderName, TokenUsage
+
+
+class OpenAIParser(StreamParser):
+    provider = "openai"
+    finish_map: ClassVar[dict[str, FinishReason]] = {
+        "stop": "stop",
+        "length": "length",
+        "tool_calls": "tool_calls",
+        "function_call": "tool_calls",
+        "content_filter": "content_filter",
+    }
+
+    def feed(self, event: str, data: str) -> list[StreamEvent]:
+        if data == "[DONE]":
+            self.done = True
+            return []
+        chunk = loads_chunk(data, self.provider)
+        if not isinstance(chunk, dict):
+            raise corrupt_chunk(self.provider, data)
+        if "error" in chunk:
+            raise in_stream_error(chunk["error"], self.provider)
+        out: list[StreamEvent] = []
+        model = chunk.get("model")
+        if model:
+            self.model = model
+        choices = chunk.get("choices")
+        if choices:
+            choice = choices[0]
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                out += self._text(content)
+            tool_calls = delta.get("tool_calls")
+            if tool_calls:
+                for tc in tool_calls:
+                    index = tc.get("index", 0)
+                    fn = tc.get("function") or {}
+                    if tc.get("id") or fn.get("name"):
+                        out.append(
+                            self._tool_start(
+                                index, tc.get("id"), fn.get("name") or "", fn.get("arguments") or ""
+                            )
+                        )
+                    elif fn.get("arguments"):
+                        out.append(self._tool_args(index, fn["arguments"]))
+            finish = choice.get("finish_reason")
+            if finish:
+                self.raw_finish = finish
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = TokenUsage(
+                int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            )
+            out.append(UsageUpdate(self.usage))
+        return out
+
+
+class OpenAIProvider(Provider):
+    name: ClassVar[ProviderName] = "openai"
+    framing = "sse"
+    key_env = "OPENAI_API_KEY"
+    default_base_url = "https://api.openai.com/v1"
+
+    def url(self, request: ChatRequest) -> str:
+        return self.join_url(request.base_url, "/chat/completions")
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        return headers
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": openai_style_messages(request),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                }
+                for t in request.tools
+            ]
+        body.update(dict(request.options))
+        return body
+
+    def parser(self, request: ChatRequest) -> StreamParser:
+        return OpenAIParser(request)
+
+    def models_url(self, base_url: str) -> str:
+        return self.join_url(base_url, "/models")
+
+    def parse_models(self, body: Any) -> list[str]:
+        return sorted(str(m["id"]) for m in body.get("data", []) if isinstance(m, dict))
