@@ -1,0 +1,357 @@
+"""``q``: ask a model from the terminal, on the same engine as the window."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from desktop_app import __version__
+from desktop_app.core.config import Config, load_config
+from desktop_app.core.engine import Engine
+from desktop_app.core.errors import RillError
+from desktop_app.core.events import (
+    CacheHit,
+    Cancelled,
+    CircuitOpen,
+    Failed,
+    FallingBack,
+    Finished,
+    RateLimitWait,
+    Restarted,
+    Resumed,
+    Retrying,
+    Stage,
+    StageChanged,
+    TextDelta,
+)
+from desktop_app.core.paths import app_paths
+from desktop_app.core.resilience import ResilienceSettings
+from desktop_app.core.types import PROVIDERS, ChatRequest, GenerationResponse, Message
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="q",
+        description="Ask a large language model from the terminal. The prompt comes from the "
+        "arguments, from standard input, or both (the arguments first).",
+    )
+    p.add_argument("prompt", nargs="*", help="the question; read from stdin when omitted")
+    p.add_argument("--profile", help="a profile from the config file")
+    p.add_argument("--provider", choices=PROVIDERS, help="wire protocol")
+    p.add_argument(
+        "--base-url",
+        help="server address; OpenAI's includes /v1 (http://host:port/v1), the others do not",
+    )
+    p.add_argument("--model", help="model name")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--no-stream", action="store_true", help="print the whole answer at once")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("--json", action="store_true", help="print one JSON GenerationResponse")
+    p.add_argument("--debug", action="store_true", help="log each request and attempt on stderr")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key for this run, e.g. resilience.idle_timeout_s=3",
+    )
+    p.add_argument("--list-models", action="store_true", help="list the server's models")
+    p.add_argument("--version", action="version", version=f"q (Rill) {__version__}")
+    return p
+
+
+@dataclass
+class Output:
+    """Where the answer goes: streamed to a terminal, or written once at the end."""
+
+    out: TextIO
+    err: TextIO
+    stream: bool
+    json: bool
+    printed: list[str] = field(default_factory=list)
+    buffered: list[str] = field(default_factory=list)
+
+    def text(self, text: str) -> None:
+        if self.json:
+            return
+        if self.stream:
+            self.out.write(text)
+            self.out.flush()
+            self.printed.append(text)
+        else:
+            self.buffered.append(text)
+
+    def restart(self) -> None:
+        """The answer starts again: take back what was shown so no text appears twice."""
+        self.buffered.clear()
+        if self.stream and self.printed:
+            _erase(self.out, "".join(self.printed))
+            self.printed.clear()
+
+    def end(self, final: str | None = None) -> None:
+        if self.json:
+            return
+        if not self.stream:
+            text = final if final is not None else "".join(self.buffered)
+            self.out.write(text)
+            shown = text
+        else:
+            shown = "".join(self.printed)
+        if shown and not shown.endswith("\n"):
+            self.out.write("\n")
+        self.out.flush()
+
+
+def _erase(out: TextIO, text: str) -> None:
+    width = max(1, shutil.get_terminal_size().columns)
+    rows = sum(max(1, -(-len(line) // width)) for line in text.split("\n"))
+    out.write("\r" + "\x1b[1A" * (rows - 1) + "\x1b[J")
+    out.flush()
+
+
+class Spinner:
+    """A spinner on stderr while waiting, only when stderr is a terminal."""
+
+    def __init__(self, err: TextIO) -> None:
+        self._status = None
+        if err.isatty():
+            from rich.console import Console
+
+            self._console = Console(file=err, stderr=True)
+            self._status = self._console.status("")
+
+    def show(self, message: str) -> None:
+        if self._status is not None:
+            self._status.update(message)
+            self._status.start()
+
+    def hide(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+
+def _note(err: TextIO, message: str) -> None:
+    err.write(message + "\n")
+    err.flush()
+
+
+def read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
+    parts = [" ".join(args.prompt)] if args.prompt else []
+    if not stdin.isatty():
+        piped = stdin.read()
+        if piped.strip():
+            parts.append(piped)
+    return "\n\n".join(p for p in parts if p.strip())
+
+
+def make_request(args: argparse.Namespace, config: Config, prompt: str) -> ChatRequest:
+    profile = config.profile(args.profile)
+    provider = args.provider or profile.provider
+    if args.provider and args.provider != profile.provider:
+        from desktop_app.core.config import DEFAULT_BASE_URLS, DEFAULT_MODELS
+
+        base_url = args.base_url or DEFAULT_BASE_URLS[provider]
+        model = args.model or DEFAULT_MODELS[provider]
+    else:
+        base_url = args.base_url or profile.resolved_base_url
+        model = args.model or profile.resolved_model
+    system = args.system if args.system is not None else (profile.system_prompt or None)
+    return ChatRequest(
+        provider=provider,
+        base_url=base_url,
+        model=model,
+        messages=(Message("user", prompt),),
+        system=system,
+        temperature=args.temperature if args.temperature is not None else profile.temperature,
+        max_tokens=args.max_tokens if args.max_tokens is not None else profile.max_tokens,
+        profile=profile.name,
+    )
+
+
+def load_settings(args: argparse.Namespace, err: TextIO) -> Config | None:
+    paths = app_paths()
+    config = load_config(paths.config_file)
+    for problem in config.problems:
+        _note(err, f"q: config problem: {problem}")
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _note(err, f"q: --set takes KEY=VALUE, got '{item}'.")
+            return None
+        try:
+            config.set(key.strip(), value.strip())
+        except ValueError as exc:
+            _note(err, f"q: --set {key.strip()}: {exc}.")
+            return None
+    return config
+
+
+async def run(
+    args: argparse.Namespace,
+    config: Config,
+    prompt: str,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    engine = Engine(resilience=ResilienceSettings.from_values(config.values))
+    try:
+        if args.list_models:
+            return await _list_models(engine, args, config, out, err)
+        request = make_request(args, config, prompt)
+        return await _ask(engine, request, args, out, err)
+    finally:
+        await engine.aclose()
+
+
+async def _list_models(
+    engine: Engine, args: argparse.Namespace, config: Config, out: TextIO, err: TextIO
+) -> int:
+    request = make_request(args, config, "")
+    try:
+        models = await engine.list_models(request.provider, request.base_url, request.profile)
+    except RillError as exc:
+        _note(err, f"q: {exc}")
+        return EXIT_FAILED
+    for name in models:
+        out.write(name + "\n")
+    return EXIT_OK
+
+
+async def _ask(
+    engine: Engine, request: ChatRequest, args: argparse.Namespace, out: TextIO, err: TextIO
+) -> int:
+    generation = engine.stream(request, read_cache=not args.no_cache, write_cache=not args.no_cache)
+    output = Output(out, err, stream=out.isatty() and not args.no_stream, json=args.json)
+    spinner = Spinner(err)
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def on_sigint() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            os._exit(EXIT_CANCELLED)
+        generation.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    result: GenerationResponse | None = None
+    code = EXIT_FAILED
+    try:
+        async for event in generation:
+            if type(event) is TextDelta:
+                output.text(event.text)
+            elif isinstance(event, StageChanged):
+                if event.stage is Stage.STREAMING:
+                    spinner.hide()
+                else:
+                    spinner.show(event.stage.value.capitalize() + "…")
+            elif isinstance(event, Retrying):
+                spinner.hide()
+                _note(
+                    err,
+                    f"q: retrying in {event.delay_s:.1f} s (attempt {event.attempt} of "
+                    f"{event.max_attempts}): {event.reason}",
+                )
+            elif isinstance(event, RateLimitWait):
+                spinner.hide()
+                until = time.strftime("%H:%M:%S", time.localtime(event.until))
+                _note(err, f"q: waiting {event.delay_s:.0f} s for the rate limit (until {until}).")
+            elif isinstance(event, CircuitOpen):
+                until = time.strftime("%H:%M:%S", time.localtime(event.until))
+                _note(err, f"q: {event.endpoint} is failing; its circuit is open until {until}.")
+            elif isinstance(event, FallingBack):
+                _note(err, f"q: falling back from {event.from_model} to {event.to_model}.")
+            elif isinstance(event, Restarted):
+                output.restart()
+                _note(err, f"q: the answer broke off ({event.reason}); starting it again.")
+            elif isinstance(event, Resumed):
+                _note(err, f"q: the answer broke off ({event.reason}); continuing it.")
+            elif isinstance(event, CacheHit):
+                if args.debug:
+                    _note(err, f"q: served from cache ({event.key[:12]}…)")
+            elif isinstance(event, Finished):
+                result = event.response
+                code = EXIT_OK
+            elif isinstance(event, Failed):
+                spinner.hide()
+                output.end()
+                _note(err, f"q: {event.error}")
+                if args.debug:
+                    _note(err, f"q: {event.error.kind}: {event.error.detail}")
+                return EXIT_FAILED
+            elif isinstance(event, Cancelled):
+                spinner.hide()
+                output.end()
+                _note(err, "q: cancelled.")
+                return EXIT_CANCELLED
+    finally:
+        spinner.hide()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+    if result is None:
+        return code
+    output.end(result.content)
+    if args.json:
+        out.write(result.to_json() + "\n")
+        out.flush()
+    if args.debug:
+        t = result.timing
+        _note(
+            err,
+            f"q: done: {result.finish_reason} ({result.raw_finish_reason}), "
+            f"usage={result.usage.to_dict() if result.usage else None}, "
+            f"ttft={t.ttft_s}, total={t.total_s}, trace={result.trace_id}",
+        )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out, err = sys.stdout, sys.stderr
+    if args.debug:
+        logging.basicConfig(
+            stream=err, level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s"
+        )
+        logging.getLogger("rill").setLevel(logging.DEBUG)
+    config = load_settings(args, err)
+    if config is None:
+        return EXIT_USAGE
+    prompt = ""
+    if not args.list_models:
+        prompt = read_prompt(args, sys.stdin)
+        if not prompt:
+            _note(err, 'q: no prompt. Try: q "What is the capital of France?"')
+            return EXIT_USAGE
+    try:
+        return asyncio.run(run(args, config, prompt, out, err))
+    except KeyboardInterrupt:
+        return EXIT_CANCELLED
+    except RillError as exc:
+        _note(err, f"q: {exc}")
+        return EXIT_FAILED
+    except Exception as exc:
+        if args.debug:
+            raise
+        _note(
+            err, f"q: unexpected error: {type(exc).__name__}: {exc}. Run with --debug for details."
+        )
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
