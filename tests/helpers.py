@@ -1,0 +1,49 @@
+"""Small helpers for tests that drive the engine against the simulator."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from desktop_app.core.engine import Engine, Generation
+from desktop_app.core.events import StreamEvent, TextDelta
+from desktop_app.core.resilience import ResilienceSettings
+from desktop_app.core.types import ChatRequest, Message, ProviderName
+
+FAST = ResilienceSettings(
+    max_retries=3,
+    base_delay_s=0.01,
+    max_delay_s=0.1,
+    connect_timeout_s=2.0,
+    first_token_timeout_s=5.0,
+    idle_timeout_s=2.0,
+)
+
+
+def request_for(
+    sim: Any,
+    provider: ProviderName,
+    prompt: str = "Tell me about rivers",
+    *,
+    model: str = "sim-small",
+    **kwargs: Any,
+) -> ChatRequest:
+    return ChatRequest(
+        provider=provider,
+        base_url=sim.base_url(provider),
+        model=model,
+        messages=(Message("user", prompt),),
+        **kwargs,
+    )
+
+
+def engine_for(settings: ResilienceSettings = FAST, **kwargs: Any) -> Engine:
+    return Engine(resilience=settings, api_key=lambda _r: "sk-test-key", **kwargs)
+
+
+async def collect(stream: Generation) -> list[StreamEvent]:
+    return [event async for event in stream]
+
+
+def text_of(events: Sequence[StreamEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from desktop_app.core.config import SCHEMA, Config, describe_schema, load_config, save_config
+
+
+def test_missing_file_gives_defaults(tmp_path: Path) -> None:
+    config = load_config(tmp_path / "nope.toml")
+    assert config.problems == []
+    assert config["resilience.max_retries"] == 3
+    assert config["resilience.mid_stream"] == "restart"
+    assert config["resilience.circuit_breaker.failure_threshold"] == 5
+
+
+def test_invalid_keys_fall_back_and_are_reported_with_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "[resilience]\n"
+        "max_retries = 5\n"
+        'idle_timeout_s = "soon"\n'
+        'mid_stream = "sometimes"\n'
+        "bogus = 1\n"
+        "[profiles.work]\n"
+        'provider = "anthropic"\n'
+        "temperature = 0.2\n"
+        'provider_typo = "x"\n'
+    )
+    config = load_config(path)
+    assert config["resilience.max_retries"] == 5
+    assert config["resilience.idle_timeout_s"] == 60.0
+    assert config["resilience.mid_stream"] == "restart"
+    reported = {(p.key, p.line) for p in config.problems}
+    assert ("resilience.idle_timeout_s", 3) in reported
+    assert ("resilience.mid_stream", 4) in reported
+    assert ("resilience.bogus", 5) in reported
+    assert ("profiles.work.provider_typo", 9) in reported
+    assert all(str(path) in str(p) for p in config.problems)
+    work = config.profile("work")
+    assert work.provider == "anthropic"
+    assert work.temperature == 0.2
+    assert work.resolved_base_url == "https://api.anthropic.com"
+
+
+def test_unparseable_file_is_reported_and_defaults_used(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[resilience\nmax_retries = = 3\n")
+    config = load_config(path)
+    assert config["resilience.max_retries"] == 3
+    assert len(config.problems) == 1
+    assert config.problems[0].line == 1
+    assert "cannot be read" in config.problems[0].reason
+    assert path.read_text().startswith("[resilience")  # the user's file is left alone
+
+
+def test_set_parses_toml_values_and_rejects_bad_ones() -> None:
+    config = Config()
+    config.set("resilience.idle_timeout_s", "3")
+    assert config["resilience.idle_timeout_s"] == 3.0
+    config.set("resilience.wait_on_rate_limit", "false")
+    assert config["resilience.wait_on_rate_limit"] is False
+    config.set("resilience.mid_stream", "continue")
+    assert config["resilience.mid_stream"] == "continue"
+    config.set("profiles.local.base_url", "http://127.0.0.1:8000/v1")
+    assert config.profile("local").base_url == "http://127.0.0.1:8000/v1"
+    with pytest.raises(ValueError, match="unknown key"):
+        config.set("resilience.nope", "1")
+    with pytest.raises(ValueError, match="one of"):
+        config.set("resilience.mid_stream", "maybe")
+    with pytest.raises(ValueError, match="at least"):
+        config.set("resilience.max_retries", "-1")
+
+
+def test_save_is_atomic_and_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "config.toml"
+    config = Config(path=path)
+    config.set("resilience.max_retries", "7")
+    config.set("profiles.work.model", "claude-sonnet-4-5")
+    config.set("profiles.work.provider", "anthropic")
+    config.set("profiles.work.fallbacks", '["claude-haiku-4-5"]')
+    save_config(config)
+    assert [p.name for p in path.parent.iterdir()] == ["config.toml"]
+    again = load_config(path)
+    assert again.problems == []
+    assert again["resilience.max_retries"] == 7
+    assert again.profile("work").fallbacks == ("claude-haiku-4-5",)
+
+
+def test_schema_documents_every_key() -> None:
+    table = describe_schema()
+    for key in SCHEMA:
+        assert f"`{key.path}`" in table
+        assert key.description
