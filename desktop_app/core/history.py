@@ -1,0 +1,1227 @@
+"""Conversation history in one SQLite file: conversations, messages, reply versions, search.
+
+The file lives at ``AppPaths.history_db``. It is opened in WAL mode with
+``synchronous=FULL``, foreign keys on and a busy timeout, so the GUI and the ``q`` command
+can write to it at the same time and a committed write survives a crash or power loss.
+
+Every method is synchronous and thread-safe: one connection, guarded by a lock. Call it
+from a worker thread, not from the UI thread.
+
+Records come back as frozen dataclasses. Timestamps are ``time.time()`` floats; only the
+exports use ISO 8601 strings.
+
+Regenerating a reply adds a *version*: every message belongs to a reply group (the id of
+the group's first message), numbered from 1, and exactly one version of each group is
+active. :meth:`History.messages` lists the active version of each group in order.
+
+A file that cannot be opened, fails ``PRAGMA quick_check`` or has a schema newer than this
+code knows is moved aside as ``<name>.corrupt-YYYYmmdd-HHMMSS`` (with its ``-wal`` and
+``-shm`` files) and a fresh database is created; :attr:`History.recovered_from` then names
+the old file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, cast, get_args
+
+from desktop_app.core.errors import RillError
+from desktop_app.core.types import Message, Role
+
+_T = TypeVar("_T")
+
+MessageStatus = Literal["complete", "streaming", "cancelled", "interrupted", "failed"]
+ROLES: Final[tuple[Role, ...]] = get_args(Role)
+STATUSES: Final[tuple[MessageStatus, ...]] = get_args(MessageStatus)
+
+SCHEMA_VERSION: Final = 2
+EXPORT_FORMAT: Final = "rill.conversation"
+EXPORT_VERSION: Final = 1
+TITLE_LIMIT: Final = 60
+BUSY_TIMEOUT_S: Final = 5.0
+
+
+class HistoryError(RillError):
+    """The history database could not be read or written."""
+
+
+class ImportFormatError(RillError, ValueError):
+    """The data given to :meth:`History.import_json` is not a Rill conversation export."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"This is not a conversation Rill can import: {problem}.",
+            action="Choose a file exported by Rill (Export → JSON).",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: int
+    title: str
+    """Empty until given or taken from the first user message."""
+    created_at: float
+    updated_at: float
+    profile: str
+    provider: str
+    model: str
+    system_prompt: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: int
+    conversation_id: int
+    role: Role
+    content: str
+    status: MessageStatus
+    model: str | None
+    provider: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: float | None
+    """``None`` when the cost is unknown."""
+    ttft_s: float | None
+    total_s: float | None
+    cached: bool
+    error: str | None
+    finish_reason: str | None
+    reply_group: int
+    """The id of the first message of this message's version group."""
+    version: int
+    """1 for the original, 2 for the first regeneration, and so on."""
+    active: bool
+    version_count: int
+    created_at: float
+    updated_at: float
+
+    def to_message(self) -> Message:
+        """This message as a request ``Message``."""
+        return Message(role=self.role, content=self.content)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    conversation_id: int
+    conversation_title: str
+    message_id: int
+    role: Role
+    snippet: str
+    """A short excerpt of the message with each match between the two markers."""
+    rank: float
+    """FTS5 bm25 rank: lower is a better match."""
+
+
+class MessageMeta(TypedDict, total=False):
+    """Per-message metadata; any field left out stays as it is (or ``None`` on insert)."""
+
+    model: str | None
+    provider: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: float | None
+    ttft_s: float | None
+    total_s: float | None
+    cached: bool
+    error: str | None
+    finish_reason: str | None
+
+
+class MessageUpdate(MessageMeta, total=False):
+    content: str
+    status: MessageStatus
+
+
+_META_FIELDS: Final[tuple[str, ...]] = tuple(MessageMeta.__annotations__)
+_UPDATE_FIELDS: Final[frozenset[str]] = frozenset((*_META_FIELDS, "content", "status"))
+_INT_FIELDS: Final = frozenset({"input_tokens", "output_tokens"})
+_FLOAT_FIELDS: Final = frozenset({"cost", "ttft_s", "total_s"})
+_TEXT_FIELDS: Final = frozenset({"model", "provider", "error", "finish_reason"})
+
+# Each step takes the schema from version ``i`` to ``i + 1``; they run in one transaction.
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            title TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            profile TEXT NOT NULL DEFAULT 'default',
+            provider TEXT NOT NULL DEFAULT '',
+            model TEXT NOT NULL DEFAULT '',
+            system_prompt TEXT
+        )
+        """,
+        """
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id INTEGER NOT NULL
+                REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'complete',
+            model TEXT,
+            provider TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cost REAL,
+            ttft_s REAL,
+            total_s REAL,
+            cached INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            finish_reason TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX messages_conversation ON messages(conversation_id, id)",
+        "CREATE INDEX conversations_updated ON conversations(updated_at)",
+    ),
+    (
+        "ALTER TABLE messages ADD COLUMN reply_group INTEGER",
+        "ALTER TABLE messages ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE messages ADD COLUMN active INTEGER NOT NULL DEFAULT 1",
+        "UPDATE messages SET reply_group = id",
+        "DROP INDEX messages_conversation",
+        "CREATE INDEX messages_conversation ON messages(conversation_id, reply_group, version)",
+        "CREATE INDEX messages_group ON messages(reply_group, version)",
+        "CREATE UNIQUE INDEX messages_active ON messages(reply_group) WHERE active = 1",
+        "CREATE INDEX messages_streaming ON messages(status) WHERE status = 'streaming'",
+        """
+        CREATE VIRTUAL TABLE messages_fts USING fts5(
+            content,
+            content='messages',
+            content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2'
+        )
+        """,
+        """
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END
+        """,
+        """
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                VALUES ('delete', old.id, old.content);
+        END
+        """,
+        """
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content)
+                VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END
+        """,
+        "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",
+    ),
+)
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+_CONVERSATION_COLUMNS: Final = (
+    "id, title, created_at, updated_at, profile, provider, model, system_prompt"
+)
+_MESSAGE_SELECT: Final = """
+    SELECT m.id, m.conversation_id, m.role, m.content, m.status, m.model, m.provider,
+           m.input_tokens, m.output_tokens, m.cost, m.ttft_s, m.total_s, m.cached, m.error,
+           m.finish_reason, m.reply_group, m.version, m.active,
+           (SELECT COUNT(*) FROM messages AS v WHERE v.reply_group = m.reply_group)
+               AS version_count,
+           m.created_at, m.updated_at
+    FROM messages AS m
+"""
+
+# SQLite result codes that say "not now" or "not here" rather than "this file is broken":
+# busy, locked, out of memory, read-only, interrupted, I/O error, disk full, permission.
+_TRANSIENT_CODES: Final = frozenset({3, 5, 6, 7, 8, 9, 10, 13, 23})
+
+
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+
+
+class _Unusable(Exception):
+    """The file at the history path cannot be used as Rill's history; ``str`` says why."""
+
+
+class History:
+    """Rill's conversation history in the SQLite file at ``path``.
+
+    Opening never fails because of the file's contents: a broken or too-new file is moved
+    aside (see :attr:`recovered_from`). :class:`HistoryError` is raised only when the
+    folder cannot be written or another process keeps the database locked.
+    """
+
+    recovered_from: Path | None
+    """Where the unusable previous file was moved to, when that happened on open."""
+    recovered_reason: str | None
+    """Why the previous file was unusable, as a sentence fragment."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+    ) -> None:
+        self.path = Path(path)
+        self.recovered_from = None
+        self.recovered_reason = None
+        self._clock = clock
+        self._busy_timeout_s = busy_timeout_s
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _folder_error(self.path, exc) from exc
+        try:
+            conn = self._open()
+        except _Unusable as exc:
+            self.recovered_reason = str(exc)
+            self.recovered_from = self._move_aside()
+            try:
+                conn = self._open()
+            except _Unusable as again:
+                raise HistoryError(
+                    f"Rill could not create a new history database at {self.path}.",
+                    action="Check that the folder is writable and the disk is not full.",
+                    detail=str(again),
+                ) from again
+        self._conn = conn
+        try:
+            self.recover_interrupted()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database; further calls raise ``RuntimeError``. Closing twice is fine."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA optimize")
+            conn.close()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- conversations -----------------------------------------------------------------
+
+    def create_conversation(
+        self,
+        *,
+        title: str | None = None,
+        profile: str = "default",
+        provider: str = "",
+        model: str = "",
+        system_prompt: str | None = None,
+    ) -> Conversation:
+        """A new, empty conversation. Without a title it takes one from the first prompt."""
+        now = self._clock()
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO conversations"
+                " (title, created_at, updated_at, profile, provider, model, system_prompt)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((title or "").strip(), now, now, profile, provider, model, system_prompt),
+            )
+            return _require(_get_conversation(conn, _lastrowid(cursor)))
+
+    def list_conversations(self, limit: int = 200, offset: int = 0) -> list[Conversation]:
+        """Conversations, most recently updated first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"
+                " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
+                (limit, offset),
+            ).fetchall()
+        return [_conversation(row) for row in rows]
+
+    def get_conversation(self, conversation_id: int) -> Conversation | None:
+        with self._read() as conn:
+            return _get_conversation(conn, conversation_id)
+
+    def latest_conversation(self) -> Conversation | None:
+        """The most recently updated conversation, if there is any."""
+        found = self.list_conversations(limit=1)
+        return found[0] if found else None
+
+    def rename_conversation(self, conversation_id: int, title: str) -> None:
+        """Set the title. A conversation that no longer exists is left alone."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
+                (title.strip(), self._clock(), conversation_id),
+            )
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        """Delete the conversation with all its messages and their search entries."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    # -- messages ----------------------------------------------------------------------
+
+    def add_message(
+        self,
+        conversation_id: int,
+        role: Role,
+        content: str = "",
+        *,
+        status: MessageStatus = "complete",
+        reply_group: int | None = None,
+        **meta: Unpack[MessageMeta],
+    ) -> StoredMessage:
+        """Append a message, or a new active version of ``reply_group`` when given.
+
+        The first user message gives an untitled conversation its title. Raises
+        ``LookupError`` when the conversation (or the reply group in it) does not exist.
+        """
+        _check_choice("role", role, ROLES)
+        with self._write() as conn:
+            if reply_group is not None:
+                group = _group_info(conn, reply_group)
+                if group is None or group[0] != conversation_id:
+                    raise LookupError(
+                        f"conversation {conversation_id} has no reply group {reply_group}"
+                    )
+                if group[1] != role:
+                    raise ValueError(f"reply group {reply_group} holds {group[1]} messages")
+            return self._insert_message(
+                conn, conversation_id, role, content, status, reply_group, dict(meta)
+            )
+
+    def add_version(
+        self,
+        reply_group: int,
+        content: str = "",
+        *,
+        status: MessageStatus = "complete",
+        **meta: Unpack[MessageMeta],
+    ) -> StoredMessage:
+        """Add a new version to a reply group (same role) and make it the active one."""
+        with self._write() as conn:
+            group = _group_info(conn, reply_group)
+            if group is None:
+                raise LookupError(f"no reply group {reply_group}")
+            conversation_id, role = group
+            return self._insert_message(
+                conn, conversation_id, role, content, status, reply_group, dict(meta)
+            )
+
+    def update_message(self, message_id: int, **fields: Unpack[MessageUpdate]) -> None:
+        """Change some fields of a message. A message that no longer exists is ignored."""
+        values = _check_fields(dict(fields), _UPDATE_FIELDS)
+        if not values:
+            return
+        now = self._clock()
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        with self._write() as conn:
+            cursor = conn.execute(
+                f"UPDATE messages SET {assignments}, updated_at = ? WHERE id = ?",
+                (*values.values(), now, message_id),
+            )
+            if cursor.rowcount:
+                conn.execute(
+                    "UPDATE conversations SET updated_at = ?"
+                    " WHERE id = (SELECT conversation_id FROM messages WHERE id = ?)",
+                    (now, message_id),
+                )
+
+    def get_message(self, message_id: int) -> StoredMessage | None:
+        with self._read() as conn:
+            return _get_message(conn, message_id)
+
+    def messages(self, conversation_id: int) -> list[StoredMessage]:
+        """The conversation's messages in order, showing the active version of each reply."""
+        with self._read() as conn:
+            rows = conn.execute(
+                _MESSAGE_SELECT + " WHERE m.conversation_id = ? AND m.active = 1"
+                " ORDER BY m.reply_group",
+                (conversation_id,),
+            ).fetchall()
+        return [_stored_message(row) for row in rows]
+
+    def versions(self, reply_group: int) -> list[StoredMessage]:
+        """Every version of a reply, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                _MESSAGE_SELECT + " WHERE m.reply_group = ? ORDER BY m.version",
+                (reply_group,),
+            ).fetchall()
+        return [_stored_message(row) for row in rows]
+
+    def set_active_version(self, message_id: int) -> None:
+        """Make this message the version its reply group shows. ``LookupError`` if unknown."""
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT reply_group, conversation_id FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            if row is None:
+                raise LookupError(f"no message {message_id}")
+            conn.execute("UPDATE messages SET active = 0 WHERE reply_group = ?", (row[0],))
+            conn.execute("UPDATE messages SET active = 1 WHERE id = ?", (message_id,))
+            conn.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = ?", (self._clock(), row[1])
+            )
+
+    def recover_interrupted(self) -> int:
+        """Mark every message still ``streaming`` as ``interrupted``; return how many.
+
+        Runs on open: a process that died mid-reply leaves its message ``streaming``. A
+        :class:`StreamingWriter` still running in another process sets ``streaming`` again
+        on its next write.
+        """
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE messages SET status = 'interrupted', updated_at = ?"
+                " WHERE status = 'streaming'",
+                (self._clock(),),
+            )
+            return cursor.rowcount
+
+    # -- search ------------------------------------------------------------------------
+
+    def search(
+        self, query: str, limit: int = 50, *, marks: tuple[str, str] = ("[", "]")
+    ) -> list[SearchHit]:
+        """Messages (every version) matching all words of ``query``, best match first.
+
+        The query is plain text: FTS5 syntax characters are taken literally, a quoted part
+        is searched as a phrase, and the last word also matches as a prefix unless the
+        query ends with a space. Accents are ignored (``cafe`` finds ``café``).
+        """
+        match = fts_query(query)
+        if match is None or limit <= 0:
+            return []
+        try:
+            with self._read() as conn:
+                rows = conn.execute(
+                    "SELECT m.conversation_id, c.title, m.id, m.role,"
+                    " snippet(messages_fts, 0, ?, ?, '…', 16), messages_fts.rank"
+                    " FROM messages_fts"
+                    " JOIN messages AS m ON m.id = messages_fts.rowid"
+                    " JOIN conversations AS c ON c.id = m.conversation_id"
+                    " WHERE messages_fts MATCH ?"
+                    " ORDER BY messages_fts.rank LIMIT ?",
+                    (marks[0], marks[1], match, limit),
+                ).fetchall()
+        except HistoryError as exc:
+            if isinstance(exc.__cause__, sqlite3.OperationalError) and "fts5" in exc.detail:
+                return []
+            raise
+        return [
+            SearchHit(
+                conversation_id=row[0],
+                conversation_title=row[1],
+                message_id=row[2],
+                role=row[3],
+                snippet=row[4],
+                rank=float(row[5]),
+            )
+            for row in rows
+        ]
+
+    # -- export and import -------------------------------------------------------------
+
+    def export_markdown(self, conversation_id: int) -> str:
+        """The conversation as Markdown: the title, then one bold-headed section per message.
+
+        Only the active version of each reply is included. ``LookupError`` if unknown.
+        """
+        conversation = self.get_conversation(conversation_id)
+        if conversation is None:
+            raise LookupError(f"no conversation {conversation_id}")
+        parts = [f"# {conversation.title or 'Untitled conversation'}"]
+        if conversation.system_prompt:
+            parts.append(f"**System prompt**\n\n{conversation.system_prompt}")
+        for message in self.messages(conversation_id):
+            if message.role == "user":
+                heading = "**You**"
+            elif message.role == "assistant":
+                model = message.model or conversation.model
+                heading = f"**Assistant ({model})**" if model else "**Assistant**"
+            else:
+                heading = f"**{message.role.capitalize()}**"
+            if message.status != "complete":
+                heading += f" _({message.status})_"
+            parts.append(f"{heading}\n\n{message.content}")
+        return "\n\n".join(parts) + "\n"
+
+    def export_json(self, conversation_id: int) -> dict[str, Any]:
+        """The conversation with every version of every reply, as a JSON-ready dict.
+
+        Format (``version`` 1)::
+
+            {"format": "rill.conversation", "version": 1, "exported_at": ISO,
+             "conversation": {"title", "profile", "provider", "model", "system_prompt",
+                              "created_at": ISO, "updated_at": ISO},
+             "messages": [{"role", "content", "status", "model", "provider",
+                           "input_tokens", "output_tokens", "cost", "ttft_s", "total_s",
+                           "cached", "error", "finish_reason",
+                           "group": n, "version": n, "active": bool,
+                           "created_at": ISO, "updated_at": ISO}, ...]}
+
+        Messages come in conversation order; the versions of one reply share a ``group``
+        number (1, 2, … in order of appearance) and are listed oldest first. Timestamps are
+        ISO 8601 in UTC. ``LookupError`` if the conversation does not exist.
+        """
+        with self._read() as conn:
+            conversation = _get_conversation(conn, conversation_id)
+            if conversation is None:
+                raise LookupError(f"no conversation {conversation_id}")
+            rows = conn.execute(
+                _MESSAGE_SELECT + " WHERE m.conversation_id = ? ORDER BY m.reply_group, m.version",
+                (conversation_id,),
+            ).fetchall()
+        groups: dict[int, int] = {}
+        messages: list[dict[str, Any]] = []
+        for message in map(_stored_message, rows):
+            group = groups.setdefault(message.reply_group, len(groups) + 1)
+            messages.append(
+                {
+                    "role": message.role,
+                    "content": message.content,
+                    "status": message.status,
+                    **{name: getattr(message, name) for name in _META_FIELDS},
+                    "group": group,
+                    "version": message.version,
+                    "active": message.active,
+                    "created_at": _iso(message.created_at),
+                    "updated_at": _iso(message.updated_at),
+                }
+            )
+        return {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "exported_at": _iso(self._clock()),
+            "conversation": {
+                "title": conversation.title,
+                "profile": conversation.profile,
+                "provider": conversation.provider,
+                "model": conversation.model,
+                "system_prompt": conversation.system_prompt,
+                "created_at": _iso(conversation.created_at),
+                "updated_at": _iso(conversation.updated_at),
+            },
+            "messages": messages,
+        }
+
+    def import_json(self, data: Mapping[str, Any] | str | bytes) -> int:
+        """Create a new conversation from an :meth:`export_json` dict (or its JSON text).
+
+        Returns the new conversation's id. Raises :class:`ImportFormatError` (a
+        ``ValueError``) saying what is wrong when the data is not a valid export. A message
+        exported while still ``streaming`` is imported as ``interrupted``.
+        """
+        parsed = _parse_export(data, self._clock())
+        conversation, groups = parsed
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO conversations"
+                " (title, created_at, updated_at, profile, provider, model, system_prompt)"
+                " VALUES (:title, :created_at, :updated_at, :profile, :provider, :model,"
+                " :system_prompt)",
+                conversation,
+            )
+            conversation_id = _lastrowid(cursor)
+            for versions in groups:
+                reply_group: int | None = None
+                for message in versions:
+                    columns = {**message, "conversation_id": conversation_id}
+                    if reply_group is not None:
+                        columns["reply_group"] = reply_group
+                    cursor = conn.execute(_insert_sql("messages", columns), tuple(columns.values()))
+                    if reply_group is None:
+                        reply_group = _lastrowid(cursor)
+                        conn.execute(
+                            "UPDATE messages SET reply_group = id WHERE id = ?", (reply_group,)
+                        )
+        return conversation_id
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _insert_message(
+        self,
+        conn: sqlite3.Connection,
+        conversation_id: int,
+        role: Role,
+        content: str,
+        status: MessageStatus,
+        reply_group: int | None,
+        meta: dict[str, Any],
+    ) -> StoredMessage:
+        values = _check_fields({**meta, "status": status}, frozenset((*_META_FIELDS, "status")))
+        conversation = _get_conversation(conn, conversation_id)
+        if conversation is None:
+            raise LookupError(f"no conversation {conversation_id}")
+        now = self._clock()
+        version = 1
+        if reply_group is not None:
+            latest = conn.execute(
+                "SELECT MAX(version) FROM messages WHERE reply_group = ?", (reply_group,)
+            ).fetchone()[0]
+            version = int(latest) + 1
+            conn.execute("UPDATE messages SET active = 0 WHERE reply_group = ?", (reply_group,))
+        columns: dict[str, Any] = {
+            "conversation_id": conversation_id,
+            "role": role,
+            "content": content,
+            **values,
+            "reply_group": reply_group,
+            "version": version,
+            "active": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        cursor = conn.execute(_insert_sql("messages", columns), tuple(columns.values()))
+        message_id = _lastrowid(cursor)
+        if reply_group is None:
+            conn.execute("UPDATE messages SET reply_group = id WHERE id = ?", (message_id,))
+        title = conversation.title
+        if not title and role == "user":
+            title = title_from_prompt(content)
+        conn.execute(
+            "UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
+            (title, now, conversation_id),
+        )
+        return _require(_get_message(conn, message_id))
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the history database is closed")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise _database_error(self.path, exc) from exc
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction, committed when the block ends normally."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise _database_error(self.path, exc) from exc
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, check and migrate; ``_Unusable`` if the file itself is the problem."""
+        self._check_header()
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise self._classify(exc) from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise _Unusable(
+                    f"it was written by a newer version of Rill (schema {version}, this "
+                    f"version knows up to {SCHEMA_VERSION})"
+                )
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                raise _Unusable(f"the integrity check failed: {'; '.join(problems[:3])}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"could not switch to WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = FULL")
+            self._migrate(conn)
+        except _Unusable:
+            conn.close()
+            raise
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._classify(exc) from exc
+        return conn
+
+    def _check_header(self) -> None:
+        """Reject a file that is not SQLite before SQLite touches its -wal and -shm files."""
+        try:
+            with self.path.open("rb") as file:
+                header = file.read(len(_SQLITE_MAGIC))
+        except FileNotFoundError:
+            return
+        except IsADirectoryError as exc:
+            raise _Unusable("it is a folder, not a file") from exc
+        except OSError as exc:
+            raise _Unusable(f"it cannot be read ({exc.strerror or exc})") from exc
+        if header and header != _SQLITE_MAGIC:
+            raise _Unusable("it is not a SQLite database")
+
+    def _classify(self, exc: sqlite3.Error) -> Exception:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in _TRANSIENT_CODES:
+            return _database_error(self.path, exc)
+        return _Unusable(str(exc))
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise _Unusable(f"it was written by a newer version of Rill (schema {version})")
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[step]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {step + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        counter = 1
+        while target.exists():
+            counter += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{counter}")
+        try:
+            if self.path.exists():
+                os.replace(self.path, target)
+            for suffix in ("-wal", "-shm", "-journal"):
+                companion = Path(f"{self.path}{suffix}")
+                if companion.exists():
+                    os.replace(companion, Path(f"{target}{suffix}"))
+        except OSError as exc:
+            raise HistoryError(
+                f"The history database at {self.path} is unusable ({self.recovered_reason}) "
+                "and Rill could not move it aside.",
+                action="Move or delete the file yourself, then start Rill again.",
+                detail=str(exc),
+            ) from exc
+        return target
+
+
+class StreamingWriter:
+    """Writes a reply to its message row while it streams.
+
+    ``append`` collects text and writes the whole content when at least ``interval_s``
+    has passed since the last write; ``flush`` writes now; ``finish`` writes the content
+    with the final status and metadata. A crash loses at most the text of the last
+    interval, provided text keeps arriving or the caller calls ``flush`` when the stream
+    goes quiet or changes state. Use one writer from one thread.
+    """
+
+    def __init__(
+        self,
+        history: History,
+        message_id: int,
+        interval_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.history = history
+        self.message_id = message_id
+        self.interval_s = interval_s
+        self._clock = clock
+        self._parts: list[str] = []
+        self._dirty = False
+        self._finished = False
+        self._last_write = clock()
+
+    @property
+    def content(self) -> str:
+        """Everything appended so far."""
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    def append(self, text_delta: str) -> bool:
+        """Add text; return True when this call wrote the content to the database."""
+        self._check_open()
+        if not text_delta:
+            return False
+        self._parts.append(text_delta)
+        self._dirty = True
+        if self._clock() - self._last_write >= self.interval_s:
+            self._write()
+            return True
+        return False
+
+    def flush(self) -> None:
+        """Write any text not yet written."""
+        self._check_open()
+        if self._dirty:
+            self._write()
+
+    def finish(self, status: MessageStatus, **meta: Unpack[MessageMeta]) -> None:
+        """Write the whole content with its final ``status`` and metadata; then stop."""
+        self._check_open()
+        _check_choice("status", status, STATUSES)
+        self.history.update_message(self.message_id, content=self.content, status=status, **meta)
+        self._dirty = False
+        self._finished = True
+
+    def _write(self) -> None:
+        self.history.update_message(self.message_id, content=self.content, status="streaming")
+        self._dirty = False
+        self._last_write = self._clock()
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise RuntimeError("this reply is already finished")
+
+
+def title_from_prompt(prompt: str, limit: int = TITLE_LIMIT) -> str:
+    """A conversation title: the prompt's first non-blank line, clipped to ``limit``."""
+    line = next((ln for ln in prompt.splitlines() if ln.strip()), "")
+    line = " ".join(line.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+_QUERY_PART = re.compile(r'"([^"]*)"|(\S+)')
+
+
+def fts_query(text: str) -> str | None:
+    """Free text as a safe FTS5 query (every part quoted), or None when nothing is left.
+
+    Words are ANDed; a ``"quoted part"`` is a phrase; the last unquoted word also matches
+    as a prefix unless the text ends with whitespace.
+    """
+    parts: list[tuple[str, bool]] = []
+    for match in _QUERY_PART.finditer(text):
+        quoted = match.group(1) is not None
+        part = (match.group(1) if quoted else match.group(2)).replace('"', " ")
+        if any(ch.isalnum() for ch in part):
+            parts.append((part, quoted))
+    if not parts:
+        return None
+    terms = ['"' + " ".join(part.split()) + '"' for part, _ in parts]
+    if not parts[-1][1] and not text[-1:].isspace():
+        terms[-1] += "*"
+    return " ".join(terms)
+
+
+def _check_choice(name: str, value: object, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def _check_fields(fields: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    """Validate message fields and return them as column values."""
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise TypeError(f"unknown message field(s): {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name == "status":
+            _check_choice("status", value, STATUSES)
+        elif name == "content":
+            if not isinstance(value, str):
+                raise TypeError("content must be a string")
+        elif name == "cached":
+            value = int(bool(value))
+        elif value is None:
+            pass
+        elif name in _INT_FIELDS:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int or None")
+        elif name in _FLOAT_FIELDS:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"{name} must be a number or None")
+            value = float(value)
+        elif name in _TEXT_FIELDS and not isinstance(value, str):
+            raise TypeError(f"{name} must be a string or None")
+        values[name] = value
+    return values
+
+
+def _insert_sql(table: str, columns: Mapping[str, Any]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def _lastrowid(cursor: sqlite3.Cursor) -> int:
+    rowid = cursor.lastrowid
+    if rowid is None:
+        raise sqlite3.DatabaseError("insert returned no row id")
+    return rowid
+
+
+def _require(value: _T | None) -> _T:
+    if value is None:
+        raise sqlite3.DatabaseError("a row just written could not be read back")
+    return value
+
+
+def _get_conversation(conn: sqlite3.Connection, conversation_id: int) -> Conversation | None:
+    row = conn.execute(
+        f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+    ).fetchone()
+    return None if row is None else _conversation(row)
+
+
+def _get_message(conn: sqlite3.Connection, message_id: int) -> StoredMessage | None:
+    row = conn.execute(_MESSAGE_SELECT + " WHERE m.id = ?", (message_id,)).fetchone()
+    return None if row is None else _stored_message(row)
+
+
+def _group_info(conn: sqlite3.Connection, reply_group: int) -> tuple[int, Role] | None:
+    row = conn.execute(
+        "SELECT conversation_id, role FROM messages WHERE id = ? AND reply_group = id",
+        (reply_group,),
+    ).fetchone()
+    return None if row is None else (int(row[0]), cast(Role, row[1]))
+
+
+def _conversation(row: Sequence[Any]) -> Conversation:
+    return Conversation(
+        id=row[0],
+        title=row[1],
+        created_at=row[2],
+        updated_at=row[3],
+        profile=row[4],
+        provider=row[5],
+        model=row[6],
+        system_prompt=row[7],
+    )
+
+
+def _stored_message(row: Sequence[Any]) -> StoredMessage:
+    return StoredMessage(
+        id=row[0],
+        conversation_id=row[1],
+        role=row[2],
+        content=row[3],
+        status=row[4],
+        model=row[5],
+        provider=row[6],
+        input_tokens=row[7],
+        output_tokens=row[8],
+        cost=row[9],
+        ttft_s=row[10],
+        total_s=row[11],
+        cached=bool(row[12]),
+        error=row[13],
+        finish_reason=row[14],
+        reply_group=row[15],
+        version=row[16],
+        active=bool(row[17]),
+        version_count=row[18],
+        created_at=row[19],
+        updated_at=row[20],
+    )
+
+
+def _database_error(path: Path, exc: sqlite3.Error) -> HistoryError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    if primary in (5, 6):
+        return HistoryError(
+            "The conversation history is busy: another Rill window or `q` command is "
+            "writing to it.",
+            action="Try again in a moment.",
+            detail=str(exc),
+        )
+    if primary == 13:
+        return HistoryError(
+            "The disk is full, so Rill could not save the conversation history.",
+            action="Free some disk space and try again.",
+            detail=str(exc),
+        )
+    if primary in (3, 8, 23):
+        return HistoryError(
+            f"Rill is not allowed to write the conversation history at {path}.",
+            action="Check the permissions of that file and its folder.",
+            detail=str(exc),
+        )
+    return HistoryError(
+        "Rill could not read or save the conversation history.",
+        action="Try again; if it keeps happening, restart Rill.",
+        detail=str(exc),
+    )
+
+
+def _folder_error(path: Path, exc: OSError) -> HistoryError:
+    return HistoryError(
+        f"Rill could not create the folder for its history at {path.parent}.",
+        action="Check that the folder is writable, or set RILL_HOME to another folder.",
+        detail=str(exc),
+    )
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
+
+
+_ExportedConversation = dict[str, Any]
+_ExportedGroups = list[list[dict[str, Any]]]
+
+
+def _parse_export(
+    data: Mapping[str, Any] | str | bytes, now: float
+) -> tuple[_ExportedConversation, _ExportedGroups]:
+    """Validate an export and return conversation columns and message columns by group."""
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ImportFormatError(f"it is not valid JSON ({exc})") from exc
+    if not isinstance(data, Mapping):
+        raise ImportFormatError(f"expected a JSON object, got {type(data).__name__}")
+    if data.get("format") != EXPORT_FORMAT:
+        raise ImportFormatError(f'"format" must be "{EXPORT_FORMAT}", not {data.get("format")!r}')
+    version = data.get("version")
+    if version != EXPORT_VERSION:
+        if isinstance(version, int) and not isinstance(version, bool) and version > 1:
+            raise ImportFormatError(
+                f"it was exported by a newer Rill (format version {version}); this Rill "
+                f"reads version {EXPORT_VERSION}"
+            )
+        raise ImportFormatError(f'"version" must be {EXPORT_VERSION}, not {version!r}')
+    meta = data.get("conversation", {})
+    if not isinstance(meta, Mapping):
+        raise ImportFormatError('"conversation" must be an object')
+    created = _timestamp(meta.get("created_at"), now, "conversation.created_at")
+    conversation: _ExportedConversation = {
+        "title": _text(meta, "title", "conversation", default=""),
+        "profile": _text(meta, "profile", "conversation", default="default"),
+        "provider": _text(meta, "provider", "conversation", default=""),
+        "model": _text(meta, "model", "conversation", default=""),
+        "system_prompt": _optional_text(meta, "system_prompt", "conversation"),
+        "created_at": created,
+        "updated_at": _timestamp(meta.get("updated_at"), created, "conversation.updated_at"),
+    }
+    raw_messages = data.get("messages")
+    if not isinstance(raw_messages, list):
+        raise ImportFormatError('"messages" must be a list')
+    groups: dict[object, list[dict[str, Any]]] = {}
+    for index, raw in enumerate(raw_messages):
+        where = f"messages[{index}]"
+        if not isinstance(raw, Mapping):
+            raise ImportFormatError(f"{where} must be an object")
+        role = raw.get("role")
+        if role not in ROLES:
+            raise ImportFormatError(f"{where}.role must be one of {', '.join(ROLES)}")
+        content = raw.get("content")
+        if not isinstance(content, str):
+            raise ImportFormatError(f"{where}.content must be a string")
+        status = raw.get("status", "complete")
+        if status not in STATUSES:
+            raise ImportFormatError(f"{where}.status must be one of {', '.join(STATUSES)}")
+        extra = {name: raw.get(name) for name in _META_FIELDS if name in raw}
+        if extra.get("cached") is None:
+            extra.pop("cached", None)
+        elif not isinstance(extra["cached"], bool):
+            raise ImportFormatError(f"{where}.cached must be true or false")
+        try:
+            values = _check_fields(extra, frozenset(_META_FIELDS))
+        except TypeError as exc:
+            raise ImportFormatError(f"{where}: {exc}") from exc
+        group = raw.get("group", f"message-{index}")
+        if isinstance(group, bool) or not isinstance(group, int | str):
+            raise ImportFormatError(f"{where}.group must be a number")
+        number = raw.get("version", 1)
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise ImportFormatError(f"{where}.version must be a positive whole number")
+        active = raw.get("active", True)
+        if not isinstance(active, bool):
+            raise ImportFormatError(f"{where}.active must be true or false")
+        message_created = _timestamp(raw.get("created_at"), created, f"{where}.created_at")
+        groups.setdefault(group, []).append(
+            {
+                "role": role,
+                "content": content,
+                "status": "interrupted" if status == "streaming" else status,
+                **values,
+                "version": number,
+                "active": int(active),
+                "created_at": message_created,
+                "updated_at": _timestamp(
+                    raw.get("updated_at"), message_created, f"{where}.updated_at"
+                ),
+            }
+        )
+    ordered: _ExportedGroups = []
+    for group, versions in groups.items():
+        versions.sort(key=lambda message: int(message["version"]))
+        numbers = [message["version"] for message in versions]
+        if len(set(numbers)) != len(numbers):
+            raise ImportFormatError(f"group {group!r} has the same version number twice")
+        if len({message["role"] for message in versions}) != 1:
+            raise ImportFormatError(f"the versions of group {group!r} have different roles")
+        active_count = sum(message["active"] for message in versions)
+        if active_count > 1:
+            raise ImportFormatError(f"group {group!r} has more than one active version")
+        if active_count == 0:
+            versions[-1]["active"] = 1
+        ordered.append(versions)
+    return conversation, ordered
+
+
+def _text(meta: Mapping[str, Any], name: str, where: str, *, default: str) -> str:
+    value = meta.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ImportFormatError(f"{where}.{name} must be a string")
+    return value
+
+
+def _optional_text(meta: Mapping[str, Any], name: str, where: str) -> str | None:
+    value = meta.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ImportFormatError(f"{where}.{name} must be a string or null")
+    return value
+
+
+def _timestamp(value: object, default: float, where: str) -> float:
+    """A timestamp from an ISO 8601 string (UTC unless it says otherwise) or a number."""
+    if value is None:
+        return default
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ImportFormatError(f"{where} is not an ISO 8601 time: {value!r}") from exc
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    raise ImportFormatError(f"{where} must be an ISO 8601 time")
