@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 import httpx
-from httpx_sse import EventSource, SSEError
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
 from desktop_app.core.errors import (
     AuthError,
@@ -341,6 +341,8 @@ class Generation:
                     feed = parser.feed
                     shown = self._shown
                     while True:
+                        if self.cancelled:
+                            raise _UserCancel
                         self._reading = True
                         try:
                             event_name, data = await next_frame()
@@ -393,11 +395,6 @@ class Generation:
                 )
             except httpx.HTTPError as exc:
                 error = _map_transport_error(exc, url, provider.name, has_output=parser.has_output)
-            except SSEError as exc:
-                error = CorruptStream(
-                    f"The {provider.name} server did not answer with an event stream ({exc}).",
-                    action="Check the base URL and the provider.",
-                )
             except RillError as exc:
                 error = exc
             except BaseException:
@@ -553,12 +550,30 @@ class _Watchdog:
 async def _frames(provider: Provider, response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     """(event name, data) pairs: SSE events, or NDJSON lines split on ``\\n`` only."""
     if provider.framing == "sse":
-        events = EventSource(response).aiter_sse()
-        try:
-            async for sse in events:
-                yield sse.event, sse.data
-        finally:
-            await events.aclose()
+        content_type = response.headers.get("content-type", "")
+        if "text/event-stream" not in content_type:
+            raise CorruptStream(
+                f"The {provider.name} server answered with '{content_type or 'no content type'}' "
+                "instead of an event stream.",
+                action="Check the base URL and the provider.",
+            )
+        lines = SSELineDecoder()
+        decoder = SSEDecoder()
+        decode = decoder.decode
+        async for text in response.aiter_text():
+            for line in lines.decode(text):
+                sse = decode(line)
+                if sse is not None and sse.data:  # an event without data is no event
+                    yield sse.event, sse.data
+        # At the end, a last line that ended with a newline counts even when the blank line
+        # closing its event never came: the event is whole. A line cut short does not.
+        ended_with_cr = lines.trailing_cr
+        tail = lines.flush()
+        if ended_with_cr or not tail:
+            for line in [*tail, ""]:
+                sse = decode(line)
+                if sse is not None and sse.data:
+                    yield sse.event, sse.data
         return
     buffer = b""
     async for piece in response.aiter_bytes():
@@ -567,9 +582,9 @@ async def _frames(provider: Provider, response: httpx.Response) -> AsyncIterator
             continue
         *complete, rest = (buffer + piece).split(b"\n")
         buffer = rest
-        for line in complete:
-            if line.strip():
-                yield "", _decode_line(line, provider.name)
+        for raw in complete:
+            if raw.strip():
+                yield "", _decode_line(raw, provider.name)
     if buffer.strip():
         yield "", _decode_line(buffer, provider.name)
 

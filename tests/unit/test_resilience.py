@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import email.utils
+import itertools
 
 import pytest
 
@@ -27,7 +28,7 @@ def test_backoff_grows_is_jittered_and_capped() -> None:
     for _ in range(50):
         delays = [backoff.delay(n) for n in range(1, 7)]
         assert 1.0 <= delays[0] <= 1.5
-        assert all(later > earlier for earlier, later in zip(delays[:3], delays[1:4], strict=True))
+        assert all(later > earlier for earlier, later in itertools.pairwise(delays[:4]))
         assert max(delays) <= 10.0
     samples = {round(backoff.delay(2), 6) for _ in range(20)}
     assert len(samples) > 1  # jittered
@@ -45,14 +46,29 @@ def test_retry_after_forms() -> None:
 
 def test_rate_limit_headers_hold_the_next_request() -> None:
     now = 1_000.0
-    assert exhausted_until({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "6m0s"}, now) == now + 360
-    assert exhausted_until({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "20ms"}, now) == pytest.approx(now + 0.02)
-    assert exhausted_until({"x-ratelimit-remaining-requests": "3", "x-ratelimit-reset-requests": "1s"}, now) is None
+    assert (
+        exhausted_until(
+            {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "6m0s"}, now
+        )
+        == now + 360
+    )
+    assert exhausted_until(
+        {"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "20ms"}, now
+    ) == pytest.approx(now + 0.02)
+    assert (
+        exhausted_until(
+            {"x-ratelimit-remaining-requests": "3", "x-ratelimit-reset-requests": "1s"}, now
+        )
+        is None
+    )
     reset = "2026-11-21T10:00:30Z"
     from datetime import datetime
 
     t = datetime.fromisoformat("2026-11-21T10:00:00+00:00").timestamp()
-    headers = {"anthropic-ratelimit-requests-remaining": "0", "anthropic-ratelimit-requests-reset": reset}
+    headers = {
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": reset,
+    }
     assert exhausted_until(headers, t) == t + 30
     clock = Clock()
     gate = RateLimitGate(clock)
