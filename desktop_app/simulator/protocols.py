@@ -1,0 +1,980 @@
+"""The four wire protocols: how a request reads, and the exact bytes a reply is made of.
+
+Every encoder turns one planned reply into byte chunks shaped like the provider's own
+stream (field names, field order, separators and JSON spacing follow real captures):
+
+- ``head()``: sent with the headers, before any wait (Anthropic's ``message_start`` and
+  ``ping``; empty elsewhere),
+- ``lead()``: sent just before the first token (OpenAI's role chunk),
+- ``token(i)``: one chunk per token (or per tool-call argument fragment),
+- ``tail(sent)``: the finish marker, usage and terminator,
+- ``error_event()`` / ``malformed(i)``: the in-stream error and a chunk with broken JSON,
+- ``full_body(sent)``: the non-streaming answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import secrets
+import string
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any, ClassVar, Literal
+
+from desktop_app.simulator.text import (
+    count_words,
+    echo_tokens,
+    query_words,
+    reply_tokens,
+    seed_for,
+)
+
+ProtocolName = Literal["openai", "ollama", "anthropic", "gemini"]
+CHAT_PROTOCOLS: tuple[ProtocolName, ...] = ("openai", "ollama", "anthropic", "gemini")
+Finish = Literal["stop", "length", "tool_calls"]
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def random_id(length: int) -> str:
+    return "".join(secrets.choice(_ALNUM) for _ in range(length))
+
+
+def compact(obj: Any) -> str:
+    """JSON as OpenAI and Anthropic send it: no spaces, UTF-8 left as is."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def spaced(obj: Any) -> str:
+    """JSON as Gemini streams it: a space after each colon, none after commas."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ": "))
+
+
+def go_json(obj: Any) -> str:
+    """JSON as Go's ``encoding/json`` writes it (Ollama): HTML characters and U+2028/9 escaped."""
+    return (
+        compact(obj)
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+class BadRequest(Exception):
+    """The request cannot be answered; the message goes into a provider-shaped 400."""
+
+
+# ---------------------------------------------------------------------------------------
+# Reading requests
+
+
+@dataclass(frozen=True, slots=True)
+class ChatInput:
+    """What the simulator needs from one chat request, whatever its protocol."""
+
+    protocol: ProtocolName
+    model: str
+    stream: bool
+    last_user: str
+    input_tokens: int
+    max_tokens: int | None
+    tool_name: str | None
+    """The first tool's name when the reply should call it (tools offered, no tool result last)."""
+    include_usage: bool = False
+    seed_model: str = ""
+    """The model named in the body (Gemini bodies name none): part of the reply's seed."""
+    prefill: str | None = None
+    """Text of a trailing assistant message: the reply continues it instead of starting over."""
+
+
+def _typed_text(content: Any) -> str:
+    """The text the user typed: a string, or the text blocks/parts of a list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [
+            block["text"]
+            for block in content
+            if isinstance(block, dict) and isinstance(block.get("text"), str)
+        ]
+        return "\n".join(parts)
+    return ""
+
+
+def _all_text(content: Any) -> str:
+    """Every piece of text in a message, tool results included (for usage counts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        pieces: list[str] = []
+        for block in content:
+            if isinstance(block, str):
+                pieces.append(block)
+            elif isinstance(block, dict):
+                if isinstance(block.get("text"), str):
+                    pieces.append(block["text"])
+                elif "content" in block:
+                    pieces.append(_all_text(block["content"]))
+        return "\n".join(pieces)
+    return ""
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return max(0, int(value))
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _prefill(last: dict[str, Any], assistant: str, content_key: str) -> str | None:
+    return _typed_text(last.get(content_key)) if last.get("role") == assistant else None
+
+
+def _last_user(messages: list[Any], role_key: str, content_key: str) -> str:
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get(role_key, "user") != "user":
+            continue
+        text = _typed_text(message.get(content_key))
+        if text:
+            return text
+    return ""
+
+
+def parse_chat(
+    protocol: ProtocolName,
+    body: Any,
+    *,
+    model: str | None = None,
+    stream: bool | None = None,
+) -> ChatInput:
+    """Read a chat request body. ``model``/``stream`` come from the URL for Gemini.
+
+    The reply's seed is the last user message and the model the body names, so the body
+    alone decides the reply text (Gemini's model is in the URL and does not count).
+    """
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    if protocol == "gemini":
+        return _parse_gemini(body, model or "sim-small", bool(stream))
+    messages = _list(body.get("messages"))
+    body_model = body.get("model")
+    seed_model = body_model if isinstance(body_model, str) else ""
+    name = seed_model or model or "sim-small"
+    words = sum(count_words(_all_text(_dict(m).get("content"))) for m in messages)
+    last = _dict(messages[-1]) if messages else {}
+    if protocol == "anthropic":
+        words += count_words(_all_text(body.get("system")))
+        answering_tool = last.get("role") == "user" and any(
+            _dict(block).get("type") == "tool_result" for block in _list(last.get("content"))
+        )
+        tools = [t for t in _list(body.get("tools")) if isinstance(_dict(t).get("name"), str)]
+        tools_off = _dict(body.get("tool_choice")).get("type") == "none"
+        prefill = _prefill(last, "assistant", "content")
+        calls = tools and not tools_off and not answering_tool and prefill is None
+        return ChatInput(
+            protocol=protocol,
+            model=name,
+            stream=body.get("stream") is True,
+            last_user=_last_user(messages, "role", "content"),
+            input_tokens=words,
+            max_tokens=_int_or_none(body.get("max_tokens")),
+            tool_name=tools[0]["name"] if calls else None,
+            seed_model=seed_model,
+            prefill=prefill,
+        )
+    # OpenAI and Ollama share the message shape.
+    answering_tool = last.get("role") == "tool"
+    functions = [_dict(t).get("function") for t in _list(body.get("tools")) if isinstance(t, dict)]
+    names = [f["name"] for f in functions if isinstance(f, dict) and isinstance(f.get("name"), str)]
+    tools_off = body.get("tool_choice") == "none"
+    prefill = _prefill(last, "assistant", "content")
+    calls = names and not tools_off and not answering_tool and prefill is None
+    tool_name = names[0] if calls else None
+    if protocol == "ollama":
+        num_predict = _dict(body.get("options")).get("num_predict")
+        limit = None if isinstance(num_predict, int) and num_predict < 0 else num_predict
+        return ChatInput(
+            protocol=protocol,
+            model=name,
+            stream=body.get("stream", True) is not False,
+            last_user=_last_user(messages, "role", "content"),
+            input_tokens=words,
+            max_tokens=_int_or_none(limit),
+            tool_name=tool_name,
+            seed_model=seed_model,
+            prefill=prefill,
+        )
+    limit = body.get("max_completion_tokens")
+    if limit is None:
+        limit = body.get("max_tokens")
+    return ChatInput(
+        protocol=protocol,
+        model=name,
+        stream=body.get("stream") is True,
+        last_user=_last_user(messages, "role", "content"),
+        input_tokens=words,
+        max_tokens=_int_or_none(limit),
+        tool_name=tool_name,
+        include_usage=_dict(body.get("stream_options")).get("include_usage") is True,
+        seed_model=seed_model,
+        prefill=prefill,
+    )
+
+
+def _parse_gemini(body: dict[str, Any], model: str, stream: bool) -> ChatInput:
+    contents = _list(body.get("contents"))
+    system = body.get("systemInstruction", body.get("system_instruction"))
+    words = count_words(
+        _all_text(_dict(system).get("parts") if isinstance(system, dict) else system)
+    )
+    words += sum(count_words(_all_text(_dict(c).get("parts"))) for c in contents)
+    config = _dict(body.get("generationConfig", body.get("generation_config")))
+    limit = config.get("maxOutputTokens", config.get("max_output_tokens"))
+    last_parts = _list(_dict(contents[-1]).get("parts")) if contents else []
+    answering_tool = any(
+        "functionResponse" in _dict(p) or "function_response" in _dict(p) for p in last_parts
+    )
+    names: list[str] = []
+    for tool in _list(body.get("tools")):
+        tool = _dict(tool)
+        for decl in _list(tool.get("functionDeclarations", tool.get("function_declarations"))):
+            if isinstance(_dict(decl).get("name"), str):
+                names.append(decl["name"])
+    tool_config = _dict(body.get("toolConfig", body.get("tool_config")))
+    calling = _dict(
+        tool_config.get("functionCallingConfig", tool_config.get("function_calling_config"))
+    )
+    tools_off = calling.get("mode") == "NONE"
+    prefill = _prefill(_dict(contents[-1]) if contents else {}, "model", "parts")
+    calls = names and not tools_off and not answering_tool and prefill is None
+    return ChatInput(
+        protocol="gemini",
+        model=model,
+        stream=stream,
+        last_user=_last_user(contents, "role", "parts"),
+        input_tokens=words,
+        max_tokens=_int_or_none(limit),
+        tool_name=names[0] if calls else None,
+        prefill=prefill,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Planning a reply
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What will be sent: text tokens, or a tool call cut into argument fragments."""
+
+    chunks: list[str]
+    finish: Finish
+    tool_name: str | None = None
+    tool_args: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return "" if self.tool_name is not None else "".join(self.chunks)
+
+
+def _fragments(text: str, sizes: tuple[int, ...]) -> list[str]:
+    out: list[str] = []
+    pos = 0
+    i = 0
+    while pos < len(text):
+        size = sizes[i % len(sizes)]
+        out.append(text[pos : pos + size])
+        pos += size
+        i += 1
+    return out
+
+
+def plan_reply(inp: ChatInput, tokens: int) -> Reply:
+    """The reply to ``inp`` when an ordinary reply has ``tokens`` tokens."""
+    seed = seed_for(inp.last_user, inp.seed_model)
+    if inp.tool_name is not None:
+        args = {"query": query_words(seed)}
+        if inp.protocol == "openai":
+            words = args["query"].split(" ")
+            chunks = ['{"', "query", '":"']
+            chunks += [compact(w if i == 0 else " " + w)[1:-1] for i, w in enumerate(words)]
+            chunks.append('"}')
+        elif inp.protocol == "anthropic":
+            chunks = ["", *_fragments(json.dumps(args, ensure_ascii=False), (7, 9, 2, 6))]
+        else:
+            chunks = [""]  # Gemini and Ollama send the whole call in one chunk.
+        return Reply(chunks=chunks, finish="tool_calls", tool_name=inp.tool_name, tool_args=args)
+    if inp.last_user.startswith("/echo "):
+        chunks = _continuation(echo_tokens(inp.last_user[len("/echo ") :]), inp.prefill)
+        return Reply(chunks=chunks, finish="stop")
+    chunks = _continuation(reply_tokens(seed, max(0, tokens)), inp.prefill)
+    if inp.max_tokens is not None and inp.max_tokens < len(chunks):
+        return Reply(chunks=chunks[: inp.max_tokens], finish="length")
+    return Reply(chunks=chunks, finish="stop")
+
+
+def _continuation(tokens: list[str], prefill: str | None) -> list[str]:
+    """What is left of ``tokens`` after the text the client prefilled.
+
+    A prefill that is not the start of the reply is ignored (the whole reply is sent); one
+    that ends inside a token gets the rest of that token first.
+    """
+    if not prefill or not "".join(tokens).startswith(prefill):
+        return tokens
+    pos = 0
+    for index, token in enumerate(tokens):
+        end = pos + len(token)
+        if end > len(prefill):
+            return [token[len(prefill) - pos :], *tokens[index + 1 :]]
+        pos = end
+    return []
+
+
+# ---------------------------------------------------------------------------------------
+# Error bodies
+
+_DEFAULT_MESSAGES: dict[int, str] = {
+    400: "The request is not valid.",
+    401: "Incorrect API key provided.",
+    403: "You do not have access to this resource.",
+    404: "The model does not exist or you do not have access to it.",
+    408: "The request timed out.",
+    413: "The request is too large.",
+    429: "Rate limit reached. Please try again later.",
+    500: "The server had an error while processing your request.",
+    502: "Bad gateway.",
+    503: "The model is overloaded. Please try again later.",
+    504: "The server timed out while processing your request.",
+    529: "Overloaded",
+}
+
+_ANTHROPIC_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+_GEMINI_STATUSES: dict[int, str] = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+_OPENAI_TYPES: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+def default_message(status: int) -> str:
+    if status in _DEFAULT_MESSAGES:
+        return _DEFAULT_MESSAGES[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def error_body(protocol: ProtocolName, status: int, message: str | None = None) -> bytes:
+    """The JSON body the provider answers an HTTP error with."""
+    text = message if message is not None else default_message(status)
+    if protocol == "openai":
+        kind, code = _OPENAI_TYPES.get(
+            status, ("server_error" if status >= 500 else "invalid_request_error", None)
+        )
+        err = {"message": text, "type": kind, "param": None, "code": code}
+        return json.dumps({"error": err}, ensure_ascii=False, indent=4).encode() + b"\n"
+    if protocol == "anthropic":
+        kind = _ANTHROPIC_TYPES.get(
+            status, "api_error" if status >= 500 else "invalid_request_error"
+        )
+        return compact(
+            {
+                "type": "error",
+                "error": {"type": kind, "message": text},
+                "request_id": "req_011" + random_id(21),
+            }
+        ).encode()
+    if protocol == "gemini":
+        state = _GEMINI_STATUSES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
+        gerr: dict[str, Any] = {"code": status, "message": text, "status": state}
+        return json.dumps({"error": gerr}, ensure_ascii=False, indent=2).encode() + b"\n"
+    return go_json({"error": text}).encode()
+
+
+def unknown_url_body(protocol: ProtocolName, method: str, path: str) -> tuple[bytes, str]:
+    """What each provider answers for a path it does not serve: (body, content type)."""
+    if protocol == "openai":
+        err = {
+            "message": f"Invalid URL ({method} {path})",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+        return json.dumps({"error": err}, indent=4).encode() + b"\n", "application/json"
+    if protocol == "ollama":
+        return b"404 page not found", "text/plain"
+    if protocol == "anthropic":
+        body = {"type": "error", "error": {"type": "not_found_error", "message": "Not Found"}}
+        return compact(body).encode(), "application/json"
+    body_bytes = error_body("gemini", 404, f"Unknown request URL: {method} {path}.")
+    return body_bytes, json_content_type("gemini")
+
+
+def json_content_type(protocol: ProtocolName) -> str:
+    if protocol == "gemini":
+        return "application/json; charset=UTF-8"
+    if protocol == "ollama":
+        return "application/json; charset=utf-8"
+    return "application/json"
+
+
+def stream_content_type(protocol: ProtocolName) -> str:
+    if protocol == "ollama":
+        return "application/x-ndjson"
+    if protocol == "gemini":
+        return "text/event-stream"
+    return "text/event-stream; charset=utf-8"
+
+
+def retry_after_value(seconds: float) -> str:
+    return str(max(0, math.ceil(seconds)))
+
+
+def millis_value(ms: float) -> str:
+    return str(int(ms)) if float(ms).is_integer() else repr(float(ms))
+
+
+# ---------------------------------------------------------------------------------------
+# Encoders
+
+
+class Encoder(ABC):
+    """The bytes of one reply in one protocol.
+
+    ``render`` (the JSON of a chunk) and ``frame`` (the event around it) are separate so
+    ``malformed`` can cut a chunk's JSON short and still frame it.
+    """
+
+    def __init__(self, inp: ChatInput, reply: Reply) -> None:
+        self.inp = inp
+        self.reply = reply
+        self.created = int(time.time())
+        self.received = time.perf_counter()
+        self.first_token_at: float | None = None
+
+    def head(self) -> bytes:
+        return b""
+
+    def lead(self) -> bytes:
+        return b""
+
+    @abstractmethod
+    def frame(self, payload: str) -> bytes:
+        """One event/line around a JSON text of a token chunk."""
+
+    @abstractmethod
+    def render(self, index: int, piece: str) -> str:
+        """The JSON text of the chunk that carries ``piece`` as token ``index``."""
+
+    def token_json(self, index: int) -> str:
+        return self.render(index, self.reply.chunks[index])
+
+    def token(self, index: int) -> bytes:
+        if index == 0:
+            self.first_token_at = time.perf_counter()
+        return self.frame(self.token_json(index))
+
+    @abstractmethod
+    def tail(self, sent: int) -> bytes: ...
+
+    @abstractmethod
+    def error_event(self) -> bytes: ...
+
+    def malformed(self, index: int) -> bytes:
+        """The chunk for token ``index`` cut inside its text, so its JSON never closes."""
+        chunk = self.reply.chunks[index] if index < len(self.reply.chunks) else "x"
+        payload = self.render(index, chunk)
+        marker = json.dumps(chunk, ensure_ascii=False)
+        at = payload.rfind(marker) if chunk else -1
+        cut = at + 2 if at >= 0 else max(1, len(payload) // 2)
+        return self.frame(payload[:cut])
+
+    @abstractmethod
+    def full_body(self, sent: int) -> bytes:
+        """The non-streaming answer, with the first ``sent`` chunks of the reply."""
+
+    def _text(self, sent: int) -> str:
+        return "".join(self.reply.chunks[:sent])
+
+
+class OpenAIEncoder(Encoder):
+    _FINISH: ClassVar[dict[str, str]] = {
+        "stop": "stop",
+        "length": "length",
+        "tool_calls": "tool_calls",
+    }
+
+    def __init__(self, inp: ChatInput, reply: Reply) -> None:
+        super().__init__(inp, reply)
+        self.id = "chatcmpl-" + random_id(29)
+        self.call_id = "call_" + random_id(24)
+        self._prefix = (
+            f'{{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},'
+            f'"model":{compact(inp.model)},"system_fingerprint":"fp_rill_sim","choices":['
+        )
+
+    def frame(self, payload: str) -> bytes:
+        return ("data: " + payload + "\n\n").encode()
+
+    def _choice(self, delta: str, finish: str | None = None) -> str:
+        reason = "null" if finish is None else f'"{finish}"'
+        return (
+            f'{self._prefix}{{"index":0,"delta":{delta},"logprobs":null,'
+            f'"finish_reason":{reason}}}]}}'
+        )
+
+    def lead(self) -> bytes:
+        if self.reply.tool_name is None:
+            return self.frame(self._choice('{"role":"assistant","content":"","refusal":null}'))
+        call = {
+            "index": 0,
+            "id": self.call_id,
+            "type": "function",
+            "function": {"name": self.reply.tool_name, "arguments": ""},
+        }
+        delta = (
+            f'{{"role":"assistant","content":null,"tool_calls":[{compact(call)}],"refusal":null}}'
+        )
+        return self.frame(self._choice(delta))
+
+    def render(self, index: int, piece: str) -> str:
+        text = compact(piece)
+        if self.reply.tool_name is None:
+            return self._choice('{"content":' + text + "}")
+        return self._choice('{"tool_calls":[{"index":0,"function":{"arguments":' + text + "}}]}")
+
+    def _usage(self, sent: int) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.inp.input_tokens,
+            "completion_tokens": sent,
+            "total_tokens": self.inp.input_tokens + sent,
+        }
+
+    def tail(self, sent: int) -> bytes:
+        out = self.frame(self._choice("{}", self._FINISH[self.reply.finish]))
+        if self.inp.include_usage:
+            out += self.frame(self._prefix + '],"usage":' + compact(self._usage(sent)) + "}")
+        return out + b"data: [DONE]\n\n"
+
+    def error_event(self) -> bytes:
+        err = {
+            "message": "The server had an error while processing your request. Sorry about that!",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+        return self.frame(compact({"error": err}))
+
+    def full_body(self, sent: int) -> bytes:
+        message: dict[str, Any] = {"role": "assistant"}
+        if self.reply.tool_name is None:
+            message["content"] = self._text(sent)
+        else:
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": self.call_id,
+                    "type": "function",
+                    "function": {
+                        "name": self.reply.tool_name,
+                        "arguments": compact(self.reply.tool_args),
+                    },
+                }
+            ]
+        message["refusal"] = None
+        body = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.inp.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": self._FINISH[self.reply.finish],
+                }
+            ],
+            "usage": self._usage(sent),
+            "system_fingerprint": "fp_rill_sim",
+        }
+        return json.dumps(body, ensure_ascii=False, indent=2).encode()
+
+
+class AnthropicEncoder(Encoder):
+    _FINISH: ClassVar[dict[str, str]] = {
+        "stop": "end_turn",
+        "length": "max_tokens",
+        "tool_calls": "tool_use",
+    }
+
+    def __init__(self, inp: ChatInput, reply: Reply) -> None:
+        super().__init__(inp, reply)
+        self.id = "msg_01" + random_id(22)
+        self.tool_id = "toolu_01" + random_id(22)
+
+    @staticmethod
+    def _event(name: str, payload: str) -> bytes:
+        return f"event: {name}\ndata: {payload}\n\n".encode()
+
+    def frame(self, payload: str) -> bytes:
+        return self._event("content_block_delta", payload)
+
+    def _block(self) -> dict[str, Any]:
+        if self.reply.tool_name is None:
+            return {"type": "text", "text": ""}
+        return {"type": "tool_use", "id": self.tool_id, "name": self.reply.tool_name, "input": {}}
+
+    def head(self) -> bytes:
+        message: dict[str, Any] = {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.inp.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": self.inp.input_tokens,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "output_tokens": 1,
+            },
+        }
+        return (
+            self._event("message_start", compact({"type": "message_start", "message": message}))
+            + self._event(
+                "content_block_start",
+                compact(
+                    {"type": "content_block_start", "index": 0, "content_block": self._block()}
+                ),
+            )
+            + self._event("ping", '{"type": "ping"}')
+        )
+
+    def render(self, index: int, piece: str) -> str:
+        text = compact(piece)
+        if self.reply.tool_name is None:
+            delta = '{"type":"text_delta","text":' + text + "}"
+        else:
+            delta = '{"type":"input_json_delta","partial_json":' + text + "}"
+        return '{"type":"content_block_delta","index":0,"delta":' + delta + "}"
+
+    def tail(self, sent: int) -> bytes:
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": self._FINISH[self.reply.finish], "stop_sequence": None},
+            "usage": {"output_tokens": sent},
+        }
+        return (
+            self._event("content_block_stop", '{"type":"content_block_stop","index":0}')
+            + self._event("message_delta", compact(delta))
+            + self._event("message_stop", '{"type":"message_stop"}')
+        )
+
+    def error_event(self) -> bytes:
+        err = {
+            "type": "error",
+            "error": {"type": "overloaded_error", "message": "Overloaded"},
+            "request_id": "req_011" + random_id(21),
+        }
+        return self._event("error", compact(err))
+
+    def full_body(self, sent: int) -> bytes:
+        content: list[dict[str, Any]]
+        if self.reply.tool_name is None:
+            content = [{"type": "text", "text": self._text(sent)}]
+        else:
+            content = [
+                {
+                    "type": "tool_use",
+                    "id": self.tool_id,
+                    "name": self.reply.tool_name,
+                    "input": self.reply.tool_args,
+                }
+            ]
+        body = {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.inp.model,
+            "content": content,
+            "stop_reason": self._FINISH[self.reply.finish],
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": self.inp.input_tokens,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "output_tokens": sent,
+            },
+        }
+        return compact(body).encode()
+
+
+class GeminiEncoder(Encoder):
+    _FINISH: ClassVar[dict[str, str]] = {
+        "stop": "STOP",
+        "length": "MAX_TOKENS",
+        "tool_calls": "STOP",
+    }
+
+    def __init__(self, inp: ChatInput, reply: Reply) -> None:
+        super().__init__(inp, reply)
+        self.response_id = random_id(23)
+        self._model = spaced(inp.model)
+
+    def frame(self, payload: str) -> bytes:
+        return ("data: " + payload + "\r\n\r\n").encode()
+
+    def _usage(self, out: int) -> str:
+        p = self.inp.input_tokens
+        return (
+            f'{{"promptTokenCount": {p},"candidatesTokenCount": {out},'
+            f'"totalTokenCount": {p + out},'
+            f'"promptTokensDetails": [{{"modality": "TEXT","tokenCount": {p}}}]}}'
+        )
+
+    def _chunk(self, part: str, finish: str | None, out: int) -> str:
+        reason = "" if finish is None else f',"finishReason": "{finish}"'
+        return (
+            f'{{"candidates": [{{"content": {{"parts": [{part}],"role": "model"}}{reason},'
+            f'"index": 0}}],"usageMetadata": {self._usage(out)},'
+            f'"modelVersion": {self._model},"responseId": "{self.response_id}"}}'
+        )
+
+    def render(self, index: int, piece: str) -> str:
+        last = index == len(self.reply.chunks) - 1
+        finish = self._FINISH[self.reply.finish] if last else None
+        if self.reply.tool_name is not None:
+            call = {"name": self.reply.tool_name, "args": self.reply.tool_args}
+            return self._chunk(spaced({"functionCall": call}), finish, index + 1)
+        part = '{"text": ' + spaced(piece) + "}"
+        return self._chunk(part, finish, index + 1)
+
+    def tail(self, sent: int) -> bytes:
+        if sent > 0:
+            return b""  # The last token carried the finish reason.
+        return self.frame(self._chunk('{"text": ""}', self._FINISH[self.reply.finish], 0))
+
+    def error_event(self) -> bytes:
+        err: dict[str, Any] = {
+            "code": 503,
+            "message": _DEFAULT_MESSAGES[503],
+            "status": "UNAVAILABLE",
+        }
+        return self.frame(spaced({"error": err}))
+
+    def full_body(self, sent: int) -> bytes:
+        part: dict[str, Any]
+        if self.reply.tool_name is not None:
+            part = {"functionCall": {"name": self.reply.tool_name, "args": self.reply.tool_args}}
+        else:
+            part = {"text": self._text(sent)}
+        p = self.inp.input_tokens
+        body = {
+            "candidates": [
+                {
+                    "content": {"parts": [part], "role": "model"},
+                    "finishReason": self._FINISH[self.reply.finish],
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": {
+                "promptTokenCount": p,
+                "candidatesTokenCount": sent,
+                "totalTokenCount": p + sent,
+                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": p}],
+            },
+            "modelVersion": self.inp.model,
+            "responseId": self.response_id,
+        }
+        return json.dumps(body, ensure_ascii=False, indent=2).encode()
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class OllamaEncoder(Encoder):
+    _FINISH: ClassVar[dict[str, str]] = {"stop": "stop", "length": "length", "tool_calls": "stop"}
+
+    def __init__(self, inp: ChatInput, reply: Reply) -> None:
+        super().__init__(inp, reply)
+        self._model = go_json(inp.model)
+
+    def frame(self, payload: str) -> bytes:
+        return (payload + "\n").encode()
+
+    def render(self, index: int, piece: str) -> str:
+        head = f'{{"model":{self._model},"created_at":"{_now_rfc3339()}",'
+        if self.reply.tool_name is not None:
+            call = {"function": {"name": self.reply.tool_name, "arguments": self.reply.tool_args}}
+            message = '{"role":"assistant","content":"","tool_calls":[' + go_json(call) + "]}"
+        else:
+            message = '{"role":"assistant","content":' + go_json(piece) + "}"
+        return head + '"message":' + message + ',"done":false}'
+
+    def _done(self, sent: int, message: dict[str, Any]) -> dict[str, Any]:
+        now = time.perf_counter()
+        first = self.first_token_at if self.first_token_at is not None else now
+        load = 1_250_000
+        return {
+            "model": self.inp.model,
+            "created_at": _now_rfc3339(),
+            "message": message,
+            "done_reason": self._FINISH[self.reply.finish],
+            "done": True,
+            "total_duration": int((now - self.received) * 1e9) + load,
+            "load_duration": load,
+            "prompt_eval_count": self.inp.input_tokens,
+            "prompt_eval_duration": max(0, int((first - self.received) * 1e9)),
+            "eval_count": sent,
+            "eval_duration": max(0, int((now - first) * 1e9)),
+        }
+
+    def tail(self, sent: int) -> bytes:
+        return self.frame(go_json(self._done(sent, {"role": "assistant", "content": ""})))
+
+    def error_event(self) -> bytes:
+        return self.frame(
+            go_json({"error": "an error was encountered while running the model: unexpected EOF"})
+        )
+
+    def full_body(self, sent: int) -> bytes:
+        message: dict[str, Any] = {"role": "assistant", "content": ""}
+        if self.reply.tool_name is not None:
+            message["tool_calls"] = [
+                {"function": {"name": self.reply.tool_name, "arguments": self.reply.tool_args}}
+            ]
+        else:
+            message["content"] = self._text(sent)
+        return go_json(self._done(sent, message)).encode()
+
+
+def make_encoder(inp: ChatInput, reply: Reply) -> Encoder:
+    if inp.protocol == "openai":
+        return OpenAIEncoder(inp, reply)
+    if inp.protocol == "anthropic":
+        return AnthropicEncoder(inp, reply)
+    if inp.protocol == "gemini":
+        return GeminiEncoder(inp, reply)
+    return OllamaEncoder(inp, reply)
+
+
+# ---------------------------------------------------------------------------------------
+# Model listings
+
+
+def openai_models(models: tuple[str, ...]) -> bytes:
+    data = [
+        {"id": m, "object": "model", "created": 1735689600, "owned_by": "rill-simulator"}
+        for m in models
+    ]
+    return json.dumps({"object": "list", "data": data}, indent=2).encode()
+
+
+def anthropic_models(models: tuple[str, ...]) -> bytes:
+    data = [
+        {
+            "type": "model",
+            "id": m,
+            "display_name": m.replace("-", " ").title(),
+            "created_at": "2025-01-01T00:00:00Z",
+        }
+        for m in models
+    ]
+    return compact(
+        {
+            "data": data,
+            "has_more": False,
+            "first_id": models[0] if models else None,
+            "last_id": models[-1] if models else None,
+        }
+    ).encode()
+
+
+def gemini_models(models: tuple[str, ...]) -> bytes:
+    data = [
+        {
+            "name": f"models/{m}",
+            "version": "001",
+            "displayName": m.replace("-", " ").title(),
+            "description": "A simulated model served by the Rill simulator.",
+            "inputTokenLimit": 1048576,
+            "outputTokenLimit": 65536,
+            "supportedGenerationMethods": [
+                "generateContent",
+                "countTokens",
+                "streamGenerateContent",
+            ],
+        }
+        for m in models
+    ]
+    return json.dumps({"models": data}, indent=2).encode() + b"\n"
+
+
+def ollama_tags(models: tuple[str, ...]) -> bytes:
+    data = [
+        {
+            "name": m,
+            "model": m,
+            "modified_at": "2025-01-01T00:00:00.000000000Z",
+            "size": 2019393189,
+            "digest": hashlib.sha256(m.encode()).hexdigest(),
+            "details": {
+                "parent_model": "",
+                "format": "gguf",
+                "family": "llama",
+                "families": ["llama"],
+                "parameter_size": "3.2B",
+                "quantization_level": "Q4_K_M",
+            },
+        }
+        for m in models
+    ]
+    return go_json({"models": data}).encode()

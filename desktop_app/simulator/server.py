@@ -1,0 +1,866 @@
+"""The simulator: an aiohttp server on one port speaking four LLM wire protocols, with faults.
+
+Paths decide the protocol: ``/v1/chat/completions`` (OpenAI), ``/api/chat`` (Ollama),
+``/v1/messages`` (Anthropic), ``/v1beta/models/{model}:streamGenerateContent`` and
+``:generateContent`` (Gemini), plus each provider's model listing. Every request is
+recorded; each chat request takes the first scripted :class:`Fault` for its protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any, Literal, TypeVar
+
+from aiohttp import web
+
+from desktop_app.simulator.protocols import (
+    CHAT_PROTOCOLS,
+    BadRequest,
+    Encoder,
+    ProtocolName,
+    anthropic_models,
+    error_body,
+    gemini_models,
+    json_content_type,
+    make_encoder,
+    millis_value,
+    ollama_tags,
+    openai_models,
+    parse_chat,
+    plan_reply,
+    random_id,
+    retry_after_value,
+    stream_content_type,
+    unknown_url_body,
+)
+
+RecordedProtocol = Literal["openai", "ollama", "anthropic", "gemini", "models"]
+
+BATCH_BYTES = 64 * 1024
+"""At full speed (``tokens_per_s == 0``) chunks are written in batches of about this size."""
+
+_T = TypeVar("_T")
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted misbehaviour, applied to exactly one chat request.
+
+    Token counts (``drop_after`` and friends) larger than the reply act just before the
+    finish marker (for Gemini the marker rides on the last token, so they act after it).
+    Non-streaming requests honour the status, headers and delays; ``stall_after`` waits
+    ``stall_s`` before the body, ``error_event_after`` answers a provider-shaped 500,
+    ``drop_after`` cuts the connection halfway through the body, and ``truncate_after`` /
+    ``malformed_after`` end the body cleanly halfway through.
+    """
+
+    protocol: ProtocolName | None = None
+    status: int | None = None
+    message: str | None = None
+    retry_after: float | None = None
+    retry_after_http_date: bool = False
+    retry_after_ms: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    first_byte_delay: float = 0.0
+    first_token_delay: float = 0.0
+    drop_after: int | None = None
+    truncate_after: int | None = None
+    malformed_after: int | None = None
+    stall_after: int | None = None
+    stall_s: float = 3600.0
+    error_event_after: int | None = None
+    tokens: int | None = None
+    tokens_per_s: float | None = None
+    replay: bytes | None = None
+    replay_pieces: tuple[int, ...] = (7, 1, 13, 3, 29, 2)
+    replay_piece_delay_s: float = 0.002
+
+
+_NO_FAULT = Fault()
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the server saw it, and how its answer went."""
+
+    protocol: RecordedProtocol
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+    received_at: float
+    status: int | None = None
+    first_chunk_at: float | None = None
+    tokens_sent: int = 0
+    completed: bool = False
+    """The server finished sending the response (a truncated or error-ended one included)."""
+    disconnected_at: float | None = None
+    fault: Fault | None = None
+
+
+class _Exchange:
+    """Per-request state the disconnect handling needs."""
+
+    __slots__ = ("aborted", "record", "request", "response")
+
+    def __init__(self, request: web.Request, record: RecordedRequest) -> None:
+        self.request = request
+        self.record = record
+        self.response: web.StreamResponse | None = None
+        self.aborted = False
+
+
+def _positive_float(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number >= 0 else None
+
+
+def _positive_int(value: str | None) -> int | None:
+    number = _positive_float(value)
+    return None if number is None else int(number)
+
+
+class Simulator:
+    """A local LLM server with scripted faults. Use ``async with Simulator() as sim``."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tokens_per_s: float = 50.0,
+        default_tokens: int = 300,
+        models: tuple[str, ...] = ("sim-small", "sim-large"),
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.tokens_per_s = tokens_per_s
+        self.default_tokens = default_tokens
+        self.models = models
+        self.requests: list[RecordedRequest] = []
+        self._faults: deque[Fault] = deque()
+        self._runner: web.AppRunner | None = None
+        self._changed = asyncio.Event()
+        self._stopping = False
+        self._active: set[_Exchange] = set()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def base_url(self, provider: str) -> str:
+        """What to give a client as its base URL for ``provider``."""
+        return self.url + "/v1" if provider == "openai" else self.url
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._openai_chat)
+        app.router.add_get("/v1/models", self._list_models)
+        app.router.add_post("/v1/messages", self._anthropic_chat)
+        app.router.add_post("/api/chat", self._ollama_chat)
+        app.router.add_get("/api/tags", self._ollama_tags)
+        app.router.add_get("/api/version", self._ollama_version)
+        app.router.add_get("/v1beta/models", self._gemini_models)
+        app.router.add_post("/v1beta/models/{target}", self._gemini_chat)
+        app.router.add_get("/", self._root)
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=0.25
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._stopping = False
+        self._changed = asyncio.Event()  # bound to the loop that serves
+        address = runner.addresses[0]
+        self.port = int(address[1])
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self._stopping = True
+        for exchange in list(self._active):  # cut answers in flight, do not wait for them
+            transport = exchange.request.transport
+            if transport is not None:
+                exchange.aborted = True
+                transport.abort()
+        try:
+            await runner.cleanup()
+        finally:
+            self._stopping = False
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- scripting and inspection ----------------------------------------------------
+
+    def script(self, *faults: Fault) -> None:
+        """Queue faults; each chat request takes the first one for its protocol."""
+        for fault in faults:
+            if fault.protocol is not None and fault.protocol not in CHAT_PROTOCOLS:
+                raise ValueError(
+                    f"unknown protocol {fault.protocol!r}: use one of {', '.join(CHAT_PROTOCOLS)}"
+                )
+        self._faults.extend(faults)
+
+    def clear(self) -> None:
+        """Drop queued faults and recorded requests."""
+        self._faults.clear()
+        self.requests.clear()
+
+    @property
+    def pending_faults(self) -> tuple[Fault, ...]:
+        return tuple(self._faults)
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.protocol != "models"]
+
+    @property
+    def disconnects(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.disconnected_at is not None]
+
+    async def wait_for_disconnect(
+        self,
+        count: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109 (part of the API, shared with SimulatorThread)
+    ) -> None:
+        """Wait until at least ``count`` recorded requests saw their client go away."""
+        try:
+            async with asyncio.timeout(timeout):
+                while len(self.disconnects) < count:
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise TimeoutError(
+                f"expected {count} client disconnect(s) within {timeout} s, "
+                f"saw {len(self.disconnects)}"
+            ) from None
+
+    def reply_text(
+        self,
+        body: dict[str, Any],
+        protocol: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """The text an ordinary reply to this request has (empty for a tool call).
+
+        ``headers`` may carry the request's ``x-rill-sim-tokens`` override.
+        """
+        if protocol not in CHAT_PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}")
+        inp = parse_chat(protocol, body, stream=False)
+        lowered = {k.lower(): v for k, v in (headers or {}).items()}
+        tokens = _positive_int(lowered.get("x-rill-sim-tokens"))
+        return plan_reply(inp, self.default_tokens if tokens is None else tokens).text
+
+    # -- recording -------------------------------------------------------------------
+
+    def _record(self, request: web.Request, protocol: RecordedProtocol) -> RecordedRequest:
+        record = RecordedRequest(
+            protocol=protocol,
+            method=request.method,
+            path=request.path,
+            query=request.query_string,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=b"",
+            json=None,
+            received_at=time.monotonic(),
+        )
+        self.requests.append(record)
+        return record
+
+    @staticmethod
+    async def _read_body(request: web.Request, record: RecordedRequest) -> None:
+        record.body = await request.read()
+        if record.body:
+            try:
+                record.json = json.loads(record.body)
+            except (ValueError, UnicodeDecodeError):
+                record.json = None
+
+    def _take_fault(self, protocol: ProtocolName) -> Fault | None:
+        for i, fault in enumerate(self._faults):
+            if fault.protocol is None or fault.protocol == protocol:
+                del self._faults[i]
+                return fault
+        return None
+
+    def _note_disconnect(self, exchange: _Exchange) -> None:
+        record = exchange.record
+        if exchange.aborted or record.completed or record.disconnected_at is not None:
+            return
+        if self._stopping:
+            return
+        record.disconnected_at = time.monotonic()
+        self._changed.set()
+
+    # -- plain answers ---------------------------------------------------------------
+
+    async def _send_whole(
+        self,
+        request: web.Request,
+        exchange: _Exchange,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> web.StreamResponse:
+        response = web.Response(status=status, body=body)
+        response.headers["Content-Type"] = content_type
+        response.headers.update(headers or {})
+        exchange.response = response
+        exchange.record.status = status
+        await response.prepare(request)
+        await response.write_eof()
+        exchange.record.completed = True
+        return response
+
+    async def _guarded(
+        self,
+        request: web.Request,
+        protocol: RecordedProtocol,
+        serve: Callable[[_Exchange], Any],
+    ) -> web.StreamResponse:
+        exchange = _Exchange(request, self._record(request, protocol))
+        self._active.add(exchange)
+        try:
+            await self._read_body(request, exchange.record)
+            response: web.StreamResponse = await serve(exchange)
+            return response
+        except asyncio.CancelledError:
+            self._note_disconnect(exchange)
+            raise
+        except ConnectionResetError:  # aiohttp's ClientConnectionResetError is one too
+            self._note_disconnect(exchange)
+            return exchange.response if exchange.response is not None else web.Response()
+        except web.HTTPException as exc:  # e.g. a body over the size limit: aiohttp answers
+            exchange.record.status = exc.status
+            raise
+        except Exception:
+            _log.exception("simulator failed answering %s %s", request.method, request.path)
+            started = exchange.response
+            if started is not None and started.prepared:
+                exchange.aborted = True
+                if request.transport is not None:
+                    request.transport.abort()
+                return started
+            proto: ProtocolName = "openai" if protocol == "models" else protocol
+            return await self._send_whole(
+                request, exchange, 500, error_body(proto, 500), json_content_type(proto)
+            )
+        finally:
+            self._active.discard(exchange)
+
+    async def _list_models(self, request: web.Request) -> web.StreamResponse:
+        async def serve(exchange: _Exchange) -> web.StreamResponse:
+            if "x-api-key" in request.headers or "anthropic-version" in request.headers:
+                body = anthropic_models(self.models)
+            else:
+                body = openai_models(self.models)
+            return await self._send_whole(request, exchange, 200, body, "application/json")
+
+        return await self._guarded(request, "models", serve)
+
+    async def _ollama_tags(self, request: web.Request) -> web.StreamResponse:
+        async def serve(exchange: _Exchange) -> web.StreamResponse:
+            body = ollama_tags(self.models)
+            return await self._send_whole(request, exchange, 200, body, json_content_type("ollama"))
+
+        return await self._guarded(request, "models", serve)
+
+    async def _ollama_version(self, request: web.Request) -> web.StreamResponse:
+        async def serve(exchange: _Exchange) -> web.StreamResponse:
+            return await self._send_whole(
+                request, exchange, 200, b'{"version":"0.12.0"}', json_content_type("ollama")
+            )
+
+        return await self._guarded(request, "models", serve)
+
+    async def _gemini_models(self, request: web.Request) -> web.StreamResponse:
+        async def serve(exchange: _Exchange) -> web.StreamResponse:
+            body = gemini_models(self.models)
+            return await self._send_whole(request, exchange, 200, body, json_content_type("gemini"))
+
+        return await self._guarded(request, "models", serve)
+
+    async def _root(self, request: web.Request) -> web.StreamResponse:
+        async def serve(exchange: _Exchange) -> web.StreamResponse:
+            return await self._send_whole(
+                request, exchange, 200, b"Ollama is running", "text/plain; charset=utf-8"
+            )
+
+        return await self._guarded(request, "models", serve)
+
+    async def _not_found(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        protocol: ProtocolName
+        if path.startswith("/api/"):
+            protocol = "ollama"
+        elif path.startswith("/v1beta/"):
+            protocol = "gemini"
+        elif path.startswith("/v1/messages") or "anthropic-version" in request.headers:
+            protocol = "anthropic"
+        else:
+            protocol = "openai"
+
+        async def serve(exchange: _Exchange) -> web.StreamResponse:
+            body, content_type = unknown_url_body(protocol, request.method, path)
+            return await self._send_whole(request, exchange, 404, body, content_type)
+
+        return await self._guarded(request, "models", serve)
+
+    # -- chat ------------------------------------------------------------------------
+
+    async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._chat(request, "openai")
+
+    async def _anthropic_chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._chat(request, "anthropic")
+
+    async def _ollama_chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._chat(request, "ollama")
+
+    async def _gemini_chat(self, request: web.Request) -> web.StreamResponse:
+        model, _, method = request.match_info["target"].rpartition(":")
+        if not model or method not in ("streamGenerateContent", "generateContent"):
+            return await self._not_found(request)
+        return await self._chat(
+            request, "gemini", model=model, stream=method == "streamGenerateContent"
+        )
+
+    async def _chat(
+        self,
+        request: web.Request,
+        protocol: ProtocolName,
+        *,
+        model: str | None = None,
+        stream: bool | None = None,
+    ) -> web.StreamResponse:
+        async def serve(exchange: _Exchange) -> web.StreamResponse:
+            fault = self._take_fault(protocol)
+            exchange.record.fault = fault
+            return await self._serve_chat(
+                request, exchange, protocol, fault or _NO_FAULT, model, stream
+            )
+
+        return await self._guarded(request, protocol, serve)
+
+    def _headers(self, protocol: ProtocolName, fault: Fault, streaming: bool) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if streaming:
+            headers["Cache-Control"] = "no-cache"
+        if protocol == "openai":
+            headers["x-request-id"] = "req_" + random_id(32)
+        elif protocol == "anthropic":
+            headers["request-id"] = "req_011" + random_id(21)
+        headers.update(fault.headers)
+        return headers
+
+    async def _serve_chat(
+        self,
+        request: web.Request,
+        exchange: _Exchange,
+        protocol: ProtocolName,
+        fault: Fault,
+        model: str | None,
+        stream: bool | None,
+    ) -> web.StreamResponse:
+        record = exchange.record
+        if fault.first_byte_delay > 0:
+            await asyncio.sleep(fault.first_byte_delay)
+        if fault.status is not None:
+            headers = self._headers(protocol, fault, streaming=False)
+            if fault.retry_after is not None:
+                if fault.retry_after_http_date:
+                    value = formatdate(time.time() + fault.retry_after, usegmt=True)
+                else:
+                    value = retry_after_value(fault.retry_after)
+                headers["Retry-After"] = value
+            if fault.retry_after_ms is not None:
+                headers["retry-after-ms"] = millis_value(fault.retry_after_ms)
+            body = error_body(protocol, fault.status, fault.message)
+            return await self._send_whole(
+                request, exchange, fault.status, body, json_content_type(protocol), headers
+            )
+        if fault.replay is not None:
+            return await self._replay(request, exchange, protocol, fault)
+        try:
+            if record.json is None:
+                raise BadRequest(
+                    "We could not parse the JSON body of your request: "
+                    "the body must be a JSON object."
+                )
+            inp = parse_chat(protocol, record.json, model=model, stream=stream)
+        except BadRequest as exc:
+            return await self._send_whole(
+                request,
+                exchange,
+                400,
+                error_body(protocol, 400, str(exc)),
+                json_content_type(protocol),
+                self._headers(protocol, fault, streaming=False),
+            )
+        tokens = fault.tokens
+        if tokens is None:
+            tokens = _positive_int(request.headers.get("x-rill-sim-tokens"))
+        if tokens is None:
+            tokens = self.default_tokens
+        rate = fault.tokens_per_s
+        if rate is None:
+            rate = _positive_float(request.headers.get("x-rill-sim-tokens-per-s"))
+        if rate is None:
+            rate = self.tokens_per_s
+        reply = plan_reply(inp, tokens)
+        encoder = make_encoder(inp, reply)
+        if inp.stream:
+            return await self._stream(request, exchange, fault, encoder, rate)
+        return await self._whole_reply(request, exchange, fault, encoder)
+
+    async def _whole_reply(
+        self,
+        request: web.Request,
+        exchange: _Exchange,
+        fault: Fault,
+        encoder: Encoder,
+    ) -> web.StreamResponse:
+        """A non-streaming answer. Stream faults map onto the body as a whole."""
+        protocol: ProtocolName = encoder.inp.protocol
+        record = exchange.record
+        if fault.first_token_delay > 0:
+            await asyncio.sleep(fault.first_token_delay)
+        if fault.stall_after is not None:
+            await asyncio.sleep(fault.stall_s)
+        headers = self._headers(protocol, fault, streaming=False)
+        if fault.error_event_after is not None:
+            return await self._send_whole(
+                request,
+                exchange,
+                500,
+                error_body(protocol, 500, fault.message),
+                json_content_type(protocol),
+                headers,
+            )
+        sent = len(encoder.reply.chunks)
+        body: bytes = encoder.full_body(sent)
+        cut = (fault.drop_after, fault.truncate_after, fault.malformed_after)
+        if all(value is None for value in cut):
+            record.tokens_sent = sent
+            return await self._send_whole(
+                request, exchange, 200, body, json_content_type(protocol), headers
+            )
+        response = web.StreamResponse(status=200, headers=headers)
+        response.headers["Content-Type"] = json_content_type(protocol)
+        if fault.drop_after is not None:
+            response.content_length = len(body)
+        exchange.response = response
+        record.status = 200
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        if fault.drop_after is not None:
+            await self._abort(request, exchange)
+            return response
+        await response.write_eof()
+        record.completed = True
+        return response
+
+    async def _abort(self, request: web.Request, exchange: _Exchange) -> None:
+        """Cut the TCP connection once what was written has left the process."""
+        exchange.aborted = True
+        transport = request.transport
+        if transport is None:
+            return
+        for _ in range(1000):  # at most about a second
+            if transport.get_write_buffer_size() == 0:
+                break
+            await asyncio.sleep(0.001)
+        transport.abort()
+
+    async def _replay(
+        self, request: web.Request, exchange: _Exchange, protocol: ProtocolName, fault: Fault
+    ) -> web.StreamResponse:
+        assert fault.replay is not None
+        response = web.StreamResponse(status=200, headers=self._headers(protocol, fault, True))
+        response.headers["Content-Type"] = stream_content_type(protocol)
+        exchange.response = response
+        exchange.record.status = 200
+        await response.prepare(request)
+        if fault.first_token_delay > 0:
+            await asyncio.sleep(fault.first_token_delay)
+        data = fault.replay
+        sizes = tuple(max(1, s) for s in fault.replay_pieces) or (len(data) or 1,)
+        pos = 0
+        i = 0
+        while pos < len(data):
+            piece = data[pos : pos + sizes[i % len(sizes)]]
+            await response.write(piece)
+            if exchange.record.first_chunk_at is None:
+                exchange.record.first_chunk_at = time.perf_counter()
+            pos += len(piece)
+            i += 1
+            if fault.replay_piece_delay_s > 0:
+                await asyncio.sleep(fault.replay_piece_delay_s)
+        await response.write_eof()
+        exchange.record.completed = True
+        return response
+
+    async def _stream(
+        self,
+        request: web.Request,
+        exchange: _Exchange,
+        fault: Fault,
+        encoder: Encoder,
+        rate: float,
+    ) -> web.StreamResponse:
+        protocol: ProtocolName = encoder.inp.protocol
+        record = exchange.record
+        response = web.StreamResponse(status=200, headers=self._headers(protocol, fault, True))
+        response.headers["Content-Type"] = stream_content_type(protocol)
+        exchange.response = response
+        record.status = 200
+        await response.prepare(request)
+        head: bytes = encoder.head()
+        if head:
+            await response.write(head)
+        if fault.first_token_delay > 0:
+            await asyncio.sleep(fault.first_token_delay)
+
+        chunks: list[str] = encoder.reply.chunks
+        total = len(chunks)
+
+        def at(value: int | None) -> int | None:
+            return None if value is None else min(max(value, 0), total)
+
+        stall_at = at(fault.stall_after)
+        enders = [
+            (at(fault.drop_after), "drop"),
+            (at(fault.truncate_after), "truncate"),
+            (at(fault.malformed_after), "malformed"),
+            (at(fault.error_event_after), "error"),
+        ]
+        live = [(index, kind) for index, kind in enders if index is not None]
+        end_at, end_kind = min(live, key=lambda item: item[0]) if live else (None, "")
+
+        buffer = bytearray()
+        pending = 0
+        lead_sent = False
+
+        async def flush() -> None:
+            nonlocal pending
+            if buffer:
+                await response.write(bytes(buffer))
+                buffer.clear()
+            if pending:
+                record.tokens_sent += pending
+                pending = 0
+                if record.first_chunk_at is None:
+                    record.first_chunk_at = time.perf_counter()
+
+        loop = asyncio.get_running_loop()
+        interval = 1.0 / rate if rate > 0 else 0.0
+        next_at = loop.time()
+        for index in range(total + 1):
+            if index == stall_at:
+                await flush()
+                await asyncio.sleep(fault.stall_s)
+                next_at = loop.time()
+            if index == end_at:
+                await flush()
+                if end_kind == "drop":
+                    await self._abort(request, exchange)
+                    return response
+                if end_kind == "malformed":
+                    await response.write(encoder.malformed(index))
+                elif end_kind == "error":
+                    await response.write(encoder.error_event())
+                await response.write_eof()
+                record.completed = True
+                return response
+            if index == total:
+                break
+            if interval:
+                now = loop.time()
+                if next_at > now:
+                    await flush()
+                    await asyncio.sleep(next_at - now)
+                elif now - next_at > interval:
+                    next_at = now
+                next_at += interval
+            if not lead_sent:
+                buffer += encoder.lead()
+                lead_sent = True
+            buffer += encoder.token(index)
+            pending += 1
+            if interval or index == 0 or len(buffer) >= BATCH_BYTES:
+                await flush()
+        if not lead_sent:
+            buffer += encoder.lead()
+        buffer += encoder.tail(record.tokens_sent + pending)
+        await flush()
+        await response.write_eof()
+        record.completed = True
+        return response
+
+
+class SimulatorThread:
+    """The same simulator on its own event loop in a background thread, for sync code."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.sim = Simulator(**kwargs)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SimulatorThread:
+        if self._loop is not None:
+            return self
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+
+        thread = threading.Thread(target=run, name="rill-simulator", daemon=True)
+        thread.start()
+        ready.wait()
+        self._loop, self._thread = loop, thread
+        try:
+            asyncio.run_coroutine_threadsafe(self.sim.start(), loop).result(timeout=30)
+        except BaseException:
+            self._shutdown_loop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.sim.stop(), loop).result(timeout=30)
+        finally:
+            self._shutdown_loop()
+
+    def _shutdown_loop(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=30)
+        with contextlib.suppress(RuntimeError):
+            loop.close()
+
+    def __enter__(self) -> SimulatorThread:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn`` on the simulator's loop and wait for it."""
+        loop = self._loop
+        if loop is None:
+            return fn(*args)
+        done: concurrent.futures.Future[_T] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                done.set_result(fn(*args))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        loop.call_soon_threadsafe(call)
+        return done.result(timeout=30)
+
+    @property
+    def url(self) -> str:
+        return self.sim.url
+
+    @property
+    def port(self) -> int:
+        return self.sim.port
+
+    def base_url(self, provider: str) -> str:
+        return self.sim.base_url(provider)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.sim.tokens_per_s
+
+    @tokens_per_s.setter
+    def tokens_per_s(self, value: float) -> None:
+        self.sim.tokens_per_s = value
+
+    @property
+    def default_tokens(self) -> int:
+        return self.sim.default_tokens
+
+    @default_tokens.setter
+    def default_tokens(self, value: int) -> None:
+        self.sim.default_tokens = value
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return self.sim.requests
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        return self.sim.chat_requests
+
+    @property
+    def disconnects(self) -> list[RecordedRequest]:
+        return self.sim.disconnects
+
+    def script(self, *faults: Fault) -> None:
+        self._call(self.sim.script, *faults)
+
+    def clear(self) -> None:
+        self._call(self.sim.clear)
+
+    def reply_text(
+        self, body: dict[str, Any], protocol: str, *, headers: Mapping[str, str] | None = None
+    ) -> str:
+        return self.sim.reply_text(body, protocol, headers=headers)
+
+    def wait_for_disconnect(self, count: int = 1, timeout: float = 5.0) -> None:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the simulator thread is not running")
+        future = asyncio.run_coroutine_threadsafe(
+            self.sim.wait_for_disconnect(count, timeout), loop
+        )
+        future.result(timeout=timeout + 5.0)
