@@ -354,7 +354,7 @@ class Generation:
                         for event in feed(event_name, data):
                             if first and (type(event) is TextDelta or type(event) is ToolCallDelta):
                                 first = False
-                                watchdog.streaming = True
+                                watchdog.start_streaming()
                                 ttft = time.perf_counter() - self._started
                                 yield StageChanged(Stage.STREAMING, attempt)
                             if type(event) is TextDelta:
@@ -524,6 +524,13 @@ class _Watchdog:
         self.last = loop.time()
         self.streaming = False
         self.handle: asyncio.TimerHandle | None = loop.call_at(first_deadline, self._check)
+
+    def start_streaming(self) -> None:
+        """The first token came: from now on only the gaps between chunks are timed."""
+        self.streaming = True
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = self.loop.call_at(self.last + self.idle, self._check)
 
     def _check(self) -> None:
         now = self.loop.time()

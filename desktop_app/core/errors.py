@@ -137,7 +137,9 @@ class CircuitOpenError(RillError):
 
 
 def _human_seconds(seconds: float) -> str:
-    seconds = max(0, round(seconds))
+    if seconds < 9.95:
+        return f"{max(0.0, seconds):.1f} s".replace(".0 s", " s")
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
     minutes, secs = divmod(seconds, 60)

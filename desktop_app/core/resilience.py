@@ -64,7 +64,7 @@ class Backoff:
 
     def __init__(self, settings: ResilienceSettings) -> None:
         self._wait = wait_exponential_jitter(
-            initial=settings.base_delay_s,
+            multiplier=settings.base_delay_s,
             max=settings.max_delay_s,
             exp_base=2,
             jitter=settings.base_delay_s / 2,
