@@ -1,0 +1,489 @@
+"""Conversations on the engine: what ``q`` and the window both do with a prompt.
+
+:class:`Services` opens everything Rill keeps (config, history, cache, engine) once per
+process. :class:`ChatService` turns a prompt in a conversation into a :class:`Turn`: an
+async iterator of the engine's events that also records the exchange — the user's message
+before anything is sent, the reply at least every 500 ms while it streams, and its final
+state — on a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, Literal, TypeVar
+
+from desktop_app.core.cache import AsyncResponseCache, cache_key
+from desktop_app.core.config import Config, Profile, load_config
+from desktop_app.core.engine import Engine, Generation, KeyLookup, Pricing, env_keys
+from desktop_app.core.errors import RillError
+from desktop_app.core.events import (
+    Cancelled,
+    Failed,
+    Finished,
+    Restarted,
+    StreamEvent,
+    TextDelta,
+    UsageUpdate,
+)
+from desktop_app.core.history import History, MessageStatus, StoredMessage
+from desktop_app.core.paths import AppPaths, app_paths
+from desktop_app.core.resilience import ResilienceSettings
+from desktop_app.core.types import ChatRequest, GenerationResponse, Message, TokenUsage
+
+log = logging.getLogger("rill.chat")
+_T = TypeVar("_T")
+
+SAVE_INTERVAL_S = 0.5
+
+
+@dataclass
+class Services:
+    """Everything a Rill process opens once: config, history, cache and the engine."""
+
+    paths: AppPaths
+    config: Config
+    engine: Engine
+    history: History | None
+    cache: AsyncResponseCache | None
+    io: ThreadPoolExecutor
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        config: Config | None = None,
+        paths: AppPaths | None = None,
+        record: bool = True,
+        api_key: KeyLookup | None = None,
+        pricing: Pricing | None = None,
+    ) -> Services:
+        paths = (paths or app_paths()).ensure()
+        config = config if config is not None else load_config(paths.config_file)
+        warnings = [f"Config problem: {p}" for p in config.problems]
+        history: History | None = None
+        if record and config["history.enabled"]:
+            history = History(paths.history_db)
+            if history.recovered_from is not None:
+                warnings.append(
+                    f"The conversation history could not be opened, so a new one was started. "
+                    f"The old file was moved to {history.recovered_from}."
+                )
+        cache: AsyncResponseCache | None = None
+        if config["cache.enabled"]:
+            cache = AsyncResponseCache(
+                paths.response_cache_dir,
+                ttl_s=float(config["cache.ttl_s"]),
+                size_limit_bytes=int(config["cache.size_limit_mb"]) * 1024 * 1024,
+            )
+        engine = Engine(
+            resilience=ResilienceSettings.from_values(config.values),
+            api_key=api_key or env_keys,
+            cache=cache,
+            cache_key=cache_key,
+            pricing=pricing,
+        )
+        io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rill-io")
+        return cls(paths, config, engine, history, cache, io, warnings)
+
+    async def run_io(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Run blocking I/O on the worker thread, in order with every other write."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.io, partial(fn, *args, **kwargs))
+
+    def submit_io(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        """Queue blocking I/O on the worker thread without waiting; failures are logged."""
+
+        def guarded() -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception:
+                log.exception("background write failed")
+                return None
+
+        return self.io.submit(guarded)
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
+        if self.history is not None:
+            await self.run_io(self.history.close)
+        self.io.shutdown(wait=True)
+
+
+TurnMode = Literal["new", "regenerate", "continue"]
+
+
+class ChatService:
+    """Builds requests from profiles and conversations, and starts turns."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    @property
+    def config(self) -> Config:
+        return self.services.config
+
+    def request_for(
+        self,
+        profile: Profile,
+        messages: Sequence[Message],
+        *,
+        model: str | None = None,
+        system: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        base_url: str | None = None,
+        provider: str | None = None,
+    ) -> ChatRequest:
+        options: tuple[tuple[str, Any], ...] = ()
+        if profile.accepts_prefill:
+            options = (("rill_accepts_prefill", True),)
+        if provider and provider != profile.provider:
+            profile = replace(profile, provider=provider, base_url="", model="")  # type: ignore[arg-type]
+        return ChatRequest(
+            provider=profile.provider,
+            base_url=base_url or profile.resolved_base_url,
+            model=model or profile.resolved_model,
+            messages=tuple(messages),
+            system=system if system is not None else (profile.system_prompt or None),
+            temperature=temperature if temperature is not None else profile.temperature,
+            max_tokens=max_tokens if max_tokens is not None else profile.max_tokens,
+            options=options,
+            profile=profile.name,
+        )
+
+    def fallbacks_for(self, request: ChatRequest, profile: Profile) -> list[ChatRequest]:
+        """A profile's fallbacks: other profiles by name, or other models on the same server."""
+        out: list[ChatRequest] = []
+        for name in profile.fallbacks:
+            if name in self.config.profiles:
+                other = self.config.profiles[name]
+                out.append(
+                    self.request_for(
+                        other,
+                        request.messages,
+                        system=request.system,
+                        temperature=request.temperature,
+                        max_tokens=request.max_tokens,
+                    )
+                )
+            else:
+                out.append(replace(request, model=name))
+        return out
+
+    def send(
+        self,
+        prompt: str,
+        *,
+        conversation_id: int | None = None,
+        profile: str | None = None,
+        read_cache: bool = True,
+        write_cache: bool = True,
+        record: bool = True,
+        **overrides: Any,
+    ) -> Turn:
+        """Ask ``prompt`` in a conversation (a new one when ``conversation_id`` is None)."""
+        return Turn(
+            self,
+            mode="new",
+            prompt=prompt,
+            conversation_id=conversation_id,
+            profile=self.config.profile(profile),
+            read_cache=read_cache,
+            write_cache=write_cache,
+            record=record,
+            overrides=overrides,
+        )
+
+    def regenerate(
+        self,
+        conversation_id: int,
+        reply_group: int,
+        *,
+        profile: str | None = None,
+        **overrides: Any,
+    ) -> Turn:
+        """A new version of a reply: the cache is not read, and the new answer is written."""
+        return Turn(
+            self,
+            mode="regenerate",
+            prompt=None,
+            conversation_id=conversation_id,
+            profile=self.config.profile(profile),
+            read_cache=False,
+            write_cache=True,
+            record=True,
+            overrides=overrides,
+            reply_group=reply_group,
+        )
+
+    def continue_reply(
+        self, conversation_id: int, message_id: int, *, profile: str | None = None, **overrides: Any
+    ) -> Turn:
+        """Continue an interrupted or cancelled reply from where it stopped."""
+        return Turn(
+            self,
+            mode="continue",
+            prompt=None,
+            conversation_id=conversation_id,
+            profile=self.config.profile(profile),
+            read_cache=False,
+            write_cache=False,
+            record=True,
+            overrides=overrides,
+            message_id=message_id,
+        )
+
+
+def context_messages(stored: Sequence[StoredMessage]) -> list[Message]:
+    """The messages of a conversation worth sending back as context."""
+    out: list[Message] = []
+    for m in stored:
+        if m.role == "system":
+            continue
+        if m.role == "assistant" and (not m.content or m.status == "failed"):
+            continue
+        out.append(m.to_message())
+    return out
+
+
+class Turn:
+    """One prompt and its reply, recorded as it streams. Iterate it for events."""
+
+    def __init__(
+        self,
+        chat: ChatService,
+        *,
+        mode: TurnMode,
+        prompt: str | None,
+        conversation_id: int | None,
+        profile: Profile,
+        read_cache: bool,
+        write_cache: bool,
+        record: bool,
+        overrides: dict[str, Any],
+        reply_group: int | None = None,
+        message_id: int | None = None,
+    ) -> None:
+        self.chat = chat
+        self.services = chat.services
+        self.mode = mode
+        self.prompt = prompt
+        self.conversation_id = conversation_id
+        self.profile = profile
+        self.read_cache = read_cache
+        self.write_cache = write_cache
+        self.record = record and self.services.history is not None
+        self.overrides = overrides
+        self.reply_group = reply_group
+        self.assistant_message_id = message_id
+        self.user_message_id: int | None = None
+        self.request: ChatRequest | None = None
+        self.generation: Generation | None = None
+        self.response: GenerationResponse | None = None
+        self.kept = ""
+        self._cancel = False
+        self._settled = False
+
+    def cancel(self) -> None:
+        self._cancel = True
+        if self.generation is not None:
+            self.generation.cancel()
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[StreamEvent]:
+        try:
+            await self._prepare()
+        except RillError as exc:
+            yield Failed(exc, "")
+            return
+        assert self.request is not None
+        engine = self.services.engine
+        fallbacks = self.chat.fallbacks_for(self.request, self.profile)
+        self.generation = engine.stream(
+            self.request,
+            fallbacks=fallbacks,
+            read_cache=self.read_cache,
+            write_cache=self.write_cache,
+        )
+        if self._cancel:
+            self.generation.cancel()
+        loop = asyncio.get_running_loop()
+        parts: list[str] = [self.kept] if self.kept else []
+        usage: TokenUsage | None = None
+        last_save = loop.time()
+        try:
+            async for event in self.generation:
+                kind = type(event)
+                if kind is TextDelta:
+                    parts.append(event.text)  # type: ignore[union-attr]
+                    now = loop.time()
+                    if self.record and now - last_save >= SAVE_INTERVAL_S:
+                        last_save = now
+                        self._save(content="".join(parts), status="streaming")
+                elif isinstance(event, UsageUpdate):
+                    usage = event.usage
+                elif isinstance(event, Restarted):
+                    await self._restart(event.discarded)
+                    parts = []
+                elif isinstance(event, Finished):
+                    self.response = event.response
+                    self._settle_finished(event.response)
+                elif isinstance(event, Failed):
+                    partial_text = "".join(parts)
+                    status: MessageStatus = "interrupted" if event.partial else "failed"
+                    self._settle(partial_text, status, error=str(event.error), usage=usage)
+                elif isinstance(event, Cancelled):
+                    self._settle("".join(parts), "cancelled", usage=usage)
+                yield event
+        finally:
+            if not self._settled:
+                self._settle("".join(parts), "cancelled", usage=usage)
+
+    async def _prepare(self) -> None:
+        services = self.services
+        history = services.history if self.record else None
+        prompt = self.prompt
+        if self.mode == "new":
+            assert prompt is not None
+            earlier: list[Message] = []
+            if history is not None and self.conversation_id is not None:
+                stored = await services.run_io(history.messages, self.conversation_id)
+                earlier = context_messages(stored)
+            messages = [*earlier, Message("user", prompt)]
+        else:
+            assert history is not None and self.conversation_id is not None
+            stored = await services.run_io(history.messages, self.conversation_id)
+            messages, target = self._context_for(stored)
+            if self.mode == "continue":
+                self.kept = target.content.rstrip()
+                self.reply_group = target.reply_group
+                messages.append(Message("assistant", self.kept))
+        self.request = self.chat.request_for(self.profile, messages, **self.overrides)
+        if history is None:
+            return
+        request = self.request
+        if self.mode == "new":
+            assert prompt is not None
+            if self.conversation_id is None:
+                conversation = await services.run_io(
+                    history.create_conversation,
+                    profile=self.profile.name,
+                    provider=request.provider,
+                    model=request.model,
+                    system_prompt=request.system,
+                )
+                self.conversation_id = conversation.id
+            user = await services.run_io(history.add_message, self.conversation_id, "user", prompt)
+            self.user_message_id = user.id
+            reply = await services.run_io(
+                history.add_message,
+                self.conversation_id,
+                "assistant",
+                "",
+                status="streaming",
+                model=request.model,
+                provider=request.provider,
+            )
+            self.assistant_message_id = reply.id
+            self.reply_group = reply.reply_group
+        elif self.mode == "regenerate":
+            assert self.reply_group is not None
+            reply = await services.run_io(
+                history.add_version,
+                self.reply_group,
+                "",
+                status="streaming",
+                model=request.model,
+                provider=request.provider,
+            )
+            self.assistant_message_id = reply.id
+        else:
+            assert self.assistant_message_id is not None
+            await services.run_io(
+                history.update_message, self.assistant_message_id, status="streaming"
+            )
+
+    def _context_for(self, stored: Sequence[StoredMessage]) -> tuple[list[Message], StoredMessage]:
+        """The messages before the reply being regenerated or continued, and that reply."""
+        for index, message in enumerate(stored):
+            hit = (
+                message.reply_group == self.reply_group
+                if self.mode == "regenerate"
+                else message.id == self.assistant_message_id
+            )
+            if hit:
+                return context_messages(stored[:index]), message
+        raise RillError(
+            "That reply is no longer in the conversation.",
+            action="Reload the conversation and try again.",
+        )
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def _save(self, **fields: Any) -> None:
+        history = self.services.history
+        if history is None or self.assistant_message_id is None:
+            return
+        self.services.submit_io(history.update_message, self.assistant_message_id, **fields)
+
+    async def _restart(self, discarded: str) -> None:
+        """Keep the interrupted text as an earlier version; the new answer gets a new one."""
+        history = self.services.history
+        if not self.record or history is None or self.reply_group is None:
+            return
+        assert self.assistant_message_id is not None
+        self._save(content=self.kept + discarded, status="interrupted")
+        reply = await self.services.run_io(
+            history.add_version,
+            self.reply_group,
+            "",
+            status="streaming",
+            model=self.request.model if self.request else None,
+            provider=self.request.provider if self.request else None,
+        )
+        self.assistant_message_id = reply.id
+        self.kept = ""
+
+    def _settle_finished(self, response: GenerationResponse) -> None:
+        self._settled = True
+        usage = response.usage
+        self._save(
+            content=(self.kept + response.content) if self.mode == "continue" else response.content,
+            status="complete",
+            model=response.model,
+            provider=response.provider,
+            input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+            cost=response.cost,
+            ttft_s=response.timing.ttft_s,
+            total_s=response.timing.total_s,
+            cached=response.cached,
+            finish_reason=response.finish_reason,
+        )
+
+    def _settle(
+        self,
+        content: str,
+        status: MessageStatus,
+        *,
+        error: str | None = None,
+        usage: TokenUsage | None = None,
+    ) -> None:
+        self._settled = True
+        fields: dict[str, Any] = {"content": content, "status": status}
+        if error is not None:
+            fields["error"] = error
+        if usage is not None:
+            fields["input_tokens"] = usage.input_tokens
+            fields["output_tokens"] = usage.output_tokens
+        self._save(**fields)
