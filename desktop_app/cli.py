@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from desktop_app import __version__
+from desktop_app.core.chat import ChatService, Services, Turn
 from desktop_app.core.config import Config, load_config
-from desktop_app.core.engine import Engine
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
     CacheHit,
@@ -35,8 +35,7 @@ from desktop_app.core.events import (
     TextDelta,
 )
 from desktop_app.core.paths import app_paths
-from desktop_app.core.resilience import ResilienceSettings
-from desktop_app.core.types import PROVIDERS, ChatRequest, GenerationResponse, Message
+from desktop_app.core.types import PROVIDERS, GenerationResponse
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -69,7 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key for this run, e.g. resilience.idle_timeout_s=3",
     )
+    p.add_argument(
+        "-c",
+        "--continue",
+        dest="continue_",
+        action="store_true",
+        help="continue the most recent conversation",
+    )
+    p.add_argument("--no-log", action="store_true", help="do not record this exchange in history")
     p.add_argument("--list-models", action="store_true", help="list the server's models")
+    p.add_argument("--cache-stats", action="store_true", help="show response cache statistics")
+    p.add_argument("--clear-cache", action="store_true", help="empty the response cache")
     p.add_argument("--version", action="version", version=f"q (Rill) {__version__}")
     return p
 
@@ -158,28 +167,17 @@ def read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
     return "\n\n".join(p for p in parts if p.strip())
 
 
-def make_request(args: argparse.Namespace, config: Config, prompt: str) -> ChatRequest:
-    profile = config.profile(args.profile)
-    provider = args.provider or profile.provider
-    if args.provider and args.provider != profile.provider:
-        from desktop_app.core.config import DEFAULT_BASE_URLS, DEFAULT_MODELS
-
-        base_url = args.base_url or DEFAULT_BASE_URLS[provider]
-        model = args.model or DEFAULT_MODELS[provider]
-    else:
-        base_url = args.base_url or profile.resolved_base_url
-        model = args.model or profile.resolved_model
-    system = args.system if args.system is not None else (profile.system_prompt or None)
-    return ChatRequest(
-        provider=provider,
-        base_url=base_url,
-        model=model,
-        messages=(Message("user", prompt),),
-        system=system,
-        temperature=args.temperature if args.temperature is not None else profile.temperature,
-        max_tokens=args.max_tokens if args.max_tokens is not None else profile.max_tokens,
-        profile=profile.name,
-    )
+def overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The request fields given on the command line."""
+    given = {
+        "provider": args.provider,
+        "base_url": args.base_url,
+        "model": args.model,
+        "system": args.system,
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+    }
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def load_settings(args: argparse.Namespace, err: TextIO) -> Config | None:
@@ -207,22 +205,72 @@ async def run(
     out: TextIO,
     err: TextIO,
 ) -> int:
-    engine = Engine(resilience=ResilienceSettings.from_values(config.values))
+    services = Services.open(config=config, record=not args.no_log)
     try:
+        for warning in services.warnings:
+            _note(err, f"q: {warning}")
+        if args.cache_stats or args.clear_cache:
+            return await _cache_command(services, args, out)
+        chat = ChatService(services)
         if args.list_models:
-            return await _list_models(engine, args, config, out, err)
-        request = make_request(args, config, prompt)
-        return await _ask(engine, request, args, out, err)
+            return await _list_models(chat, args, out, err)
+        conversation_id: int | None = None
+        if args.continue_ and services.history is not None:
+            latest = await services.run_io(services.history.latest_conversation)
+            conversation_id = latest.id if latest is not None else None
+        turn = chat.send(
+            prompt,
+            conversation_id=conversation_id,
+            profile=args.profile,
+            read_cache=not args.no_cache,
+            write_cache=not args.no_cache,
+            record=not args.no_log,
+            **overrides(args),
+        )
+        return await _ask(turn, args, out, err)
     finally:
-        await engine.aclose()
+        await services.aclose()
+
+
+async def _cache_command(services: Services, args: argparse.Namespace, out: TextIO) -> int:
+    cache = services.cache
+    if cache is None:
+        out.write("The response cache is turned off (cache.enabled = false).\n")
+        return EXIT_OK
+    if args.clear_cache:
+        removed = await cache.clear()
+        out.write(f"Cleared the response cache ({removed} answers removed).\n")
+    if args.cache_stats:
+        stats = await cache.stats()
+        out.write(
+            f"Response cache at {services.paths.response_cache_dir}\n"
+            f"  answers:   {stats.entries}\n"
+            f"  size:      {stats.bytes / 1024 / 1024:.1f} MB\n"
+            f"  hits:      {stats.hits}\n"
+            f"  misses:    {stats.misses}\n"
+            f"  hit rate:  {stats.hit_rate:.0%}\n"
+            f"  saved:     ${stats.cost_saved:.4f}\n"
+        )
+        for model, hits in sorted(stats.hits_by_model.items(), key=lambda kv: -kv[1]):
+            out.write(f"  {model}: {hits} hits\n")
+    return EXIT_OK
 
 
 async def _list_models(
-    engine: Engine, args: argparse.Namespace, config: Config, out: TextIO, err: TextIO
+    chat: ChatService, args: argparse.Namespace, out: TextIO, err: TextIO
 ) -> int:
-    request = make_request(args, config, "")
+    given = overrides(args)
+    profile = chat.config.profile(args.profile)
+    request = chat.request_for(
+        profile,
+        (),
+        provider=given.get("provider"),  # type: ignore[arg-type]
+        base_url=given.get("base_url"),  # type: ignore[arg-type]
+    )
     try:
-        models = await engine.list_models(request.provider, request.base_url, request.profile)
+        models = await chat.services.engine.list_models(
+            request.provider, request.base_url, request.profile
+        )
     except RillError as exc:
         _note(err, f"q: {exc}")
         return EXIT_FAILED
@@ -231,10 +279,7 @@ async def _list_models(
     return EXIT_OK
 
 
-async def _ask(
-    engine: Engine, request: ChatRequest, args: argparse.Namespace, out: TextIO, err: TextIO
-) -> int:
-    generation = engine.stream(request, read_cache=not args.no_cache, write_cache=not args.no_cache)
+async def _ask(turn: Turn, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     output = Output(out, err, stream=out.isatty() and not args.no_stream, json=args.json)
     spinner = Spinner(err)
     loop = asyncio.get_running_loop()
@@ -245,14 +290,14 @@ async def _ask(
         interrupts += 1
         if interrupts > 1:
             os._exit(EXIT_CANCELLED)
-        generation.cancel()
+        turn.cancel()
 
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     result: GenerationResponse | None = None
     code = EXIT_FAILED
     try:
-        async for event in generation:
+        async for event in turn:
             if type(event) is TextDelta:
                 output.text(event.text)
             elif isinstance(event, StageChanged):
@@ -291,7 +336,7 @@ async def _ask(
                 spinner.hide()
                 output.end()
                 _note(err, f"q: {event.error}")
-                if args.debug:
+                if args.debug and event.error.detail:
                     _note(err, f"q: {event.error.kind}: {event.error.detail}")
                 return EXIT_FAILED
             elif isinstance(event, Cancelled):
@@ -332,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config is None:
         return EXIT_USAGE
     prompt = ""
-    if not args.list_models:
+    if not (args.list_models or args.cache_stats or args.clear_cache):
         prompt = read_prompt(args, sys.stdin)
         if not prompt:
             _note(err, 'q: no prompt. Try: q "What is the capital of France?"')

@@ -47,3 +47,14 @@ async def collect(stream: Generation) -> list[StreamEvent]:
 
 def text_of(events: Sequence[StreamEvent]) -> str:
     return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.01) -> None:
+    """Poll ``predicate`` until it is true (for state in another process or thread)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        time.sleep(interval)

@@ -32,6 +32,7 @@ from desktop_app.core.errors import (
     RillError,
     StreamStalled,
     human_seconds,
+    scrub,
 )
 from desktop_app.core.events import (
     CacheHit,
@@ -136,7 +137,8 @@ class Engine:
         probe = ChatRequest(
             provider=provider.name, base_url=base_url, model="", messages=(), profile=profile
         )
-        headers = provider.headers(self.api_key(probe))
+        api_key = self.api_key(probe)
+        headers = provider.headers(api_key)
         headers["Accept"] = "application/json"
         url = provider.models_url(base_url)
         try:
@@ -146,9 +148,10 @@ class Engine:
         except httpx.HTTPError as exc:
             raise _map_transport_error(exc, url, provider.name, has_output=False) from None
         if response.status_code >= 400:
-            raise provider.parse_error(
+            error = provider.parse_error(
                 response.status_code, response.content[:_ERROR_BODY_LIMIT], profile=profile
             )
+            raise scrub(error, (api_key,))
         try:
             return provider.parse_models(response.json())
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -402,10 +405,14 @@ class Generation:
                 raise
             else:
                 breaker.success()
-                yield self._finished(request, parser, kept, ttft)
+                finished = self._finished(request, parser, kept, ttft)
+                if self.write_cache and engine.cache is not None and engine.cache_key is not None:
+                    await engine.cache.put(engine.cache_key(request), finished.response)
+                yield finished
                 return
 
             # the attempt failed -----------------------------------------------------------
+            scrub(error, (api_key,))
             if error.counts_for_breaker:
                 breaker.failure()
             else:

@@ -136,6 +136,20 @@ class CircuitOpenError(RillError):
         self.until = until
 
 
+REDACTED = "•••"
+
+
+def scrub(error: RillError, secrets: tuple[str | None, ...]) -> RillError:
+    """Remove secrets (API keys) from an error's text, whatever the server echoed back."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            error.message = error.message.replace(secret, REDACTED)
+            error.detail = error.detail.replace(secret, REDACTED)
+            error.action = error.action.replace(secret, REDACTED)
+    error.args = (error.message,)
+    return error
+
+
 def _human_seconds(seconds: float) -> str:
     if seconds < 9.95:
         return f"{max(0.0, seconds):.1f} s".replace(".0 s", " s")
