@@ -243,6 +243,17 @@ class Provider(ABC):
         return base_url.rstrip("/") + path
 
 
+def openai_style_tools(request: ChatRequest) -> list[dict[str, Any]]:
+    """Tools as OpenAI and Ollama take them."""
+    return [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+        }
+        for t in request.tools
+    ]
+
+
 def openai_style_messages(request: ChatRequest) -> list[dict[str, Any]]:
     """Messages as OpenAI and Ollama take them (system prompt first)."""
     out: list[dict[str, Any]] = []

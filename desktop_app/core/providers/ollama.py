@@ -13,6 +13,7 @@ from desktop_app.core.providers.base import (
     in_stream_error,
     loads_chunk,
     openai_style_messages,
+    openai_style_tools,
 )
 from desktop_app.core.types import ChatRequest, FinishReason, ProviderName, TokenUsage
 
@@ -107,17 +108,7 @@ class OllamaProvider(Provider):
         if options:
             body["options"] = options
         if request.tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.parameters,
-                    },
-                }
-                for t in request.tools
-            ]
+            body["tools"] = openai_style_tools(request)
         body.update(dict(request.options))
         return body
 
