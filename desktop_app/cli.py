@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from desktop_app import __version__
 from desktop_app.core.chat import ChatService, Services, Turn
@@ -85,7 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 @dataclass
 class Output:
-    """Where the answer goes: streamed to a terminal, or written once at the end."""
+    """Where the answer and the notes about it go.
+
+    On a terminal the answer streams, and when stderr shares that terminal every note is
+    part of what is on screen: a note never lands in the middle of a line of the answer,
+    and a restarted answer is erased (text and notes) before the notes are written again,
+    so no text is ever on screen twice. Otherwise the answer is written once at the end.
+    """
 
     out: TextIO
     err: TextIO
@@ -93,41 +99,80 @@ class Output:
     json: bool
     printed: list[str] = field(default_factory=list)
     buffered: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    screen: list[str] = field(default_factory=list)
+    line_open: bool = False
+
+    def __post_init__(self) -> None:
+        self.shared = self.stream and self.err.isatty()
+        self.spinner = Spinner(self.err)
 
     def text(self, text: str) -> None:
         if self.json:
             return
-        if self.stream:
-            self.out.write(text)
-            self.out.flush()
-            self.printed.append(text)
-        else:
+        if not self.stream:
             self.buffered.append(text)
+            return
+        self.spinner.hide()
+        self.out.write(text)
+        self.out.flush()
+        self.printed.append(text)
+        if self.shared:
+            self.screen.append(text)
+        self.line_open = not text.endswith("\n")
+
+    def note(self, message: str) -> None:
+        self.spinner.hide()
+        if self.shared and self.line_open:
+            self.out.write("\n")
+            self.out.flush()
+            self.screen.append("\n")
+            self.line_open = False
+        self.err.write(message + "\n")
+        self.err.flush()
+        if self.shared:
+            self.screen.append(message + "\n")
+            self.notes.append(message + "\n")
+
+    def waiting(self, message: str) -> None:
+        if not self.line_open:
+            self.spinner.show(message)
 
     def restart(self) -> None:
         """The answer starts again: take back what was shown so no text appears twice."""
         self.buffered.clear()
         if self.stream and self.printed:
-            _erase(self.out, "".join(self.printed))
+            shown = "".join(self.screen) if self.shared else "".join(self.printed)
+            _erase(self.out, shown)
             self.printed.clear()
+            self.screen.clear()
+            self.line_open = False
+            if self.shared:
+                for note in self.notes:
+                    self.err.write(note)
+                    self.screen.append(note)
+                self.err.flush()
 
     def end(self, final: str | None = None) -> None:
+        self.spinner.hide()
         if self.json:
             return
         if not self.stream:
             text = final if final is not None else "".join(self.buffered)
             self.out.write(text)
-            shown = text
-        else:
-            shown = "".join(self.printed)
-        if shown and not shown.endswith("\n"):
+            if text and not text.endswith("\n"):
+                self.out.write("\n")
+        elif self.line_open:
             self.out.write("\n")
+        self.line_open = False
         self.out.flush()
 
 
 def _erase(out: TextIO, text: str) -> None:
+    """Move the cursor back over ``text`` (as wrapped by the terminal) and clear from there."""
     width = max(1, shutil.get_terminal_size().columns)
-    rows = sum(max(1, -(-len(line) // width)) for line in text.split("\n"))
+    lines = text.split("\n")
+    rows = sum(max(1, -(-len(line) // width)) for line in lines)
     out.write("\r" + "\x1b[1A" * (rows - 1) + "\x1b[J")
     out.flush()
 
@@ -136,21 +181,24 @@ class Spinner:
     """A spinner on stderr while waiting, only when stderr is a terminal."""
 
     def __init__(self, err: TextIO) -> None:
-        self._status = None
+        self._status: Any = None
+        self._shown = False
         if err.isatty():
             from rich.console import Console
 
-            self._console = Console(file=err, stderr=True)
-            self._status = self._console.status("")
+            self._status = Console(file=err, stderr=True).status("")
 
     def show(self, message: str) -> None:
         if self._status is not None:
             self._status.update(message)
-            self._status.start()
+            if not self._shown:
+                self._status.start()
+                self._shown = True
 
     def hide(self) -> None:
-        if self._status is not None:
+        if self._status is not None and self._shown:
             self._status.stop()
+            self._shown = False
 
 
 def _note(err: TextIO, message: str) -> None:
@@ -281,7 +329,6 @@ async def _list_models(
 
 async def _ask(turn: Turn, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     output = Output(out, err, stream=out.isatty() and not args.no_stream, json=args.json)
-    spinner = Spinner(err)
     loop = asyncio.get_running_loop()
     interrupts = 0
 
@@ -301,51 +348,44 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: TextIO, err: TextIO) -
             if type(event) is TextDelta:
                 output.text(event.text)
             elif isinstance(event, StageChanged):
-                if event.stage is Stage.STREAMING:
-                    spinner.hide()
-                else:
-                    spinner.show(event.stage.value.capitalize() + "…")
+                if event.stage is not Stage.STREAMING:
+                    output.waiting(event.stage.value.capitalize() + "…")
             elif isinstance(event, Retrying):
-                spinner.hide()
-                _note(
-                    err,
+                output.note(
                     f"q: retrying in {event.delay_s:.1f} s (attempt {event.attempt} of "
                     f"{event.max_attempts}): {event.reason}",
                 )
             elif isinstance(event, RateLimitWait):
-                spinner.hide()
                 until = time.strftime("%H:%M:%S", time.localtime(event.until))
-                _note(err, f"q: waiting {event.delay_s:.0f} s for the rate limit (until {until}).")
+                output.note(f"q: waiting {event.delay_s:.0f} s for the rate limit (until {until}).")
             elif isinstance(event, CircuitOpen):
                 until = time.strftime("%H:%M:%S", time.localtime(event.until))
-                _note(err, f"q: {event.endpoint} is failing; its circuit is open until {until}.")
+                output.note(f"q: {event.endpoint} is failing; its circuit is open until {until}.")
             elif isinstance(event, FallingBack):
-                _note(err, f"q: falling back from {event.from_model} to {event.to_model}.")
+                output.note(f"q: falling back from {event.from_model} to {event.to_model}.")
             elif isinstance(event, Restarted):
                 output.restart()
-                _note(err, f"q: the answer broke off ({event.reason}); starting it again.")
+                output.note(f"q: the answer broke off ({event.reason}); starting it again.")
             elif isinstance(event, Resumed):
-                _note(err, f"q: the answer broke off ({event.reason}); continuing it.")
+                output.note(f"q: the answer broke off ({event.reason}); continuing it.")
             elif isinstance(event, CacheHit):
                 if args.debug:
-                    _note(err, f"q: served from cache ({event.key[:12]}…)")
+                    output.note(f"q: served from cache ({event.key[:12]}…)")
             elif isinstance(event, Finished):
                 result = event.response
                 code = EXIT_OK
             elif isinstance(event, Failed):
-                spinner.hide()
                 output.end()
-                _note(err, f"q: {event.error}")
+                output.note(f"q: {event.error}")
                 if args.debug and event.error.detail:
-                    _note(err, f"q: {event.error.kind}: {event.error.detail}")
+                    output.note(f"q: {event.error.kind}: {event.error.detail}")
                 return EXIT_FAILED
             elif isinstance(event, Cancelled):
-                spinner.hide()
                 output.end()
-                _note(err, "q: cancelled.")
+                output.note("q: cancelled.")
                 return EXIT_CANCELLED
     finally:
-        spinner.hide()
+        output.spinner.hide()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
     if result is None:
@@ -356,8 +396,7 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: TextIO, err: TextIO) -
         out.flush()
     if args.debug:
         t = result.timing
-        _note(
-            err,
+        output.note(
             f"q: done: {result.finish_reason} ({result.raw_finish_reason}), "
             f"usage={result.usage.to_dict() if result.usage else None}, "
             f"ttft={t.ttft_s}, total={t.total_s}, trace={result.trace_id}",
