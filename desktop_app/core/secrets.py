@@ -1,0 +1,354 @@
+"""API keys: per profile in the OS keychain, or per provider in an environment variable.
+
+Keys live in the system keychain through ``keyring`` (service ``Rill``, user name
+``profile:<name>``), with one environment variable per provider as the fallback. Rill never
+writes a key to a file, and never puts one in an exception message or a log line: every key
+:class:`Secrets` hands out or stores is added to a process-wide set of known secrets that
+:func:`redact` (and the log handlers of :mod:`desktop_app.core.logs`) mask.
+
+Where no keychain backend exists (a headless Linux machine, say), :meth:`Secrets.get` falls
+back to the environment and :meth:`Secrets.set` raises a ``ConfigError`` that says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final, Literal
+
+import keyring
+import keyring.backend
+import keyring.errors
+from keyring.backends import chainer, fail, null
+
+from desktop_app.core.errors import ConfigError
+from desktop_app.core.types import ChatRequest
+
+__all__ = [
+    "ENV_VARS",
+    "MASK",
+    "SERVICE",
+    "KeySource",
+    "Secrets",
+    "key_lookup",
+    "known_secrets",
+    "redact",
+    "register_secret",
+]
+
+log = logging.getLogger("rill.secrets")
+
+SERVICE: Final = "Rill"
+"""The keychain service name every key is stored under."""
+
+ENV_VARS: Final[Mapping[str, str]] = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+}
+"""The environment variable that holds each provider's key; ollama needs none."""
+
+MASK: Final = "•••"
+MIN_SECRET_LENGTH: Final = 8
+"""Shorter values are not treated as secrets: masking them would garble ordinary text."""
+
+KeySource = Literal["keychain", "environment", "none"]
+
+_KEY_SHAPES: Final = re.compile(r"(?<![A-Za-z0-9_-])(sk-ant-|sk-proj-|sk-|AIza)([A-Za-z0-9_-]+)")
+_MIN_SHAPE_BODY: Final = {"sk-ant-": 16, "sk-proj-": 16, "sk-": 16, "AIza": 30}
+_PUBLIC_PREFIXES: Final = ("sk-ant-", "sk-proj-", "sk-", "AIza")
+
+_registry_lock = threading.Lock()
+_registry: set[str] = set()
+_registry_sorted: tuple[str, ...] = ()
+
+
+def register_secret(value: str | None) -> None:
+    """Add ``value`` to the process-wide secrets that :func:`redact` and the logs mask.
+
+    Values shorter than :data:`MIN_SECRET_LENGTH` (after stripping) are ignored.
+    """
+    global _registry_sorted
+    if not value:
+        return
+    value = value.strip()
+    if len(value) < MIN_SECRET_LENGTH:
+        return
+    with _registry_lock:
+        if value in _registry:
+            return
+        _registry.add(value)
+        _registry_sorted = tuple(sorted(_registry, key=len, reverse=True))
+
+
+def known_secrets() -> tuple[str, ...]:
+    """Every registered secret, longest first."""
+    return _registry_sorted
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every known secret and every API-key-shaped string masked.
+
+    Each value of ``secrets`` at least :data:`MIN_SECRET_LENGTH` long is replaced wherever
+    it occurs; then strings shaped like OpenAI (``sk-…``), Anthropic (``sk-ant-…``) and
+    Google (``AIza…``) keys are masked. A well-known public prefix such as ``sk-`` is kept
+    so the reader can tell what kind of key was there: ``sk-•••``.
+    """
+    if not text:
+        return text
+    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len)[::-1]:
+        if secret in text:
+            text = text.replace(secret, _masked(secret))
+    return _KEY_SHAPES.sub(_mask_shape, text)
+
+
+def _masked(secret: str) -> str:
+    for prefix in _PUBLIC_PREFIXES:
+        if secret.startswith(prefix) and len(secret) > len(prefix) + MIN_SECRET_LENGTH:
+            return prefix + MASK
+    return MASK
+
+
+def _mask_shape(match: re.Match[str]) -> str:
+    prefix, body = match.group(1), match.group(2)
+    if len(body) < _MIN_SHAPE_BODY[prefix]:
+        return match.group(0)
+    return prefix + MASK
+
+
+def _username(profile: str) -> str:
+    return f"profile:{profile}"
+
+
+def _env_action(provider: str | None, *, lead: str = "") -> str:
+    """The sentence that points to ``provider``'s environment variable, after ``lead``."""
+    variable = ENV_VARS.get(provider or "")
+    if variable:
+        what = variable
+    elif provider is None:
+        what = "OPENAI_API_KEY (or the provider's variable)"
+    else:
+        what = "the provider's API key variable"
+    verb = "set" if lead else "Set"
+    return f"{lead}{verb} {what} in the environment instead."
+
+
+class Secrets:
+    """API keys per profile: the keychain first, then the provider's environment variable.
+
+    ``backend`` pins a keyring backend; by default the one ``keyring`` selects at the time
+    of each call. ``environ`` replaces ``os.environ`` for the fallback. Keys read from the
+    keychain are kept in memory for the life of this object, so later lookups do not wait
+    on the keychain; :meth:`set` and :meth:`delete` keep that copy in step.
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: keyring.backend.KeyringBackend | None = None,
+        environ: Mapping[str, str] | None = None,
+        service: str = SERVICE,
+    ) -> None:
+        self._backend = backend
+        self._environ = environ
+        self.service = service
+        self._lock = threading.RLock()
+        self._cache: dict[str, str] = {}
+        self._broken: str | None = None
+
+    # -- lookups -------------------------------------------------------------------
+
+    def get(self, profile: str, provider: str) -> str | None:
+        """The key for ``profile``: from the keychain, else the provider's variable."""
+        key = self._from_keychain(profile)
+        if key is None:
+            key = self._from_environment(provider)
+        if key is not None:
+            register_secret(key)
+        return key
+
+    def source(self, profile: str, provider: str) -> KeySource:
+        """Where :meth:`get` finds the key for ``profile`` right now."""
+        key = self._from_keychain(profile)
+        if key is not None:
+            register_secret(key)
+            return "keychain"
+        env = self._from_environment(provider)
+        if env is not None:
+            register_secret(env)
+            return "environment"
+        return "none"
+
+    @staticmethod
+    def env_var(provider: str) -> str | None:
+        """The environment variable that holds ``provider``'s key, if it has one."""
+        return ENV_VARS.get(provider)
+
+    # -- changes -------------------------------------------------------------------
+
+    def set(self, profile: str, key: str, *, provider: str | None = None) -> None:
+        """Store ``key`` for ``profile`` in the keychain.
+
+        Raises ``ConfigError`` when there is no keychain or it refuses; the action names
+        ``provider``'s environment variable as the alternative. The key itself is never
+        part of the error.
+        """
+        key = key.strip()
+        if not key:
+            raise ValueError("the key is empty")
+        register_secret(key)
+        backend = self._keychain()
+        if backend is None:
+            raise self._no_keychain(provider)
+        try:
+            backend.set_password(self.service, _username(profile), key)
+        except (keyring.errors.NoKeyringError, keyring.errors.InitError) as exc:
+            self._mark_broken(exc)
+            raise self._no_keychain(provider) from None
+        except Exception as exc:
+            raise ConfigError(
+                f"The system keychain ({self.backend_name()}) refused to store the key.",
+                action=_env_action(provider, lead="Unlock the keychain and try again, or "),
+                detail=_describe(exc, key),
+            ) from None
+        with self._lock:
+            self._cache[profile] = key
+        log.info("Stored the API key of profile %r in %s.", profile, self.backend_name())
+
+    def delete(self, profile: str) -> None:
+        """Remove the key of ``profile`` from the keychain; nothing happens if there is none."""
+        with self._lock:
+            self._cache.pop(profile, None)
+        backend = self._keychain()
+        if backend is None:
+            return
+        try:
+            backend.delete_password(self.service, _username(profile))
+        except keyring.errors.PasswordDeleteError:
+            return
+        except (keyring.errors.NoKeyringError, keyring.errors.InitError) as exc:
+            self._mark_broken(exc)
+            return
+        except Exception as exc:
+            raise ConfigError(
+                f"The system keychain ({self.backend_name()}) refused to remove the key.",
+                action="Unlock the keychain and try again.",
+                detail=_describe(exc),
+            ) from None
+        log.info("Removed the API key of profile %r from %s.", profile, self.backend_name())
+
+    # -- the keychain ----------------------------------------------------------------
+
+    def keychain_available(self) -> bool:
+        """Whether a system keychain backend is there to store keys in."""
+        return self._keychain() is not None
+
+    def backend_name(self) -> str:
+        """A readable name for the keychain in use, or says that there is none."""
+        backend = self._current_backend()
+        if _is_unusable(backend):
+            return "no system keychain"
+        if isinstance(backend, chainer.ChainerBackend):
+            names = [_friendly_name(b) for b in backend.backends]
+            return " + ".join(names) if names else "no system keychain"
+        return _friendly_name(backend)
+
+    def _current_backend(self) -> keyring.backend.KeyringBackend:
+        return self._backend if self._backend is not None else keyring.get_keyring()
+
+    def _keychain(self) -> keyring.backend.KeyringBackend | None:
+        backend = self._current_backend()
+        if self._broken is not None or _is_unusable(backend):
+            return None
+        return backend
+
+    def _mark_broken(self, exc: BaseException) -> None:
+        with self._lock:
+            self._broken = type(exc).__name__
+        log.warning(
+            "The system keychain (%s) is not usable (%s); API keys come from the environment.",
+            self.backend_name(),
+            _describe(exc),
+        )
+
+    def _from_keychain(self, profile: str) -> str | None:
+        with self._lock:
+            cached = self._cache.get(profile)
+        if cached is not None:
+            return cached
+        backend = self._keychain()
+        if backend is None:
+            return None
+        try:
+            value = backend.get_password(self.service, _username(profile))
+        except (keyring.errors.NoKeyringError, keyring.errors.InitError) as exc:
+            self._mark_broken(exc)
+            return None
+        except Exception as exc:
+            log.warning(
+                "Rill could not read the key of profile %r from the keychain (%s); "
+                "it uses the environment instead.",
+                profile,
+                _describe(exc),
+            )
+            return None
+        if not value:
+            return None
+        register_secret(value)
+        with self._lock:
+            self._cache[profile] = value
+        return value
+
+    def _from_environment(self, provider: str) -> str | None:
+        variable = ENV_VARS.get(provider)
+        if variable is None:
+            return None
+        environ = self._environ if self._environ is not None else os.environ
+        value = environ.get(variable, "").strip()
+        return value or None
+
+    def _no_keychain(self, provider: str | None) -> ConfigError:
+        return ConfigError(
+            "No system keychain is available on this machine, so Rill cannot store the key.",
+            action=_env_action(provider),
+        )
+
+
+def key_lookup(secrets: Secrets) -> Callable[[ChatRequest], str | None]:
+    """The engine's ``KeyLookup``: the key for a request's profile and provider."""
+
+    def lookup(request: ChatRequest) -> str | None:
+        return secrets.get(request.profile, request.provider)
+
+    return lookup
+
+
+def _is_unusable(backend: keyring.backend.KeyringBackend) -> bool:
+    if isinstance(backend, fail.Keyring | null.Keyring):
+        return True
+    return isinstance(backend, chainer.ChainerBackend) and not backend.backends
+
+
+_FRIENDLY_NAMES: Final[Mapping[str, str]] = {
+    "keyring.backends.macOS.Keyring": "macOS Keychain",
+    "keyring.backends.Windows.WinVaultKeyring": "Windows Credential Manager",
+    "keyring.backends.SecretService.Keyring": "Secret Service",
+    "keyring.backends.libsecret.Keyring": "libsecret",
+    "keyring.backends.kwallet.DBusKeyring": "KWallet",
+    "keyring.backends.kwallet.DBusKeyringKWallet4": "KWallet 4",
+}
+
+
+def _friendly_name(backend: keyring.backend.KeyringBackend) -> str:
+    kind = type(backend)
+    qualified = f"{kind.__module__}.{kind.__qualname__}"
+    return _FRIENDLY_NAMES.get(qualified) or str(backend.name)
+
+
+def _describe(exc: BaseException, *secrets: str) -> str:
+    """``exc`` as ``Type: message`` with ``secrets`` and every known secret masked."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return redact(text, (*secrets, *known_secrets()))
