@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import shutil
 import signal
@@ -34,6 +33,8 @@ from desktop_app.core.events import (
     StageChanged,
     TextDelta,
 )
+from desktop_app.core.ledger import format_usage_report
+from desktop_app.core.logs import setup_logging
 from desktop_app.core.paths import app_paths
 from desktop_app.core.types import PROVIDERS, GenerationResponse
 
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-models", action="store_true", help="list the server's models")
     p.add_argument("--cache-stats", action="store_true", help="show response cache statistics")
     p.add_argument("--clear-cache", action="store_true", help="empty the response cache")
+    p.add_argument("--usage", action="store_true", help="tokens and cost by day, month and model")
     p.add_argument("--version", action="version", version=f"q (Rill) {__version__}")
     return p
 
@@ -231,8 +233,6 @@ def overrides(args: argparse.Namespace) -> dict[str, object]:
 def load_settings(args: argparse.Namespace, err: TextIO) -> Config | None:
     paths = app_paths()
     config = load_config(paths.config_file)
-    for problem in config.problems:
-        _note(err, f"q: config problem: {problem}")
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -259,6 +259,8 @@ async def run(
             _note(err, f"q: {warning}")
         if args.cache_stats or args.clear_cache:
             return await _cache_command(services, args, out)
+        if args.usage:
+            return await _usage_command(services, out)
         chat = ChatService(services)
         if args.list_models:
             return await _list_models(chat, args, out, err)
@@ -301,6 +303,15 @@ async def _cache_command(services: Services, args: argparse.Namespace, out: Text
         )
         for model, hits in sorted(stats.hits_by_model.items(), key=lambda kv: -kv[1]):
             out.write(f"  {model}: {hits} hits\n")
+    return EXIT_OK
+
+
+async def _usage_command(services: Services, out: TextIO) -> int:
+    ledger = services.ledger
+    if ledger is None:
+        return EXIT_FAILED
+    budget = float(services.config["budget.monthly_usd"])
+    out.write(await services.run_io(format_usage_report, ledger, budget_usd=budget) + "\n")
     return EXIT_OK
 
 
@@ -407,16 +418,13 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: TextIO, err: TextIO) -
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out, err = sys.stdout, sys.stderr
-    if args.debug:
-        logging.basicConfig(
-            stream=err, level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s"
-        )
-        logging.getLogger("rill").setLevel(logging.DEBUG)
+    paths = app_paths().ensure()
+    setup_logging(paths.log_dir, debug=args.debug, stream=err if args.debug else None)
     config = load_settings(args, err)
     if config is None:
         return EXIT_USAGE
     prompt = ""
-    if not (args.list_models or args.cache_stats or args.clear_cache):
+    if not (args.list_models or args.cache_stats or args.clear_cache or args.usage):
         prompt = read_prompt(args, sys.stdin)
         if not prompt:
             _note(err, 'q: no prompt. Try: q "What is the capital of France?"')

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from desktop_app.core.cache import AsyncResponseCache, cache_key
 from desktop_app.core.config import Config, Profile, load_config
-from desktop_app.core.engine import Engine, Generation, KeyLookup, Pricing, env_keys
+from desktop_app.core.engine import Engine, Generation, KeyLookup, Pricing
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
     Cancelled,
@@ -31,8 +31,11 @@ from desktop_app.core.events import (
     UsageUpdate,
 )
 from desktop_app.core.history import History, MessageStatus, StoredMessage
+from desktop_app.core.ledger import Ledger, LedgerStatus, ledger_path
 from desktop_app.core.paths import AppPaths, app_paths
+from desktop_app.core.pricing import PriceTable, load_price_table
 from desktop_app.core.resilience import ResilienceSettings
+from desktop_app.core.secrets import Secrets, key_lookup
 from desktop_app.core.types import ChatRequest, GenerationResponse, Message, TokenUsage
 
 log = logging.getLogger("rill.chat")
@@ -51,6 +54,9 @@ class Services:
     history: History | None
     cache: AsyncResponseCache | None
     io: ThreadPoolExecutor
+    ledger: Ledger | None = None
+    secrets: Secrets | None = None
+    prices: PriceTable | None = None
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
@@ -62,6 +68,7 @@ class Services:
         record: bool = True,
         api_key: KeyLookup | None = None,
         pricing: Pricing | None = None,
+        secrets: Secrets | None = None,
     ) -> Services:
         paths = (paths or app_paths()).ensure()
         config = config if config is not None else load_config(paths.config_file)
@@ -81,15 +88,29 @@ class Services:
                 ttl_s=float(config["cache.ttl_s"]),
                 size_limit_bytes=int(config["cache.size_limit_mb"]) * 1024 * 1024,
             )
+        ledger = Ledger(ledger_path(paths))
+        if ledger.recovered_from is not None:
+            warnings.append(
+                f"The usage ledger could not be opened, so a new one was started. "
+                f"The old file was moved to {ledger.recovered_from}."
+            )
+        prices: PriceTable | None = None
+        if pricing is None:
+            prices = load_price_table(paths.config_dir)
+            warnings.extend(f"Pricing problem: {p}" for p in prices.problems)
+            pricing = prices.cost
+        if api_key is None:
+            secrets = secrets or Secrets()
+            api_key = key_lookup(secrets)
         engine = Engine(
             resilience=ResilienceSettings.from_values(config.values),
-            api_key=api_key or env_keys,
+            api_key=api_key,
             cache=cache,
             cache_key=cache_key,
             pricing=pricing,
         )
         io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rill-io")
-        return cls(paths, config, engine, history, cache, io, warnings)
+        return cls(paths, config, engine, history, cache, io, ledger, secrets, prices, warnings)
 
     async def run_io(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Run blocking I/O on the worker thread, in order with every other write."""
@@ -114,6 +135,8 @@ class Services:
             await self.cache.aclose()
         if self.history is not None:
             await self.run_io(self.history.close)
+        if self.ledger is not None:
+            await self.run_io(self.ledger.close)
         self.io.shutdown(wait=True)
 
 
@@ -368,10 +391,15 @@ class Turn:
                 self.kept = target.content.rstrip()
                 self.reply_group = target.reply_group
                 messages.append(Message("assistant", self.kept))
-        self.request = self.chat.request_for(self.profile, messages, **self.overrides)
+        self.request = request = self.chat.request_for(self.profile, messages, **self.overrides)
+        budget = float(services.config["budget.monthly_usd"])
+        if services.ledger is not None and budget > 0:
+            await services.run_io(services.ledger.check_budget, budget)
+        if services.secrets is not None:
+            # the keychain may be slow (D-Bus, an unlock prompt): ask it off the loop
+            await services.run_io(services.secrets.get, request.profile, request.provider)
         if history is None:
             return
-        request = self.request
         if self.mode == "new":
             assert prompt is not None
             if self.conversation_id is None:
@@ -456,6 +484,10 @@ class Turn:
 
     def _settle_finished(self, response: GenerationResponse) -> None:
         self._settled = True
+        ledger = self.services.ledger
+        if ledger is not None:
+            profile = self.request.profile if self.request else "default"
+            self.services.submit_io(ledger.record_response, response, profile=profile)
         usage = response.usage
         self._save(
             content=(self.kept + response.content) if self.mode == "continue" else response.content,
@@ -471,6 +503,27 @@ class Turn:
             finish_reason=response.finish_reason,
         )
 
+    def _record_usage(self, status: LedgerStatus, usage: TokenUsage | None) -> None:
+        """A cancelled reply is recorded (its tokens unknown when the stream had not said);
+        a failed one when the stream reported what it used."""
+        ledger, request = self.services.ledger, self.request
+        if ledger is None or request is None or self.generation is None:
+            return
+        if usage is None and status == "failed":
+            return  # nothing known to have been used
+        prices = self.services.prices
+        cost = prices.cost(request.provider, request.model, usage) if prices else None
+        self.services.submit_io(
+            ledger.record,
+            provider=request.provider,
+            model=request.model,
+            usage=usage,
+            cost=cost,
+            profile=request.profile,
+            status=status,
+            trace_id=self.generation.trace_id,
+        )
+
     def _settle(
         self,
         content: str,
@@ -480,6 +533,7 @@ class Turn:
         usage: TokenUsage | None = None,
     ) -> None:
         self._settled = True
+        self._record_usage("failed" if status in ("failed", "interrupted") else "cancelled", usage)
         fields: dict[str, Any] = {"content": content, "status": status}
         if error is not None:
             fields["error"] = error

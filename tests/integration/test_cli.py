@@ -341,3 +341,29 @@ def test_kill_9_mid_stream_leaves_the_reply_in_history_marked_interrupted(rill_h
     assert reply.status == "interrupted"
     assert reply.content and full.startswith(reply.content)
     assert sent_before_kill > 0
+
+
+def test_costs_are_recorded_and_the_budget_refuses_before_sending(
+    simt: SimulatorThread, rill_home: Path
+) -> None:
+    budget = ["--set", "budget.monthly_usd=0.000001"]
+    first = q(
+        *base(simt), "--model", "gpt-4o", *budget, "--json", "priced question", home=rill_home
+    )
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["cost"] > 0
+    second = q(*base(simt), "--model", "gpt-4o", *budget, "another question", home=rill_home)
+    assert second.returncode == 1
+    assert "has reached the monthly budget" in second.stderr
+    assert len(simt.sim.chat_requests) == 1  # refused before anything was sent
+    report = q("--usage", home=rill_home)
+    assert report.returncode == 0
+    assert "gpt-4o" in report.stdout
+    assert "$0.000001" in report.stdout or "budget" in report.stdout.lower()
+
+
+def test_unknown_model_cost_is_unknown_not_zero(simt: SimulatorThread, rill_home: Path) -> None:
+    result = q(*base(simt), "--model", "mystery-model-9000", "--json", "hi", home=rill_home)
+    assert json.loads(result.stdout)["cost"] is None
+    report = q("--usage", home=rill_home)
+    assert "unknown" in report.stdout
