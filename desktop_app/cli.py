@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from desktop_app import __version__
@@ -81,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-stats", action="store_true", help="show response cache statistics")
     p.add_argument("--clear-cache", action="store_true", help="empty the response cache")
     p.add_argument("--usage", action="store_true", help="tokens and cost by day, month and model")
+    p.add_argument("--history", action="store_true", help="list recent conversations")
+    p.add_argument("--search", metavar="TEXT", help="full-text search over all messages")
+    p.add_argument("--export", metavar="ID", type=int, help="print a conversation")
+    p.add_argument(
+        "--format", choices=("md", "json"), default="md", help="format for --export (md)"
+    )
+    p.add_argument("--import", dest="import_file", metavar="FILE", help="import a JSON export")
     p.add_argument("--version", action="version", version=f"q (Rill) {__version__}")
     return p
 
@@ -255,12 +264,17 @@ async def run(
 ) -> int:
     services = Services.open(config=config, record=not args.no_log)
     try:
+        if services.cache is not None:
+            await services.cache.ready()
+            services.warnings.extend(services.cache.warnings)
         for warning in services.warnings:
             _note(err, f"q: {warning}")
         if args.cache_stats or args.clear_cache:
             return await _cache_command(services, args, out)
         if args.usage:
             return await _usage_command(services, out)
+        if args.history or args.search or args.export is not None or args.import_file:
+            return await _history_command(services, args, out, err)
         chat = ChatService(services)
         if args.list_models:
             return await _list_models(chat, args, out, err)
@@ -303,6 +317,41 @@ async def _cache_command(services: Services, args: argparse.Namespace, out: Text
         )
         for model, hits in sorted(stats.hits_by_model.items(), key=lambda kv: -kv[1]):
             out.write(f"  {model}: {hits} hits\n")
+    return EXIT_OK
+
+
+async def _history_command(
+    services: Services, args: argparse.Namespace, out: TextIO, err: TextIO
+) -> int:
+    history = services.history
+    if history is None:
+        _note(err, "q: history is turned off (history.enabled = false).")
+        return EXIT_FAILED
+    try:
+        if args.import_file:
+            data = await services.run_io(Path(args.import_file).read_text, encoding="utf-8")
+            new_id = await services.run_io(history.import_json, data)
+            out.write(f"Imported as conversation {new_id}.\n")
+        elif args.export is not None:
+            if args.format == "json":
+                exported = await services.run_io(history.export_json, args.export)
+                out.write(json.dumps(exported, ensure_ascii=False, indent=2) + "\n")
+            else:
+                out.write(await services.run_io(history.export_markdown, args.export))
+        elif args.search:
+            for hit in await services.run_io(history.search, args.search, 20):
+                out.write(f"{hit.conversation_id:>5}  {hit.conversation_title[:30]:<30}  ")
+                out.write(hit.snippet.replace("\n", " ") + "\n")
+        else:
+            for c in await services.run_io(history.list_conversations, 30):
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.updated_at))
+                out.write(f"{c.id:>5}  {when}  {c.model[:20]:<20}  {c.title or '(untitled)'}\n")
+    except LookupError:
+        _note(err, f"q: there is no conversation {args.export}. See q --history.")
+        return EXIT_FAILED
+    except OSError as exc:
+        _note(err, f"q: cannot read {args.import_file}: {exc.strerror}.")
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -424,7 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config is None:
         return EXIT_USAGE
     prompt = ""
-    if not (args.list_models or args.cache_stats or args.clear_cache or args.usage):
+    commands = (args.cache_stats, args.clear_cache, args.usage, args.history, args.search)
+    if not (args.list_models or any(commands) or args.export is not None or args.import_file):
         prompt = read_prompt(args, sys.stdin)
         if not prompt:
             _note(err, 'q: no prompt. Try: q "What is the capital of France?"')

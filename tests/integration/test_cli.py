@@ -367,3 +367,47 @@ def test_unknown_model_cost_is_unknown_not_zero(simt: SimulatorThread, rill_home
     assert json.loads(result.stdout)["cost"] is None
     report = q("--usage", home=rill_home)
     assert "unknown" in report.stdout
+
+
+def test_history_list_search_export_import(simt: SimulatorThread, rill_home: Path) -> None:
+    assert (
+        q(*base(simt), "--max-tokens", "5", "Where do rivers begin?", home=rill_home).returncode
+        == 0
+    )
+    listing = q("--history", home=rill_home)
+    assert "Where do rivers begin?" in listing.stdout
+    conversation_id = listing.stdout.split()[0]
+    found = q("--search", "rivers", home=rill_home)
+    assert "[rivers]" in found.stdout
+    markdown = q("--export", conversation_id, home=rill_home)
+    assert "Where do rivers begin?" in markdown.stdout
+    exported = q("--export", conversation_id, "--format", "json", home=rill_home)
+    path = rill_home / "export.json"
+    path.write_text(exported.stdout)
+    imported = q("--import", str(path), home=rill_home)
+    assert imported.returncode == 0 and "Imported as conversation" in imported.stdout
+    assert q("--history", home=rill_home).stdout.count("Where do rivers begin?") == 2
+    missing = q("--export", "999", home=rill_home)
+    assert missing.returncode == 1 and "no conversation 999" in missing.stderr
+    bad = rill_home / "bad.json"
+    bad.write_text("{not json")
+    refused = q("--import", str(bad), home=rill_home)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+
+
+def test_corrupt_history_and_cache_are_set_aside_with_a_message(
+    simt: SimulatorThread, rill_home: Path
+) -> None:
+    data = rill_home / "data"
+    (data / "response-cache").mkdir(parents=True)
+    (data / "history.sqlite3").write_bytes(b"this is not a database" * 100)
+    (data / "response-cache" / "cache.db").write_bytes(b"garbage" * 100)
+    result = q(*base(simt), "hi", home=rill_home)
+    assert result.returncode == 0, result.stderr
+    assert "conversation history could not be opened" in result.stderr
+    assert "cache" in result.stderr.split("history.sqlite3.corrupt-")[1]
+    assert "history.sqlite3.corrupt-" in result.stderr
+    assert any(p.name.startswith("history.sqlite3.corrupt-") for p in data.iterdir())
+    again = q(*base(simt), "hi", home=rill_home)
+    assert again.returncode == 0
+    assert "could not be opened" not in again.stderr
