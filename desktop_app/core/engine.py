@@ -320,7 +320,7 @@ class Generation:
                 self, loop, t0 + settings.first_token_timeout_s, settings.idle_timeout_s
             )
             response: httpx.Response | None = None
-            lines: AsyncIterator[tuple[str, str]] | None = None
+            reader: _FrameReader | None = None
             first = True
             ttft: float | None = None
             try:
@@ -339,39 +339,48 @@ class Generation:
                     if response.status_code >= 400:
                         raise await self._error_from(provider, request, response)
                     yield StageChanged(Stage.WAITING, attempt)
-                    lines = _frames(provider, response)
-                    next_frame = lines.__anext__
+                    reader = _FrameReader(provider, response)
+                    pieces = reader.pieces
+                    next_piece = pieces.__anext__
+                    decode = reader.decode
                     feed = parser.feed
                     shown = self._shown
-                    while True:
+                    at_end = False
+                    while not at_end:
                         if self.cancelled:
                             raise _UserCancel
                         self._reading = True
                         try:
-                            event_name, data = await next_frame()
+                            frames = decode(await next_piece())
                         except StopAsyncIteration:
-                            break
+                            frames = reader.finish()
+                            at_end = True
                         finally:
                             self._reading = False
                         watchdog.last = loop.time()
-                        for event in feed(event_name, data):
-                            if first and (type(event) is TextDelta or type(event) is ToolCallDelta):
-                                first = False
-                                watchdog.start_streaming()
-                                ttft = time.perf_counter() - self._started
-                                yield StageChanged(Stage.STREAMING, attempt)
-                            if type(event) is TextDelta:
-                                if skip_ws:
-                                    event, skip_ws = _skip_leading_space(event, skip_ws)
-                                    if not event.text:
-                                        continue
-                                shown.append(event.text)
-                            yield event
+                        for event_name, data in frames:
+                            for event in feed(event_name, data):
+                                if first and (
+                                    type(event) is TextDelta or type(event) is ToolCallDelta
+                                ):
+                                    first = False
+                                    watchdog.start_streaming()
+                                    ttft = time.perf_counter() - self._started
+                                    yield StageChanged(Stage.STREAMING, attempt)
+                                if type(event) is TextDelta:
+                                    if skip_ws:
+                                        event, skip_ws = _skip_leading_space(event, skip_ws)
+                                        if not event.text:
+                                            continue
+                                    shown.append(event.text)
+                                yield event
+                            if self.cancelled:
+                                raise _UserCancel
                     parser.end()
                 finally:
                     watchdog.stop()
-                    if lines is not None:
-                        await lines.aclose()  # type: ignore[attr-defined]
+                    if reader is not None:
+                        await reader.aclose()
                     if response is not None:
                         await response.aclose()
             except asyncio.CancelledError:
@@ -561,46 +570,70 @@ class _Watchdog:
             self.handle = None
 
 
-async def _frames(provider: Provider, response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
-    """(event name, data) pairs: SSE events, or NDJSON lines split on ``\\n`` only."""
-    if provider.framing == "sse":
-        content_type = response.headers.get("content-type", "")
-        if "text/event-stream" not in content_type:
-            raise CorruptStream(
-                f"The {provider.name} server answered with '{content_type or 'no content type'}' "
-                "instead of an event stream.",
-                action="Check the base URL and the provider.",
-            )
-        lines = SSELineDecoder()
-        decoder = SSEDecoder()
-        decode = decoder.decode
-        async for text in response.aiter_text():
-            for line in lines.decode(text):
-                sse = decode(line)
-                if sse is not None and sse.data:  # an event without data is no event
-                    yield sse.event, sse.data
-        # At the end, a last line that ended with a newline counts even when the blank line
-        # closing its event never came: the event is whole. A line cut short does not.
-        ended_with_cr = lines.trailing_cr
-        tail = lines.flush()
+class _FrameReader:
+    """Splits a response body into frames, one network read at a time.
+
+    SSE bodies give (event name, data) pairs; NDJSON bodies give ("", line), split on
+    ``\\n`` only. The engine awaits each read itself and decodes all the frames it holds in
+    a plain loop, so the cost per frame stays a function call, not an await.
+    """
+
+    def __init__(self, provider: Provider, response: httpx.Response) -> None:
+        self.provider = provider.name
+        self.sse = provider.framing == "sse"
+        self.decode: Callable[[Any], list[tuple[str, str]]]
+        if self.sse:
+            content_type = response.headers.get("content-type", "")
+            if "text/event-stream" not in content_type:
+                raise CorruptStream(
+                    f"The {provider.name} server answered with "
+                    f"'{content_type or 'no content type'}' instead of an event stream.",
+                    action="Check the base URL and the provider.",
+                )
+            self._lines = SSELineDecoder()
+            self._events = SSEDecoder()
+            self.pieces: Any = response.aiter_text()
+            self.decode = self._decode_sse
+        else:
+            self._buffer = b""
+            self.pieces = response.aiter_bytes()
+            self.decode = self._decode_ndjson
+
+    def _decode_sse(self, text: str) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        decode = self._events.decode
+        for line in self._lines.decode(text):
+            sse = decode(line)
+            if sse is not None and sse.data:  # an event without data is no event
+                out.append((sse.event, sse.data))
+        return out
+
+    def _decode_ndjson(self, piece: bytes) -> list[tuple[str, str]]:
+        if b"\n" not in piece:
+            self._buffer += piece
+            return []
+        *complete, self._buffer = (self._buffer + piece).split(b"\n")
+        return [("", _decode_line(raw, self.provider)) for raw in complete if raw.strip()]
+
+    def finish(self) -> list[tuple[str, str]]:
+        """The frames left at the end of the body."""
+        if not self.sse:
+            rest, self._buffer = self._buffer, b""
+            return [("", _decode_line(rest, self.provider))] if rest.strip() else []
+        # A last line that ended with a newline counts even when the blank line closing its
+        # event never came: the event is whole. A line cut short does not.
+        ended_with_cr = self._lines.trailing_cr
+        tail = self._lines.flush()
+        out: list[tuple[str, str]] = []
         if ended_with_cr or not tail:
             for line in [*tail, ""]:
-                sse = decode(line)
+                sse = self._events.decode(line)
                 if sse is not None and sse.data:
-                    yield sse.event, sse.data
-        return
-    buffer = b""
-    async for piece in response.aiter_bytes():
-        if b"\n" not in piece:
-            buffer += piece
-            continue
-        *complete, rest = (buffer + piece).split(b"\n")
-        buffer = rest
-        for raw in complete:
-            if raw.strip():
-                yield "", _decode_line(raw, provider.name)
-    if buffer.strip():
-        yield "", _decode_line(buffer, provider.name)
+                    out.append((sse.event, sse.data))
+        return out
+
+    async def aclose(self) -> None:
+        await self.pieces.aclose()
 
 
 def _decode_line(line: bytes, provider: str) -> str:

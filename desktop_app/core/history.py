@@ -49,6 +49,7 @@ EXPORT_FORMAT: Final = "rill.conversation"
 EXPORT_VERSION: Final = 1
 TITLE_LIMIT: Final = 60
 BUSY_TIMEOUT_S: Final = 5.0
+RANK_WINDOW: Final = 5000
 
 
 class HistoryError(RillError):
@@ -511,22 +512,31 @@ class History:
 
         The query is plain text: FTS5 syntax characters are taken literally, a quoted part
         is searched as a phrase, and the last word also matches as a prefix unless the
-        query ends with a space. Accents are ignored (``cafe`` finds ``café``).
+        query ends with a space. Accents are ignored (``cafe`` finds ``café``). When more
+        than ``RANK_WINDOW`` messages match, the best of the newest ``RANK_WINDOW`` come back.
         """
         match = fts_query(query)
         if match is None or limit <= 0:
             return []
         try:
             with self._read() as conn:
+                # Ranking costs about a microsecond per match; a word found in half of
+                # a large history would make every keystroke slow. Past RANK_WINDOW
+                # matches, only the newest RANK_WINDOW are ranked (rowid order is cheap).
+                floor = conn.execute(
+                    "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?"
+                    " ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+                    (match, RANK_WINDOW - 1),
+                ).fetchone()
                 rows = conn.execute(
                     "SELECT m.conversation_id, c.title, m.id, m.role,"
                     " snippet(messages_fts, 0, ?, ?, '…', 16), messages_fts.rank"
                     " FROM messages_fts"
                     " JOIN messages AS m ON m.id = messages_fts.rowid"
                     " JOIN conversations AS c ON c.id = m.conversation_id"
-                    " WHERE messages_fts MATCH ?"
+                    " WHERE messages_fts MATCH ? AND messages_fts.rowid >= ?"
                     " ORDER BY messages_fts.rank LIMIT ?",
-                    (marks[0], marks[1], match, limit),
+                    (marks[0], marks[1], match, floor[0] if floor else 0, limit),
                 ).fetchall()
         except HistoryError as exc:
             if isinstance(exc.__cause__, sqlite3.OperationalError) and "fts5" in exc.detail:

@@ -1007,3 +1007,21 @@ def test_search_over_a_hundred_thousand_messages(history: History, db_path: Path
     assert len(hits) == 1
     assert message_of(history, hits[0].message_id).content.endswith("number77777")
     assert len(history.search("apple banana", limit=50)) == 50
+
+
+def test_a_very_common_term_ranks_only_the_newest_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import desktop_app.core.history as history_module
+
+    monkeypatch.setattr(history_module, "RANK_WINDOW", 3)
+    with History(tmp_path / "h.sqlite3") as history:
+        conversation = history.create_conversation(title="t")
+        ids = [
+            history.add_message(
+                conversation.id, "user", f"river number {i} " + "river " * (10 - i)
+            ).id
+            for i in range(10)
+        ]
+        hits = history.search("river")
+    assert {h.message_id for h in hits} == set(ids[-3:])

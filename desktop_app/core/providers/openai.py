@@ -3,9 +3,10 @@ llama.cpp server, OpenRouter, DeepSeek, Qwen's compatible mode). SSE ending in [
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
-from desktop_app.core.events import StreamEvent, UsageUpdate
+from desktop_app.core.events import StreamEvent, TextDelta, UsageUpdate
 from desktop_app.core.providers.base import (
     Provider,
     StreamParser,
@@ -32,9 +33,30 @@ class OpenAIParser(StreamParser):
         if data == "[DONE]":
             self.done = True
             return []
-        chunk = loads_chunk(data, self.provider)
-        if not isinstance(chunk, dict):
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            chunk = loads_chunk(data, self.provider)  # raises CorruptStream
+        if type(chunk) is not dict:
             raise corrupt_chunk(self.provider, data)
+        choices = chunk.get("choices")
+        if choices and "usage" not in chunk and "error" not in chunk:
+            # the common case: one choice whose delta holds only text
+            choice = choices[0]
+            delta = choice.get("delta")
+            if (
+                delta is not None
+                and len(delta) == 1
+                and choice.get("finish_reason") is None
+                and type(content := delta.get("content")) is str
+            ):
+                if not content:
+                    return []
+                self.text_parts.append(content)
+                return [TextDelta(content)]
+        return self._feed_chunk(chunk)
+
+    def _feed_chunk(self, chunk: dict[str, Any]) -> list[StreamEvent]:
         if "error" in chunk:
             raise in_stream_error(chunk["error"], self.provider)
         out: list[StreamEvent] = []
