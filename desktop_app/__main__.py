@@ -1,0 +1,7 @@
+"""``python -m desktop_app``: the same as the ``rill`` command."""
+
+import sys
+
+from desktop_app.app import main
+
+sys.exit(main())

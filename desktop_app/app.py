@@ -1,0 +1,244 @@
+"""``rill``: the desktop window.
+
+Creates the QApplication, runs asyncio on Qt's event loop (qasync), opens the services
+once, shows the main window, and on quit cancels any reply and closes everything cleanly.
+``rill --demo`` starts the built-in simulator and chats with it as the profile "Simulator".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from desktop_app import APP_NAME, __version__
+from desktop_app.core.config import load_config
+from desktop_app.core.errors import RillError
+from desktop_app.core.logs import setup_logging
+from desktop_app.core.paths import AppPaths, app_paths
+
+log = logging.getLogger("rill.app")
+
+DEMO_TOKENS_PER_S = 50.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rill", description="Rill: a desktop chat client for large language models."
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="start the built-in simulator and chat with it (profile 'Simulator'); "
+        "nothing is written to your config",
+    )
+    p.add_argument("--home", metavar="PATH", help="keep config, history and cache under PATH")
+    p.add_argument("--debug", action="store_true", help="log each request on stderr too")
+    p.add_argument("--version", action="version", version=f"Rill {__version__}")
+    return p
+
+
+class DemoSimulator:
+    """The built-in simulator on its own thread, started on demand."""
+
+    def __init__(self, tokens_per_s: float = DEMO_TOKENS_PER_S) -> None:
+        self.tokens_per_s = tokens_per_s
+        self._thread: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> str:
+        """Start the simulator (once) and return its OpenAI-compatible base URL."""
+        with self._lock:
+            if self._thread is None:
+                from desktop_app.simulator import SimulatorThread
+
+                self._thread = SimulatorThread(tokens_per_s=self.tokens_per_s).start()
+                log.info("simulator listening on %s", self._thread.url)
+            return str(self._thread.base_url("openai"))
+
+    def stop(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.stop()
+
+
+class ExceptionReporter:
+    """Logs unhandled exceptions and shows them in a non-blocking dialog; Rill keeps running."""
+
+    def __init__(self) -> None:
+        self.dialog: Any = None
+        self.count = 0
+        self.enabled = True
+
+    def install(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        sys.excepthook = self.excepthook
+        if loop is not None:
+            loop.set_exception_handler(self.loop_handler)
+
+    def excepthook(
+        self,
+        etype: type[BaseException],
+        value: BaseException,
+        tb: TracebackType | None,
+    ) -> None:
+        if issubclass(etype, KeyboardInterrupt):
+            sys.__excepthook__(etype, value, tb)
+            return
+        log.error("unhandled exception", exc_info=(etype, value, tb))
+        self.show(value, "".join(traceback.format_exception(etype, value, tb)))
+
+    def loop_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        message = context.get("message", "")
+        if isinstance(exc, BaseException):
+            log.error("unhandled exception in the event loop: %s", message, exc_info=exc)
+            self.show(exc, "".join(traceback.format_exception(exc)))
+        else:
+            log.error("event loop error: %s", message)
+
+    def show(self, exc: BaseException, details: str) -> None:
+        from PySide6.QtWidgets import QApplication, QMessageBox
+
+        self.count += 1
+        if not self.enabled or QApplication.instance() is None:
+            return
+        text = (
+            "Something went wrong inside Rill. Your conversations are safe and Rill keeps "
+            f"running.\n\n{type(exc).__name__}: {exc}"
+        )
+        try:
+            if self.dialog is not None and self.dialog.isVisible():
+                self.dialog.setText(text)
+                self.dialog.setDetailedText(details)
+                return
+            box = QMessageBox(QMessageBox.Icon.Critical, f"{APP_NAME}: unexpected error", text)
+            box.setInformativeText("The details are also in the log file.")
+            box.setDetailedText(details)
+            box.setModal(False)
+            box.show()
+            self.dialog = box
+        except Exception:
+            log.exception("could not show the error dialog")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the window; return the exit status."""
+    parser = build_parser()
+    args, qt_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.home:
+        os.environ["RILL_HOME"] = str(Path(args.home).expanduser().resolve())
+    paths = app_paths().ensure()
+    try:
+        setup_logging(paths.log_dir, stream=sys.stderr if args.debug else None, debug=args.debug)
+    except OSError as exc:
+        print(f"Rill cannot write its log in {paths.log_dir}: {exc}", file=sys.stderr)
+
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        app = QApplication([sys.argv[0] if sys.argv else "rill", *qt_args])
+    app.setApplicationName(APP_NAME)
+    app.setApplicationDisplayName(APP_NAME)
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("rill")
+    app.setQuitOnLastWindowClosed(False)
+
+    from desktop_app.ui.icon import app_icon
+    from desktop_app.ui.qtcheck import binding_problem
+
+    problem = binding_problem()
+    if problem is not None:
+        sys.stderr.write(f"rill: {problem}\n")
+        return 1
+
+    app.setWindowIcon(app_icon())
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    reporter = ExceptionReporter()
+    reporter.install(loop)
+    try:
+        with loop:
+            return int(loop.run_until_complete(run(app, args, paths)))
+    finally:
+        reporter.enabled = False
+        sys.excepthook = sys.__excepthook__
+        asyncio.set_event_loop(None)
+
+
+async def run(app: Any, args: argparse.Namespace, paths: AppPaths) -> int:
+    """Open the services, show the window, and wait until it is closed."""
+    from desktop_app.core.chat import Services
+    from desktop_app.ui import theme
+    from desktop_app.ui.keys import KeyStore
+    from desktop_app.ui.main_window import SIMULATOR_PROFILE, MainWindow, simulator_profile
+
+    loop = asyncio.get_running_loop()
+    demo = DemoSimulator()
+    config = load_config(paths.config_file)
+    ephemeral: set[str] = set()
+    saved_default = str(config["default_profile"])
+    wants_simulator = args.demo or (
+        saved_default == SIMULATOR_PROFILE and SIMULATOR_PROFILE in config.profiles
+    )
+    if wants_simulator:
+        base_url = await loop.run_in_executor(None, demo.start)
+        if SIMULATOR_PROFILE not in config.profiles:
+            ephemeral.add(SIMULATOR_PROFILE)
+        config.profiles[SIMULATOR_PROFILE] = simulator_profile(base_url)
+    try:
+        services = Services.open(config=config, paths=paths)
+    except RillError as exc:
+        log.error("cannot start: %s", exc)
+        await loop.run_in_executor(None, demo.stop)
+        await _show_fatal(str(exc))
+        return 1
+    keys = KeyStore(services.secrets)
+    theme.apply(app, str(config["ui.theme"]))
+    window = MainWindow(services, keys=keys, simulator=demo, demo=args.demo, ephemeral=ephemeral)
+    closed = asyncio.Event()
+    window.closed.connect(closed.set)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, window.close)
+    window.show()
+    for warning in services.warnings:
+        window.status.show_error(warning)
+    window.start()
+    try:
+        await closed.wait()
+        await window.wait_closed()
+    finally:
+        await services.aclose()
+        await loop.run_in_executor(None, demo.stop)
+    return 0
+
+
+async def _show_fatal(text: str) -> None:
+    """Say why Rill cannot start, in a dialog, and wait until it is closed."""
+    from PySide6.QtWidgets import QMessageBox
+
+    box = QMessageBox(QMessageBox.Icon.Critical, f"{APP_NAME} cannot start", text)
+    closed = asyncio.Event()
+    box.finished.connect(lambda _result: closed.set())
+    box.show()
+    await closed.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

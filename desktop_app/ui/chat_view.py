@@ -1,0 +1,829 @@
+"""The conversation: message cards in a scroll area, with a streaming reply at the bottom.
+
+Streaming text is buffered and flushed at most once per frame (a 16 ms timer). A flush
+appends newly finished Markdown segments to the reply's document and re-renders only the
+open tail (see :mod:`desktop_app.ui.markdown`), so the work per flush does not grow with the
+reply. The view follows the stream unless the user scrolled up; then a "Jump to latest"
+button appears.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import (
+    QDesktopServices,
+    QGuiApplication,
+    QResizeEvent,
+    QTextCursor,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.core.history import StoredMessage
+from desktop_app.core.types import GenerationResponse
+from desktop_app.ui.markdown import (
+    CodeHighlighter,
+    DocumentWriter,
+    Segmenter,
+    split_all,
+)
+
+FLUSH_INTERVAL_MS = 16
+USER_TEXT_SHOWN = 8000
+"""A longer user message is shown cut to this many characters (copying gives all of it)."""
+SAFE_SCHEMES = frozenset({"http", "https"})
+
+
+@dataclass(slots=True)
+class RenderStats:
+    """Counters of rendering work, for tests and diagnostics."""
+
+    full_renders: int = 0
+    tail_renders: int = 0
+    flushes: int = 0
+    segments: int = 0
+    max_tail_chars: int = 0
+    max_flush_chars: int = 0
+
+
+def open_link(url: QUrl) -> bool:
+    """Open an http(s) link in the system browser; refuse every other scheme."""
+    if url.scheme().lower() not in SAFE_SCHEMES or not url.isValid():
+        return False
+    return bool(QDesktopServices.openUrl(url))
+
+
+class DocView(QTextBrowser):
+    """A read-only rich-text view as tall as its document, for use inside a scroll area.
+
+    Links are never followed by the widget itself: ``anchorClicked`` goes to the owner.
+    Resources (images) are never loaded.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.setOpenExternalLinks(False)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.viewport().setAutoFillBackground(False)
+        self.setStyleSheet("QTextBrowser { background: transparent; }")
+        self.document().setDocumentMargin(4)
+        layout = self.document().documentLayout()
+        layout.documentSizeChanged.connect(self._fit)
+        self.setFixedHeight(8)
+
+    def _fit(self, size: Any) -> None:
+        height = math.ceil(size.height()) + 2
+        if height != self.height():
+            self.setFixedHeight(height)
+
+    def sizeHint(self) -> QSize:
+        return QSize(400, self.height())
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        event.ignore()
+
+    def loadResource(self, type: int, name: QUrl | str) -> Any:
+        return None
+
+
+class MessageWidget(QFrame):
+    """One message: header (role, state, versions, actions), body, notices, details."""
+
+    link_clicked = Signal(QUrl)
+    retry_clicked = Signal()
+    continue_clicked = Signal()
+    regenerate_clicked = Signal()
+    edit_clicked = Signal()
+    copy_clicked = Signal()
+    version_clicked = Signal(int)
+
+    def __init__(self, role: str, stats: RenderStats, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.role = role
+        self.stats = stats
+        self.message: StoredMessage | None = None
+        self.state = "complete"
+        self.cached = False
+        self._parts: list[str] = []
+        self._full_text: str | None = None
+        self._segmenter: Segmenter | None = None
+        self._tail: DocView | None = None
+        self._tail_writer: DocumentWriter | None = None
+        self._tail_highlighter: CodeHighlighter | None = None
+        self.setObjectName("messageCard")
+        self.setProperty("role", role)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(12, 8, 12, 8)
+        outer.setSpacing(4)
+
+        header = QHBoxLayout()
+        header.setSpacing(6)
+        self.role_label = QLabel("You" if role == "user" else "Assistant")
+        self.role_label.setObjectName("roleLabel")
+        header.addWidget(self.role_label)
+        self.badge = QLabel()
+        self.badge.setObjectName("badge")
+        self.badge.hide()
+        header.addWidget(self.badge)
+        header.addStretch(1)
+        self.prev_button = self._tool("◀", "Previous version")
+        self.version_label = QLabel()
+        self.version_label.setObjectName("muted")
+        self.next_button = self._tool("▶", "Next version")
+        self.prev_button.clicked.connect(lambda: self._step_version(-1))
+        self.next_button.clicked.connect(lambda: self._step_version(1))
+        for w in (self.prev_button, self.version_label, self.next_button):
+            header.addWidget(w)
+            w.hide()
+        self.edit_button = self._tool("Edit", "Edit this prompt and send it again")
+        self.edit_button.clicked.connect(self.edit_clicked)
+        self.edit_button.hide()
+        header.addWidget(self.edit_button)
+        self.regen_button = self._tool("↻ Regenerate", "Write a new version of this reply")
+        self.regen_button.clicked.connect(self.regenerate_clicked)
+        self.regen_button.hide()
+        header.addWidget(self.regen_button)
+        self.copy_button = self._tool("Copy", "Copy this message as Markdown")
+        self.copy_button.clicked.connect(self.copy_clicked)
+        header.addWidget(self.copy_button)
+        outer.addLayout(header)
+
+        self.body = DocView(self)
+        self.body.anchorClicked.connect(self._anchor)
+        self.writer = DocumentWriter(self.body.document())
+        self.highlighter = CodeHighlighter(self.body.document())
+        outer.addWidget(self.body)
+
+        self.notice = QLabel()
+        self.notice.setObjectName("noticeText")
+        self.notice.setWordWrap(True)
+        self.notice.hide()
+        outer.addWidget(self.notice)
+
+        error_row = QHBoxLayout()
+        self.error_label = QLabel()
+        self.error_label.setObjectName("errorText")
+        self.error_label.setWordWrap(True)
+        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        error_row.addWidget(self.error_label, 1)
+        self.continue_button = QPushButton("Continue")
+        self.continue_button.setToolTip("Continue this reply from where it stopped")
+        self.continue_button.clicked.connect(self.continue_clicked)
+        self.retry_button = QPushButton("Retry")
+        self.retry_button.setToolTip("Ask again; the new answer becomes a new version")
+        self.retry_button.clicked.connect(self.retry_clicked)
+        error_row.addWidget(self.continue_button)
+        error_row.addWidget(self.retry_button)
+        outer.addLayout(error_row)
+        self.error_label.hide()
+        self.continue_button.hide()
+        self.retry_button.hide()
+
+        self.details = QLabel()
+        self.details.setObjectName("details")
+        self.details.setWordWrap(True)
+        self.details.hide()
+        outer.addWidget(self.details)
+
+    def _tool(self, text: str, tip: str) -> QToolButton:
+        button = QToolButton(self)
+        button.setObjectName("msgTool")
+        button.setText(text)
+        button.setToolTip(tip)
+        button.setCursor(Qt.CursorShape.PointingHandCursor)
+        return button
+
+    # -- content ---------------------------------------------------------------------------
+
+    @property
+    def message_id(self) -> int | None:
+        return None if self.message is None else self.message.id
+
+    @property
+    def streaming(self) -> bool:
+        return self._segmenter is not None
+
+    def text(self) -> str:
+        """The whole text of the message as Markdown."""
+        if self._full_text is not None:
+            return self._full_text
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    def code_block(self, index: int) -> str:
+        blocks = self.writer.code_blocks
+        return "\n".join(blocks[index]) if 0 <= index < len(blocks) else ""
+
+    def set_message(self, message: StoredMessage) -> None:
+        """Show a stored message: renders its whole content."""
+        self.message = message
+        self.render_text(message.content)
+        self.update_meta(message)
+
+    def render_text(self, text: str) -> None:
+        """Render the whole text from scratch (the one full render of a message)."""
+        self.stats.full_renders += 1
+        self._end_tail()
+        self._segmenter = None
+        self.writer.clear()
+        if self.role == "user":
+            self._full_text = text
+            self._parts = []
+            self._render_plain(text)
+            self._show_body()
+            return
+        self._full_text = None
+        self._parts = [text] if text else []
+        for segment in split_all(text):
+            self.writer.write(segment)
+        self._show_body()
+
+    def _render_plain(self, text: str) -> None:
+        doc = self.body.document()
+        shown = text
+        if len(text) > USER_TEXT_SHOWN:
+            shown = text[:USER_TEXT_SHOWN]
+        doc.setPlainText(shown)
+        if len(text) > USER_TEXT_SHOWN:
+            cursor = QTextCursor(doc)
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            more = len(text) - USER_TEXT_SHOWN
+            cursor.insertBlock()
+            fmt = cursor.charFormat()
+            fmt.setFontItalic(True)
+            cursor.insertText(f"… and {more:,} more characters (Copy gives the whole message)", fmt)
+
+    def update_meta(self, message: StoredMessage) -> None:
+        """Take a stored message's state, versions and details without re-rendering."""
+        self.message = message
+        self.cached = message.cached
+        self.set_state(message.status, message.error)
+        count = message.version_count
+        for w in (self.prev_button, self.version_label, self.next_button):
+            w.setVisible(count > 1)
+        if count > 1:
+            self.version_label.setText(f"{message.version}/{count}")
+            self.prev_button.setEnabled(message.version > 1)
+            self.next_button.setEnabled(message.version < count)
+        if self.role == "assistant":
+            self.role_label.setText("Assistant")
+            self.set_details(
+                model=message.model,
+                output_tokens=message.output_tokens,
+                ttft_s=message.ttft_s,
+                total_s=message.total_s,
+                cost=message.cost,
+            )
+
+    def set_details(
+        self,
+        *,
+        model: str | None,
+        output_tokens: int | None,
+        ttft_s: float | None,
+        total_s: float | None,
+        cost: float | None,
+    ) -> None:
+        parts: list[str] = []
+        if model:
+            parts.append(model)
+        if output_tokens:
+            parts.append(f"{output_tokens:,} tokens")
+            if total_s and ttft_s is not None and total_s - ttft_s > 0.05 and not self.cached:
+                parts.append(f"{output_tokens / (total_s - ttft_s):.1f} tok/s")
+        if ttft_s is not None and not self.cached:
+            parts.append(f"first token {ttft_s:.2f} s")
+        if total_s is not None and not self.cached:
+            parts.append(f"total {total_s:.1f} s")
+        if cost is not None:
+            parts.append("free" if cost == 0 else f"${cost:.4f}")
+        self.details.setText(" · ".join(parts))
+        self.details.setVisible(bool(parts))
+
+    def set_state(self, state: str, error: str | None = None) -> None:
+        """Show the message's state: streaming, complete, cancelled, interrupted or failed."""
+        self.state = state
+        label = {
+            "streaming": "● streaming",
+            "cancelled": "cancelled",
+            "interrupted": "interrupted",
+            "failed": "failed",
+        }.get(state, "")
+        badge_state = state
+        if state == "complete" and self.cached:
+            label, badge_state = "from cache", "cache"
+        self.badge.setText(label)
+        self.badge.setProperty("state", badge_state)
+        self.badge.style().unpolish(self.badge)
+        self.badge.style().polish(self.badge)
+        self.badge.setVisible(bool(label))
+        failed = state in ("failed", "interrupted")
+        if failed and error:
+            prefix = "Interrupted: " if state == "interrupted" else ""
+            self.error_label.setText(prefix + error)
+        self.error_label.setVisible(failed and bool(error))
+
+    def set_actions(self, *, last: bool, busy: bool) -> None:
+        """Show the actions that apply to this message where it stands in the conversation."""
+        assistant = self.role == "assistant"
+        settled = not self.streaming and self.message is not None
+        self.regen_button.setVisible(
+            assistant and last and settled and not busy and self.state != "failed"
+        )
+        self.continue_button.setVisible(
+            assistant
+            and last
+            and settled
+            and not busy
+            and self.state in ("cancelled", "interrupted")
+            and bool(self.text().strip())
+        )
+        self.retry_button.setVisible(
+            assistant and last and settled and not busy and self.state in ("failed", "interrupted")
+        )
+        self.edit_button.setVisible(self.role == "user" and last and settled and not busy)
+        message = self.message
+        if message is not None and message.version_count > 1:
+            self.prev_button.setEnabled(not busy and message.version > 1)
+            self.next_button.setEnabled(not busy and message.version < message.version_count)
+
+    def set_notice(self, text: str) -> None:
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))
+
+    # -- streaming -------------------------------------------------------------------------
+
+    def begin_stream(self, *, keep: bool = False) -> None:
+        """Start receiving a reply (``keep``: continue after the text already shown)."""
+        kept = self.text().rstrip() if keep else ""
+        if not keep:
+            self.message = None
+        self.writer.clear()
+        self._parts = []
+        self._full_text = None
+        self._segmenter = Segmenter()
+        self._show_body()
+        if kept:
+            self.feed(kept)
+        self.cached = False
+        self.set_notice("")
+        self.details.hide()
+        self.set_state("streaming")
+        for w in (self.prev_button, self.version_label, self.next_button):
+            w.hide()
+
+    def feed(self, text: str) -> None:
+        """Render newly arrived text: append finished segments, re-render the open tail."""
+        seg = self._segmenter
+        if seg is None or not text:
+            return
+        self._parts.append(text)
+        self.stats.flushes += 1
+        self.stats.max_flush_chars = max(self.stats.max_flush_chars, len(text))
+        for segment in seg.feed(text):
+            self.stats.segments += 1
+            self.writer.write(segment)
+        self._show_body()
+        self._render_tail(seg)
+
+    def end_stream(self) -> None:
+        """The reply ended: commit the open tail."""
+        seg = self._segmenter
+        if seg is None:
+            return
+        for segment in seg.finish():
+            self.stats.segments += 1
+            self.writer.write(segment)
+        self._segmenter = None
+        self._end_tail()
+        self._show_body()
+
+    def reset_stream(self) -> None:
+        """Drop what was shown (the answer starts again)."""
+        self.writer.clear()
+        self._parts = []
+        self._segmenter = Segmenter()
+        self._end_tail()
+        self._show_body()
+
+    def _show_body(self) -> None:
+        self.body.setVisible(not self.body.document().isEmpty())
+
+    def _render_tail(self, seg: Segmenter) -> None:
+        tail = seg.tail
+        if seg.in_code:
+            # inside a code fence the open line is written in place, in the code's frame
+            if self._tail is not None:
+                self._tail.hide()
+            self.stats.tail_renders += 1
+            self.stats.max_tail_chars = max(self.stats.max_tail_chars, len(tail))
+            self.writer.set_partial_code_line(tail, seg.lang)
+            return
+        if not tail:
+            if self._tail is not None:
+                self._tail.hide()
+            return
+        if self._tail is None:
+            self._tail = DocView(self)
+            self._tail.anchorClicked.connect(self._anchor)
+            self._tail_writer = DocumentWriter(self._tail.document())
+            self._tail_highlighter = CodeHighlighter(self._tail.document())
+            layout = self.layout()
+            assert isinstance(layout, QVBoxLayout)
+            layout.insertWidget(layout.indexOf(self.body) + 1, self._tail)
+        writer = self._tail_writer
+        assert writer is not None
+        self.stats.tail_renders += 1
+        self.stats.max_tail_chars = max(self.stats.max_tail_chars, len(tail))
+        writer.clear()
+        writer.append_prose(tail)
+        self._tail.show()
+
+    def _end_tail(self) -> None:
+        if self._tail is not None:
+            self._tail.hide()
+            if self._tail_writer is not None:
+                self._tail_writer.clear()
+
+    # -- interaction -----------------------------------------------------------------------
+
+    def _anchor(self, url: QUrl) -> None:
+        if url.scheme() == "rill" and url.path().startswith("copy-code/"):
+            try:
+                index = int(url.path().rsplit("/", 1)[1])
+            except ValueError:
+                return
+            QGuiApplication.clipboard().setText(self.code_block(index))
+            return
+        self.link_clicked.emit(url)
+
+    def _step_version(self, delta: int) -> None:
+        if self.message is not None:
+            self.version_clicked.emit(self.message.version + delta)
+
+    def refresh_theme(self) -> None:
+        """Re-render with the current theme's colours."""
+        self.highlighter.refresh_colours()
+        if self._tail_highlighter is not None:
+            self._tail_highlighter.refresh_colours()
+        if not self.streaming:
+            self.render_text(self.text())
+        self.style().unpolish(self)
+        self.style().polish(self)
+
+
+class ChatView(QScrollArea):
+    """The messages of one conversation, the streaming reply, and "Jump to latest"."""
+
+    retry_requested = Signal(int)
+    continue_requested = Signal(int)
+    regenerate_requested = Signal()
+    edit_requested = Signal(str)
+    version_requested = Signal(int, int)
+    link_refused = Signal(str)
+    copied = Signal(str)
+    cost_changed = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("chatScroll")
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.stats = RenderStats()
+        self.widgets: list[MessageWidget] = []
+        self.conversation_id: int | None = None
+        self.busy = False
+        self._stream_widget: MessageWidget | None = None
+        self._pending: list[str] = []
+        self._follow = True
+        self._welcome: QWidget | None = None
+
+        page = QWidget()
+        page.setObjectName("chatColumn")
+        row = QHBoxLayout(page)
+        row.setContentsMargins(16, 12, 16, 12)
+        row.addStretch(1)
+        self.column = QWidget()
+        self.column.setObjectName("chatColumn")
+        self.column.setMaximumWidth(980)
+        self.column.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        row.addWidget(self.column, 40)
+        row.addStretch(1)
+        self.layout_ = QVBoxLayout(self.column)
+        self.layout_.setContentsMargins(0, 0, 0, 0)
+        self.layout_.setSpacing(10)
+        self.layout_.addStretch(1)
+        self.setWidget(page)
+
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.setInterval(FLUSH_INTERVAL_MS)
+        self._flush_timer.timeout.connect(self.flush)
+
+        self.jump_button = QPushButton("↓ Jump to latest", self)
+        self.jump_button.setObjectName("jumpButton")
+        self.jump_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.jump_button.clicked.connect(self.jump_to_latest)
+        self.jump_button.hide()
+
+        bar = self.verticalScrollBar()
+        bar.rangeChanged.connect(self._on_range)
+        bar.valueChanged.connect(self._on_value)
+
+    # -- conversation ----------------------------------------------------------------------
+
+    def set_welcome(self, widget: QWidget | None) -> None:
+        """Show a card above the messages (the welcome card), or remove it."""
+        if self._welcome is not None:
+            self._welcome.hide()
+            self._welcome.setParent(None)
+            self._welcome.deleteLater()
+        self._welcome = widget
+        if widget is not None:
+            self.layout_.insertWidget(0, widget)
+            widget.setVisible(not self.widgets)
+
+    def clear(self) -> None:
+        self._flush_timer.stop()
+        self._pending = []
+        self._stream_widget = None
+        for w in self.widgets:
+            w.hide()
+            w.setParent(None)
+            w.deleteLater()
+        self.widgets = []
+        if self._welcome is not None:
+            self._welcome.show()
+
+    def show_messages(self, conversation_id: int | None, messages: list[StoredMessage]) -> None:
+        """Replace the view with a conversation (every message is rendered once)."""
+        self.clear()
+        self.conversation_id = conversation_id
+        for message in messages:
+            if message.role in ("user", "assistant"):
+                widget = self._add(message.role)
+                widget.set_message(message)
+        self._after_change()
+        self._follow = True
+        QTimer.singleShot(0, self.jump_to_latest)
+
+    def sync(self, conversation_id: int, messages: list[StoredMessage]) -> None:
+        """Bring the view in line with the stored conversation, re-rendering only changes."""
+        if self._stream_widget is not None:
+            return
+        if conversation_id != self.conversation_id:
+            self.show_messages(conversation_id, messages)
+            return
+        shown = [m for m in messages if m.role in ("user", "assistant")]
+        for index, message in enumerate(shown):
+            if index < len(self.widgets):
+                widget = self.widgets[index]
+                if widget.role != message.role:
+                    self.show_messages(conversation_id, messages)
+                    return
+                if widget is self._stream_widget:
+                    continue
+                same_text = widget.text() == message.content
+                if widget.message_id == message.id or (widget.message_id is None and same_text):
+                    if same_text:
+                        widget.update_meta(message)
+                    else:
+                        widget.set_message(message)
+                else:
+                    widget.set_message(message)
+            else:
+                self._add(message.role).set_message(message)
+        for widget in self.widgets[len(shown) :]:
+            if widget is not self._stream_widget:
+                self.widgets.remove(widget)
+                widget.hide()
+                widget.setParent(None)
+                widget.deleteLater()
+        self._after_change()
+
+    def _add(self, role: str) -> MessageWidget:
+        widget = MessageWidget(role, self.stats, self.column)
+        widget.link_clicked.connect(self._link)
+        widget.copy_clicked.connect(lambda w=widget: self._copy(w))
+        widget.retry_clicked.connect(lambda w=widget: self._retry(w))
+        widget.continue_clicked.connect(lambda w=widget: self._continue(w))
+        widget.regenerate_clicked.connect(self.regenerate_requested)
+        widget.edit_clicked.connect(lambda w=widget: self.edit_requested.emit(w.text()))
+        widget.version_clicked.connect(lambda v, w=widget: self._version(w, v))
+        self.layout_.insertWidget(self.layout_.count() - 1, widget)
+        self.widgets.append(widget)
+        if self._welcome is not None:
+            self._welcome.hide()
+        return widget
+
+    def _after_change(self) -> None:
+        self.refresh_actions()
+        total: float | None = None
+        for w in self.widgets:
+            if w.message is not None and w.message.cost is not None:
+                total = (total or 0.0) + w.message.cost
+        self.cost_changed.emit(total)
+
+    def refresh_actions(self) -> None:
+        last_user = max((i for i, w in enumerate(self.widgets) if w.role == "user"), default=-1)
+        last = len(self.widgets) - 1
+        for i, w in enumerate(self.widgets):
+            is_last = i == last if w.role == "assistant" else i == last_user and last - i <= 1
+            w.set_actions(last=is_last, busy=self.busy)
+
+    def set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        self.refresh_actions()
+
+    def last_assistant(self) -> MessageWidget | None:
+        for w in reversed(self.widgets):
+            if w.role == "assistant":
+                return w
+        return None
+
+    def last_user(self) -> MessageWidget | None:
+        for w in reversed(self.widgets):
+            if w.role == "user":
+                return w
+        return None
+
+    def refresh_theme(self) -> None:
+        for w in self.widgets:
+            w.refresh_theme()
+
+    # -- streaming -------------------------------------------------------------------------
+
+    def begin_turn(self, mode: str, prompt: str) -> None:
+        """A reply starts: add the prompt and an empty reply, or reuse the reply being redone."""
+        self._flush_timer.stop()
+        self._pending = []
+        widget: MessageWidget | None = None
+        if mode == "new":
+            user = self._add("user")
+            user.render_text(prompt)
+            user.set_state("complete")
+            widget = self._add("assistant")
+            widget.begin_stream()
+        else:
+            widget = self.last_assistant()
+            if widget is None:
+                widget = self._add("assistant")
+            if mode == "regenerate" and prompt:
+                asked = self.last_user()
+                if asked is not None and asked.text() != prompt:
+                    asked.render_text(prompt)
+            widget.begin_stream(keep=mode == "continue")
+        self._stream_widget = widget
+        self._follow = True
+        self.busy = True
+        self.refresh_actions()
+        self.jump_to_latest()
+
+    def append_text(self, text: str) -> None:
+        """Buffer streamed text; it is drawn at the next frame."""
+        if self._stream_widget is None:
+            return
+        self._pending.append(text)
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    def flush(self) -> None:
+        """Draw the buffered text now."""
+        self._flush_timer.stop()
+        if not self._pending or self._stream_widget is None:
+            self._pending = []
+            return
+        text = "".join(self._pending)
+        self._pending = []
+        self._stream_widget.feed(text)
+
+    def end_turn(
+        self, state: str, *, error: str = "", response: GenerationResponse | None = None
+    ) -> None:
+        """The reply ended (complete, cancelled, interrupted or failed)."""
+        self.flush()
+        widget = self._stream_widget
+        if widget is None:
+            return
+        widget.end_stream()
+        if response is not None:
+            widget.cached = response.cached
+            usage = response.usage
+            widget.set_details(
+                model=response.model,
+                output_tokens=usage.output_tokens if usage else None,
+                ttft_s=response.timing.ttft_s,
+                total_s=response.timing.total_s,
+                cost=response.cost,
+            )
+        widget.set_state(state, error or None)
+        self._stream_widget = None
+
+    def restart_stream(self, reason: str) -> None:
+        """The answer starts again; the interrupted text becomes an earlier version."""
+        self.flush()
+        if self._stream_widget is not None:
+            self._stream_widget.reset_stream()
+            self._stream_widget.set_notice(
+                f"Restarted after an interruption ({reason}). "
+                "The interrupted text is kept as an earlier version."
+            )
+
+    def resume_stream(self, reason: str) -> None:
+        self.flush()
+        if self._stream_widget is not None:
+            self._stream_widget.set_notice(f"Resumed after an interruption ({reason}).")
+
+    def mark_cache_hit(self) -> None:
+        if self._stream_widget is not None:
+            self._stream_widget.cached = True
+
+    @property
+    def stream_widget(self) -> MessageWidget | None:
+        return self._stream_widget
+
+    # -- following the stream ------------------------------------------------------------
+
+    @property
+    def following(self) -> bool:
+        return self._follow
+
+    def jump_to_latest(self) -> None:
+        self._follow = True
+        bar = self.verticalScrollBar()
+        bar.setValue(bar.maximum())
+        self.jump_button.hide()
+
+    def _on_range(self, _minimum: int, maximum: int) -> None:
+        if self._follow:
+            self.verticalScrollBar().setValue(maximum)
+
+    def _on_value(self, value: int) -> None:
+        bar = self.verticalScrollBar()
+        self._follow = value >= bar.maximum() - 8
+        self.jump_button.setVisible(not self._follow)
+        if not self._follow:
+            self._place_jump_button()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._place_jump_button()
+        if self._follow:
+            QTimer.singleShot(0, self.jump_to_latest)
+
+    def _place_jump_button(self) -> None:
+        self.jump_button.adjustSize()
+        size = self.jump_button.sizeHint()
+        viewport = self.viewport().geometry()
+        self.jump_button.setGeometry(
+            viewport.x() + (viewport.width() - size.width()) // 2,
+            viewport.bottom() - size.height() - 12,
+            size.width(),
+            size.height(),
+        )
+        self.jump_button.raise_()
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def _link(self, url: QUrl) -> None:
+        if not open_link(url):
+            self.link_refused.emit(url.toString())
+
+    def _copy(self, widget: MessageWidget) -> None:
+        QGuiApplication.clipboard().setText(widget.text())
+        self.copied.emit("message")
+
+    def _retry(self, widget: MessageWidget) -> None:
+        if widget.message is not None:
+            self.retry_requested.emit(widget.message.reply_group)
+
+    def _continue(self, widget: MessageWidget) -> None:
+        if widget.message is not None:
+            self.continue_requested.emit(widget.message.id)
+
+    def _version(self, widget: MessageWidget, version: int) -> None:
+        if widget.message is not None:
+            self.version_requested.emit(widget.message.reply_group, version)

@@ -1,0 +1,537 @@
+"""The one Qt-facing controller of a window: runs turns on the qasync loop, emits signals.
+
+The controller owns the :class:`ChatService`, keeps a strong reference to the running
+asyncio task and its :class:`Turn`, cancels them itself, and turns every
+:class:`StreamEvent` into a Qt signal. History reads and writes for the window run on the
+services' I/O thread (``services.run_io``), never on the UI thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from desktop_app.core.chat import ChatService, Services, Turn
+from desktop_app.core.config import Profile
+from desktop_app.core.errors import RillError
+from desktop_app.core.events import (
+    CacheHit,
+    Cancelled,
+    CircuitOpen,
+    Failed,
+    FallingBack,
+    Finished,
+    RateLimitWait,
+    Restarted,
+    Resumed,
+    Retrying,
+    StageChanged,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    UsageUpdate,
+)
+from desktop_app.core.history import Conversation, SearchHit, StoredMessage
+
+log = logging.getLogger("rill.ui")
+
+MAX_PROMPT_CHARS = 2_000_000
+"""Longest prompt Rill sends (about half a million tokens, beyond any model's context)."""
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """Live numbers of the reply in flight, read by the status bar."""
+
+    started: float = 0.0
+    first_token: float | None = None
+    deltas: int = 0
+    chars: int = 0
+    max_tokens: int | None = None
+    output_tokens: int | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.output_tokens if self.output_tokens is not None else self.deltas
+
+    def rate(self, now: float | None = None) -> float:
+        """Tokens per second since the first token."""
+        if self.first_token is None:
+            return 0.0
+        elapsed = (now if now is not None else time.monotonic()) - self.first_token
+        return self.deltas / elapsed if elapsed > 0.05 else 0.0
+
+
+@dataclass(slots=True)
+class Settings:
+    """What the header chose for the next turn."""
+
+    profile: str = ""
+    model: str = ""
+    system: str | None = None
+    temperature: float | None = None
+
+
+class ChatController(QObject):
+    """Runs one conversation's turns and history operations for a window."""
+
+    stage_changed = Signal(str, int)
+    text_appended = Signal(str)
+    retrying = Signal(int, int, float, str)
+    rate_limit_wait = Signal(float, str)
+    circuit_open = Signal(str, float)
+    falling_back = Signal(str, str)
+    restarted = Signal(str)
+    resumed = Signal(str)
+    cache_hit = Signal()
+    usage = Signal(object)
+    finished = Signal(object)
+    failed = Signal(str, str)
+    cancelled = Signal(str)
+    turn_started = Signal(str, str)
+    turn_ended = Signal()
+    busy_changed = Signal(bool)
+    conversation_changed = Signal(int)
+    conversation_loaded = Signal(object, list)
+    conversation_synced = Signal(int, list)
+    conversations_listed = Signal(list)
+    search_results = Signal(str, list)
+    history_changed = Signal()
+    models_listed = Signal(str, list)
+    models_failed = Signal(str, str)
+    notice = Signal(str)
+
+    def __init__(self, services: Services, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.services = services
+        self.chat = ChatService(services)
+        self.conversation_id: int | None = None
+        self.messages: list[StoredMessage] = []
+        self.settings = Settings(profile=str(services.config["default_profile"]))
+        self.turn: Turn | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.stats = StreamStats()
+        self._background: set[asyncio.Future[Any]] = set()
+        self._load_seq = 0
+        self._search_seq = 0
+        self._retry_now = False
+        self._adopt = False
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    @property
+    def profile(self) -> Profile:
+        return self.services.config.profile(self.settings.profile or None)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        """Run a coroutine on the loop, keeping a reference until it ends; errors are logged."""
+        future = asyncio.ensure_future(coro)
+        self._background.add(future)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: asyncio.Future[Any]) -> None:
+        self._background.discard(future)
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            log.error("background task failed", exc_info=exc)
+            self.notice.emit(_sentence(exc))
+
+    # -- turns -------------------------------------------------------------------------------
+
+    def check_prompt(self, prompt: str) -> str | None:
+        """Why ``prompt`` cannot be sent, or None when it can."""
+        if not prompt.strip():
+            return "There is nothing to send."
+        if len(prompt) > MAX_PROMPT_CHARS:
+            return (
+                f"This message has {len(prompt):,} characters; Rill sends at most "
+                f"{MAX_PROMPT_CHARS:,} in one message (about 500,000 tokens, more than any "
+                "model reads). Shorten it or send it in parts."
+            )
+        return None
+
+    def send(self, prompt: str) -> bool:
+        """Ask ``prompt`` in the current conversation (a new one if none is open)."""
+        if self.busy or self.check_prompt(prompt) is not None:
+            return False
+        turn = self.chat.send(
+            prompt,
+            conversation_id=self.conversation_id,
+            profile=self.settings.profile or None,
+            **self._overrides(),
+        )
+        self._start(turn, "new", prompt)
+        return True
+
+    def regenerate(self, reply_group: int | None = None) -> bool:
+        """A new version of a reply (the last one by default)."""
+        if self.busy or self.conversation_id is None:
+            return False
+        group = reply_group if reply_group is not None else self._last_reply_group()
+        if group is None:
+            return False
+        turn = self.chat.regenerate(
+            self.conversation_id, group, profile=self.settings.profile or None, **self._overrides()
+        )
+        self._start(turn, "regenerate", "")
+        return True
+
+    def continue_reply(self, message_id: int | None = None) -> bool:
+        """Continue a cancelled or interrupted reply (the last one by default)."""
+        if self.busy or self.conversation_id is None:
+            return False
+        if message_id is None:
+            last = self._last_assistant()
+            if last is None:
+                return False
+            message_id = last.id
+        turn = self.chat.continue_reply(
+            self.conversation_id,
+            message_id,
+            profile=self.settings.profile or None,
+            **self._overrides(),
+        )
+        self._start(turn, "continue", "")
+        return True
+
+    def edit_and_resend(self, prompt: str) -> bool:
+        """Replace the last prompt with ``prompt`` (as a new version) and answer it again."""
+        if self.busy or self.conversation_id is None or self.check_prompt(prompt) is not None:
+            return False
+        user, reply = self._last_exchange()
+        if user is None or reply is None:
+            return False
+        history = self.services.history
+        if history is None:
+            return False
+        conversation_id = self.conversation_id
+
+        async def run() -> None:
+            try:
+                await self.services.run_io(history.add_version, user.reply_group, prompt)
+            except Exception as exc:
+                log.exception("could not record the edited prompt")
+                self.task = None
+                self.notice.emit(_sentence(exc))
+                self.busy_changed.emit(False)
+                return
+            turn = self.chat.regenerate(
+                conversation_id,
+                reply.reply_group,
+                profile=self.settings.profile or None,
+                **self._overrides(),
+            )
+            self._start(turn, "regenerate", prompt)
+
+        self.task = asyncio.ensure_future(run())
+        self.busy_changed.emit(True)
+        return True
+
+    def stop(self) -> bool:
+        """Cancel the reply in flight; its partial text is kept, marked cancelled."""
+        if self.turn is None:
+            return False
+        self.turn.cancel()
+        return True
+
+    def retry_now(self) -> bool:
+        """Skip a retry wait: cancel the turn and ask again at once as a new version."""
+        if self.turn is None:
+            return False
+        self._retry_now = True
+        self.turn.cancel()
+        return True
+
+    async def shutdown(self) -> None:
+        """Cancel any reply and wait until its partial text is recorded."""
+        task = self.task
+        if self.turn is not None:
+            self.turn.cancel()
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 5.0)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        for future in list(self._background):
+            future.cancel()
+
+    def _overrides(self) -> dict[str, Any]:
+        s = self.settings
+        out: dict[str, Any] = {}
+        if s.model:
+            out["model"] = s.model
+        if s.system is not None:
+            out["system"] = s.system
+        if s.temperature is not None:
+            out["temperature"] = s.temperature
+        return out
+
+    def _start(self, turn: Turn, mode: str, prompt: str) -> None:
+        self.turn = turn
+        self._retry_now = False
+        self._adopt = self.conversation_id is None
+        max_tokens = self._overrides().get("max_tokens") or turn.profile.max_tokens
+        self.stats = StreamStats(started=time.monotonic(), max_tokens=max_tokens)
+        self.turn_started.emit(mode, prompt)
+        self.task = asyncio.ensure_future(self._consume(turn))
+        self.busy_changed.emit(True)
+
+    async def _consume(self, turn: Turn) -> None:
+        before = self.conversation_id
+        try:
+            async for event in turn:
+                if self._adopt and turn.conversation_id is not None:
+                    # the turn created the conversation the window is showing
+                    self._adopt = False
+                    self.conversation_id = turn.conversation_id
+                    self.conversation_changed.emit(turn.conversation_id)
+                    self.history_changed.emit()
+                self._dispatch(event)
+        except asyncio.CancelledError:
+            self.cancelled.emit("")
+            raise
+        except Exception as exc:
+            log.exception("the reply failed unexpectedly")
+            self.failed.emit(_sentence(exc), type(exc).__name__)
+        finally:
+            self.turn = None
+            self.task = None
+            retry = self._retry_now
+            self._retry_now = False
+            self.turn_ended.emit()
+            self.busy_changed.emit(False)
+            if turn.conversation_id is not None and turn.conversation_id == self.conversation_id:
+                self.spawn(
+                    self._sync(
+                        turn.conversation_id, retry_group=turn.reply_group if retry else None
+                    )
+                )
+            if before != self.conversation_id or turn.mode == "new":
+                self.history_changed.emit()
+
+    def _dispatch(self, event: StreamEvent) -> None:
+        kind = type(event)
+        if kind is TextDelta:
+            assert isinstance(event, TextDelta)
+            stats = self.stats
+            if stats.first_token is None:
+                stats.first_token = time.monotonic()
+            stats.deltas += 1
+            stats.chars += len(event.text)
+            self.text_appended.emit(event.text)
+        elif isinstance(event, StageChanged):
+            self.stage_changed.emit(str(event.stage), event.attempt)
+        elif isinstance(event, UsageUpdate):
+            self.stats.output_tokens = event.usage.output_tokens
+            self.usage.emit(event.usage)
+        elif isinstance(event, Retrying):
+            self.retrying.emit(event.attempt, event.max_attempts, event.delay_s, event.reason)
+        elif isinstance(event, RateLimitWait):
+            self.rate_limit_wait.emit(event.until, event.reason)
+        elif isinstance(event, CircuitOpen):
+            self.circuit_open.emit(event.endpoint, event.until)
+        elif isinstance(event, FallingBack):
+            target = event.to_profile or event.to_model
+            self.falling_back.emit(target, event.reason)
+        elif isinstance(event, Restarted):
+            self.stats.first_token = None
+            self.stats.deltas = 0
+            self.restarted.emit(event.reason)
+        elif isinstance(event, Resumed):
+            self.resumed.emit(event.reason)
+        elif isinstance(event, CacheHit):
+            self.cache_hit.emit()
+        elif isinstance(event, Finished):
+            self.finished.emit(event.response)
+        elif isinstance(event, Failed):
+            self.failed.emit(str(event.error), event.error.kind)
+        elif isinstance(event, Cancelled):
+            self.cancelled.emit(event.partial)
+        elif isinstance(event, ToolCallDelta):
+            pass
+
+    async def _sync(self, conversation_id: int, retry_group: int | None = None) -> None:
+        history = self.services.history
+        if history is None:
+            return
+        messages = await self.services.run_io(history.messages, conversation_id)
+        if conversation_id != self.conversation_id or self.busy:
+            return  # another turn started meanwhile; its own end brings the view up to date
+        self.messages = messages
+        self.conversation_synced.emit(conversation_id, messages)
+        if retry_group is not None and not self.busy:
+            self.regenerate(retry_group)
+
+    def _last_assistant(self) -> StoredMessage | None:
+        for m in reversed(self.messages):
+            if m.role == "assistant":
+                return m
+        return None
+
+    def _last_reply_group(self) -> int | None:
+        last = self._last_assistant()
+        return None if last is None else last.reply_group
+
+    def _last_exchange(self) -> tuple[StoredMessage | None, StoredMessage | None]:
+        shown = [m for m in self.messages if m.role in ("user", "assistant")]
+        if len(shown) >= 2 and shown[-2].role == "user" and shown[-1].role == "assistant":
+            return shown[-2], shown[-1]
+        return None, None
+
+    # -- conversations ---------------------------------------------------------------------
+
+    def new_conversation(self) -> None:
+        """Start an empty chat; the conversation is created when the first prompt is sent."""
+        if self.busy:
+            self.stop()
+        self._adopt = False
+        self._load_seq += 1
+        self.conversation_id = None
+        self.messages = []
+        self.settings.system = None
+        self.conversation_loaded.emit(None, [])
+
+    def open_conversation(self, conversation_id: int) -> None:
+        """Load a conversation into the window (a reply in flight is stopped first)."""
+        if self.busy:
+            self.stop()
+        self._adopt = False
+        history = self.services.history
+        if history is None:
+            return
+        self._load_seq += 1
+        seq = self._load_seq
+
+        async def load() -> None:
+            if self.task is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(self.task)
+            conversation = await self.services.run_io(history.get_conversation, conversation_id)
+            if conversation is None:
+                self.notice.emit("That conversation no longer exists.")
+                self.history_changed.emit()
+                return
+            messages = await self.services.run_io(history.messages, conversation_id)
+            if seq != self._load_seq:
+                return
+            self.conversation_id = conversation_id
+            self.messages = messages
+            if conversation.profile and conversation.profile in self.services.config.profiles:
+                self.settings.profile = conversation.profile
+            self.settings.system = conversation.system_prompt
+            self.conversation_loaded.emit(conversation, messages)
+
+        self.spawn(load())
+
+    def refresh_conversations(self) -> None:
+        history = self.services.history
+        if history is None:
+            self.conversations_listed.emit([])
+            return
+
+        async def run() -> None:
+            items: list[Conversation] = await self.services.run_io(history.list_conversations)
+            self.conversations_listed.emit(items)
+
+        self.spawn(run())
+
+    def search(self, query: str) -> None:
+        """Full-text search over every message; results arrive as ``search_results``."""
+        history = self.services.history
+        self._search_seq += 1
+        seq = self._search_seq
+        if history is None or not query.strip():
+            self.search_results.emit(query, [])
+            return
+
+        async def run() -> None:
+            hits: list[SearchHit] = await self.services.run_io(
+                history.search, query, 100, marks=("«", "»")
+            )
+            if seq == self._search_seq:
+                self.search_results.emit(query, hits)
+
+        self.spawn(run())
+
+    def rename_conversation(self, conversation_id: int, title: str) -> None:
+        history = self.services.history
+        if history is None or not title.strip():
+            return
+
+        async def run() -> None:
+            await self.services.run_io(history.rename_conversation, conversation_id, title)
+            self.history_changed.emit()
+
+        self.spawn(run())
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        history = self.services.history
+        if history is None:
+            return
+        if conversation_id == self.conversation_id:
+            self.new_conversation()
+
+        async def run() -> None:
+            await self.services.run_io(history.delete_conversation, conversation_id)
+            self.history_changed.emit()
+
+        self.spawn(run())
+
+    def switch_version(self, reply_group: int, version: int) -> None:
+        """Show another version of a reply."""
+        history = self.services.history
+        conversation_id = self.conversation_id
+        if history is None or conversation_id is None or self.busy:
+            return
+
+        async def run() -> None:
+            versions = await self.services.run_io(history.versions, reply_group)
+            target = next((m for m in versions if m.version == version), None)
+            if target is None:
+                return
+            await self.services.run_io(history.set_active_version, target.id)
+            await self._sync(conversation_id)
+
+        self.spawn(run())
+
+    # -- models ------------------------------------------------------------------------------
+
+    def list_models(self, profile_name: str) -> None:
+        """List a profile's models; results arrive as ``models_listed`` or ``models_failed``."""
+        profile = self.services.config.profile(profile_name or None)
+
+        async def run() -> None:
+            try:
+                models = await self.services.engine.list_models(
+                    profile.provider, profile.resolved_base_url, profile.name
+                )
+            except RillError as exc:
+                self.models_failed.emit(profile.name, str(exc))
+            except Exception as exc:
+                self.models_failed.emit(profile.name, _sentence(exc))
+            else:
+                self.models_listed.emit(profile.name, models)
+
+        self.spawn(run())
+
+
+def _sentence(exc: BaseException) -> str:
+    if isinstance(exc, RillError):
+        return str(exc)
+    return f"Something went wrong: {type(exc).__name__}: {exc}"

@@ -1,0 +1,777 @@
+"""The main window: conversations on the left, header, chat, retry banner and composer in
+the middle, status bar below. Every signal of the window is connected in ``_wire``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import replace
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app import __version__
+from desktop_app.core.chat import Services
+from desktop_app.core.config import Config, Profile, save_config
+from desktop_app.core.errors import RillError
+from desktop_app.core.history import Conversation, StoredMessage
+from desktop_app.core.resilience import Backoff, Breakers, ResilienceSettings
+from desktop_app.core.types import GenerationResponse
+from desktop_app.ui import theme
+from desktop_app.ui.chat_view import ChatView
+from desktop_app.ui.composer import Composer, read_draft, write_draft
+from desktop_app.ui.controller import ChatController
+from desktop_app.ui.first_run import (
+    LOCAL_SERVERS,
+    LocalServer,
+    ProbeTarget,
+    WelcomeCard,
+    probe,
+)
+from desktop_app.ui.header import ChatHeader
+from desktop_app.ui.keys import KeyStore
+from desktop_app.ui.retry_banner import RetryBanner
+from desktop_app.ui.settings_dialog import SettingsDialog
+from desktop_app.ui.shortcuts import ReservedKeys, ShortcutsDialog, sequence
+from desktop_app.ui.sidebar import Sidebar
+from desktop_app.ui.status_bar import StatusPanel
+
+log = logging.getLogger("rill.ui")
+
+SIMULATOR_PROFILE = "Simulator"
+_SIMULATOR_REPLIES = (
+    "made-up text streamed at about 50 tokens a second, so you can see how Rill works; "
+    "nothing leaves this computer. To talk to a real model, add an API key or start Ollama, "
+    "LM Studio or a llama.cpp server, then pick its profile."
+)
+SIMULATOR_NOTE = "Replies come from the built-in simulator (the profile “Simulator”): " + (
+    _SIMULATOR_REPLIES
+)
+STARTED_NOTE = (
+    "So Rill started its built-in simulator and selected the profile “Simulator”. "
+    "Its replies are " + _SIMULATOR_REPLIES
+)
+
+
+class SimulatorControl(Protocol):
+    """Starts the built-in simulator on demand (provided by the application)."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def start(self) -> str:
+        """Start it (if needed) and return its OpenAI-compatible base URL."""
+        ...
+
+
+def simulator_profile(base_url: str) -> Profile:
+    return Profile(
+        name=SIMULATOR_PROFILE,
+        provider="openai",
+        base_url=base_url,
+        model="sim-small",
+        accepts_prefill=True,
+    )
+
+
+def config_for_saving(config: Config, ephemeral: set[str], fallback_default: str) -> Config:
+    """``config`` without the session-only profiles (and not defaulting to one of them)."""
+    out = Config(
+        values=dict(config.values),
+        profiles={k: v for k, v in config.profiles.items() if k not in ephemeral},
+        path=config.path,
+    )
+    if out.values["default_profile"] in ephemeral:
+        out.values["default_profile"] = (
+            fallback_default if fallback_default not in ephemeral else "default"
+        )
+    return out
+
+
+class MainWindow(QMainWindow):
+    """One Rill window over the process's services."""
+
+    closed = Signal()
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        keys: KeyStore | None = None,
+        simulator: SimulatorControl | None = None,
+        demo: bool = False,
+        probes: tuple[ProbeTarget, ...] = LOCAL_SERVERS,
+        ephemeral: set[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.services = services
+        self.keys = keys or KeyStore(services.secrets)
+        self.simulator = simulator
+        self.demo = demo
+        self.probes = probes
+        self.ephemeral: set[str] = set(ephemeral or ())
+        self.file_default = str(services.config["default_profile"])
+        self.controller = ChatController(services, self)
+        self.qsettings = QSettings(
+            str(services.paths.config_dir / "window.ini"), QSettings.Format.IniFormat
+        )
+        self.draft_path = services.paths.data_dir / "draft.txt"
+        self.welcome: WelcomeCard | None = None
+        self.found_servers: list[LocalServer] = []
+        self.settings_dialog: SettingsDialog | None = None
+        self.shortcuts_dialog: ShortcutsDialog | None = None
+        self.shutdown_task: asyncio.Future[Any] | None = None
+        self.startup_task: asyncio.Future[Any] | None = None
+        self.first_run_task: asyncio.Future[Any] | None = None
+        self._closing = False
+        self._dialogs: list[QWidget] = []
+        self.setWindowTitle("Rill")
+        self._build()
+        self._make_actions()
+        self._wire()
+        self._restore_window()
+        if demo and SIMULATOR_PROFILE in services.config.profiles:
+            self.controller.settings.profile = SIMULATOR_PROFILE
+        self._fill_profiles()
+        self.composer.edit.set_send_with(str(services.config["ui.send_with"]))
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.sidebar = Sidebar()
+        self.header = ChatHeader()
+        self.view = ChatView()
+        self.banner = RetryBanner()
+        self.composer = Composer()
+
+        middle = QWidget()
+        column = QVBoxLayout(middle)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.header)
+        column.addWidget(self.view, 1)
+        bottom = QWidget()
+        bottom_layout = QVBoxLayout(bottom)
+        bottom_layout.setContentsMargins(16, 6, 16, 10)
+        bottom_layout.setSpacing(6)
+        bottom_layout.addWidget(self.banner)
+        bottom_layout.addWidget(self.composer)
+        column.addWidget(bottom)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.sidebar)
+        self.splitter.addWidget(middle)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(self.splitter)
+
+        self.status = StatusPanel(lambda: self.controller.stats)
+        self.statusBar().addWidget(self.status, 1)
+        self.statusBar().setSizeGripEnabled(True)
+
+        self._reserved = ReservedKeys(self)
+        for w in (self.composer.edit, self.sidebar.search, self.header.system):
+            w.installEventFilter(self._reserved)
+
+    def _make_actions(self) -> None:
+        self.actions_: dict[str, QAction] = {}
+
+        def action(name: str, text: str, slot: Any, keys: str | None = None) -> QAction:
+            act = QAction(text, self)
+            act.setShortcut(sequence(keys or name))
+            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            act.triggered.connect(slot)
+            self.addAction(act)
+            self.actions_[name] = act
+            return act
+
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(action("new_chat", "&New chat", self.new_chat))
+        file_menu.addAction(action("settings", "&Settings…", self.open_settings))
+        file_menu.addSeparator()
+        quit_action = action("quit", "&Quit", self.close)
+        quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+        file_menu.addAction(quit_action)
+        self.actions_["settings"].setMenuRole(QAction.MenuRole.PreferencesRole)
+
+        chat = self.menuBar().addMenu("&Chat")
+        chat.addAction(action("stop", "&Stop the reply", self.controller.stop))
+        chat.addAction(action("regenerate", "&Regenerate the last reply", self.regenerate))
+        chat.addAction(action("edit_last", "&Edit the last prompt", self.edit_last))
+        cont = QAction("C&ontinue the reply", self)
+        cont.triggered.connect(lambda: self.controller.continue_reply())
+        self.actions_["continue"] = cont
+        chat.addAction(cont)
+        chat.addAction(action("copy_last", "&Copy the last reply", self.copy_last_reply))
+        chat.addSeparator()
+        chat.addAction(action("search", "Search &conversations", self.sidebar.focus_search))
+        chat.addAction(action("focus_composer", "&Focus the prompt", self.focus_composer))
+
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(action("shortcuts", "&Keyboard Shortcuts", self.show_shortcuts))
+        about = QAction("&About Rill", self)
+        about.triggered.connect(self.show_about)
+        about.setMenuRole(QAction.MenuRole.AboutRole)
+        help_menu.addAction(about)
+        self.actions_["stop"].setEnabled(False)
+        help_keys = QKeySequence(QKeySequence.StandardKey.HelpContents)
+        if not help_keys.isEmpty() and help_keys != QKeySequence("F1"):
+            self.actions_["shortcuts"].setShortcuts([QKeySequence("F1"), help_keys])
+
+    def _wire(self) -> None:
+        c = self.controller
+        view = self.view
+        status = self.status
+        banner = self.banner
+
+        c.turn_started.connect(self._turn_started)
+        c.text_appended.connect(view.append_text)
+        c.stage_changed.connect(self._stage_changed)
+        c.retrying.connect(banner.show_retry)
+        c.retrying.connect(status.show_retry)
+        c.rate_limit_wait.connect(banner.show_rate_limit)
+        c.rate_limit_wait.connect(lambda until, _r: status.show_rate_limit(until))
+        c.circuit_open.connect(
+            lambda _e, _u: status.show_message(
+                "This endpoint failed several times in a row; Rill is not sending to it for now."
+            )
+        )
+        c.falling_back.connect(
+            lambda target, reason: status.show_message(f"Falling back to {target}: {reason}")
+        )
+        c.restarted.connect(view.restart_stream)
+        c.restarted.connect(lambda r: status.show_message(f"Starting the answer again: {r}"))
+        c.resumed.connect(view.resume_stream)
+        c.cache_hit.connect(view.mark_cache_hit)
+        c.cache_hit.connect(lambda: status.show_message("Served from cache"))
+        c.finished.connect(self._finished)
+        c.failed.connect(self._failed)
+        c.cancelled.connect(self._cancelled)
+        c.turn_ended.connect(self._turn_ended)
+        c.busy_changed.connect(self._busy_changed)
+        c.conversation_changed.connect(self._conversation_changed)
+        c.conversation_loaded.connect(self._conversation_loaded)
+        c.conversation_synced.connect(view.sync)
+        c.conversations_listed.connect(self.sidebar.set_conversations)
+        c.search_results.connect(self.sidebar.set_search_results)
+        c.history_changed.connect(self._history_changed)
+        c.models_listed.connect(self._models_listed)
+        c.models_failed.connect(self._models_failed)
+        c.notice.connect(status.show_error)
+
+        view.retry_requested.connect(lambda group: c.regenerate(group))
+        view.continue_requested.connect(lambda mid: c.continue_reply(mid))
+        view.regenerate_requested.connect(self.regenerate)
+        view.edit_requested.connect(self.composer.begin_edit)
+        view.version_requested.connect(c.switch_version)
+        view.link_refused.connect(
+            lambda url: status.show_message(
+                f"Rill opens only http and https links; this one was not opened: {url[:120]}"
+            )
+        )
+        view.copied.connect(lambda _what: status.show_message("Copied the message"))
+        view.cost_changed.connect(status.set_cost)
+
+        self.composer.send_requested.connect(self.send)
+        self.composer.stop_requested.connect(c.stop)
+        self.composer.draft_changed.connect(self._save_draft)
+
+        banner.retry_now.connect(c.retry_now)
+        banner.cancel.connect(c.stop)
+
+        self.sidebar.open_requested.connect(c.open_conversation)
+        self.sidebar.new_requested.connect(self.new_chat)
+        self.sidebar.rename_requested.connect(c.rename_conversation)
+        self.sidebar.delete_requested.connect(self.confirm_delete)
+        self.sidebar.search_changed.connect(self._search_changed)
+
+        self.header.profile_changed.connect(self.select_profile)
+        self.header.model_changed.connect(self._model_changed)
+        self.header.system_changed.connect(self._system_changed)
+        self.header.temperature_changed.connect(self._temperature_changed)
+        self.header.refresh_models.connect(self.refresh_models)
+
+        QGuiApplication.styleHints().colorSchemeChanged.connect(self._scheme_changed)
+
+    # -- start and stop ------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Future[Any]:
+        """Load the draft, the conversation list and the last conversation; run first-run."""
+        self.startup_task = self.controller.spawn(self._startup())
+        return self.startup_task
+
+    async def _startup(self) -> None:
+        services = self.services
+        draft = await services.run_io(read_draft, self.draft_path)
+        if draft and not self.composer.text():
+            self.composer.set_text(draft, restoring=True)
+        await services.run_io(self.keys.check_available)
+        conversations: list[Conversation] = []
+        if services.history is not None:
+            conversations = await services.run_io(services.history.list_conversations)
+        self.sidebar.set_conversations(conversations)
+        last = self.qsettings.value("last_conversation")
+        try:
+            last_id = int(str(last)) if last not in (None, "") else None
+        except ValueError:
+            last_id = None
+        if last_id is not None and any(c.id == last_id for c in conversations):
+            self.controller.open_conversation(last_id)
+        configured = set(services.config.profiles) - self.ephemeral
+        if self.demo:
+            self._show_demo_card()
+        elif not conversations and not configured:
+            self.first_run_task = self.controller.spawn(self.first_run())
+        self.refresh_models()
+        self.composer.edit.setFocus()
+
+    def _show_demo_card(self) -> None:
+        card = self._make_welcome()
+        card.set_status("Demo mode: Rill started its built-in simulator.")
+        card.set_note(SIMULATOR_NOTE)
+        card.sim_button.hide()
+        card.again_button.hide()
+
+    def _make_welcome(self) -> WelcomeCard:
+        card = WelcomeCard()
+        card.use_server.connect(self.use_server)
+        card.add_key.connect(lambda: self.open_settings(tab="Profiles"))
+        card.try_simulator.connect(lambda: self.start_simulator())
+        card.look_again.connect(
+            lambda: setattr(self, "first_run_task", self.controller.spawn(self.look_for_servers()))
+        )
+        self.view.set_welcome(card)
+        self.welcome = card
+        return card
+
+    async def first_run(self) -> None:
+        """No conversations and no profile yet: find a server, or start the simulator."""
+        self._make_welcome()
+        await self.look_for_servers()
+
+    async def look_for_servers(self) -> None:
+        card = self.welcome
+        if card is None:
+            return
+        card.set_looking()
+        servers = await probe(self.probes)
+        self.found_servers = servers
+        default = self.services.config.profile(None)
+        source = await self.services.run_io(self.keys.source, default)
+        has_key = source != "none"
+        using: LocalServer | None = None
+        current = self.controller.settings.profile
+        if servers and not has_key and current not in {s.profile_name for s in servers}:
+            using = servers[0]
+            self.use_server(using)
+        elif servers:
+            using = next((s for s in servers if s.profile_name == current), None)
+        card.set_servers(servers, using)
+        if servers:
+            card.set_note("")
+            card.sim_button.setVisible(True)
+            return
+        where = ", ".join(f"{t.name} on {urlsplit(t.base_url).netloc}" for t in self.probes)
+        nothing = f"No model server answered on this computer ({where})" if where else ""
+        if has_key:
+            card.set_status(
+                f"{nothing or 'Ready'}. Rill uses the API key from the {source} with the "
+                f"profile “{default.name}” ({default.provider}, {default.resolved_model})."
+            )
+            return
+        card.set_status(
+            f"{nothing or 'No local model server was looked for'} and no API key is set."
+        )
+        if self.simulator is not None:
+            await self._start_simulator()
+
+    def use_server(self, server: LocalServer) -> None:
+        """Chat with a local server found by the probe (a profile for this session)."""
+        model = server.models[0] if server.models else ""
+        profile = Profile(
+            name=server.profile_name,
+            provider=server.provider,
+            base_url=server.base_url,
+            model=model,
+        )
+        self.add_session_profile(profile)
+        self.select_profile(profile.name)
+        if self.welcome is not None:
+            self.welcome.set_servers(self.found_servers or [server], server)
+            self.welcome.set_note(
+                f"Using {server.name} at {server.base_url} as the profile “{profile.name}”. "
+                "Settings → Profiles can save it for next time."
+            )
+
+    def start_simulator(self) -> None:
+        self.controller.spawn(self._start_simulator())
+
+    async def _start_simulator(self) -> None:
+        if self.simulator is None:
+            self.status.show_error("The built-in simulator is not available in this window.")
+            return
+        loop = asyncio.get_running_loop()
+        base_url = await loop.run_in_executor(None, self.simulator.start)
+        self.add_session_profile(simulator_profile(base_url))
+        self.select_profile(SIMULATOR_PROFILE)
+        if self.welcome is not None:
+            self.welcome.set_note(STARTED_NOTE)
+            self.welcome.sim_button.setEnabled(False)
+            self.welcome.sim_button.setText("✓ Using the built-in simulator")
+        self.status.show_message("Using the built-in simulator (profile “Simulator”)")
+
+    def add_session_profile(self, profile: Profile) -> None:
+        """Add a profile for this session only (saved only if the user asks in Settings)."""
+        if profile.name not in self.services.config.profiles:
+            self.ephemeral.add(profile.name)
+        self.services.config.profiles[profile.name] = profile
+        self._fill_profiles()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._closing:
+            self._closing = True
+            self._save_window()
+            self.composer.flush_draft()
+            for dialog in (self.settings_dialog, self.shortcuts_dialog, *self._dialogs):
+                if dialog is not None:
+                    dialog.close()
+            with contextlib.suppress(RuntimeError, TypeError):
+                QGuiApplication.styleHints().colorSchemeChanged.disconnect(self._scheme_changed)
+            self.shutdown_task = asyncio.ensure_future(self.controller.shutdown())
+            self.closed.emit()
+        event.accept()
+
+    async def wait_closed(self) -> None:
+        """Wait until a close has cancelled any reply and its partial text is recorded."""
+        if self.shutdown_task is not None:
+            await self.shutdown_task
+
+    def _restore_window(self) -> None:
+        geometry = self.qsettings.value("geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1180, 780)
+        splitter = self.qsettings.value("splitter")
+        if isinstance(splitter, QByteArray) and not splitter.isEmpty():
+            self.splitter.restoreState(splitter)
+        else:
+            self.splitter.setSizes([260, 920])
+
+    def _save_window(self) -> None:
+        self.qsettings.setValue("geometry", self.saveGeometry())
+        self.qsettings.setValue("splitter", self.splitter.saveState())
+        cid = self.controller.conversation_id
+        self.qsettings.setValue("last_conversation", "" if cid is None else cid)
+        self.qsettings.sync()
+
+    # -- turns ---------------------------------------------------------------------------------
+
+    def send(self, text: str) -> None:
+        if not text.strip():
+            return
+        reason = self.controller.check_prompt(text)
+        if reason is not None:
+            self.composer.show_warning(reason)
+            return
+        if self.composer.editing:
+            ok = self.controller.edit_and_resend(text)
+            self.composer.end_edit()
+        else:
+            ok = self.controller.send(text)
+        if ok:
+            self.composer.clear()
+            self.composer.flush_draft()
+            if self.welcome is not None:
+                self.view.set_welcome(None)
+                self.welcome = None
+
+    def regenerate(self) -> None:
+        if not self.controller.regenerate():
+            self.status.show_message("There is no reply to regenerate yet.")
+
+    def edit_last(self) -> None:
+        user = self.view.last_user()
+        if user is None or self.controller.busy:
+            return
+        self.composer.begin_edit(user.text())
+
+    def copy_last_reply(self) -> None:
+        last = self.view.last_assistant()
+        if last is None or not last.text():
+            self.status.show_message("There is no reply to copy yet.")
+            return
+        QGuiApplication.clipboard().setText(last.text())
+        self.status.show_message("Copied the last reply")
+
+    def focus_composer(self) -> None:
+        self.composer.edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def new_chat(self) -> None:
+        self.controller.new_conversation()
+        self.composer.end_edit()
+        self.focus_composer()
+
+    def _turn_started(self, mode: str, prompt: str) -> None:
+        self.banner.clear()
+        self.view.begin_turn(mode, prompt)
+        self.status.show_stage("starting", 1)
+
+    def _stage_changed(self, stage: str, attempt: int) -> None:
+        self.status.show_stage(stage, attempt)
+        if stage == "streaming":
+            self.banner.clear()
+
+    def _finished(self, response: GenerationResponse) -> None:
+        self.banner.clear()
+        self.view.end_turn("complete", response=response)
+        self.status.show_finished(response)
+
+    def _failed(self, message: str, _kind: str) -> None:
+        self.banner.clear()
+        widget = self.view.stream_widget
+        self.view.flush()
+        partial = widget is not None and bool(widget.text().strip())
+        self.view.end_turn("interrupted" if partial else "failed", error=message)
+        self.status.show_error(message)
+
+    def _cancelled(self, _partial: str) -> None:
+        self.banner.clear()
+        self.view.end_turn("cancelled")
+        self.status.show_message("Stopped. The partial reply is kept.")
+
+    def _turn_ended(self) -> None:
+        self.banner.clear()
+        if self.view.stream_widget is not None:
+            self.view.end_turn("cancelled")
+
+    def _busy_changed(self, busy: bool) -> None:
+        self.composer.set_busy(busy)
+        self.status.set_busy(busy)
+        self.view.set_busy(busy)
+        self.actions_["stop"].setEnabled(busy)
+        for name in ("regenerate", "edit_last", "continue"):
+            self.actions_[name].setEnabled(not busy)
+
+    def _conversation_changed(self, conversation_id: int) -> None:
+        self.view.conversation_id = conversation_id
+        self.sidebar.select(conversation_id)
+
+    def _conversation_loaded(
+        self, conversation: Conversation | None, messages: list[StoredMessage]
+    ) -> None:
+        self.composer.end_edit()
+        self.banner.clear()
+        self.view.show_messages(conversation.id if conversation else None, messages)
+        self.sidebar.select(conversation.id if conversation else None)
+        self.header.set_system((conversation.system_prompt or "") if conversation else "")
+        if conversation is not None:
+            self.header.set_profile(self.controller.settings.profile)
+        self.status.show_message("Ready" if conversation is None else "")
+        self.status.set_cost(
+            sum(m.cost for m in messages if m.cost is not None)
+            if any(m.cost is not None for m in messages)
+            else None
+        )
+
+    def _history_changed(self) -> None:
+        if self.sidebar.searching:
+            self.controller.search(self.sidebar.search.text())
+        else:
+            self.controller.refresh_conversations()
+
+    def _search_changed(self, query: str) -> None:
+        if query.strip():
+            self.controller.search(query)
+        else:
+            self.controller.refresh_conversations()
+
+    def confirm_delete(self, conversation_id: int) -> None:
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Delete conversation",
+            "Delete this conversation and all its messages? This cannot be undone.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.accepted.connect(lambda: self.controller.delete_conversation(conversation_id))
+        box.finished.connect(lambda _r: self._forget(box))
+        self._dialogs.append(box)
+        box.open()
+
+    def _forget(self, widget: QWidget) -> None:
+        if widget in self._dialogs:
+            self._dialogs.remove(widget)
+
+    def _save_draft(self, text: str) -> None:
+        self.services.submit_io(write_draft, self.draft_path, text)
+
+    # -- profiles and models -------------------------------------------------------------------
+
+    def _fill_profiles(self) -> None:
+        config = self.services.config
+        names = list(config.profiles) or [self.controller.profile.name]
+        current = self.controller.settings.profile
+        if current not in names:
+            current = names[0]
+            self.controller.settings.profile = current
+        self.header.set_profiles(names, current)
+        profile = self.controller.profile
+        self.header.set_models([], self.controller.settings.model or profile.resolved_model)
+        chosen = self.controller.settings.temperature
+        self.header.set_temperature(chosen if chosen is not None else profile.temperature)
+        self.header.system.setPlaceholderText(
+            f"System prompt (profile default: {profile.system_prompt[:80]})"
+            if profile.system_prompt
+            else "System prompt for this chat (optional)"
+        )
+
+    def select_profile(self, name: str) -> None:
+        settings = self.controller.settings
+        if name == settings.profile and self.header.profile.currentText() == name:
+            return
+        settings.profile = name
+        settings.model = ""
+        settings.temperature = None
+        self._fill_profiles()
+        self.refresh_models()
+
+    def refresh_models(self) -> None:
+        self.header.models_error.hide()
+        self.controller.list_models(self.controller.settings.profile)
+
+    def _models_listed(self, profile: str, models: list[str]) -> None:
+        if profile != self.controller.profile.name:
+            return
+        current = self.controller.settings.model or self.controller.profile.resolved_model
+        self.header.set_models(models, current)
+
+    def _models_failed(self, profile: str, text: str) -> None:
+        if profile == self.controller.profile.name:
+            self.header.set_models_error(text)
+
+    def _model_changed(self, name: str) -> None:
+        profile = self.controller.profile
+        self.controller.settings.model = "" if name == profile.resolved_model else name
+
+    def _system_changed(self, text: str) -> None:
+        self.controller.settings.system = text if text.strip() else None
+
+    def _temperature_changed(self, value: float | None) -> None:
+        self.controller.settings.temperature = value
+
+    # -- dialogs -------------------------------------------------------------------------------
+
+    def open_settings(self, tab: str = "") -> None:
+        if self.settings_dialog is not None and self.settings_dialog.isVisible():
+            self.settings_dialog.raise_()
+            self.settings_dialog.activateWindow()
+            return
+        dialog = SettingsDialog(
+            self.services.config,
+            keys=self.keys,
+            services=self.services,
+            spawn=self.controller.spawn,
+            ephemeral=self.ephemeral,
+            parent=self,
+        )
+        dialog.saved.connect(self.apply_settings)
+        if tab:
+            for i in range(dialog.tabs.count()):
+                if dialog.tabs.tabText(i) == tab:
+                    dialog.tabs.setCurrentIndex(i)
+        self.settings_dialog = dialog
+        dialog.show()
+
+    def apply_settings(self, config: Config, new_keys: dict[str, str], ephemeral: set[str]) -> None:
+        """Use the saved settings now, and write them (without session-only profiles)."""
+        services = self.services
+        self.ephemeral = set(ephemeral)
+        services.config = config
+        self.file_default = str(config["default_profile"])
+        settings = ResilienceSettings.from_values(config.values)
+        engine = services.engine
+        old = engine.settings
+        engine.settings = replace(settings, connect_timeout_s=old.connect_timeout_s)
+        engine.backoff = Backoff(engine.settings)
+        if (old.failure_threshold, old.recovery_timeout_s) != (
+            settings.failure_threshold,
+            settings.recovery_timeout_s,
+        ):
+            engine.breakers = Breakers(
+                settings.failure_threshold, settings.recovery_timeout_s, engine.clock
+            )
+        self.composer.edit.set_send_with(str(config["ui.send_with"]))
+        self.apply_theme()
+        self._fill_profiles()
+        self.refresh_models()
+        to_save = config_for_saving(config, self.ephemeral, self.file_default)
+        self.controller.spawn(self._write_settings(to_save, new_keys))
+
+    async def _write_settings(self, config: Config, new_keys: dict[str, str]) -> None:
+        try:
+            await self.services.run_io(save_config, config)
+        except OSError as exc:
+            self.status.show_error(f"The settings could not be saved: {exc}")
+            return
+        for name, key in new_keys.items():
+            profile = self.services.config.profiles.get(name)
+            if profile is None:
+                continue
+            try:
+                await self.services.run_io(self.keys.store, profile, key)
+            except RillError as exc:
+                self.status.show_error(f"The key for “{name}” was not stored: {exc}")
+                return
+            except Exception as exc:
+                log.warning("storing a key failed: %s", type(exc).__name__)
+                self.status.show_error(
+                    f"The key for “{name}” could not be stored in the keychain "
+                    f"({type(exc).__name__})."
+                )
+                return
+        self.status.show_message("Settings saved")
+
+    @Slot(Qt.ColorScheme)
+    def _scheme_changed(self, _scheme: Qt.ColorScheme) -> None:
+        if not self._closing and self.services.config["ui.theme"] == "system":
+            self.apply_theme()
+
+    def apply_theme(self) -> None:
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            theme.apply(app, str(self.services.config["ui.theme"]))
+            self.view.refresh_theme()
+
+    def show_shortcuts(self) -> None:
+        if self.shortcuts_dialog is None:
+            self.shortcuts_dialog = ShortcutsDialog(self)
+        self.shortcuts_dialog.show()
+        self.shortcuts_dialog.raise_()
+
+    def show_about(self) -> None:
+        box = QMessageBox(
+            QMessageBox.Icon.Information,
+            "About Rill",
+            f"Rill {__version__}\nA desktop chat client for large language models.\n\n"
+            f"Data: {self.services.paths.data_dir}\nLogs: {self.services.paths.log_file}",
+            QMessageBox.StandardButton.Ok,
+            self,
+        )
+        box.setModal(False)
+        box.finished.connect(lambda _r: self._forget(box))
+        self._dialogs.append(box)
+        box.show()

@@ -1,0 +1,559 @@
+"""Streaming Markdown: split a growing reply into pieces that never change, and render them.
+
+A reply arrives a few characters at a time. :class:`Segmenter` cuts the text seen so far
+into *committed* pieces (finished paragraphs, lists, tables, and complete lines of fenced
+code) and an open *tail* (the paragraph or code line still being written). Committed
+pieces are appended to a message's QTextDocument once; only the tail is rendered again as
+text arrives, so the work per update stays constant however long the reply grows.
+
+Prose is rendered by Qt's own Markdown reader (CommonMark with GitHub tables and task
+lists; raw HTML is shown as text). Fenced code is written by :class:`DocumentWriter`
+itself, one block per line, with a header that names the language and carries a copy
+link, and :class:`CodeHighlighter` colours it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from PySide6.QtCore import QObject
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontDatabase,
+    QSyntaxHighlighter,
+    QTextBlockFormat,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+    QTextDocumentFragment,
+    QTextFormat,
+    QTextFrame,
+    QTextFrameFormat,
+)
+
+from desktop_app.ui import theme as theme_mod
+
+SegmentKind = Literal["prose", "code_open", "code_line", "code_close"]
+
+SOFT_LIMIT = 3000
+"""An open paragraph longer than this is committed at its next line break."""
+HARD_LIMIT = 6000
+"""An unbroken line longer than this is committed at its last space."""
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([^\s`]*)[^`]*$")
+_TABLE_ROW = re.compile(r"^\s*\|")
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A committed piece of a reply: prose Markdown, or one event of a fenced code block."""
+
+    kind: SegmentKind
+    text: str = ""
+    lang: str = ""
+
+
+class Segmenter:
+    """Cuts streamed Markdown into committed segments and an open tail.
+
+    ``feed`` returns the segments that became final with the new text; ``tail`` is what
+    is still open; ``finish`` commits everything. The work done per ``feed`` is
+    proportional to the new text plus the open tail, which the limits keep small.
+    """
+
+    def __init__(self, soft_limit: int = SOFT_LIMIT, hard_limit: int = HARD_LIMIT) -> None:
+        self.soft_limit = soft_limit
+        self.hard_limit = hard_limit
+        self.in_code = False
+        self.fence = ""
+        self.lang = ""
+        self._lines: list[str] = []
+        self._lines_len = 0
+        self._partial = ""
+
+    @property
+    def tail(self) -> str:
+        """The open text: the unfinished paragraph, or the unfinished line of code."""
+        if self.in_code:
+            return self._partial
+        return "".join(self._lines) + self._partial
+
+    def feed(self, text: str) -> list[Segment]:
+        """Take more text; return the segments it completed."""
+        out: list[Segment] = []
+        if not text:
+            return out
+        data = self._partial + text
+        self._partial = ""
+        start = 0
+        while True:
+            end = data.find("\n", start)
+            if end < 0:
+                break
+            self._line(data[start : end + 1], out)
+            start = end + 1
+        self._partial = data[start:]
+        if len(self._partial) > self.hard_limit:
+            self._split_partial(out)
+        return out
+
+    def finish(self) -> list[Segment]:
+        """Commit whatever is still open (an unclosed code fence is closed)."""
+        out: list[Segment] = []
+        if self._partial:
+            partial, self._partial = self._partial, ""
+            self._line(partial, out)
+        if self.in_code:
+            out.append(Segment("code_close"))
+            self.in_code = False
+        self._commit_prose(out)
+        return out
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _line(self, line: str, out: list[Segment]) -> None:
+        if self.in_code:
+            stripped = line.strip()
+            if (
+                stripped
+                and stripped[0] == self.fence[0]
+                and len(stripped) >= len(self.fence)
+                and stripped == stripped[0] * len(stripped)
+                and len(line) - len(line.lstrip(" ")) <= 3
+            ):
+                out.append(Segment("code_close"))
+                self.in_code = False
+                return
+            out.append(Segment("code_line", line.rstrip("\r\n"), self.lang))
+            return
+        match = _FENCE.match(line.rstrip("\r\n"))
+        if match is not None and not (match.group(1)[0] == "`" and "`" in match.group(2)):
+            self._commit_prose(out)
+            self.in_code = True
+            self.fence = match.group(1)
+            self.lang = match.group(2).lower()
+            out.append(Segment("code_open", "", self.lang))
+            return
+        if not line.strip():
+            self._commit_prose(out)
+            return
+        self._lines.append(line)
+        self._lines_len += len(line)
+        if self._lines_len > self.soft_limit and not _TABLE_ROW.match(line):
+            self._commit_prose(out)
+
+    def _commit_prose(self, out: list[Segment]) -> None:
+        if self._lines:
+            text = "".join(self._lines)
+            self._lines = []
+            self._lines_len = 0
+            if text.strip():
+                out.append(Segment("prose", text))
+
+    def _split_partial(self, out: list[Segment]) -> None:
+        partial = self._partial
+        if self.in_code:
+            out.append(Segment("code_line", partial, self.lang))
+            self._partial = ""
+            return
+        cut = partial.rfind(" ")
+        if cut <= 0:
+            cut = len(partial)
+        self._lines.append(partial[:cut])
+        self._partial = partial[cut:].lstrip(" ")
+        self._commit_prose(out)
+
+
+def split_all(text: str) -> list[Segment]:
+    """Every segment of a finished text."""
+    seg = Segmenter()
+    return seg.feed(text) + seg.finish()
+
+
+# ------------------------------------------------------------------------------------------
+# Rendering into a QTextDocument
+# ------------------------------------------------------------------------------------------
+
+CODE_LANG = QTextFormat.Property.UserProperty + 1
+"""Block property holding the language of a line of fenced code."""
+CODE_HEADER = QTextFormat.Property.UserProperty + 2
+"""Block property marking the header line above a code block (its index)."""
+
+MARKDOWN_FEATURES = QTextDocument.MarkdownFeature(
+    QTextDocument.MarkdownFeature.MarkdownDialectGitHub.value
+    | QTextDocument.MarkdownFeature.MarkdownNoHTML.value
+)
+
+
+def monospace_font() -> QFont:
+    """The system's fixed-pitch font."""
+    font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+    return font
+
+
+class DocumentWriter:
+    """Appends rendered segments to the end of a QTextDocument; never rewrites earlier text.
+
+    A fenced code block becomes a header line (language and a copy link) followed by a
+    frame with the code's background, one block per line.
+    """
+
+    def __init__(self, doc: QTextDocument) -> None:
+        self.doc = doc
+        self.code_blocks: list[list[str]] = []
+        self._open_code: list[str] | None = None
+        self._frame: QTextFrame | None = None
+        self._frame_lines = 0
+        self._partial = False
+
+    def clear(self) -> None:
+        self.doc.clear()
+        self.code_blocks = []
+        self._open_code = None
+        self._frame = None
+        self._partial = False
+
+    def write(self, segment: Segment) -> None:
+        if segment.kind == "prose":
+            self.append_prose(segment.text)
+        elif segment.kind == "code_open":
+            self.begin_code(segment.lang)
+        elif segment.kind == "code_line":
+            self.append_code_line(segment.text, segment.lang)
+        else:
+            if self._partial:
+                self._drop_partial()
+            self._open_code = None
+            self._frame = None
+
+    def _drop_partial(self) -> None:
+        """Remove the unfinished code line shown by :meth:`set_partial_code_line`."""
+        assert self._frame is not None
+        cursor = self._frame.lastCursorPosition()
+        cursor.movePosition(QTextCursor.MoveOperation.StartOfBlock, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        if self._frame_lines > 1:
+            cursor.deletePreviousChar()
+        self._frame_lines -= 1
+        self._partial = False
+
+    def append_prose(self, markdown: str) -> None:
+        """Render one finished piece of Markdown after everything already in the document."""
+        self._frame = None
+        doc = self.doc
+        if doc.isEmpty():
+            doc.setMarkdown(markdown, MARKDOWN_FEATURES)
+            _style_inline_code(doc, 0)
+            return
+        piece = QTextDocument()
+        piece.setMarkdown(markdown, MARKDOWN_FEATURES)
+        first = piece.begin().blockFormat()
+        cursor = self._end_cursor()
+        cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+        start = cursor.position()
+        cursor.insertFragment(QTextDocumentFragment(piece))
+        block = doc.findBlock(start)
+        fix = QTextCursor(doc)
+        if block.length() == 1 and block.next().isValid():
+            # The fragment began with a list or table and left an empty block before it.
+            fix.setPosition(start - 1)
+            fix.deleteChar()
+            start -= 1
+        else:
+            fix.setPosition(start)
+            fix.setBlockFormat(first)
+        _style_inline_code(doc, start)
+
+    def begin_code(self, lang: str, *, header: bool = True) -> None:
+        """Start a fenced code block: a header with the language and a copy link, a frame."""
+        t = theme_mod.current()
+        index = len(self.code_blocks)
+        self._open_code = []
+        self.code_blocks.append(self._open_code)
+        cursor = self._end_cursor()
+        if header:
+            fmt = QTextBlockFormat()
+            fmt.setTopMargin(6)
+            fmt.setProperty(CODE_HEADER, index)
+            self._new_block(cursor, fmt)
+            label = QTextCharFormat()
+            label.setForeground(QColor(t.muted))
+            label.setFont(monospace_font())
+            cursor.insertText(f"{lang or 'code'}   ", label)
+            link = QTextCharFormat()
+            link.setAnchor(True)
+            link.setAnchorHref(f"rill:copy-code/{index}")
+            link.setForeground(QColor(t.link))
+            cursor.insertText("Copy", link)
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+        frame = QTextFrameFormat()
+        frame.setBackground(QColor(t.code_bg))
+        frame.setBorder(1)
+        frame.setBorderBrush(QColor(t.border))
+        frame.setBorderStyle(QTextFrameFormat.BorderStyle.BorderStyle_Solid)
+        frame.setPadding(6)
+        frame.setTopMargin(2)
+        frame.setBottomMargin(4)
+        self._frame = cursor.insertFrame(frame)
+        self._frame_lines = 0
+
+    def append_code_line(self, text: str, lang: str) -> None:
+        """Append one line of code to the open code block (starting one if none is open)."""
+        if self._frame is None:
+            self.begin_code(lang, header=False)
+        if self._open_code is not None:
+            self._open_code.append(text)
+        self._write_code_line(text, lang)
+        self._partial = False
+
+    def set_partial_code_line(self, text: str, lang: str) -> None:
+        """Show the unfinished last line of the open code block (replaced on the next call).
+
+        Only that one block is rewritten, so streaming code costs the length of a line.
+        """
+        if self._frame is None:
+            self.begin_code(lang, header=False)
+        self._write_code_line(text, lang)
+        self._partial = True
+
+    def _write_code_line(self, text: str, lang: str) -> None:
+        assert self._frame is not None
+        t = theme_mod.current()
+        cursor = self._frame.lastCursorPosition()
+        fmt = QTextBlockFormat()
+        fmt.setProperty(CODE_LANG, lang or "text")
+        char = QTextCharFormat()
+        char.setFont(monospace_font())
+        char.setForeground(QColor(t.text))
+        if self._partial:
+            cursor.movePosition(
+                QTextCursor.MoveOperation.StartOfBlock, QTextCursor.MoveMode.KeepAnchor
+            )
+            cursor.removeSelectedText()
+        elif self._frame_lines == 0:
+            cursor.setBlockFormat(fmt)
+            cursor.setBlockCharFormat(char)
+            self._frame_lines = 1
+        else:
+            cursor.insertBlock(fmt, char)
+            self._frame_lines += 1
+        cursor.insertText(text, char)
+
+    def _end_cursor(self) -> QTextCursor:
+        cursor = QTextCursor(self.doc)
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        return cursor
+
+    def _new_block(self, cursor: QTextCursor, fmt: QTextBlockFormat) -> None:
+        if self.doc.isEmpty():
+            cursor.setBlockFormat(fmt)
+            cursor.setBlockCharFormat(QTextCharFormat())
+        else:
+            cursor.insertBlock(fmt, QTextCharFormat())
+
+
+def _style_inline_code(doc: QTextDocument, start: int) -> None:
+    """Give inline code spans from ``start`` on a background (Qt only sets the font)."""
+    t = theme_mod.current()
+    block = doc.findBlock(start)
+    background = QColor(t.inline_code_bg)
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            frag = it.fragment()
+            if frag.isValid():
+                fmt = frag.charFormat()
+                if fmt.fontFixedPitch() and not fmt.hasProperty(
+                    QTextFormat.Property.BackgroundBrush
+                ):
+                    cursor = QTextCursor(doc)
+                    cursor.setPosition(frag.position())
+                    cursor.setPosition(
+                        frag.position() + frag.length(), QTextCursor.MoveMode.KeepAnchor
+                    )
+                    extra = QTextCharFormat()
+                    extra.setBackground(background)
+                    cursor.mergeCharFormat(extra)
+            it += 1
+        block = block.next()
+
+
+# ------------------------------------------------------------------------------------------
+# Syntax highlighting
+# ------------------------------------------------------------------------------------------
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_KEYWORDS: dict[str, frozenset[str]] = {
+    "python": _words(
+        """
+        False None True and as assert async await break class continue def del elif else
+        except finally for from global if import in is lambda nonlocal not or pass raise
+        return try while with yield match case self
+        """
+    ),
+    "js": _words(
+        """
+        break case catch class const continue debugger default delete do else export extends
+        finally for function if import in instanceof let new return super switch this throw
+        try typeof var void while with yield async await of null undefined true false
+        interface type enum implements readonly public private protected
+        """
+    ),
+    "c": _words(
+        """
+        auto break case char const continue default do double else enum extern float for goto
+        if inline int long register return short signed sizeof static struct switch typedef
+        union unsigned void volatile while bool true false nullptr class namespace template
+        typename public private protected virtual override new delete this using std include
+        define final import package extends implements throws throw try catch finally boolean
+        byte String null
+        """
+    ),
+    "rust": _words(
+        """
+        as async await break const continue crate dyn else enum extern false fn for if impl
+        in let loop match mod move mut pub ref return self Self static struct super trait
+        true type unsafe use where while Some None Ok Err
+        """
+    ),
+    "go": _words(
+        """
+        break case chan const continue default defer else fallthrough for func go goto if
+        import interface map package range return select struct switch type var nil true false
+        """
+    ),
+    "shell": _words(
+        """
+        if then else elif fi case esac for while until do done in function return exit
+        export local echo cd set unset source
+        """
+    ),
+    "sql": _words(
+        """
+        select from where insert into values update set delete create table drop alter
+        index join left right inner outer on group by order having limit offset as and or
+        not null is in like distinct union all primary key foreign references
+        """
+    ),
+}
+_ALIASES = {
+    "py": "python",
+    "python3": "python",
+    "javascript": "js",
+    "ts": "js",
+    "typescript": "js",
+    "jsx": "js",
+    "tsx": "js",
+    "json": "js",
+    "cpp": "c",
+    "c++": "c",
+    "h": "c",
+    "hpp": "c",
+    "java": "c",
+    "csharp": "c",
+    "cs": "c",
+    "kotlin": "c",
+    "swift": "c",
+    "rs": "rust",
+    "golang": "go",
+    "sh": "shell",
+    "bash": "shell",
+    "zsh": "shell",
+    "console": "shell",
+    "postgresql": "sql",
+    "sqlite": "sql",
+}
+_HASH_COMMENT = frozenset({"python", "shell", "ruby", "rb", "yaml", "yml", "toml", "perl", "r"})
+_STRING = re.compile(r"\"(?:[^\"\\]|\\.)*\"?|'(?:[^'\\]|\\.)*'?|`[^`]*`?")
+_NUMBER = re.compile(r"\b(?:0[xX][0-9a-fA-F_]+|\d[\d_]*(?:\.\d+)?(?:[eE][+-]?\d+)?)\b")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+
+
+def language_family(lang: str) -> str:
+    lang = lang.lower()
+    return _ALIASES.get(lang, lang)
+
+
+class CodeHighlighter(QSyntaxHighlighter):
+    """Colours keywords, strings, comments, numbers and calls in fenced code lines.
+
+    Only blocks carrying the :data:`CODE_LANG` property are touched; each line is coloured
+    on its own (a block comment or docstring spanning lines is coloured line by line).
+    """
+
+    def __init__(self, doc: QTextDocument | QObject) -> None:
+        super().__init__(doc)
+        self._formats: dict[str, QTextCharFormat] = {}
+        self.refresh_colours()
+
+    def refresh_colours(self) -> None:
+        t = theme_mod.current()
+        self._formats = {}
+        for name, colour, bold, italic in (
+            ("kw", t.kw, True, False),
+            ("string", t.string, False, False),
+            ("comment", t.comment, False, True),
+            ("number", t.number, False, False),
+            ("func", t.func, False, False),
+        ):
+            fmt = QTextCharFormat()
+            fmt.setForeground(QColor(colour))
+            if bold:
+                fmt.setFontWeight(QFont.Weight.DemiBold)
+            fmt.setFontItalic(italic)
+            self._formats[name] = fmt
+
+    def highlightBlock(self, text: str) -> None:
+        lang = self.currentBlock().blockFormat().property(CODE_LANG)
+        if not isinstance(lang, str) or not text.strip():
+            return
+        family = language_family(lang)
+        if family in ("text", "plain", "plaintext", "txt", "markdown", "md", "diff"):
+            return
+        f = self._formats
+        keywords = _KEYWORDS.get(family, _KEYWORDS["c"])
+        covered = bytearray(len(text))
+        for m in _STRING.finditer(text):
+            self.setFormat(m.start(), m.end() - m.start(), f["string"])
+            covered[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
+        comment_at = _comment_start(text, family, covered)
+        if comment_at >= 0:
+            self.setFormat(comment_at, len(text) - comment_at, f["comment"])
+            covered[comment_at:] = b"\x01" * (len(text) - comment_at)
+        for m in _NUMBER.finditer(text):
+            if not covered[m.start()]:
+                self.setFormat(m.start(), m.end() - m.start(), f["number"])
+        for m in _CALL.finditer(text):
+            if not covered[m.start()] and m.group(1) not in keywords:
+                self.setFormat(m.start(1), len(m.group(1)), f["func"])
+        for m in _WORD.finditer(text):
+            if not covered[m.start()] and (
+                m.group() in keywords or (family == "sql" and m.group().lower() in keywords)
+            ):
+                self.setFormat(m.start(), m.end() - m.start(), f["kw"])
+
+
+def _comment_start(text: str, family: str, covered: bytearray) -> int:
+    """Where a line comment (or a block comment's start or middle) begins, or -1."""
+    if family in _HASH_COMMENT:
+        markers: tuple[str, ...] = ("#",)
+    elif family == "sql":
+        markers = ("--", "/*")
+    else:
+        markers = ("//", "/*")
+    best = -1
+    for marker in markers:
+        pos = text.find(marker)
+        while pos >= 0 and covered[pos]:
+            pos = text.find(marker, pos + 1)
+        if pos >= 0 and (best < 0 or pos < best):
+            best = pos
+    return best

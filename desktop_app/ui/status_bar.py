@@ -1,0 +1,161 @@
+"""The status bar: a spinner while a request is in flight, what is happening in words, a
+thin bar of output tokens against max_tokens, and the conversation's cost."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QWidget
+
+from desktop_app.core.errors import human_seconds
+from desktop_app.core.types import GenerationResponse
+from desktop_app.ui.controller import StreamStats
+
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+class StatusPanel(QWidget):
+    """What the request in flight is doing, updated a few times a second."""
+
+    def __init__(self, stats: Callable[[], StreamStats], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._stats = stats
+        self._frame = 0
+        self._busy = False
+        self._stage = ""
+        self._attempt = 1
+        self._deadline: float | None = None
+        self._wall_deadline: float | None = None
+        self._template = ""
+
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(6, 0, 6, 0)
+        layout.setSpacing(8)
+        self.spinner = QLabel(" ")
+        self.spinner.setFixedWidth(16)
+        layout.addWidget(self.spinner)
+        self.label = QLabel("Ready")
+        self.label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        layout.addWidget(self.label, 1)
+        self.progress = QProgressBar()
+        self.progress.setObjectName("tokenBar")
+        self.progress.setTextVisible(False)
+        self.progress.setFixedWidth(140)
+        self.progress.setFixedHeight(4)
+        self.progress.hide()
+        layout.addWidget(self.progress)
+        self.cost = QLabel("")
+        self.cost.setObjectName("muted")
+        layout.addWidget(self.cost)
+
+        self._spin_timer = QTimer(self)
+        self._spin_timer.setInterval(90)
+        self._spin_timer.timeout.connect(self._spin)
+        self._tick_timer = QTimer(self)
+        self._tick_timer.setInterval(250)
+        self._tick_timer.timeout.connect(self._tick)
+
+    @property
+    def text(self) -> str:
+        return self.label.text()
+
+    def set_busy(self, busy: bool) -> None:
+        self._busy = busy
+        if busy:
+            self._spin_timer.start()
+            self._tick_timer.start()
+            self.progress.setValue(0)
+        else:
+            self._spin_timer.stop()
+            self._tick_timer.stop()
+            self.spinner.setText(" ")
+            self.progress.hide()
+            self._deadline = self._wall_deadline = None
+
+    def show_stage(self, stage: str, attempt: int) -> None:
+        self._stage = stage
+        self._attempt = attempt
+        self._deadline = self._wall_deadline = None
+        self._tick()
+
+    def show_retry(self, attempt: int, max_attempts: int, delay: float, reason: str) -> None:
+        self._stage = "retry"
+        self._deadline = time.monotonic() + delay
+        self._template = f"Retrying in {{}} (attempt {attempt} of {max_attempts})"
+        self._tick()
+
+    def show_rate_limit(self, until: float) -> None:
+        self._stage = "ratelimit"
+        self._wall_deadline = until
+        self._template = "Waiting for the rate limit: {} left"
+        self._tick()
+
+    def show_message(self, text: str) -> None:
+        """A one-off line (falling back, circuit open, cache hit, a notice)."""
+        self._stage = "message"
+        self._deadline = self._wall_deadline = None
+        self.label.setText(text)
+        self.label.setToolTip(text)
+
+    def show_finished(self, response: GenerationResponse) -> None:
+        total = response.timing.total_s
+        took = f" in {total:.1f} s" if total is not None else ""
+        if response.cached:
+            text = f"Served from cache{took}"
+        else:
+            text = f"Done{took}"
+            usage = response.usage
+            if usage is not None and usage.output_tokens:
+                text += f" · {usage.output_tokens:,} tokens"
+        self._stage = "done"
+        self.label.setText(text)
+        self.label.setToolTip(text)
+
+    def show_error(self, text: str) -> None:
+        self._stage = "error"
+        self.label.setText(f"⚠ {text}")
+        self.label.setToolTip(text)
+
+    def set_cost(self, cost: float | None) -> None:
+        if cost is None:
+            self.cost.setText("")
+            self.cost.setToolTip("")
+        else:
+            self.cost.setText("Conversation: free" if cost == 0 else f"Conversation: ${cost:.4f}")
+            self.cost.setToolTip("What this conversation's replies cost, as far as it is known")
+
+    def _spin(self) -> None:
+        self._frame = (self._frame + 1) % len(SPINNER)
+        self.spinner.setText(SPINNER[self._frame])
+
+    def _tick(self) -> None:
+        if not self._busy:
+            return
+        stats = self._stats()
+        suffix = f" (attempt {self._attempt})" if self._attempt > 1 else ""
+        if self._deadline is not None or self._wall_deadline is not None:
+            left = (
+                self._deadline - time.monotonic()
+                if self._deadline is not None
+                else (self._wall_deadline or 0.0) - time.time()
+            )
+            text = self._template.format(human_seconds(max(0.0, left)))
+        elif self._stage == "connecting":
+            text = "Connecting…" + suffix
+        elif self._stage.startswith("waiting"):
+            text = "Waiting for the first token…" + suffix
+        elif self._stage == "streaming":
+            rate = stats.rate()
+            text = f"Streaming at {rate:.0f} tok/s" if rate else "Streaming…"
+            text += f" · {stats.tokens:,} tokens"
+        elif self._stage in ("message", "done", "error"):
+            return
+        else:
+            text = "Starting…"
+        self.label.setText(text)
+        if stats.max_tokens:
+            self.progress.show()
+            self.progress.setMaximum(stats.max_tokens)
+            self.progress.setValue(min(stats.tokens, stats.max_tokens))

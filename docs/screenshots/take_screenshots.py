@@ -1,0 +1,154 @@
+"""Take the README screenshots from the real app against the built-in simulator.
+
+Run under a virtual X server, from the repository root:
+
+    xvfb-run -s "-screen 0 1280x800x24" python docs/screenshots/take_screenshots.py
+
+Writes main-window.png (light, mid-stream), main-window-dark.png, retry-banner.png and
+settings.png next to this file. Uses a throwaway RILL_HOME.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent
+HOME = Path(tempfile.mkdtemp(prefix="rill-shots-"))
+os.environ["RILL_HOME"] = str(HOME)
+
+import qasync  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from desktop_app.app import DemoSimulator  # noqa: E402
+from desktop_app.core.chat import Services  # noqa: E402
+from desktop_app.core.config import Config  # noqa: E402
+from desktop_app.core.paths import app_paths  # noqa: E402
+from desktop_app.simulator import Fault  # noqa: E402
+from desktop_app.ui import theme  # noqa: E402
+from desktop_app.ui.icon import app_icon  # noqa: E402
+from desktop_app.ui.main_window import MainWindow, simulator_profile  # noqa: E402
+
+FIRST = """/echo Here is a small Python function that counts words, with a test:
+
+```python
+from collections import Counter
+
+
+def word_counts(text: str) -> Counter[str]:
+    \"\"\"How often each word occurs, ignoring case.\"\"\"
+    return Counter(word.lower() for word in text.split())
+
+
+assert word_counts("the river the sea")["the"] == 2  # two of them
+```
+
+| input | result |
+|---|---|
+| `"a b a"` | `{"a": 2, "b": 1}` |
+| `""` | `{}` |
+
+- It reads the text **once**.
+- Punctuation stays attached to words; strip it first if that matters.
+"""
+
+
+EARLIER = (
+    "Packing list for a sailing weekend",
+    "Explain Rust lifetimes simply",
+    "SQL: top customers by month",
+)
+
+
+async def until(predicate: Callable[[], bool], limit_s: float = 30.0) -> None:
+    async with asyncio.timeout(limit_s):
+        while not predicate():  # noqa: ASYNC110 (polls widget state)
+            await asyncio.sleep(0.05)
+
+
+async def ask(window: MainWindow, text: str) -> None:
+    window.composer.set_text(text)
+    window.composer.submit()
+    await until(lambda: window.controller.busy)
+
+
+async def main(app: QApplication) -> None:
+    demo = DemoSimulator(tokens_per_s=40)
+    paths = app_paths().ensure()
+    config = Config(path=paths.config_file)
+    config.profiles["Simulator"] = simulator_profile(demo.start())
+    config.values["resilience.base_delay_s"] = 6.0
+    config.values["resilience.max_delay_s"] = 8.0
+    services = Services.open(config=config, paths=paths)
+    theme.apply(app, "light")
+    window = MainWindow(services, simulator=demo, demo=True, ephemeral={"Simulator"})
+    window.resize(1240, 780)
+    window.show()
+    await window.start()
+    sim = demo._thread
+    assert sim is not None
+
+    sim.tokens_per_s = 0
+    for title in EARLIER:
+        window.new_chat()
+        await ask(window, title)
+        await until(lambda: not window.controller.busy, 60)
+    window.new_chat()
+    sim.tokens_per_s = 400
+    await ask(window, "Tell me about rivers and bridges")
+    await until(lambda: not window.controller.busy, 60)
+    await ask(window, FIRST)
+    await until(lambda: not window.controller.busy, 60)
+    sim.tokens_per_s = 40
+    await ask(window, "And what about old harbour towns?")
+    await until(lambda: len(window.view.widgets[-1].text()) > 380, 60)
+    window.grab().save(str(OUT / "main-window.png"))
+
+    window.services.config.values["ui.theme"] = "dark"
+    window.apply_theme()
+    await asyncio.sleep(0.6)
+    window.grab().save(str(OUT / "main-window-dark.png"))
+    window.controller.stop()
+    await until(lambda: not window.controller.busy)
+
+    window.services.config.values["ui.theme"] = "light"
+    window.apply_theme()
+    sim.script(Fault(status=503))
+    await ask(window, "Is the server awake?")
+    await until(lambda: window.banner.isVisible())
+    await asyncio.sleep(1.2)
+    window.grab().save(str(OUT / "retry-banner.png"))
+    await until(lambda: not window.controller.busy, 60)
+
+    window.open_settings()
+    dialog = window.settings_dialog
+    assert dialog is not None
+    dialog.test_connection()
+    await until(lambda: dialog.test_result.text().startswith(("✓", "✗")))
+    await asyncio.sleep(0.3)
+    dialog.grab().save(str(OUT / "settings.png"))
+    dialog.close()
+
+    window.close()
+    await window.wait_closed()
+    await services.aclose()
+    demo.stop()
+
+
+def run() -> None:
+    app = QApplication(sys.argv)
+    app.setQuitOnLastWindowClosed(False)
+    app.setWindowIcon(app_icon())
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    with loop:
+        loop.run_until_complete(main(app))
+    print(f"screenshots in {OUT}")
+
+
+if __name__ == "__main__":
+    run()

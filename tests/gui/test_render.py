@@ -1,0 +1,219 @@
+"""Rendering: the streaming Markdown segmenter, bounded work per flush on a long reply,
+links, and huge pastes."""
+
+from __future__ import annotations
+
+import random
+
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from pytestqt.qtbot import QtBot
+
+from desktop_app.simulator import SimulatorThread
+from desktop_app.ui.controller import MAX_PROMPT_CHARS
+from desktop_app.ui.main_window import MainWindow
+from desktop_app.ui.markdown import HARD_LIMIT, SOFT_LIMIT, Segment, Segmenter, split_all
+from tests.gui.util import anchor_point
+
+SAMPLE = """# Title
+
+A paragraph with `code`, **bold** and a [link](https://example.com).
+It goes on for a second line.
+
+- one
+- two
+
+| a | b |
+|---|---|
+| 1 | 2 |
+
+```python
+def f(x):
+    return x + 1
+```
+
+~~~
+tilde fence with ``` inside
+~~~
+
+> a quote
+
+Last line without a newline"""
+
+
+def test_split_finds_paragraphs_lists_tables_and_code() -> None:
+    segments = split_all(SAMPLE)
+    kinds = [s.kind for s in segments]
+    assert kinds == [
+        "prose",
+        "prose",
+        "prose",
+        "prose",
+        "code_open",
+        "code_line",
+        "code_line",
+        "code_close",
+        "code_open",
+        "code_line",
+        "code_close",
+        "prose",
+        "prose",
+    ]
+    assert segments[4] == Segment("code_open", "", "python")
+    assert segments[9].text == "tilde fence with ``` inside"
+    assert segments[-1].text == "Last line without a newline"
+
+
+def test_streaming_in_any_pieces_gives_the_same_segments() -> None:
+    whole = split_all(SAMPLE)
+    rng = random.Random(7)
+    for _ in range(50):
+        seg = Segmenter()
+        out: list[Segment] = []
+        i = 0
+        while i < len(SAMPLE):
+            n = rng.randint(1, 12)
+            out += seg.feed(SAMPLE[i : i + n])
+            i += n
+        out += seg.finish()
+        assert out == whole
+
+
+def test_the_open_tail_stays_bounded() -> None:
+    seg = Segmenter()
+    longest = 0
+    for _ in range(4000):
+        seg.feed("word ")
+        longest = max(longest, len(seg.tail))
+    assert longest <= HARD_LIMIT
+    seg = Segmenter()
+    longest = 0
+    for _ in range(4000):
+        seg.feed("a line of one paragraph\n")
+        longest = max(longest, len(seg.tail))
+    assert longest <= SOFT_LIMIT + 100
+    seg = Segmenter()
+    seg.feed("```\n")
+    for _ in range(1000):
+        seg.feed("x = 1\n")
+        assert len(seg.tail) < 10
+
+
+def test_a_20000_token_reply_does_constant_work_per_flush(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    sim.default_tokens = 20_000
+    stats = window.view.stats
+    window.composer.set_text("Write a very long essay")
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=40_000):
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    reply = window.view.widgets[-1]
+    request = sim.chat_requests[-1]
+    expected = sim.reply_text(request.json, "openai", headers=request.headers)
+    assert reply.text() == expected
+    assert reply.state == "complete"
+    # one full render: the prompt; the reply itself is never rendered whole
+    assert stats.full_renders == 1
+    # coalesced: far fewer flushes than tokens, one tail render per flush at most
+    assert 1 < stats.flushes < 20_000 // 4
+    assert stats.tail_renders <= stats.flushes
+    assert stats.max_tail_chars <= HARD_LIMIT
+    assert stats.segments > 100
+    shown = reply.body.document().toPlainText()
+    assert expected.split()[-1] in shown
+    assert len(shown) > len(expected) * 0.9
+
+
+def test_only_http_and_https_links_are_opened(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread, monkeypatch: object
+) -> None:
+    opened: list[str] = []
+
+    def fake_open(url: QUrl) -> bool:
+        opened.append(url.toString())
+        return True
+
+    import pytest
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(fake_open))
+    text = (
+        "/echo [web](https://example.com/a) [plain](http://example.org) "
+        "[script](javascript:alert(1)) [file](file:///etc/passwd) [mail](mailto:a@b.c)"
+    )
+    window.composer.set_text(text)
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=10_000):
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    body = window.view.widgets[-1].body
+    for href in (
+        "https://example.com/a",
+        "http://example.org",
+        "javascript:alert(1)",
+        "file:///etc/passwd",
+        "mailto:a@b.c",
+    ):
+        qtbot.mouseClick(body.viewport(), Qt.MouseButton.LeftButton, pos=anchor_point(body, href))
+    assert opened == ["https://example.com/a", "http://example.org"]
+    assert "only http and https" in window.status.text
+
+
+def test_a_10_mb_paste_does_not_hang_and_is_refused_with_a_message(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    big = ("The quick brown fox jumps over the lazy dog. " * 2 + "\n") * 110_000
+    assert len(big) > 10_000_000
+    QGuiApplication.clipboard().setText(big)
+    window.composer.edit.setFocus()
+    window.composer.edit.paste()
+    assert window.composer.text() == ""
+    assert window.composer.warning.isVisible()
+    assert "not pasted" in window.composer.warning.text()
+    assert QGuiApplication.clipboard().text() == big
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    assert not window.controller.busy
+    assert sim.chat_requests == []
+
+
+def test_a_long_but_sendable_paste_goes_in_and_too_long_text_is_not_sent(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    chunk = ("Line of pasted log output 0123456789\n") * 30_000
+    QGuiApplication.clipboard().setText(chunk)
+    window.composer.edit.setFocus()
+    window.composer.edit.paste()
+    assert window.composer.text() == chunk
+    window.composer.set_text("x" * (MAX_PROMPT_CHARS + 1))
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    assert "Shorten it" in window.composer.warning.text()
+    assert not window.controller.busy
+    assert sim.chat_requests == []
+
+
+def test_code_streams_line_by_line_into_one_block(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    sim.tokens_per_s = 150
+    code = "\n".join(f"print({i} * {i})" for i in range(25))
+    window.composer.set_text(f"/echo Code:\n\n```python\n{code}\n```\n\nEnd.")
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    seen: list[str] = []
+
+    def open_line_shown_in_the_code_block() -> None:
+        w = window.view.stream_widget
+        assert w is not None and w._segmenter is not None and w._segmenter.in_code
+        tail = w._segmenter.tail
+        assert tail and "print(" in tail
+        assert w._tail is None or not w._tail.isVisible()
+        assert w.body.document().toPlainText().rstrip("\n").endswith(tail)
+        seen.append(tail)
+
+    qtbot.waitUntil(open_line_shown_in_the_code_block, timeout=10_000)
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=10_000):
+        pass
+    reply = window.view.widgets[-1]
+    assert reply.code_block(0) == code
+    doc = reply.body.document()
+    assert len(doc.rootFrame().childFrames()) == 1
+    shown = doc.toPlainText()
+    assert code in shown and shown.rstrip().endswith("End.")
+    assert seen

@@ -1,0 +1,155 @@
+"""Helpers for the GUI tests: an in-memory keychain, windows over fresh services, and
+running coroutines on the qasync loop from sync tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import keyring.backend
+from PySide6.QtCore import QPoint
+from PySide6.QtGui import QTextCursor
+from PySide6.QtWidgets import QTextBrowser
+from pytestqt.qtbot import QtBot
+
+from desktop_app.core.chat import Services
+from desktop_app.core.config import Config, Profile
+from desktop_app.core.paths import app_paths
+from desktop_app.core.secrets import Secrets
+from desktop_app.simulator import SimulatorThread
+from desktop_app.ui.first_run import ProbeTarget
+from desktop_app.ui.main_window import MainWindow
+
+_T = TypeVar("_T")
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """A keychain in memory, so tests never touch the real one."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.store.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.store[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.store.pop((service, username), None)
+
+
+def anchor_point(view: QTextBrowser, href: str) -> QPoint:
+    """Where the link to ``href`` is drawn in ``view`` (viewport coordinates)."""
+    doc = view.document()
+    block = doc.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            fmt = fragment.charFormat()
+            if fmt.isAnchor() and fmt.anchorHref() == href:
+                cursor = QTextCursor(doc)
+                cursor.setPosition(fragment.position() + fragment.length() // 2)
+                return view.cursorRect(cursor).center()
+            it += 1
+        block = block.next()
+    raise AssertionError(f"no link to {href!r}")
+
+
+def run(qtbot: QtBot, coro: Coroutine[Any, Any, _T], timeout: int = 10_000) -> _T:
+    """Run a coroutine on the qasync loop from a sync test and return its result."""
+    future = asyncio.ensure_future(coro)
+    qtbot.waitUntil(future.done, timeout=timeout)
+    return future.result()
+
+
+def sim_config(sim: SimulatorThread, home: Path, **values: Any) -> Config:
+    """A config whose default profile is the simulator, with short retry delays."""
+    paths = app_paths(home).ensure()
+    config = Config(path=paths.config_file)
+    config.profiles["Simulator"] = Profile(
+        name="Simulator",
+        provider="openai",
+        base_url=sim.base_url("openai"),
+        model="sim-small",
+        accepts_prefill=True,
+    )
+    config.values["default_profile"] = "Simulator"
+    config.values["resilience.base_delay_s"] = 0.4
+    config.values["resilience.max_delay_s"] = 0.6
+    config.values["resilience.first_token_timeout_s"] = 10.0
+    config.values["resilience.idle_timeout_s"] = 5.0
+    config.values.update(values)
+    return config
+
+
+class Windows:
+    """Makes windows over fresh services and closes them cleanly at the end of a test."""
+
+    def __init__(self, qtbot: QtBot, home: Path) -> None:
+        self.qtbot = qtbot
+        self.home = home
+        self.keyring = MemoryKeyring()
+        self.open: list[tuple[MainWindow, Services]] = []
+
+    def services(self, config: Config) -> Services:
+        secrets = Secrets(backend=self.keyring, environ={})
+        return Services.open(config=config, paths=app_paths(self.home), secrets=secrets)
+
+    def make(
+        self,
+        config: Config,
+        *,
+        probes: tuple[ProbeTarget, ...] = (),
+        simulator: Any = None,
+        start: bool = True,
+        **kwargs: Any,
+    ) -> MainWindow:
+        services = self.services(config)
+        window = MainWindow(services, probes=probes, simulator=simulator, **kwargs)
+        self.open.append((window, services))
+        window.show()
+        self.qtbot.waitExposed(window)
+        window.activateWindow()
+        if start:
+            task = window.start()
+            self.qtbot.waitUntil(task.done, timeout=5000)
+            task.result()
+        return window
+
+    def close(self, window: MainWindow) -> None:
+        """Close a window the way the app does: cancel, record, close the services."""
+        for i, (w, services) in enumerate(self.open):
+            if w is window:
+                del self.open[i]
+                self._close(w, services)
+                return
+
+    def _close(self, window: MainWindow, services: Services) -> None:
+        window.close()
+        self.qtbot.waitUntil(
+            lambda: window.shutdown_task is not None and window.shutdown_task.done(),
+            timeout=10_000,
+        )
+        run(self.qtbot, services.aclose())
+        window.deleteLater()
+
+    def close_all(self) -> None:
+        while self.open:
+            window, services = self.open.pop()
+            self._close(window, services)
+
+
+def wait_reply(
+    qtbot: QtBot, window: MainWindow, trigger: Callable[[], object], timeout: int = 10_000
+) -> Any:
+    """Trigger a turn and wait for its final state to be recorded and shown."""
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=timeout) as blocker:
+        trigger()
+    return blocker.args
