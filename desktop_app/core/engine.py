@@ -109,6 +109,26 @@ class Engine:
         self.gate = RateLimitGate(clock)
         self.backoff = Backoff(self.settings)
 
+    def apply_settings(self, settings: ResilienceSettings) -> None:
+        """Use new resilience settings from the next attempt on. Circuit state is kept
+        unless the breaker's own settings changed."""
+        old = self.settings
+        self.settings = settings
+        self.backoff = Backoff(settings)
+        if (old.failure_threshold, old.recovery_timeout_s) != (
+            settings.failure_threshold,
+            settings.recovery_timeout_s,
+        ):
+            self.breakers = Breakers(
+                settings.failure_threshold, settings.recovery_timeout_s, self.clock
+            )
+
+    def timeout(self) -> httpx.Timeout:
+        """Connect timeout from the settings; the engine times reads itself."""
+        return httpx.Timeout(
+            connect=self.settings.connect_timeout_s, read=None, write=60.0, pool=60.0
+        )
+
     def stream(
         self,
         request: ChatRequest,
@@ -297,6 +317,7 @@ class Generation:
         headers = provider.headers(api_key)
         body = provider.encode_body(request)
         breaker = engine.breakers.get(request.endpoint)
+        timeout = engine.timeout()
         gate_key = f"{request.provider}|{request.base_url}"
         loop = asyncio.get_running_loop()
         attempt = 1
@@ -328,7 +349,9 @@ class Generation:
                     self._reading = True
                     try:
                         response = await engine.client.send(
-                            engine.client.build_request("POST", url, content=body, headers=headers),
+                            engine.client.build_request(
+                                "POST", url, content=body, headers=headers, timeout=timeout
+                            ),
                             stream=True,
                         )
                     finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import replace
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -26,7 +25,7 @@ from desktop_app.core.chat import Services
 from desktop_app.core.config import Config, Profile, save_config
 from desktop_app.core.errors import RillError
 from desktop_app.core.history import Conversation, StoredMessage
-from desktop_app.core.resilience import Backoff, Breakers, ResilienceSettings
+from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.types import GenerationResponse
 from desktop_app.ui import theme
 from desktop_app.ui.chat_view import ChatView
@@ -702,18 +701,7 @@ class MainWindow(QMainWindow):
         self.ephemeral = set(ephemeral)
         services.config = config
         self.file_default = str(config["default_profile"])
-        settings = ResilienceSettings.from_values(config.values)
-        engine = services.engine
-        old = engine.settings
-        engine.settings = replace(settings, connect_timeout_s=old.connect_timeout_s)
-        engine.backoff = Backoff(engine.settings)
-        if (old.failure_threshold, old.recovery_timeout_s) != (
-            settings.failure_threshold,
-            settings.recovery_timeout_s,
-        ):
-            engine.breakers = Breakers(
-                settings.failure_threshold, settings.recovery_timeout_s, engine.clock
-            )
+        services.engine.apply_settings(ResilienceSettings.from_values(config.values))
         self.composer.edit.set_send_with(str(config["ui.send_with"]))
         self.apply_theme()
         self._fill_profiles()

@@ -353,3 +353,17 @@ async def test_fallback_to_a_second_model(sim: Any, provider: str) -> None:
     assert isinstance(events[-1], Finished)
     assert len(sim.chat_requests) == 3
     assert "sim-small" in (sim.chat_requests[-1].path + str(sim.chat_requests[-1].json))
+
+
+async def test_new_settings_apply_to_the_next_request(sim: Any) -> None:
+    engine = engine_for(replace(FAST, max_retries=0))
+    try:
+        sim.script(Fault(status=503))
+        assert isinstance((await collect(engine.stream(request_for(sim, "openai"))))[-1], Failed)
+        engine.apply_settings(replace(FAST, max_retries=2, base_delay_s=0.01))
+        sim.script(Fault(status=503), Fault(status=503))
+        events = await collect(engine.stream(request_for(sim, "openai")))
+    finally:
+        await engine.aclose()
+    assert isinstance(events[-1], Finished)
+    assert [e.max_attempts for e in events if isinstance(e, Retrying)] == [3, 3]
