@@ -411,3 +411,37 @@ def test_corrupt_history_and_cache_are_set_aside_with_a_message(
     again = q(*base(simt), "hi", home=rill_home)
     assert again.returncode == 0
     assert "could not be opened" not in again.stderr
+
+
+def test_fallback_to_another_profile_on_another_provider(
+    simt: SimulatorThread, rill_home: Path
+) -> None:
+    config = rill_home / "config" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        'default_profile = "main"\n'
+        "[profiles.main]\n"
+        'provider = "openai"\n'
+        f'base_url = "{simt.base_url("openai")}"\n'
+        'model = "sim-large"\n'
+        'fallbacks = ["backup"]\n'
+        "[profiles.backup]\n"
+        'provider = "anthropic"\n'
+        f'base_url = "{simt.base_url("anthropic")}"\n'
+        'model = "sim-small"\n'
+    )
+    simt.script(Fault(protocol="openai", status=503), Fault(protocol="openai", status=503))
+    result = q(
+        "--set",
+        "resilience.max_retries=1",
+        "--set",
+        "resilience.base_delay_s=0.01",
+        "--json",
+        "hi",
+        home=rill_home,
+        env={"ANTHROPIC_API_KEY": "k"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "falling back from sim-large to sim-small" in result.stderr
+    assert [r.protocol for r in simt.sim.chat_requests] == ["openai", "openai", "anthropic"]
+    assert json.loads(result.stdout)["provider"] == "anthropic"
