@@ -22,20 +22,18 @@ the old file.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, cast, get_args
 
 from desktop_app.core.errors import RillError
+from desktop_app.core.store import BUSY_TIMEOUT_S, SqliteStore
 from desktop_app.core.types import Message, Role
 
 _T = TypeVar("_T")
@@ -48,7 +46,6 @@ SCHEMA_VERSION: Final = 2
 EXPORT_FORMAT: Final = "rill.conversation"
 EXPORT_VERSION: Final = 1
 TITLE_LIMIT: Final = 60
-BUSY_TIMEOUT_S: Final = 5.0
 RANK_WINDOW: Final = 5000
 
 
@@ -243,19 +240,8 @@ _MESSAGE_SELECT: Final = """
     FROM messages AS m
 """
 
-# SQLite result codes that say "not now" or "not here" rather than "this file is broken":
-# busy, locked, out of memory, read-only, interrupted, I/O error, disk full, permission.
-_TRANSIENT_CODES: Final = frozenset({3, 5, 6, 7, 8, 9, 10, 13, 23})
 
-
-_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
-
-
-class _Unusable(Exception):
-    """The file at the history path cannot be used as Rill's history; ``str`` says why."""
-
-
-class History:
+class History(SqliteStore):
     """Rill's conversation history in the SQLite file at ``path``.
 
     Opening never fails because of the file's contents: a broken or too-new file is moved
@@ -263,10 +249,12 @@ class History:
     folder cannot be written or another process keeps the database locked.
     """
 
-    recovered_from: Path | None
-    """Where the unusable previous file was moved to, when that happened on open."""
-    recovered_reason: str | None
-    """Why the previous file was unusable, as a sentence fragment."""
+    schema_version_known = SCHEMA_VERSION
+    migrations = _MIGRATIONS
+    noun = "conversation history"
+    file_noun = "history database"
+    error_class = HistoryError
+    foreign_keys = True
 
     def __init__(
         self,
@@ -275,59 +263,18 @@ class History:
         clock: Callable[[], float] = time.time,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
     ) -> None:
-        self.path = Path(path)
-        self.recovered_from = None
-        self.recovered_reason = None
-        self._clock = clock
-        self._busy_timeout_s = busy_timeout_s
-        self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _folder_error(self.path, exc) from exc
-        try:
-            conn = self._open()
-        except _Unusable as exc:
-            self.recovered_reason = str(exc)
-            self.recovered_from = self._move_aside()
-            try:
-                conn = self._open()
-            except _Unusable as again:
-                raise HistoryError(
-                    f"Rill could not create a new history database at {self.path}.",
-                    action="Check that the folder is writable and the disk is not full.",
-                    detail=str(again),
-                ) from again
-        self._conn = conn
+        super().__init__(path, clock=clock, busy_timeout_s=busy_timeout_s)
         try:
             self.recover_interrupted()
         except BaseException:
             self.close()
             raise
 
-    # -- lifecycle -------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the database; further calls raise ``RuntimeError``. Closing twice is fine."""
-        with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is None:
-                return
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("PRAGMA optimize")
-            conn.close()
-
     def __enter__(self) -> History:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    @property
-    def schema_version(self) -> int:
-        with self._read() as conn:
-            return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
     # -- conversations -----------------------------------------------------------------
 
@@ -719,135 +666,6 @@ class History:
         )
         return _require(_get_message(conn, message_id))
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("the history database is closed")
-        return self._conn
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._connection()
-            try:
-                yield conn
-            except sqlite3.Error as exc:
-                raise _database_error(self.path, exc) from exc
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction, committed when the block ends normally."""
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise _database_error(self.path, exc) from exc
-
-    def _open(self) -> sqlite3.Connection:
-        """Connect, check and migrate; ``_Unusable`` if the file itself is the problem."""
-        self._check_header()
-        try:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout_s,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except sqlite3.Error as exc:
-            raise self._classify(exc) from exc
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise _Unusable(
-                    f"it was written by a newer version of Rill (schema {version}, this "
-                    f"version knows up to {SCHEMA_VERSION})"
-                )
-            problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
-            if problems != ["ok"]:
-                raise _Unusable(f"the integrity check failed: {'; '.join(problems[:3])}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"could not switch to WAL mode (got {mode})")
-            conn.execute("PRAGMA synchronous = FULL")
-            self._migrate(conn)
-        except _Unusable:
-            conn.close()
-            raise
-        except sqlite3.Error as exc:
-            conn.close()
-            raise self._classify(exc) from exc
-        return conn
-
-    def _check_header(self) -> None:
-        """Reject a file that is not SQLite before SQLite touches its -wal and -shm files."""
-        try:
-            with self.path.open("rb") as file:
-                header = file.read(len(_SQLITE_MAGIC))
-        except FileNotFoundError:
-            return
-        except IsADirectoryError as exc:
-            raise _Unusable("it is a folder, not a file") from exc
-        except OSError as exc:
-            raise _Unusable(f"it cannot be read ({exc.strerror or exc})") from exc
-        if header and header != _SQLITE_MAGIC:
-            raise _Unusable("it is not a SQLite database")
-
-    def _classify(self, exc: sqlite3.Error) -> Exception:
-        code = getattr(exc, "sqlite_errorcode", None)
-        if code is not None and code & 0xFF in _TRANSIENT_CODES:
-            return _database_error(self.path, exc)
-        return _Unusable(str(exc))
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise _Unusable(f"it was written by a newer version of Rill (schema {version})")
-            for step in range(version, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[step]:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {step + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-
-    def _move_aside(self) -> Path:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        counter = 1
-        while target.exists():
-            counter += 1
-            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{counter}")
-        try:
-            if self.path.exists():
-                os.replace(self.path, target)
-            for suffix in ("-wal", "-shm", "-journal"):
-                companion = Path(f"{self.path}{suffix}")
-                if companion.exists():
-                    os.replace(companion, Path(f"{target}{suffix}"))
-        except OSError as exc:
-            raise HistoryError(
-                f"The history database at {self.path} is unusable ({self.recovered_reason}) "
-                "and Rill could not move it aside.",
-                action="Move or delete the file yourself, then start Rill again.",
-                detail=str(exc),
-            ) from exc
-        return target
-
 
 class StreamingWriter:
     """Writes a reply to its message row while it streams.
@@ -1055,43 +873,6 @@ def _stored_message(row: Sequence[Any]) -> StoredMessage:
         version_count=row[18],
         created_at=row[19],
         updated_at=row[20],
-    )
-
-
-def _database_error(path: Path, exc: sqlite3.Error) -> HistoryError:
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = None if code is None else code & 0xFF
-    if primary in (5, 6):
-        return HistoryError(
-            "The conversation history is busy: another Rill window or `q` command is "
-            "writing to it.",
-            action="Try again in a moment.",
-            detail=str(exc),
-        )
-    if primary == 13:
-        return HistoryError(
-            "The disk is full, so Rill could not save the conversation history.",
-            action="Free some disk space and try again.",
-            detail=str(exc),
-        )
-    if primary in (3, 8, 23):
-        return HistoryError(
-            f"Rill is not allowed to write the conversation history at {path}.",
-            action="Check the permissions of that file and its folder.",
-            detail=str(exc),
-        )
-    return HistoryError(
-        "Rill could not read or save the conversation history.",
-        action="Try again; if it keeps happening, restart Rill.",
-        detail=str(exc),
-    )
-
-
-def _folder_error(path: Path, exc: OSError) -> HistoryError:
-    return HistoryError(
-        f"Rill could not create the folder for its history at {path.parent}.",
-        action="Check that the folder is writable, or set RILL_HOME to another folder.",
-        detail=str(exc),
     )
 
 

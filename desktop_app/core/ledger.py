@@ -21,14 +21,10 @@ old file.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import sqlite3
 import textwrap
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,6 +32,7 @@ from typing import Any, Final, Literal, get_args
 
 from desktop_app.core.errors import BudgetExceeded, RillError
 from desktop_app.core.paths import AppPaths, app_paths
+from desktop_app.core.store import SqliteStore
 from desktop_app.core.types import GenerationResponse, TokenUsage
 
 __all__ = [
@@ -59,7 +56,6 @@ STATUSES: Final[tuple[LedgerStatus, ...]] = get_args(LedgerStatus)
 
 LEDGER_FILE: Final = "ledger.sqlite3"
 SCHEMA_VERSION: Final = 1
-BUSY_TIMEOUT_S: Final = 5.0
 
 _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (
@@ -94,18 +90,10 @@ _GROUP_KEYS: Final[dict[str, str]] = {
     "month": "strftime('%Y-%m', at, 'unixepoch', 'localtime')",
     "model": "model",
 }
-_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
-# SQLite result codes that say "not now" or "not here" rather than "this file is broken":
-# busy, locked, out of memory, read-only, interrupted, I/O error, disk full, permission.
-_TRANSIENT_CODES: Final = frozenset({3, 5, 6, 7, 8, 9, 10, 13, 23})
 
 
 class LedgerError(RillError):
     """The usage ledger could not be read or written."""
-
-
-class _Unusable(Exception):
-    """The file at the ledger path cannot be used as Rill's ledger; ``str`` says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +161,7 @@ def format_money(amount: float) -> str:
     return f"${amount:.4f}"
 
 
-class Ledger:
+class Ledger(SqliteStore):
     """Rill's usage and cost records in the SQLite file at ``path``.
 
     Opening never fails because of the file's contents: a broken or too-new file is moved
@@ -181,70 +169,17 @@ class Ledger:
     cannot be written or another process keeps the database locked.
     """
 
-    recovered_from: Path | None
-    """Where the unusable previous file was moved to, when that happened on open."""
-    recovered_reason: str | None
-    """Why the previous file was unusable, as a sentence fragment."""
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        clock: Callable[[], float] = time.time,
-        busy_timeout_s: float = BUSY_TIMEOUT_S,
-    ) -> None:
-        self.path = Path(path)
-        self.recovered_from = None
-        self.recovered_reason = None
-        self._clock = clock
-        self._busy_timeout_s = busy_timeout_s
-        self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LedgerError(
-                f"Rill could not create the folder for its usage ledger at {self.path.parent}.",
-                action="Check that the folder is writable, or set RILL_HOME to another folder.",
-                detail=str(exc),
-            ) from exc
-        try:
-            conn = self._open()
-        except _Unusable as exc:
-            self.recovered_reason = str(exc)
-            self.recovered_from = self._move_aside()
-            try:
-                conn = self._open()
-            except _Unusable as again:
-                raise LedgerError(
-                    f"Rill could not create a new usage ledger at {self.path}.",
-                    action="Check that the folder is writable and the disk is not full.",
-                    detail=str(again),
-                ) from again
-        self._conn = conn
-
-    # -- lifecycle -------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the database; further calls raise ``RuntimeError``. Closing twice is fine."""
-        with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is None:
-                return
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("PRAGMA optimize")
-            conn.close()
+    schema_version_known = SCHEMA_VERSION
+    migrations = _MIGRATIONS
+    noun = "usage ledger"
+    file_noun = "usage ledger"
+    error_class = LedgerError
 
     def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    @property
-    def schema_version(self) -> int:
-        with self._read() as conn:
-            return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
     # -- recording ---------------------------------------------------------------------
 
@@ -403,136 +338,6 @@ class Ledger:
                 action="Raise the budget in Settings, or wait until next month.",
             )
 
-    # -- internals ---------------------------------------------------------------------
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("the usage ledger is closed")
-        return self._conn
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._connection()
-            try:
-                yield conn
-            except sqlite3.Error as exc:
-                raise _database_error(self.path, exc) from exc
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction, committed when the block ends normally."""
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise _database_error(self.path, exc) from exc
-
-    def _open(self) -> sqlite3.Connection:
-        """Connect, check and migrate; ``_Unusable`` if the file itself is the problem."""
-        self._check_header()
-        try:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout_s,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except sqlite3.Error as exc:
-            raise self._classify(exc) from exc
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise _Unusable(
-                    f"it was written by a newer version of Rill (schema {version}, this "
-                    f"version knows up to {SCHEMA_VERSION})"
-                )
-            problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
-            if problems != ["ok"]:
-                raise _Unusable(f"the integrity check failed: {'; '.join(problems[:3])}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"could not switch to WAL mode (got {mode})")
-            conn.execute("PRAGMA synchronous = FULL")
-            self._migrate(conn)
-        except _Unusable:
-            conn.close()
-            raise
-        except sqlite3.Error as exc:
-            conn.close()
-            raise self._classify(exc) from exc
-        return conn
-
-    def _check_header(self) -> None:
-        """Reject a file that is not SQLite before SQLite touches its -wal and -shm files."""
-        try:
-            with self.path.open("rb") as file:
-                header = file.read(len(_SQLITE_MAGIC))
-        except FileNotFoundError:
-            return
-        except IsADirectoryError as exc:
-            raise _Unusable("it is a folder, not a file") from exc
-        except OSError as exc:
-            raise _Unusable(f"it cannot be read ({exc.strerror or exc})") from exc
-        if header and header != _SQLITE_MAGIC:
-            raise _Unusable("it is not a SQLite database")
-
-    def _classify(self, exc: sqlite3.Error) -> Exception:
-        code = getattr(exc, "sqlite_errorcode", None)
-        if code is not None and code & 0xFF in _TRANSIENT_CODES:
-            return _database_error(self.path, exc)
-        return _Unusable(str(exc))
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise _Unusable(f"it was written by a newer version of Rill (schema {version})")
-            for step in range(version, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[step]:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {step + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-
-    def _move_aside(self) -> Path:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        counter = 1
-        while target.exists():
-            counter += 1
-            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{counter}")
-        try:
-            if self.path.exists():
-                os.replace(self.path, target)
-            for suffix in ("-wal", "-shm", "-journal"):
-                companion = Path(f"{self.path}{suffix}")
-                if companion.exists():
-                    os.replace(companion, Path(f"{target}{suffix}"))
-        except OSError as exc:
-            raise LedgerError(
-                f"The usage ledger at {self.path} is unusable ({self.recovered_reason}) "
-                "and Rill could not move it aside.",
-                action="Move or delete the file yourself, then start Rill again.",
-                detail=str(exc),
-            ) from exc
-        return target
-
 
 def _checked_amount(cost: float | None) -> float | None:
     if cost is None:
@@ -566,34 +371,6 @@ def _entry(row: Sequence[Any]) -> LedgerEntry:
         saved=row[9],
         status=row[10],
         trace_id=row[11],
-    )
-
-
-def _database_error(path: Path, exc: sqlite3.Error) -> LedgerError:
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = None if code is None else code & 0xFF
-    if primary in (5, 6):
-        return LedgerError(
-            "The usage ledger is busy: another Rill window or `q` command is writing to it.",
-            action="Try again in a moment.",
-            detail=str(exc),
-        )
-    if primary == 13:
-        return LedgerError(
-            "The disk is full, so Rill could not record the usage of this reply.",
-            action="Free some disk space and try again.",
-            detail=str(exc),
-        )
-    if primary in (3, 8, 23):
-        return LedgerError(
-            f"Rill is not allowed to write the usage ledger at {path}.",
-            action="Check the permissions of that file and its folder.",
-            detail=str(exc),
-        )
-    return LedgerError(
-        "Rill could not read or save the usage ledger.",
-        action="Try again; if it keeps happening, restart Rill.",
-        detail=str(exc),
     )
 
 

@@ -1,0 +1,271 @@
+"""One SQLite file Rill keeps (history, ledger): opened safely, migrated, recovered.
+
+A :class:`SqliteStore` opens its file in WAL mode with ``synchronous=FULL`` and a busy
+timeout, so the window and the ``q`` command can write at the same time and a committed
+write survives a crash or power loss. Every method is synchronous and thread-safe: one
+connection, guarded by a lock.
+
+A file that is not SQLite, fails ``PRAGMA quick_check``, or has a schema newer than the
+code knows is moved aside as ``<name>.corrupt-YYYYmmdd-HHMMSS`` (with its ``-wal`` and
+``-shm`` files) and a fresh one is created; :attr:`SqliteStore.recovered_from` names the
+old file. A busy or locked database, a full disk or a missing permission is never taken
+for a broken file: those raise the store's error class and nothing is moved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import ClassVar, Final
+
+from desktop_app.core.errors import RillError
+
+BUSY_TIMEOUT_S: Final = 5.0
+SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+# SQLite result codes that say "not now" or "not here" rather than "this file is broken":
+# busy, locked, out of memory, read-only, interrupted, I/O error, disk full, permission.
+TRANSIENT_CODES: Final = frozenset({3, 5, 6, 7, 8, 9, 10, 13, 23})
+
+
+class Unusable(Exception):
+    """The file cannot be used as this store; ``str`` says why, as a sentence fragment."""
+
+
+class SqliteStore:
+    """Base of Rill's SQLite stores. Subclasses give the schema and how to name it."""
+
+    schema_version_known: ClassVar[int]
+    migrations: ClassVar[tuple[tuple[str, ...], ...]]
+    """Each step takes the schema from version ``i`` to ``i + 1``; they run in one
+    transaction."""
+    noun: ClassVar[str]
+    """What the user calls it: "conversation history", "usage ledger"."""
+    file_noun: ClassVar[str]
+    """The file: "history database", "usage ledger"."""
+    error_class: ClassVar[type[RillError]]
+    foreign_keys: ClassVar[bool] = False
+
+    recovered_from: Path | None
+    """Where the unusable previous file was moved to, when that happened on open."""
+    recovered_reason: str | None
+    """Why the previous file was unusable, as a sentence fragment."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+    ) -> None:
+        self.path = Path(path)
+        self.recovered_from = None
+        self.recovered_reason = None
+        self._clock = clock
+        self._busy_timeout_s = busy_timeout_s
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self.error_class(
+                f"Rill could not create the folder for its {self.noun} at {self.path.parent}.",
+                action="Check that the folder is writable, or set RILL_HOME to another folder.",
+                detail=str(exc),
+            ) from exc
+        try:
+            conn = self._open()
+        except Unusable as exc:
+            self.recovered_reason = str(exc)
+            self.recovered_from = self._move_aside()
+            try:
+                conn = self._open()
+            except Unusable as again:
+                raise self.error_class(
+                    f"Rill could not create a new {self.file_noun} at {self.path}.",
+                    action="Check that the folder is writable and the disk is not full.",
+                    detail=str(again),
+                ) from again
+        self._conn = conn
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database; further calls raise ``RuntimeError``. Closing twice is fine."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA optimize")
+            conn.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- access --------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError(f"the {self.noun} is closed")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise self._database_error(exc) from exc
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction, committed when the block ends normally."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise self._database_error(exc) from exc
+
+    # -- opening -------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, check and migrate; ``Unusable`` if the file itself is the problem."""
+        self._check_header()
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise self._classify(exc) from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            if self.foreign_keys:
+                conn.execute("PRAGMA foreign_keys = ON")
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > self.schema_version_known:
+                raise Unusable(
+                    f"it was written by a newer version of Rill (schema {version}, this "
+                    f"version knows up to {self.schema_version_known})"
+                )
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                raise Unusable(f"the integrity check failed: {'; '.join(problems[:3])}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"could not switch to WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = FULL")
+            self._migrate(conn)
+        except Unusable:
+            conn.close()
+            raise
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._classify(exc) from exc
+        return conn
+
+    def _check_header(self) -> None:
+        """Reject a file that is not SQLite before SQLite touches its -wal and -shm files."""
+        try:
+            with self.path.open("rb") as file:
+                header = file.read(len(SQLITE_MAGIC))
+        except FileNotFoundError:
+            return
+        except IsADirectoryError as exc:
+            raise Unusable("it is a folder, not a file") from exc
+        except OSError as exc:
+            raise Unusable(f"it cannot be read ({exc.strerror or exc})") from exc
+        if header and header != SQLITE_MAGIC:
+            raise Unusable("it is not a SQLite database")
+
+    def _classify(self, exc: sqlite3.Error) -> Exception:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in TRANSIENT_CODES:
+            return self._database_error(exc)
+        return Unusable(str(exc))
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > self.schema_version_known:
+                raise Unusable(f"it was written by a newer version of Rill (schema {version})")
+            for step in range(version, self.schema_version_known):
+                for statement in self.migrations[step]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {step + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        counter = 1
+        while target.exists():
+            counter += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{counter}")
+        try:
+            if self.path.exists():
+                os.replace(self.path, target)
+            for suffix in ("-wal", "-shm", "-journal"):
+                companion = Path(f"{self.path}{suffix}")
+                if companion.exists():
+                    os.replace(companion, Path(f"{target}{suffix}"))
+        except OSError as exc:
+            raise self.error_class(
+                f"The {self.file_noun} at {self.path} is unusable ({self.recovered_reason}) "
+                "and Rill could not move it aside.",
+                action="Move or delete the file yourself, then start Rill again.",
+                detail=str(exc),
+            ) from exc
+        return target
+
+    def _database_error(self, exc: sqlite3.Error) -> RillError:
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = None if code is None else code & 0xFF
+        if primary in (5, 6):
+            return self.error_class(
+                f"The {self.noun} is busy: another Rill window or `q` command is writing to it.",
+                action="Try again in a moment.",
+                detail=str(exc),
+            )
+        if primary == 13:
+            return self.error_class(
+                f"The disk is full, so Rill could not save the {self.noun}.",
+                action="Free some disk space and try again.",
+                detail=str(exc),
+            )
+        if primary in (3, 8, 23):
+            return self.error_class(
+                f"Rill is not allowed to write the {self.noun} at {self.path}.",
+                action="Check the permissions of that file and its folder.",
+                detail=str(exc),
+            )
+        return self.error_class(
+            f"Rill could not read or save the {self.noun}.",
+            action="Try again; if it keeps happening, restart Rill.",
+            detail=str(exc),
+        )
