@@ -1,0 +1,479 @@
+"""3. Rendering: replies streamed at 2,000 tokens/s into the real main window, offscreen."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keyring.backends.null
+import psutil
+from PySide6.QtCore import QObject, Qt, QTimer, SignalInstance
+from PySide6.QtWidgets import QApplication
+
+from benchmarks.common import Row, at_most, below, info, log, median, percentile
+from benchmarks.paced_simulator import paced_simulator
+from desktop_app.core.chat import Services
+from desktop_app.core.config import Config, Profile
+from desktop_app.core.paths import app_paths
+from desktop_app.core.secrets import Secrets
+from desktop_app.core.types import GenerationResponse
+from desktop_app.ui import chat_view
+from desktop_app.ui.main_window import MainWindow
+
+SHORT = 2_000
+LONG = 20_000
+TOKENS_PER_S = 2_000.0
+ROUNDS = 3
+QUICK_ROUNDS = 1
+PROBE_MS = 5
+RSS_EVERY = 10
+STALL_LIMIT_MS = 50.0
+RATIO_LIMIT = 1.3
+SETTLE_S = 0.3
+REPLY_TIMEOUT_S = 120.0
+SHORT_PROFILE = "sim-2k"
+LONG_PROFILE = "sim-20k"
+MB = 1024 * 1024
+
+METHOD = f"""\
+The real `MainWindow` runs in the benchmark's worker process with `QT_QPA_PLATFORM=offscreen`
+(widgets are laid out and painted into an offscreen backing store, as on screen), on one
+qasync loop driven by `loop.run_until_complete`, as `rill` runs it. It is built the way
+`rill` builds it — `Services.open` over a fresh temporary `RILL_HOME` (history and response
+cache on), `MainWindow(services)`, `show()`, `start()` — with a null keychain and two
+profiles pointing at two simulators. The simulators run in their own processes, so their
+CPU does not count against the window's and they keep their own GIL; one always answers
+{SHORT:,} tokens and the other {LONG:,} tokens of the simulator's prose (paragraphs of plain
+words), one word per SSE event and one write per event, paced at {TOKENS_PER_S:,.0f}
+tokens/s. They are the `desktop_app.simulator` server unchanged, served by
+`python -m benchmarks.paced_simulator` on an asyncio loop with a `select()` selector, because
+with the default `epoll` selector asyncio rounds the simulator's 0.5 ms sleeps up to whole
+milliseconds and the stream arrives at about 1,700 tokens/s; the rate each reply really
+arrived at (output tokens over the time from first to last token, from the reply's own
+timing) is in the notes.
+
+One {SHORT:,}-token reply warms the window up (first paint of a message, first use of the
+Markdown writer) and is not counted. Then {ROUNDS} rounds each send one {SHORT:,}-token and one
+{LONG:,}-token reply, each in a new chat (so the view holds just the prompt and the reply),
+each with a distinct prompt (so none comes from the cache), through `MainWindow.send` — what
+the composer's Enter does. A reply is measured from `send` until the controller has emitted
+`conversation_synced` (the finished reply recorded in the history and the view updated from
+it) plus {SETTLE_S * 1000:.0f} ms for the last repaint.
+
+- **Main-thread stall / event-loop lag**: a `QTimer` (`Qt.PreciseTimer`, every {PROBE_MS} ms)
+  on the Qt main thread records `perf_counter()` at each firing; the lag of a firing is the
+  gap since the previous one minus {PROBE_MS} ms. The longest stall is the largest lag over all
+  replies of that length; p99 is over all firings of those replies.
+- **Render time per token**: `ChatView.flush` — the one place the view turns buffered text
+  into document content (the Markdown segmenter, the document writer, the open tail's
+  re-render, and the synchronous relayout they cause) — is wrapped by the benchmark with a
+  `perf_counter()` accumulator (a monkeypatch installed before the window is built and kept
+  until it is closed; the app's code is not changed). Its total over a reply divided by the
+  reply's tokens is the figure; the median over the rounds is reported, and the ratio is of
+  the two medians. Qt's own deferred work (layout requests and painting) runs outside
+  `flush`, so **main-thread CPU per token** (`time.thread_time()` of the main thread over the
+  reply: engine, signals, view, layout, paint) is reported beside it for context.
+- **CPU per reply**: user + system CPU seconds of the whole process (`psutil`, all its
+  threads: the GUI, the services' I/O thread, the cache) over the reply; median of the rounds.
+- **Memory per reply**: RSS is read after `gc.collect()` before the reply and every
+  {RSS_EVERY * PROBE_MS} ms during it; the figure is the peak minus the value before (median of
+  the rounds); the note gives what stayed once the next new chat had dropped the reply's
+  widgets."""
+
+
+# --------------------------------------------------------------------------------------------
+# Probes
+# --------------------------------------------------------------------------------------------
+
+
+class LoopProbe(QObject):
+    """A precise timer on the main thread that records when it fires, and samples RSS."""
+
+    def __init__(self, interval_ms: int) -> None:
+        super().__init__()
+        self.interval_s = interval_ms / 1000
+        self.timer = QTimer(self)
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._tick)
+        self.process = psutil.Process()
+        self.times: list[float] = []
+        self.start_rss = 0
+        self.peak_rss = 0
+
+    def start(self) -> None:
+        self.start_rss = self.peak_rss = int(self.process.memory_info().rss)
+        self.times = [time.perf_counter()]
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+        self.times.append(time.perf_counter())
+        self.peak_rss = max(self.peak_rss, int(self.process.memory_info().rss))
+
+    def _tick(self) -> None:
+        self.times.append(time.perf_counter())
+        if len(self.times) % RSS_EVERY == 0:
+            self.peak_rss = max(self.peak_rss, int(self.process.memory_info().rss))
+
+    def lags_ms(self) -> list[float]:
+        """How late each firing was, in ms (the last entry: from the last firing to stop)."""
+        return [
+            max(0.0, (later - earlier - self.interval_s) * 1000)
+            for earlier, later in zip(self.times, self.times[1:], strict=False)
+        ]
+
+
+@dataclass(slots=True)
+class FlushTimer:
+    """Wall time spent inside ``ChatView.flush``, accumulated."""
+
+    total_s: float = 0.0
+    calls: int = 0
+    longest_s: float = 0.0
+
+    def reset(self) -> None:
+        self.total_s = 0.0
+        self.calls = 0
+        self.longest_s = 0.0
+
+
+@contextlib.contextmanager
+def timed_flush(timer: FlushTimer) -> Iterator[None]:
+    """Time every call of ``ChatView.flush`` with ``timer`` while the block runs."""
+    original: Callable[[chat_view.ChatView], None] = chat_view.ChatView.flush
+
+    def flush(self: chat_view.ChatView) -> None:
+        started = time.perf_counter()
+        try:
+            original(self)
+        finally:
+            spent = time.perf_counter() - started
+            timer.total_s += spent
+            timer.calls += 1
+            timer.longest_s = max(timer.longest_s, spent)
+
+    chat_view.ChatView.flush = flush  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        chat_view.ChatView.flush = original  # type: ignore[method-assign, assignment]
+
+
+# --------------------------------------------------------------------------------------------
+# One reply
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Reply:
+    """What one reply cost."""
+
+    tokens: int
+    lags_ms: list[float]
+    flush_s: float
+    flushes: int
+    longest_flush_ms: float
+    main_cpu_s: float
+    process_cpu_s: float
+    rss_before: int
+    rss_peak: int
+    rate: float
+    retained: int = 0
+
+    @property
+    def stall_ms(self) -> float:
+        return max(self.lags_ms)
+
+
+async def _next(signal: SignalInstance, timeout_s: float) -> tuple[Any, ...]:
+    """The arguments of the next emission of ``signal``."""
+    future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+
+    def done(*args: Any) -> None:
+        if not future.done():
+            future.set_result(args)
+
+    signal.connect(done)
+    try:
+        return await asyncio.wait_for(future, timeout_s)
+    finally:
+        signal.disconnect(done)
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+async def _reply(
+    window: MainWindow, profile: str, prompt: str, tokens: int, flush: FlushTimer
+) -> Reply:
+    """Send ``prompt`` in a new chat with ``profile`` and measure the reply."""
+    controller = window.controller
+    window.new_chat()
+    window.select_profile(profile)
+    await asyncio.sleep(SETTLE_S)
+    gc.collect()
+    process = psutil.Process()
+    probe = LoopProbe(PROBE_MS)
+    flush.reset()
+    finished = asyncio.ensure_future(_next(controller.finished, REPLY_TIMEOUT_S))
+    failed = asyncio.ensure_future(_next(controller.failed, REPLY_TIMEOUT_S))
+    synced = asyncio.ensure_future(_next(controller.conversation_synced, REPLY_TIMEOUT_S))
+    try:
+        await asyncio.sleep(0)  # the three waiters connect to their signals
+        probe.start()
+        cpu_before = _cpu_s(process)
+        main_before = time.thread_time()
+        window.send(prompt)
+        await asyncio.wait({finished, failed}, return_when=asyncio.FIRST_COMPLETED)
+        if failed.done():
+            raise RuntimeError(f"the reply failed: {failed.result()[0]}")
+        await synced
+        await asyncio.sleep(SETTLE_S)
+        main_cpu = time.thread_time() - main_before
+        process_cpu = _cpu_s(process) - cpu_before
+        probe.stop()
+    finally:
+        for waiter in (finished, failed, synced):
+            waiter.cancel()
+    response = finished.result()[0]
+    assert isinstance(response, GenerationResponse)
+    usage = response.usage
+    if usage is None or usage.output_tokens != tokens:
+        raise RuntimeError(f"expected {tokens} output tokens, got {usage}")
+    shown = window.view.widgets[-1]
+    if shown.state != "complete" or len(shown.text()) < tokens:
+        raise RuntimeError(f"the reply was not shown whole (state {shown.state})")
+    timing = response.timing
+    streaming_s = (timing.total_s or 0.0) - (timing.ttft_s or 0.0)
+    return Reply(
+        tokens=tokens,
+        lags_ms=probe.lags_ms(),
+        flush_s=flush.total_s,
+        flushes=flush.calls,
+        longest_flush_ms=flush.longest_s * 1000,
+        main_cpu_s=main_cpu,
+        process_cpu_s=process_cpu,
+        rss_before=probe.start_rss,
+        rss_peak=probe.peak_rss,
+        rate=tokens / streaming_s if streaming_s > 0 else 0.0,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The window
+# --------------------------------------------------------------------------------------------
+
+
+def _config(home: Path, short_url: str, long_url: str) -> Config:
+    """Two profiles: one per simulator."""
+    paths = app_paths(home).ensure()
+    config = Config(path=paths.config_file)
+    for name, url in ((SHORT_PROFILE, short_url), (LONG_PROFILE, long_url)):
+        config.profiles[name] = Profile(
+            name=name, provider="openai", base_url=url, model="sim-small"
+        )
+    config.values["default_profile"] = SHORT_PROFILE
+    return config
+
+
+async def _wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def _open_window(services: Services) -> MainWindow:
+    """Build, show and start the main window as ``rill`` does; return once it is exposed."""
+    window = MainWindow(services, probes=())
+    window.show()
+    await _wait_until(
+        lambda: (handle := window.windowHandle()) is not None and handle.isExposed(),
+        10.0,
+        "the window to be exposed",
+    )
+    await window.start()
+    return window
+
+
+async def _close_window(window: MainWindow) -> None:
+    """Close the window as the user would, and wait until it has shut down."""
+    closed = asyncio.Event()
+    window.closed.connect(closed.set)
+    window.close()
+    await closed.wait()
+    await window.wait_closed()
+
+
+def _plan(rounds: int) -> list[tuple[str, int]]:
+    """(profile, tokens) of each reply: the warm-up, then a short and a long one per round."""
+    one_round = [(SHORT_PROFILE, SHORT), (LONG_PROFILE, LONG)]
+    return [(SHORT_PROFILE, SHORT), *(one_round * rounds)]
+
+
+async def _measure(home: Path, short_url: str, long_url: str, rounds: int) -> list[Reply]:
+    """Every reply of the plan but the warm-up, measured in one window."""
+    services = Services.open(
+        config=_config(home, short_url, long_url),
+        paths=app_paths(home),
+        secrets=Secrets(backend=keyring.backends.null.Keyring(), environ={}),  # type: ignore[no-untyped-call]
+    )
+    flush = FlushTimer()
+    measured: list[Reply] = []
+    try:
+        with timed_flush(flush):
+            window = await _open_window(services)
+            previous: Reply | None = None
+            for number, (profile, tokens) in enumerate(_plan(rounds)):
+                prompt = f"Write a long essay about rivers, take {number}"
+                reply = await _reply(window, profile, prompt, tokens, flush)
+                if previous is not None:
+                    previous.retained = reply.rss_before - previous.rss_before
+                previous = reply
+                if number == 0:
+                    log(f"warm-up: {tokens:,} tokens at {reply.rate:,.0f} tok/s")
+                    continue
+                measured.append(reply)
+                log(
+                    f"{tokens:,} tokens at {reply.rate:,.0f} tok/s: stall "
+                    f"{reply.stall_ms:.1f} ms, flush {reply.flush_s * 1e6 / tokens:.2f} µs/token, "
+                    f"main thread {reply.main_cpu_s * 1e6 / tokens:.0f} µs/token"
+                )
+            window.new_chat()
+            await asyncio.sleep(SETTLE_S)
+            gc.collect()
+            if previous is not None:
+                previous.retained = int(psutil.Process().memory_info().rss) - previous.rss_before
+            await _close_window(window)
+    finally:
+        await services.aclose()
+    return measured
+
+
+def _rows(replies: list[Reply]) -> list[Row]:
+    by_length = {n: [r for r in replies if r.tokens == n] for n in (SHORT, LONG)}
+    rows: list[Row] = []
+    for n, group in by_length.items():
+        worst = max(r.stall_ms for r in group)
+        rates = [r.rate for r in group]
+        rows.append(
+            below(
+                f"{n:,} tokens at {TOKENS_PER_S:,.0f} tok/s: longest main-thread stall",
+                worst,
+                "ms",
+                STALL_LIMIT_MS,
+                note=f"worst of {len(group)} replies (each: "
+                + ", ".join(f"{r.stall_ms:.1f}" for r in group)
+                + f" ms); arrived at {min(rates):,.0f}–{max(rates):,.0f} tok/s",
+            )
+        )
+    for n, group in by_length.items():
+        lags = [lag for r in group for lag in r.lags_ms]
+        rows.append(
+            info(
+                f"p99 event-loop lag while rendering, {n:,} tokens",
+                percentile(lags, 99),
+                "ms",
+                note=f"{len(lags):,} firings of a {PROBE_MS} ms timer; p50 {median(lags):.2f} ms",
+            )
+        )
+    per_token: dict[int, float] = {}
+    for n, group in by_length.items():
+        values = [r.flush_s / n * 1e6 for r in group]
+        per_token[n] = median(values)
+        flushes = [r.flushes for r in group]
+        rows.append(
+            info(
+                f"render time per token (ChatView.flush), {n:,}-token reply",
+                per_token[n],
+                "µs",
+                note=f"median of {len(group)} ({min(values):.2f}–{max(values):.2f}); "
+                f"{statistics.mean(flushes):,.0f} flushes per reply, longest "
+                f"{max(r.longest_flush_ms for r in group):.1f} ms",
+            )
+        )
+    rows.append(
+        at_most(
+            "render time per token, 20k / 2k ratio",
+            per_token[LONG] / per_token[SHORT],
+            "×",
+            RATIO_LIMIT,
+            note="ratio of the two medians",
+        )
+    )
+    main = {n: median([r.main_cpu_s / n * 1e6 for r in g]) for n, g in by_length.items()}
+    for n in (SHORT, LONG):
+        rows.append(
+            info(
+                f"main-thread CPU per token (all of it), {n:,}-token reply",
+                main[n],
+                "µs",
+                note="engine, signals, view, layout and paint; "
+                + (f"20k / 2k = {main[LONG] / main[SHORT]:.2f}×" if n == LONG else "median"),
+            )
+        )
+    for n, group in by_length.items():
+        cpu = [r.process_cpu_s for r in group]
+        share = median(cpu) / (n / TOKENS_PER_S) * 100
+        rows.append(
+            info(
+                f"CPU seconds per reply, {n:,} tokens",
+                median(cpu),
+                "s",
+                note=f"whole process, median of {len(group)}; {share:.0f}% of one core "
+                f"over the {n / TOKENS_PER_S:g} s of streaming",
+            )
+        )
+    for n, group in by_length.items():
+        growth = [(r.rss_peak - r.rss_before) / MB for r in group]
+        kept = [r.retained / MB for r in group]
+        rows.append(
+            info(
+                f"memory growth per reply, {n:,} tokens (peak RSS − before)",
+                median(growth),
+                "MB",
+                note=f"median of {len(group)}; kept after the next new chat: "
+                + ", ".join(f"{k:.1f}" for k in kept)
+                + " MB",
+            )
+        )
+    return rows
+
+
+def run(quick: bool) -> list[Row]:
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    import qasync
+
+    rounds = QUICK_ROUNDS if quick else ROUNDS
+    app = QApplication.instance() or QApplication(["rill-benchmark"])
+    assert isinstance(app, QApplication)
+    app.setQuitOnLastWindowClosed(False)
+    with (
+        paced_simulator(tokens=SHORT, tokens_per_s=TOKENS_PER_S) as short,
+        paced_simulator(tokens=LONG, tokens_per_s=TOKENS_PER_S) as long,
+        tempfile.TemporaryDirectory(prefix="rill-bench-render-") as home,
+    ):
+        log(f"simulators: {short.url} ({SHORT:,} tokens), {long.url} ({LONG:,} tokens)")
+        loop = qasync.QEventLoop(app)
+        asyncio.set_event_loop(loop)
+        try:
+            with loop:
+                replies = loop.run_until_complete(
+                    _measure(Path(home), short.base_url("openai"), long.base_url("openai"), rounds)
+                )
+        finally:
+            asyncio.set_event_loop(None)
+    return _rows(replies)

@@ -1,0 +1,157 @@
+"""4. Start-up: from starting the ``rill`` process to its main window on screen, and idle RSS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import REPO, Row, below, info, log, median, spread
+from benchmarks.startup_probe import IDLE_S, LAUNCHED_AT, MARKER
+
+RUNS = 7
+QUICK_RUNS = 2
+IDLE_SECONDS = 1.0
+QUICK_IDLE_SECONDS = 0.3
+LIMIT_S = 1.0
+TIMEOUT_S = 60.0
+MB = 1024 * 1024
+
+METHOD = f"""\
+Each start is a new process, `python -m benchmarks.startup_probe` — `python -m desktop_app`
+(what `rill` runs) with the main window watched from outside: the probe module patches
+`MainWindow.showEvent` before calling `desktop_app.app.main()`, and the app's code is not
+changed. The benchmark takes `time.perf_counter()` just before `subprocess.Popen` and passes it
+in an environment variable; the child subtracts it from its own `perf_counter()` (on Linux
+`CLOCK_MONOTONIC`, one clock for every process). So the figure includes starting the
+interpreter, every import, creating the `QApplication` and the qasync loop, reading the
+config, opening the history, response cache and usage ledger (`Services.open`), building the
+window and `show()`, up to **the first frame painted**: the first paint event of the window
+after its `showEvent`, timed when the event loop next runs, once that paint pass is done. That
+frame has the whole window — menus, conversation list, header, composer and status bar — with
+the chat area still empty. The offscreen platform (`QT_QPA_PLATFORM=offscreen`) paints into
+memory, so a real display server's window mapping and compositing are not included.
+
+What `rill` does after the window is shown is timed separately (**start-up work done**): the
+draft, the conversation list and the model list are loaded, and — on a first run, which every
+start here is, as nothing is configured — the local servers are probed (Ollama on 11434,
+LM Studio on 1234, llama.cpp on 8080; nothing listens here, so each probe is refused at once)
+and the built-in simulator is started (importing aiohttp and its server). **Idle RSS** is
+read {IDLE_SECONDS:.0f} s after that, with the window shown, the welcome card up and the
+simulator's thread running.
+
+{RUNS} first starts, each with a new empty `RILL_HOME`, and after each of them a second start
+over the same `RILL_HOME` (history, cache, ledger and window geometry now exist); one more
+start before them warms the operating system's file cache and is not counted. The figures
+are medians; each start closes its window the way the user does (the app's own shutdown) once
+it has reported. The rest of the environment is this one's: `keyring` finds no system
+keychain here (its `fail` backend) and no API key is set in environment variables."""
+
+
+def launch(home: Path, idle_s: float) -> dict[str, Any]:
+    """Start the probe over ``home`` and return what it reported."""
+    env = dict(os.environ)
+    env.update({"RILL_HOME": str(home), "QT_QPA_PLATFORM": "offscreen", IDLE_S: str(idle_s)})
+    with tempfile.TemporaryFile() as errors:
+        launched = time.perf_counter()
+        env[LAUNCHED_AT] = repr(launched)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.startup_probe"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+        try:
+            out, _ = process.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise RuntimeError(f"rill did not report within {TIMEOUT_S:.0f} s") from None
+        errors.seek(0)
+        stderr = errors.read().decode("utf-8", "replace")
+    for line in out.decode("utf-8", "replace").splitlines():
+        if line.startswith(MARKER):
+            report: dict[str, Any] = json.loads(line[len(MARKER) :])
+            break
+    else:
+        raise RuntimeError(
+            f"rill exited with status {process.returncode} without reporting: {stderr[-2000:]}"
+        )
+    if process.returncode != 0:
+        raise RuntimeError(f"rill exited with status {process.returncode}: {stderr[-2000:]}")
+    return report
+
+
+def _log(kind: str, report: dict[str, Any]) -> None:
+    log(
+        f"{kind}: shown {report['shown_s'] * 1000:.0f} ms, painted "
+        f"{report['painted_s'] * 1000:.0f} ms, ready {report['ready_s'] * 1000:.0f} ms, "
+        f"idle RSS {report['idle_rss'] / MB:.0f} MB"
+    )
+
+
+def run(quick: bool) -> list[Row]:
+    runs = QUICK_RUNS if quick else RUNS
+    idle_s = QUICK_IDLE_SECONDS if quick else IDLE_SECONDS
+    first: list[dict[str, Any]] = []
+    second: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="rill-bench-startup-") as folder:
+        _log("warm-up start", launch(Path(folder) / "warm-up", idle_s))
+        for number in range(runs):
+            home = Path(folder) / f"home-{number}"
+            first.append(launch(home, idle_s))
+            _log("first start", first[-1])
+            second.append(launch(home, idle_s))
+            _log("second start", second[-1])
+    for report in first:
+        if not report["first_run"] or not report["simulator"]:
+            raise RuntimeError(f"a fresh RILL_HOME did not go through the first run: {report}")
+
+    def values(reports: list[dict[str, Any]], key: str) -> list[float]:
+        return [float(report[key]) for report in reports]
+
+    def ms(reports: list[dict[str, Any]], key: str) -> str:
+        return f"{median(values(reports, key)) * 1000:.0f} ms"
+
+    rows: list[Row] = []
+    for reports, label in ((first, "first start, new RILL_HOME"), (second, "second start")):
+        painted = values(reports, "painted_s")
+        rows.append(
+            below(
+                f"process start → main window shown ({label})",
+                median(painted),
+                "s",
+                LIMIT_S,
+                note=f"median of {runs} ({spread(painted, 's')}), first frame painted; "
+                f"interpreter up at {ms(reports, 'interpreter_s')}, "
+                f"showEvent at {ms(reports, 'shown_s')}",
+            )
+        )
+    ready = values(first, "ready_s")
+    rows.append(
+        info(
+            "process start → start-up work done (first run: servers probed, simulator started)",
+            median(ready),
+            "s",
+            note=f"median of {runs} first starts ({spread(ready, 's')}); "
+            f"second starts {ms(second, 'ready_s')}",
+        )
+    )
+    rss = [value / MB for value in values(first, "idle_rss")]
+    rows.append(
+        info(
+            "idle RSS with the main window shown",
+            median(rss),
+            "MB",
+            note=f"median of {runs} first starts ({spread(rss, 'MB')}), {idle_s:g} s after "
+            f"start-up work, simulator thread running; second starts "
+            f"{median([v / MB for v in values(second, 'idle_rss')]):.0f} MB",
+        )
+    )
+    return rows
