@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--home", metavar="PATH", help="keep config, history and cache under PATH")
     p.add_argument("--debug", action="store_true", help="log each request on stderr too")
+    p.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check this installation offscreen (simulator, engine, window, CA bundle, "
+        "keychain) with a temporary RILL_HOME; print one line per check and exit 0 if all pass",
+    )
     p.add_argument("--version", action="version", version=f"Rill {__version__}")
     return p
 
@@ -139,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the window; return the exit status."""
     parser = build_parser()
     args, qt_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.self_test:
+        from desktop_app.selftest import run_self_test
+
+        return run_self_test()
     if args.home:
         os.environ["RILL_HOME"] = str(Path(args.home).expanduser().resolve())
     paths = app_paths().ensure()
