@@ -165,9 +165,14 @@ class RunningSimulator:
 
 @contextlib.contextmanager
 def simulator_process(
-    *, tokens: int, tokens_per_s: float = 0.0, startup_timeout_s: float = 30.0
+    *,
+    tokens: int,
+    tokens_per_s: float = 0.0,
+    startup_timeout_s: float = 30.0,
+    module: str = "desktop_app.simulator",
 ) -> Iterator[RunningSimulator]:
-    """``python -m desktop_app.simulator`` in a child process, so it has its own GIL.
+    """``python -m MODULE`` (the simulator, by default) in a child process, so it has its
+    own GIL.
 
     Starts it on a free port and yields once the port accepts connections (or raises with the
     child's error output); on leaving, sends SIGTERM and waits for the child to exit.
@@ -181,7 +186,7 @@ def simulator_process(
                 [
                     sys.executable,
                     "-m",
-                    "desktop_app.simulator",
+                    module,
                     "--host",
                     host,
                     "--port",

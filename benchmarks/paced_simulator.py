@@ -15,12 +15,9 @@ import asyncio
 import contextlib
 import selectors
 import signal
-import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 
-from benchmarks.common import REPO, RunningSimulator, _stop, _wait_until_listening, free_port
+from benchmarks.common import RunningSimulator, simulator_process
 from desktop_app.simulator.server import Simulator
 
 
@@ -51,42 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-@contextlib.contextmanager
 def paced_simulator(
     *, tokens: int, tokens_per_s: float, startup_timeout_s: float = 30.0
-) -> Iterator[RunningSimulator]:
+) -> contextlib.AbstractContextManager[RunningSimulator]:
     """This module's server in a child process; yields once its port accepts connections."""
-    host = "127.0.0.1"
-    failure = ""
-    for _ in range(3):  # another process may take the free port before the child binds it
-        port = free_port()
-        with tempfile.TemporaryFile() as errors:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.paced_simulator",
-                    "--host",
-                    host,
-                    "--port",
-                    str(port),
-                    "--tokens",
-                    str(tokens),
-                    "--tokens-per-s",
-                    str(tokens_per_s),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=errors,
-                cwd=REPO,
-            )
-            try:
-                failure = _wait_until_listening(process, host, port, errors, startup_timeout_s)
-                if not failure:
-                    yield RunningSimulator(f"http://{host}:{port}", process.pid)
-                    return
-            finally:
-                _stop(process)
-    raise RuntimeError(f"the simulator did not start: {failure}")
+    return simulator_process(
+        tokens=tokens,
+        tokens_per_s=tokens_per_s,
+        startup_timeout_s=startup_timeout_s,
+        module="benchmarks.paced_simulator",
+    )
 
 
 if __name__ == "__main__":
