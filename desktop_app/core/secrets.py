@@ -25,6 +25,7 @@ import keyring.errors
 from keyring.backends import chainer, fail, null
 
 from desktop_app.core.errors import ConfigError
+from desktop_app.core.providers import REGISTRY
 from desktop_app.core.types import ChatRequest
 
 __all__ = [
@@ -45,11 +46,10 @@ SERVICE: Final = "Rill"
 """The keychain service name every key is stored under."""
 
 ENV_VARS: Final[Mapping[str, str]] = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GEMINI_API_KEY",
+    name: provider.key_env for name, provider in REGISTRY.items() if provider.key_env
 }
-"""The environment variable that holds each provider's key; ollama needs none."""
+"""The environment variable that holds each provider's key (as each provider declares it);
+ollama needs none."""
 
 MASK: Final = "•••"
 MIN_SECRET_LENGTH: Final = 8

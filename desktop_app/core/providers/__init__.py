@@ -9,7 +9,7 @@ from desktop_app.core.providers.gemini import GeminiProvider
 from desktop_app.core.providers.ollama import OllamaProvider
 from desktop_app.core.providers.openai import OpenAIProvider
 
-_PROVIDERS: dict[str, Provider] = {
+REGISTRY: dict[str, Provider] = {
     "openai": OpenAIProvider(),
     "ollama": OllamaProvider(),
     "anthropic": AnthropicProvider(),
@@ -19,12 +19,12 @@ _PROVIDERS: dict[str, Provider] = {
 
 def get_provider(name: str) -> Provider:
     try:
-        return _PROVIDERS[name]
+        return REGISTRY[name]
     except KeyError:
         raise ConfigError(
             f"Unknown provider '{name}'.",
-            action=f"Use one of: {', '.join(_PROVIDERS)}.",
+            action=f"Use one of: {', '.join(REGISTRY)}.",
         ) from None
 
 
-__all__ = ["Provider", "StreamParser", "get_provider"]
+__all__ = ["REGISTRY", "Provider", "StreamParser", "get_provider"]

@@ -39,6 +39,22 @@ def loads_chunk(data: str | bytes, provider: str) -> Any:
         ) from exc
 
 
+def raw_json(line: str, value: Any, *, compact: bool) -> str:
+    """The JSON text of ``value`` exactly as the server wrote it in ``line``.
+
+    Servers that send tool arguments as an object write it compactly (Ollama) or with
+    spaces (Gemini); whichever form stands in the line is the one returned, else the
+    provider's usual form (``compact`` or not).
+    """
+    tight = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    spaced = json.dumps(value, ensure_ascii=False)
+    if tight in line:
+        return tight
+    if spaced in line:
+        return spaced
+    return tight if compact else spaced
+
+
 def corrupt_chunk(provider: str, data: str) -> CorruptStream:
     return CorruptStream(
         f"The {provider} server sent a chunk Rill does not understand.",

@@ -14,6 +14,7 @@ from desktop_app.core.providers.base import (
     corrupt_chunk,
     in_stream_error,
     loads_chunk,
+    raw_json,
 )
 from desktop_app.core.types import ChatRequest, FinishReason, ProviderName, TokenUsage
 
@@ -56,7 +57,7 @@ class GeminiParser(StreamParser):
                     out += self._text(text)
                 call = part.get("functionCall")
                 if call is not None:
-                    raw = _raw_json(data, call.get("args") or {})
+                    raw = raw_json(data, call.get("args") or {}, compact=False)
                     index = len(self._tools)
                     out.append(self._tool_start(index, call.get("id"), call.get("name", ""), raw))
             if candidate.get("finishReason"):
@@ -75,16 +76,6 @@ class GeminiParser(StreamParser):
             )
             out.append(UsageUpdate(self.usage))
         return out
-
-
-def _raw_json(line: str, value: Any) -> str:
-    for form in (
-        json.dumps(value, ensure_ascii=False),
-        json.dumps(value, ensure_ascii=False, separators=(",", ":")),
-    ):
-        if form in line:
-            return form
-    return json.dumps(value, ensure_ascii=False)
 
 
 class GeminiProvider(Provider):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar
 
 from desktop_app.core.events import StreamEvent, UsageUpdate
@@ -14,6 +13,7 @@ from desktop_app.core.providers.base import (
     loads_chunk,
     openai_style_messages,
     openai_style_tools,
+    raw_json,
 )
 from desktop_app.core.types import ChatRequest, FinishReason, ProviderName, TokenUsage
 
@@ -49,7 +49,7 @@ class OllamaParser(StreamParser):
             for tc in message.get("tool_calls") or ():
                 fn = tc.get("function") or {}
                 args = fn.get("arguments")
-                raw = args if isinstance(args, str) else _raw_json(data, args)
+                raw = args if isinstance(args, str) else raw_json(data, args, compact=True)
                 out.append(
                     self._tool_start(self._tool_index, tc.get("id"), fn.get("name", ""), raw)
                 )
@@ -63,15 +63,6 @@ class OllamaParser(StreamParser):
                 )
                 out.append(UsageUpdate(self.usage))
         return out
-
-
-def _raw_json(line: str, value: Any) -> str:
-    """The arguments object's JSON text exactly as the server wrote it, when it can be found."""
-    compact = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if compact in line:
-        return compact
-    spaced = json.dumps(value, ensure_ascii=False)
-    return spaced if spaced in line else compact
 
 
 class OllamaProvider(Provider):
