@@ -37,7 +37,7 @@ from desktop_app.core.events import (
 )
 from desktop_app.core.ledger import format_usage_report
 from desktop_app.core.logs import setup_logging
-from desktop_app.core.paths import app_paths
+from desktop_app.core.paths import AppPaths, app_paths
 from desktop_app.core.types import PROVIDERS, GenerationResponse
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -239,8 +239,7 @@ def overrides(args: argparse.Namespace) -> dict[str, object]:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def load_settings(args: argparse.Namespace, err: TextIO) -> Config | None:
-    paths = app_paths()
+def load_settings(args: argparse.Namespace, err: TextIO, paths: AppPaths) -> Config | None:
     config = load_config(paths.config_file)
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -469,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = sys.stdout, sys.stderr
     paths = app_paths().ensure()
     setup_logging(paths.log_dir, debug=args.debug, stream=err if args.debug else None)
-    config = load_settings(args, err)
+    config = load_settings(args, err, paths)
     if config is None:
         return EXIT_USAGE
     prompt = ""

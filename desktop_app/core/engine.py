@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import httpx
@@ -54,7 +55,13 @@ from desktop_app.core.events import (
 )
 from desktop_app.core.http import make_client
 from desktop_app.core.providers import Provider, StreamParser, get_provider
-from desktop_app.core.resilience import Backoff, Breakers, RateLimitGate, ResilienceSettings
+from desktop_app.core.resilience import (
+    Backoff,
+    Breakers,
+    RateLimitGate,
+    ResilienceSettings,
+    retry_after_seconds,
+)
 from desktop_app.core.types import ChatRequest, GenerationResponse, Message, Timing, TokenUsage
 
 log = logging.getLogger("rill.engine")
@@ -508,8 +515,6 @@ class Generation:
     async def _error_from(
         self, provider: Provider, request: ChatRequest, response: httpx.Response
     ) -> RillError:
-        from desktop_app.core.resilience import retry_after_seconds
-
         content = bytearray()
         async for piece in response.aiter_bytes():
             content += piece
@@ -728,8 +733,6 @@ def _accepts_prefill(request: ChatRequest) -> bool:
 
 
 def _with_prefill(request: ChatRequest, prefill: str) -> ChatRequest:
-    from dataclasses import replace
-
     messages: tuple[Message, ...] = (*request.messages, Message("assistant", prefill))
     return replace(request, messages=messages)
 

@@ -129,7 +129,7 @@ class CircuitOpenError(RillError):
         wait = max(0.0, until - time.time())
         super().__init__(
             f"This endpoint failed several times in a row; Rill will try it again in "
-            f"{_human_seconds(wait)}.",
+            f"{human_seconds(wait)}.",
             action="Pick another model or profile, or wait.",
         )
         self.endpoint = endpoint
@@ -150,7 +150,7 @@ def scrub(error: RillError, secrets: tuple[str | None, ...]) -> RillError:
     return error
 
 
-def _human_seconds(seconds: float) -> str:
+def human_seconds(seconds: float) -> str:
     if seconds < 9.95:
         return f"{max(0.0, seconds):.1f} s".replace(".0 s", " s")
     seconds = round(seconds)
@@ -161,9 +161,6 @@ def _human_seconds(seconds: float) -> str:
         return f"{minutes} min {secs} s" if secs else f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
-
-
-human_seconds = _human_seconds
 
 
 def error_for_status(
@@ -179,7 +176,7 @@ def error_for_status(
     said = f' The server said: "{_clip(server_message)}"' if server_message else ""
     detail = f"{error_type}: {server_message}" if error_type else server_message
     if status == 429:
-        wait = f" It asked to wait {_human_seconds(retry_after_s)}." if retry_after_s else ""
+        wait = f" It asked to wait {human_seconds(retry_after_s)}." if retry_after_s else ""
         return RateLimited(
             f"The {provider} server is rate-limiting requests (429).{wait}",
             retry_after_s=retry_after_s,

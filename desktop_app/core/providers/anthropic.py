@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 from desktop_app.core.events import StreamEvent, UsageUpdate
@@ -102,8 +103,6 @@ def _content(m: Message) -> Any:
     if m.role == "tool":
         return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}]
     if m.tool_calls:
-        import json
-
         blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
         for tc in m.tool_calls:
             try:
