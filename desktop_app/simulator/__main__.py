@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 
+from desktop_app.simulator import hostile
 from desktop_app.simulator.server import Simulator
 
 
@@ -28,12 +29,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tokens", type=int, default=300, help="tokens in an ordinary reply (default 300)"
     )
+    parser.add_argument(
+        "--hostile",
+        choices=sorted(hostile.CASES),
+        help="answer every chat request with this hostile case (to try a client against)",
+    )
     return parser
 
 
 async def _serve(args: argparse.Namespace) -> None:
     sim = Simulator(
-        args.host, args.port, tokens_per_s=args.tokens_per_s, default_tokens=args.tokens
+        args.host,
+        args.port,
+        tokens_per_s=args.tokens_per_s,
+        default_tokens=args.tokens,
+        always=hostile.CASES[args.hostile] if args.hostile else None,
     )
     await sim.start()
     stop = asyncio.Event()

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, Literal, TypeVar
@@ -45,12 +45,34 @@ from desktop_app.simulator.protocols import (
 )
 
 RecordedProtocol = Literal["openai", "ollama", "anthropic", "gemini", "models"]
+FaultTarget = Literal["openai", "ollama", "anthropic", "gemini", "models"]
 
 BATCH_BYTES = 64 * 1024
 """At full speed (``tokens_per_s == 0``) chunks are written in batches of about this size."""
 
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
+
+RAW_TIME_LIMIT_S = 120.0
+"""A raw answer whose body never ends is cut after this long, so no test can run away."""
+
+
+@dataclass(frozen=True)
+class Raw:
+    """An answer sent exactly as given: any status, any headers, any body.
+
+    This is the simulator's hostile mode: a server that does not follow any protocol.
+    ``body`` is bytes, or a function of the request that yields the body piece by piece
+    (it may never end: the answer stops when the client goes away, or after
+    :data:`RAW_TIME_LIMIT_S`). No header is added but the ones given (aiohttp adds
+    ``Date``, ``Server`` and the framing headers).
+    """
+
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | Callable[[RecordedRequest], Iterable[bytes]] = b""
+    piece_delay_s: float = 0.0
+    time_limit_s: float = RAW_TIME_LIMIT_S
 
 
 @dataclass(frozen=True)
@@ -65,7 +87,8 @@ class Fault:
     ``malformed_after`` end the body cleanly halfway through.
     """
 
-    protocol: ProtocolName | None = None
+    protocol: FaultTarget | None = None
+    """Which requests take this fault; ``"models"`` is any model listing (never ``None``)."""
     status: int | None = None
     message: str | None = None
     retry_after: float | None = None
@@ -85,6 +108,8 @@ class Fault:
     replay: bytes | None = None
     replay_pieces: tuple[int, ...] = (7, 1, 13, 3, 29, 2)
     replay_piece_delay_s: float = 0.002
+    raw: Raw | None = None
+    """Answer with these exact bytes instead (see :class:`Raw`); everything else is ignored."""
 
 
 _NO_FAULT = Fault()
@@ -149,8 +174,11 @@ class Simulator:
         tokens_per_s: float = 50.0,
         default_tokens: int = 300,
         models: tuple[str, ...] = ("sim-small", "sim-large"),
+        always: Callable[[ProtocolName], Fault] | None = None,
     ) -> None:
+        """``always`` gives the fault for a chat request when none is scripted."""
         self.host = host
+        self.always = always
         self.port = port
         self.tokens_per_s = tokens_per_s
         self.default_tokens = default_tokens
@@ -228,10 +256,13 @@ class Simulator:
     def script(self, *faults: Fault) -> None:
         """Queue faults; each chat request takes the first one for its protocol."""
         for fault in faults:
-            if fault.protocol is not None and fault.protocol not in CHAT_PROTOCOLS:
+            if fault.protocol is not None and fault.protocol not in (*CHAT_PROTOCOLS, "models"):
                 raise ValueError(
-                    f"unknown protocol {fault.protocol!r}: use one of {', '.join(CHAT_PROTOCOLS)}"
+                    f"unknown protocol {fault.protocol!r}: use one of "
+                    f"{', '.join(CHAT_PROTOCOLS)} or models"
                 )
+            if fault.protocol == "models" and fault.raw is None and fault.status is None:
+                raise ValueError("a fault for model listings needs a status or a raw answer")
         self._faults.extend(faults)
 
     def clear(self) -> None:
@@ -311,9 +342,9 @@ class Simulator:
             except (ValueError, UnicodeDecodeError):
                 record.json = None
 
-    def _take_fault(self, protocol: ProtocolName) -> Fault | None:
+    def _take_fault(self, protocol: FaultTarget) -> Fault | None:
         for i, fault in enumerate(self._faults):
-            if fault.protocol is None or fault.protocol == protocol:
+            if fault.protocol == protocol or (fault.protocol is None and protocol != "models"):
                 del self._faults[i]
                 return fault
         return None
@@ -358,6 +389,11 @@ class Simulator:
         self._active.add(exchange)
         try:
             await self._read_body(request, exchange.record)
+            if protocol == "models":
+                fault = self._take_fault("models")
+                if fault is not None:
+                    exchange.record.fault = fault
+                    return await self._models_fault(request, exchange, fault)
             response: web.StreamResponse = await serve(exchange)
             return response
         except asyncio.CancelledError:
@@ -383,6 +419,52 @@ class Simulator:
             )
         finally:
             self._active.discard(exchange)
+
+    async def _models_fault(
+        self, request: web.Request, exchange: _Exchange, fault: Fault
+    ) -> web.StreamResponse:
+        if fault.raw is not None:
+            return await self._raw(request, exchange, fault.raw)
+        assert fault.status is not None
+        path = request.path
+        protocol: ProtocolName = (
+            "ollama"
+            if path.startswith("/api/")
+            else "gemini"
+            if path.startswith("/v1beta/")
+            else "openai"
+        )
+        body = error_body(protocol, fault.status, fault.message)
+        return await self._send_whole(
+            request, exchange, fault.status, body, json_content_type(protocol), fault.headers
+        )
+
+    async def _raw(self, request: web.Request, exchange: _Exchange, raw: Raw) -> web.StreamResponse:
+        """Send a :class:`Raw` answer: its status, its headers, its body as it comes."""
+        record = exchange.record
+        response = web.StreamResponse(status=raw.status)
+        response.headers.update(raw.headers)
+        exchange.response = response
+        record.status = raw.status
+        if isinstance(raw.body, bytes):
+            response.content_length = len(raw.body)
+            await response.prepare(request)
+            await response.write(raw.body)
+        else:
+            await response.prepare(request)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + raw.time_limit_s
+            for piece in raw.body(record):
+                await response.write(piece)
+                if record.first_chunk_at is None:
+                    record.first_chunk_at = time.perf_counter()
+                if loop.time() > deadline:
+                    await self._abort(request, exchange)
+                    return response
+                await asyncio.sleep(raw.piece_delay_s)  # also lets a disconnect be seen
+        await response.write_eof()
+        record.completed = True
+        return response
 
     async def _list_models(self, request: web.Request) -> web.StreamResponse:
         async def serve(exchange: _Exchange) -> web.StreamResponse:
@@ -471,6 +553,8 @@ class Simulator:
     ) -> web.StreamResponse:
         async def serve(exchange: _Exchange) -> web.StreamResponse:
             fault = self._take_fault(protocol)
+            if fault is None and self.always is not None:
+                fault = self.always(protocol)
             exchange.record.fault = fault
             return await self._serve_chat(
                 request, exchange, protocol, fault or _NO_FAULT, model, stream
@@ -501,6 +585,8 @@ class Simulator:
         record = exchange.record
         if fault.first_byte_delay > 0:
             await asyncio.sleep(fault.first_byte_delay)
+        if fault.raw is not None:
+            return await self._raw(request, exchange, fault.raw)
         if fault.status is not None:
             headers = self._headers(protocol, fault, streaming=False)
             if fault.retry_after is not None:
