@@ -81,6 +81,13 @@ SCHEMA: tuple[Key, ...] = (
         "How long an open circuit fails fast before one trial request.",
         minimum=0,
     ),
+    Key(
+        "resilience.max_reply_mb",
+        float,
+        8.0,
+        "Longest reply kept, in MB of text: a longer one is ended, keeping what arrived.",
+        minimum=0.001,
+    ),
     Key("cache.enabled", bool, True, "Answer repeated questions from the on-disk cache."),
     Key("cache.ttl_s", float, 86400.0, "How long a cached answer stays valid.", minimum=0),
     Key("cache.size_limit_mb", int, 256, "Largest size of the cache on disk.", minimum=1),
