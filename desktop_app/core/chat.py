@@ -5,12 +5,21 @@ process. :class:`ChatService` turns a prompt in a conversation into a :class:`Tu
 async iterator of the engine's events that also records the exchange — the user's message
 before anything is sent, the reply at least every 500 ms while it streams, and its final
 state — on a worker thread, never on the event loop.
+
+Saves of a reply coalesce (:class:`ReplySaver`): however slowly the disk writes, at most
+one save of a reply waits on the I/O thread, holding the newest text. Searches run on a
+thread of their own (:meth:`Services.run_search`), so a long search never delays a save.
+When the history cannot be opened or written (a full disk, a folder Rill may not write)
+the reply is still shown; :meth:`Turn.wait_saved` then says what was and was not saved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -30,8 +39,8 @@ from desktop_app.core.events import (
     TextDelta,
     UsageUpdate,
 )
-from desktop_app.core.history import History, MessageStatus, StoredMessage
-from desktop_app.core.ledger import Ledger, LedgerStatus, ledger_path
+from desktop_app.core.history import History, HistoryError, MessageStatus, StoredMessage
+from desktop_app.core.ledger import Ledger, LedgerError, LedgerStatus, ledger_path
 from desktop_app.core.paths import AppPaths, app_paths
 from desktop_app.core.pricing import PriceTable, load_price_table
 from desktop_app.core.resilience import ResilienceSettings
@@ -58,6 +67,11 @@ class Services:
     secrets: Secrets | None = None
     prices: PriceTable | None = None
     warnings: list[str] = field(default_factory=list)
+    history_problem: RillError | None = None
+    """Why the history could not be opened (it is then None, and a warning says so)."""
+    search_io: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="rill-search")
+    )
 
     @classmethod
     def open(
@@ -74,13 +88,18 @@ class Services:
         config = config if config is not None else load_config(paths.config_file)
         warnings = [f"Config problem: {p}" for p in config.problems]
         history: History | None = None
+        history_problem: RillError | None = None
         if record and config["history.enabled"]:
-            history = History(paths.history_db)
-            if history.recovered_from is not None:
-                warnings.append(
-                    f"The conversation history could not be opened, so a new one was started. "
-                    f"The old file was moved to {history.recovered_from}."
-                )
+            try:
+                history = History(paths.history_db)
+            except HistoryError as exc:
+                history_problem = exc
+                warnings.append(f"{exc.message} Conversations are not saved in this session.")
+        if history is not None and history.recovered_from is not None:
+            warnings.append(
+                f"The conversation history could not be opened, so a new one was started. "
+                f"The old file was moved to {history.recovered_from}."
+            )
         cache: AsyncResponseCache | None = None
         if config["cache.enabled"]:
             cache = AsyncResponseCache(
@@ -88,8 +107,12 @@ class Services:
                 ttl_s=float(config["cache.ttl_s"]),
                 size_limit_bytes=int(config["cache.size_limit_mb"]) * 1024 * 1024,
             )
-        ledger = Ledger(ledger_path(paths))
-        if ledger.recovered_from is not None:
+        ledger: Ledger | None = None
+        try:
+            ledger = Ledger(ledger_path(paths))
+        except LedgerError as exc:
+            warnings.append(f"{exc.message} Usage and cost are not recorded in this session.")
+        if ledger is not None and ledger.recovered_from is not None:
             warnings.append(
                 f"The usage ledger could not be opened, so a new one was started. "
                 f"The old file was moved to {ledger.recovered_from}."
@@ -110,12 +133,30 @@ class Services:
             pricing=pricing,
         )
         io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rill-io")
-        return cls(paths, config, engine, history, cache, io, ledger, secrets, prices, warnings)
+        return cls(
+            paths,
+            config,
+            engine,
+            history,
+            cache,
+            io,
+            ledger,
+            secrets,
+            prices,
+            warnings,
+            history_problem,
+        )
 
     async def run_io(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Run blocking I/O on the worker thread, in order with every other write."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.io, partial(fn, *args, **kwargs))
+
+    async def run_search(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Run a search (or another long read) on the search thread, beside the I/O thread,
+        so it never delays a save."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.search_io, partial(fn, *args, **kwargs))
 
     def submit_io(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Queue blocking I/O on the worker thread without waiting; failures are logged."""
@@ -133,6 +174,7 @@ class Services:
         await self.engine.aclose()
         if self.cache is not None:
             await self.cache.aclose()
+        self.search_io.shutdown(wait=True)
         if self.history is not None:
             await self.run_io(self.history.close)
         if self.ledger is not None:
@@ -141,6 +183,84 @@ class Services:
 
 
 TurnMode = Literal["new", "regenerate", "continue"]
+
+
+class SaveFailed(RillError):
+    """A reply was shown but not (all of it) saved to the history."""
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF == 13:
+            return True
+        exc = exc.__cause__
+    return False
+
+
+class ReplySaver:
+    """Writes a reply's message rows on the I/O thread, never more than one save behind.
+
+    :meth:`save` merges its fields into the save waiting for that message (newer fields
+    win) and queues one job on the I/O thread if none is queued. The job writes one
+    waiting save and queues itself again while more wait, so other I/O takes turns with
+    it. However slowly the disk writes, each message has at most one save waiting, and the
+    I/O queue holds at most one job of this saver.
+    """
+
+    def __init__(self, services: Services, history: History) -> None:
+        self.services = services
+        self.history = history
+        self._lock = threading.Lock()
+        self._waiting: dict[int, dict[str, Any]] = {}
+        self._queued = False
+        self.saved_chars: dict[int, int] = {}
+        """For each message, how many characters of its content are on disk."""
+        self.error: RillError | None = None
+        """The first save that failed, if any did."""
+
+    @property
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._queued
+
+    def save(self, message_id: int, **fields: Any) -> None:
+        with self._lock:
+            waiting = self._waiting.setdefault(message_id, {})
+            waiting.update(fields)
+            if self._queued:
+                return
+            self._queued = True
+        self.services.io.submit(self._run)
+
+    def _run(self) -> None:
+        with self._lock:
+            if not self._waiting:
+                self._queued = False
+                return
+            message_id = next(iter(self._waiting))
+            fields = self._waiting.pop(message_id)
+        try:
+            self.history.update_message(message_id, **fields)
+        except Exception as exc:
+            if isinstance(exc, RillError):
+                problem = exc
+            else:
+                log.exception("saving a reply failed")
+                problem = RillError(f"Rill could not save the reply ({exc}).")
+            with self._lock:
+                self.error = self.error or problem
+        else:
+            if "content" in fields:
+                with self._lock:
+                    self.saved_chars[message_id] = len(fields["content"])
+        with self._lock:
+            if not self._waiting:
+                self._queued = False
+                return
+        self.services.io.submit(self._run)
 
 
 class ChatService:
@@ -314,6 +434,38 @@ class Turn:
         self.kept = ""
         self._cancel = False
         self._settled = False
+        self._saver: ReplySaver | None = None
+        if self.record and self.services.history is not None:
+            self._saver = ReplySaver(self.services, self.services.history)
+        self._save_problem: RillError | None = None
+        self._shown = ""
+
+    async def wait_saved(self) -> RillError | None:
+        """Wait until every save of this turn is on disk (or failed); return what went
+        wrong, as a sentence saying how much of the reply was saved, or None."""
+        saver = self._saver
+        if saver is not None:
+            while not saver.idle:
+                await self.services.run_io(lambda: None)  # after the saver's queued job
+        if self._save_problem is not None:
+            return self._save_problem
+        if saver is None or saver.error is None:
+            return None
+        saved = saver.saved_chars.get(self.assistant_message_id or -1, 0)
+        shown = len(self._shown)
+        if _disk_full(saver.error):
+            return SaveFailed(
+                f"The disk is full; the reply was shown but only {saved:,} of its "
+                f"{shown:,} characters were saved.",
+                action="Free some disk space; Rill works normally again once there is room.",
+                detail=saver.error.detail,
+            )
+        return SaveFailed(
+            f"The reply was shown but only {saved:,} of its {shown:,} characters were saved: "
+            f"{saver.error.message}",
+            action=saver.error.action,
+            detail=saver.error.detail,
+        )
 
     def cancel(self) -> None:
         self._cancel = True
@@ -360,6 +512,11 @@ class Turn:
                     parts = []
                 elif isinstance(event, Finished):
                     self.response = event.response
+                    self._shown = (
+                        self.kept + event.response.content
+                        if self.mode == "continue"
+                        else event.response.content
+                    )
                     self._settle_finished(event.response)
                 elif isinstance(event, Failed):
                     partial_text = "".join(parts)
@@ -400,6 +557,25 @@ class Turn:
             await services.run_io(services.secrets.get, request.profile, request.provider)
         if history is None:
             return
+        try:
+            await self._record_prompt(history, request, prompt)
+        except HistoryError as exc:
+            if self.mode != "new":
+                raise
+            # Answer anyway; wait_saved() tells that nothing of this exchange was saved.
+            self.record = False
+            self._saver = None
+            self.assistant_message_id = None
+            self._save_problem = SaveFailed(
+                f"{exc.message} The reply is shown but this exchange is not saved.",
+                action=exc.action,
+                detail=exc.detail,
+            )
+
+    async def _record_prompt(
+        self, history: History, request: ChatRequest, prompt: str | None
+    ) -> None:
+        services = self.services
         if self.mode == "new":
             assert prompt is not None
             if self.conversation_id is None:
@@ -459,10 +635,9 @@ class Turn:
     # -- recording ---------------------------------------------------------------------------
 
     def _save(self, **fields: Any) -> None:
-        history = self.services.history
-        if history is None or self.assistant_message_id is None:
+        if self._saver is None or self.assistant_message_id is None:
             return
-        self.services.submit_io(history.update_message, self.assistant_message_id, **fields)
+        self._saver.save(self.assistant_message_id, **fields)
 
     async def _restart(self, discarded: str) -> None:
         """Keep the interrupted text as an earlier version; the new answer gets a new one."""

@@ -22,18 +22,21 @@ the old file.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import re
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, cast, get_args
 
 from desktop_app.core.errors import RillError
-from desktop_app.core.store import BUSY_TIMEOUT_S, SqliteStore
+from desktop_app.core.store import BUSY_TIMEOUT_S, SqliteStore, lenient_text
 from desktop_app.core.types import Message, Role
 
 _T = TypeVar("_T")
@@ -47,6 +50,17 @@ EXPORT_FORMAT: Final = "rill.conversation"
 EXPORT_VERSION: Final = 1
 TITLE_LIMIT: Final = 60
 RANK_WINDOW: Final = 5000
+MAX_SEARCH_TERMS: Final = 32
+"""A search uses at most this many distinct words; :attr:`SearchHits.truncated` says so."""
+MAX_QUERY_CHARS: Final = 10_000
+"""Search text past this many characters is ignored (and the hits say so)."""
+MAX_TERM_CHARS: Final = 200
+"""A single search word or phrase is cut to this many characters."""
+MAX_IMPORT_BYTES: Final = 64 * 1024 * 1024
+"""The largest file :meth:`History.import_file` reads."""
+# Exported and imported times must be ones a calendar can show: years 1 to 9999.
+_FIRST_TIME: Final = -62_135_596_800.0
+_LAST_TIME: Final = 253_402_300_799.0
 
 
 class HistoryError(RillError):
@@ -56,9 +70,11 @@ class HistoryError(RillError):
 class ImportFormatError(RillError, ValueError):
     """The data given to :meth:`History.import_json` is not a Rill conversation export."""
 
-    def __init__(self, problem: str) -> None:
+    def __init__(self, problem: str, source: str | os.PathLike[str] | None = None) -> None:
+        self.problem = problem
+        subject = "This" if source is None else f"The file {os.fspath(source)}"
         super().__init__(
-            f"This is not a conversation Rill can import: {problem}.",
+            f"{subject} is not a conversation Rill can import: {problem}.",
             action="Choose a file exported by Rill (Export → JSON).",
         )
 
@@ -118,6 +134,25 @@ class SearchHit:
     """A short excerpt of the message with each match between the two markers."""
     rank: float
     """FTS5 bm25 rank: lower is a better match."""
+
+
+class SearchHits(list[SearchHit]):
+    """The hits of :meth:`History.search`, best first."""
+
+    truncated: bool = False
+    """True when the query was too long and only part of it was searched: its first
+    :data:`MAX_SEARCH_TERMS` distinct words within :data:`MAX_QUERY_CHARS` characters."""
+
+
+@dataclass(frozen=True, slots=True)
+class FtsQuery:
+    """Free text turned into an FTS5 query by :func:`fts_query`."""
+
+    match: str
+    """The FTS5 ``MATCH`` expression: the terms, ANDed."""
+    terms: tuple[str, ...]
+    truncated: bool
+    """Some of the text was left out (see :data:`MAX_SEARCH_TERMS`)."""
 
 
 class MessageMeta(TypedDict, total=False):
@@ -263,12 +298,21 @@ class History(SqliteStore):
         clock: Callable[[], float] = time.time,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
     ) -> None:
+        self._search_lock = threading.Lock()
+        self._search_conn: sqlite3.Connection | None = None
         super().__init__(path, clock=clock, busy_timeout_s=busy_timeout_s)
         try:
             self.recover_interrupted()
         except BaseException:
             self.close()
             raise
+
+    def close(self) -> None:
+        with self._search_lock:
+            search, self._search_conn = self._search_conn, None
+        if search is not None:
+            search.close()
+        super().close()
 
     def __enter__(self) -> History:
         return self
@@ -294,7 +338,15 @@ class History(SqliteStore):
                 "INSERT INTO conversations"
                 " (title, created_at, updated_at, profile, provider, model, system_prompt)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                ((title or "").strip(), now, now, profile, provider, model, system_prompt),
+                (
+                    storable((title or "").strip()),
+                    now,
+                    now,
+                    profile,
+                    provider,
+                    model,
+                    None if system_prompt is None else storable(system_prompt),
+                ),
             )
             return _require(_get_conversation(conn, _lastrowid(cursor)))
 
@@ -322,7 +374,7 @@ class History(SqliteStore):
         with self._write() as conn:
             conn.execute(
                 "UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
-                (title.strip(), self._clock(), conversation_id),
+                (storable(title.strip()), self._clock(), conversation_id),
             )
 
     def delete_conversation(self, conversation_id: int) -> None:
@@ -442,6 +494,9 @@ class History(SqliteStore):
         :class:`StreamingWriter` still running in another process sets ``streaming`` again
         on its next write.
         """
+        with self._read() as conn:
+            if conn.execute("SELECT 1 FROM messages WHERE status = 'streaming'").fetchone() is None:
+                return 0  # nothing to write: opening works on a full disk too
         with self._write() as conn:
             cursor = conn.execute(
                 "UPDATE messages SET status = 'interrupted', updated_at = ?"
@@ -454,19 +509,27 @@ class History(SqliteStore):
 
     def search(
         self, query: str, limit: int = 50, *, marks: tuple[str, str] = ("[", "]")
-    ) -> list[SearchHit]:
+    ) -> SearchHits:
         """Messages (every version) matching all words of ``query``, best match first.
 
         The query is plain text: FTS5 syntax characters are taken literally, a quoted part
         is searched as a phrase, and the last word also matches as a prefix unless the
         query ends with a space. Accents are ignored (``cafe`` finds ``café``). When more
         than ``RANK_WINDOW`` messages match, the best of the newest ``RANK_WINDOW`` come back.
+        Only the first :data:`MAX_SEARCH_TERMS` distinct words are used
+        (:attr:`SearchHits.truncated` says when words were left out).
+
+        Searches read through a connection of their own, so a long search never waits
+        for a save and never makes one wait (WAL lets readers and a writer overlap).
         """
-        match = fts_query(query)
-        if match is None or limit <= 0:
-            return []
+        parsed = fts_query(query)
+        if parsed is None or limit <= 0:
+            hits = SearchHits()
+            hits.truncated = parsed is not None and parsed.truncated
+            return hits
+        match = parsed.match
         try:
-            with self._read() as conn:
+            with self._searching() as conn:
                 # Ranking costs about a microsecond per match; a word found in half of
                 # a large history would make every keystroke slow. Past RANK_WINDOW
                 # matches, only the newest RANK_WINDOW are ranked (rowid order is cheap).
@@ -487,9 +550,9 @@ class History(SqliteStore):
                 ).fetchall()
         except HistoryError as exc:
             if isinstance(exc.__cause__, sqlite3.OperationalError) and "fts5" in exc.detail:
-                return []
+                return SearchHits()
             raise
-        return [
+        hits = SearchHits(
             SearchHit(
                 conversation_id=row[0],
                 conversation_title=row[1],
@@ -499,7 +562,31 @@ class History(SqliteStore):
                 rank=float(row[5]),
             )
             for row in rows
-        ]
+        )
+        hits.truncated = parsed.truncated
+        return hits
+
+    @contextlib.contextmanager
+    def _searching(self) -> Iterator[sqlite3.Connection]:
+        """The search connection (opened on first use), for reading only."""
+        self._connection()  # raises once the history is closed
+        with self._search_lock:
+            conn = self._search_conn
+            try:
+                if conn is None:
+                    conn = sqlite3.connect(
+                        self.path,
+                        timeout=self._busy_timeout_s,
+                        isolation_level=None,
+                        check_same_thread=False,
+                    )
+                    conn.text_factory = lenient_text
+                    conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+                    conn.execute("PRAGMA query_only = ON")
+                    self._search_conn = conn
+                yield conn
+            except sqlite3.Error as exc:
+                raise self._database_error(exc) from exc
 
     # -- export and import -------------------------------------------------------------
 
@@ -586,6 +673,28 @@ class History(SqliteStore):
             "messages": messages,
         }
 
+    def import_file(self, path: str | os.PathLike[str]) -> int:
+        """Import the JSON export in the file at ``path``; see :meth:`import_json`.
+
+        Every problem (unreadable, too large, not UTF-8, not JSON, nested too deeply, not
+        an export) raises :class:`ImportFormatError` naming the file, and nothing is
+        imported.
+        """
+        try:
+            with open(path, "rb") as file:
+                data = file.read(MAX_IMPORT_BYTES + 1)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise ImportFormatError(f"it cannot be read ({reason})", path) from exc
+        if len(data) > MAX_IMPORT_BYTES:
+            raise ImportFormatError(
+                f"it is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB", path
+            )
+        try:
+            return self.import_json(data)
+        except ImportFormatError as exc:
+            raise ImportFormatError(exc.problem, path) from exc
+
     def import_json(self, data: Mapping[str, Any] | str | bytes) -> int:
         """Create a new conversation from an :meth:`export_json` dict (or its JSON text).
 
@@ -645,7 +754,7 @@ class History(SqliteStore):
         columns: dict[str, Any] = {
             "conversation_id": conversation_id,
             "role": role,
-            "content": content,
+            "content": storable(content),
             **values,
             "reply_group": reply_group,
             "version": version,
@@ -746,24 +855,41 @@ def title_from_prompt(prompt: str, limit: int = TITLE_LIMIT) -> str:
 _QUERY_PART = re.compile(r'"([^"]*)"|(\S+)')
 
 
-def fts_query(text: str) -> str | None:
+def fts_query(text: str) -> FtsQuery | None:
     """Free text as a safe FTS5 query (every part quoted), or None when nothing is left.
 
     Words are ANDed; a ``"quoted part"`` is a phrase; the last unquoted word also matches
-    as a prefix unless the text ends with whitespace.
+    as a prefix unless the text ends with whitespace. A word given twice counts once, and
+    only the first :data:`MAX_SEARCH_TERMS` distinct words within the first
+    :data:`MAX_QUERY_CHARS` characters are used (each cut to :data:`MAX_TERM_CHARS`), so
+    any text makes a query of bounded size; ``truncated`` says when something was left out.
     """
-    parts: list[tuple[str, bool]] = []
-    for match in _QUERY_PART.finditer(text):
+    truncated = len(text) > MAX_QUERY_CHARS
+    head = text[:MAX_QUERY_CHARS]
+    parts: dict[str, str] = {}
+    last: tuple[str, bool] | None = None
+    for match in _QUERY_PART.finditer(head):
         quoted = match.group(1) is not None
-        part = (match.group(1) if quoted else match.group(2)).replace('"', " ")
-        if any(ch.isalnum() for ch in part):
-            parts.append((part, quoted))
-    if not parts:
+        part = " ".join((match.group(1) if quoted else match.group(2)).replace('"', " ").split())
+        if not any(ch.isalnum() for ch in part):
+            continue
+        if len(part) > MAX_TERM_CHARS:
+            part, truncated = part[:MAX_TERM_CHARS], True
+        key = part.casefold()
+        if key not in parts:
+            if len(parts) == MAX_SEARCH_TERMS:
+                truncated = True
+                break
+            parts[key] = part
+        last = (key, quoted)
+    if last is None:
         return None
-    terms = ['"' + " ".join(part.split()) + '"' for part, _ in parts]
-    if not parts[-1][1] and not text[-1:].isspace():
+    terms = [f'"{part}"' for part in parts.values()]
+    last_key, last_quoted = last
+    prefix = not last_quoted and not truncated and not head[-1:].isspace()
+    if prefix and last_key == next(reversed(parts)):
         terms[-1] += "*"
-    return " ".join(terms)
+    return FtsQuery(match=" ".join(terms), terms=tuple(terms), truncated=truncated)
 
 
 def _check_choice(name: str, value: object, allowed: Sequence[str]) -> None:
@@ -783,6 +909,7 @@ def _check_fields(fields: dict[str, Any], allowed: frozenset[str]) -> dict[str, 
         elif name == "content":
             if not isinstance(value, str):
                 raise TypeError("content must be a string")
+            value = storable(value)
         elif name == "cached":
             value = int(bool(value))
         elif value is None:
@@ -794,8 +921,12 @@ def _check_fields(fields: dict[str, Any], allowed: frozenset[str]) -> dict[str, 
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError(f"{name} must be a number or None")
             value = float(value)
-        elif name in _TEXT_FIELDS and not isinstance(value, str):
-            raise TypeError(f"{name} must be a string or None")
+            if not math.isfinite(value):
+                raise TypeError(f"{name} must be a finite number or None")
+        elif name in _TEXT_FIELDS:
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a string or None")
+            value = storable(value)
         values[name] = value
     return values
 
@@ -876,8 +1007,35 @@ def _stored_message(row: Sequence[Any]) -> StoredMessage:
     )
 
 
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
+def _iso(timestamp: float) -> str | None:
+    """``timestamp`` as ISO 8601 in UTC, or None when no calendar can show it."""
+    if not _valid_time(timestamp):
+        return None
+    try:
+        return datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def _valid_time(timestamp: object) -> bool:
+    return (
+        isinstance(timestamp, int | float)
+        and not isinstance(timestamp, bool)
+        and math.isfinite(timestamp)
+        and _FIRST_TIME <= timestamp <= _LAST_TIME
+    )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` as SQLite can store it: a lone surrogate (never valid UTF-8) becomes U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 _ExportedConversation = dict[str, Any]
@@ -888,11 +1046,20 @@ def _parse_export(
     data: Mapping[str, Any] | str | bytes, now: float
 ) -> tuple[_ExportedConversation, _ExportedGroups]:
     """Validate an export and return conversation columns and message columns by group."""
-    if isinstance(data, str | bytes):
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ImportFormatError(
+                f"it is not valid JSON (byte {exc.start} is not UTF-8)"
+            ) from exc
+    if isinstance(data, str):
         try:
             data = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except json.JSONDecodeError as exc:
             raise ImportFormatError(f"it is not valid JSON ({exc})") from exc
+        except RecursionError as exc:
+            raise ImportFormatError("it is nested too deeply to be a conversation") from exc
     if not isinstance(data, Mapping):
         raise ImportFormatError(f"expected a JSON object, got {type(data).__name__}")
     if data.get("format") != EXPORT_FORMAT:
@@ -957,7 +1124,7 @@ def _parse_export(
         groups.setdefault(group, []).append(
             {
                 "role": role,
-                "content": content,
+                "content": storable(content),
                 "status": "interrupted" if status == "streaming" else status,
                 **values,
                 "version": number,
@@ -991,14 +1158,14 @@ def _text(meta: Mapping[str, Any], name: str, where: str, *, default: str) -> st
         return default
     if not isinstance(value, str):
         raise ImportFormatError(f"{where}.{name} must be a string")
-    return value
+    return storable(value)
 
 
 def _optional_text(meta: Mapping[str, Any], name: str, where: str) -> str | None:
     value = meta.get(name)
     if value is not None and not isinstance(value, str):
         raise ImportFormatError(f"{where}.{name} must be a string or null")
-    return value
+    return None if value is None else storable(value)
 
 
 def _timestamp(value: object, default: float, where: str) -> float:
@@ -1006,13 +1173,18 @@ def _timestamp(value: object, default: float, where: str) -> float:
     if value is None:
         return default
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not _valid_time(value):
+            raise ImportFormatError(f"{where} is not a time between the years 1 and 9999")
         return float(value)
     if isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise ImportFormatError(f"{where} is not an ISO 8601 time: {value!r}") from exc
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+            moment = datetime.fromisoformat(value[:64])
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            stamp = moment.timestamp()
+        except (ValueError, OverflowError) as exc:
+            raise ImportFormatError(f"{where} is not an ISO 8601 time: {value[:64]!r}") from exc
+        if not _valid_time(stamp):
+            raise ImportFormatError(f"{where} is not a time between the years 1 and 9999")
+        return stamp
     raise ImportFormatError(f"{where} must be an ISO 8601 time")

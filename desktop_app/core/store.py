@@ -9,7 +9,13 @@ A file that is not SQLite, fails ``PRAGMA quick_check``, or has a schema newer t
 code knows is moved aside as ``<name>.corrupt-YYYYmmdd-HHMMSS`` (with its ``-wal`` and
 ``-shm`` files) and a fresh one is created; :attr:`SqliteStore.recovered_from` names the
 old file. A busy or locked database, a full disk or a missing permission is never taken
-for a broken file: those raise the store's error class and nothing is moved.
+for a broken file: those raise the store's error class, with a sentence naming the path,
+and nothing is moved.
+
+Text columns are read leniently: bytes that are not UTF-8 (a torn write, a bad sector)
+come back as U+FFFD, so one damaged row is shown damaged instead of making its whole
+conversation unreadable. Opening an up-to-date file writes nothing, so a full disk does
+not stop Rill from reading what it has.
 """
 
 from __future__ import annotations
@@ -29,7 +35,14 @@ BUSY_TIMEOUT_S: Final = 5.0
 SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 # SQLite result codes that say "not now" or "not here" rather than "this file is broken":
 # busy, locked, out of memory, read-only, interrupted, I/O error, disk full, permission.
-TRANSIENT_CODES: Final = frozenset({3, 5, 6, 7, 8, 9, 10, 13, 23})
+# Cannot-open (14) joins them: a folder Rill may not write, or a file it may not read.
+TRANSIENT_CODES: Final = frozenset({3, 5, 6, 7, 8, 9, 10, 13, 14, 23})
+PERMISSION_CODES: Final = frozenset({3, 8, 14, 23})
+
+
+def lenient_text(raw: bytes) -> str:
+    """A stored text value as ``str``; bytes that are not UTF-8 become U+FFFD."""
+    return raw.decode("utf-8", "replace")
 
 
 class Unusable(Exception):
@@ -72,14 +85,19 @@ class SqliteStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            folder = self.path.parent
+            why = "it is a file" if folder.is_file() else (exc.strerror or str(exc)).lower()
             raise self.error_class(
-                f"Rill could not create the folder for its {self.noun} at {self.path.parent}.",
+                f"Rill could not create the folder for its {self.noun} at {folder} ({why}).",
                 action="Check that the folder is writable, or set RILL_HOME to another folder.",
                 detail=str(exc),
             ) from exc
         try:
             conn = self._open()
         except Unusable as exc:
+            denied = self._access_problem()
+            if denied is not None:
+                raise denied from exc
             self.recovered_reason = str(exc)
             self.recovered_from = self._move_aside()
             try:
@@ -157,6 +175,7 @@ class SqliteStore:
             )
         except sqlite3.Error as exc:
             raise self._classify(exc) from exc
+        conn.text_factory = lenient_text
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
             if self.foreign_keys:
@@ -170,11 +189,14 @@ class SqliteStore:
             problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
             if problems != ["ok"]:
                 raise Unusable(f"the integrity check failed: {'; '.join(problems[:3])}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"could not switch to WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous = FULL")
-            self._migrate(conn)
+            if version < self.schema_version_known:
+                self._migrate(conn)
         except Unusable:
             conn.close()
             raise
@@ -192,8 +214,16 @@ class SqliteStore:
             return
         except IsADirectoryError as exc:
             raise Unusable("it is a folder, not a file") from exc
+        except PermissionError as exc:
+            raise self._permission_error(exc) from exc
         except OSError as exc:
-            raise Unusable(f"it cannot be read ({exc.strerror or exc})") from exc
+            # An I/O error says nothing about the contents: never move the file for it.
+            raise self.error_class(
+                f"Rill could not read its {self.file_noun} at {self.path} "
+                f"({(exc.strerror or str(exc)).lower()}).",
+                action="Check the disk, then start Rill again.",
+                detail=str(exc),
+            ) from exc
         if header and header != SQLITE_MAGIC:
             raise Unusable("it is not a SQLite database")
 
@@ -202,6 +232,26 @@ class SqliteStore:
         if code is not None and code & 0xFF in TRANSIENT_CODES:
             return self._database_error(exc)
         return Unusable(str(exc))
+
+    def _access_problem(self) -> RillError | None:
+        """A permission error when this process may not read and write the file and its
+        folder (a file left by ``sudo q`` belongs to root); None when access is fine."""
+        folder = self.path.parent
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return self._permission_error(PermissionError(13, "Permission denied", str(folder)))
+        for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+                return self._permission_error(PermissionError(13, "Permission denied", str(path)))
+        return None
+
+    def _permission_error(self, exc: BaseException) -> RillError:
+        return self.error_class(
+            f"Rill is not allowed to read or write its {self.noun} at {self.path} "
+            "(permission denied).",
+            action="Check the owner and permissions of that file and its folder; a file "
+            "created by `sudo q` belongs to root (sudo chown it back to yourself).",
+            detail=str(exc),
+        )
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -258,10 +308,14 @@ class SqliteStore:
                 action="Free some disk space and try again.",
                 detail=str(exc),
             )
-        if primary in (3, 8, 23):
+        if primary in PERMISSION_CODES:
+            denied = self._access_problem()
+            if denied is not None or primary != 14:
+                return denied or self._permission_error(exc)
             return self.error_class(
-                f"Rill is not allowed to write the {self.noun} at {self.path}.",
-                action="Check the permissions of that file and its folder.",
+                f"Rill could not open its {self.file_noun} at {self.path}.",
+                action="Check that the folder exists and is writable, and that the disk is "
+                "not full.",
                 detail=str(exc),
             )
         return self.error_class(
