@@ -2,11 +2,17 @@
 
 The classes say how the engine treats them: ``retryable`` errors are tried again under the
 retry policy, everything else is reported at once.
+
+An error never carries a secret: its text is masked (known API keys, URL credentials,
+key-shaped strings) when it is made, and again by :func:`scrub` (which also masks what is
+left of a key cut short); a server's words are masked before they are cut to length.
 """
 
 from __future__ import annotations
 
 import time
+
+from desktop_app.core.redaction import MASK, known_secrets, redact
 
 
 class RillError(Exception):
@@ -23,6 +29,10 @@ class RillError(Exception):
         status: int | None = None,
         detail: str = "",
     ) -> None:
+        secrets = known_secrets()
+        message, action, detail = (
+            redact(t, secrets, prefixes=False) for t in (message, action, detail)
+        )
         super().__init__(message)
         self.message = message
         self.action = action
@@ -136,16 +146,23 @@ class CircuitOpenError(RillError):
         self.until = until
 
 
-REDACTED = "•••"
+REDACTED = MASK
 
 
 def scrub(error: RillError, secrets: tuple[str | None, ...]) -> RillError:
-    """Remove secrets (API keys) from an error's text, whatever the server echoed back."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            error.message = error.message.replace(secret, REDACTED)
-            error.detail = error.detail.replace(secret, REDACTED)
-            error.action = error.action.replace(secret, REDACTED)
+    """Remove secrets (API keys) from an error's text, whatever the server echoed back.
+
+    Each of ``secrets`` and every known secret is masked, with any prefix of it at least
+    eight characters long (what is left of a key where someone cut the text), and so are
+    URL credentials. Short keys (4 to 7 characters) are masked where they occur whole.
+    """
+    every = (*secrets, *known_secrets())
+    short = [s for s in secrets if s and 4 <= len(s) < 8]
+    for name in ("message", "detail", "action"):
+        text = redact(getattr(error, name), every)
+        for secret in short:
+            text = text.replace(secret, REDACTED)
+        setattr(error, name, text)
     error.args = (error.message,)
     return error
 
@@ -216,5 +233,7 @@ def error_for_status(
 
 
 def _clip(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
+    """``text`` on one line, masked, then cut to ``limit`` characters (masking first, so a
+    cut never leaves part of a key behind)."""
+    text = redact(" ".join(text.split()), known_secrets())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -6,6 +6,8 @@ is written:
 
 - every value given to :func:`register_secret` (``Secrets`` registers each key it hands
   out or stores),
+- every prefix of those values at least eight characters long (a key cut short),
+- the user name and password of a URL (``http://user:pass@host``),
 - strings shaped like API keys (``sk-…``, ``sk-ant-…``, ``AIza…``),
 - the values of ``Authorization``, ``x-api-key`` and ``x-goog-api-key`` headers and of a
   ``key=`` URL parameter.
@@ -23,7 +25,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Final, TextIO
 
-from desktop_app.core.secrets import MASK, known_secrets, redact, register_secret
+from desktop_app.core.redaction import MASK, known_secrets, redact, register_secret
 
 __all__ = [
     "LOGGER",

@@ -4,7 +4,8 @@ Keys live in the system keychain through ``keyring`` (service ``Rill``, user nam
 ``profile:<name>``), with one environment variable per provider as the fallback. Rill never
 writes a key to a file, and never puts one in an exception message or a log line: every key
 :class:`Secrets` hands out or stores is added to a process-wide set of known secrets that
-:func:`redact` (and the log handlers of :mod:`desktop_app.core.logs`) mask.
+:func:`redact` (from :mod:`desktop_app.core.redaction`, used by errors, the log handlers
+of :mod:`desktop_app.core.logs` and ``q``) masks.
 
 Where no keychain backend exists (a headless Linux machine, say), :meth:`Secrets.get` falls
 back to the environment and :meth:`Secrets.set` raises a ``ConfigError`` that says so.
@@ -14,9 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Final, Literal
 
 import keyring
@@ -26,11 +26,19 @@ from keyring.backends import chainer, fail, null
 
 from desktop_app.core.errors import ConfigError
 from desktop_app.core.providers import REGISTRY
+from desktop_app.core.redaction import (
+    MASK,
+    MIN_SECRET_LENGTH,
+    known_secrets,
+    redact,
+    register_secret,
+)
 from desktop_app.core.types import ChatRequest
 
 __all__ = [
     "ENV_VARS",
     "MASK",
+    "MIN_SECRET_LENGTH",
     "SERVICE",
     "KeySource",
     "Secrets",
@@ -51,72 +59,7 @@ ENV_VARS: Final[Mapping[str, str]] = {
 """The environment variable that holds each provider's key (as each provider declares it);
 ollama needs none."""
 
-MASK: Final = "•••"
-MIN_SECRET_LENGTH: Final = 8
-"""Shorter values are not treated as secrets: masking them would garble ordinary text."""
-
 KeySource = Literal["keychain", "environment", "none"]
-
-_KEY_SHAPES: Final = re.compile(r"(?<![A-Za-z0-9_-])(sk-ant-|sk-proj-|sk-|AIza)([A-Za-z0-9_-]+)")
-_MIN_SHAPE_BODY: Final = {"sk-ant-": 16, "sk-proj-": 16, "sk-": 16, "AIza": 30}
-_PUBLIC_PREFIXES: Final = ("sk-ant-", "sk-proj-", "sk-", "AIza")
-
-_registry_lock = threading.Lock()
-_registry: set[str] = set()
-_registry_sorted: tuple[str, ...] = ()
-
-
-def register_secret(value: str | None) -> None:
-    """Add ``value`` to the process-wide secrets that :func:`redact` and the logs mask.
-
-    Values shorter than :data:`MIN_SECRET_LENGTH` (after stripping) are ignored.
-    """
-    global _registry_sorted
-    if not value:
-        return
-    value = value.strip()
-    if len(value) < MIN_SECRET_LENGTH:
-        return
-    with _registry_lock:
-        if value in _registry:
-            return
-        _registry.add(value)
-        _registry_sorted = tuple(sorted(_registry, key=len, reverse=True))
-
-
-def known_secrets() -> tuple[str, ...]:
-    """Every registered secret, longest first."""
-    return _registry_sorted
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every known secret and every API-key-shaped string masked.
-
-    Each value of ``secrets`` at least :data:`MIN_SECRET_LENGTH` long is replaced wherever
-    it occurs; then strings shaped like OpenAI (``sk-…``), Anthropic (``sk-ant-…``) and
-    Google (``AIza…``) keys are masked. A well-known public prefix such as ``sk-`` is kept
-    so the reader can tell what kind of key was there: ``sk-•••``.
-    """
-    if not text:
-        return text
-    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len)[::-1]:
-        if secret in text:
-            text = text.replace(secret, _masked(secret))
-    return _KEY_SHAPES.sub(_mask_shape, text)
-
-
-def _masked(secret: str) -> str:
-    for prefix in _PUBLIC_PREFIXES:
-        if secret.startswith(prefix) and len(secret) > len(prefix) + MIN_SECRET_LENGTH:
-            return prefix + MASK
-    return MASK
-
-
-def _mask_shape(match: re.Match[str]) -> str:
-    prefix, body = match.group(1), match.group(2)
-    if len(body) < _MIN_SHAPE_BODY[prefix]:
-        return match.group(0)
-    return prefix + MASK
 
 
 def _username(profile: str) -> str:
