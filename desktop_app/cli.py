@@ -5,20 +5,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
+import logging
+import math
 import os
+import re
 import shutil
 import signal
+import stat
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from desktop_app import __version__
 from desktop_app.core.chat import ChatService, Services, Turn
-from desktop_app.core.config import Config, load_config
+from desktop_app.core.config import Config, check_base_url, load_config
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
     CacheHit,
@@ -35,12 +40,111 @@ from desktop_app.core.events import (
     StageChanged,
     TextDelta,
 )
+from desktop_app.core.history import MAX_SEARCH_TERMS
 from desktop_app.core.ledger import format_usage_report
 from desktop_app.core.logs import setup_logging
 from desktop_app.core.paths import AppPaths, app_paths
+from desktop_app.core.redaction import known_secrets, redact
+from desktop_app.core.terminal import for_terminal, json_for_terminal
 from desktop_app.core.types import PROVIDERS, GenerationResponse
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 128 + 13
+"""What a shell reports for a program whose reader went away (SIGPIPE)."""
+MAX_STDIN_BYTES = 16 * 1024 * 1024
+"""The longest prompt q reads from standard input."""
+MAX_TOKENS_LIMIT = 10_000_000
+
+
+class Writer:
+    """One of q's output streams: all q writes goes through one of these.
+
+    Text from outside Rill (a reply, a server's error, a model name, a stored title) is
+    data, never terminal control: every write is passed through :func:`for_terminal`,
+    unless the stream is a regular file (``q --export 3 > chat.md``), which keeps the text
+    exactly as it was. A pipe is treated as a terminal, since it often ends in one
+    (``| less -R``). Notes on stderr are also masked for secrets. Rill's own control
+    sequences (the spinner, erasing a restarted answer) go to :attr:`raw` directly.
+
+    When the reader goes away (``q … | head -c 20``), further output is dropped and
+    :attr:`broken` is set, so q can stop the request and exit quietly.
+    """
+
+    def __init__(self, stream: TextIO, *, mask: bool = False) -> None:
+        self.raw = stream
+        self.mask = mask
+        self.keep_raw = _is_regular_file(stream)
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if self.broken:
+            return 0
+        if self.mask:
+            text = redact(text, known_secrets())
+        text = _SURROGATES.sub("\ufffd", text) if self.keep_raw else for_terminal(text)
+        try:
+            return self.raw.write(text)
+        except BrokenPipeError:
+            self._went_away()
+            return 0
+
+    def flush(self) -> None:
+        if self.broken:
+            return
+        try:
+            self.raw.flush()
+        except BrokenPipeError:
+            self._went_away()
+
+    def isatty(self) -> bool:
+        return self.raw.isatty()
+
+    def _went_away(self) -> None:
+        self.broken = True
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.raw.fileno())  # so the flush at exit finds no closed pipe
+            os.close(devnull)
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _is_regular_file(stream: TextIO) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(value) or not 0 <= value <= 2:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 2, got '{text}'")
+    return value
+
+
+def _max_tokens(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if not 1 <= value <= MAX_TOKENS_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {MAX_TOKENS_LIMIT:,}, got '{text}'"
+        )
+    return value
+
+
+def _base_url(text: str) -> str:
+    try:
+        check_base_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,12 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", choices=PROVIDERS, help="wire protocol")
     p.add_argument(
         "--base-url",
+        type=_base_url,
         help="server address; OpenAI's includes /v1 (http://host:port/v1), the others do not",
     )
     p.add_argument("--model", help="model name")
     p.add_argument("--system", help="system prompt")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--temperature", type=_temperature, help="sampling temperature, 0 to 2")
+    p.add_argument("--max-tokens", type=_max_tokens, help="most tokens in the answer")
     p.add_argument("--no-stream", action="store_true", help="print the whole answer at once")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--json", action="store_true", help="print one JSON GenerationResponse")
@@ -104,8 +209,8 @@ class Output:
     so no text is ever on screen twice. Otherwise the answer is written once at the end.
     """
 
-    out: TextIO
-    err: TextIO
+    out: Writer
+    err: Writer
     stream: bool
     json: bool
     printed: list[str] = field(default_factory=list)
@@ -116,7 +221,7 @@ class Output:
 
     def __post_init__(self) -> None:
         self.shared = self.stream and self.err.isatty()
-        self.spinner = Spinner(self.err)
+        self.spinner = Spinner(self.err.raw)
 
     def text(self, text: str) -> None:
         if self.json:
@@ -154,7 +259,7 @@ class Output:
         self.buffered.clear()
         if self.stream and self.printed:
             shown = "".join(self.screen) if self.shared else "".join(self.printed)
-            _erase(self.out, shown)
+            _erase(self.out.raw, shown)
             self.printed.clear()
             self.screen.clear()
             self.line_open = False
@@ -212,18 +317,54 @@ class Spinner:
             self._shown = False
 
 
-def _note(err: TextIO, message: str) -> None:
+def _note(err: Writer, message: str) -> None:
     err.write(message + "\n")
     err.flush()
+
+
+class InputError(ValueError):
+    """The prompt or an argument cannot be used; ``str()`` is the sentence for the user."""
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse arguments that are not valid text (bytes that are not UTF-8)."""
+    for name, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and _SURROGATES.search(v) for v in values):
+            option = "the prompt" if name == "prompt" else f"--{name.replace('_', '-')}"
+            raise InputError(
+                f"{option} is not UTF-8 text; q takes text in UTF-8 (convert it with iconv)."
+            )
 
 
 def read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
     parts = [" ".join(args.prompt)] if args.prompt else []
     if not stdin.isatty():
-        piped = stdin.read()
+        piped = _read_stdin(stdin)
         if piped.strip():
             parts.append(piped)
     return "\n\n".join(p for p in parts if p.strip())
+
+
+def _read_stdin(stdin: TextIO) -> str:
+    """Standard input as text: at most :data:`MAX_STDIN_BYTES`, and only UTF-8."""
+    buffer = getattr(stdin, "buffer", None)
+    if buffer is None:
+        data = stdin.read(MAX_STDIN_BYTES + 1).encode("utf-8", "surrogateescape")
+    else:
+        data = buffer.read(MAX_STDIN_BYTES + 1)
+    if len(data) > MAX_STDIN_BYTES:
+        raise InputError(
+            f"standard input is longer than {MAX_STDIN_BYTES // (1024 * 1024)} MB, "
+            "more than q sends as a prompt."
+        )
+    try:
+        return str(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"standard input is not UTF-8 text (byte {exc.start + 1} is not); q reads text "
+            "only (convert it with iconv, or describe the file instead)."
+        ) from None
 
 
 def overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -239,7 +380,7 @@ def overrides(args: argparse.Namespace) -> dict[str, object]:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def load_settings(args: argparse.Namespace, err: TextIO, paths: AppPaths) -> Config | None:
+def load_settings(args: argparse.Namespace, err: Writer, paths: AppPaths) -> Config | None:
     config = load_config(paths.config_file)
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -258,8 +399,8 @@ async def run(
     args: argparse.Namespace,
     config: Config,
     prompt: str,
-    out: TextIO,
-    err: TextIO,
+    out: Writer,
+    err: Writer,
 ) -> int:
     services = Services.open(config=config, record=not args.no_log)
     try:
@@ -295,7 +436,7 @@ async def run(
         await services.aclose()
 
 
-async def _cache_command(services: Services, args: argparse.Namespace, out: TextIO) -> int:
+async def _cache_command(services: Services, args: argparse.Namespace, out: Writer) -> int:
     cache = services.cache
     if cache is None:
         out.write("The response cache is turned off (cache.enabled = false).\n")
@@ -320,25 +461,31 @@ async def _cache_command(services: Services, args: argparse.Namespace, out: Text
 
 
 async def _history_command(
-    services: Services, args: argparse.Namespace, out: TextIO, err: TextIO
+    services: Services, args: argparse.Namespace, out: Writer, err: Writer
 ) -> int:
     history = services.history
     if history is None:
-        _note(err, "q: history is turned off (history.enabled = false).")
+        if services.history_problem is None:  # else a warning has said why
+            _note(err, "q: history is turned off (history.enabled = false).")
         return EXIT_FAILED
     try:
         if args.import_file:
-            data = await services.run_io(Path(args.import_file).read_text, encoding="utf-8")
-            new_id = await services.run_io(history.import_json, data)
+            new_id = await services.run_io(history.import_file, Path(args.import_file))
             out.write(f"Imported as conversation {new_id}.\n")
         elif args.export is not None:
             if args.format == "json":
                 exported = await services.run_io(history.export_json, args.export)
-                out.write(json.dumps(exported, ensure_ascii=False, indent=2) + "\n")
+                text = json.dumps(exported, ensure_ascii=False, indent=2)
+                out.write(json_for_terminal(text) + "\n")
             else:
                 out.write(await services.run_io(history.export_markdown, args.export))
         elif args.search:
-            for hit in await services.run_io(history.search, args.search, 20):
+            hits = await services.run_search(history.search, args.search, 20)
+            if hits.truncated:
+                _note(
+                    err, f"q: the search is long; only its first {MAX_SEARCH_TERMS} words are used."
+                )
+            for hit in hits:
                 out.write(f"{hit.conversation_id:>5}  {hit.conversation_title[:30]:<30}  ")
                 out.write(hit.snippet.replace("\n", " ") + "\n")
         else:
@@ -349,12 +496,12 @@ async def _history_command(
         _note(err, f"q: there is no conversation {args.export}. See q --history.")
         return EXIT_FAILED
     except OSError as exc:
-        _note(err, f"q: cannot read {args.import_file}: {exc.strerror}.")
+        _note(err, f"q: cannot read {args.import_file}: {exc.strerror or exc}.")
         return EXIT_FAILED
     return EXIT_OK
 
 
-async def _usage_command(services: Services, out: TextIO) -> int:
+async def _usage_command(services: Services, out: Writer) -> int:
     ledger = services.ledger
     if ledger is None:
         return EXIT_FAILED
@@ -364,7 +511,7 @@ async def _usage_command(services: Services, out: TextIO) -> int:
 
 
 async def _list_models(
-    chat: ChatService, args: argparse.Namespace, out: TextIO, err: TextIO
+    chat: ChatService, args: argparse.Namespace, out: Writer, err: Writer
 ) -> int:
     given = overrides(args)
     profile = chat.config.profile(args.profile)
@@ -386,7 +533,7 @@ async def _list_models(
     return EXIT_OK
 
 
-async def _ask(turn: Turn, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -> int:
     output = Output(out, err, stream=out.isatty() and not args.no_stream, json=args.json)
     loop = asyncio.get_running_loop()
     interrupts = 0
@@ -404,6 +551,8 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: TextIO, err: TextIO) -
     code = EXIT_FAILED
     try:
         async for event in turn:
+            if out.broken:
+                turn.cancel()
             if type(event) is TextDelta:
                 output.text(event.text)
             elif isinstance(event, StageChanged):
@@ -440,6 +589,8 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: TextIO, err: TextIO) -
                     output.note(f"q: {event.error.kind}: {event.error.detail}")
                 return EXIT_FAILED
             elif isinstance(event, Cancelled):
+                if out.broken:
+                    return EXIT_BROKEN_PIPE
                 output.end()
                 output.note("q: cancelled.")
                 return EXIT_CANCELLED
@@ -450,8 +601,12 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: TextIO, err: TextIO) -
     if result is None:
         return code
     output.end(result.content)
+    unsaved = await turn.wait_saved()
+    if unsaved is not None:
+        output.note(f"q: {unsaved}")
+        code = EXIT_FAILED
     if args.json:
-        out.write(result.to_json() + "\n")
+        out.write(json_for_terminal(result.to_json()) + "\n")
         out.flush()
     if args.debug:
         t = result.timing
@@ -460,24 +615,38 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: TextIO, err: TextIO) -
             f"usage={result.usage.to_dict() if result.usage else None}, "
             f"ttft={t.ttft_s}, total={t.total_s}, trace={result.trace_id}",
         )
-    return EXIT_OK
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    out, err = sys.stdout, sys.stderr
+    out, err = Writer(sys.stdout), Writer(sys.stderr, mask=True)
+    code = _main(args, out, err)
+    return EXIT_BROKEN_PIPE if out.broken and code == EXIT_OK else code
+
+
+def _main(args: argparse.Namespace, out: Writer, err: Writer) -> int:
     paths = app_paths().ensure()
-    setup_logging(paths.log_dir, debug=args.debug, stream=err if args.debug else None)
+    log_stream = cast(TextIO, err) if args.debug else None
+    try:
+        setup_logging(paths.log_dir, debug=args.debug, stream=log_stream)
+    except OSError:  # a log folder Rill may not write: no log, and nothing on stderr
+        logging.getLogger("rill").addHandler(logging.NullHandler())
     config = load_settings(args, err, paths)
     if config is None:
         return EXIT_USAGE
     prompt = ""
     commands = (args.cache_stats, args.clear_cache, args.usage, args.history, args.search)
-    if not (args.list_models or any(commands) or args.export is not None or args.import_file):
-        prompt = read_prompt(args, sys.stdin)
-        if not prompt:
-            _note(err, 'q: no prompt. Try: q "What is the capital of France?"')
-            return EXIT_USAGE
+    try:
+        check_arguments(args)
+        if not (args.list_models or any(commands) or args.export is not None or args.import_file):
+            prompt = read_prompt(args, sys.stdin)
+            if not prompt:
+                _note(err, 'q: no prompt. Try: q "What is the capital of France?"')
+                return EXIT_USAGE
+    except InputError as exc:
+        _note(err, f"q: {exc}")
+        return EXIT_USAGE
     try:
         return asyncio.run(run(args, config, prompt, out, err))
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -388,6 +389,13 @@ def _is_damage(exc: BaseException) -> bool:
     )
 
 
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF == 13
+
+
 class ResponseCache:
     """Finished answers on disk, shared by every Rill process that opens the same folder.
 
@@ -695,6 +703,10 @@ class ResponseCache:
         return target
 
     def _disable(self, exc: BaseException) -> None:
+        if _is_disk_full(exc):
+            # The cache only saves time; a full disk is reported where it loses data.
+            log.warning("The disk is full, so answers are not cached in this session (%s).", exc)
+            return
         self._warn(
             f"Rill could not open the response cache at {self.directory} ({exc}), so answers "
             f"are not cached in this session. Check that the folder is writable, or delete it."

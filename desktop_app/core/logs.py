@@ -107,6 +107,10 @@ class RedactingFormatter(logging.Formatter):
 class _RillFileHandler(RotatingFileHandler):
     """The file handler :func:`setup_logging` installs (so it can find it again)."""
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A line that cannot be written (a full disk, a folder gone) is dropped silently:
+        the log never disturbs what Rill shows, and it writes again once it can."""
+
 
 class _RillStreamHandler(logging.StreamHandler[TextIO]):
     """The stream handler :func:`setup_logging` installs (so it can find it again)."""
