@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import random
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Row, below, info, log, median
-from desktop_app.core.history import History, fts_query
+from desktop_app.core.history import MAX_SEARCH_TERMS, History, fts_query
 from desktop_app.core.paths import app_paths
 from desktop_app.simulator.text import reply_tokens
 
@@ -24,6 +26,8 @@ RUNS = 15
 QUICK_TOTAL_MESSAGES = 10_000
 QUICK_RUNS = 3
 SEED = 7
+LONG_QUERY_WORDS = (1_000, 5_000, 20_000)
+SAVES_DURING_SEARCH = 40
 
 # Query text → what it stands for. The words come from the generated vocabulary below.
 QUERIES: tuple[tuple[str, str], ...] = (
@@ -54,7 +58,16 @@ records, {RUNS} times; the figure is the median, and the first (coldest) run is 
 **Search** is `History.search(query)` — bm25-ranked, best 50, with snippets — over all
 {TOTAL_MESSAGES:,} messages, {RUNS} times per query; the figure is the median per query, and
 the note gives how many messages match. Every query is held to the target: a common word
-matches tens of thousands of messages that all have to be ranked."""
+matches tens of thousands of messages that all have to be ranked.
+
+**Long queries** are pasted text of {", ".join(f"{n:,}" for n in LONG_QUERY_WORDS)} words
+drawn from the same prose (`History.search` uses its first {MAX_SEARCH_TERMS} distinct
+words); the figure is the median of {RUNS} runs, and the ratio row divides the longest
+query's time by the shortest's — {LONG_QUERY_WORDS[-1] // LONG_QUERY_WORDS[0]} would be
+linear growth. **Save during a search**: one thread searches without pause (the slowest of
+the queries above, again and again) while the main thread saves a 4,000-character reply
+with `History.update_message`, as the I/O thread does while a reply streams; the figure is
+the slowest of {SAVES_DURING_SEARCH} saves, next to the median save with no search."""
 
 _SYLLABLES = (
     "ka", "lo", "mi", "ren", "tas", "vel", "dor", "in", "sa", "ne", "qui", "bro", "tal", "fen",
@@ -164,7 +177,8 @@ def _build(path: Path, total: int, text: _Text) -> int:
 
 
 def _matches(path: Path, query: str) -> int:
-    match = fts_query(query)
+    parsed = fts_query(query)
+    match = parsed.match if parsed else ""
     with contextlib.closing(sqlite3.connect(path)) as conn:
         return int(
             conn.execute(
@@ -220,7 +234,7 @@ def run(quick: bool) -> list[Row]:
                 found = history.search(query)
                 if not found:
                     raise RuntimeError(f"History.search({query!r}) found nothing")
-                samples = _timed_ms(runs, lambda q=query: history.search(q))
+                samples = _timed_ms(runs, functools.partial(history.search, query))
                 rows.append(
                     below(
                         f"search {total:,} messages: {query} ({meaning}), p50",
@@ -230,6 +244,8 @@ def run(quick: bool) -> list[Row]:
                         note=f"{hits:,} matching messages; {runs} runs, max {max(samples):.1f} ms",
                     )
                 )
+            rows += _long_queries(history, text, runs)
+            rows += _save_during_search(history, conversation_id, total)
         rows.append(
             info(
                 f"History(path) on the {total:,}-message file (quick_check)",
@@ -240,3 +256,81 @@ def run(quick: bool) -> list[Row]:
         )
         rows.append(info("building the test history", build_s, "s", note="see the method"))
     return rows
+
+
+def _long_queries(history: History, text: _Text, runs: int) -> list[Row]:
+    rows: list[Row] = []
+    times: list[float] = []
+    for words in LONG_QUERY_WORDS:
+        query = " ".join(
+            itertools.islice(
+                itertools.chain.from_iterable(
+                    text.message("assistant").split() for _ in itertools.count()
+                ),
+                words,
+            )
+        )
+        samples = _timed_ms(runs, functools.partial(history.search, query))
+        times.append(median(samples))
+        rows.append(
+            below(
+                f"search with a {words:,}-word query, p50",
+                times[-1],
+                "ms",
+                200.0,
+                note=f"{len(query):,} characters; {runs} runs, max {max(samples):.1f} ms",
+            )
+        )
+    growth = LONG_QUERY_WORDS[-1] // LONG_QUERY_WORDS[0]
+    rows.append(
+        below(
+            f"search time, {LONG_QUERY_WORDS[-1]:,}-word query / {LONG_QUERY_WORDS[0]:,}-word",
+            times[-1] / times[0],
+            "x",
+            float(growth),
+            note=f"{growth}x would be linear in the query's length",
+        )
+    )
+    return rows
+
+
+def _save_during_search(history: History, conversation_id: int, total: int) -> list[Row]:
+    reply = history.add_message(conversation_id, "assistant", "", status="streaming")
+    content = "flowing water " * 300
+    quiet = _timed_ms(
+        SAVES_DURING_SEARCH, lambda: history.update_message(reply.id, content=content)
+    )
+    slowest = max(
+        QUERIES, key=lambda item: _timed_ms(1, functools.partial(history.search, item[0]))[0]
+    )
+    stop = threading.Event()
+    searches = 0
+
+    def search_forever() -> None:
+        nonlocal searches
+        while not stop.is_set():
+            history.search(slowest[0])
+            searches += 1
+
+    searcher = threading.Thread(target=search_forever)
+    searcher.start()
+    try:
+        time.sleep(0.05)
+        busy = _timed_ms(
+            SAVES_DURING_SEARCH, lambda: history.update_message(reply.id, content=content)
+        )
+    finally:
+        stop.set()
+        searcher.join()
+    return [
+        below(
+            f"save a reply while searching {total:,} messages without pause, max",
+            max(busy),
+            "ms",
+            50.0,
+            note=(
+                f"{SAVES_DURING_SEARCH} saves, p50 {median(busy):.1f} ms during "
+                f"{searches} searches for {slowest[0]!r}; p50 {median(quiet):.1f} ms with none"
+            ),
+        )
+    ]

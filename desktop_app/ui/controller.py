@@ -461,7 +461,7 @@ class ChatController(QObject):
             return
 
         async def run() -> None:
-            hits: list[SearchHit] = await self.services.run_io(
+            hits: list[SearchHit] = await self.services.run_search(
                 history.search, query, 100, marks=("«", "»")
             )
             if seq == self._search_seq:
