@@ -162,3 +162,89 @@ def test_a_password_in_the_base_url_is_never_printed_or_logged(
     seen += [p.read_bytes().decode("utf-8", "replace") for p in files_under(rill_home)]
     for text in seen:
         assert "Pa55w0rd" not in text and "alice" not in text
+
+
+# -- escape sequences -------------------------------------------------------------------------
+
+ESCAPES = "title\x1b]0;pwned\x07 clear\x1b[2J clip\x1b]52;c;aGk=\x07 csi\x9b2J rtl\u202eabc end"
+RAW_CONTROLS = (b"\x1b]", b"\x07", b"\x1b[2J", "\x9b".encode(), "\u202e".encode())
+
+
+def assert_no_controls(shown: bytes) -> None:
+    for sequence in RAW_CONTROLS:
+        assert sequence not in shown, (sequence, shown[-400:])
+
+
+def test_a_reply_with_escape_sequences_reaches_the_terminal_as_visible_text(
+    simt: SimulatorThread, rill_home: Path
+) -> None:
+    simt.script(hostile.reply("openai", [ESCAPES[:9], ESCAPES[9:15], ESCAPES[15:]]))
+    code, shown = q_on_a_terminal(*base(simt), "--no-cache", "hi", home=rill_home)
+    assert code == 0, shown
+    assert_no_controls(shown)
+    assert "title␛]0;pwned␇ clear␛[2J clip␛]52;c;aGk=␇" in shown.decode()
+
+
+def test_an_error_a_model_name_and_a_title_reach_the_terminal_as_visible_text(
+    simt: SimulatorThread, rill_home: Path
+) -> None:
+    simt.script(hostile.error("openai", 400, "bad\x1b]0;pwned\x07 request\x1b[2J"))
+    code, shown = q_on_a_terminal(*base(simt), "--no-cache", ESCAPES, home=rill_home)
+    assert code == 1
+    assert "bad␛]0;pwned␇ request␛[2J" in shown.decode()
+    assert_no_controls(shown)
+
+    code, shown = q_on_a_terminal("--history", home=rill_home)
+    assert code == 0 and "title␛]0;pwned␇" in shown.decode()
+    assert_no_controls(shown)
+
+    models = b'{"object":"list","data":[{"id":"evil\\u001b]0;pwned\\u0007\\u009b2J"}]}'
+    simt.script(
+        hostile.pieces(
+            "models", lambda _r: iter([models]), headers={"Content-Type": "application/json"}
+        )
+    )
+    code, shown = q_on_a_terminal(*base(simt), "--list-models", home=rill_home)
+    assert code == 0 and "evil␛]0;pwned␇" in shown.decode()
+    assert_no_controls(shown)
+
+
+def test_export_is_visible_on_a_terminal_or_a_pipe_and_raw_in_a_file(
+    simt: SimulatorThread, rill_home: Path, tmp_path: Path
+) -> None:
+    simt.script(hostile.reply("openai", ESCAPES))
+    assert q(*base(simt), "--no-cache", "hi", home=rill_home).returncode == 0
+
+    code, shown = q_on_a_terminal("--export", "1", home=rill_home)
+    assert code == 0 and "clear␛[2J" in shown.decode()
+    assert_no_controls(shown)
+
+    piped = q("--export", "1", home=rill_home)
+    assert piped.returncode == 0 and "clear␛[2J" in piped.stdout.decode()
+    assert_no_controls(piped.stdout)
+
+    target = tmp_path / "chat.md"
+    with target.open("wb") as file:
+        subprocess.run(
+            [sys.executable, "-m", "desktop_app.cli", "--export", "1"],
+            stdout=file,
+            env={**os.environ, "RILL_HOME": str(rill_home)},
+            timeout=30,
+            check=True,
+        )
+    assert ESCAPES.encode() in target.read_bytes()
+
+
+def test_json_output_keeps_the_text_and_no_raw_control(
+    simt: SimulatorThread, rill_home: Path
+) -> None:
+    import json
+
+    simt.script(hostile.reply("openai", ESCAPES))
+    result = q(*base(simt), "--no-cache", "--json", "hi", home=rill_home)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["content"] == ESCAPES
+    assert_no_controls(result.stdout)
+    exported = q("--export", "1", "--format", "json", home=rill_home)
+    assert json.loads(exported.stdout)["messages"][-1]["content"] == ESCAPES
+    assert_no_controls(exported.stdout)
