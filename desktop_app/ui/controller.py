@@ -303,6 +303,9 @@ class ChatController(QObject):
                     self.conversation_changed.emit(turn.conversation_id)
                     self.history_changed.emit()
                 self._dispatch(event)
+            unsaved = await turn.wait_saved()
+            if unsaved is not None:  # a full disk, a folder Rill may not write
+                self.notice.emit(str(unsaved))
         except asyncio.CancelledError:
             self.cancelled.emit("")
             raise

@@ -81,7 +81,7 @@ def q(
     extra: dict[str, object] = {}
     if user is not None:
         extra = {"user": user, "group": user, "extra_groups": []}
-    return subprocess.run(
+    result: subprocess.CompletedProcess[str] = subprocess.run(
         [python or sys.executable, "-m", "desktop_app.cli", *args],
         input="",
         capture_output=True,
@@ -91,6 +91,7 @@ def q(
         timeout=60,
         **extra,  # type: ignore[call-overload]
     )
+    return result
 
 
 def base(sim: SimulatorThread) -> list[str]:
@@ -117,7 +118,8 @@ def test_read_only_home_answers_without_saving_and_says_so(
     if python is None:
         pytest.skip("no Python that user 65534 can run with Rill importable")
     home = nobody / "home"
-    home.mkdir(mode=0o755)  # root's: user 65534 may read it, not write it
+    home.mkdir()
+    os.chmod(home, 0o755)  # root's: user 65534 may read it, not write it
 
     asked = q(*base(simt), "/echo still here", home=home, python=python, user=NOBODY)
     assert asked.returncode == 0, asked.stderr
@@ -244,7 +246,7 @@ def test_full_disk_during_a_reply_says_what_was_saved(
     assert warm.returncode == 0, warm.stderr
     reply = "flowing water " * 80_000  # about 1.1 MB: more than the disk has left
     simt.script(hostile.reply("openai", [reply[i : i + 4096] for i in range(0, len(reply), 4096)]))
-    filler = _fill(small_disk, leave=160 * 1024)
+    filler = _fill(small_disk, leave=400 * 1024)  # room to open every store, not for the reply
 
     asked = q(*base(simt), "tell me about rivers", home=home)
     assert asked.stdout == reply + "\n"  # the answer arrived

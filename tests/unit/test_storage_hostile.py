@@ -33,6 +33,15 @@ from desktop_app.simulator import hostile
 posix_only = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
 
 
+@pytest.fixture(autouse=True)
+def keep_umask() -> Iterator[None]:
+    """Opening Rill's folders sets the process umask; give later tests theirs back."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    os.umask(before)
+
+
 @pytest.fixture
 def history(tmp_path: Path) -> Iterator[History]:
     with History(tmp_path / "history.sqlite3") as opened:
