@@ -8,14 +8,18 @@ cache on finish. The CLI, the GUI, the tests and the benchmarks all consume
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
+import json
 import logging
 import os
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
@@ -30,6 +34,7 @@ from desktop_app.core.errors import (
     FirstTokenTimeout,
     RateLimited,
     RateLimitTooLong,
+    ReplyTooLarge,
     RillError,
     StreamStalled,
     human_seconds,
@@ -55,6 +60,7 @@ from desktop_app.core.events import (
 )
 from desktop_app.core.http import make_client
 from desktop_app.core.providers import Provider, StreamParser, get_provider
+from desktop_app.core.providers.base import UNPARSABLE, valid_text
 from desktop_app.core.resilience import (
     Backoff,
     Breakers,
@@ -70,6 +76,7 @@ KeyLookup = Callable[[ChatRequest], str | None]
 Pricing = Callable[[str, str, TokenUsage | None], float | None]
 
 _ERROR_BODY_LIMIT = 64 * 1024
+_MODELS_BODY_LIMIT = 16 * 1000 * 1000
 _MATTERING_HEADERS = ("retry-after", "retry-after-ms", "request-id", "x-request-id")
 
 
@@ -169,19 +176,40 @@ class Engine:
         headers["Accept"] = "application/json"
         url = provider.models_url(base_url)
         try:
-            response = await self.client.get(
-                url, headers=headers, timeout=self.settings.connect_timeout_s + 20
-            )
+            try:
+                built = self.client.build_request(
+                    "GET", url, headers=headers, timeout=self.settings.connect_timeout_s + 20
+                )
+            except httpx.InvalidURL as exc:
+                raise _bad_url(url, exc) from None
+            except (ValueError, TypeError):
+                raise ConfigError(
+                    f"The request to the {provider.name} server could not be made: the API "
+                    "key or a header holds characters HTTP cannot carry.",
+                    action="Check the API key in Settings for stray characters.",
+                ) from None
+            try:
+                response = await self.client.send(built, stream=True)
+            except ExceptionGroup as group:
+                raise _from_group(group, url, provider.name) from None
+            try:
+                if response.status_code >= 400:
+                    content = await _read_head(response, provider.name, _ERROR_BODY_LIMIT)
+                    raise provider.parse_error(response.status_code, content, profile=profile)
+                if 300 <= response.status_code < 400:
+                    raise _redirected(response, url, provider.name)
+                content = await _read_all(response, provider.name, _MODELS_BODY_LIMIT)
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
-            raise _map_transport_error(exc, url, provider.name, has_output=False) from None
-        if response.status_code >= 400:
-            error = provider.parse_error(
-                response.status_code, response.content[:_ERROR_BODY_LIMIT], profile=profile
-            )
-            raise scrub(error, (api_key,))
+            raise scrub(
+                _map_transport_error(exc, url, provider.name, has_output=False), (api_key,)
+            ) from None
+        except RillError as exc:
+            raise scrub(exc, (api_key,)) from None
         try:
-            return provider.parse_models(response.json())
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return [valid_text(name) for name in provider.parse_models(json.loads(content))]
+        except UNPARSABLE as exc:
             raise CorruptStream(
                 f"The {provider.name} server's list of models could not be read.",
                 action="Check the base URL.",
@@ -287,6 +315,16 @@ class Generation:
             yield Cancelled(self.partial)
         except RillError as exc:
             yield Failed(exc, self.partial)
+        except Exception as exc:  # nothing a server sends may end a turn without a sentence
+            log.error("unexpected %s while generating", type(exc).__name__)
+            yield Failed(
+                RillError(
+                    "Rill could not finish this reply because of an unexpected problem.",
+                    action="Try again; if it keeps happening, report it.",
+                    detail=type(exc).__name__,
+                ),
+                self.partial,
+            )
 
     def _replay(self, key: str, hit: GenerationResponse) -> list[StreamEvent]:
         elapsed = time.perf_counter() - self._started
@@ -342,6 +380,7 @@ class Generation:
                 yield RateLimitWait(hold, delay, "The rate limit is used up until it resets.")
                 await self._sleep(delay)
             parser = provider.parser(request)
+            parser.max_chars = settings.max_reply_chars - len(kept)
             yield StageChanged(Stage.CONNECTING, attempt)
             t0 = loop.time()
             watchdog = _Watchdog(
@@ -353,14 +392,14 @@ class Generation:
             ttft: float | None = None
             try:
                 try:
+                    http_request = _build_request(
+                        engine.client, url, body, headers, timeout, provider.name
+                    )
                     self._reading = True
                     try:
-                        response = await engine.client.send(
-                            engine.client.build_request(
-                                "POST", url, content=body, headers=headers, timeout=timeout
-                            ),
-                            stream=True,
-                        )
+                        response = await engine.client.send(http_request, stream=True)
+                    except ExceptionGroup as group:
+                        raise _from_group(group, url, provider.name) from None
                     finally:
                         self._reading = False
                     engine.gate.observe(gate_key, response.headers)
@@ -368,14 +407,17 @@ class Generation:
                         _log_response(request, attempt, response, loop.time() - t0)
                     if response.status_code >= 400:
                         raise await self._error_from(provider, request, response)
+                    if 300 <= response.status_code < 400:
+                        raise _redirected(response, url, provider.name)
                     yield StageChanged(Stage.WAITING, attempt)
-                    reader = _FrameReader(provider, response)
+                    reader = _FrameReader(provider, response, settings)
                     pieces = reader.pieces
                     next_piece = pieces.__anext__
                     decode = reader.decode
                     feed = parser.feed
                     shown = self._shown
                     at_end = False
+                    pause_at = loop.time() + _YIELD_EVERY_S
                     while not at_end:
                         if self.cancelled:
                             raise _UserCancel
@@ -387,7 +429,12 @@ class Generation:
                             at_end = True
                         finally:
                             self._reading = False
-                        watchdog.last = loop.time()
+                        now = watchdog.last = loop.time()
+                        if now >= pause_at:
+                            # a body that is always there (a fast server, a decompressing
+                            # one) must still let a cancel and the rest of the app run
+                            pause_at = now + _YIELD_EVERY_S
+                            await asyncio.sleep(0)
                         for event_name, data in frames:
                             for event in feed(event_name, data):
                                 if first and (
@@ -406,7 +453,14 @@ class Generation:
                                 yield event
                             if self.cancelled:
                                 raise _UserCancel
-                    parser.end()
+                    for event in parser.end():  # text held back until the end, if any
+                        if first:
+                            first = False
+                            ttft = time.perf_counter() - self._started
+                            yield StageChanged(Stage.STREAMING, attempt)
+                        if type(event) is TextDelta:
+                            shown.append(event.text)
+                        yield event
                 finally:
                     watchdog.stop()
                     if reader is not None:
@@ -461,6 +515,8 @@ class Generation:
             )
             if not error.retryable or attempt >= settings.max_attempts:
                 raise error
+            if isinstance(error, CorruptStream) and attempt >= 2:
+                raise error  # a server that sent it twice is likely to send it again
             if self._shown and settings.mid_stream == "off":
                 raise error
             delay = engine.backoff.delay(attempt)
@@ -515,14 +571,10 @@ class Generation:
     async def _error_from(
         self, provider: Provider, request: ChatRequest, response: httpx.Response
     ) -> RillError:
-        content = bytearray()
-        async for piece in response.aiter_bytes():
-            content += piece
-            if len(content) >= _ERROR_BODY_LIMIT:
-                break
+        content = await _read_head(response, provider.name, _ERROR_BODY_LIMIT)
         return provider.parse_error(
             response.status_code,
-            bytes(content[:_ERROR_BODY_LIMIT]),
+            content,
             profile=request.profile,
             retry_after_s=retry_after_seconds(response.headers),
         )
@@ -598,55 +650,205 @@ class _Watchdog:
             self.handle = None
 
 
-class _FrameReader:
-    """Splits a response body into frames, one network read at a time.
+_PIECE = 256 * 1024
+"""The most decoded bytes handled between two chances for the event loop to run."""
+_YIELD_EVERY_S = 0.02
+"""How long the read loop may keep the event loop busy before letting it run."""
 
-    SSE bodies give (event name, data) pairs; NDJSON bodies give ("", line), split on
-    ``\\n`` only. The engine awaits each read itself and decodes all the frames it holds in
-    a plain loop, so the cost per frame stays a function call, not an await.
+
+class _Body:
+    """An answer's body as it arrives, decoded and bounded.
+
+    Decompression is Rill's own (``gzip`` and ``deflate``, in pieces of at most
+    :data:`_PIECE` bytes), so a small compressed body cannot expand into one huge piece;
+    the decoded bytes are counted, and past ``limit`` the body ends with ``over_limit()``.
     """
 
-    def __init__(self, provider: Provider, response: httpx.Response) -> None:
+    def __init__(self, response: httpx.Response, provider: str, limit: int) -> None:
+        self.provider = provider
+        self.limit = limit
+        self.size = 0
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        if encoding in ("", "identity"):
+            self._zlib: Any = None
+        elif encoding in ("gzip", "x-gzip", "deflate"):
+            self._zlib = zlib.decompressobj(47)  # a gzip or zlib header, whichever it is
+            self._raw_deflate = encoding == "deflate"
+        else:
+            raise CorruptStream(
+                f"The {provider} server sent its answer in the '{_printable(encoding, 40)}' "
+                "encoding, which Rill does not read.",
+                action="Check the server or a proxy in between.",
+            )
+        self._raw = cast(AsyncGenerator[bytes], response.aiter_raw())
+
+    def over_limit(self) -> RillError:
+        return ReplyTooLarge(
+            f"The {self.provider} server's answer passed {_mb(self.limit)}, more than any "
+            "reply Rill keeps, so Rill stopped reading it; the text that arrived is kept.",
+            action="Check the server.",
+        )
+
+    async def pieces(self) -> AsyncGenerator[bytes]:
+        try:
+            async for raw in self._raw:
+                for piece in self._inflate(raw) if self._zlib is not None else (raw,):
+                    self.size += len(piece)
+                    if self.size > self.limit:
+                        raise self.over_limit()
+                    yield piece
+            if self._zlib is not None:
+                tail = self._zlib.flush()
+                if tail:
+                    self.size += len(tail)
+                    if self.size > self.limit:
+                        raise self.over_limit()
+                    yield tail
+        finally:
+            await self._raw.aclose()
+
+    def _inflate(self, data: bytes) -> Iterator[bytes]:
+        try:
+            while data:
+                d = self._zlib
+                try:
+                    out = d.decompress(data, _PIECE)
+                except zlib.error:
+                    if not self._raw_deflate:
+                        raise
+                    # "deflate" that is raw deflate, without the zlib header
+                    self._raw_deflate = False
+                    self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                self._raw_deflate = False
+                if out:
+                    yield out
+                while d.unconsumed_tail or len(out) == _PIECE:
+                    out = d.decompress(d.unconsumed_tail, _PIECE)
+                    if not out:
+                        break
+                    yield out
+                data = b""
+                if d.eof and d.unused_data:  # another gzip member follows
+                    data = d.unused_data
+                    self._zlib = zlib.decompressobj(47)
+        except zlib.error as exc:
+            raise CorruptStream(
+                f"The {self.provider} server's compressed answer could not be decoded.",
+                action="Rill tries again.",
+            ) from exc
+
+
+class _FrameReader:
+    """Splits a response body into frames, one decoded piece at a time.
+
+    SSE bodies give (event name, data) pairs; NDJSON bodies give ("", line), split on
+    ``\\n`` only. The engine awaits each piece itself and decodes all the frames it holds
+    in a plain loop, so the cost per frame stays a function call, not an await. One event
+    or line may hold at most ``max_event`` characters, and the whole body ``max_body``
+    decoded bytes; past either the reply ends with :class:`ReplyTooLarge`.
+    """
+
+    def __init__(
+        self, provider: Provider, response: httpx.Response, settings: ResilienceSettings
+    ) -> None:
         self.provider = provider.name
         self.sse = provider.framing == "sse"
+        self.max_event = settings.max_event_bytes
         self.decode: Callable[[Any], list[tuple[str, str]]]
         if self.sse:
             content_type = response.headers.get("content-type", "")
             if "text/event-stream" not in content_type:
                 raise CorruptStream(
                     f"The {provider.name} server answered with "
-                    f"'{content_type or 'no content type'}' instead of an event stream.",
+                    f"'{_printable(content_type, 80) or 'no content type'}' instead of an "
+                    "event stream.",
                     action="Check the base URL and the provider.",
                 )
+        self.body = _Body(response, provider.name, settings.max_body_bytes)
+        if self.sse:
             self._lines = SSELineDecoder()
             self._events = SSEDecoder()
-            self.pieces: Any = response.aiter_text()
+            self._event_size = 0  # characters of the event being read, lines complete
+            self._line_size = 0  # characters of the line being read
+            self.pieces: AsyncGenerator[Any] = self._text(self.body.pieces())
             self.decode = self._decode_sse
         else:
-            self._buffer = b""
-            self.pieces = response.aiter_bytes()
+            self._parts: list[bytes] = []
+            self._pending = 0
+            self.pieces = self.body.pieces()
             self.decode = self._decode_ndjson
+
+    @staticmethod
+    async def _text(pieces: AsyncGenerator[bytes]) -> AsyncGenerator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        try:
+            async for piece in pieces:
+                text = decoder.decode(piece)
+                if text:
+                    yield text
+            text = decoder.decode(b"", True)
+            if text:
+                yield text
+        finally:
+            await pieces.aclose()
+
+    def too_large(self) -> ReplyTooLarge:
+        return ReplyTooLarge(
+            f"The {self.provider} server sent one event larger than {_mb(self.max_event)}, "
+            "more than Rill reads, so the reply was stopped; the text that arrived is kept.",
+            action="Check the server.",
+        )
 
     def _decode_sse(self, text: str) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         decode = self._events.decode
-        for line in self._lines.decode(text):
-            sse = decode(line)
-            if sse is not None and sse.data:  # an event without data is no event
-                out.append((sse.event, sse.data))
+        lines = self._lines.decode(text)
+        if not lines:
+            self._line_size += len(text)
+        else:
+            size = self._event_size  # the partial line is now the first of ``lines``
+            for line in lines:
+                if line:
+                    size += len(line)
+                    decode(line)
+                else:
+                    size = 0
+                    sse = decode(line)
+                    if sse is not None and sse.data:  # an event without data is no event
+                        out.append((sse.event, sse.data))
+                if size > self.max_event:
+                    raise self.too_large()
+            self._event_size = size
+            rest = self._lines.buffer
+            self._line_size = len(rest[0]) if rest else 0
+        if self._event_size + self._line_size > self.max_event:
+            raise self.too_large()
         return out
 
     def _decode_ndjson(self, piece: bytes) -> list[tuple[str, str]]:
         if b"\n" not in piece:
-            self._buffer += piece
+            self._parts.append(piece)
+            self._pending += len(piece)
+            if self._pending > self.max_event:
+                raise self.too_large()
             return []
-        *complete, self._buffer = (self._buffer + piece).split(b"\n")
-        return [("", _decode_line(raw, self.provider)) for raw in complete if raw.strip()]
+        if self._parts:
+            self._parts.append(piece)
+            piece = b"".join(self._parts)
+        *complete, rest = piece.split(b"\n")
+        self._parts = [rest] if rest else []
+        self._pending = len(rest)
+        if self._pending > self.max_event:
+            raise self.too_large()
+        provider = self.provider
+        return [("", _decode_line(raw, provider)) for raw in complete if raw.strip()]
 
     def finish(self) -> list[tuple[str, str]]:
         """The frames left at the end of the body."""
         if not self.sse:
-            rest, self._buffer = self._buffer, b""
+            rest = b"".join(self._parts)
+            self._parts = []
             return [("", _decode_line(rest, self.provider))] if rest.strip() else []
         # A last line that ended with a newline counts even when the blank line closing its
         # event never came: the event is whole. A line cut short does not.
@@ -664,6 +866,46 @@ class _FrameReader:
         await self.pieces.aclose()
 
 
+def _mb(size: int) -> str:
+    return f"{size / 1_000_000:.3g} MB"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _printable(text: str, limit: int) -> str:
+    """Text from a server, safe to put in a sentence: no control characters, clipped."""
+    text = _CONTROL.sub("?", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def _read_head(response: httpx.Response, provider: str, limit: int) -> bytes:
+    """At most the first ``limit`` bytes of a body (an error answer's, say)."""
+    content = bytearray()
+    body = _Body(response, provider, limit=1 << 62)
+    pieces = body.pieces()
+    try:
+        async for piece in pieces:
+            content += piece
+            if len(content) >= limit:
+                break
+    finally:
+        await pieces.aclose()
+    return bytes(content[:limit])
+
+
+async def _read_all(response: httpx.Response, provider: str, limit: int) -> bytes:
+    """A whole body, or :class:`ReplyTooLarge` once it passes ``limit`` bytes."""
+    content = bytearray()
+    pieces = _Body(response, provider, limit).pieces()
+    try:
+        async for piece in pieces:
+            content += piece
+    finally:
+        await pieces.aclose()
+    return bytes(content)
+
+
 def _decode_line(line: bytes, provider: str) -> str:
     try:
         return line.decode("utf-8").rstrip("\r")
@@ -674,10 +916,74 @@ def _decode_line(line: bytes, provider: str) -> str:
         ) from exc
 
 
+def _host(url: str) -> str:
+    try:
+        return _printable(httpx.URL(url).host, 200) or "the server"
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return "the server"
+
+
+def _build_request(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: httpx.Timeout,
+    provider: str,
+) -> httpx.Request:
+    """The HTTP request, or a :class:`ConfigError` saying why it cannot be made."""
+    try:
+        return client.build_request("POST", url, content=body, headers=headers, timeout=timeout)
+    except httpx.InvalidURL as exc:
+        raise _bad_url(url, exc) from None
+    except (ValueError, TypeError) as exc:  # a header that HTTP cannot carry
+        raise ConfigError(
+            f"The request to the {provider} server could not be made: the API key or a "
+            "header holds characters HTTP cannot carry.",
+            action="Check the API key in Settings for stray characters.",
+            detail=type(exc).__name__,
+        ) from None
+
+
+def _bad_url(url: str, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"The base URL '{_printable(url, 200)}' is not a valid http(s) address.",
+        action="Correct the base URL.",
+        detail=_printable(str(exc), 200),
+    )
+
+
+def _from_group(group: BaseExceptionGroup[Any], url: str, provider: str) -> RillError:
+    """A transport failure that came as a group of exceptions (one per address tried)."""
+    leaves = [str(e) for e in group.exceptions]
+    return ConnectionFailed(
+        f"Could not connect to the {provider} server at {_host(url)}.",
+        action="Check that the server is running and the base URL is right.",
+        detail=_printable("; ".join(leaves), 500),
+    )
+
+
+def _redirected(response: httpx.Response, url: str, provider: str) -> RillError:
+    """A 3xx answer: never followed, since the API key would go along to the new place."""
+    location = response.headers.get("location", "")
+    try:
+        target = str(httpx.URL(url).join(location)) if location else ""
+    except (httpx.InvalidURL, ValueError, TypeError):
+        target = location
+    where = f"to {_printable(target, 300)}" if target else "elsewhere"
+    return ConfigError(
+        f"The {provider} server at {_host(url)} redirected the request "
+        f"({response.status_code}) {where}. Rill does not follow redirects, so the API key "
+        "was not sent there.",
+        action="If that address is the right one, make it the base URL.",
+        status=response.status_code,
+    )
+
+
 def _map_transport_error(
     exc: httpx.HTTPError, url: str, provider: str, *, has_output: bool
 ) -> RillError:
-    host = httpx.URL(url).host if url else "the server"
+    host = _host(url) if url else "the server"
     if isinstance(exc, httpx.ConnectTimeout):
         return ConnectTimeout(
             f"Connecting to {host} timed out.",
@@ -690,10 +996,7 @@ def _map_transport_error(
             detail=str(exc),
         )
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return ConfigError(
-            f"The base URL '{url}' is not a valid http(s) address.",
-            action="Correct the base URL.",
-        )
+        return _bad_url(url, exc)
     if isinstance(exc, httpx.DecodingError):
         return CorruptStream(
             f"The {provider} server's answer could not be decoded.", action="Rill tries again."

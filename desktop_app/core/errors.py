@@ -100,6 +100,10 @@ class CorruptStream(RetryableError):
     """A chunk of the stream could not be parsed."""
 
 
+class ReplyTooLarge(RillError):
+    """An answer passed one of Rill's size limits; it is stopped there, keeping its text."""
+
+
 class FatalError(RillError):
     """The request itself is wrong; sending it again would fail the same way."""
 

@@ -31,6 +31,7 @@ class ResilienceSettings:
     mid_stream: MidStream = "restart"
     failure_threshold: int = 5
     recovery_timeout_s: float = 300.0
+    max_reply_mb: float = 8.0
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> ResilienceSettings:
@@ -48,11 +49,30 @@ class ResilienceSettings:
             mid_stream=values[p + "mid_stream"],
             failure_threshold=int(values[p + "circuit_breaker.failure_threshold"]),
             recovery_timeout_s=float(values[p + "circuit_breaker.recovery_timeout_s"]),
+            max_reply_mb=float(values.get(p + "max_reply_mb", 8.0)),
         )
 
     @property
     def max_attempts(self) -> int:
         return self.max_retries + 1
+
+    @property
+    def max_reply_chars(self) -> int:
+        """The most text (and tool-call arguments) one reply may hold, in characters."""
+        return max(1, int(self.max_reply_mb * 1_000_000))
+
+    @property
+    def max_event_bytes(self) -> int:
+        """The largest single SSE event or NDJSON line read: room for a reply at the limit
+        in one event, with JSON escaping."""
+        return 2 * self.max_reply_chars + 64 * 1024
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The most bytes one answer may hold once decompressed: wire formats spend up to
+        about 50 bytes of JSON on a delta of a few characters, so a reply at the text limit
+        still fits."""
+        return 64 * self.max_reply_chars + (1 << 20)
 
 
 class Backoff:

@@ -37,7 +37,7 @@ class AnthropicParser(StreamParser):
         self._input_tokens = 0
         self._output_tokens = 0
 
-    def feed(self, event: str, data: str) -> list[StreamEvent]:
+    def parse(self, event: str, data: str) -> list[StreamEvent]:
         if event == "ping":
             return []
         chunk = loads_chunk(data, self.provider)
@@ -67,14 +67,13 @@ class AnthropicParser(StreamParser):
             return []
         if kind == "message_start":
             message = chunk.get("message") or {}
-            if message.get("model"):
-                self.model = message["model"]
+            self._set_model(message.get("model"))
             self._take_usage(message.get("usage"))
             return []
         if kind == "message_delta":
             delta = chunk.get("delta") or {}
             if delta.get("stop_reason"):
-                self.raw_finish = delta["stop_reason"]
+                self._set_finish(delta["stop_reason"])
             if self._take_usage(chunk.get("usage")):
                 assert self.usage is not None
                 return [UsageUpdate(self.usage)]

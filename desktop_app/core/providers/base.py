@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from desktop_app.core.errors import CorruptStream, IncompleteStream, RillError, error_for_status
+from desktop_app.core.errors import (
+    CorruptStream,
+    IncompleteStream,
+    ReplyTooLarge,
+    RillError,
+    error_for_status,
+)
 from desktop_app.core.events import StreamEvent, TextDelta, ToolCallDelta
 from desktop_app.core.types import (
     ChatRequest,
@@ -24,6 +32,54 @@ Framing = Literal["sse", "ndjson"]
 def dumps(value: Any) -> str:
     """Compact JSON, as the request body is sent (byte-identical across retries)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+UNPARSABLE: tuple[type[BaseException], ...] = (
+    ValueError,  # not JSON, numbers too long to convert, UnicodeError
+    TypeError,  # a value of the wrong type where a parser needs another
+    AttributeError,  # a list or a number where an object belongs
+    LookupError,  # an index or key that is not there
+    ArithmeticError,  # an overflow converting a huge number
+    RecursionError,  # nesting deeper than the parser goes
+    MemoryError,
+)
+"""What reading a chunk Rill cannot make sense of raises; each becomes a corrupt stream."""
+
+
+def valid_text(text: str) -> str:
+    """``text`` with surrogate pairs joined and lone surrogates replaced by U+FFFD, so it
+    always encodes (a JSON ``\\udxxx`` escape can put any surrogate in a string)."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+class TextJoiner:
+    """Makes a stream of text pieces valid text: a high surrogate that ends one piece waits
+    for the low surrogate that may begin the next; what stays lone becomes U+FFFD."""
+
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held = ""
+
+    def feed(self, text: str) -> str:
+        if self.held:
+            text, self.held = self.held + text, ""
+        elif text.isascii() or _SURROGATE.search(text) is None:
+            return text
+        if text and "\ud800" <= text[-1] <= "\udbff":
+            text, self.held = text[:-1], text[-1]
+        return valid_text(text)
+
+    def flush(self) -> str:
+        """What is held at the end of the stream (a lone high surrogate, as U+FFFD)."""
+        if not self.held:
+            return ""
+        self.held = ""
+        return "\ufffd"
 
 
 def loads_chunk(data: str | bytes, provider: str) -> Any:
@@ -75,7 +131,16 @@ def in_stream_error(err: Any, provider: str, status: int | None = None) -> RillE
         message, etype, code = str(err), "", None
     if status is None:
         status = code if isinstance(code, int) and 400 <= code < 600 else status_for_type(etype)
-    return error_for_status(status, message, provider=provider, error_type=etype)
+    return error_for_status(
+        status,
+        valid_text(message[:_MESSAGE_LIMIT]),
+        provider=provider,
+        error_type=valid_text(etype[:200]),
+    )
+
+
+_MESSAGE_LIMIT = 4000
+"""The most of a server's own error message kept (the sentence shows less)."""
 
 
 def status_for_type(etype: str) -> int:
@@ -102,19 +167,41 @@ def status_for_type(etype: str) -> int:
 
 
 class _ToolAcc:
-    __slots__ = ("args", "id", "name")
+    __slots__ = ("args", "id", "joiner", "name")
 
     def __init__(self, id: str | None, name: str) -> None:
         self.id = id
         self.name = name
         self.args: list[str] = []
+        self.joiner = TextJoiner()
+
+
+def _str(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, not {type(value).__name__}")
+    return valid_text(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _str_raw(value: Any) -> str:
+    """A string piece of a longer text, checked but not yet made valid (see TextJoiner)."""
+    if type(value) is not str:
+        raise TypeError(f"expected a string, not {type(value).__name__}")
+    return value
 
 
 class StreamParser(ABC):
     """Turns one attempt's stream into events and keeps what it has seen.
 
     ``feed`` takes one SSE event (name and data) or one NDJSON line (name "") and returns
-    the events it produced. ``end`` is called at end of stream and raises
+    the events it produced. Whatever a chunk holds, ``feed`` returns events whose text is
+    valid (encodable) and of the right types, or raises a :class:`RillError`: a chunk that
+    cannot be read (not JSON, too deep, the wrong shape or types anywhere) is a
+    :class:`CorruptStream`, and text past ``max_chars`` is :class:`ReplyTooLarge`. ``end``
+    is called at end of stream: it returns the events still held back and raises
     :class:`IncompleteStream` when the protocol's finish marker never came.
     """
 
@@ -129,39 +216,96 @@ class StreamParser(ABC):
         self.raw_finish: str | None = None
         self.model: str = request.model
         self.done = False
+        self.max_chars = sys.maxsize
+        """The most characters of text and tool-call arguments this reply may hold."""
+        self.size = 0
+        self._joiner = TextJoiner()
+
+    def feed(self, event: str, data: str) -> list[StreamEvent]:
+        """Parse one event or line (the one boundary where unreadable chunks are caught)."""
+        try:
+            return self.parse(event, data)
+        except RillError:
+            raise
+        except UNPARSABLE as exc:
+            raise corrupt_chunk(self.provider, data) from exc
 
     @abstractmethod
-    def feed(self, event: str, data: str) -> list[StreamEvent]:
-        """Parse one event or line."""
+    def parse(self, event: str, data: str) -> list[StreamEvent]:
+        """Parse one event or line; any exception of :data:`UNPARSABLE` means corrupt."""
 
-    def end(self) -> None:
+    def end(self) -> list[StreamEvent]:
         if not self.done:
             raise IncompleteStream(
                 f"The {self.provider} stream ended before the answer was complete.",
                 action="Rill tries again.",
             )
+        out: list[StreamEvent] = []
+        tail = self._joiner.flush()
+        if tail:
+            self.text_parts.append(tail)
+            out.append(TextDelta(tail))
+        for index, acc in sorted(self._tools.items()):
+            tail = acc.joiner.flush()
+            if tail:
+                acc.args.append(tail)
+                out.append(ToolCallDelta(index, None, None, tail))
+        return out
 
     # helpers for subclasses -------------------------------------------------------------
 
-    def _text(self, text: str) -> list[StreamEvent]:
+    def _count(self, size: int) -> None:
+        self.size += size
+        if self.size > self.max_chars:
+            mb = f"{self.max_chars / 1_000_000:g}"
+            raise ReplyTooLarge(
+                f"The reply passed Rill's limit of {mb} MB of text, so it was stopped there; "
+                "the text that arrived is kept.",
+                action="If replies this long are expected, raise resilience.max_reply_mb.",
+            )
+
+    def _text(self, text: Any) -> list[StreamEvent]:
+        if type(text) is not str:
+            raise TypeError(f"text is {type(text).__name__}")
+        text = self._joiner.feed(text)
+        if not text:
+            return []
+        self._count(len(text))
         self.text_parts.append(text)
         return [TextDelta(text)]
 
-    def _tool_start(self, index: int, id: str | None, name: str, args: str = "") -> ToolCallDelta:
+    def _set_model(self, model: Any) -> None:
+        if model:
+            self.model = _str(model)[:256]
+
+    def _set_finish(self, finish: Any) -> None:
+        self.raw_finish = _str(finish)[:256]
+
+    def _tool_start(self, index: Any, id: Any, name: Any, args: Any = "") -> ToolCallDelta:
+        if type(index) is not int:
+            raise TypeError(f"tool index is {type(index).__name__}")
+        id, name, args = _opt_str(id), _str(name), _str_raw(args)
         acc = self._tools.get(index)
         if acc is None:
             acc = self._tools[index] = _ToolAcc(id, name)
         else:
             acc.id = acc.id or id
             acc.name = acc.name or name
+        self._count(len(name) + len(id or "") + len(args))
         if args:
+            args = acc.joiner.feed(args)
             acc.args.append(args)
         return ToolCallDelta(index, id, name or None, args)
 
-    def _tool_args(self, index: int, args: str) -> ToolCallDelta:
+    def _tool_args(self, index: Any, args: Any) -> ToolCallDelta:
+        if type(index) is not int:
+            raise TypeError(f"tool index is {type(index).__name__}")
+        args = _str_raw(args)
         acc = self._tools.get(index)
         if acc is None:
             acc = self._tools[index] = _ToolAcc(None, "")
+        self._count(len(args))
+        args = acc.joiner.feed(args)
         acc.args.append(args)
         return ToolCallDelta(index, None, None, args)
 
@@ -237,18 +381,21 @@ class Provider(ABC):
         profile: str = "default",
         retry_after_s: float | None = None,
     ) -> RillError:
+        text = content.decode("utf-8", "replace").strip()[:300]
         try:
             body: Any = json.loads(content) if content else None
-        except ValueError:
-            body = content.decode("utf-8", "replace").strip()[:300]
-        message, error_type = self.error_message(body) if not isinstance(body, str) else (body, "")
+            message, error_type = (
+                self.error_message(body) if not isinstance(body, str) else (body, "")
+            )
+        except UNPARSABLE:
+            message, error_type = text, ""
         return error_for_status(
             status,
-            message,
+            valid_text(message[:_MESSAGE_LIMIT]),
             provider=self.name,
             profile=profile,
             retry_after_s=retry_after_s,
-            error_type=error_type,
+            error_type=valid_text(error_type[:200]),
         )
 
     def encode_body(self, request: ChatRequest) -> bytes:

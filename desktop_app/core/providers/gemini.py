@@ -37,15 +37,14 @@ class GeminiParser(StreamParser):
     def finish_reason(self) -> FinishReason:
         return "content_filter" if self._blocked else super().finish_reason
 
-    def feed(self, event: str, data: str) -> list[StreamEvent]:
+    def parse(self, event: str, data: str) -> list[StreamEvent]:
         chunk = loads_chunk(data, self.provider)
         if not isinstance(chunk, dict):
             raise corrupt_chunk(self.provider, data)
         if "error" in chunk:
             raise in_stream_error(chunk["error"], self.provider)
         out: list[StreamEvent] = []
-        if chunk.get("modelVersion"):
-            self.model = chunk["modelVersion"]
+        self._set_model(chunk.get("modelVersion"))
         candidates = chunk.get("candidates")
         if candidates:
             candidate = candidates[0]
@@ -61,12 +60,12 @@ class GeminiParser(StreamParser):
                     index = len(self._tools)
                     out.append(self._tool_start(index, call.get("id"), call.get("name", ""), raw))
             if candidate.get("finishReason"):
-                self.raw_finish = candidate["finishReason"]
+                self._set_finish(candidate["finishReason"])
                 self.done = True
         else:
             feedback = chunk.get("promptFeedback") or {}
             if feedback.get("blockReason"):
-                self.raw_finish = str(feedback["blockReason"])
+                self._set_finish(str(feedback["blockReason"]))
                 self._blocked = True
                 self.done = True
         usage = chunk.get("usageMetadata")

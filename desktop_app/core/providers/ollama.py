@@ -31,16 +31,14 @@ class OllamaParser(StreamParser):
         super().__init__(request)
         self._tool_index = 0
 
-    def feed(self, event: str, data: str) -> list[StreamEvent]:
+    def parse(self, event: str, data: str) -> list[StreamEvent]:
         chunk = loads_chunk(data, self.provider)
         if not isinstance(chunk, dict):
             raise corrupt_chunk(self.provider, data)
         if "error" in chunk:
             raise in_stream_error(chunk["error"], self.provider, status=500)
         out: list[StreamEvent] = []
-        model = chunk.get("model")
-        if model:
-            self.model = model
+        self._set_model(chunk.get("model"))
         message = chunk.get("message")
         if message:
             content = message.get("content")
@@ -56,7 +54,9 @@ class OllamaParser(StreamParser):
                 self._tool_index += 1
         if chunk.get("done"):
             self.done = True
-            self.raw_finish = chunk.get("done_reason")
+            reason = chunk.get("done_reason")
+            if reason is not None:
+                self._set_finish(reason)
             if "prompt_eval_count" in chunk or "eval_count" in chunk:
                 self.usage = TokenUsage(
                     int(chunk.get("prompt_eval_count") or 0), int(chunk.get("eval_count") or 0)

@@ -29,7 +29,7 @@ class OpenAIParser(StreamParser):
         "content_filter": "content_filter",
     }
 
-    def feed(self, event: str, data: str) -> list[StreamEvent]:
+    def parse(self, event: str, data: str) -> list[StreamEvent]:
         if data == "[DONE]":
             self.done = True
             return []
@@ -41,7 +41,7 @@ class OpenAIParser(StreamParser):
             raise corrupt_chunk(self.provider, data)
         choices = chunk.get("choices")
         if choices and "usage" not in chunk and "error" not in chunk:
-            # the common case: one choice whose delta holds only text
+            # the common case: one choice whose delta holds only plain text
             choice = choices[0]
             delta = choice.get("delta")
             if (
@@ -52,6 +52,9 @@ class OpenAIParser(StreamParser):
             ):
                 if not content:
                     return []
+                if not content.isascii() or self._joiner.held:
+                    return self._text(content)
+                self._count(len(content))
                 self.text_parts.append(content)
                 return [TextDelta(content)]
         return self._feed_chunk(chunk)
@@ -60,9 +63,7 @@ class OpenAIParser(StreamParser):
         if "error" in chunk:
             raise in_stream_error(chunk["error"], self.provider)
         out: list[StreamEvent] = []
-        model = chunk.get("model")
-        if model:
-            self.model = model
+        self._set_model(chunk.get("model"))
         choices = chunk.get("choices")
         if choices:
             choice = choices[0]
@@ -85,7 +86,7 @@ class OpenAIParser(StreamParser):
                         out.append(self._tool_args(index, fn["arguments"]))
             finish = choice.get("finish_reason")
             if finish:
-                self.raw_finish = finish
+                self._set_finish(finish)
         usage = chunk.get("usage")
         if usage:
             self.usage = TokenUsage(
