@@ -75,6 +75,7 @@ SPECS: tuple[Spec, ...] = (
     Spec(5, "memory", "Memory"),
     Spec(6, "cache", "Response cache"),
     Spec(7, "history", "History"),
+    Spec(8, "hostile", "Hostile input"),
 )
 
 NAMES: tuple[str, ...] = tuple(spec.name for spec in SPECS)
