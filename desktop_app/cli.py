@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any, ClassVar, NoReturn, TextIO, cast
 
 from desktop_app import __version__
 from desktop_app.core.chat import ChatService, Services, Turn
@@ -67,44 +67,77 @@ class Writer:
     sequences (the spinner, erasing a restarted answer) go to :attr:`raw` directly.
 
     When the reader goes away (``q … | head -c 20``), further output is dropped and
-    :attr:`broken` is set, so q can stop the request and exit quietly.
+    :attr:`broken` is set, so q can stop the request and exit quietly. Ctrl+C while a
+    write waits on a terminal that does not read (paused, or far behind) abandons that
+    write and all later output to that terminal, so q can exit at once.
     """
+
+    _open: ClassVar[list[Writer]] = []
 
     def __init__(self, stream: TextIO, *, mask: bool = False) -> None:
         self.raw = stream
         self.mask = mask
         self.keep_raw = _is_regular_file(stream)
         self.broken = False
+        self.abandoned = False
+        self._writing = False
+        Writer._open.append(self)
 
     def write(self, text: str) -> int:
-        if self.broken:
+        if self.broken or self.abandoned:
             return 0
         if self.mask:
             text = redact(text, known_secrets())
         text = _SURROGATES.sub("\ufffd", text) if self.keep_raw else for_terminal(text)
-        try:
-            return self.raw.write(text)
-        except BrokenPipeError:
-            self._went_away()
-            return 0
+        return self._call(self.raw.write, text) or 0
 
     def flush(self) -> None:
-        if self.broken:
-            return
-        try:
-            self.raw.flush()
-        except BrokenPipeError:
-            self._went_away()
+        if not (self.broken or self.abandoned):
+            self._call(self.raw.flush)
 
     def isatty(self) -> bool:
         return self.raw.isatty()
 
-    def _went_away(self) -> None:
-        self.broken = True
+    def interrupt(self) -> None:
+        """Called by the Ctrl+C handler: abandon the write in progress, if there is one."""
+        if self._writing:
+            self._writing = False
+            raise _WriteAbandoned
+
+    def _call(self, method: Any, *args: Any) -> Any:
+        try:
+            self._writing = True
+            return method(*args)
+        except BrokenPipeError:
+            self.broken = True
+            self._silence()
+        except _WriteAbandoned:
+            same = [w for w in Writer._open if w is self or _same_file(w.raw, self.raw)]
+            for writer in same:
+                writer.abandoned = True
+                writer._silence()
+        finally:
+            self._writing = False
+        return None
+
+    def _silence(self) -> None:
+        """Point the stream's descriptor at /dev/null, so no later write (nor the flush at
+        exit) meets the closed pipe or the terminal that does not read."""
         with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.raw.fileno())  # so the flush at exit finds no closed pipe
+            os.dup2(devnull, self.raw.fileno())
             os.close(devnull)
+
+
+class _WriteAbandoned(Exception):
+    """Raised by the Ctrl+C handler inside a write that waits on the terminal."""
+
+
+def _same_file(a: TextIO, b: TextIO) -> bool:
+    try:
+        return os.path.samestat(os.fstat(a.fileno()), os.fstat(b.fileno()))
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -147,8 +180,16 @@ def _base_url(text: str) -> str:
     return text
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a wrong argument in one line (not the whole usage) and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(for_terminal(f"q: {message}. See q --help.") + "\n")
+        sys.exit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="q",
         description="Ask a large language model from the terminal. The prompt comes from the "
         "arguments, from standard input, or both (the arguments first).",
@@ -538,15 +579,20 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
     loop = asyncio.get_running_loop()
     interrupts = 0
 
-    def on_sigint() -> None:
+    def on_sigint(_signum: int, _frame: object) -> None:
+        # A plain signal handler, not the loop's: it runs even while a write waits on a
+        # terminal that does not read, which it then abandons (the loop would wait too).
         nonlocal interrupts
         interrupts += 1
         if interrupts > 1:
             os._exit(EXIT_CANCELLED)
-        turn.cancel()
+        loop.call_soon_threadsafe(turn.cancel)
+        out.interrupt()
+        err.interrupt()
 
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    previous: Any = None
+    with contextlib.suppress(ValueError):  # not the main thread: keep asyncio's handling
+        previous = signal.signal(signal.SIGINT, on_sigint)
     result: GenerationResponse | None = None
     code = EXIT_FAILED
     try:
@@ -596,8 +642,8 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
                 return EXIT_CANCELLED
     finally:
         output.spinner.hide()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGINT)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     if result is None:
         return code
     output.end(result.content)

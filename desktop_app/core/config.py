@@ -3,15 +3,17 @@ the docs. The file is TOML in the user config folder; a broken file never stops 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import tomli_w
 
 from desktop_app.core.types import PROVIDERS, ProviderName
@@ -25,6 +27,27 @@ class Key:
     description: str
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    maximum: float | None = None
+    check: Callable[[Any], None] | None = None
+    """Raises ValueError (with the reason) when a value of the right type is still wrong."""
+
+
+def check_base_url(url: str) -> None:
+    """Raise ValueError, with a sentence, unless ``url`` is empty or an http(s) address
+    with a host (and a port from 1 to 65535, when it has one)."""
+    if not url:
+        return
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise ValueError(f"'{url}' is not a valid address ({exc})") from None
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(f"'{url}' is not an http:// or https:// address")
+    if not parsed.host:
+        raise ValueError(f"'{url}' has no host name")
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"'{url}' has port {port}; a port is a number from 1 to 65535")
 
 
 SCHEMA: tuple[Key, ...] = (
@@ -112,11 +135,30 @@ SCHEMA_BY_PATH: dict[str, Key] = {k.path: k for k in SCHEMA}
 
 PROFILE_SCHEMA: tuple[Key, ...] = (
     Key("provider", str, "openai", "Wire protocol.", choices=PROVIDERS),
-    Key("base_url", str, "", "Server address (OpenAI's includes /v1); empty for the default."),
+    Key(
+        "base_url",
+        str,
+        "",
+        "Server address (OpenAI's includes /v1); empty for the default.",
+        check=check_base_url,
+    ),
     Key("model", str, "", "Model name."),
     Key("system_prompt", str, "", "System prompt for new chats."),
-    Key("temperature", float, -1.0, "Sampling temperature; negative means the server's default."),
-    Key("max_tokens", int, 0, "Most tokens in a reply; 0 means the server's default.", minimum=0),
+    Key(
+        "temperature",
+        float,
+        -1.0,
+        "Sampling temperature (0 to 2); negative means the server's default.",
+        maximum=2.0,
+    ),
+    Key(
+        "max_tokens",
+        int,
+        0,
+        "Most tokens in a reply; 0 means the server's default.",
+        minimum=0,
+        maximum=10_000_000,
+    ),
     Key("fallbacks", list, [], "Models or profiles to try, in order, when this one fails."),
     Key("accepts_prefill", bool, False, "The server continues a partial assistant turn."),
 )
@@ -178,6 +220,10 @@ class Config:
     problems: list[Problem] = field(default_factory=list)
     path: Path | None = None
 
+    def __post_init__(self) -> None:
+        for profile in self.profiles.values():
+            check_profile(profile)
+
     def __getitem__(self, path: str) -> Any:
         return self.values[path]
 
@@ -216,6 +262,16 @@ class Config:
         return doc
 
 
+def check_profile(profile: Profile) -> None:
+    """Raise ValueError (naming the key) if a value of ``profile`` breaks the schema."""
+    values = _profile_to_dict(profile)
+    for name, key in PROFILE_SCHEMA_BY_NAME.items():
+        try:
+            _coerce(key, values[name])
+        except ValueError as exc:
+            raise ValueError(f"profiles.{profile.name}.{name}: {exc}") from None
+
+
 def parse_value(text: str) -> Any:
     """A value as TOML reads it (``3``, ``true``, ``"x"``, ``[..]``), else the text itself."""
     try:
@@ -225,7 +281,10 @@ def parse_value(text: str) -> Any:
 
 
 def _coerce(key: Key, value: Any) -> Any:
-    """The value checked against its key's type, choices and minimum."""
+    """The value checked against its key's type, choices, range and check.
+
+    Numbers must be finite: ``nan`` and ``inf`` are refused for every number.
+    """
     if key.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if key.type is list and isinstance(value, str):
@@ -236,8 +295,14 @@ def _coerce(key: Key, value: Any) -> Any:
         raise ValueError(f"expected {key.type.__name__}, got {value!r}")
     if key.choices and value not in key.choices:
         raise ValueError(f"expected one of {', '.join(key.choices)}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value!r}")
     if key.minimum is not None and isinstance(value, int | float) and value < key.minimum:
         raise ValueError(f"must be at least {key.minimum}, got {value!r}")
+    if key.maximum is not None and isinstance(value, int | float) and value > key.maximum:
+        raise ValueError(f"must be at most {key.maximum}, got {value!r}")
+    if key.check is not None:
+        key.check(value)
     if isinstance(value, list):
         return [str(v) for v in value]
     return value

@@ -3,8 +3,10 @@ process, real sockets, the simulator's hostile mode."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ import pytest
 
 from desktop_app.simulator import SimulatorThread, hostile
 from desktop_app.simulator.server import RecordedRequest
+from tests.helpers import wait_until
 
 KEY = "pRoXy0123456789abcdefghijKLMNOPQRSTUV"
 """An API key not shaped like any provider's, so only Rill's own masking can hide it."""
@@ -248,3 +251,174 @@ def test_json_output_keeps_the_text_and_no_raw_control(
     exported = q("--export", "1", "--format", "json", home=rill_home)
     assert json.loads(exported.stdout)["messages"][-1]["content"] == ESCAPES
     assert_no_controls(exported.stdout)
+
+
+# -- numbers and addresses at the edges ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (["--temperature", "nan"], "--temperature: must be a number from 0 to 2"),
+        (["--temperature", "inf"], "--temperature: must be a number from 0 to 2"),
+        (["--temperature", "-0.5"], "--temperature: must be a number from 0 to 2"),
+        (["--max-tokens", "-1"], "--max-tokens: must be a whole number from 1"),
+        (["--max-tokens", "0"], "--max-tokens: must be a whole number from 1"),
+        (["--base-url", "http://[::1"], "is not a valid address"),
+        (["--base-url", "http://127.0.0.1:99999/v1"], "a port is a number from 1 to 65535"),
+        (["--base-url", "ftp://127.0.0.1/v1"], "is not an http:// or https:// address"),
+        (["--set", "resilience.idle_timeout_s=nan"], "must be a finite number"),
+        (["--set", "resilience.max_delay_s=inf"], "must be a finite number"),
+        (["--set", "profiles.default.temperature=nan"], "must be a finite number"),
+        (["--set", "profiles.default.base_url='http://h:0'"], "a port is a number from 1"),
+    ],
+)
+def test_bad_numbers_and_addresses_are_one_sentence_before_any_request(
+    simt: SimulatorThread, rill_home: Path, args: list[str], sentence: str
+) -> None:
+    result = q("--base-url", simt.base_url("openai"), *args, "hi", home=rill_home)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert sentence in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
+    assert simt.sim.chat_requests == []
+
+
+def test_a_nan_in_the_config_file_keeps_the_default(simt: SimulatorThread, rill_home: Path) -> None:
+    (rill_home / "config").mkdir(parents=True, exist_ok=True)
+    (rill_home / "config" / "config.toml").write_text(
+        "[resilience]\nidle_timeout_s = nan\nconnect_timeout_s = inf\n"
+        "[profiles.default]\ntemperature = nan\nbase_url = 'http://[::1'\n",
+        encoding="utf-8",
+    )
+    result = q(*base(simt), "--no-cache", "hi", home=rill_home)
+    assert result.returncode == 0, result.stderr
+    body = simt.sim.chat_requests[-1].json
+    assert "temperature" not in body
+
+
+# -- input and output that is not what q expects --------------------------------------------------
+
+
+def test_an_argument_that_is_not_utf8_is_one_sentence(
+    simt: SimulatorThread, rill_home: Path
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable.encode(),
+            b"-m",
+            b"desktop_app.cli",
+            b"--base-url",
+            simt.base_url("openai").encode(),
+            b"caf\xe9 \xff",
+        ],
+        capture_output=True,
+        env={**os.environ, "RILL_HOME": str(rill_home)},
+        timeout=30,
+    )
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert "the prompt is not UTF-8 text" in err and "Traceback" not in err
+    assert simt.sim.chat_requests == []
+
+
+def test_binary_stdin_is_one_sentence(simt: SimulatorThread, rill_home: Path) -> None:
+    result = q(*base(simt), stdin=b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", home=rill_home)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert "standard input is not UTF-8 text" in err and "Traceback" not in err
+    assert simt.sim.chat_requests == []
+
+
+@pytest.mark.parametrize("command", [["--history"], ["--export", "1"], ["hi"]])
+def test_a_reader_that_goes_away_ends_q_quietly(
+    simt: SimulatorThread, rill_home: Path, command: list[str]
+) -> None:
+    assert q(*base(simt), "--no-cache", "first", home=rill_home).returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "desktop_app.cli", *base(simt), "--no-cache", *command],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "RILL_HOME": str(rill_home)},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # like `q … | true`
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=30)
+    assert proc.returncode == 141, err
+    assert err == ""
+
+
+# -- Ctrl+C ---------------------------------------------------------------------------------------
+
+
+def _interrupt(
+    sim: SimulatorThread, home: Path, *, flowing: bytes | int, keep_reading: bool = True
+) -> tuple[int | None, float]:
+    """Run q on a terminal, press Ctrl+C once ``flowing`` (that many bytes, or that text) has
+    been shown, then read on (or not: a paused terminal); (exit code, seconds to exit)."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "desktop_app.cli", *base(sim), "--no-cache", "hi"],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, "RILL_HOME": str(home), "COLUMNS": "80"},
+    )
+    os.close(slave)
+    os.set_blocking(master, False)
+    try:
+        shown = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if len(shown) >= flowing if isinstance(flowing, int) else flowing in shown:
+                break
+            select.select([master], [], [], 0.1)
+            with contextlib.suppress(BlockingIOError):
+                shown = (shown + os.read(master, 65536))[-65536:]
+        else:
+            raise AssertionError(f"nothing flowed: {shown[-300:]!r}")
+        if not keep_reading:  # the terminal stops reading until q blocks in write(2)
+            wait_until(lambda: _blocked_in_write(proc.pid), timeout=10)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        while proc.poll() is None and time.monotonic() - started < 5:
+            select.select([master] if keep_reading else [], [], [], 0.02)
+            if keep_reading:
+                with contextlib.suppress(OSError):
+                    os.read(master, 65536)
+        return proc.poll(), time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
+        os.close(master)
+
+
+def _blocked_in_write(pid: int) -> bool:
+    syscall = Path(f"/proc/{pid}/syscall").read_text().split()
+    return bool(syscall) and syscall[0] == str(_WRITE)
+
+
+_WRITE = {"x86_64": 1, "aarch64": 64}.get(os.uname().machine, 1)
+
+
+@pytest.mark.parametrize("keep_reading", [True, False], ids=["terminal", "paused-terminal"])
+def test_ctrl_c_ends_an_endless_stream(
+    simt: SimulatorThread, rill_home: Path, keep_reading: bool
+) -> None:
+    simt.script(hostile.endless("openai", "spam "))
+    code, seconds = _interrupt(simt, rill_home, flowing=65536, keep_reading=keep_reading)
+    assert code == 130, seconds
+
+
+def test_ctrl_c_ends_an_endless_line(simt: SimulatorThread, rill_home: Path) -> None:
+    # hostile.endless_line at a pace that stays under Rill's event size limit for minutes
+    def body(_: RecordedRequest) -> Iterator[bytes]:
+        while True:
+            yield b"data: x\n" * 8192
+
+    headers = {"Content-Type": "text/event-stream"}
+    simt.script(hostile.pieces("openai", body, headers=headers, piece_delay_s=0.05))
+    code, seconds = _interrupt(simt, rill_home, flowing=b"first token")
+    assert code == 130, seconds

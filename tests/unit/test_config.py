@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
-from desktop_app.core.config import SCHEMA, Config, describe_schema, load_config, save_config
+from desktop_app.core.config import (
+    SCHEMA,
+    SCHEMA_BY_PATH,
+    Config,
+    Profile,
+    check_base_url,
+    describe_schema,
+    load_config,
+    save_config,
+)
 
 
 def test_missing_file_gives_defaults(tmp_path: Path) -> None:
@@ -93,3 +103,57 @@ def test_schema_documents_every_key() -> None:
     for key in SCHEMA:
         assert f"`{key.path}`" in table
         assert key.description
+
+
+FLOAT_KEYS = [k.path for k in SCHEMA if k.type is float]
+
+
+@pytest.mark.parametrize("path", FLOAT_KEYS)
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf"])
+def test_every_float_key_refuses_nan_and_inf(path: str, text: str) -> None:
+    config = Config()
+    with pytest.raises(ValueError, match="finite"):
+        config.set(path, text)
+    assert config[path] == SCHEMA_BY_PATH[path].default
+
+
+def test_nan_in_the_file_and_in_a_profile_keeps_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "[resilience]\nidle_timeout_s = nan\nbase_delay_s = inf\n"
+        "[profiles.p]\ntemperature = nan\nmax_tokens = -1\nbase_url = 'http://h:99999/v1'\n",
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    assert config["resilience.idle_timeout_s"] == 60.0
+    assert config["resilience.base_delay_s"] == 1.0
+    profile = config.profile("p")
+    assert (profile.temperature, profile.max_tokens, profile.base_url) == (None, None, "")
+    reasons = " ".join(str(p) for p in config.problems)
+    assert "finite" in reasons and "at least 0" in reasons and "65535" in reasons
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1", "http://h:99999", "http://h:0/v1", "ftp://h/v1", "http:///v1", "localhost:80"],
+)
+def test_a_bad_base_url_is_refused_with_a_sentence(url: str) -> None:
+    with pytest.raises(ValueError, match=r"address|port|host"):
+        check_base_url(url)
+    with pytest.raises(ValueError):
+        Config().set("profiles.p.base_url", url)
+
+
+@pytest.mark.parametrize(
+    "url", ["", "http://127.0.0.1:8080/v1", "https://api.openai.com/v1", "http://[::1]:11434"]
+)
+def test_good_base_urls_pass(url: str) -> None:
+    check_base_url(url)
+
+
+def test_the_settings_dialog_config_is_validated_like_the_file() -> None:
+    # the dialog builds Config(values=..., profiles=...) and shows the ValueError
+    with pytest.raises(ValueError, match=r"profiles\.p\.temperature: must be a finite number"):
+        Config(profiles={"p": Profile(name="p", temperature=math.nan)})
+    with pytest.raises(ValueError, match=r"profiles\.p\.base_url"):
+        Config(profiles={"p": Profile(name="p", base_url="http://[::1")})
