@@ -92,6 +92,8 @@ class ChatInput:
     """The model named in the body (Gemini bodies name none): part of the reply's seed."""
     prefill: str | None = None
     """Text of a trailing assistant message: the reply continues it instead of starting over."""
+    generate: bool = False
+    """An Ollama ``/api/generate`` request (a prompt, answered in ``response`` fields)."""
 
 
 def _typed_text(content: Any) -> str:
@@ -273,6 +275,43 @@ def _parse_gemini(body: dict[str, Any], model: str, stream: bool) -> ChatInput:
     )
 
 
+def parse_generate(body: Any) -> ChatInput:
+    """Read an Ollama ``/api/generate`` body: ``model``, ``prompt``, ``system``, ``stream``,
+    ``options.num_predict``."""
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    prompt = body.get("prompt")
+    prompt = prompt if isinstance(prompt, str) else ""
+    system = body.get("system")
+    words = count_words(prompt) + (count_words(system) if isinstance(system, str) else 0)
+    num_predict = _dict(body.get("options")).get("num_predict")
+    limit = None if isinstance(num_predict, int) and num_predict < 0 else num_predict
+    name = model if isinstance(model, str) else ""
+    return ChatInput(
+        protocol="ollama",
+        model=name or "sim-small",
+        stream=body.get("stream", True) is not False,
+        last_user=prompt,
+        input_tokens=words,
+        max_tokens=_int_or_none(limit),
+        tool_name=None,
+        seed_model=name,
+        generate=True,
+    )
+
+
+def count_input_tokens(protocol: ProtocolName, body: Any) -> int:
+    """What a chat request with ``body`` would report as its input tokens (Anthropic's
+    ``count_tokens`` and Gemini's ``countTokens``, which may wrap it in
+    ``generateContentRequest``)."""
+    if protocol == "gemini" and isinstance(body, dict):
+        wrapped = body.get("generateContentRequest", body.get("generate_content_request"))
+        if isinstance(wrapped, dict):
+            body = wrapped
+    return parse_chat(protocol, body).input_tokens
+
+
 # ---------------------------------------------------------------------------------------
 # Planning a reply
 
@@ -409,8 +448,77 @@ def default_message(status: int) -> str:
         return f"HTTP {status}"
 
 
-def error_body(protocol: ProtocolName, status: int, message: str | None = None) -> bytes:
-    """The JSON body the provider answers an HTTP error with."""
+def anthropic_request_id() -> str:
+    """A request id as Anthropic spells it; the ``request-id`` header and an error body's
+    ``request_id`` carry the same one."""
+    return "req_011" + random_id(21)
+
+
+def google_duration(seconds: float) -> str:
+    """A ``google.protobuf.Duration`` in its JSON form: ``"5s"``, ``"0.400s"``."""
+    seconds = max(0.0, seconds)
+    if float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    return f"{seconds:.3f}s" if round(seconds, 3) == seconds else f"{seconds:.9f}s"
+
+
+_GEMINI_QUOTA_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+GEMINI_QUOTA_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. "
+    "To monitor your current usage, head to: https://ai.dev/rate-limit."
+)
+
+
+def _gemini_quota_details(model: str, retry_delay_s: float | None) -> list[dict[str, Any]]:
+    """The ``details`` of the Gemini API's 429: the quota that ran out, where to read about
+    it and, when the wait is known, ``RetryInfo`` (the API sends no Retry-After header)."""
+    details: list[dict[str, Any]] = [
+        {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [
+                {
+                    "quotaMetric": _GEMINI_QUOTA_METRIC,
+                    "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                    "quotaDimensions": {"location": "global", "model": model},
+                    "quotaValue": "10",
+                }
+            ],
+        },
+        {
+            "@type": "type.googleapis.com/google.rpc.Help",
+            "links": [
+                {
+                    "description": "Learn more about Gemini API quotas",
+                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                }
+            ],
+        },
+    ]
+    if retry_delay_s is not None:
+        details.append(
+            {
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": google_duration(retry_delay_s),
+            }
+        )
+    return details
+
+
+def error_body(
+    protocol: ProtocolName,
+    status: int,
+    message: str | None = None,
+    *,
+    request_id: str | None = None,
+    retry_delay_s: float | None = None,
+    model: str = "sim-small",
+) -> bytes:
+    """The JSON body the provider answers an HTTP error with.
+
+    ``request_id`` is Anthropic's (a new one when not given); ``retry_delay_s`` and
+    ``model`` shape Gemini's 429, which names the quota and says the wait in ``RetryInfo``.
+    """
     text = message if message is not None else default_message(status)
     if protocol == "openai":
         kind, code = _OPENAI_TYPES.get(
@@ -426,17 +534,25 @@ def error_body(protocol: ProtocolName, status: int, message: str | None = None) 
             {
                 "type": "error",
                 "error": {"type": kind, "message": text},
-                "request_id": "req_011" + random_id(21),
+                "request_id": request_id or anthropic_request_id(),
             }
         ).encode()
     if protocol == "gemini":
         state = _GEMINI_STATUSES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
+        if status == 429 and message is None:
+            text = GEMINI_QUOTA_MESSAGE
+            if retry_delay_s is not None:
+                text += f" Please retry in {google_duration(retry_delay_s)}."
         gerr: dict[str, Any] = {"code": status, "message": text, "status": state}
+        if status == 429:
+            gerr["details"] = _gemini_quota_details(model, retry_delay_s)
         return json.dumps({"error": gerr}, ensure_ascii=False, indent=2).encode() + b"\n"
     return go_json({"error": text}).encode()
 
 
-def unknown_url_body(protocol: ProtocolName, method: str, path: str) -> tuple[bytes, str]:
+def unknown_url_body(
+    protocol: ProtocolName, method: str, path: str, *, request_id: str | None = None
+) -> tuple[bytes, str]:
     """What each provider answers for a path it does not serve: (body, content type)."""
     if protocol == "openai":
         err = {
@@ -449,10 +565,34 @@ def unknown_url_body(protocol: ProtocolName, method: str, path: str) -> tuple[by
     if protocol == "ollama":
         return b"404 page not found", "text/plain"
     if protocol == "anthropic":
-        body = {"type": "error", "error": {"type": "not_found_error", "message": "Not Found"}}
-        return compact(body).encode(), "application/json"
+        return error_body("anthropic", 404, "Not Found", request_id=request_id), "application/json"
     body_bytes = error_body("gemini", 404, f"Unknown request URL: {method} {path}.")
     return body_bytes, json_content_type("gemini")
+
+
+def model_not_found_body(
+    protocol: ProtocolName, model: str, *, request_id: str | None = None
+) -> bytes:
+    """The 404 each provider answers for a model id it does not serve."""
+    if protocol == "openai":
+        err = {
+            "message": f"The model '{model}' does not exist",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+        return json.dumps({"error": err}, ensure_ascii=False, indent=4).encode() + b"\n"
+    if protocol == "anthropic":
+        return error_body("anthropic", 404, f"model: {model}", request_id=request_id)
+    if protocol == "gemini":
+        return error_body(
+            "gemini",
+            404,
+            f"models/{model} is not found for API version v1beta, or is not supported for "
+            "generateContent. Call ListModels to see the list of available models and their "
+            "supported methods.",
+        )
+    return go_json({"error": f"model '{model}' not found"}).encode()
 
 
 def json_content_type(protocol: ProtocolName) -> str:
@@ -490,12 +630,19 @@ class Encoder(ABC):
     ``malformed`` can cut a chunk's JSON short and still frame it.
     """
 
-    def __init__(self, inp: ChatInput, reply: Reply) -> None:
+    def __init__(self, inp: ChatInput, reply: Reply, request_id: str | None = None) -> None:
         self.inp = inp
         self.reply = reply
+        self.request_id = request_id
+        """The id the answer's headers carry, for errors that name it (Anthropic)."""
         self.created = int(time.time())
         self.received = time.perf_counter()
         self.first_token_at: float | None = None
+
+    @property
+    def content_type(self) -> str:
+        """The Content-Type of a streamed answer."""
+        return stream_content_type(self.inp.protocol)
 
     def head(self) -> bytes:
         return b""
@@ -549,8 +696,8 @@ class OpenAIEncoder(Encoder):
         "tool_calls": "tool_calls",
     }
 
-    def __init__(self, inp: ChatInput, reply: Reply) -> None:
-        super().__init__(inp, reply)
+    def __init__(self, inp: ChatInput, reply: Reply, request_id: str | None = None) -> None:
+        super().__init__(inp, reply, request_id)
         self.id = "chatcmpl-" + random_id(29)
         self.call_id = "call_" + random_id(24)
         self._prefix = (
@@ -653,8 +800,8 @@ class AnthropicEncoder(Encoder):
         "tool_calls": "tool_use",
     }
 
-    def __init__(self, inp: ChatInput, reply: Reply) -> None:
-        super().__init__(inp, reply)
+    def __init__(self, inp: ChatInput, reply: Reply, request_id: str | None = None) -> None:
+        super().__init__(inp, reply, request_id)
         self.id = "msg_01" + random_id(22)
         self.tool_id = "toolu_01" + random_id(22)
 
@@ -721,7 +868,7 @@ class AnthropicEncoder(Encoder):
         err = {
             "type": "error",
             "error": {"type": "overloaded_error", "message": "Overloaded"},
-            "request_id": "req_011" + random_id(21),
+            "request_id": self.request_id or anthropic_request_id(),
         }
         return self._event("error", compact(err))
 
@@ -763,8 +910,8 @@ class GeminiEncoder(Encoder):
         "tool_calls": "STOP",
     }
 
-    def __init__(self, inp: ChatInput, reply: Reply) -> None:
-        super().__init__(inp, reply)
+    def __init__(self, inp: ChatInput, reply: Reply, request_id: str | None = None) -> None:
+        super().__init__(inp, reply, request_id)
         self.response_id = random_id(23)
         self._model = spaced(inp.model)
 
@@ -836,6 +983,35 @@ class GeminiEncoder(Encoder):
         return json.dumps(body, ensure_ascii=False, indent=2).encode()
 
 
+class GeminiArrayEncoder(GeminiEncoder):
+    """``:streamGenerateContent`` without ``alt=sse``: the same chunks as one JSON array,
+    sent as it grows (``[{...}`` then ``,\r\n{...}`` for each chunk, ``]`` at the end), each
+    chunk indented as the API does."""
+
+    def __init__(self, inp: ChatInput, reply: Reply, request_id: str | None = None) -> None:
+        super().__init__(inp, reply, request_id)
+        self._opened = False
+
+    @property
+    def content_type(self) -> str:
+        return json_content_type("gemini")
+
+    def frame(self, payload: str) -> bytes:
+        try:
+            text = json.dumps(json.loads(payload), ensure_ascii=False, indent=2)
+        except ValueError:  # a malformed chunk goes out as it is
+            text = payload
+        lead = "\n,\r\n" if self._opened else "["
+        self._opened = True
+        return (lead + text).encode()
+
+    def tail(self, sent: int) -> bytes:
+        return super().tail(sent) + (b"\n]" if self._opened else b"[]")
+
+    def error_event(self) -> bytes:
+        return super().error_event() + b"\n]"
+
+
 def _now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -843,8 +1019,8 @@ def _now_rfc3339() -> str:
 class OllamaEncoder(Encoder):
     _FINISH: ClassVar[dict[str, str]] = {"stop": "stop", "length": "length", "tool_calls": "stop"}
 
-    def __init__(self, inp: ChatInput, reply: Reply) -> None:
-        super().__init__(inp, reply)
+    def __init__(self, inp: ChatInput, reply: Reply, request_id: str | None = None) -> None:
+        super().__init__(inp, reply, request_id)
         self._model = go_json(inp.model)
 
     def frame(self, payload: str) -> bytes:
@@ -896,38 +1072,82 @@ class OllamaEncoder(Encoder):
         return go_json(self._done(sent, message)).encode()
 
 
-def make_encoder(inp: ChatInput, reply: Reply) -> Encoder:
+class OllamaGenerateEncoder(OllamaEncoder):
+    """Ollama's ``/api/generate``: NDJSON lines with ``response`` text; the last one adds
+    ``context`` (the conversation's token ids) to the usual counts."""
+
+    def render(self, index: int, piece: str) -> str:
+        return (
+            f'{{"model":{self._model},"created_at":"{_now_rfc3339()}",'
+            f'"response":{go_json(piece)},"done":false}}'
+        )
+
+    def _generated(self, sent: int, text: str) -> dict[str, Any]:
+        done = self._done(sent, {})
+        del done["message"]
+        out: dict[str, Any] = {"model": done.pop("model"), "created_at": done.pop("created_at")}
+        out["response"] = text
+        out.update(done)
+        out["context"] = list(range(1, self.inp.input_tokens + sent + 1))
+        return out
+
+    def tail(self, sent: int) -> bytes:
+        return self.frame(go_json(self._generated(sent, "")))
+
+    def full_body(self, sent: int) -> bytes:
+        return go_json(self._generated(sent, self._text(sent))).encode()
+
+
+def make_encoder(
+    inp: ChatInput, reply: Reply, *, request_id: str | None = None, sse: bool = True
+) -> Encoder:
+    """The encoder for ``inp``'s protocol; ``sse=False`` is Gemini's JSON-array stream."""
     if inp.protocol == "openai":
-        return OpenAIEncoder(inp, reply)
+        return OpenAIEncoder(inp, reply, request_id)
     if inp.protocol == "anthropic":
-        return AnthropicEncoder(inp, reply)
+        return AnthropicEncoder(inp, reply, request_id)
     if inp.protocol == "gemini":
-        return GeminiEncoder(inp, reply)
-    return OllamaEncoder(inp, reply)
+        if sse:
+            return GeminiEncoder(inp, reply, request_id)
+        return GeminiArrayEncoder(inp, reply, request_id)
+    if inp.generate:
+        return OllamaGenerateEncoder(inp, reply, request_id)
+    return OllamaEncoder(inp, reply, request_id)
 
 
 # ---------------------------------------------------------------------------------------
-# Model listings
+# Model listings and details
+
+CONTEXT_LENGTH = 131072
+"""The context window every simulated Ollama model reports."""
+_OLLAMA_SIZE = 2019393189
+
+
+def _openai_model(model: str) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": 1735689600, "owned_by": "rill-simulator"}
 
 
 def openai_models(models: tuple[str, ...]) -> bytes:
-    data = [
-        {"id": m, "object": "model", "created": 1735689600, "owned_by": "rill-simulator"}
-        for m in models
-    ]
+    data = [_openai_model(m) for m in models]
     return json.dumps({"object": "list", "data": data}, indent=2).encode()
 
 
+def openai_model(model: str) -> bytes:
+    """``GET /v1/models/{id}``."""
+    return json.dumps(_openai_model(model), indent=2).encode()
+
+
+def _anthropic_model(model: str) -> dict[str, Any]:
+    return {
+        "type": "model",
+        "id": model,
+        "display_name": model.replace("-", " ").title(),
+        "created_at": "2025-01-01T00:00:00Z",
+    }
+
+
 def anthropic_models(models: tuple[str, ...]) -> bytes:
-    data = [
-        {
-            "type": "model",
-            "id": m,
-            "display_name": m.replace("-", " ").title(),
-            "created_at": "2025-01-01T00:00:00Z",
-        }
-        for m in models
-    ]
+    data = [_anthropic_model(m) for m in models]
     return compact(
         {
             "data": data,
@@ -938,24 +1158,59 @@ def anthropic_models(models: tuple[str, ...]) -> bytes:
     ).encode()
 
 
+def anthropic_model(model: str) -> bytes:
+    """``GET /v1/models/{id}``."""
+    return compact(_anthropic_model(model)).encode()
+
+
+def _gemini_model(model: str) -> dict[str, Any]:
+    return {
+        "name": f"models/{model}",
+        "version": "001",
+        "displayName": model.replace("-", " ").title(),
+        "description": "A simulated model served by the Rill simulator.",
+        "inputTokenLimit": 1048576,
+        "outputTokenLimit": 65536,
+        "supportedGenerationMethods": [
+            "generateContent",
+            "countTokens",
+            "streamGenerateContent",
+        ],
+        "temperature": 1,
+        "topP": 0.95,
+        "topK": 64,
+        "maxTemperature": 2,
+    }
+
+
 def gemini_models(models: tuple[str, ...]) -> bytes:
-    data = [
-        {
-            "name": f"models/{m}",
-            "version": "001",
-            "displayName": m.replace("-", " ").title(),
-            "description": "A simulated model served by the Rill simulator.",
-            "inputTokenLimit": 1048576,
-            "outputTokenLimit": 65536,
-            "supportedGenerationMethods": [
-                "generateContent",
-                "countTokens",
-                "streamGenerateContent",
-            ],
-        }
-        for m in models
-    ]
+    data = [_gemini_model(m) for m in models]
     return json.dumps({"models": data}, indent=2).encode() + b"\n"
+
+
+def gemini_model(model: str) -> bytes:
+    """``GET /v1beta/models/{id}``."""
+    return json.dumps(_gemini_model(model), indent=2).encode() + b"\n"
+
+
+def gemini_token_count(tokens: int) -> bytes:
+    """``models/{id}:countTokens``."""
+    body = {
+        "totalTokens": tokens,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}],
+    }
+    return json.dumps(body, indent=2).encode() + b"\n"
+
+
+def _ollama_details() -> dict[str, Any]:
+    return {
+        "parent_model": "",
+        "format": "gguf",
+        "family": "llama",
+        "families": ["llama"],
+        "parameter_size": "3.2B",
+        "quantization_level": "Q4_K_M",
+    }
 
 
 def ollama_tags(models: tuple[str, ...]) -> bytes:
@@ -964,17 +1219,85 @@ def ollama_tags(models: tuple[str, ...]) -> bytes:
             "name": m,
             "model": m,
             "modified_at": "2025-01-01T00:00:00.000000000Z",
-            "size": 2019393189,
+            "size": _OLLAMA_SIZE,
             "digest": hashlib.sha256(m.encode()).hexdigest(),
-            "details": {
-                "parent_model": "",
-                "format": "gguf",
-                "family": "llama",
-                "families": ["llama"],
-                "parameter_size": "3.2B",
-                "quantization_level": "Q4_K_M",
-            },
+            "details": _ollama_details(),
         }
         for m in models
     ]
     return go_json({"models": data}).encode()
+
+
+def ollama_show(model: str) -> bytes:
+    """``POST /api/show``: the Modelfile, parameters, template, details, ``model_info``
+    (GGUF metadata, ``<arch>.context_length`` among it) and capabilities."""
+    template = (
+        "<|start_header_id|>user<|end_header_id|>\n\n{{ .Prompt }}<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n{{ .Response }}<|eot_id|>"
+    )
+    parameters = 'stop                           "<|eot_id|>"'
+    body = {
+        "license": "A simulated model: no license applies.",
+        "modelfile": f"# Modelfile generated by the Rill simulator\nFROM {model}\n"
+        f'TEMPLATE """{template}"""\nPARAMETER {parameters}\n',
+        "parameters": parameters,
+        "template": template,
+        "details": _ollama_details(),
+        "model_info": {
+            "general.architecture": "llama",
+            "general.basename": model,
+            "general.file_type": 15,
+            "general.parameter_count": 3212749888,
+            "general.quantization_version": 2,
+            "llama.attention.head_count": 24,
+            "llama.attention.head_count_kv": 8,
+            "llama.attention.key_length": 128,
+            "llama.attention.layer_norm_rms_epsilon": 0.00001,
+            "llama.attention.value_length": 128,
+            "llama.block_count": 28,
+            "llama.context_length": CONTEXT_LENGTH,
+            "llama.embedding_length": 3072,
+            "llama.feed_forward_length": 8192,
+            "llama.rope.dimension_count": 128,
+            "llama.rope.freq_base": 500000,
+            "llama.vocab_size": 128256,
+            "tokenizer.ggml.bos_token_id": 128000,
+            "tokenizer.ggml.eos_token_id": 128009,
+            "tokenizer.ggml.model": "gpt2",
+            "tokenizer.ggml.pre": "llama-bpe",
+        },
+        "tensors": [],
+        "capabilities": ["completion", "tools"],
+        "modified_at": "2025-01-01T00:00:00.000000000Z",
+    }
+    return go_json(body).encode()
+
+
+def ollama_ps(loaded: dict[str, float]) -> bytes:
+    """``GET /api/ps``: the models loaded, each with when it is unloaded (``expires_at``)."""
+    data = [
+        {
+            "name": m,
+            "model": m,
+            "size": _OLLAMA_SIZE + 1_000_000_000,
+            "digest": hashlib.sha256(m.encode()).hexdigest(),
+            "details": _ollama_details(),
+            "expires_at": datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "size_vram": _OLLAMA_SIZE + 1_000_000_000,
+            "context_length": 4096,
+        }
+        for m, until in loaded.items()
+    ]
+    return go_json({"models": data}).encode()
+
+
+def ollama_load_body(model: str) -> bytes:
+    """``/api/generate`` with no prompt: the model is loaded and nothing is generated."""
+    body = {
+        "model": model,
+        "created_at": _now_rfc3339(),
+        "response": "",
+        "done": True,
+        "done_reason": "load",
+    }
+    return go_json(body).encode()

@@ -1,9 +1,15 @@
 """The simulator: an aiohttp server on one port speaking four LLM wire protocols, with faults.
 
-Paths decide the protocol: ``/v1/chat/completions`` (OpenAI), ``/api/chat`` (Ollama),
-``/v1/messages`` (Anthropic), ``/v1beta/models/{model}:streamGenerateContent`` and
-``:generateContent`` (Gemini), plus each provider's model listing. Every request is
-recorded; each chat request takes the first scripted :class:`Fault` for its protocol.
+Paths decide the protocol: ``/v1/chat/completions`` (OpenAI), ``/api/chat`` and
+``/api/generate`` (Ollama), ``/v1/messages`` (Anthropic),
+``/v1beta/models/{model}:streamGenerateContent`` (SSE with ``alt=sse``, else a JSON array)
+and ``:generateContent`` (Gemini). Beside chat it answers what SDKs commonly call: each
+provider's model listing and model details (``/v1/models/{id}``, ``/v1beta/models/{id}``,
+Ollama's ``/api/show``), token counts (Anthropic's ``/v1/messages/count_tokens``, Gemini's
+``:countTokens``), and Ollama's ``/api/ps``, ``/api/version`` and ``/api/tags``; a model id
+it does not serve gets the provider's own 404. Every request is recorded; each chat request
+takes the first scripted :class:`Fault` for its protocol (a ``"models"`` fault takes any
+request that is not a chat).
 """
 
 from __future__ import annotations
@@ -28,15 +34,26 @@ from desktop_app.simulator.protocols import (
     BadRequest,
     Encoder,
     ProtocolName,
+    anthropic_model,
     anthropic_models,
+    anthropic_request_id,
+    count_input_tokens,
     error_body,
+    gemini_model,
     gemini_models,
+    gemini_token_count,
     json_content_type,
     make_encoder,
     millis_value,
+    model_not_found_body,
+    ollama_load_body,
+    ollama_ps,
+    ollama_show,
     ollama_tags,
+    openai_model,
     openai_models,
     parse_chat,
+    parse_generate,
     plan_reply,
     random_id,
     retry_after_value,
@@ -52,6 +69,9 @@ BATCH_BYTES = 64 * 1024
 
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
+
+OLLAMA_KEEP_ALIVE_S = 300.0
+"""How long a model Ollama ran stays listed by ``/api/ps`` (Ollama's default keep-alive)."""
 
 RAW_TIME_LIMIT_S = 120.0
 """A raw answer whose body never ends is cut after this long, so no test can run away."""
@@ -92,9 +112,13 @@ class Fault:
     status: int | None = None
     message: str | None = None
     retry_after: float | None = None
+    """The wait a 429/503 asks for: a ``Retry-After`` header, except for Gemini, whose API
+    says it only in the body (``google.rpc.RetryInfo.retryDelay``)."""
     retry_after_http_date: bool = False
     retry_after_ms: float | None = None
+    """A ``retry-after-ms`` header (for Gemini: the body's ``retryDelay``, in ms)."""
     headers: dict[str, str] = field(default_factory=dict)
+    """Extra headers, sent as given (a Retry-After for Gemini only when given here)."""
     first_byte_delay: float = 0.0
     first_token_delay: float = 0.0
     drop_after: int | None = None
@@ -139,13 +163,15 @@ class RecordedRequest:
 class _Exchange:
     """Per-request state the disconnect handling needs."""
 
-    __slots__ = ("aborted", "record", "request", "response")
+    __slots__ = ("aborted", "record", "request", "request_id", "response")
 
     def __init__(self, request: web.Request, record: RecordedRequest) -> None:
         self.request = request
         self.record = record
         self.response: web.StreamResponse | None = None
         self.aborted = False
+        self.request_id = anthropic_request_id()
+        """Anthropic's ``request-id``: in the headers and in any error body of this answer."""
 
 
 def _positive_float(value: str | None) -> float | None:
@@ -189,6 +215,8 @@ class Simulator:
         self._changed = asyncio.Event()
         self._stopping = False
         self._active: set[_Exchange] = set()
+        self._loaded: dict[str, float] = {}
+        """Models Ollama ran, and when each is unloaded (``time.time()``), for ``/api/ps``."""
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -205,11 +233,17 @@ class Simulator:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_get("/v1/models", self._list_models)
+        app.router.add_get("/v1/models/{model:.+}", self._get_model)
         app.router.add_post("/v1/messages", self._anthropic_chat)
+        app.router.add_post("/v1/messages/count_tokens", self._anthropic_count_tokens)
         app.router.add_post("/api/chat", self._ollama_chat)
+        app.router.add_post("/api/generate", self._ollama_generate)
         app.router.add_get("/api/tags", self._ollama_tags)
+        app.router.add_post("/api/show", self._ollama_show)
+        app.router.add_get("/api/ps", self._ollama_ps)
         app.router.add_get("/api/version", self._ollama_version)
         app.router.add_get("/v1beta/models", self._gemini_models)
+        app.router.add_get("/v1beta/models/{model}", self._gemini_model)
         app.router.add_post("/v1beta/models/{target}", self._gemini_chat)
         app.router.add_get("/", self._root)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
@@ -413,9 +447,14 @@ class Simulator:
                 if request.transport is not None:
                     request.transport.abort()
                 return started
-            proto: ProtocolName = "openai" if protocol == "models" else protocol
+            proto: ProtocolName = _shape_of(request) if protocol == "models" else protocol
             return await self._send_whole(
-                request, exchange, 500, error_body(proto, 500), json_content_type(proto)
+                request,
+                exchange,
+                500,
+                error_body(proto, 500, request_id=exchange.request_id),
+                json_content_type(proto),
+                self._id_headers(proto, exchange),
             )
         finally:
             self._active.discard(exchange)
@@ -426,17 +465,11 @@ class Simulator:
         if fault.raw is not None:
             return await self._raw(request, exchange, fault.raw)
         assert fault.status is not None
-        path = request.path
-        protocol: ProtocolName = (
-            "ollama"
-            if path.startswith("/api/")
-            else "gemini"
-            if path.startswith("/v1beta/")
-            else "openai"
-        )
-        body = error_body(protocol, fault.status, fault.message)
+        protocol = _shape_of(request)
+        body = error_body(protocol, fault.status, fault.message, request_id=exchange.request_id)
+        headers = {**self._id_headers(protocol, exchange), **fault.headers}
         return await self._send_whole(
-            request, exchange, fault.status, body, json_content_type(protocol), fault.headers
+            request, exchange, fault.status, body, json_content_type(protocol), headers
         )
 
     async def _raw(self, request: web.Request, exchange: _Exchange, raw: Raw) -> web.StreamResponse:
@@ -507,20 +540,126 @@ class Simulator:
         return await self._guarded(request, "models", serve)
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
-        protocol: ProtocolName
-        if path.startswith("/api/"):
-            protocol = "ollama"
-        elif path.startswith("/v1beta/"):
-            protocol = "gemini"
-        elif path.startswith("/v1/messages") or "anthropic-version" in request.headers:
-            protocol = "anthropic"
-        else:
-            protocol = "openai"
+        protocol = _shape_of(request)
 
         async def serve(exchange: _Exchange) -> web.StreamResponse:
-            body, content_type = unknown_url_body(protocol, request.method, path)
-            return await self._send_whole(request, exchange, 404, body, content_type)
+            body, content_type = unknown_url_body(
+                protocol, request.method, request.path, request_id=exchange.request_id
+            )
+            headers = self._id_headers(protocol, exchange)
+            return await self._send_whole(request, exchange, 404, body, content_type, headers)
+
+        return await self._guarded(request, "models", serve)
+
+    # -- model details and token counts ----------------------------------------------
+
+    def _serves(self, model: str) -> bool:
+        """Whether ``model`` is one of this simulator's (Ollama's ``:latest`` tag allowed)."""
+        return model in self.models or model.removesuffix(":latest") in self.models
+
+    async def _model_answer(
+        self,
+        request: web.Request,
+        exchange: _Exchange,
+        protocol: ProtocolName,
+        model: str,
+        body: Callable[[], bytes],
+    ) -> web.StreamResponse:
+        """``body()`` for a model this simulator serves, else the provider's own 404."""
+        headers = self._id_headers(protocol, exchange)
+        content_type = json_content_type(protocol)
+        if not self._serves(model):
+            missing = model_not_found_body(protocol, model, request_id=exchange.request_id)
+            return await self._send_whole(request, exchange, 404, missing, content_type, headers)
+        return await self._send_whole(request, exchange, 200, body(), content_type, headers)
+
+    async def _bad_request(
+        self, request: web.Request, exchange: _Exchange, protocol: ProtocolName, message: str
+    ) -> web.StreamResponse:
+        return await self._send_whole(
+            request,
+            exchange,
+            400,
+            error_body(protocol, 400, message, request_id=exchange.request_id),
+            json_content_type(protocol),
+            self._id_headers(protocol, exchange),
+        )
+
+    async def _get_model(self, request: web.Request) -> web.StreamResponse:
+        model = request.match_info["model"]
+        anthropic = "x-api-key" in request.headers or "anthropic-version" in request.headers
+
+        async def serve(exchange: _Exchange) -> web.StreamResponse:
+            if anthropic:
+                return await self._model_answer(
+                    request, exchange, "anthropic", model, lambda: anthropic_model(model)
+                )
+            return await self._model_answer(
+                request, exchange, "openai", model, lambda: openai_model(model)
+            )
+
+        return await self._guarded(request, "models", serve)
+
+    async def _gemini_model(self, request: web.Request) -> web.StreamResponse:
+        model = request.match_info["model"]
+
+        async def serve(exchange: _Exchange) -> web.StreamResponse:
+            return await self._model_answer(
+                request, exchange, "gemini", model, lambda: gemini_model(model)
+            )
+
+        return await self._guarded(request, "models", serve)
+
+    async def _count_tokens(
+        self, request: web.Request, protocol: ProtocolName, model: str | None
+    ) -> web.StreamResponse:
+        async def serve(exchange: _Exchange) -> web.StreamResponse:
+            body = exchange.record.json
+            try:
+                if body is None:
+                    raise BadRequest("The request body must be a JSON object.")
+                tokens = count_input_tokens(protocol, body)
+            except BadRequest as exc:
+                return await self._bad_request(request, exchange, protocol, str(exc))
+            if protocol == "gemini":
+                assert model is not None
+                return await self._model_answer(
+                    request, exchange, "gemini", model, lambda: gemini_token_count(tokens)
+                )
+            answer = json.dumps({"input_tokens": tokens}).encode()
+            return await self._send_whole(
+                request,
+                exchange,
+                200,
+                answer,
+                json_content_type(protocol),
+                self._id_headers(protocol, exchange),
+            )
+
+        return await self._guarded(request, "models", serve)
+
+    async def _anthropic_count_tokens(self, request: web.Request) -> web.StreamResponse:
+        return await self._count_tokens(request, "anthropic", None)
+
+    async def _ollama_show(self, request: web.Request) -> web.StreamResponse:
+        async def serve(exchange: _Exchange) -> web.StreamResponse:
+            body = exchange.record.json if isinstance(exchange.record.json, dict) else {}
+            model = body.get("model", body.get("name"))
+            if not isinstance(model, str) or not model:
+                return await self._bad_request(request, exchange, "ollama", "model is required")
+            return await self._model_answer(
+                request, exchange, "ollama", model, lambda: ollama_show(model)
+            )
+
+        return await self._guarded(request, "models", serve)
+
+    async def _ollama_ps(self, request: web.Request) -> web.StreamResponse:
+        async def serve(exchange: _Exchange) -> web.StreamResponse:
+            now = time.time()
+            self._loaded = {m: until for m, until in self._loaded.items() if until > now}
+            return await self._send_whole(
+                request, exchange, 200, ollama_ps(self._loaded), json_content_type("ollama")
+            )
 
         return await self._guarded(request, "models", serve)
 
@@ -535,12 +674,21 @@ class Simulator:
     async def _ollama_chat(self, request: web.Request) -> web.StreamResponse:
         return await self._chat(request, "ollama")
 
+    async def _ollama_generate(self, request: web.Request) -> web.StreamResponse:
+        return await self._chat(request, "ollama", generate=True)
+
     async def _gemini_chat(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].rpartition(":")
+        if model and method == "countTokens":
+            return await self._count_tokens(request, "gemini", model)
         if not model or method not in ("streamGenerateContent", "generateContent"):
             return await self._not_found(request)
         return await self._chat(
-            request, "gemini", model=model, stream=method == "streamGenerateContent"
+            request,
+            "gemini",
+            model=model,
+            stream=method == "streamGenerateContent",
+            sse=request.query.get("alt") == "sse",
         )
 
     async def _chat(
@@ -550,6 +698,8 @@ class Simulator:
         *,
         model: str | None = None,
         stream: bool | None = None,
+        sse: bool = True,
+        generate: bool = False,
     ) -> web.StreamResponse:
         async def serve(exchange: _Exchange) -> web.StreamResponse:
             fault = self._take_fault(protocol)
@@ -557,19 +707,34 @@ class Simulator:
                 fault = self.always(protocol)
             exchange.record.fault = fault
             return await self._serve_chat(
-                request, exchange, protocol, fault or _NO_FAULT, model, stream
+                request,
+                exchange,
+                protocol,
+                fault or _NO_FAULT,
+                model,
+                stream,
+                sse=sse,
+                generate=generate,
             )
 
         return await self._guarded(request, protocol, serve)
 
-    def _headers(self, protocol: ProtocolName, fault: Fault, streaming: bool) -> dict[str, str]:
+    @staticmethod
+    def _id_headers(protocol: ProtocolName, exchange: _Exchange) -> dict[str, str]:
+        """The request id header an answer in ``protocol`` carries."""
+        if protocol == "openai":
+            return {"x-request-id": "req_" + random_id(32)}
+        if protocol == "anthropic":
+            return {"request-id": exchange.request_id}
+        return {}
+
+    def _headers(
+        self, exchange: _Exchange, protocol: ProtocolName, fault: Fault, streaming: bool
+    ) -> dict[str, str]:
         headers: dict[str, str] = {}
         if streaming:
             headers["Cache-Control"] = "no-cache"
-        if protocol == "openai":
-            headers["x-request-id"] = "req_" + random_id(32)
-        elif protocol == "anthropic":
-            headers["request-id"] = "req_011" + random_id(21)
+        headers.update(self._id_headers(protocol, exchange))
         headers.update(fault.headers)
         return headers
 
@@ -581,6 +746,9 @@ class Simulator:
         fault: Fault,
         model: str | None,
         stream: bool | None,
+        *,
+        sse: bool = True,
+        generate: bool = False,
     ) -> web.StreamResponse:
         record = exchange.record
         if fault.first_byte_delay > 0:
@@ -588,19 +756,7 @@ class Simulator:
         if fault.raw is not None:
             return await self._raw(request, exchange, fault.raw)
         if fault.status is not None:
-            headers = self._headers(protocol, fault, streaming=False)
-            if fault.retry_after is not None:
-                if fault.retry_after_http_date:
-                    value = formatdate(time.time() + fault.retry_after, usegmt=True)
-                else:
-                    value = retry_after_value(fault.retry_after)
-                headers["Retry-After"] = value
-            if fault.retry_after_ms is not None:
-                headers["retry-after-ms"] = millis_value(fault.retry_after_ms)
-            body = error_body(protocol, fault.status, fault.message)
-            return await self._send_whole(
-                request, exchange, fault.status, body, json_content_type(protocol), headers
-            )
+            return await self._status_fault(request, exchange, protocol, fault, model)
         if fault.replay is not None:
             return await self._replay(request, exchange, protocol, fault)
         try:
@@ -609,16 +765,30 @@ class Simulator:
                     "We could not parse the JSON body of your request: "
                     "the body must be a JSON object."
                 )
-            inp = parse_chat(protocol, record.json, model=model, stream=stream)
+            if generate:
+                inp = parse_generate(record.json)
+            else:
+                inp = parse_chat(protocol, record.json, model=model, stream=stream)
         except BadRequest as exc:
             return await self._send_whole(
                 request,
                 exchange,
                 400,
-                error_body(protocol, 400, str(exc)),
+                error_body(protocol, 400, str(exc), request_id=exchange.request_id),
                 json_content_type(protocol),
-                self._headers(protocol, fault, streaming=False),
+                self._headers(exchange, protocol, fault, streaming=False),
             )
+        if protocol == "ollama":
+            self._loaded[inp.model] = time.time() + OLLAMA_KEEP_ALIVE_S
+            if inp.generate and not inp.last_user:
+                return await self._send_whole(
+                    request,
+                    exchange,
+                    200,
+                    ollama_load_body(inp.model),
+                    json_content_type("ollama"),
+                    self._headers(exchange, protocol, fault, streaming=False),
+                )
         tokens = fault.tokens
         if tokens is None:
             tokens = _positive_int(request.headers.get("x-rill-sim-tokens"))
@@ -630,10 +800,49 @@ class Simulator:
         if rate is None:
             rate = self.tokens_per_s
         reply = plan_reply(inp, tokens)
-        encoder = make_encoder(inp, reply)
+        encoder = make_encoder(inp, reply, request_id=exchange.request_id, sse=sse)
         if inp.stream:
             return await self._stream(request, exchange, fault, encoder, rate)
         return await self._whole_reply(request, exchange, fault, encoder)
+
+    async def _status_fault(
+        self,
+        request: web.Request,
+        exchange: _Exchange,
+        protocol: ProtocolName,
+        fault: Fault,
+        model: str | None,
+    ) -> web.StreamResponse:
+        """A scripted error status, with the wait it asks for where the provider puts it."""
+        assert fault.status is not None
+        headers = self._headers(exchange, protocol, fault, streaming=False)
+        retry_delay_s: float | None = None
+        if protocol == "gemini":  # the Gemini API says its wait in the body, not a header
+            if fault.retry_after_ms is not None:
+                retry_delay_s = fault.retry_after_ms / 1000
+            else:
+                retry_delay_s = fault.retry_after
+        else:
+            if fault.retry_after is not None:
+                if fault.retry_after_http_date:
+                    value = formatdate(time.time() + fault.retry_after, usegmt=True)
+                else:
+                    value = retry_after_value(fault.retry_after)
+                headers["Retry-After"] = value
+            if fault.retry_after_ms is not None:
+                headers["retry-after-ms"] = millis_value(fault.retry_after_ms)
+            headers.update(fault.headers)
+        body = error_body(
+            protocol,
+            fault.status,
+            fault.message,
+            request_id=exchange.request_id,
+            retry_delay_s=retry_delay_s,
+            model=model or "sim-small",
+        )
+        return await self._send_whole(
+            request, exchange, fault.status, body, json_content_type(protocol), headers
+        )
 
     async def _whole_reply(
         self,
@@ -649,13 +858,13 @@ class Simulator:
             await asyncio.sleep(fault.first_token_delay)
         if fault.stall_after is not None:
             await asyncio.sleep(fault.stall_s)
-        headers = self._headers(protocol, fault, streaming=False)
+        headers = self._headers(exchange, protocol, fault, streaming=False)
         if fault.error_event_after is not None:
             return await self._send_whole(
                 request,
                 exchange,
                 500,
-                error_body(protocol, 500, fault.message),
+                error_body(protocol, 500, fault.message, request_id=exchange.request_id),
                 json_content_type(protocol),
                 headers,
             )
@@ -698,7 +907,9 @@ class Simulator:
         self, request: web.Request, exchange: _Exchange, protocol: ProtocolName, fault: Fault
     ) -> web.StreamResponse:
         assert fault.replay is not None
-        response = web.StreamResponse(status=200, headers=self._headers(protocol, fault, True))
+        response = web.StreamResponse(
+            status=200, headers=self._headers(exchange, protocol, fault, True)
+        )
         response.headers["Content-Type"] = stream_content_type(protocol)
         exchange.response = response
         exchange.record.status = 200
@@ -732,8 +943,10 @@ class Simulator:
     ) -> web.StreamResponse:
         protocol: ProtocolName = encoder.inp.protocol
         record = exchange.record
-        response = web.StreamResponse(status=200, headers=self._headers(protocol, fault, True))
-        response.headers["Content-Type"] = stream_content_type(protocol)
+        response = web.StreamResponse(
+            status=200, headers=self._headers(exchange, protocol, fault, True)
+        )
+        response.headers["Content-Type"] = encoder.content_type
         exchange.response = response
         record.status = 200
         await response.prepare(request)
@@ -818,6 +1031,22 @@ class Simulator:
         await response.write_eof()
         record.completed = True
         return response
+
+
+def _shape_of(request: web.Request) -> ProtocolName:
+    """Whose error shape a request outside the chat routes gets, from its path and headers."""
+    path = request.path
+    if path.startswith("/api/"):
+        return "ollama"
+    if path.startswith("/v1beta/"):
+        return "gemini"
+    if (
+        path.startswith("/v1/messages")
+        or "anthropic-version" in request.headers
+        or "x-api-key" in request.headers
+    ):
+        return "anthropic"
+    return "openai"
 
 
 class SimulatorThread:

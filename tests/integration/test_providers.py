@@ -109,7 +109,9 @@ async def test_tool_calls_are_assembled(sim: Any, provider: str) -> None:
 async def test_http_status_gives_typed_error(
     sim: Any, provider: str, status: int, error_class: type[errors.RillError]
 ) -> None:
-    sim.script(Fault(status=status, retry_after=7 if status == 429 else None))
+    # Gemini's own 429 says its wait only in the body (RetryInfo); this test reads the header.
+    header = {"Retry-After": "7"} if provider == "gemini" and status == 429 else {}
+    sim.script(Fault(status=status, retry_after=7 if status == 429 else None, headers=header))
     error = _failure(await _run(sim, provider))
     assert type(error) is error_class
     assert error.retryable == (status in (429, 500, 503, 529))
