@@ -657,30 +657,32 @@ _YIELD_EVERY_S = 0.02
 
 
 class _Body:
-    """An answer's body as it arrives, decoded and bounded.
+    """An answer's body as it arrives, decoded: ``pieces`` yields its bytes.
 
     Decompression is Rill's own (``gzip`` and ``deflate``, in pieces of at most
-    :data:`_PIECE` bytes), so a small compressed body cannot expand into one huge piece;
-    the decoded bytes are counted, and past ``limit`` the body ends with ``over_limit()``.
+    :data:`_PIECE` bytes), so a small compressed body cannot expand into one huge piece.
+    Readers count what they take against ``limit`` and end with ``over_limit()`` past it.
     """
 
     def __init__(self, response: httpx.Response, provider: str, limit: int) -> None:
         self.provider = provider
         self.limit = limit
-        self.size = 0
         encoding = response.headers.get("content-encoding", "").strip().lower()
+        raw = cast(AsyncGenerator[bytes], response.aiter_raw())
+        self._zlib: Any = None
+        self.pieces: AsyncGenerator[bytes]
         if encoding in ("", "identity"):
-            self._zlib: Any = None
+            self.pieces = raw
         elif encoding in ("gzip", "x-gzip", "deflate"):
             self._zlib = zlib.decompressobj(47)  # a gzip or zlib header, whichever it is
             self._raw_deflate = encoding == "deflate"
+            self.pieces = self._inflated(raw)
         else:
             raise CorruptStream(
                 f"The {provider} server sent its answer in the '{_printable(encoding, 40)}' "
                 "encoding, which Rill does not read.",
                 action="Check the server or a proxy in between.",
             )
-        self._raw = cast(AsyncGenerator[bytes], response.aiter_raw())
 
     def over_limit(self) -> RillError:
         return ReplyTooLarge(
@@ -689,23 +691,16 @@ class _Body:
             action="Check the server.",
         )
 
-    async def pieces(self) -> AsyncGenerator[bytes]:
+    async def _inflated(self, raw: AsyncGenerator[bytes]) -> AsyncGenerator[bytes]:
         try:
-            async for raw in self._raw:
-                for piece in self._inflate(raw) if self._zlib is not None else (raw,):
-                    self.size += len(piece)
-                    if self.size > self.limit:
-                        raise self.over_limit()
+            async for data in raw:
+                for piece in self._inflate(data):
                     yield piece
-            if self._zlib is not None:
-                tail = self._zlib.flush()
-                if tail:
-                    self.size += len(tail)
-                    if self.size > self.limit:
-                        raise self.over_limit()
-                    yield tail
+            tail = self._zlib.flush()
+            if tail:
+                yield tail
         finally:
-            await self._raw.aclose()
+            await raw.aclose()
 
     def _inflate(self, data: bytes) -> Iterator[bytes]:
         try:
@@ -766,32 +761,20 @@ class _FrameReader:
                     action="Check the base URL and the provider.",
                 )
         self.body = _Body(response, provider.name, settings.max_body_bytes)
+        self.pieces = self.body.pieces
+        self._size = 0  # decoded bytes of the body so far
+        self._max_body = settings.max_body_bytes
         if self.sse:
+            self._utf8 = codecs.getincrementaldecoder("utf-8")("replace").decode
             self._lines = SSELineDecoder()
             self._events = SSEDecoder()
             self._event_size = 0  # characters of the event being read, lines complete
             self._line_size = 0  # characters of the line being read
-            self.pieces: AsyncGenerator[Any] = self._text(self.body.pieces())
             self.decode = self._decode_sse
         else:
             self._parts: list[bytes] = []
             self._pending = 0
-            self.pieces = self.body.pieces()
             self.decode = self._decode_ndjson
-
-    @staticmethod
-    async def _text(pieces: AsyncGenerator[bytes]) -> AsyncGenerator[str]:
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        try:
-            async for piece in pieces:
-                text = decoder.decode(piece)
-                if text:
-                    yield text
-            text = decoder.decode(b"", True)
-            if text:
-                yield text
-        finally:
-            await pieces.aclose()
 
     def too_large(self) -> ReplyTooLarge:
         return ReplyTooLarge(
@@ -800,7 +783,14 @@ class _FrameReader:
             action="Check the server.",
         )
 
-    def _decode_sse(self, text: str) -> list[tuple[str, str]]:
+    def _decode_sse(self, piece: bytes) -> list[tuple[str, str]]:
+        self._size += len(piece)
+        if self._size > self._max_body:
+            raise self.body.over_limit()
+        text = self._utf8(piece)
+        return self._sse_lines(text) if text else []
+
+    def _sse_lines(self, text: str) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         decode = self._events.decode
         lines = self._lines.decode(text)
@@ -827,6 +817,9 @@ class _FrameReader:
         return out
 
     def _decode_ndjson(self, piece: bytes) -> list[tuple[str, str]]:
+        self._size += len(piece)
+        if self._size > self._max_body:
+            raise self.body.over_limit()
         if b"\n" not in piece:
             self._parts.append(piece)
             self._pending += len(piece)
@@ -850,11 +843,12 @@ class _FrameReader:
             rest = b"".join(self._parts)
             self._parts = []
             return [("", _decode_line(rest, self.provider))] if rest.strip() else []
+        left = self._utf8(b"", True)
+        out: list[tuple[str, str]] = self._sse_lines(left) if left else []
         # A last line that ended with a newline counts even when the blank line closing its
         # event never came: the event is whole. A line cut short does not.
         ended_with_cr = self._lines.trailing_cr
         tail = self._lines.flush()
-        out: list[tuple[str, str]] = []
         if ended_with_cr or not tail:
             for line in [*tail, ""]:
                 sse = self._events.decode(line)
@@ -882,8 +876,7 @@ def _printable(text: str, limit: int) -> str:
 async def _read_head(response: httpx.Response, provider: str, limit: int) -> bytes:
     """At most the first ``limit`` bytes of a body (an error answer's, say)."""
     content = bytearray()
-    body = _Body(response, provider, limit=1 << 62)
-    pieces = body.pieces()
+    pieces = _Body(response, provider, limit).pieces
     try:
         async for piece in pieces:
             content += piece
@@ -897,10 +890,13 @@ async def _read_head(response: httpx.Response, provider: str, limit: int) -> byt
 async def _read_all(response: httpx.Response, provider: str, limit: int) -> bytes:
     """A whole body, or :class:`ReplyTooLarge` once it passes ``limit`` bytes."""
     content = bytearray()
-    pieces = _Body(response, provider, limit).pieces()
+    body = _Body(response, provider, limit)
+    pieces = body.pieces
     try:
         async for piece in pieces:
             content += piece
+            if len(content) > limit:
+                raise body.over_limit()
     finally:
         await pieces.aclose()
     return bytes(content)

@@ -54,7 +54,9 @@ class OpenAIParser(StreamParser):
                     return []
                 if not content.isascii() or self._joiner.held:
                     return self._text(content)
-                self._count(len(content))
+                self.size += len(content)
+                if self.size > self.max_chars:
+                    self._count(0)  # raises ReplyTooLarge
                 self.text_parts.append(content)
                 return [TextDelta(content)]
         return self._feed_chunk(chunk)
