@@ -5,26 +5,34 @@ appends newly finished Markdown segments to the reply's document and re-renders 
 open tail (see :mod:`desktop_app.ui.markdown`), so the work per flush does not grow with the
 reply. The view follows the stream unless the user scrolled up; then a "Jump to latest"
 button appears.
+
+Text waits in a message's backlog until a :class:`RenderScheduler` turns it into document
+content, at most :data:`SLICE_CHARS` characters (and about :data:`SLICE_S` seconds) per
+event-loop turn across all messages. A stream arriving faster than it can be laid out, or a
+long stored reply being opened, is therefore drawn over several turns, and the window keeps
+answering in between.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QObject, QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QDesktopServices,
     QGuiApplication,
     QResizeEvent,
     QTextCursor,
+    QTextOption,
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
-    QLabel,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -36,17 +44,25 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.history import StoredMessage
 from desktop_app.core.types import GenerationResponse
+from desktop_app.ui.labels import PlainLabel
 from desktop_app.ui.markdown import (
     CodeHighlighter,
     DocumentWriter,
+    SafeDocument,
     Segmenter,
-    split_all,
+    placeholder_image,
 )
 
 FLUSH_INTERVAL_MS = 16
 USER_TEXT_SHOWN = 8000
 """A longer user message is shown cut to this many characters (copying gives all of it)."""
 SAFE_SCHEMES = frozenset({"http", "https"})
+SLICE_CHARS = 16_384
+"""Most characters of text turned into document content in one event-loop turn."""
+SLICE_S = 0.008
+"""A slice stops taking new pieces of text after this long."""
+PIECE_CHARS = 4_096
+"""Text enters the segmenter this many characters at a time."""
 
 
 @dataclass(slots=True)
@@ -59,6 +75,8 @@ class RenderStats:
     segments: int = 0
     max_tail_chars: int = 0
     max_flush_chars: int = 0
+    slices: int = 0
+    max_slice_chars: int = 0
 
 
 def open_link(url: QUrl) -> bool:
@@ -86,6 +104,9 @@ class DocView(QTextBrowser):
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.viewport().setAutoFillBackground(False)
         self.setStyleSheet("QTextBrowser { background: transparent; }")
+        self._safe = SafeDocument(self)
+        self.setDocument(self._safe)
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         self.document().setDocumentMargin(4)
         layout = self.document().documentLayout()
         layout.documentSizeChanged.connect(self._fit)
@@ -103,7 +124,52 @@ class DocView(QTextBrowser):
         event.ignore()
 
     def loadResource(self, type: int, name: QUrl | str) -> Any:
-        return None
+        return placeholder_image() if type == 2 else None
+
+
+class RenderScheduler(QObject):
+    """Turns the messages' backlogs into document content, a bounded slice per turn.
+
+    Each slice takes pieces of text from the waiting messages in order until it has taken
+    :data:`SLICE_CHARS` characters or run for :data:`SLICE_S`; what is left waits for the
+    next turn of the event loop.
+    """
+
+    def __init__(self, stats: RenderStats, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.stats = stats
+        self._waiting: list[MessageWidget] = []
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self.run)
+
+    def want(self, widget: MessageWidget) -> None:
+        """Render ``widget``'s backlog soon (in the next slice)."""
+        if widget not in self._waiting:
+            self._waiting.append(widget)
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def drop(self, widget: MessageWidget) -> None:
+        if widget in self._waiting:
+            self._waiting.remove(widget)
+
+    def run(self) -> None:
+        """Render one slice now."""
+        self._timer.stop()
+        deadline = time.perf_counter() + SLICE_S
+        budget = SLICE_CHARS
+        used = 0
+        while self._waiting and used < budget and time.perf_counter() < deadline:
+            widget = self._waiting[0]
+            used += widget.render_some(budget - used, deadline)
+            if not widget.rendering:
+                self._waiting.pop(0)
+        self.stats.slices += 1
+        self.stats.max_slice_chars = max(self.stats.max_slice_chars, used)
+        if self._waiting:
+            self._timer.start()
 
 
 class MessageWidget(QFrame):
@@ -117,7 +183,13 @@ class MessageWidget(QFrame):
     copy_clicked = Signal()
     version_clicked = Signal(int)
 
-    def __init__(self, role: str, stats: RenderStats, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        role: str,
+        stats: RenderStats,
+        parent: QWidget | None = None,
+        scheduler: RenderScheduler | None = None,
+    ) -> None:
         super().__init__(parent)
         self.role = role
         self.stats = stats
@@ -127,6 +199,14 @@ class MessageWidget(QFrame):
         self._parts: list[str] = []
         self._full_text: str | None = None
         self._segmenter: Segmenter | None = None
+        self._backlog: deque[str] = deque()
+        """Text received but not yet rendered (the first entry from ``_backlog_at`` on)."""
+        self._backlog_at = 0
+        self._live = False
+        """A stream is arriving."""
+        self._ending = False
+        """The text is whole: once the backlog is rendered, the open tail is committed."""
+        self._scheduler = scheduler if scheduler is not None else RenderScheduler(stats, self)
         self._tail: DocView | None = None
         self._tail_writer: DocumentWriter | None = None
         self._tail_highlighter: CodeHighlighter | None = None
@@ -140,16 +220,16 @@ class MessageWidget(QFrame):
 
         header = QHBoxLayout()
         header.setSpacing(6)
-        self.role_label = QLabel("You" if role == "user" else "Assistant")
+        self.role_label = PlainLabel("You" if role == "user" else "Assistant")
         self.role_label.setObjectName("roleLabel")
         header.addWidget(self.role_label)
-        self.badge = QLabel()
+        self.badge = PlainLabel()
         self.badge.setObjectName("badge")
         self.badge.hide()
         header.addWidget(self.badge)
         header.addStretch(1)
         self.prev_button = self._tool("◀", "Previous version")
-        self.version_label = QLabel()
+        self.version_label = PlainLabel()
         self.version_label.setObjectName("muted")
         self.next_button = self._tool("▶", "Next version")
         self.prev_button.clicked.connect(lambda: self._step_version(-1))
@@ -176,14 +256,14 @@ class MessageWidget(QFrame):
         self.highlighter = CodeHighlighter(self.body.document())
         outer.addWidget(self.body)
 
-        self.notice = QLabel()
+        self.notice = PlainLabel()
         self.notice.setObjectName("noticeText")
         self.notice.setWordWrap(True)
         self.notice.hide()
         outer.addWidget(self.notice)
 
         error_row = QHBoxLayout()
-        self.error_label = QLabel()
+        self.error_label = PlainLabel()
         self.error_label.setObjectName("errorText")
         self.error_label.setWordWrap(True)
         self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -201,7 +281,7 @@ class MessageWidget(QFrame):
         self.continue_button.hide()
         self.retry_button.hide()
 
-        self.details = QLabel()
+        self.details = PlainLabel()
         self.details.setObjectName("details")
         self.details.setWordWrap(True)
         self.details.hide()
@@ -223,7 +303,12 @@ class MessageWidget(QFrame):
 
     @property
     def streaming(self) -> bool:
-        return self._segmenter is not None
+        return self._live
+
+    @property
+    def rendering(self) -> bool:
+        """Some of the text is still waiting to be drawn."""
+        return bool(self._backlog) or self._ending
 
     def text(self) -> str:
         """The whole text of the message as Markdown."""
@@ -247,7 +332,8 @@ class MessageWidget(QFrame):
         """Render the whole text from scratch (the one full render of a message)."""
         self.stats.full_renders += 1
         self._end_tail()
-        self._segmenter = None
+        self._stop_rendering()
+        self._live = False
         self.writer.clear()
         if self.role == "user":
             self._full_text = text
@@ -257,9 +343,61 @@ class MessageWidget(QFrame):
             return
         self._full_text = None
         self._parts = [text] if text else []
-        for segment in split_all(text):
-            self.writer.write(segment)
+        self._segmenter = Segmenter()
+        self._ending = True
+        if text:
+            self._backlog.append(text)
+        if len(text) <= PIECE_CHARS:
+            self.render_some(PIECE_CHARS, time.perf_counter() + SLICE_S)
+        else:
+            self._scheduler.want(self)
         self._show_body()
+
+    def _stop_rendering(self) -> None:
+        self._scheduler.drop(self)
+        self._backlog.clear()
+        self._backlog_at = 0
+        self._ending = False
+        self._segmenter = None
+
+    def render_some(self, budget: int, deadline: float) -> int:
+        """Render up to ``budget`` characters of the backlog (stopping at ``deadline``).
+
+        Returns how many characters it took; once the backlog is empty, re-renders the
+        open tail of a stream, or commits everything of a finished text.
+        """
+        seg = self._segmenter
+        if seg is None:
+            self._backlog.clear()
+            self._ending = False
+            return 0
+        used = 0
+        while self._backlog and used < budget:
+            if used and time.perf_counter() >= deadline:
+                break
+            first = self._backlog[0]
+            take = min(PIECE_CHARS, budget - used, len(first) - self._backlog_at)
+            piece = first[self._backlog_at : self._backlog_at + take]
+            self._backlog_at += take
+            if self._backlog_at >= len(first):
+                self._backlog.popleft()
+                self._backlog_at = 0
+            for segment in seg.feed(piece):
+                self.stats.segments += 1
+                self.writer.write(segment)
+            used += take
+        if not self._backlog:
+            if self._ending:
+                for segment in seg.finish():
+                    self.stats.segments += 1
+                    self.writer.write(segment)
+                self._segmenter = None
+                self._ending = False
+                self._end_tail()
+            elif self._live:
+                self._render_tail(seg)
+        self._show_body()
+        return used
 
     def _render_plain(self, text: str) -> None:
         doc = self.body.document()
@@ -381,10 +519,13 @@ class MessageWidget(QFrame):
         kept = self.text().rstrip() if keep else ""
         if not keep:
             self.message = None
+        self._stop_rendering()
+        self._end_tail()
         self.writer.clear()
         self._parts = []
         self._full_text = None
         self._segmenter = Segmenter()
+        self._live = True
         self._show_body()
         if kept:
             self.feed(kept)
@@ -397,35 +538,31 @@ class MessageWidget(QFrame):
 
     def feed(self, text: str) -> None:
         """Render newly arrived text: append finished segments, re-render the open tail."""
-        seg = self._segmenter
-        if seg is None or not text:
+        if not self._live or not text:
             return
         self._parts.append(text)
         self.stats.flushes += 1
         self.stats.max_flush_chars = max(self.stats.max_flush_chars, len(text))
-        for segment in seg.feed(text):
-            self.stats.segments += 1
-            self.writer.write(segment)
-        self._show_body()
-        self._render_tail(seg)
+        self._backlog.append(text)
+        self._scheduler.want(self)
+        self._scheduler.run()
 
     def end_stream(self) -> None:
-        """The reply ended: commit the open tail."""
-        seg = self._segmenter
-        if seg is None:
+        """The reply ended: commit the open tail (once all the text is drawn)."""
+        if not self._live:
             return
-        for segment in seg.finish():
-            self.stats.segments += 1
-            self.writer.write(segment)
-        self._segmenter = None
-        self._end_tail()
-        self._show_body()
+        self._live = False
+        self._ending = True
+        self._scheduler.want(self)
+        self._scheduler.run()
 
     def reset_stream(self) -> None:
         """Drop what was shown (the answer starts again)."""
+        self._stop_rendering()
         self.writer.clear()
         self._parts = []
         self._segmenter = Segmenter()
+        self._live = True
         self._end_tail()
         self._show_body()
 
@@ -513,6 +650,7 @@ class ChatView(QScrollArea):
         self.setWidgetResizable(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.stats = RenderStats()
+        self.scheduler = RenderScheduler(self.stats, self)
         self.widgets: list[MessageWidget] = []
         self.conversation_id: int | None = None
         self.busy = False
@@ -571,6 +709,7 @@ class ChatView(QScrollArea):
         self._pending = []
         self._stream_widget = None
         for w in self.widgets:
+            self.scheduler.drop(w)
             w.hide()
             w.setParent(None)
             w.deleteLater()
@@ -618,6 +757,7 @@ class ChatView(QScrollArea):
                 self._add(message.role).set_message(message)
         for widget in self.widgets[len(shown) :]:
             if widget is not self._stream_widget:
+                self.scheduler.drop(widget)
                 self.widgets.remove(widget)
                 widget.hide()
                 widget.setParent(None)
@@ -625,7 +765,7 @@ class ChatView(QScrollArea):
         self._after_change()
 
     def _add(self, role: str) -> MessageWidget:
-        widget = MessageWidget(role, self.stats, self.column)
+        widget = MessageWidget(role, self.stats, self.column, self.scheduler)
         widget.link_clicked.connect(self._link)
         widget.copy_clicked.connect(lambda w=widget: self._copy(w))
         widget.retry_clicked.connect(lambda w=widget: self._retry(w))

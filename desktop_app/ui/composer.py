@@ -11,7 +11,6 @@ from PySide6.QtCore import QMimeData, Qt, QTimer, Signal
 from PySide6.QtGui import QFontMetrics, QKeyEvent, QTextOption
 from PySide6.QtWidgets import (
     QHBoxLayout,
-    QLabel,
     QPlainTextEdit,
     QPushButton,
     QVBoxLayout,
@@ -19,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.ui.controller import MAX_PROMPT_CHARS
+from desktop_app.ui.labels import PlainLabel
 
 DRAFT_DELAY_MS = 400
 LONG_LINE = 5000
@@ -95,7 +95,7 @@ class Composer(QWidget):
         self.edit_bar = QWidget()
         bar = QHBoxLayout(self.edit_bar)
         bar.setContentsMargins(4, 0, 4, 0)
-        edit_label = QLabel("Editing the last prompt: sending replaces it and asks again.")
+        edit_label = PlainLabel("Editing the last prompt: sending replaces it and asks again.")
         edit_label.setObjectName("muted")
         bar.addWidget(edit_label, 1)
         cancel_edit = QPushButton("Cancel editing")
@@ -126,7 +126,7 @@ class Composer(QWidget):
         row.addLayout(buttons)
         outer.addLayout(row)
 
-        self.warning = QLabel()
+        self.warning = PlainLabel()
         self.warning.setObjectName("composerWarning")
         self.warning.setWordWrap(True)
         self.warning.hide()

@@ -14,7 +14,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
-    QLabel,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (
 from desktop_app.core.engine import Engine
 from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.types import ProviderName
+from desktop_app.ui.labels import PlainLabel
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,19 +94,19 @@ class WelcomeCard(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(20, 16, 20, 16)
         layout.setSpacing(8)
-        title = QLabel("Welcome to Rill")
+        title = PlainLabel("Welcome to Rill")
         font = title.font()
         font.setPointSizeF(font.pointSizeF() * 1.5)
         font.setBold(True)
         title.setFont(font)
         layout.addWidget(title)
-        self.status = QLabel("Looking for model servers on this computer…")
+        self.status = PlainLabel("Looking for model servers on this computer…")
         self.status.setWordWrap(True)
         self.status.setTextFormat(Qt.TextFormat.PlainText)
         layout.addWidget(self.status)
         self.servers_row = QVBoxLayout()
         layout.addLayout(self.servers_row)
-        self.note = QLabel()
+        self.note = PlainLabel()
         self.note.setObjectName("muted")
         self.note.setWordWrap(True)
         self.note.hide()

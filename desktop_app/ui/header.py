@@ -8,12 +8,13 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
+
+from desktop_app.ui.labels import PlainLabel
 
 TEMPERATURE_DEFAULT = -0.1
 
@@ -36,14 +37,14 @@ class ChatHeader(QWidget):
         row = QHBoxLayout()
         row.setSpacing(6)
 
-        row.addWidget(QLabel("Profile"))
+        row.addWidget(PlainLabel("Profile"))
         self.profile = QComboBox()
         self.profile.setMinimumWidth(130)
         self.profile.setToolTip("Which server and key to use (Settings → Profiles)")
         self.profile.currentTextChanged.connect(self._profile)
         row.addWidget(self.profile)
 
-        row.addWidget(QLabel("Model"))
+        row.addWidget(PlainLabel("Model"))
         self.model = QComboBox()
         self.model.setEditable(True)
         self.model.setMinimumWidth(180)
@@ -57,7 +58,7 @@ class ChatHeader(QWidget):
         self.refresh.clicked.connect(self.refresh_models)
         row.addWidget(self.refresh)
 
-        row.addWidget(QLabel("Temperature"))
+        row.addWidget(PlainLabel("Temperature"))
         self.temperature = QDoubleSpinBox()
         self.temperature.setRange(TEMPERATURE_DEFAULT, 2.0)
         self.temperature.setSingleStep(0.1)
@@ -75,7 +76,7 @@ class ChatHeader(QWidget):
         self.system.editingFinished.connect(lambda: self.system_changed.emit(self.system.text()))
         outer.addWidget(self.system)
 
-        self.models_error = QLabel()
+        self.models_error = PlainLabel()
         self.models_error.setObjectName("errorText")
         self.models_error.setWordWrap(True)
         self.models_error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

@@ -605,6 +605,7 @@ class MainWindow(QMainWindow):
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
             self,
         )
+        box.setTextFormat(Qt.TextFormat.PlainText)
         box.setWindowModality(Qt.WindowModality.WindowModal)
         box.accepted.connect(lambda: self.controller.delete_conversation(conversation_id))
         box.finished.connect(lambda _r: self._forget(box))
@@ -759,6 +760,7 @@ class MainWindow(QMainWindow):
             QMessageBox.StandardButton.Ok,
             self,
         )
+        box.setTextFormat(Qt.TextFormat.PlainText)
         box.setModal(False)
         box.finished.connect(lambda _r: self._forget(box))
         self._dialogs.append(box)

@@ -10,19 +10,28 @@ Prose is rendered by Qt's own Markdown reader (CommonMark with GitHub tables and
 lists; raw HTML is shown as text). Fenced code is written by :class:`DocumentWriter`
 itself, one block per line, with a header that names the language and carries a copy
 link, and :class:`CodeHighlighter` colours it.
+
+A reply is data, never a source of resources: every document is a :class:`SafeDocument`,
+which loads nothing a text names (no local file, no URL), and images are shown as their
+alt text. No piece is large whatever the shape of the text: an unbroken line is cut into
+pieces of at most :data:`HARD_LIMIT` characters (at a space if there is one, anywhere
+otherwise), and a table is cut into tables of :data:`TABLE_SLICE_ROWS` rows that each
+repeat the header, so laying out any one piece stays cheap.
 """
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Qt, QUrl
 from PySide6.QtGui import (
     QColor,
     QFont,
     QFontDatabase,
+    QImage,
     QSyntaxHighlighter,
     QTextBlockFormat,
     QTextCharFormat,
@@ -32,6 +41,7 @@ from PySide6.QtGui import (
     QTextFormat,
     QTextFrame,
     QTextFrameFormat,
+    QTextOption,
 )
 
 from desktop_app.ui import theme as theme_mod
@@ -41,10 +51,13 @@ SegmentKind = Literal["prose", "code_open", "code_line", "code_close"]
 SOFT_LIMIT = 3000
 """An open paragraph longer than this is committed at its next line break."""
 HARD_LIMIT = 6000
-"""An unbroken line longer than this is committed at its last space."""
+"""A line longer than this is cut into pieces of at most this many characters."""
+TABLE_SLICE_ROWS = 100
+"""A longer table is shown as tables of this many rows, each with the header."""
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([^\s`]*)[^`]*$")
 _TABLE_ROW = re.compile(r"^\s*\|")
+_TABLE_DELIMITER = re.compile(r"^\s*\|(?:\s*:?-+:?\s*\|?)+\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,21 +77,32 @@ class Segmenter:
     proportional to the new text plus the open tail, which the limits keep small.
     """
 
-    def __init__(self, soft_limit: int = SOFT_LIMIT, hard_limit: int = HARD_LIMIT) -> None:
+    def __init__(
+        self,
+        soft_limit: int = SOFT_LIMIT,
+        hard_limit: int = HARD_LIMIT,
+        table_rows: int = TABLE_SLICE_ROWS,
+    ) -> None:
         self.soft_limit = soft_limit
         self.hard_limit = hard_limit
+        self.table_rows = table_rows
         self.in_code = False
         self.fence = ""
         self.lang = ""
         self._lines: list[str] = []
         self._lines_len = 0
         self._partial = ""
+        self._table_head: list[str] | None = None
+        """The header and delimiter rows of the table being read, repeated in each slice."""
+        self._table_body = 0
 
     @property
     def tail(self) -> str:
         """The open text: the unfinished paragraph, or the unfinished line of code."""
         if self.in_code:
             return self._partial
+        if not self._lines and self._table_head is not None and self._partial:
+            return "".join(self._table_head) + self._partial
         return "".join(self._lines) + self._partial
 
     def feed(self, text: str) -> list[Segment]:
@@ -93,7 +117,13 @@ class Segmenter:
             end = data.find("\n", start)
             if end < 0:
                 break
-            self._line(data[start : end + 1], out)
+            if end - start > self.hard_limit:
+                self._partial = data[start:end]
+                self._split_partial(out)
+                line, self._partial = self._partial + "\n", ""
+                self._line(line, out)
+            else:
+                self._line(data[start : end + 1], out)
             start = end + 1
         self._partial = data[start:]
         if len(self._partial) > self.hard_limit:
@@ -139,11 +169,39 @@ class Segmenter:
             return
         if not line.strip():
             self._commit_prose(out)
+            self._table_head = None
             return
+        row = _TABLE_ROW.match(line) is not None
+        if self._table_head is not None:
+            if row:
+                self._table_row(line, out)
+                return
+            self._table_head = None
+        elif (
+            row
+            and self._lines
+            and _TABLE_DELIMITER.match(line)
+            and _TABLE_ROW.match(self._lines[-1])
+        ):
+            self._table_head = [self._lines[-1], line]
+            self._table_body = 0
         self._lines.append(line)
         self._lines_len += len(line)
-        if self._lines_len > self.soft_limit and not _TABLE_ROW.match(line):
+        if self._lines_len > self.soft_limit and not row:
             self._commit_prose(out)
+
+    def _table_row(self, line: str, out: list[Segment]) -> None:
+        """One body row of a table: a slice is committed every ``table_rows`` rows."""
+        assert self._table_head is not None
+        if not self._lines:
+            self._lines = list(self._table_head)
+            self._lines_len = sum(len(head) for head in self._lines)
+        self._lines.append(line)
+        self._lines_len += len(line)
+        self._table_body += 1
+        if self._table_body >= self.table_rows:
+            self._commit_prose(out)
+            self._table_body = 0
 
     def _commit_prose(self, out: list[Segment]) -> None:
         if self._lines:
@@ -154,17 +212,28 @@ class Segmenter:
                 out.append(Segment("prose", text))
 
     def _split_partial(self, out: list[Segment]) -> None:
+        """Cut the open line until at most ``hard_limit`` characters of it are left open.
+
+        Prose is cut at the last space of each piece, or anywhere if it has none; code is
+        cut anywhere (each piece becomes a line of the block).
+        """
         partial = self._partial
+        limit = self.hard_limit
         if self.in_code:
-            out.append(Segment("code_line", partial, self.lang))
-            self._partial = ""
+            while len(partial) > limit:
+                out.append(Segment("code_line", partial[:limit], self.lang))
+                partial = partial[limit:]
+            self._partial = partial
             return
-        cut = partial.rfind(" ")
-        if cut <= 0:
-            cut = len(partial)
-        self._lines.append(partial[:cut])
-        self._partial = partial[cut:].lstrip(" ")
-        self._commit_prose(out)
+        self._table_head = None
+        while len(partial) > limit:
+            cut = partial.rfind(" ", 0, limit + 1)
+            if cut <= 0:
+                cut = limit
+            self._lines.append(partial[:cut])
+            self._commit_prose(out)
+            partial = partial[cut:].lstrip(" ")
+        self._partial = partial
 
 
 def split_all(text: str) -> list[Segment]:
@@ -186,6 +255,39 @@ MARKDOWN_FEATURES = QTextDocument.MarkdownFeature(
     QTextDocument.MarkdownFeature.MarkdownDialectGitHub.value
     | QTextDocument.MarkdownFeature.MarkdownNoHTML.value
 )
+
+
+class SafeDocument(QTextDocument):
+    """A text document that loads no resource at all: no local file, no network URL.
+
+    Qt's own document reads any local file an image names (and its image handler falls
+    back to reading the path itself when no data comes back), so every image resource
+    gets a blank placeholder instead, and every other resource nothing. Long words wrap
+    anywhere, so no line is wider than the view.
+    """
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        option = self.defaultTextOption()
+        option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.setDefaultTextOption(option)
+
+    def loadResource(self, type: int, name: QUrl | str) -> Any:
+        if type == QTextDocument.ResourceType.ImageResource.value:
+            return placeholder_image()
+        return None
+
+
+_PLACEHOLDER: list[QImage] = []
+
+
+def placeholder_image() -> QImage:
+    """A small transparent image, shown for any image a document would load."""
+    if not _PLACEHOLDER:
+        image = QImage(16, 16, QImage.Format.Format_ARGB32)
+        image.fill(Qt.GlobalColor.transparent)
+        _PLACEHOLDER.append(image)
+    return _PLACEHOLDER[0]
 
 
 def monospace_font() -> QFont:
@@ -246,10 +348,12 @@ class DocumentWriter:
         doc = self.doc
         if doc.isEmpty():
             doc.setMarkdown(markdown, MARKDOWN_FEATURES)
+            _make_inert(doc)
             _style_inline_code(doc, 0)
             return
-        piece = QTextDocument()
+        piece = SafeDocument()
         piece.setMarkdown(markdown, MARKDOWN_FEATURES)
+        _make_inert(piece)
         first = piece.begin().blockFormat()
         cursor = self._end_cursor()
         cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
@@ -353,6 +457,57 @@ class DocumentWriter:
             cursor.setBlockCharFormat(QTextCharFormat())
         else:
             cursor.insertBlock(fmt, QTextCharFormat())
+
+
+def _make_inert(doc: QTextDocument) -> None:
+    """Show every image as its alt text, and every tooltip (a link's title) as plain text.
+
+    Run on a freshly imported piece of Markdown, before it reaches a view: an image never
+    reaches layout, so nothing is ever asked to load it.
+    """
+    t = theme_mod.current()
+    images: list[tuple[int, int, QTextCharFormat]] = []
+    block = doc.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            frag = it.fragment()
+            if frag.isValid():
+                fmt = frag.charFormat()
+                if fmt.isImageFormat():
+                    images.append((frag.position(), frag.length(), fmt))
+                elif fmt.toolTip():
+                    cursor = QTextCursor(doc)
+                    cursor.setPosition(frag.position())
+                    cursor.setPosition(
+                        frag.position() + frag.length(), QTextCursor.MoveMode.KeepAnchor
+                    )
+                    tip = QTextCharFormat()
+                    tip.setToolTip(plain_tooltip(fmt.toolTip()))
+                    cursor.mergeCharFormat(tip)
+            it += 1
+        block = block.next()
+    for position, length, fmt in reversed(images):
+        alt = fmt.property(QTextFormat.Property.ImageAltText)
+        text = alt if isinstance(alt, str) and alt else "[image]"
+        shown = QTextCharFormat()
+        shown.setFont(fmt.font())
+        shown.setFontItalic(True)
+        shown.setForeground(QColor(t.muted))
+        if fmt.isAnchor():
+            shown.setAnchor(True)
+            shown.setAnchorHref(fmt.anchorHref())
+        cursor = QTextCursor(doc)
+        cursor.setPosition(position)
+        cursor.setPosition(position + length, QTextCursor.MoveMode.KeepAnchor)
+        cursor.insertText(text * length, shown)
+
+
+def plain_tooltip(text: str) -> str:
+    """``text`` as a tooltip that shows it literally (Qt renders tooltips as rich text)."""
+    if not text:
+        return ""
+    return '<p style="white-space: pre-wrap">' + html.escape(text, quote=False) + "</p>"
 
 
 def _style_inline_code(doc: QTextDocument, start: int) -> None:

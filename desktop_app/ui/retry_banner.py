@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QPushButton, QWidget
 
 from desktop_app.core.errors import human_seconds
+from desktop_app.ui.labels import PlainLabel
 
 
 class RetryBanner(QFrame):
@@ -21,7 +22,7 @@ class RetryBanner(QFrame):
         self.setObjectName("retryBanner")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(12, 6, 8, 6)
-        self.label = QLabel()
+        self.label = PlainLabel()
         self.label.setWordWrap(True)
         layout.addWidget(self.label, 1)
         self.retry_button = QPushButton("Retry now")

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QListWidget,
     QMessageBox,
@@ -45,6 +44,7 @@ from desktop_app.core.errors import RillError
 from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.types import PROVIDERS
 from desktop_app.ui.keys import KeyStore
+from desktop_app.ui.labels import PlainLabel
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Future[Any]"]
 
@@ -153,7 +153,7 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._budget_tab(), "Budget && history")
         self.tabs.addTab(self._schema_tab("ui."), "Appearance")
 
-        self.error = QLabel()
+        self.error = PlainLabel()
         self.error.setObjectName("errorText")
         self.error.setWordWrap(True)
         self.error.hide()
@@ -178,7 +178,7 @@ class SettingsDialog(QDialog):
                 self.fields[key.path] = widget
                 form.addRow(_LABELS.get(key.path, key.path), widget)
         if "resilience." in prefixes:
-            note = QLabel("The connect timeout applies when Rill starts again.")
+            note = PlainLabel("The connect timeout applies when Rill starts again.")
             note.setObjectName("muted")
             form.addRow(note)
         return page
@@ -187,11 +187,13 @@ class SettingsDialog(QDialog):
         page = self._schema_tab("cache.")
         form = page.layout()
         assert isinstance(form, QFormLayout)
-        note = QLabel("Turning the cache on or off and its limits apply when Rill starts again.")
+        note = PlainLabel(
+            "Turning the cache on or off and its limits apply when Rill starts again."
+        )
         note.setObjectName("muted")
         note.setWordWrap(True)
         form.addRow(note)
-        self.cache_stats = QLabel("…")
+        self.cache_stats = PlainLabel("…")
         self.cache_stats.setWordWrap(True)
         form.addRow("Now", self.cache_stats)
         row = QHBoxLayout()
@@ -210,7 +212,7 @@ class SettingsDialog(QDialog):
         page = self._schema_tab("budget.", "history.")
         form = page.layout()
         assert isinstance(form, QFormLayout)
-        self.spend = QLabel("…")
+        self.spend = PlainLabel("…")
         self.spend.setWordWrap(True)
         form.addRow("This month", self.spend)
         self.spawn(self._month_spend())
@@ -249,7 +251,7 @@ class SettingsDialog(QDialog):
         add_remove.addWidget(remove)
         left.addLayout(add_remove)
         default_row = QHBoxLayout()
-        default_row.addWidget(QLabel("Default"))
+        default_row.addWidget(PlainLabel("Default"))
         self.default_profile = QComboBox()
         self.default_profile.addItems(list(self.profiles))
         self.default_profile.setCurrentText(str(self.config["default_profile"]))
@@ -279,7 +281,7 @@ class SettingsDialog(QDialog):
         self.p_fallbacks.setPlaceholderText("other profiles or models, comma-separated")
         self.p_key = QLineEdit()
         self.p_key.setEchoMode(QLineEdit.EchoMode.Password)
-        self.key_note = QLabel()
+        self.key_note = PlainLabel()
         self.key_note.setObjectName("muted")
         self.key_note.setWordWrap(True)
         if not self.keys.supported:
@@ -312,7 +314,7 @@ class SettingsDialog(QDialog):
         test_row.addWidget(self.test_button)
         test_row.addStretch(1)
         right.addLayout(test_row)
-        self.test_result = QLabel()
+        self.test_result = PlainLabel()
         self.test_result.setWordWrap(True)
         self.test_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         right.addWidget(self.test_result)

@@ -7,7 +7,6 @@ import time
 from PySide6.QtCore import QPoint, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
@@ -18,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.history import Conversation, SearchHit
+from desktop_app.ui.labels import PlainLabel, plain_tooltip
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 TITLE_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -61,7 +61,7 @@ class Sidebar(QWidget):
         self.new_button.setToolTip("New chat (Ctrl+N)")
         self.new_button.clicked.connect(self.new_requested)
         layout.addWidget(self.new_button)
-        self.heading = QLabel("Recent")
+        self.heading = PlainLabel("Recent")
         self.heading.setObjectName("muted")
         layout.addWidget(self.heading)
         self.list = QListWidget()
@@ -99,7 +99,7 @@ class Sidebar(QWidget):
             item = QListWidgetItem(f"{title}\n{_when(c.updated_at)}")
             item.setData(ID_ROLE, c.id)
             item.setData(TITLE_ROLE, title)
-            item.setToolTip(title)
+            item.setToolTip(plain_tooltip(title))
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
             self.list.addItem(item)
             if c.id == self.current_id:
@@ -122,7 +122,7 @@ class Sidebar(QWidget):
             item = QListWidgetItem(f"{title}\n{snippet}")
             item.setData(ID_ROLE, hit.conversation_id)
             item.setData(TITLE_ROLE, title)
-            item.setToolTip(snippet)
+            item.setToolTip(plain_tooltip(snippet))
             self.list.addItem(item)
         self._filling = False
         count = len(seen)

@@ -7,11 +7,12 @@ import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QSizePolicy, QWidget
 
 from desktop_app.core.errors import human_seconds
 from desktop_app.core.types import GenerationResponse
 from desktop_app.ui.controller import StreamStats
+from desktop_app.ui.labels import PlainLabel
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
@@ -33,10 +34,10 @@ class StatusPanel(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 0, 6, 0)
         layout.setSpacing(8)
-        self.spinner = QLabel(" ")
+        self.spinner = PlainLabel(" ")
         self.spinner.setFixedWidth(16)
         layout.addWidget(self.spinner)
-        self.label = QLabel("Ready")
+        self.label = PlainLabel("Ready")
         self.label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         layout.addWidget(self.label, 1)
         self.progress = QProgressBar()
@@ -46,7 +47,7 @@ class StatusPanel(QWidget):
         self.progress.setFixedHeight(4)
         self.progress.hide()
         layout.addWidget(self.progress)
-        self.cost = QLabel("")
+        self.cost = PlainLabel("")
         self.cost.setObjectName("muted")
         layout.addWidget(self.cost)
 
