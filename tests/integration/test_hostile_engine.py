@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +22,7 @@ from desktop_app.core.engine import Engine
 from desktop_app.core.errors import ConfigError, ConnectionFailed, CorruptStream, RillError
 from desktop_app.core.events import Failed, Finished, Retrying, StreamEvent, TextDelta
 from desktop_app.core.resilience import ResilienceSettings
-from desktop_app.simulator import Fault, hostile
+from desktop_app.simulator import Fault, SimulatorThread, hostile
 from desktop_app.simulator.protocols import ProtocolName
 from desktop_app.simulator.server import Raw, RecordedRequest
 from tests.helpers import FAST, collect, engine_for, request_for, text_of
@@ -180,7 +184,10 @@ BAD_CHUNKS: list[tuple[ProtocolName, bytes]] = [
             _ANTHROPIC_END,
         ),
     ),
-    ("anthropic", _sse(("message_start", '{"type":"message_start","message":"x"}'), _ANTHROPIC_END)),
+    (
+        "anthropic",
+        _sse(("message_start", '{"type":"message_start","message":"x"}'), _ANTHROPIC_END),
+    ),
     (
         "anthropic",
         _sse(
@@ -291,7 +298,9 @@ async def test_an_endless_line_fails_fast_with_a_sentence(sim: Any, protocol: Pr
 
 @pytest.mark.parametrize("protocol", ["openai", "ollama"])
 async def test_a_gzip_bomb_stops_at_the_limits(sim: Any, protocol: ProtocolName) -> None:
-    failed, growth = await _bounded_run(sim, protocol, hostile.gzip_bomb(protocol, expanded=64 << 20))
+    failed, growth = await _bounded_run(
+        sim, protocol, hostile.gzip_bomb(protocol, expanded=64 << 20)
+    )
     assert not failed.error.retryable
     assert "MB" in failed.error.message, failed.error
     assert len(sim.chat_requests) == 1
@@ -456,3 +465,57 @@ async def test_an_exception_group_from_the_transport_is_a_typed_error(sim: Any) 
         await engine.aclose()
     failed = _failure(events)
     assert isinstance(failed.error, ConnectionFailed), failed.error
+
+
+# -- through q, as a separate process ------------------------------------------------------
+
+
+def _q(sim: SimulatorThread, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "desktop_app.cli",
+            "--provider",
+            "openai",
+            "--base-url",
+            sim.base_url("openai"),
+            "--model",
+            "sim-small",
+            *args,
+            "Hello",
+        ],
+        capture_output=True,
+        encoding="utf-8",
+        errors="backslashreplace",
+        env={**os.environ, "RILL_HOME": str(home), "PYTHONIOENCODING": "utf-8"},
+        timeout=60,
+    )
+
+
+def test_q_prints_a_split_surrogate_pair_and_exits_0(rill_home: Path) -> None:
+    with SimulatorThread(tokens_per_s=0) as sim:
+        sim.script(hostile.reply("openai", ["smile \ud83d", "\ude00 lone \ud800 end"]))
+        result = _q(sim, rill_home)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "smile \U0001f600 lone \ufffd end\n"
+
+
+def test_q_ends_an_endless_reply_at_the_limit_with_the_sentence(rill_home: Path) -> None:
+    with SimulatorThread(tokens_per_s=0) as sim:
+        sim.script(hostile.endless("openai", "spam ", time_limit_s=30))
+        result = _q(sim, rill_home, "--set", "resilience.max_reply_mb=0.05")
+    assert result.returncode != 0
+    assert "limit of 0.05 MB of text" in result.stderr
+    assert result.stdout.startswith("spam spam ")
+    assert 49_000 <= len(result.stdout.strip()) <= 50_000
+
+
+def test_q_names_the_redirect_target_and_does_not_retry(rill_home: Path) -> None:
+    with SimulatorThread(tokens_per_s=0) as sim:
+        sim.script(hostile.redirect("openai", "http://127.0.0.1:9/steal"))
+        result = _q(sim, rill_home)
+        requests = len(sim.sim.requests)
+    assert result.returncode != 0
+    assert "http://127.0.0.1:9/steal" in result.stderr
+    assert "Retrying" not in result.stderr and requests == 1
