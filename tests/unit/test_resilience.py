@@ -109,3 +109,15 @@ def test_breaker_release_does_not_count() -> None:
     assert breaker.acquire()
     breaker.release()
     assert breaker.state == "closed"
+
+
+def test_max_reply_mb_from_the_config_sets_every_size_limit() -> None:
+    from desktop_app.core.config import Config
+
+    config = Config()
+    assert ResilienceSettings.from_values(config.values).max_reply_chars == 8_000_000
+    config.set("resilience.max_reply_mb", "0.5")
+    settings = ResilienceSettings.from_values(config.values)
+    assert settings.max_reply_chars == 500_000
+    assert settings.max_event_bytes >= 2 * settings.max_reply_chars
+    assert settings.max_body_bytes >= 50 * settings.max_reply_chars
