@@ -49,6 +49,7 @@ from desktop_app.ui.markdown import (
     CodeHighlighter,
     DocumentWriter,
     SafeDocument,
+    Segment,
     Segmenter,
     placeholder_image,
 )
@@ -202,6 +203,8 @@ class MessageWidget(QFrame):
         self._backlog: deque[str] = deque()
         """Text received but not yet rendered (the first entry from ``_backlog_at`` on)."""
         self._backlog_at = 0
+        self._segments: deque[Segment] = deque()
+        """Finished segments not yet written to the document."""
         self._live = False
         """A stream is arriving."""
         self._ending = False
@@ -308,7 +311,7 @@ class MessageWidget(QFrame):
     @property
     def rendering(self) -> bool:
         """Some of the text is still waiting to be drawn."""
-        return bool(self._backlog) or self._ending
+        return bool(self._backlog) or bool(self._segments) or self._ending
 
     def text(self) -> str:
         """The whole text of the message as Markdown."""
@@ -357,37 +360,46 @@ class MessageWidget(QFrame):
         self._scheduler.drop(self)
         self._backlog.clear()
         self._backlog_at = 0
+        self._segments.clear()
         self._ending = False
         self._segmenter = None
 
     def render_some(self, budget: int, deadline: float) -> int:
-        """Render up to ``budget`` characters of the backlog (stopping at ``deadline``).
+        """Render up to ``budget`` characters of the backlog, one segment at a time.
 
-        Returns how many characters it took; once the backlog is empty, re-renders the
-        open tail of a stream, or commits everything of a finished text.
+        Stops once ``deadline`` has passed (after doing at least one step). Returns how
+        many characters of the backlog it took; once everything is written, re-renders
+        the open tail of a stream, or commits all of a finished text.
         """
         seg = self._segmenter
         if seg is None:
             self._backlog.clear()
+            self._segments.clear()
             self._ending = False
             return 0
         used = 0
-        while self._backlog and used < budget:
-            if used and time.perf_counter() >= deadline:
+        did = False
+        while True:
+            if did and time.perf_counter() >= deadline:
                 break
-            first = self._backlog[0]
-            take = min(PIECE_CHARS, budget - used, len(first) - self._backlog_at)
-            piece = first[self._backlog_at : self._backlog_at + take]
-            self._backlog_at += take
-            if self._backlog_at >= len(first):
-                self._backlog.popleft()
-                self._backlog_at = 0
-            for segment in seg.feed(piece):
+            if self._segments:
                 self.stats.segments += 1
-                self.writer.write(segment)
-            used += take
-        if not self._backlog:
-            if self._ending:
+                self.writer.write(self._segments.popleft())
+            elif self._backlog and used < budget:
+                first = self._backlog[0]
+                take = min(PIECE_CHARS, budget - used, len(first) - self._backlog_at)
+                piece = first[self._backlog_at : self._backlog_at + take]
+                self._backlog_at += take
+                if self._backlog_at >= len(first):
+                    self._backlog.popleft()
+                    self._backlog_at = 0
+                self._segments.extend(seg.feed(piece))
+                used += take
+            else:
+                break
+            did = True
+        if not self._backlog and not self._segments:
+            if self._ending and not (did and time.perf_counter() >= deadline):
                 for segment in seg.finish():
                     self.stats.segments += 1
                     self.writer.write(segment)
@@ -545,7 +557,6 @@ class MessageWidget(QFrame):
         self.stats.max_flush_chars = max(self.stats.max_flush_chars, len(text))
         self._backlog.append(text)
         self._scheduler.want(self)
-        self._scheduler.run()
 
     def end_stream(self) -> None:
         """The reply ended: commit the open tail (once all the text is drawn)."""
@@ -554,7 +565,6 @@ class MessageWidget(QFrame):
         self._live = False
         self._ending = True
         self._scheduler.want(self)
-        self._scheduler.run()
 
     def reset_stream(self) -> None:
         """Drop what was shown (the answer starts again)."""
@@ -856,19 +866,28 @@ class ChatView(QScrollArea):
         if not self._pending or self._stream_widget is None:
             self._pending = []
             return
-        text = "".join(self._pending)
-        self._pending = []
-        self._stream_widget.feed(text)
+        self._take_pending()
+        self.scheduler.run()
+
+    def _take_pending(self) -> None:
+        """Hand the buffered text to the streaming message (it is drawn by the scheduler)."""
+        if self._pending and self._stream_widget is not None:
+            text = "".join(self._pending)
+            self._pending = []
+            self._stream_widget.feed(text)
 
     def end_turn(
         self, state: str, *, error: str = "", response: GenerationResponse | None = None
     ) -> None:
         """The reply ended (complete, cancelled, interrupted or failed)."""
-        self.flush()
+        self._flush_timer.stop()
+        self._take_pending()
+        self._pending = []
         widget = self._stream_widget
         if widget is None:
             return
         widget.end_stream()
+        self.scheduler.run()
         if response is not None:
             widget.cached = response.cached
             usage = response.usage

@@ -52,8 +52,9 @@ SOFT_LIMIT = 3000
 """An open paragraph longer than this is committed at its next line break."""
 HARD_LIMIT = 6000
 """A line longer than this is cut into pieces of at most this many characters."""
-TABLE_SLICE_ROWS = 100
-"""A longer table is shown as tables of this many rows, each with the header."""
+TABLE_SLICE_ROWS = 50
+"""A longer table is shown as tables of this many rows (or fewer, past
+:data:`SOFT_LIMIT` characters), each with the header."""
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([^\s`]*)[^`]*$")
 _TABLE_ROW = re.compile(r"^\s*\|")
@@ -199,7 +200,7 @@ class Segmenter:
         self._lines.append(line)
         self._lines_len += len(line)
         self._table_body += 1
-        if self._table_body >= self.table_rows:
+        if self._table_body >= self.table_rows or self._lines_len > self.soft_limit:
             self._commit_prose(out)
             self._table_body = 0
 
