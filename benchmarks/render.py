@@ -1,12 +1,22 @@
-"""3. Rendering: replies streamed at 2,000 tokens/s into the real main window, offscreen."""
+"""3. Rendering: replies streamed at 2,000 tokens/s into the real main window, offscreen;
+and the worst shapes of text (one huge word, a huge table, a flood of unbroken text),
+streaming and when their chat is opened again.
+
+``python -m benchmarks.render --shapes [--quick]`` measures and prints only the shapes' rows.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import gc
 import os
+import selectors
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +29,19 @@ import psutil
 from PySide6.QtCore import QObject, Qt, QTimer, SignalInstance
 from PySide6.QtWidgets import QApplication
 
-from benchmarks.common import Row, at_most, below, info, log, median, percentile
+from benchmarks.common import (
+    REPO,
+    Row,
+    at_most,
+    below,
+    format_value,
+    free_port,
+    info,
+    log,
+    median,
+    percentile,
+    verdict,
+)
 from benchmarks.paced_simulator import paced_simulator
 from desktop_app.core.chat import Services
 from desktop_app.core.config import Config, Profile
@@ -43,6 +65,13 @@ REPLY_TIMEOUT_S = 120.0
 SHORT_PROFILE = "sim-2k"
 LONG_PROFILE = "sim-20k"
 MB = 1024 * 1024
+SHAPE_STALL_LIMIT_MS = 100.0
+SHAPES: dict[str, str] = {
+    "long-word": "a 1 MB line without a space, in 16 deltas of 64 KB",
+    "flood": "a fast stream of unbroken text: 1 MB in 16,384 deltas of 64 characters, "
+    "sent as fast as the socket takes it",
+    "table": "a 5,000-row table in one delta",
+}
 
 METHOD = f"""\
 The real `MainWindow` runs in the benchmark's worker process with `QT_QPA_PLATFORM=offscreen`
@@ -87,7 +116,16 @@ it) plus {SETTLE_S * 1000:.0f} ms for the last repaint.
 - **Memory per reply**: RSS is read after `gc.collect()` before the reply and every
   {RSS_EVERY * PROBE_MS} ms during it; the figure is the peak minus the value before (median of
   the rounds); the note gives what stayed once the next new chat had dropped the reply's
-  widgets."""
+  widgets.
+
+**Worst shapes of text.** A second window gets one reply of each shape from the simulator's
+hostile mode (`desktop_app.simulator.hostile.reply`, in a child process, the whole body
+written at once): {"; ".join(f"*{k}*: {v}" for k, v in SHAPES.items())}. The longest
+main-thread stall (the same {PROBE_MS} ms probe) is measured twice per shape, each with a
+target of < {SHAPE_STALL_LIMIT_MS:.0f} ms: *streaming* — from `send` until the reply is
+recorded, every message has drawn all its text, and {SETTLE_S * 1000:.0f} ms more; and
+*reopening* — after a new chat, from opening that conversation again (a full render from the
+history) until all its text is drawn, and {SETTLE_S * 1000:.0f} ms more."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,14 +491,202 @@ def _rows(replies: list[Reply]) -> list[Row]:
     return rows
 
 
-def run(quick: bool) -> list[Row]:
-    os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    import qasync
+# --------------------------------------------------------------------------------------------
+# The worst shapes of text
+# --------------------------------------------------------------------------------------------
 
-    rounds = QUICK_ROUNDS if quick else ROUNDS
+
+def _shape_fault(shape: str) -> Any:
+    """The simulator's hostile answer for ``shape`` (any protocol)."""
+    from desktop_app.simulator import hostile
+
+    if shape == "long-word":
+        return lambda p: hostile.reply(p, ["x" * 65_536] * 16)
+    if shape == "flood":
+        return lambda p: hostile.reply(p, ["y" * 64] * 16_384)
+    return hostile.CASES["table"]
+
+
+async def _serve_shape(port: int, shape: str) -> None:
+    from desktop_app.simulator.server import Simulator
+
+    sim = Simulator("127.0.0.1", port, tokens_per_s=0, always=_shape_fault(shape))
+    await sim.start()
+    stop = asyncio.Event()
+    with contextlib.suppress(NotImplementedError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await sim.stop()
+
+
+@contextlib.contextmanager
+def _shape_server(shape: str) -> Iterator[str]:
+    """A simulator child process answering every chat with ``shape``; yields its base URL."""
+    import socket
+
+    port = free_port()
+    command = [sys.executable, "-m", "benchmarks.render", "--serve", shape, "--port", str(port)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {shape} simulator did not start")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@dataclass(slots=True)
+class ShapeResult:
+    shape: str
+    stream_ms: float
+    reopen_ms: float
+    chars: int
+
+
+async def _drawn(window: MainWindow) -> None:
+    """Wait until every message of the view has drawn all its text."""
+    await _wait_until(
+        lambda: not any(w.rendering for w in window.view.widgets), 60.0, "the text to be drawn"
+    )
+
+
+async def _one_shape(window: MainWindow, shape: str) -> ShapeResult:
+    controller = window.controller
+    window.new_chat()
+    window.select_profile(shape)
+    await asyncio.sleep(SETTLE_S)
+    gc.collect()
+    probe = LoopProbe(PROBE_MS)
+    finished = asyncio.ensure_future(_next(controller.finished, REPLY_TIMEOUT_S))
+    failed = asyncio.ensure_future(_next(controller.failed, REPLY_TIMEOUT_S))
+    synced = asyncio.ensure_future(_next(controller.conversation_synced, REPLY_TIMEOUT_S))
+    try:
+        await asyncio.sleep(0)
+        probe.start()
+        window.send(f"Show me {shape}")
+        await asyncio.wait({finished, failed}, return_when=asyncio.FIRST_COMPLETED)
+        if failed.done():
+            raise RuntimeError(f"the {shape} reply failed: {failed.result()[0]}")
+        await synced
+        await _drawn(window)
+        await asyncio.sleep(SETTLE_S)
+        probe.stop()
+    finally:
+        for waiter in (finished, failed, synced):
+            waiter.cancel()
+    stream_ms = max(probe.lags_ms())
+    chars = len(window.view.widgets[-1].text())
+    conversation = controller.conversation_id
+    assert conversation is not None
+    window.new_chat()
+    await asyncio.sleep(SETTLE_S)
+    gc.collect()
+    probe = LoopProbe(PROBE_MS)
+    loaded = asyncio.ensure_future(_next(controller.conversation_loaded, REPLY_TIMEOUT_S))
+    try:
+        await asyncio.sleep(0)
+        probe.start()
+        controller.open_conversation(conversation)
+        await loaded
+        await _drawn(window)
+        await asyncio.sleep(SETTLE_S)
+        probe.stop()
+    finally:
+        loaded.cancel()
+    if len(window.view.widgets[-1].text()) != chars:
+        raise RuntimeError(f"the reopened {shape} reply differs from the streamed one")
+    result = ShapeResult(shape, stream_ms, max(probe.lags_ms()), chars)
+    log(
+        f"{shape} ({chars:,} characters): stall {result.stream_ms:.1f} ms streaming, "
+        f"{result.reopen_ms:.1f} ms reopening"
+    )
+    return result
+
+
+async def _measure_shapes(home: Path, urls: dict[str, str]) -> list[ShapeResult]:
+    paths = app_paths(home).ensure()
+    config = Config(path=paths.config_file)
+    for shape, url in urls.items():
+        config.profiles[shape] = Profile(
+            name=shape, provider="openai", base_url=url, model="sim-small"
+        )
+    config.values["default_profile"] = next(iter(urls))
+    services = Services.open(
+        config=config,
+        paths=app_paths(home),
+        secrets=Secrets(backend=keyring.backends.null.Keyring(), environ={}),  # type: ignore[no-untyped-call]
+    )
+    results: list[ShapeResult] = []
+    try:
+        window = await _open_window(services)
+        for shape in urls:
+            results.append(await _one_shape(window, shape))
+        await _close_window(window)
+    finally:
+        await services.aclose()
+    return results
+
+
+def _shape_rows(results: list[ShapeResult]) -> list[Row]:
+    rows: list[Row] = []
+    for r in results:
+        for when, value in (("streaming", r.stream_ms), ("reopening the chat", r.reopen_ms)):
+            rows.append(
+                below(
+                    f"{r.shape}: longest main-thread stall, {when}",
+                    value,
+                    "ms",
+                    SHAPE_STALL_LIMIT_MS,
+                    note=f"{SHAPES[r.shape]}; {r.chars:,} characters",
+                )
+            )
+    return rows
+
+
+def _run_shapes(loop: asyncio.AbstractEventLoop) -> list[Row]:
+    with contextlib.ExitStack() as stack:
+        urls = {shape: stack.enter_context(_shape_server(shape)) for shape in SHAPES}
+        home = stack.enter_context(tempfile.TemporaryDirectory(prefix="rill-bench-shapes-"))
+        results = loop.run_until_complete(_measure_shapes(Path(home), urls))
+    return _shape_rows(results)
+
+
+def _app() -> QApplication:
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
     app = QApplication.instance() or QApplication(["rill-benchmark"])
     assert isinstance(app, QApplication)
     app.setQuitOnLastWindowClosed(False)
+    return app
+
+
+def run_shapes() -> list[Row]:
+    """Only the worst shapes' rows."""
+    import qasync
+
+    loop = qasync.QEventLoop(_app())
+    asyncio.set_event_loop(loop)
+    try:
+        with loop:
+            return _run_shapes(loop)
+    finally:
+        asyncio.set_event_loop(None)
+
+
+def run(quick: bool) -> list[Row]:
+    import qasync
+
+    rounds = QUICK_ROUNDS if quick else ROUNDS
+    app = _app()
     with (
         paced_simulator(tokens=SHORT, tokens_per_s=TOKENS_PER_S) as short,
         paced_simulator(tokens=LONG, tokens_per_s=TOKENS_PER_S) as long,
@@ -474,6 +700,32 @@ def run(quick: bool) -> list[Row]:
                 replies = loop.run_until_complete(
                     _measure(Path(home), short.base_url("openai"), long.base_url("openai"), rounds)
                 )
+                shape_rows = _run_shapes(loop)
         finally:
             asyncio.set_event_loop(None)
-    return _rows(replies)
+    return _rows(replies) + shape_rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.render")
+    parser.add_argument("--shapes", action="store_true", help="measure only the worst shapes")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--serve", choices=sorted(SHAPES), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
+        try:
+            loop.run_until_complete(_serve_shape(args.port, args.serve))
+        finally:
+            loop.close()
+        return 0
+    rows = run_shapes() if args.shapes else run(args.quick)
+    for row in rows:
+        value = "—" if row.value is None else f"{format_value(row.value)} {row.unit}"
+        print(f"{row.name:<58} {value:>12}  {row.target:<9} {verdict(row):<6} {row.note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
