@@ -652,7 +652,8 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
         output.note(f"q: {unsaved}")
         code = EXIT_FAILED
     if args.json:
-        out.write(json_for_terminal(result.to_json()) + "\n")
+        shown = {**result.to_dict(), "saved": turn.saved}  # saved: what the cache saved
+        out.write(json_for_terminal(json.dumps(shown, ensure_ascii=False)) + "\n")
         out.flush()
     if args.debug:
         t = result.timing

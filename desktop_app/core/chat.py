@@ -11,6 +11,10 @@ one save of a reply waits on the I/O thread, holding the newest text. Searches r
 thread of their own (:meth:`Services.run_search`), so a long search never delays a save.
 When the history cannot be opened or written (a full disk, a folder Rill may not write)
 the reply is still shown; :meth:`Turn.wait_saved` then says what was and was not saved.
+
+A turn settles what its reply cost (:func:`~desktop_app.core.pricing.reply_cost`): the
+profile's own prices, else nothing from a server on this computer or its network, else the
+price list. An answer from the cache costs nothing; :attr:`Turn.saved` is what it saved.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
     Cancelled,
     Failed,
+    FallingBack,
     Finished,
     Restarted,
     StreamEvent,
@@ -42,7 +47,7 @@ from desktop_app.core.events import (
 from desktop_app.core.history import History, HistoryError, MessageStatus, StoredMessage
 from desktop_app.core.ledger import Ledger, LedgerError, LedgerStatus, ledger_path
 from desktop_app.core.paths import AppPaths, app_paths
-from desktop_app.core.pricing import PriceTable, load_price_table
+from desktop_app.core.pricing import PriceTable, load_price_table, profile_price, reply_cost
 from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.secrets import Secrets, key_lookup
 from desktop_app.core.types import ChatRequest, GenerationResponse, Message, TokenUsage
@@ -439,6 +444,10 @@ class Turn:
             self._saver = ReplySaver(self.services, self.services.history)
         self._save_problem: RillError | None = None
         self._shown = ""
+        self._answering: tuple[ChatRequest, Profile] | None = None
+        """The request (and its profile) being answered: the first, or the fallback in use."""
+        self.saved: float | None = None
+        """For an answer from the cache, what it would have cost (None when unknown)."""
 
     async def wait_saved(self) -> RillError | None:
         """Wait until every save of this turn is on disk (or failed); return what went
@@ -484,6 +493,7 @@ class Turn:
         assert self.request is not None
         engine = self.services.engine
         fallbacks = self.chat.fallbacks_for(self.request, self.profile)
+        self._answering = (self.request, self.profile)
         self.generation = engine.stream(
             self.request,
             fallbacks=fallbacks,
@@ -510,7 +520,10 @@ class Turn:
                 elif isinstance(event, Restarted):
                     await self._restart(event.discarded)
                     parts = []
+                elif isinstance(event, FallingBack):
+                    self._fall_back(event, fallbacks)
                 elif isinstance(event, Finished):
+                    event = Finished(self._priced(event.response))
                     self.response = event.response
                     self._shown = (
                         self.kept + event.response.content
@@ -528,6 +541,42 @@ class Turn:
         finally:
             if not self._settled:
                 self._settle("".join(parts), "cancelled", usage=usage)
+
+    # -- cost ------------------------------------------------------------------------------
+
+    def _fall_back(self, event: FallingBack, fallbacks: Sequence[ChatRequest]) -> None:
+        """Price what follows as the fallback the engine moved to."""
+        for request in fallbacks:
+            if request.model == event.to_model and (
+                event.to_profile is None or request.profile == event.to_profile
+            ):
+                profile = self.services.config.profiles.get(request.profile, self.profile)
+                self._answering = (request, profile)
+                return
+
+    def _cost(self, model: str, usage: TokenUsage | None) -> float | None:
+        """What a reply of ``model`` using ``usage`` cost from the server being asked."""
+        if self._answering is None:
+            return None
+        request, profile = self._answering
+        prices = self.services.prices
+        return reply_cost(
+            provider=request.provider,
+            model=model,
+            usage=usage,
+            base_url=request.base_url,
+            own=profile_price(profile),
+            pricing=prices.cost if prices is not None else self.services.engine.pricing,
+        )
+
+    def _priced(self, response: GenerationResponse) -> GenerationResponse:
+        """``response`` with what it cost; an answer from the cache costs 0 and
+        :attr:`saved` is what it would have cost."""
+        cost = self._cost(response.model, response.usage)
+        if response.cached:
+            self.saved = cost
+            cost = 0.0
+        return response if cost == response.cost else replace(response, cost=cost)
 
     async def _prepare(self) -> None:
         services = self.services
@@ -662,7 +711,9 @@ class Turn:
         ledger = self.services.ledger
         if ledger is not None:
             profile = self.request.profile if self.request else "default"
-            self.services.submit_io(ledger.record_response, response, profile=profile)
+            self.services.submit_io(
+                ledger.record_response, response, profile=profile, saved=self.saved
+            )
         usage = response.usage
         self._save(
             content=(self.kept + response.content) if self.mode == "continue" else response.content,
@@ -686,15 +737,15 @@ class Turn:
             return
         if usage is None and status == "failed":
             return  # nothing known to have been used
-        prices = self.services.prices
-        cost = prices.cost(request.provider, request.model, usage) if prices else None
+        answering = self._answering[0] if self._answering is not None else request
+        cost = self._cost(answering.model, usage)
         self.services.submit_io(
             ledger.record,
-            provider=request.provider,
-            model=request.model,
+            provider=answering.provider,
+            model=answering.model,
             usage=usage,
             cost=cost,
-            profile=request.profile,
+            profile=answering.profile,
             status=status,
             trace_id=self.generation.trace_id,
         )

@@ -161,6 +161,18 @@ PROFILE_SCHEMA: tuple[Key, ...] = (
     ),
     Key("fallbacks", list, [], "Models or profiles to try, in order, when this one fails."),
     Key("accepts_prefill", bool, False, "The server continues a partial assistant turn."),
+    Key(
+        "price_input_per_mtok",
+        float,
+        -1.0,
+        "US dollars per million input tokens; negative: the price list (0 on this computer).",
+    ),
+    Key(
+        "price_output_per_mtok",
+        float,
+        -1.0,
+        "US dollars per million output tokens; negative: the price list (0 on this computer).",
+    ),
 )
 PROFILE_SCHEMA_BY_NAME: dict[str, Key] = {k.path: k for k in PROFILE_SCHEMA}
 
@@ -189,6 +201,9 @@ class Profile:
     max_tokens: int | None = None
     fallbacks: tuple[str, ...] = ()
     accepts_prefill: bool = False
+    price_input_per_mtok: float | None = None
+    """The profile's own price (US dollars per million tokens); None: not set."""
+    price_output_per_mtok: float | None = None
 
     @property
     def resolved_base_url(self) -> str:
@@ -334,7 +349,18 @@ def _profile_to_dict(p: Profile) -> dict[str, Any]:
         "max_tokens": p.max_tokens or 0,
         "fallbacks": list(p.fallbacks),
         "accepts_prefill": p.accepts_prefill,
+        "price_input_per_mtok": _unset(p.price_input_per_mtok),
+        "price_output_per_mtok": _unset(p.price_output_per_mtok),
     }
+
+
+def _unset(price: float | None) -> float:
+    return -1.0 if price is None else price
+
+
+def _price_or_none(value: Any) -> float | None:
+    price = float(value)
+    return None if price < 0 else price
 
 
 def _profile_from_dict(name: str, d: Mapping[str, Any]) -> Profile:
@@ -349,6 +375,8 @@ def _profile_from_dict(name: str, d: Mapping[str, Any]) -> Profile:
         max_tokens=int(d.get("max_tokens", 0)) or None,
         fallbacks=tuple(d.get("fallbacks", ())),
         accepts_prefill=bool(d.get("accepts_prefill", False)),
+        price_input_per_mtok=_price_or_none(d.get("price_input_per_mtok", -1.0)),
+        price_output_per_mtok=_price_or_none(d.get("price_output_per_mtok", -1.0)),
     )
 
 

@@ -236,13 +236,19 @@ class Ledger(SqliteStore):
         profile: str = "default",
         status: LedgerStatus = "complete",
         at: float | None = None,
+        saved: float | None = None,
     ) -> LedgerEntry:
-        """Record a finished (or cancelled) reply from its ``GenerationResponse``."""
+        """Record a finished (or cancelled) reply from its ``GenerationResponse``.
+
+        For an answer from the cache, ``saved`` is what it would have cost (the response's
+        own ``cost`` when not given); it is stored as saved, and the cost as 0.
+        """
+        would_cost = saved if response.cached and saved is not None else response.cost
         return self.record(
             provider=response.provider,
             model=response.model,
             usage=response.usage,
-            cost=response.cost,
+            cost=would_cost,
             profile=profile,
             status=status,
             cached=response.cached,

@@ -18,14 +18,20 @@ A model entry may add long-context prices (``long_context_tokens``, ``long_input
 
 :meth:`PriceTable.cost` returns ``None`` for a model it has no price for: an unknown cost
 is never reported as free.
+
+What one reply costs is :func:`reply_cost`: a profile's own prices when it sets them
+(``price_input_per_mtok`` / ``price_output_per_mtok``), else nothing for a server on this
+computer or its local network (:func:`is_local_url`: it is the user's own hardware), else
+the price list.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -33,15 +39,21 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from desktop_app.core.config import Problem
+import httpx
+
+from desktop_app.core.config import Problem, Profile
 from desktop_app.core.types import TokenUsage
 
 __all__ = [
+    "FREE",
     "PRICING_FILE",
     "ModelPrice",
     "PriceTable",
+    "is_local_url",
     "load_price_table",
     "parse_price_table",
+    "profile_price",
+    "reply_cost",
     "shipped_price_table",
 ]
 
@@ -75,6 +87,94 @@ class ModelPrice:
             per_input = self.input if self.long_input is None else self.long_input
             per_output = self.output if self.long_output is None else self.long_output
         return (usage.input_tokens * per_input + usage.output_tokens * per_output) / TOKENS_PER_UNIT
+
+
+FREE: Final = ModelPrice(0.0, 0.0)
+
+_LOCAL_NETWORKS: Final = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "127.0.0.0/8",  # loopback
+        "0.0.0.0/32",  # "this host", as servers listening everywhere print it
+        "10.0.0.0/8",  # private networks (RFC 1918)
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",  # link-local
+        "::1/128",
+        "::/128",
+        "fc00::/7",  # unique local addresses
+        "fe80::/10",  # link-local
+    )
+)
+
+
+def is_local_url(base_url: str) -> bool:
+    """Whether ``base_url`` names a server on this computer or on its local network.
+
+    Local: ``localhost`` and ``*.localhost``, loopback addresses (127.0.0.0/8, ::1),
+    private network addresses (10/8, 172.16/12, 192.168/16, fc00::/7), link-local ones
+    (169.254/16, fe80::/10) and mDNS names (``*.local``). A host name is never looked up,
+    so a name that only resolves to a private address does not count; an empty or broken
+    URL is not local.
+    """
+    try:
+        host = httpx.URL(base_url.strip()).host
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return False
+    host = host.strip("[]").rstrip(".").lower()
+    if not host:
+        return False
+    if host == "localhost" or host.endswith((".localhost", ".local")):
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in _LOCAL_NETWORKS)
+
+
+def profile_price(profile: Profile) -> ModelPrice | None:
+    """The prices a profile sets for itself, or None when it sets neither.
+
+    A profile that sets one of ``price_input_per_mtok`` and ``price_output_per_mtok``
+    and not the other is billed nothing for the other.
+    """
+    own_input, own_output = profile.price_input_per_mtok, profile.price_output_per_mtok
+    if own_input is None and own_output is None:
+        return None
+    return ModelPrice(own_input or 0.0, own_output or 0.0)
+
+
+Pricing = Callable[[str, str, TokenUsage | None], float | None]
+"""The price list as a function: (provider, model, usage) -> US dollars or None."""
+
+
+def reply_cost(
+    *,
+    provider: str,
+    model: str,
+    usage: TokenUsage | None,
+    base_url: str,
+    own: ModelPrice | None = None,
+    pricing: Pricing | None = None,
+) -> float | None:
+    """What one reply cost in US dollars, or None when unknown.
+
+    ``own`` (a profile's prices, see :func:`profile_price`) wins wherever the server is;
+    then a server on this computer or its network (:func:`is_local_url`) costs 0; then
+    ``pricing`` (the shipped price list by default) decides.
+    """
+    if usage is None:
+        return None
+    if own is not None:
+        return own.cost(usage)
+    if is_local_url(base_url):
+        return 0.0
+    if pricing is None:
+        pricing = shipped_price_table().cost
+    return pricing(provider, model, usage)
 
 
 class PriceTable:

@@ -399,6 +399,8 @@ class SettingsDialog(QDialog):
             max_tokens=self.p_max_tokens.value() or None,
             fallbacks=fallbacks,
             accepts_prefill=self.profiles[self._current].accepts_prefill,
+            price_input_per_mtok=self.profiles[self._current].price_input_per_mtok,
+            price_output_per_mtok=self.profiles[self._current].price_output_per_mtok,
         )
 
     def _commit_form(self) -> None:

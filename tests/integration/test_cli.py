@@ -347,6 +347,8 @@ def test_costs_are_recorded_and_the_budget_refuses_before_sending(
     simt: SimulatorThread, rill_home: Path
 ) -> None:
     budget = ["--set", "budget.monthly_usd=0.000001"]
+    # the simulator is on this computer, so only a profile's own prices make it cost
+    budget += ["--set", "profiles.default.price_input_per_mtok=2.5"]
     first = q(
         *base(simt), "--model", "gpt-4o", *budget, "--json", "priced question", home=rill_home
     )
@@ -363,7 +365,11 @@ def test_costs_are_recorded_and_the_budget_refuses_before_sending(
 
 
 def test_unknown_model_cost_is_unknown_not_zero(simt: SimulatorThread, rill_home: Path) -> None:
-    result = q(*base(simt), "--model", "mystery-model-9000", "--json", "hi", home=rill_home)
+    # reached as a server elsewhere (the simulator as the proxy): one on this computer is free
+    far = ["--provider", "openai", "--base-url", "http://api.priced.example/v1"]
+    proxy = {"HTTP_PROXY": simt.url, "http_proxy": simt.url, "NO_PROXY": "", "no_proxy": ""}
+    hi = ["--model", "mystery-model-9000", "--json", "hi"]
+    result = q(*far, *hi, home=rill_home, env=proxy)
     assert json.loads(result.stdout)["cost"] is None
     report = q("--usage", home=rill_home)
     assert "unknown" in report.stdout

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -154,6 +155,26 @@ def test_record_response_takes_what_the_engine_returns(ledger: Ledger) -> None:
     entry = ledger.record_response(response, profile="p")
     assert (entry.model, entry.profile, entry.trace_id) == ("gpt-4o-2024-08-06", "p", "abc")
     assert (entry.cost, entry.saved, entry.cached) == (0.0, 0.25, True)
+
+
+def test_a_cached_response_that_costs_nothing_records_what_it_saved(ledger: Ledger) -> None:
+    response = GenerationResponse(
+        content="hi",
+        model="gpt-4o",
+        provider="openai",
+        usage=TokenUsage(5, 7),
+        finish_reason="stop",
+        raw_finish_reason="stop",
+        trace_id="abc",
+        timing=Timing(0.1, 0.2),
+        cost=0.0,
+        cached=True,
+    )
+    entry = ledger.record_response(response, saved=0.25)
+    assert (entry.cost, entry.saved, entry.cached) == (0.0, 0.25, True)
+    fresh = ledger.record_response(replace(response, cached=False, cost=0.5), saved=9.0)
+    assert (fresh.cost, fresh.saved, fresh.cached) == (0.5, None, False)
+    assert ledger.month_totals().saved == 0.25
 
 
 def test_invalid_records_are_refused(ledger: Ledger) -> None:
