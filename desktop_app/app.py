@@ -25,6 +25,7 @@ from desktop_app.core.config import load_config
 from desktop_app.core.errors import RillError
 from desktop_app.core.logs import setup_logging
 from desktop_app.core.paths import AppPaths, app_paths
+from desktop_app.platform_check import startup_problem
 
 log = logging.getLogger("rill.app")
 
@@ -156,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(paths.log_dir, stream=sys.stderr if args.debug else None, debug=args.debug)
     except OSError as exc:
         print(f"Rill cannot write its log in {paths.log_dir}: {exc}", file=sys.stderr)
+    # Qt aborts the process when its platform plugin cannot load; say why, and how to fix it.
+    problem = startup_problem(qt_args)
+    if problem is not None:
+        log.error("cannot start: %s", problem)
+        sys.stderr.write(f"rill: {problem}\n")
+        return 1
 
     import qasync
     from PySide6.QtWidgets import QApplication

@@ -7,7 +7,8 @@ The self-test runs the same way from a source checkout (``python -m desktop_app
   ``offscreen`` Qt platform, so it touches neither the user's data nor the screen;
 - checks the version from the package metadata, the shipped price list and icons, the Qt
   binding, its platform plugins and image formats, certifi's CA bundle and the keyring
-  backends;
+  backends, and that the real platform plugin (``xcb`` on Linux, not only ``offscreen``)
+  finds every system library it needs, naming the command that installs what is missing;
 - starts the built-in simulator at full speed on a free port and streams one reply through
   the real engine, controller and main window on a qasync loop, then checks that the reply
   is in the history database and in the chat view.
@@ -27,7 +28,7 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -231,6 +232,38 @@ def _unviable(modules: list[Any]) -> list[str]:
                 except Exception as exc:
                     reasons.setdefault(name, f"{name}: {exc}")
     return list(reasons.values())
+
+
+def check_platform(environ: Mapping[str, str] | None = None) -> str:
+    """The platform plugin the window would use (not offscreen) finds its system libraries.
+
+    The rest of the self-test runs offscreen, which needs fewer libraries than a real
+    display: this check reads the real plugin (``xcb``, or ``wayland`` then ``xcb`` in a
+    Wayland session, or what ``QT_QPA_PLATFORM`` asks for) without loading it, so it
+    runs without a display and says which libraries are missing and how to install them.
+    """
+    from desktop_app.platform_check import (
+        HEADLESS_PLATFORMS,
+        default_platforms,
+        find_plugin,
+        plugin_problem,
+        read_os_release,
+        requested_platforms,
+    )
+
+    env = os.environ if environ is None else environ
+    if not sys.platform.startswith("linux"):
+        return f"Qt's platform plugin needs only the system's own libraries on {sys.platform}"
+    wanted = [p for p in requested_platforms((), env) if p not in HEADLESS_PLATFORMS]
+    problems = []
+    for platform in wanted or default_platforms(env):
+        problem = plugin_problem(platform, environ=env)
+        if problem is None:
+            return (
+                f"{platform} plugin finds all its libraries ({find_plugin(platform, environ=env)})"
+            )
+        problems.append(problem)
+    raise CheckFailed(" ".join(problems[-1].sentence(read_os_release()).split()))
 
 
 # -- checks that need Qt ---------------------------------------------------------------------
@@ -481,6 +514,7 @@ def _output() -> IO[str]:
 def run_self_test(out: IO[str] | None = None) -> int:
     """Run every check, print one line each, and return the exit status (0 all passed)."""
     report = Report(out if out is not None else _output())
+    environ = dict(os.environ)
     home = Path(tempfile.mkdtemp(prefix="rill-self-test-"))
     os.environ["RILL_HOME"] = str(home)
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -498,6 +532,7 @@ def run_self_test(out: IO[str] | None = None) -> int:
     report.check("pricing", check_pricing)
     report.check("CA bundle", check_ca_bundle)
     report.check("keyring", check_keyring)
+    report.check("Qt platform", lambda: check_platform(environ))
     try:
         _application()
     except Exception as exc:
