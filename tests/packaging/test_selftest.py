@@ -19,6 +19,7 @@ CHECKS = (
     "pricing",
     "CA bundle",
     "keyring",
+    "Qt platform",
     "Qt",
     "Qt plugins",
     "icons",
