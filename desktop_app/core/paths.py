@@ -74,9 +74,22 @@ class AppPaths:
                 reason = (exc.strerror or str(exc)).lower()
                 problems.append(f"Rill cannot create its {label} folder {folder} ({reason}).")
                 continue
-            if os.name == "posix":
+            if os.name == "posix" and _shared(folder):
                 make_private(folder)
         return replace(self, problems=tuple(problems))
+
+
+def _shared(folder: Path) -> bool:
+    """Whether ``folder`` still gives group or other any access.
+
+    A folder that is private already was made so by Rill, whose files since are private
+    too: only an older layout needs the walk over every file (a response cache can hold
+    thousands), and only once.
+    """
+    try:
+        return bool(stat.S_IMODE(folder.stat().st_mode) & PRIVATE_UMASK)
+    except OSError:
+        return False
 
 
 def make_private(top: Path) -> None:
