@@ -433,6 +433,11 @@ def load_settings(args: argparse.Namespace, err: Writer, paths: AppPaths) -> Con
         except ValueError as exc:
             _note(err, f"q: --set {key.strip()}: {exc}.")
             return None
+    try:
+        config.named_profile(args.profile or str(config["default_profile"]))
+    except ValueError as exc:
+        _note(err, f"q: {exc}.")
+        return None
     return config
 
 

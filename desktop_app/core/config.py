@@ -18,6 +18,9 @@ import tomli_w
 
 from desktop_app.core.types import PROVIDERS, ProviderName
 
+BUILT_IN_PROFILE = "default"
+"""The profile that exists without being set up: OpenAI's API, its key from the environment."""
+
 
 @dataclass(frozen=True, slots=True)
 class Key:
@@ -51,7 +54,7 @@ def check_base_url(url: str) -> None:
 
 
 SCHEMA: tuple[Key, ...] = (
-    Key("default_profile", str, "default", "The profile new chats and `q` use."),
+    Key("default_profile", str, BUILT_IN_PROFILE, "The profile new chats and `q` use."),
     Key("resilience.max_retries", int, 3, "Retries after the first attempt fails.", minimum=0),
     Key("resilience.base_delay_s", float, 1.0, "First backoff delay, in seconds.", minimum=0),
     Key("resilience.max_delay_s", float, 60.0, "Longest backoff delay, in seconds.", minimum=0),
@@ -248,6 +251,17 @@ class Config:
             return self.profiles[name]
         return Profile(name=name)
 
+    def named_profile(self, name: str) -> Profile:
+        """The profile ``name`` as a user chose it; ValueError when there is none by that name.
+
+        Besides the profiles of the config file there is always ``default``, the built-in
+        profile (OpenAI's API with its key from the environment) used while the file
+        sets up no profile of that name.
+        """
+        if name in self.profiles or name == BUILT_IN_PROFILE:
+            return self.profile(name)
+        raise ValueError(unknown_profile(name, self.profiles, self.path))
+
     def set(self, path: str, raw: Any, *, source: str = "--set") -> None:
         """Set one key from a value (or the text of a TOML value); raise ValueError when invalid."""
         value = parse_value(raw) if isinstance(raw, str) else raw
@@ -275,6 +289,20 @@ class Config:
                 for name, p in self.profiles.items()
             }
         return doc
+
+
+def unknown_profile(name: str, profiles: Iterable[str], path: Path | None = None) -> str:
+    """The sentence for a profile name that names no profile, with the names that do."""
+    names = sorted({*profiles, BUILT_IN_PROFILE})
+    where = f" in {path}" if path is not None else " in the config file"
+    if names == [BUILT_IN_PROFILE]:
+        known = f"there is only the built-in profile '{BUILT_IN_PROFILE}'"
+    else:
+        known = "the profiles are " + ", ".join(f"'{n}'" for n in names)
+    return (
+        f"There is no profile '{name}'; {known} (add one as [profiles.{name}]{where}, "
+        "or in Settings)"
+    )
 
 
 def check_profile(profile: Profile) -> None:
@@ -419,6 +447,19 @@ def load_config(path: Path) -> Config:
             config.problems.append(
                 Problem(file, path_, _line_of(text, path_), f"{exc}; using {key.default!r}")
             )
+    default = str(config.values["default_profile"])
+    if default not in config.profiles and default != BUILT_IN_PROFILE:
+        names = ", ".join(f"'{n}'" for n in sorted({*config.profiles, BUILT_IN_PROFILE}))
+        config.problems.append(
+            Problem(
+                file,
+                "default_profile",
+                _line_of(text, "default_profile"),
+                f"there is no profile '{default}' (the profiles are {names}); "
+                f"using '{BUILT_IN_PROFILE}'",
+            )
+        )
+        config.values["default_profile"] = BUILT_IN_PROFILE
     return config
 
 
