@@ -27,6 +27,7 @@ from PySide6.QtGui import (
     QGuiApplication,
     QResizeEvent,
     QTextCursor,
+    QTextDocument,
     QTextOption,
     QWheelEvent,
 )
@@ -125,7 +126,9 @@ class DocView(QTextBrowser):
         event.ignore()
 
     def loadResource(self, type: int, name: QUrl | str) -> Any:
-        return placeholder_image() if type == 2 else None
+        if type == QTextDocument.ResourceType.ImageResource.value:
+            return placeholder_image()
+        return None
 
 
 class RenderScheduler(QObject):

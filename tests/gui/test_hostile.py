@@ -103,17 +103,26 @@ def picture(tmp_path: Path) -> Path:
 
 def image_names(doc: QTextDocument) -> list[str]:
     """The name of every image in ``doc``."""
-    names: list[str] = []
+    return [name for name, _tip in _formats(doc) if name]
+
+
+def tooltips(doc: QTextDocument) -> list[str]:
+    """Every tooltip of a piece of text in ``doc``."""
+    return [tip for _name, tip in _formats(doc) if tip]
+
+
+def _formats(doc: QTextDocument) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
     block = doc.begin()
     while block.isValid():
         it = block.begin()
         while not it.atEnd():
             fmt = it.fragment().charFormat()
-            if fmt.isImageFormat():
-                names.append(fmt.toImageFormat().name())
+            name = fmt.toImageFormat().name() if fmt.isImageFormat() else ""
+            found.append((name, fmt.toolTip()))
             it += 1
         block = block.next()
-    return names
+    return found
 
 
 def documents(window: QWidget) -> list[QTextDocument]:
@@ -150,6 +159,7 @@ def test_a_reply_naming_files_and_urls_loads_none_of_them(
         f"Picture: ![a picture]({picture}) ![picture url]({QUrl.fromLocalFile(str(picture)).toString()})"
         " ![remote](http://127.0.0.1:9/x.png)\n\n"
         f"| col |\n|---|\n| ![in a table]({fifo.path}) |\n\n"
+        f"A [link](https://example.com \"<img src='{fifo.path}'>\") with a title.\n\n"
         f"Last ![tail image]({fifo.path})"
     )
     sim.script(hostile.reply("openai", text))
@@ -159,8 +169,11 @@ def test_a_reply_naming_files_and_urls_loads_none_of_them(
         shown = reply.body.document().toPlainText()
         for alt in ("the pipe", "a picture", "picture url", "remote", "in a table", "tail image"):
             assert alt in shown
+        assert any(tooltips(doc) for doc in documents(window))
         for doc in documents(window):
             assert image_names(doc) == []
+            for tip in tooltips(doc):
+                assert "<img" not in tip and "&lt;img" in tip
         assert fifo.opened == 0
         reopen(qtbot, window)
 
