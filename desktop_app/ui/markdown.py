@@ -68,6 +68,8 @@ class Segment:
     kind: SegmentKind
     text: str = ""
     lang: str = ""
+    joined: bool = False
+    """Prose that continues the previous segment's last line (a long line cut in pieces)."""
 
 
 class Segmenter:
@@ -96,6 +98,7 @@ class Segmenter:
         self._table_head: list[str] | None = None
         """The header and delimiter rows of the table being read, repeated in each slice."""
         self._table_body = 0
+        self._joined = False
 
     @property
     def tail(self) -> str:
@@ -210,7 +213,8 @@ class Segmenter:
             self._lines = []
             self._lines_len = 0
             if text.strip():
-                out.append(Segment("prose", text))
+                out.append(Segment("prose", text, joined=self._joined))
+        self._joined = False
 
     def _split_partial(self, out: list[Segment]) -> None:
         """Cut the open line until at most ``hard_limit`` characters of it are left open.
@@ -233,6 +237,7 @@ class Segmenter:
                 cut = limit
             self._lines.append(partial[:cut])
             self._commit_prose(out)
+            self._joined = True
             partial = partial[cut:].lstrip(" ")
         self._partial = partial
 
@@ -321,7 +326,7 @@ class DocumentWriter:
 
     def write(self, segment: Segment) -> None:
         if segment.kind == "prose":
-            self.append_prose(segment.text)
+            self.append_prose(segment.text, joined=segment.joined)
         elif segment.kind == "code_open":
             self.begin_code(segment.lang)
         elif segment.kind == "code_line":
@@ -343,8 +348,11 @@ class DocumentWriter:
         self._frame_lines -= 1
         self._partial = False
 
-    def append_prose(self, markdown: str) -> None:
-        """Render one finished piece of Markdown after everything already in the document."""
+    def append_prose(self, markdown: str, *, joined: bool = False) -> None:
+        """Render one finished piece of Markdown after everything already in the document.
+
+        A ``joined`` piece continues the previous one's last line: no space between them.
+        """
         self._frame = None
         doc = self.doc
         if doc.isEmpty():
@@ -357,6 +365,11 @@ class DocumentWriter:
         _make_inert(piece)
         first = piece.begin().blockFormat()
         cursor = self._end_cursor()
+        if joined:
+            before = cursor.blockFormat()
+            before.setBottomMargin(0)
+            cursor.setBlockFormat(before)
+            first.setTopMargin(0)
         cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
         start = cursor.position()
         cursor.insertFragment(QTextDocumentFragment(piece))

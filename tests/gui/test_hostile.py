@@ -300,6 +300,17 @@ def test_a_huge_word_is_cut_into_bounded_segments_however_it_arrives() -> None:
     word = "x" * 300_000
     assert all(len(s.text) <= HARD_LIMIT for s in split_all(word))
     assert "".join(s.text for s in split_all(word)) == word
+    # the pieces continue one another: no paragraph space between them
+    pieces = -(-len(word) // HARD_LIMIT)
+    assert [s.joined for s in split_all(word)] == [False] + [True] * (pieces - 1)
+    doc = SafeDocument()
+    writer = DocumentWriter(doc)
+    for segment in split_all("before\n\n" + word):
+        writer.write(segment)
+    blocks = [doc.findBlockByNumber(i).blockFormat() for i in range(doc.blockCount())]
+    assert len(blocks) == 1 + pieces
+    assert all(b.topMargin() == 0 for b in blocks[2:])
+    assert all(b.bottomMargin() == 0 for b in blocks[1:-1])
     seg = Segmenter()
     out = []
     for i in range(0, len(word), 65_536):
