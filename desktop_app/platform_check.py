@@ -314,6 +314,9 @@ def missing_libraries(
     env = os.environ if environ is None else environ
     root = read_elf(path)
     library_path = [p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p]
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle:  # a frozen build keeps the libraries it carries in its own folder
+        library_path.append(str(bundle))
     system = list(system_dirs) if system_dirs is not None else _system_dirs(root.elf_class)
     found: dict[str, ElfInfo | None] = {}
     missing: list[str] = []
