@@ -154,7 +154,10 @@ class PluginProblem:
 def read_elf(path: Path) -> ElfInfo:
     """Read ``path``'s ELF header and dynamic section; raise ElfError when it has none."""
     with open(path, "rb") as f:
-        return _read_elf(f, path)
+        try:
+            return _read_elf(f, path)
+        except struct.error:
+            raise ElfError(f"{path} is cut short") from None
 
 
 def _read_elf(f: BinaryIO, path: Path) -> ElfInfo:

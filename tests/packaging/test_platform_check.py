@@ -85,6 +85,20 @@ def test_reads_the_libraries_an_elf_file_needs(tmp_path: Path) -> None:
     assert info.elf_class == 2
 
 
+def test_a_cut_short_library_is_not_a_crash(tmp_path: Path) -> None:
+    whole = write_elf(tmp_path / "whole.so", ["libc.so.6"]).read_bytes()
+    plugin = write_elf(tmp_path / "libq.so", ["libdep.so.1"], runpath=["$ORIGIN/lib"])
+    (tmp_path / "lib").mkdir()
+    for size in (3, 20, 40, 70, 150):
+        (tmp_path / "lib" / "libdep.so.1").write_bytes(whole[:size])
+        with pytest.raises(platform_check.ElfError):
+            read_elf(tmp_path / "lib" / "libdep.so.1")
+        assert missing_libraries(plugin) == ("libdep.so.1",)
+    (tmp_path / "lib" / "libdep.so.1").write_bytes(whole[:-9])  # the end of its table is lost
+    assert read_elf(tmp_path / "lib" / "libdep.so.1").needed == ("libc.so.6",)
+    assert missing_libraries(plugin) == ()
+
+
 def test_a_library_that_exists_nowhere_is_missing_and_libc_is_not(tmp_path: Path) -> None:
     path = write_elf(tmp_path / "lib.so", ["libc.so.6", ABSENT])
     assert missing_libraries(path) == (ABSENT,)
