@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -29,14 +30,18 @@ from desktop_app.core.errors import (
     CircuitOpenError,
     ConfigError,
     ConnectionFailed,
+    ConnectionRefused,
     ConnectTimeout,
     CorruptStream,
     FirstTokenTimeout,
+    NotFound,
     RateLimited,
     RateLimitTooLong,
     ReplyTooLarge,
     RillError,
     StreamStalled,
+    WrongServer,
+    final,
     human_seconds,
     scrub,
 )
@@ -60,7 +65,7 @@ from desktop_app.core.events import (
 )
 from desktop_app.core.http import make_client
 from desktop_app.core.providers import Provider, StreamParser, get_provider
-from desktop_app.core.providers.base import UNPARSABLE, valid_text
+from desktop_app.core.providers.base import UNPARSABLE, WHOLE_BODY, NoModelList, valid_text
 from desktop_app.core.resilience import (
     Backoff,
     Breakers,
@@ -175,6 +180,7 @@ class Engine:
         headers = provider.headers(api_key)
         headers["Accept"] = "application/json"
         url = provider.models_url(base_url)
+        server = _server(provider.title, url)
         try:
             try:
                 built = self.client.build_request(
@@ -184,35 +190,59 @@ class Engine:
                 raise _bad_url(url, exc) from None
             except (ValueError, TypeError):
                 raise ConfigError(
-                    f"The request to the {provider.name} server could not be made: the API "
-                    "key or a header holds characters HTTP cannot carry.",
+                    f"The request to {server} could not be made: the API key or a header "
+                    "holds characters HTTP cannot carry.",
                     action="Check the API key in Settings for stray characters.",
                 ) from None
             try:
                 response = await self.client.send(built, stream=True)
             except ExceptionGroup as group:
-                raise _from_group(group, url, provider.name) from None
+                raise _from_group(group, url, provider.title, profile) from None
             try:
                 if response.status_code >= 400:
-                    content = await _read_head(response, provider.name, _ERROR_BODY_LIMIT)
-                    raise provider.parse_error(response.status_code, content, profile=profile)
+                    content = await _read_head(response, provider.title, _ERROR_BODY_LIMIT)
+                    error = provider.parse_error(response.status_code, content, profile=profile)
+                    if response.status_code in (404, 405):
+                        error = _no_model_list(provider, base_url, url, error)
+                    raise error
                 if 300 <= response.status_code < 400:
-                    raise _redirected(response, url, provider.name)
-                content = await _read_all(response, provider.name, _MODELS_BODY_LIMIT)
+                    raise _redirected(response, url, provider.title)
+                content = await _read_all(response, provider.title, _MODELS_BODY_LIMIT)
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:
-            raise scrub(
-                _map_transport_error(exc, url, provider.name, has_output=False), (api_key,)
+            raise final(
+                scrub(
+                    _map_transport_error(
+                        exc, url, provider.title, has_output=False, profile=profile
+                    ),
+                    (api_key,),
+                )
             ) from None
         except RillError as exc:
-            raise scrub(exc, (api_key,)) from None
+            raise final(scrub(exc, (api_key,))) from None
         try:
-            return [valid_text(name) for name in provider.parse_models(json.loads(content))]
+            body = json.loads(content)
+        except UNPARSABLE:
+            raise scrub(
+                WrongServer(
+                    f"{server.capitalize()} answered the list of models with "
+                    f"{_what_came_back(content, response.headers.get('content-type', ''))}.",
+                    action="Check the base URL and the provider.",
+                ),
+                (api_key,),
+            ) from None
+        try:
+            return [valid_text(name) for name in provider.parse_models(body)]
         except UNPARSABLE as exc:
-            raise CorruptStream(
-                f"The {provider.name} server's list of models could not be read.",
-                action="Check the base URL.",
+            missing = f" without a '{exc.field}' list" if isinstance(exc, NoModelList) else ""
+            raise scrub(
+                WrongServer(
+                    f"{server.capitalize()} answered the list of models{missing}: "
+                    f"{_quote(content)}",
+                    action="Check the base URL and the provider.",
+                ),
+                (api_key,),
             ) from exc
 
     async def aclose(self) -> None:
@@ -303,7 +333,7 @@ class Generation:
                     async for event in self._attempts(request):
                         yield event
                     return
-                except (CircuitOpenError, RateLimitTooLong) as exc:
+                except (CircuitOpenError, RateLimitTooLong, ConnectionRefused) as exc:
                     error = exc
                 except RillError as exc:
                     if not exc.retryable:
@@ -314,7 +344,7 @@ class Generation:
         except _UserCancel:
             yield Cancelled(self.partial)
         except RillError as exc:
-            yield Failed(exc, self.partial)
+            yield Failed(final(exc), self.partial)
         except Exception as exc:  # nothing a server sends may end a turn without a sentence
             log.error("unexpected %s while generating", type(exc).__name__)
             yield Failed(
@@ -359,8 +389,9 @@ class Generation:
         api_key = engine.api_key(request)
         _check_key(provider, request, api_key)
         url = provider.url(request)
-        headers = provider.headers(api_key)
+        headers = provider.headers(api_key, stream=request.stream)
         body = provider.encode_body(request)
+        server = _server(provider.title, url)
         breaker = engine.breakers.get(request.endpoint)
         timeout = engine.timeout()
         gate_key = f"{request.provider}|{request.base_url}"
@@ -393,13 +424,13 @@ class Generation:
             try:
                 try:
                     http_request = _build_request(
-                        engine.client, url, body, headers, timeout, provider.name
+                        engine.client, url, body, headers, timeout, server
                     )
                     self._reading = True
                     try:
                         response = await engine.client.send(http_request, stream=True)
                     except ExceptionGroup as group:
-                        raise _from_group(group, url, provider.name) from None
+                        raise _from_group(group, url, provider.title, request.profile) from None
                     finally:
                         self._reading = False
                     engine.gate.observe(gate_key, response.headers)
@@ -408,12 +439,13 @@ class Generation:
                     if response.status_code >= 400:
                         raise await self._error_from(provider, request, response)
                     if 300 <= response.status_code < 400:
-                        raise _redirected(response, url, provider.name)
+                        raise _redirected(response, url, provider.title)
                     yield StageChanged(Stage.WAITING, attempt)
-                    reader = _FrameReader(provider, response, settings)
+                    reader = _FrameReader(
+                        provider, response, settings, request=request, server=server
+                    )
                     pieces = reader.pieces
                     next_piece = pieces.__anext__
-                    decode = reader.decode
                     feed = parser.feed
                     shown = self._shown
                     at_end = False
@@ -423,7 +455,7 @@ class Generation:
                             raise _UserCancel
                         self._reading = True
                         try:
-                            frames = decode(await next_piece())
+                            frames = reader.decode(await next_piece())
                         except StopAsyncIteration:
                             frames = reader.finish()
                             at_end = True
@@ -441,7 +473,8 @@ class Generation:
                                     type(event) is TextDelta or type(event) is ToolCallDelta
                                 ):
                                     first = False
-                                    watchdog.start_streaming()
+                                    if not watchdog.streaming:
+                                        watchdog.start_streaming()
                                     ttft = time.perf_counter() - self._started
                                     yield StageChanged(Stage.STREAMING, attempt)
                                 if type(event) is TextDelta:
@@ -453,6 +486,10 @@ class Generation:
                                 yield event
                             if self.cancelled:
                                 raise _UserCancel
+                        if parser.begun and not watchdog.streaming:
+                            # the content began (a block, a role chunk, a candidate): a
+                            # silence from now on is a stall, not a wait for the first token
+                            watchdog.start_streaming()
                     for event in parser.end():  # text held back until the end, if any
                         if first:
                             first = False
@@ -490,7 +527,13 @@ class Generation:
                     )
                 )
             except httpx.HTTPError as exc:
-                error = _map_transport_error(exc, url, provider.name, has_output=parser.has_output)
+                error = _map_transport_error(
+                    exc,
+                    url,
+                    provider.title,
+                    has_output=parser.has_output,
+                    profile=request.profile,
+                )
             except RillError as exc:
                 error = exc
             except BaseException:
@@ -499,6 +542,9 @@ class Generation:
             else:
                 breaker.success()
                 finished = self._finished(request, parser, kept, ttft)
+                usage = finished.response.usage
+                if usage is not None and usage.estimated:
+                    yield UsageUpdate(usage)
                 if self.write_cache and engine.cache is not None and engine.cache_key is not None:
                     await engine.cache.put(engine.cache_key(request), finished.response)
                 yield finished
@@ -525,7 +571,7 @@ class Generation:
                 if wait > settings.max_rate_limit_wait_s:
                     if not settings.wait_on_rate_limit:
                         raise RateLimitTooLong(
-                            f"The {provider.name} server asked to wait {human_seconds(wait)}, "
+                            f"The {provider.title} server asked to wait {human_seconds(wait)}, "
                             f"longer than the {human_seconds(settings.max_rate_limit_wait_s)} "
                             "Rill waits by itself.",
                             action="Try again later, or allow longer waits in Settings.",
@@ -571,27 +617,34 @@ class Generation:
     async def _error_from(
         self, provider: Provider, request: ChatRequest, response: httpx.Response
     ) -> RillError:
-        content = await _read_head(response, provider.name, _ERROR_BODY_LIMIT)
-        return provider.parse_error(
+        content = await _read_head(response, provider.title, _ERROR_BODY_LIMIT)
+        error = provider.parse_error(
             response.status_code,
             content,
             profile=request.profile,
             retry_after_s=retry_after_seconds(response.headers),
         )
+        if isinstance(error, NotFound):
+            hint = _v1_hint(provider, request.base_url)
+            if hint:
+                error.action = hint
+        return error
 
     def _finished(
         self, request: ChatRequest, parser: StreamParser, kept: str, ttft: float | None
     ) -> Finished:
         engine = self.engine
         content = kept + parser.text if kept else parser.text
-        cost = (
-            engine.pricing(request.provider, parser.model, parser.usage) if engine.pricing else None
-        )
+        usage = parser.usage
+        if usage is None or (usage.total_tokens == 0 and (content or parser.has_output)):
+            # the server said nothing of what the reply used: estimate it from the text
+            usage = TokenUsage.estimate(request, content, parser.tool_calls)
+        cost = engine.pricing(request.provider, parser.model, usage) if engine.pricing else None
         response = GenerationResponse(
             content=content,
             model=parser.model,
             provider=request.provider,
-            usage=parser.usage,
+            usage=usage,
             finish_reason=parser.finish_reason,
             raw_finish_reason=parser.raw_finish,
             trace_id=self.trace_id,
@@ -738,43 +791,104 @@ class _FrameReader:
     """Splits a response body into frames, one decoded piece at a time.
 
     SSE bodies give (event name, data) pairs; NDJSON bodies give ("", line), split on
-    ``\\n`` only. The engine awaits each piece itself and decodes all the frames it holds
-    in a plain loop, so the cost per frame stays a function call, not an await. One event
-    or line may hold at most ``max_event`` characters, and the whole body ``max_body``
-    decoded bytes; past either the reply ends with :class:`ReplyTooLarge`.
+    ``\\n`` only; a whole JSON answer gives one (:data:`WHOLE_BODY`, text) at the end. The
+    engine awaits each piece itself and decodes all the frames it holds in a plain loop, so
+    the cost per frame stays a function call, not an await. One event or line may hold at
+    most ``max_event`` characters, and the whole body ``max_body`` decoded bytes; past
+    either the reply ends with :class:`ReplyTooLarge`.
+
+    The body decides how it is read unless its Content-Type says what it is: servers send
+    event streams as ``text/plain``, ``application/octet-stream`` or with no type at all,
+    and errors as JSON with 200. Its first bytes tell: SSE fields are an event stream, a
+    JSON object or array is a whole answer (or an error) or, for NDJSON, the first line;
+    anything else (an HTML page, text) is :class:`WrongServer`, saying what came back.
     """
 
     def __init__(
-        self, provider: Provider, response: httpx.Response, settings: ResilienceSettings
+        self,
+        provider: Provider,
+        response: httpx.Response,
+        settings: ResilienceSettings,
+        *,
+        request: ChatRequest | None = None,
+        server: str = "",
     ) -> None:
-        self.provider = provider.name
-        self.sse = provider.framing == "sse"
+        self.provider = provider.title
+        self.server = server or f"the {provider.title} server"
+        self.profile = request.profile if request is not None else "default"
+        self.framing = provider.framing
+        self.stream = request.stream if request is not None else True
         self.max_event = settings.max_event_bytes
-        self.decode: Callable[[Any], list[tuple[str, str]]]
-        if self.sse:
-            content_type = response.headers.get("content-type", "")
-            if "text/event-stream" not in content_type:
-                raise CorruptStream(
-                    f"The {provider.name} server answered with "
-                    f"'{_printable(content_type, 80) or 'no content type'}' instead of an "
-                    "event stream.",
-                    action="Check the base URL and the provider.",
-                )
-        self.body = _Body(response, provider.name, settings.max_body_bytes)
+        self.content_type = response.headers.get("content-type", "")
+        self.body = _Body(response, provider.title, settings.max_body_bytes)
         self.pieces = self.body.pieces
         self._size = 0  # decoded bytes of the body so far
         self._max_body = settings.max_body_bytes
-        if self.sse:
+        self.mode = ""
+        self.decode: Callable[[Any], list[tuple[str, str]]] = self._decode_first
+        self._head = b""  # the first bytes, until they tell what the body is
+        kind = self.content_type.lower()
+        if "text/event-stream" in kind and (self.framing == "sse" or not self.stream):
+            self._start("sse")
+        elif "ndjson" in kind and self.framing == "ndjson" and self.stream:
+            self._start("ndjson")
+
+    def _start(self, mode: str) -> None:
+        self.mode = mode
+        if mode == "sse":
             self._utf8 = codecs.getincrementaldecoder("utf-8")("replace").decode
             self._lines = SSELineDecoder()
             self._events = SSEDecoder()
             self._event_size = 0  # characters of the event being read, lines complete
             self._line_size = 0  # characters of the line being read
             self.decode = self._decode_sse
-        else:
+        elif mode == "ndjson":
             self._parts: list[bytes] = []
             self._pending = 0
             self.decode = self._decode_ndjson
+        else:
+            self._whole: list[bytes] = []
+            self.decode = self._decode_whole
+
+    def _decode_first(self, piece: bytes) -> list[tuple[str, str]]:
+        """Hold the first bytes until they tell how to read the body, then read it so."""
+        head = self._head + piece
+        mode = _body_kind(head, at_end=False)
+        if mode is None:
+            if len(head) > _SNIFF_LIMIT:
+                mode = "other"
+            else:
+                self._head = head
+                return []
+        self._head = b""
+        self._choose(mode, head)
+        return self.decode(head)
+
+    def _choose(self, kind: str, head: bytes) -> None:
+        if kind == "sse" and self.framing == "sse":
+            self._start("sse")
+        elif kind == "json" and self.framing == "ndjson" and self.stream:
+            self._start("ndjson")
+        elif kind == "json":
+            self._start("whole")
+        else:
+            raise self.wrong_server(head)
+
+    def wrong_server(self, head: bytes) -> WrongServer:
+        expected = "an event stream" if self.stream else "a JSON answer"
+        return WrongServer(
+            f"{self.server.capitalize()} answered with "
+            f"{_what_came_back(head, self.content_type)} instead of {expected}, so it is "
+            f"not a {self.provider} API.",
+            action=f"Check the base URL and the provider of profile '{self.profile}'.",
+        )
+
+    def _decode_whole(self, piece: bytes) -> list[tuple[str, str]]:
+        self._size += len(piece)
+        if self._size > self.max_event:
+            raise self.too_large()
+        self._whole.append(piece)
+        return []
 
     def too_large(self) -> ReplyTooLarge:
         return ReplyTooLarge(
@@ -839,7 +953,18 @@ class _FrameReader:
 
     def finish(self) -> list[tuple[str, str]]:
         """The frames left at the end of the body."""
-        if not self.sse:
+        if not self.mode:
+            head, self._head = self._head, b""
+            kind = _body_kind(head, at_end=True)
+            if kind is None:  # no body, or only white space: no frames at all
+                return []
+            self._choose(kind, head)
+            return [*self.decode(head), *self.finish()]
+        if self.mode == "whole":
+            text = b"".join(self._whole).decode("utf-8", "replace")
+            self._whole = []
+            return [(WHOLE_BODY, text)] if text.strip() else []
+        if self.mode == "ndjson":
             rest = b"".join(self._parts)
             self._parts = []
             return [("", _decode_line(rest, self.provider))] if rest.strip() else []
@@ -912,11 +1037,130 @@ def _decode_line(line: bytes, provider: str) -> str:
         ) from exc
 
 
-def _host(url: str) -> str:
+_SNIFF_LIMIT = 64 * 1024
+"""The most leading bytes held to tell what a body is (white space, an HTML head)."""
+_SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
+
+
+def _body_kind(head: bytes, *, at_end: bool) -> str | None:
+    """What a body's first bytes are: ``sse``, ``json``, ``html`` or ``other``; None when
+    more bytes are needed (or, at the end, when the body is empty)."""
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if not text:
+        return None
+    if text[:1] in (b"{", b"["):
+        return "json"
+    if text.startswith(_SSE_FIELDS):
+        return "sse"
+    if not at_end and any(f.startswith(text) for f in _SSE_FIELDS):
+        return None  # the start of a field name, cut by the network
+    if text[:1] == b"<":
+        if at_end or len(text) >= 4096 or b"</title>" in text.lower():
+            return "html"
+        return None
+    return "other" if at_end or len(text) >= 200 else None
+
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _what_came_back(content: bytes, content_type: str) -> str:
+    """A few words on an answer that is not what was asked for: kind, title or first text,
+    and its content type."""
+    kind = f" ({_printable(content_type, 80)})" if content_type else " (no content type)"
+    if not content.strip():
+        return "an empty answer" + kind
+    text = content.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if text[:1] == b"<":
+        match = _TITLE.search(text[:8192])
+        title = " ".join(match.group(1).decode("utf-8", "replace").split()) if match else ""
+        titled = f' titled "{_printable(title, 120)}"' if title else ""
+        return f"an HTML page{titled}{kind}"
+    return f"text beginning {_quote(text)}{kind}"
+
+
+def _quote(content: bytes, limit: int = 200) -> str:
+    """The start of a body, on one line, as printable text in quotes."""
+    text = " ".join(content.decode("utf-8", "replace").split())
+    return f'"{_printable(text, limit)}"'
+
+
+def _address(url: str) -> str:
+    """``host:port`` of a URL (the scheme's port when none is given)."""
     try:
-        return _printable(httpx.URL(url).host, 200) or "the server"
+        parsed = httpx.URL(url)
+        host = _printable(parsed.host, 200)
+        port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
     except (httpx.InvalidURL, ValueError, TypeError):
-        return "the server"
+        return "an address Rill cannot read"
+    if not host:
+        return "an address without a host"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host
+
+
+def _server(title: str, url: str) -> str:
+    """``the OpenAI server at 127.0.0.1:8080``: how sentences name the other side."""
+    return f"the {title} server at {_address(url)}"
+
+
+def _is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this computer (localhost, 127.0.0.0/8, ::1, 0.0.0.0)."""
+    try:
+        host = httpx.URL(url).host.lower().rstrip(".")
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a connection failed because nothing listens there (every address refused)."""
+    current: BaseException | None = exc
+    for _ in range(16):
+        if current is None:
+            return False
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            return all(_refused(e) for e in current.exceptions)
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _v1_hint(provider: Provider, base_url: str) -> str | None:
+    """For a 404 from an OpenAI-style path under a base URL without a version: add /v1."""
+    if provider.name != "openai":
+        return None
+    try:
+        path = httpx.URL(base_url).path
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return None
+    if re.search(r"/v\d", path):
+        return None
+    fixed = _printable(base_url.rstrip("/"), 200) + "/v1"
+    return f"OpenAI-compatible servers answer under /v1: make the base URL {fixed}."
+
+
+def _no_model_list(provider: Provider, base_url: str, url: str, error: RillError) -> RillError:
+    """A 404 or 405 for the list of models: this server does not list them there."""
+    said = error.message.find(" The server said:")
+    path = _printable(httpx.URL(url).path, 200)
+    return NotFound(
+        f"{_server(provider.title, url).capitalize()} does not list its models at {path} "
+        f"({error.status}).{error.message[said:] if said >= 0 else ''}",
+        action=_v1_hint(provider, base_url)
+        or "Check the base URL; if this server cannot list its models, enter the model "
+        "name in the profile.",
+        status=error.status,
+        detail=error.detail,
+    )
 
 
 def _build_request(
@@ -925,7 +1169,7 @@ def _build_request(
     body: bytes,
     headers: dict[str, str],
     timeout: httpx.Timeout,
-    provider: str,
+    server: str,
 ) -> httpx.Request:
     """The HTTP request, or a :class:`ConfigError` saying why it cannot be made."""
     try:
@@ -934,8 +1178,8 @@ def _build_request(
         raise _bad_url(url, exc) from None
     except (ValueError, TypeError) as exc:  # a header that HTTP cannot carry
         raise ConfigError(
-            f"The request to the {provider} server could not be made: the API key or a "
-            "header holds characters HTTP cannot carry.",
+            f"The request to {server} could not be made: the API key or a header holds "
+            "characters HTTP cannot carry.",
             action="Check the API key in Settings for stray characters.",
             detail=type(exc).__name__,
         ) from None
@@ -949,13 +1193,31 @@ def _bad_url(url: str, exc: Exception) -> ConfigError:
     )
 
 
-def _from_group(group: BaseExceptionGroup[Any], url: str, provider: str) -> RillError:
+def _not_connected(
+    url: str, provider: str, profile: str, refused: bool, detail: str
+) -> ConnectionFailed:
+    """Could not connect: at once when nothing listens on this computer, else retried."""
+    server = f"{_server(provider, url)} (profile '{profile}')"
+    if refused and _is_loopback(url):
+        return ConnectionRefused(
+            f"Could not connect to {server}: nothing is listening there.",
+            action=f"Start the server, or correct the base URL of profile '{profile}'.",
+            detail=detail,
+        )
+    return ConnectionFailed(
+        f"Could not connect to {server}.",
+        action="Check that the server is running and the base URL is right.",
+        detail=detail,
+    )
+
+
+def _from_group(
+    group: BaseExceptionGroup[Any], url: str, provider: str, profile: str = "default"
+) -> RillError:
     """A transport failure that came as a group of exceptions (one per address tried)."""
     leaves = [str(e) for e in group.exceptions]
-    return ConnectionFailed(
-        f"Could not connect to the {provider} server at {_host(url)}.",
-        action="Check that the server is running and the base URL is right.",
-        detail=_printable("; ".join(leaves), 500),
+    return _not_connected(
+        url, provider, profile, _refused(group), _printable("; ".join(leaves), 500)
     )
 
 
@@ -968,7 +1230,7 @@ def _redirected(response: httpx.Response, url: str, provider: str) -> RillError:
         target = location
     where = f"to {_printable(target, 300)}" if target else "elsewhere"
     return ConfigError(
-        f"The {provider} server at {_host(url)} redirected the request "
+        f"{_server(provider, url).capitalize()} redirected the request "
         f"({response.status_code}) {where}. Rill does not follow redirects, so the API key "
         "was not sent there.",
         action="If that address is the right one, make it the base URL.",
@@ -977,31 +1239,27 @@ def _redirected(response: httpx.Response, url: str, provider: str) -> RillError:
 
 
 def _map_transport_error(
-    exc: httpx.HTTPError, url: str, provider: str, *, has_output: bool
+    exc: httpx.HTTPError, url: str, provider: str, *, has_output: bool, profile: str = "default"
 ) -> RillError:
-    host = _host(url) if url else "the server"
+    server = _server(provider, url) if url else f"the {provider} server"
     if isinstance(exc, httpx.ConnectTimeout):
         return ConnectTimeout(
-            f"Connecting to {host} timed out.",
+            f"Connecting to {server} (profile '{profile}') timed out.",
             action="Check the network and the base URL; Rill tries again.",
         )
     if isinstance(exc, httpx.ConnectError):
-        return ConnectionFailed(
-            f"Could not connect to the {provider} server at {host}.",
-            action="Check that the server is running and the base URL is right.",
-            detail=str(exc),
-        )
+        return _not_connected(url, provider, profile, _refused(exc), str(exc))
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return _bad_url(url, exc)
     if isinstance(exc, httpx.DecodingError):
         return CorruptStream(
-            f"The {provider} server's answer could not be decoded.", action="Rill tries again."
+            f"The answer of {server} could not be decoded.", action="Rill tries again."
         )
     if isinstance(exc, httpx.TimeoutException):
-        return ConnectTimeout(f"The connection to {host} timed out.", action="Rill tries again.")
+        return ConnectTimeout(f"The connection to {server} timed out.", action="Rill tries again.")
     where = "in the middle of the answer" if has_output else "before the answer began"
     return ConnectionFailed(
-        f"The connection to {host} dropped {where}.",
+        f"The connection to {server} dropped {where}.",
         action="Rill tries again.",
         detail=f"{type(exc).__name__}: {exc}",
     )
@@ -1013,7 +1271,7 @@ def _check_key(provider: Provider, request: ChatRequest, api_key: str | None) ->
         return
     env = f"Set {provider.key_env} or add" if provider.key_env else "Add"
     raise AuthError(
-        f"There is no API key for {provider.name} (profile '{request.profile}').",
+        f"There is no API key for {provider.title} (profile '{request.profile}').",
         action=f"{env} a key for profile '{request.profile}' in Settings.",
     )
 

@@ -10,6 +10,7 @@ left of a key cut short); a server's words are masked before they are cut to len
 
 from __future__ import annotations
 
+import re
 import time
 
 from desktop_app.core.redaction import MASK, known_secrets, redact
@@ -56,6 +57,13 @@ class RetryableError(RillError):
 
 class ConnectionFailed(RetryableError):
     pass
+
+
+class ConnectionRefused(ConnectionFailed):
+    """Nothing listens at a local address: the server is not running, and waiting for it
+    would not start it, so this is not tried again (a refusing remote host is)."""
+
+    retryable = False
 
 
 class TimeoutFailure(RetryableError):
@@ -130,6 +138,10 @@ class BudgetExceeded(FatalError):
 
 class ConfigError(FatalError):
     pass
+
+
+class WrongServer(FatalError):
+    """The address answered, but not as the provider's API does (an HTML page, say)."""
 
 
 class RateLimitTooLong(FatalError):
@@ -212,6 +224,13 @@ def error_for_status(
             status=status,
             detail=detail,
         )
+    if status == 405:
+        return NotFound(
+            f"The {provider} server does not take this request at this address (405).{said}",
+            action="Check the base URL and the provider.",
+            status=status,
+            detail=detail,
+        )
     if status == 404:
         return NotFound(
             f"The {provider} server has no such model or path (404).{said}",
@@ -234,6 +253,28 @@ def error_for_status(
         status=status,
         detail=detail,
     )
+
+
+_TRIES_AGAIN = re.compile(r"(?:[;,]\s*|\s*)Rill (?:waits and )?tries again\.?", re.IGNORECASE)
+
+
+def final(error: RillError) -> RillError:
+    """``error`` as the last word on a reply: its action no longer says Rill tries again
+    (no further attempt follows), but what the person can do."""
+    if not _TRIES_AGAIN.search(error.action):
+        return error
+    action = _TRIES_AGAIN.sub("", error.action).strip()
+    if not action:
+        if isinstance(error, RateLimited):
+            action = "Wait a little, then send again."
+        elif isinstance(error, ConnectionFailed | TimeoutFailure):
+            action = "Check the network and the server, then send again."
+        else:
+            action = "Send again later; if it keeps happening, check the server."
+    elif not action.endswith("."):
+        action += "."
+    error.action = action[0].upper() + action[1:]
+    return error
 
 
 def _clip(text: str, limit: int = 300) -> str:

@@ -10,6 +10,18 @@ Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 ProviderName = Literal["openai", "ollama", "anthropic", "gemini"]
 PROVIDERS: tuple[ProviderName, ...] = ("openai", "ollama", "anthropic", "gemini")
+PROVIDER_TITLES: dict[str, str] = {
+    "openai": "OpenAI",
+    "ollama": "Ollama",
+    "anthropic": "Anthropic",
+    "gemini": "Gemini",
+}
+"""How sentences for people name each wire protocol's servers."""
+
+
+def provider_title(name: str) -> str:
+    """The name a person knows a provider by (``OpenAI`` for ``openai``)."""
+    return PROVIDER_TITLES.get(name, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +77,54 @@ class ChatRequest:
         return f"{self.provider}|{self.base_url.rstrip('/')}|{self.model}"
 
 
+CHARS_PER_TOKEN = 4
+"""The estimate's rule: about four characters of text per token (English prose with the
+common BPE vocabularies), rounded up."""
+MESSAGE_OVERHEAD_TOKENS = 4
+"""Tokens a chat template adds around each message (role markers, separators)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TokenUsage:
     input_tokens: int = 0
     output_tokens: int = 0
+    estimated: bool = False
+    """True when the server did not report usage and Rill estimated it from the text."""
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | bool]:
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
+            "estimated": self.estimated,
         }
+
+    @staticmethod
+    def estimate_tokens(text: str) -> int:
+        """Tokens in ``text`` by the rule of :data:`CHARS_PER_TOKEN` (0 for no text)."""
+        return -(-len(text) // CHARS_PER_TOKEN)
+
+    @classmethod
+    def estimate(
+        cls, request: ChatRequest, reply: str, tool_calls: tuple[ToolCall, ...] = ()
+    ) -> TokenUsage:
+        """Usage estimated from the text: the prompt (system prompt, messages and tool
+        definitions, plus :data:`MESSAGE_OVERHEAD_TOKENS` per message) and the reply (its
+        text and tool-call arguments), marked ``estimated``."""
+        prompt = [request.system or ""]
+        prompt += [m.content for m in request.messages]
+        prompt += [tc.name + tc.arguments for m in request.messages for tc in m.tool_calls]
+        prompt += [t.name + t.description + json.dumps(t.parameters) for t in request.tools]
+        messages = len(request.messages) + (1 if request.system else 0)
+        input_tokens = sum(map(cls.estimate_tokens, prompt)) + MESSAGE_OVERHEAD_TOKENS * messages
+        output = cls.estimate_tokens(reply) + sum(
+            cls.estimate_tokens(tc.name + tc.arguments) for tc in tool_calls
+        )
+        return cls(input_tokens, output, estimated=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,7 +86,12 @@ def test_no_stream_json_and_stdin(simt: SimulatorThread, rill_home: Path) -> Non
     assert data["content"] == expected_text(simt)
     assert data["finish_reason"] == "length"
     assert data["raw_finish_reason"] == "length"
-    assert data["usage"] == {"input_tokens": 2, "output_tokens": 9, "total_tokens": 11}
+    assert data["usage"] == {
+        "input_tokens": 2,
+        "output_tokens": 9,
+        "total_tokens": 11,
+        "estimated": False,
+    }
     assert set(data) >= {
         "content",
         "tool_calls",
@@ -144,7 +149,7 @@ def test_dead_server(rill_home: Path) -> None:
         home=rill_home,
     )
     assert result.returncode == 1
-    assert "Could not connect to the openai server at 127.0.0.1" in result.stderr
+    assert f"Could not connect to the OpenAI server at 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
 
 

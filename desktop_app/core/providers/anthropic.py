@@ -12,6 +12,7 @@ from desktop_app.core.providers.base import (
     corrupt_chunk,
     in_stream_error,
     loads_chunk,
+    model_list,
     status_for_type,
 )
 from desktop_app.core.types import ChatRequest, FinishReason, Message, ProviderName, TokenUsage
@@ -22,6 +23,7 @@ DEFAULT_MAX_TOKENS = 4096
 
 class AnthropicParser(StreamParser):
     provider = "anthropic"
+    title = "Anthropic"
     finish_map: ClassVar[dict[str, FinishReason]] = {
         "end_turn": "stop",
         "stop_sequence": "stop",
@@ -40,9 +42,9 @@ class AnthropicParser(StreamParser):
     def parse(self, event: str, data: str) -> list[StreamEvent]:
         if event == "ping":
             return []
-        chunk = loads_chunk(data, self.provider)
+        chunk = loads_chunk(data, self.title)
         if not isinstance(chunk, dict):
-            raise corrupt_chunk(self.provider, data)
+            raise corrupt_chunk(self.title, data)
         kind = chunk.get("type") or event
         if kind == "content_block_delta":
             delta = chunk.get("delta") or {}
@@ -55,6 +57,7 @@ class AnthropicParser(StreamParser):
                 return [self._tool_args(chunk.get("index", 0), part)] if part else []
             return []  # thinking and signature deltas are not part of the answer
         if kind == "content_block_start":
+            self.begun = True
             block = chunk.get("content_block") or {}
             btype = block.get("type")
             if btype == "text":
@@ -84,8 +87,37 @@ class AnthropicParser(StreamParser):
         if kind == "error":
             err = chunk.get("error") or {}
             etype = str(err.get("type") or "") if isinstance(err, dict) else ""
-            raise in_stream_error(err, self.provider, status=status_for_type(etype))
+            raise in_stream_error(err, self.title, status=status_for_type(etype))
         return []  # content_block_stop and event types added later
+
+    def parse_whole(self, data: str) -> list[StreamEvent]:
+        """A whole ``message`` object (or an ``error``), as a non-streaming request gets."""
+        body = loads_chunk(data, self.title)
+        if not isinstance(body, dict):
+            raise corrupt_chunk(self.title, data)
+        if body.get("type") == "error" or "error" in body:
+            err = body.get("error") or {}
+            etype = str(err.get("type") or "") if isinstance(err, dict) else ""
+            raise in_stream_error(err, self.title, status=status_for_type(etype))
+        if body.get("type") != "message" or not isinstance(body.get("content"), list):
+            raise corrupt_chunk(self.title, data)
+        self.begun = True
+        self._set_model(body.get("model"))
+        out: list[StreamEvent] = []
+        for index, block in enumerate(body["content"]):
+            btype = block.get("type")
+            if btype == "text":
+                out += self._text(block.get("text") or "")
+            elif btype == "tool_use":
+                args = json.dumps(block.get("input") or {}, ensure_ascii=False)
+                out.append(self._tool_start(index, block.get("id"), block.get("name", ""), args))
+        if body.get("stop_reason"):
+            self._set_finish(body["stop_reason"])
+        self.done = True
+        if self._take_usage(body.get("usage")):
+            assert self.usage is not None
+            out.append(UsageUpdate(self.usage))
+        return out
 
     def _take_usage(self, usage: Any) -> bool:
         if not isinstance(usage, dict):
@@ -115,6 +147,7 @@ def _content(m: Message) -> Any:
 
 class AnthropicProvider(Provider):
     name: ClassVar[ProviderName] = "anthropic"
+    title = "Anthropic"
     framing = "sse"
     key_env = "ANTHROPIC_API_KEY"
     needs_key = True
@@ -124,10 +157,10 @@ class AnthropicProvider(Provider):
     def url(self, request: ChatRequest) -> str:
         return self.join_url(request.base_url, "/v1/messages")
 
-    def headers(self, api_key: str | None) -> dict[str, str]:
+    def headers(self, api_key: str | None, *, stream: bool = True) -> dict[str, str]:
         headers = {
             "Content-Type": "application/json",
-            "Accept": "text/event-stream",
+            "Accept": "text/event-stream" if stream else "application/json",
             "anthropic-version": API_VERSION,
         }
         if api_key:
@@ -148,7 +181,7 @@ class AnthropicProvider(Provider):
             "model": request.model,
             "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
             "messages": messages,
-            "stream": True,
+            "stream": request.stream,
         }
         if system:
             body["system"] = system
@@ -173,4 +206,4 @@ class AnthropicProvider(Provider):
         return self.join_url(base_url, "/v1/models")
 
     def parse_models(self, body: Any) -> list[str]:
-        return sorted(str(m["id"]) for m in body.get("data", []) if isinstance(m, dict))
+        return sorted(str(m["id"]) for m in model_list(body, "data"))

@@ -28,6 +28,10 @@ from desktop_app.core.types import (
 
 Framing = Literal["sse", "ndjson"]
 
+WHOLE_BODY = "\n"
+"""The event name under which a whole JSON answer (not a stream) reaches ``feed``: no SSE
+event can carry it, since a newline ends every field."""
+
 
 def dumps(value: Any) -> str:
     """Compact JSON, as the request body is sent (byte-identical across retries)."""
@@ -206,6 +210,8 @@ class StreamParser(ABC):
     """
 
     provider: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    """How sentences name the provider's servers (``OpenAI``)."""
     finish_map: ClassVar[Mapping[str, FinishReason]] = {}
 
     def __init__(self, request: ChatRequest) -> None:
@@ -219,25 +225,38 @@ class StreamParser(ABC):
         self.max_chars = sys.maxsize
         """The most characters of text and tool-call arguments this reply may hold."""
         self.size = 0
+        self.begun = False
+        """The reply's content has begun (a content block, a role chunk, a candidate): from
+        here on the gaps between chunks are timed as a stall, not as the first token."""
         self._joiner = TextJoiner()
 
     def feed(self, event: str, data: str) -> list[StreamEvent]:
-        """Parse one event or line (the one boundary where unreadable chunks are caught)."""
+        """Parse one event or line (the one boundary where unreadable chunks are caught);
+        under the event name :data:`WHOLE_BODY`, a whole JSON answer."""
         try:
+            if event == WHOLE_BODY:
+                return self.parse_whole(data)
             return self.parse(event, data)
         except RillError:
             raise
         except UNPARSABLE as exc:
-            raise corrupt_chunk(self.provider, data) from exc
+            raise corrupt_chunk(self.title, data) from exc
 
     @abstractmethod
     def parse(self, event: str, data: str) -> list[StreamEvent]:
         """Parse one event or line; any exception of :data:`UNPARSABLE` means corrupt."""
 
+    def parse_whole(self, data: str) -> list[StreamEvent]:
+        """Parse a whole JSON answer: the protocol's non-streaming reply, or an error.
+
+        By default it is read as one chunk of the stream (Gemini and Ollama answer a
+        non-streaming request with what would be their only chunk)."""
+        return self.parse("", data)
+
     def end(self) -> list[StreamEvent]:
         if not self.done:
             raise IncompleteStream(
-                f"The {self.provider} stream ended before the answer was complete.",
+                f"The {self.title} stream ended before the answer was complete.",
                 action="Rill tries again.",
             )
         out: list[StreamEvent] = []
@@ -337,6 +356,8 @@ class Provider(ABC):
     """One wire protocol: how to build its request, read its stream and its errors."""
 
     name: ClassVar[ProviderName]
+    title: ClassVar[str]
+    """How sentences name the provider's servers (``OpenAI``), never the internal id."""
     framing: ClassVar[Framing]
     key_env: ClassVar[str | None] = None
     needs_key: ClassVar[bool] = False
@@ -347,7 +368,7 @@ class Provider(ABC):
     def url(self, request: ChatRequest) -> str: ...
 
     @abstractmethod
-    def headers(self, api_key: str | None) -> dict[str, str]: ...
+    def headers(self, api_key: str | None, *, stream: bool = True) -> dict[str, str]: ...
 
     @abstractmethod
     def body(self, request: ChatRequest) -> dict[str, Any]: ...
@@ -360,6 +381,10 @@ class Provider(ABC):
 
     @abstractmethod
     def parse_models(self, body: Any) -> list[str]: ...
+
+    def retry_delay(self, body: Any) -> float | None:
+        """The wait an error body asks for (Gemini says it there, not in a header)."""
+        return None
 
     def error_message(self, body: Any) -> tuple[str, str]:
         """The server's own message and error type from an error body."""
@@ -387,12 +412,14 @@ class Provider(ABC):
             message, error_type = (
                 self.error_message(body) if not isinstance(body, str) else (body, "")
             )
+            if retry_after_s is None:
+                retry_after_s = self.retry_delay(body)
         except UNPARSABLE:
             message, error_type = text, ""
         return error_for_status(
             status,
             valid_text(message[:_MESSAGE_LIMIT]),
-            provider=self.name,
+            provider=self.title,
             profile=profile,
             retry_after_s=retry_after_s,
             error_type=valid_text(error_type[:200]),
@@ -404,6 +431,21 @@ class Provider(ABC):
     @staticmethod
     def join_url(base_url: str, path: str) -> str:
         return base_url.rstrip("/") + path
+
+
+class NoModelList(LookupError):
+    """A listing of models without the list itself; ``field`` names what was missing."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+def model_list(body: Any, field: str) -> list[Any]:
+    """The list of models under ``field`` of a listing, or :class:`NoModelList`."""
+    if not isinstance(body, dict) or not isinstance(body.get(field), list):
+        raise NoModelList(field)
+    return [m for m in body[field] if isinstance(m, dict)]
 
 
 def openai_style_tools(request: ChatRequest) -> list[dict[str, Any]]:

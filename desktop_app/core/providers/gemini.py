@@ -14,6 +14,7 @@ from desktop_app.core.providers.base import (
     corrupt_chunk,
     in_stream_error,
     loads_chunk,
+    model_list,
     raw_json,
 )
 from desktop_app.core.types import ChatRequest, FinishReason, ProviderName, TokenUsage
@@ -23,6 +24,7 @@ _FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", 
 
 class GeminiParser(StreamParser):
     provider = "gemini"
+    title = "Gemini"
     finish_map: ClassVar[dict[str, FinishReason]] = {
         "STOP": "stop",
         "MAX_TOKENS": "length",
@@ -38,15 +40,16 @@ class GeminiParser(StreamParser):
         return "content_filter" if self._blocked else super().finish_reason
 
     def parse(self, event: str, data: str) -> list[StreamEvent]:
-        chunk = loads_chunk(data, self.provider)
+        chunk = loads_chunk(data, self.title)
         if not isinstance(chunk, dict):
-            raise corrupt_chunk(self.provider, data)
+            raise corrupt_chunk(self.title, data)
         if "error" in chunk:
-            raise in_stream_error(chunk["error"], self.provider)
+            raise in_stream_error(chunk["error"], self.title)
         out: list[StreamEvent] = []
         self._set_model(chunk.get("modelVersion"))
         candidates = chunk.get("candidates")
         if candidates:
+            self.begun = True
             candidate = candidates[0]
             for part in (candidate.get("content") or {}).get("parts") or ():
                 if part.get("thought"):
@@ -76,9 +79,21 @@ class GeminiParser(StreamParser):
             out.append(UsageUpdate(self.usage))
         return out
 
+    def parse_whole(self, data: str) -> list[StreamEvent]:
+        """A ``GenerateContentResponse``, or the JSON array of them that
+        ``streamGenerateContent`` answers without ``alt=sse``."""
+        body = loads_chunk(data, self.title)
+        if not isinstance(body, list):
+            return self.parse("", data)
+        out: list[StreamEvent] = []
+        for chunk in body:
+            out += self.parse("", json.dumps(chunk, ensure_ascii=False))
+        return out
+
 
 class GeminiProvider(Provider):
     name: ClassVar[ProviderName] = "gemini"
+    title = "Gemini"
     framing = "sse"
     key_env = "GEMINI_API_KEY"
     needs_key = True
@@ -86,12 +101,12 @@ class GeminiProvider(Provider):
 
     def url(self, request: ChatRequest) -> str:
         model = quote(request.model.removeprefix("models/"), safe="-._~")
-        return self.join_url(
-            request.base_url, f"/v1beta/models/{model}:streamGenerateContent?alt=sse"
-        )
+        method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
+        return self.join_url(request.base_url, f"/v1beta/models/{model}:{method}")
 
-    def headers(self, api_key: str | None) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    def headers(self, api_key: str | None, *, stream: bool = True) -> dict[str, str]:
+        accept = "text/event-stream" if stream else "application/json"
+        headers = {"Content-Type": "application/json", "Accept": accept}
         if api_key:
             headers["x-goog-api-key"] = api_key
         return headers
@@ -158,8 +173,23 @@ class GeminiProvider(Provider):
         return self.join_url(base_url, "/v1beta/models")
 
     def parse_models(self, body: Any) -> list[str]:
-        return sorted(
-            str(m["name"]).removeprefix("models/")
-            for m in body.get("models", [])
-            if isinstance(m, dict)
-        )
+        return sorted(str(m["name"]).removeprefix("models/") for m in model_list(body, "models"))
+
+    def retry_delay(self, body: Any) -> float | None:
+        """``google.rpc.RetryInfo.retryDelay`` (a Duration such as ``"5s"``) in the error's
+        details: the Gemini API's only word on how long to wait."""
+        err = body.get("error") if isinstance(body, dict) else None
+        details = err.get("details") if isinstance(err, dict) else None
+        for detail in details if isinstance(details, list) else ():
+            if not isinstance(detail, dict) or not str(detail.get("@type", "")).endswith(
+                "google.rpc.RetryInfo"
+            ):
+                continue
+            delay = detail.get("retryDelay")
+            if isinstance(delay, str) and delay.endswith("s"):
+                try:
+                    seconds = float(delay[:-1])
+                except ValueError:
+                    return None
+                return seconds if 0 <= seconds < 1e9 else None
+        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 from desktop_app.core.events import StreamEvent, UsageUpdate
@@ -11,6 +12,7 @@ from desktop_app.core.providers.base import (
     corrupt_chunk,
     in_stream_error,
     loads_chunk,
+    model_list,
     openai_style_messages,
     openai_style_tools,
     raw_json,
@@ -20,6 +22,7 @@ from desktop_app.core.types import ChatRequest, FinishReason, ProviderName, Toke
 
 class OllamaParser(StreamParser):
     provider = "ollama"
+    title = "Ollama"
     finish_map: ClassVar[dict[str, FinishReason]] = {
         "stop": "stop",
         "length": "length",
@@ -31,16 +34,30 @@ class OllamaParser(StreamParser):
         super().__init__(request)
         self._tool_index = 0
 
+    def parse_whole(self, data: str) -> list[StreamEvent]:
+        """The one object ``"stream": false`` answers (or, from a server that streamed
+        anyway, its lines)."""
+        try:
+            json.loads(data)
+        except ValueError:
+            out: list[StreamEvent] = []
+            for line in data.split("\n"):
+                if line.strip():
+                    out += self.parse("", line)
+            return out
+        return self.parse("", data)
+
     def parse(self, event: str, data: str) -> list[StreamEvent]:
-        chunk = loads_chunk(data, self.provider)
+        chunk = loads_chunk(data, self.title)
         if not isinstance(chunk, dict):
-            raise corrupt_chunk(self.provider, data)
+            raise corrupt_chunk(self.title, data)
         if "error" in chunk:
-            raise in_stream_error(chunk["error"], self.provider, status=500)
+            raise in_stream_error(chunk["error"], self.title, status=500)
         out: list[StreamEvent] = []
         self._set_model(chunk.get("model"))
         message = chunk.get("message")
         if message:
+            self.begun = True
             content = message.get("content")
             if content:
                 out += self._text(content)
@@ -67,14 +84,16 @@ class OllamaParser(StreamParser):
 
 class OllamaProvider(Provider):
     name: ClassVar[ProviderName] = "ollama"
+    title = "Ollama"
     framing = "ndjson"
     default_base_url = "http://127.0.0.1:11434"
 
     def url(self, request: ChatRequest) -> str:
         return self.join_url(request.base_url, "/api/chat")
 
-    def headers(self, api_key: str | None) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
+    def headers(self, api_key: str | None, *, stream: bool = True) -> dict[str, str]:
+        accept = "application/x-ndjson" if stream else "application/json"
+        headers = {"Content-Type": "application/json", "Accept": accept}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         return headers
@@ -94,7 +113,7 @@ class OllamaProvider(Provider):
         body: dict[str, Any] = {
             "model": request.model,
             "messages": openai_style_messages(request),
-            "stream": True,
+            "stream": request.stream,
         }
         if options:
             body["options"] = options
@@ -110,4 +129,4 @@ class OllamaProvider(Provider):
         return self.join_url(base_url, "/api/tags")
 
     def parse_models(self, body: Any) -> list[str]:
-        return sorted(str(m["name"]) for m in body.get("models", []) if isinstance(m, dict))
+        return sorted(str(m["name"]) for m in model_list(body, "models"))

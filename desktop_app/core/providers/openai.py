@@ -13,6 +13,7 @@ from desktop_app.core.providers.base import (
     corrupt_chunk,
     in_stream_error,
     loads_chunk,
+    model_list,
     openai_style_messages,
     openai_style_tools,
 )
@@ -21,6 +22,7 @@ from desktop_app.core.types import ChatRequest, FinishReason, ProviderName, Toke
 
 class OpenAIParser(StreamParser):
     provider = "openai"
+    title = "OpenAI"
     finish_map: ClassVar[dict[str, FinishReason]] = {
         "stop": "stop",
         "length": "length",
@@ -36,9 +38,9 @@ class OpenAIParser(StreamParser):
         try:
             chunk = json.loads(data)
         except ValueError:
-            chunk = loads_chunk(data, self.provider)  # raises CorruptStream
+            chunk = loads_chunk(data, self.title)  # raises CorruptStream
         if type(chunk) is not dict:
-            raise corrupt_chunk(self.provider, data)
+            raise corrupt_chunk(self.title, data)
         choices = chunk.get("choices")
         if choices and "usage" not in chunk and "error" not in chunk:
             # the common case: one choice whose delta holds only plain text
@@ -63,11 +65,12 @@ class OpenAIParser(StreamParser):
 
     def _feed_chunk(self, chunk: dict[str, Any]) -> list[StreamEvent]:
         if "error" in chunk:
-            raise in_stream_error(chunk["error"], self.provider)
+            raise in_stream_error(chunk["error"], self.title)
         out: list[StreamEvent] = []
         self._set_model(chunk.get("model"))
         choices = chunk.get("choices")
         if choices:
+            self.begun = True
             choice = choices[0]
             delta = choice.get("delta") or {}
             content = delta.get("content")
@@ -89,17 +92,50 @@ class OpenAIParser(StreamParser):
             finish = choice.get("finish_reason")
             if finish:
                 self._set_finish(finish)
-        usage = chunk.get("usage")
-        if usage:
-            self.usage = TokenUsage(
-                int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        return out + self._usage(chunk.get("usage"))
+
+    def _usage(self, usage: Any) -> list[StreamEvent]:
+        if not usage:
+            return []
+        self.usage = TokenUsage(
+            int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        )
+        return [UsageUpdate(self.usage)]
+
+    def parse_whole(self, data: str) -> list[StreamEvent]:
+        """A ``chat.completion`` object: the whole message, its finish reason and usage."""
+        body = loads_chunk(data, self.title)
+        if type(body) is not dict:
+            raise corrupt_chunk(self.title, data)
+        if "error" in body:
+            raise in_stream_error(body["error"], self.title)
+        choices = body.get("choices")
+        if not choices or "message" not in choices[0]:
+            raise corrupt_chunk(self.title, data)
+        self.begun = True
+        self._set_model(body.get("model"))
+        choice = choices[0]
+        message = choice["message"] or {}
+        out: list[StreamEvent] = []
+        content = message.get("content")
+        if content:
+            out += self._text(content)
+        for index, tc in enumerate(message.get("tool_calls") or ()):
+            fn = tc.get("function") or {}
+            out.append(
+                self._tool_start(
+                    index, tc.get("id"), fn.get("name") or "", fn.get("arguments") or ""
+                )
             )
-            out.append(UsageUpdate(self.usage))
-        return out
+        if choice.get("finish_reason"):
+            self._set_finish(choice["finish_reason"])
+        self.done = True
+        return out + self._usage(body.get("usage"))
 
 
 class OpenAIProvider(Provider):
     name: ClassVar[ProviderName] = "openai"
+    title = "OpenAI"
     framing = "sse"
     key_env = "OPENAI_API_KEY"
     default_base_url = "https://api.openai.com/v1"
@@ -107,8 +143,9 @@ class OpenAIProvider(Provider):
     def url(self, request: ChatRequest) -> str:
         return self.join_url(request.base_url, "/chat/completions")
 
-    def headers(self, api_key: str | None) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    def headers(self, api_key: str | None, *, stream: bool = True) -> dict[str, str]:
+        accept = "text/event-stream" if stream else "application/json"
+        headers = {"Content-Type": "application/json", "Accept": accept}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         return headers
@@ -117,9 +154,10 @@ class OpenAIProvider(Provider):
         body: dict[str, Any] = {
             "model": request.model,
             "messages": openai_style_messages(request),
-            "stream": True,
-            "stream_options": {"include_usage": True},
+            "stream": request.stream,
         }
+        if request.stream:
+            body["stream_options"] = {"include_usage": True}
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.top_p is not None:
@@ -142,4 +180,4 @@ class OpenAIProvider(Provider):
         return self.join_url(base_url, "/models")
 
     def parse_models(self, body: Any) -> list[str]:
-        return sorted(str(m["id"]) for m in body.get("data", []) if isinstance(m, dict))
+        return sorted(str(m["id"]) for m in model_list(body, "data"))
