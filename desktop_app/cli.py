@@ -46,7 +46,7 @@ from desktop_app.core.logs import setup_logging
 from desktop_app.core.paths import AppPaths, app_paths
 from desktop_app.core.redaction import known_secrets, redact
 from desktop_app.core.terminal import for_terminal, json_for_terminal
-from desktop_app.core.types import PROVIDERS, GenerationResponse
+from desktop_app.core.types import PROVIDERS, GenerationResponse, TokenUsage
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 EXIT_BROKEN_PIPE = 128 + 13
@@ -417,6 +417,7 @@ def overrides(args: argparse.Namespace) -> dict[str, object]:
         "system": args.system,
         "temperature": args.temperature,
         "max_tokens": args.max_tokens,
+        "stream": False if args.no_stream else None,
     }
     return {k: v for k, v in given.items() if v is not None}
 
@@ -574,6 +575,8 @@ async def _list_models(
     except RillError as exc:
         _note(err, f"q: {exc}")
         return EXIT_FAILED
+    if not models:
+        _note(err, "q: the server lists no models.")
     for name in models:
         out.write(name + "\n")
     return EXIT_OK
@@ -664,10 +667,20 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
         t = result.timing
         output.note(
             f"q: done: {result.finish_reason} ({result.raw_finish_reason}), "
-            f"usage={result.usage.to_dict() if result.usage else None}, "
+            f"tokens={_tokens(result.usage)}, "
             f"ttft={t.ttft_s}, total={t.total_s}, trace={result.trace_id}",
         )
     return code
+
+
+def _tokens(usage: TokenUsage | None) -> str:
+    """Token counts for a note; estimated ones (the server sent none) marked ≈."""
+    if usage is None:
+        return "unknown"
+    mark = "≈" if usage.estimated else ""
+    return f"{mark}{usage.input_tokens} in + {mark}{usage.output_tokens} out" + (
+        " (estimated)" if usage.estimated else ""
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -289,6 +289,7 @@ class ChatService:
         max_tokens: int | None = None,
         base_url: str | None = None,
         provider: str | None = None,
+        stream: bool | None = None,
     ) -> ChatRequest:
         options: tuple[tuple[str, Any], ...] = ()
         if profile.accepts_prefill:
@@ -303,6 +304,7 @@ class ChatService:
             system=system if system is not None else (profile.system_prompt or None),
             temperature=temperature if temperature is not None else profile.temperature,
             max_tokens=max_tokens if max_tokens is not None else profile.max_tokens,
+            stream=profile.stream if stream is None else stream,
             options=options,
             profile=profile.name,
         )

@@ -165,6 +165,12 @@ PROFILE_SCHEMA: tuple[Key, ...] = (
     Key("fallbacks", list, [], "Models or profiles to try, in order, when this one fails."),
     Key("accepts_prefill", bool, False, "The server continues a partial assistant turn."),
     Key(
+        "stream",
+        bool,
+        True,
+        "Stream replies; false asks for each whole answer at once (servers that stream badly).",
+    ),
+    Key(
         "price_input_per_mtok",
         float,
         -1.0,
@@ -204,6 +210,7 @@ class Profile:
     max_tokens: int | None = None
     fallbacks: tuple[str, ...] = ()
     accepts_prefill: bool = False
+    stream: bool = True
     price_input_per_mtok: float | None = None
     """The profile's own price (US dollars per million tokens); None: not set."""
     price_output_per_mtok: float | None = None
@@ -377,6 +384,7 @@ def _profile_to_dict(p: Profile) -> dict[str, Any]:
         "max_tokens": p.max_tokens or 0,
         "fallbacks": list(p.fallbacks),
         "accepts_prefill": p.accepts_prefill,
+        "stream": p.stream,
         "price_input_per_mtok": _unset(p.price_input_per_mtok),
         "price_output_per_mtok": _unset(p.price_output_per_mtok),
     }
@@ -403,6 +411,7 @@ def _profile_from_dict(name: str, d: Mapping[str, Any]) -> Profile:
         max_tokens=int(d.get("max_tokens", 0)) or None,
         fallbacks=tuple(d.get("fallbacks", ())),
         accepts_prefill=bool(d.get("accepts_prefill", False)),
+        stream=bool(d.get("stream", True)),
         price_input_per_mtok=_price_or_none(d.get("price_input_per_mtok", -1.0)),
         price_output_per_mtok=_price_or_none(d.get("price_output_per_mtok", -1.0)),
     )
