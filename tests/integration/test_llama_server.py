@@ -78,6 +78,20 @@ def test_a_prompt_longer_than_the_context_is_one_sentence_and_not_retried(
     assert llama.log().count("exceeds the available context size") == before + 1
 
 
+def test_no_stream_on_a_prompt_longer_than_the_context_is_the_400_at_once(
+    llama: LlamaServer, rill_home: Path
+) -> None:
+    before = llama.log().count("exceeds the available context size")
+    args = [*at(llama), "--no-cache", "--no-stream"]
+    result = q(*args, stdin="word " * (CONTEXT * 4), home=rill_home)
+    assert result.returncode == 1
+    err = result.stderr.strip()
+    assert "The OpenAI server refused the request (400)" in err
+    assert "exceeds the available context size" in err
+    assert "retrying" not in err and len(err.splitlines()) == 1
+    assert llama.log().count("exceeds the available context size") == before + 1
+
+
 def test_ctrl_c_closes_the_request_on_the_server(llama_long: LlamaServer, rill_home: Path) -> None:
     streamed = llama_long.log().count("streamed chunk")
     proc = subprocess.Popen(
