@@ -239,6 +239,11 @@ async def test_no_stream_error_is_read_at_once(sim: Any, provider: ProviderName)
     assert isinstance(error, errors.BadRequest)
     assert "longer than the context" in error.message
     assert len(sim.chat_requests) == 1
+    record = sim.chat_requests[0]
+    if provider == "gemini":
+        assert record.path.endswith(":generateContent")
+    else:
+        assert record.json["stream"] is False
 
 
 async def test_a_whole_answer_to_a_streaming_request_is_read(sim: Any) -> None:
