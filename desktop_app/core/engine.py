@@ -226,7 +226,7 @@ class Engine:
         except UNPARSABLE:
             raise scrub(
                 WrongServer(
-                    f"{server.capitalize()} answered the list of models with "
+                    f"{_upper_first(server)} answered the list of models with "
                     f"{_what_came_back(content, response.headers.get('content-type', ''))}.",
                     action="Check the base URL and the provider.",
                 ),
@@ -238,7 +238,7 @@ class Engine:
             missing = f" without a '{exc.field}' list" if isinstance(exc, NoModelList) else ""
             raise scrub(
                 WrongServer(
-                    f"{server.capitalize()} answered the list of models{missing}: "
+                    f"{_upper_first(server)} answered the list of models{missing}: "
                     f"{_quote(content)}",
                     action="Check the base URL and the provider.",
                 ),
@@ -877,9 +877,9 @@ class _FrameReader:
     def wrong_server(self, head: bytes) -> WrongServer:
         expected = "an event stream" if self.stream else "a JSON answer"
         return WrongServer(
-            f"{self.server.capitalize()} answered with "
-            f"{_what_came_back(head, self.content_type)} instead of {expected}, so it is "
-            f"not a {self.provider} API.",
+            f"{_upper_first(self.server)} answered with "
+            f"{_what_came_back(head, self.content_type)} instead of {expected}: this address "
+            f"does not serve the {self.provider} API.",
             action=f"Check the base URL and the provider of profile '{self.profile}'.",
         )
 
@@ -1100,6 +1100,10 @@ def _address(url: str) -> str:
     return f"{host}:{port}" if port else host
 
 
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _server(title: str, url: str) -> str:
     """``the OpenAI server at 127.0.0.1:8080``: how sentences name the other side."""
     return f"the {title} server at {_address(url)}"
@@ -1153,7 +1157,7 @@ def _no_model_list(provider: Provider, base_url: str, url: str, error: RillError
     said = error.message.find(" The server said:")
     path = _printable(httpx.URL(url).path, 200)
     return NotFound(
-        f"{_server(provider.title, url).capitalize()} does not list its models at {path} "
+        f"{_upper_first(_server(provider.title, url))} does not list its models at {path} "
         f"({error.status}).{error.message[said:] if said >= 0 else ''}",
         action=_v1_hint(provider, base_url)
         or "Check the base URL; if this server cannot list its models, enter the model "
@@ -1230,7 +1234,7 @@ def _redirected(response: httpx.Response, url: str, provider: str) -> RillError:
         target = location
     where = f"to {_printable(target, 300)}" if target else "elsewhere"
     return ConfigError(
-        f"{_server(provider, url).capitalize()} redirected the request "
+        f"{_upper_first(_server(provider, url))} redirected the request "
         f"({response.status_code}) {where}. Rill does not follow redirects, so the API key "
         "was not sent there.",
         action="If that address is the right one, make it the base URL.",

@@ -168,6 +168,7 @@ async def test_an_html_page_is_a_wrong_server_saying_what_came_back(sim: Any) ->
     sim.script(hostile.pieces("openai", lambda _r: [page], headers={"Content-Type": "text/html"}))
     error = _failure(await _run(request_for(sim, "openai")))
     assert not error.retryable
+    assert error.message.startswith("The OpenAI server at 127.0.0.1:")
     assert "HTML page" in error.message
     assert "Welcome to nginx!" in error.message
     assert "base URL" in error.action
@@ -408,6 +409,7 @@ async def test_a_model_list_answered_405_is_not_a_change_the_request(sim: Any) -
     text = str(caught.value)
     assert "405" in text and "method not allowed" in text
     assert "Change the request" not in text
+    assert text.startswith("The OpenAI server at 127.0.0.1:")
     assert "does not list" in text
 
 
