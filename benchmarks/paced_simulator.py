@@ -22,7 +22,13 @@ from desktop_app.simulator.server import Simulator
 
 
 async def _serve(host: str, port: int, tokens: int, tokens_per_s: float) -> None:
-    sim = Simulator(host, port, tokens_per_s=tokens_per_s, default_tokens=tokens)
+    await serve_until_sigterm(
+        Simulator(host, port, tokens_per_s=tokens_per_s, default_tokens=tokens)
+    )
+
+
+async def serve_until_sigterm(sim: Simulator) -> None:
+    """Run ``sim`` in this child process until it is sent SIGTERM."""
     await sim.start()
     stop = asyncio.Event()
     with contextlib.suppress(NotImplementedError):

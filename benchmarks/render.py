@@ -13,7 +13,6 @@ import contextlib
 import gc
 import os
 import selectors
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from benchmarks.common import (
     percentile,
     verdict,
 )
-from benchmarks.paced_simulator import paced_simulator
+from benchmarks.paced_simulator import paced_simulator, serve_until_sigterm
 from desktop_app.core.chat import Services
 from desktop_app.core.config import Config, Profile
 from desktop_app.core.paths import app_paths
@@ -510,15 +509,9 @@ def _shape_fault(shape: str) -> Any:
 async def _serve_shape(port: int, shape: str) -> None:
     from desktop_app.simulator.server import Simulator
 
-    sim = Simulator("127.0.0.1", port, tokens_per_s=0, always=_shape_fault(shape))
-    await sim.start()
-    stop = asyncio.Event()
-    with contextlib.suppress(NotImplementedError):
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await sim.stop()
+    await serve_until_sigterm(
+        Simulator("127.0.0.1", port, tokens_per_s=0, always=_shape_fault(shape))
+    )
 
 
 @contextlib.contextmanager
