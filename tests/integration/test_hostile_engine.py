@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -28,15 +29,7 @@ from desktop_app.simulator.server import Raw, RecordedRequest
 from tests.helpers import FAST, collect, engine_for, request_for, text_of
 
 PROTOCOLS: tuple[ProtocolName, ...] = ("openai", "ollama", "anthropic", "gemini")
-SMALL = ResilienceSettings(
-    max_retries=3,
-    base_delay_s=0.01,
-    max_delay_s=0.05,
-    connect_timeout_s=2.0,
-    first_token_timeout_s=5.0,
-    idle_timeout_s=5.0,
-    max_reply_mb=0.2,
-)
+SMALL = dataclasses.replace(FAST, max_delay_s=0.05, idle_timeout_s=5.0, max_reply_mb=0.2)
 
 
 def _rss_mb() -> float:
