@@ -232,7 +232,11 @@ def _encode(response: GenerationResponse) -> str:
         "usage": (
             None
             if usage is None
-            else {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+            else {
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "estimated": usage.estimated,
+            }
         ),
         "finish_reason": response.finish_reason,
         "raw_finish_reason": response.raw_finish_reason,
@@ -283,9 +287,13 @@ def _decode(raw: object) -> GenerationResponse:
     if usage_data is not None:
         if not isinstance(usage_data, dict):
             raise _Undecodable("usage is not an object")
+        estimated = usage_data.get("estimated", False)  # records from before it was kept
+        if not isinstance(estimated, bool):
+            raise _Undecodable("usage.estimated is not true or false")
         usage = TokenUsage(
             input_tokens=_integer(usage_data, "input_tokens"),
             output_tokens=_integer(usage_data, "output_tokens"),
+            estimated=estimated,
         )
 
     timing_data = data.get("timing")

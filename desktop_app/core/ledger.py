@@ -11,6 +11,10 @@ Costs are US dollars. A cost the price list does not know is stored as NULL and 
 unknown, never as free. A reply answered from the cache costs nothing: it is stored with
 ``cost`` 0, ``cached`` 1, and what it would have cost in ``saved``.
 
+Token counts the server did not report, which the engine estimated from the text
+(:attr:`TokenUsage.estimated`), are stored with ``estimated`` 1; totals count them, and the
+report marks every token count that includes one with "≈".
+
 Days and months are calendar days and months in local time.
 
 A file that cannot be opened, fails ``PRAGMA quick_check`` or has a schema newer than this
@@ -55,7 +59,7 @@ TotalsBy = Literal["day", "month", "model"]
 STATUSES: Final[tuple[LedgerStatus, ...]] = get_args(LedgerStatus)
 
 LEDGER_FILE: Final = "ledger.sqlite3"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (
@@ -78,12 +82,13 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX usage_at ON usage(at)",
         "CREATE INDEX usage_model ON usage(model, at)",
     ),
+    ("ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0",),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 _ENTRY_COLUMNS: Final = (
     "id, at, provider, model, profile, input_tokens, output_tokens, cost, cached, saved,"
-    " status, trace_id"
+    " status, trace_id, estimated"
 )
 _GROUP_KEYS: Final[dict[str, str]] = {
     "day": "strftime('%Y-%m-%d', at, 'unixepoch', 'localtime')",
@@ -115,6 +120,8 @@ class LedgerEntry:
     """For a cached reply, what it would have cost (None when unknown)."""
     status: LedgerStatus
     trace_id: str
+    estimated: bool = False
+    """The token counts are Rill's estimate from the text: the server reported none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +140,8 @@ class LedgerTotal:
     saved: float
     """What the cached replies would have cost."""
     cached_requests: int = 0
+    estimated_requests: int = 0
+    """How many replies' token counts are estimates (the server reported none)."""
 
 
 def ledger_path(paths: AppPaths | None = None) -> Path:
@@ -200,7 +209,8 @@ class Ledger(SqliteStore):
 
         ``cost`` is what the reply cost in US dollars (None when unknown). For a ``cached``
         reply it is what the reply would have cost: that amount goes to ``saved`` and the
-        stored cost is 0. ``at`` defaults to now.
+        stored cost is 0. ``at`` defaults to now. Usage marked ``estimated`` is stored as
+        estimated.
         """
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
@@ -217,6 +227,7 @@ class Ledger(SqliteStore):
             "saved": amount if cached else None,
             "status": status,
             "trace_id": trace_id,
+            "estimated": int(usage is not None and usage.estimated),
         }
         with self._write() as conn:
             cursor = conn.execute(
@@ -283,7 +294,7 @@ class Ledger(SqliteStore):
                 f"SELECT {key} AS key, COUNT(*) AS requests,"
                 " COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
                 " COALESCE(SUM(cost), 0.0) AS cost, SUM(cost IS NULL),"
-                " COALESCE(SUM(saved), 0.0), SUM(cached)"
+                " COALESCE(SUM(saved), 0.0), SUM(cached), SUM(estimated)"
                 " FROM usage WHERE at >= ?"
                 f" GROUP BY key ORDER BY {order}",
                 (-math.inf if since is None else since,),
@@ -298,6 +309,7 @@ class Ledger(SqliteStore):
                 unknown_cost_requests=int(row[5]),
                 saved=float(row[6]),
                 cached_requests=int(row[7]),
+                estimated_requests=int(row[8]),
             )
             for row in rows
         ]
@@ -310,7 +322,7 @@ class Ledger(SqliteStore):
                 "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0),"
                 " COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cost), 0.0),"
                 " COALESCE(SUM(cost IS NULL), 0), COALESCE(SUM(saved), 0.0),"
-                " COALESCE(SUM(cached), 0)"
+                " COALESCE(SUM(cached), 0), COALESCE(SUM(estimated), 0)"
                 " FROM usage WHERE at >= ? AND at < ?",
                 (start, end),
             ).fetchone()
@@ -323,6 +335,7 @@ class Ledger(SqliteStore):
             unknown_cost_requests=int(row[4]),
             saved=float(row[5]),
             cached_requests=int(row[6]),
+            estimated_requests=int(row[7]),
         )
 
     def month_spend(self, now: float | None = None) -> float:
@@ -377,6 +390,7 @@ def _entry(row: Sequence[Any]) -> LedgerEntry:
         saved=row[9],
         status=row[10],
         trace_id=row[11],
+        estimated=bool(row[12]),
     )
 
 
@@ -400,6 +414,8 @@ def format_usage_report(
     month (the last 12 months) and by model (all time). A cost shows as ``unknown`` when
     no reply in the row had a known cost, and an ``unknown`` column counts the replies
     whose cost is not in the sum (it and the ``saved`` column appear when not empty).
+    Token counts that include an estimate (a server that reported no usage) are marked
+    "≈", and a last line says how many replies were estimated.
     """
     moment = time.time() if now is None else now
     month = ledger.month_totals(moment)
@@ -438,6 +454,13 @@ def format_usage_report(
             lines.append("  No requests.")
             continue
         lines += _table(heading, totals, width)
+    estimated = sum(total.estimated_requests for total in sections[-1][2])
+    if estimated:
+        note = (
+            f"≈ marks token counts that include Rill's estimate from the text: the server "
+            f"reported no usage for {_plural(estimated, 'request')}."
+        )
+        lines += ["", *textwrap.wrap(note, width)]
     return "\n".join(lines) + "\n"
 
 
@@ -464,8 +487,8 @@ def _table(heading: str, totals: Sequence[LedgerTotal], width: int) -> list[str]
         [
             total.key,
             f"{total.requests:,}",
-            _tokens(total.input_tokens),
-            _tokens(total.output_tokens),
+            _tokens(total.input_tokens, total.estimated_requests > 0),
+            _tokens(total.output_tokens, total.estimated_requests > 0),
             "unknown"
             if total.unknown_cost_requests == total.requests
             else _money_cell(total.cost, decimals),
@@ -499,13 +522,15 @@ def _money_cell(amount: float, decimals: int) -> str:
     return f"${amount:,.{decimals}f}"
 
 
-def _tokens(count: int) -> str:
-    """Token counts for people: exact up to 99,999, then k and M."""
+def _tokens(count: int, estimated: bool = False) -> str:
+    """Token counts for people: exact up to 99,999, then k and M; "≈" before a count that
+    includes an estimate."""
+    mark = "≈" if estimated else ""
     if count < 100_000:
-        return f"{count:,}"
+        return f"{mark}{count:,}"
     if count < 10_000_000:
-        return f"{count / 1000:,.0f}k"
-    return f"{count / 1_000_000:,.1f}M"
+        return f"{mark}{count / 1000:,.0f}k"
+    return f"{mark}{count / 1_000_000:,.1f}M"
 
 
 def _clip_middle(text: str, size: int) -> str:
