@@ -123,8 +123,11 @@ def corrupt_chunk(provider: str, data: str) -> CorruptStream:
     )
 
 
-def in_stream_error(err: Any, provider: str, status: int | None = None) -> RillError:
-    """An error object sent inside a stream that began with 200 OK."""
+def in_stream_error(
+    err: Any, provider: str, status: int | None = None, retry_after_s: float | None = None
+) -> RillError:
+    """An error object sent inside a stream that began with 200 OK; ``retry_after_s`` is
+    the wait it asks for (a rate limit's, read from the error by the provider)."""
     if isinstance(err, dict):
         message = str(err.get("message") or "")
         etype = str(err.get("type") or err.get("status") or "")
@@ -139,6 +142,7 @@ def in_stream_error(err: Any, provider: str, status: int | None = None) -> RillE
         status,
         valid_text(message[:_MESSAGE_LIMIT]),
         provider=provider,
+        retry_after_s=retry_after_s,
         error_type=valid_text(etype[:200]),
     )
 

@@ -44,7 +44,7 @@ class GeminiParser(StreamParser):
         if not isinstance(chunk, dict):
             raise corrupt_chunk(self.title, data)
         if "error" in chunk:
-            raise in_stream_error(chunk["error"], self.title)
+            raise in_stream_error(chunk["error"], self.title, retry_after_s=retry_info_delay(chunk))
         out: list[StreamEvent] = []
         self._set_model(chunk.get("modelVersion"))
         candidates = chunk.get("candidates")
@@ -176,20 +176,25 @@ class GeminiProvider(Provider):
         return sorted(str(m["name"]).removeprefix("models/") for m in model_list(body, "models"))
 
     def retry_delay(self, body: Any) -> float | None:
-        """``google.rpc.RetryInfo.retryDelay`` (a Duration such as ``"5s"``) in the error's
-        details: the Gemini API's only word on how long to wait."""
-        err = body.get("error") if isinstance(body, dict) else None
-        details = err.get("details") if isinstance(err, dict) else None
-        for detail in details if isinstance(details, list) else ():
-            if not isinstance(detail, dict) or not str(detail.get("@type", "")).endswith(
-                "google.rpc.RetryInfo"
-            ):
-                continue
-            delay = detail.get("retryDelay")
-            if isinstance(delay, str) and delay.endswith("s"):
-                try:
-                    seconds = float(delay[:-1])
-                except ValueError:
-                    return None
-                return seconds if 0 <= seconds < 1e9 else None
-        return None
+        return retry_info_delay(body)
+
+
+def retry_info_delay(body: Any) -> float | None:
+    """``google.rpc.RetryInfo.retryDelay`` (a Duration such as ``"5s"``) in the details of
+    an error body ``{"error": {...}}``: the Gemini API's only word on how long to wait, in
+    an HTTP 429's body and in an error event inside a stream alike."""
+    err = body.get("error") if isinstance(body, dict) else None
+    details = err.get("details") if isinstance(err, dict) else None
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, dict) or not str(detail.get("@type", "")).endswith(
+            "google.rpc.RetryInfo"
+        ):
+            continue
+        delay = detail.get("retryDelay")
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                seconds = float(delay[:-1])
+            except ValueError:
+                return None
+            return seconds if 0 <= seconds < 1e9 else None
+    return None
