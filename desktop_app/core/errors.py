@@ -184,16 +184,39 @@ def scrub(error: RillError, secrets: tuple[str | None, ...]) -> RillError:
 
 
 def human_seconds(seconds: float) -> str:
-    if seconds < 9.95:
-        return f"{max(0.0, seconds):.1f} s".replace(".0 s", " s")
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, secs = divmod(seconds, 60)
+    """A duration as people read it, the same way everywhere Rill shows one: milliseconds
+    under a second ("40 ms"), then seconds with one decimal ("2.4 s"), then minutes.
+
+    Rounding never reorders two durations: a shorter one never reads as longer.
+    """
+    seconds = max(0.0, seconds)
+    ms = round(seconds * 1000)
+    if ms < 1000:
+        return f"{ms} ms"
+    if seconds < 59.95:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    minutes, secs = divmod(whole, 60)
     if minutes < 60:
         return f"{minutes} min {secs} s" if secs else f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def sentences(*parts: str) -> str:
+    """Parts of a message as sentences: spaces collapsed, one full stop at each end."""
+    out: list[str] = []
+    for part in parts:
+        text = " ".join(part.split())
+        if not text:
+            continue
+        while text.endswith(".)") or text.endswith(".."):
+            text = text[:-2] + text[-1] if text.endswith(".)") else text[:-1]
+        end = text.rstrip("\"”’'")
+        if not end or end[-1] not in ".!?…":
+            text += "."
+        out.append(text)
+    return " ".join(out)
 
 
 def error_for_status(

@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.core.errors import human_seconds
 from desktop_app.core.history import StoredMessage
 from desktop_app.core.types import GenerationResponse
 from desktop_app.ui.labels import PlainLabel
@@ -200,6 +201,8 @@ class MessageWidget(QFrame):
         self.message: StoredMessage | None = None
         self.state = "complete"
         self.cached = False
+        self.known: dict[str, Any] = {}
+        """Numbers the stream gave this window that the stored message may lack."""
         self._parts: list[str] = []
         self._full_text: str | None = None
         self._segmenter: Segmenter | None = None
@@ -331,6 +334,7 @@ class MessageWidget(QFrame):
     def set_message(self, message: StoredMessage) -> None:
         """Show a stored message: renders its whole content."""
         self.message = message
+        self.known = {}
         self.render_text(message.content)
         self.update_meta(message)
 
@@ -443,12 +447,22 @@ class MessageWidget(QFrame):
             self.next_button.setEnabled(message.version < count)
         if self.role == "assistant":
             self.role_label.setText("Assistant")
+            # what the stream told this window and the record lacks (a cancelled reply's
+            # tokens and time, whether the counts were estimated)
+            known = self.known
+            tokens = message.output_tokens
+            estimated = bool(known.get("estimated")) and tokens in (None, known.get("tokens"))
+            if tokens is None:
+                tokens = known.get("tokens")
+            ttft = message.ttft_s if message.ttft_s is not None else known.get("ttft_s")
+            total = message.total_s if message.total_s is not None else known.get("total_s")
             self.set_details(
                 model=message.model,
-                output_tokens=message.output_tokens,
-                ttft_s=message.ttft_s,
-                total_s=message.total_s,
+                output_tokens=tokens,
+                ttft_s=ttft,
+                total_s=total,
                 cost=message.cost,
+                estimated=estimated,
             )
 
     def set_details(
@@ -459,18 +473,23 @@ class MessageWidget(QFrame):
         ttft_s: float | None,
         total_s: float | None,
         cost: float | None,
+        estimated: bool = False,
     ) -> None:
+        """Model, tokens (≈ when estimated), speed, times and cost, as far as known."""
         parts: list[str] = []
         if model:
             parts.append(model)
+        about = "≈" if estimated else ""
         if output_tokens:
-            parts.append(f"{output_tokens:,} tokens")
+            parts.append(f"{about}{output_tokens:,} token{'s' if output_tokens != 1 else ''}")
             if total_s and ttft_s is not None and total_s - ttft_s > 0.05 and not self.cached:
-                parts.append(f"{output_tokens / (total_s - ttft_s):.1f} tok/s")
+                parts.append(f"{about}{output_tokens / (total_s - ttft_s):.1f} tok/s")
+        elif output_tokens == 0 and estimated:
+            parts.append("≈0 tokens")
         if ttft_s is not None and not self.cached:
-            parts.append(f"first token {ttft_s:.2f} s")
+            parts.append(f"first token {human_seconds(ttft_s)}")
         if total_s is not None and not self.cached:
-            parts.append(f"total {total_s:.1f} s")
+            parts.append(f"total {human_seconds(max(total_s, ttft_s or 0.0))}")
         if cost is not None:
             parts.append("free" if cost == 0 else f"${cost:.4f}")
         self.details.setText(" · ".join(parts))
@@ -488,16 +507,27 @@ class MessageWidget(QFrame):
         badge_state = state
         if state == "complete" and self.cached:
             label, badge_state = "from cache", "cache"
-        self.badge.setText(label)
-        self.badge.setProperty("state", badge_state)
-        self.badge.style().unpolish(self.badge)
-        self.badge.style().polish(self.badge)
-        self.badge.setVisible(bool(label))
+        self._set_badge(label, badge_state)
         failed = state in ("failed", "interrupted")
         if failed and error:
             prefix = "Interrupted: " if state == "interrupted" else ""
             self.error_label.setText(prefix + error)
         self.error_label.setVisible(failed and bool(error))
+
+    def _set_badge(self, label: str, state: str) -> None:
+        self.badge.setText(label)
+        self.badge.setProperty("state", state)
+        self.badge.style().unpolish(self.badge)
+        self.badge.style().polish(self.badge)
+        self.badge.setVisible(bool(label))
+
+    def set_waiting(self, waiting: bool) -> None:
+        """While a failed attempt waits to be tried again the badge says so, not streaming."""
+        if self.state == "streaming":
+            if waiting:
+                self._set_badge("waiting to retry", "waiting")
+            else:
+                self._set_badge("● streaming", "streaming")
 
     def set_actions(self, *, last: bool, busy: bool) -> None:
         """Show the actions that apply to this message where it stands in the conversation."""
@@ -534,6 +564,7 @@ class MessageWidget(QFrame):
         kept = self.text().rstrip() if keep else ""
         if not keep:
             self.message = None
+        self.known = {}
         self._stop_rendering()
         self._end_tail()
         self.writer.clear()
@@ -879,10 +910,24 @@ class ChatView(QScrollArea):
             self._pending = []
             self._stream_widget.feed(text)
 
+    def set_waiting(self, waiting: bool) -> None:
+        """A retry is waiting (True) or the next attempt has started (False)."""
+        if self._stream_widget is not None:
+            self._stream_widget.set_waiting(waiting)
+
     def end_turn(
-        self, state: str, *, error: str = "", response: GenerationResponse | None = None
+        self,
+        state: str,
+        *,
+        error: str = "",
+        response: GenerationResponse | None = None,
+        known: dict[str, Any] | None = None,
     ) -> None:
-        """The reply ended (complete, cancelled, interrupted or failed)."""
+        """The reply ended (complete, cancelled, interrupted or failed).
+
+        ``known``: what the window measured when the engine had no response to give
+        (``tokens``, ``estimated``, ``ttft_s``, ``total_s``), shown in the details.
+        """
         self._flush_timer.stop()
         self._take_pending()
         self._pending = []
@@ -894,12 +939,27 @@ class ChatView(QScrollArea):
         if response is not None:
             widget.cached = response.cached
             usage = response.usage
+            estimated = usage is not None and usage.estimated
+            widget.known = {"estimated": estimated}
+            if usage is not None:
+                widget.known["tokens"] = usage.output_tokens
             widget.set_details(
                 model=response.model,
                 output_tokens=usage.output_tokens if usage else None,
                 ttft_s=response.timing.ttft_s,
                 total_s=response.timing.total_s,
                 cost=response.cost,
+                estimated=estimated,
+            )
+        elif known:
+            widget.known = dict(known)
+            widget.set_details(
+                model=None,
+                output_tokens=known.get("tokens"),
+                ttft_s=known.get("ttft_s"),
+                total_s=known.get("total_s"),
+                cost=None,
+                estimated=bool(known.get("estimated")),
             )
         widget.set_state(state, error or None)
         self._stream_widget = None

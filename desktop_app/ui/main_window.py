@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -40,7 +41,7 @@ from desktop_app.ui.first_run import (
 )
 from desktop_app.ui.header import ChatHeader
 from desktop_app.ui.keys import KeyStore
-from desktop_app.ui.retry_banner import RetryBanner
+from desktop_app.ui.retry_banner import Countdown, RetryBanner
 from desktop_app.ui.settings_dialog import SettingsDialog
 from desktop_app.ui.shortcuts import ReservedKeys, ShortcutsDialog, sequence
 from desktop_app.ui.sidebar import Sidebar
@@ -151,7 +152,8 @@ class MainWindow(QMainWindow):
         self.sidebar = Sidebar()
         self.header = ChatHeader()
         self.view = ChatView()
-        self.banner = RetryBanner()
+        self.countdown = Countdown(self)
+        self.banner = RetryBanner(self.countdown)
         self.composer = Composer()
 
         middle = QWidget()
@@ -176,7 +178,7 @@ class MainWindow(QMainWindow):
         self.splitter.setChildrenCollapsible(False)
         self.setCentralWidget(self.splitter)
 
-        self.status = StatusPanel(lambda: self.controller.stats)
+        self.status = StatusPanel(lambda: self.controller.stats, self.countdown)
         self.statusBar().addWidget(self.status, 1)
         self.statusBar().setSizeGripEnabled(True)
 
@@ -242,6 +244,8 @@ class MainWindow(QMainWindow):
         c.retrying.connect(status.show_retry)
         c.rate_limit_wait.connect(banner.show_rate_limit)
         c.rate_limit_wait.connect(lambda until, _r: status.show_rate_limit(until))
+        c.retrying.connect(lambda *_a: view.set_waiting(True))
+        c.rate_limit_wait.connect(lambda *_a: view.set_waiting(True))
         c.circuit_open.connect(
             lambda _e, _u: status.show_message(
                 "This endpoint failed several times in a row; Rill is not sending to it for now."
@@ -530,6 +534,7 @@ class MainWindow(QMainWindow):
 
     def _stage_changed(self, stage: str, attempt: int) -> None:
         self.status.show_stage(stage, attempt)
+        self.view.set_waiting(False)
         if stage == "streaming":
             self.banner.clear()
 
@@ -548,13 +553,33 @@ class MainWindow(QMainWindow):
 
     def _cancelled(self, _partial: str) -> None:
         self.banner.clear()
-        self.view.end_turn("cancelled")
-        self.status.show_message("Stopped. The partial reply is kept.")
+        widget = self.view.stream_widget
+        if widget is None:
+            return
+        self.view.flush()
+        kept = bool(widget.text().strip())
+        self.view.end_turn("cancelled", known=self._measured())
+        self.status.show_message(
+            "Stopped. The partial reply is kept." if kept else "Stopped before any reply arrived."
+        )
+
+    def _measured(self) -> dict[str, Any]:
+        """What the window counted of the reply in flight: tokens so far and times."""
+        stats = self.controller.stats
+        now = time.monotonic()
+        known: dict[str, Any] = {
+            "tokens": stats.tokens,
+            "estimated": stats.output_tokens is None,
+            "total_s": now - stats.started if stats.started else None,
+        }
+        if stats.first_token is not None and stats.started:
+            known["ttft_s"] = stats.first_token - stats.started
+        return known
 
     def _turn_ended(self) -> None:
         self.banner.clear()
         if self.view.stream_widget is not None:
-            self.view.end_turn("cancelled")
+            self.view.end_turn("cancelled", known=self._measured())
 
     def _busy_changed(self, busy: bool) -> None:
         self.composer.set_busy(busy)

@@ -3,7 +3,6 @@ thin bar of output tokens against max_tokens, and the conversation's cost."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QTimer
@@ -13,6 +12,7 @@ from desktop_app.core.errors import human_seconds
 from desktop_app.core.types import GenerationResponse
 from desktop_app.ui.controller import StreamStats
 from desktop_app.ui.labels import PlainLabel
+from desktop_app.ui.retry_banner import Countdown
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
@@ -20,16 +20,22 @@ SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 class StatusPanel(QWidget):
     """What the request in flight is doing, updated a few times a second."""
 
-    def __init__(self, stats: Callable[[], StreamStats], parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        stats: Callable[[], StreamStats],
+        countdown: Countdown | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self._stats = stats
         self._frame = 0
         self._busy = False
         self._stage = ""
         self._attempt = 1
-        self._deadline: float | None = None
-        self._wall_deadline: float | None = None
+        self._counting = False
         self._template = ""
+        self.countdown = countdown if countdown is not None else Countdown(self)
+        self.countdown.changed.connect(lambda _left: self._tick())
 
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 0, 6, 0)
@@ -73,43 +79,45 @@ class StatusPanel(QWidget):
             self._tick_timer.stop()
             self.spinner.setText(" ")
             self.progress.hide()
-            self._deadline = self._wall_deadline = None
+            self._counting = False
 
     def show_stage(self, stage: str, attempt: int) -> None:
         self._stage = stage
         self._attempt = attempt
-        self._deadline = self._wall_deadline = None
+        self._counting = False
         self._tick()
 
     def show_retry(self, attempt: int, max_attempts: int, delay: float, reason: str) -> None:
+        """Retrying after the banner's countdown (the one ``countdown`` both show)."""
         self._stage = "retry"
-        self._deadline = time.monotonic() + delay
+        self._counting = True
         self._template = f"Retrying in {{}} (attempt {attempt} of {max_attempts})"
         self._tick()
 
     def show_rate_limit(self, until: float) -> None:
         self._stage = "ratelimit"
-        self._wall_deadline = until
+        self._counting = True
         self._template = "Waiting for the rate limit: {} left"
         self._tick()
 
     def show_message(self, text: str) -> None:
         """A one-off line (falling back, circuit open, cache hit, a notice)."""
         self._stage = "message"
-        self._deadline = self._wall_deadline = None
+        self._counting = False
         self.label.setText(text)
         self.label.setToolTip(text)
 
     def show_finished(self, response: GenerationResponse) -> None:
         total = response.timing.total_s
-        took = f" in {total:.1f} s" if total is not None else ""
+        took = f" in {human_seconds(total)}" if total is not None else ""
         if response.cached:
             text = f"Served from cache{took}"
         else:
             text = f"Done{took}"
             usage = response.usage
             if usage is not None and usage.output_tokens:
-                text += f" · {usage.output_tokens:,} tokens"
+                about = "≈" if usage.estimated else ""
+                text += f" · {about}{usage.output_tokens:,} tokens"
         self._stage = "done"
         self.label.setText(text)
         self.label.setToolTip(text)
@@ -136,13 +144,9 @@ class StatusPanel(QWidget):
             return
         stats = self._stats()
         suffix = f" (attempt {self._attempt})" if self._attempt > 1 else ""
-        if self._deadline is not None or self._wall_deadline is not None:
-            left = (
-                self._deadline - time.monotonic()
-                if self._deadline is not None
-                else (self._wall_deadline or 0.0) - time.time()
-            )
-            text = self._template.format(human_seconds(max(0.0, left)))
+        if self._counting:
+            left = self.countdown.left_text
+            text = self._template.format(left) if left else "Trying again now"
         elif self._stage == "connecting":
             text = "Connecting…" + suffix
         elif self._stage.startswith("waiting"):
