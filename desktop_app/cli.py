@@ -16,6 +16,7 @@ import signal
 import stat
 import sys
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,10 +87,13 @@ class Writer:
     def write(self, text: str) -> int:
         if self.broken or self.abandoned:
             return 0
+        return self._call(self.raw.write, self.shown(text)) or 0
+
+    def shown(self, text: str) -> str:
+        """What :meth:`write` puts out for ``text``: masked, and its controls made visible."""
         if self.mask:
             text = redact(text, known_secrets())
-        text = _SURROGATES.sub("\ufffd", text) if self.keep_raw else for_terminal(text)
-        return self._call(self.raw.write, text) or 0
+        return _SURROGATES.sub("\ufffd", text) if self.keep_raw else for_terminal(text)
 
     def flush(self) -> None:
         if not (self.broken or self.abandoned):
@@ -247,7 +251,12 @@ class Output:
     On a terminal the answer streams, and when stderr shares that terminal every note is
     part of what is on screen: a note never lands in the middle of a line of the answer,
     and a restarted answer is erased (text and notes) before the notes are written again,
-    so no text is ever on screen twice. Otherwise the answer is written once at the end.
+    so no text is ever on screen twice. The erase counts the rows the terminal used for
+    what q wrote, as written (controls made visible): lines wrapped at the terminal's
+    width, characters two cells wide, tabs. If the answer has grown taller than the
+    screen, its start has scrolled out of reach: it stays, and the note that the answer
+    starts again stands between it and the new one. Otherwise the answer is written once
+    at the end.
     """
 
     out: Writer
@@ -258,6 +267,7 @@ class Output:
     buffered: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     screen: list[str] = field(default_factory=list)
+    """What the answer put on the terminal so far, as written (notes too when shared)."""
     line_open: bool = False
 
     def __post_init__(self) -> None:
@@ -274,8 +284,7 @@ class Output:
         self.out.write(text)
         self.out.flush()
         self.printed.append(text)
-        if self.shared:
-            self.screen.append(text)
+        self.screen.append(self.out.shown(text))
         self.line_open = not text.endswith("\n")
 
     def note(self, message: str) -> None:
@@ -288,7 +297,7 @@ class Output:
         self.err.write(message + "\n")
         self.err.flush()
         if self.shared:
-            self.screen.append(message + "\n")
+            self.screen.append(self.err.shown(message + "\n"))
             self.notes.append(message + "\n")
 
     def waiting(self, message: str) -> None:
@@ -298,17 +307,28 @@ class Output:
     def restart(self) -> None:
         """The answer starts again: take back what was shown so no text appears twice."""
         self.buffered.clear()
-        if self.stream and self.printed:
-            shown = "".join(self.screen) if self.shared else "".join(self.printed)
-            _erase(self.out.raw, shown)
-            self.printed.clear()
+        if not (self.stream and self.printed):
+            return
+        self.spinner.hide()
+        columns, lines = _terminal_size(self.out.raw)
+        rows = screen_rows("".join(self.screen), columns)
+        self.printed.clear()
+        if rows >= lines:  # the start scrolled off: keep it, the next note marks the break
             self.screen.clear()
+            if self.line_open:
+                self.out.write("\n")
+                self.out.flush()
             self.line_open = False
-            if self.shared:
-                for note in self.notes:
-                    self.err.write(note)
-                    self.screen.append(note)
-                self.err.flush()
+            self.notes.clear()  # they stay on screen above
+            return
+        _erase(self.out.raw, rows)
+        self.screen.clear()
+        self.line_open = False
+        if self.shared:
+            for note in self.notes:
+                self.err.write(note)
+                self.screen.append(self.err.shown(note))
+            self.err.flush()
 
     def end(self, final: str | None = None) -> None:
         self.spinner.hide()
@@ -325,12 +345,55 @@ class Output:
         self.out.flush()
 
 
-def _erase(out: TextIO, text: str) -> None:
-    """Move the cursor back over ``text`` (as wrapped by the terminal) and clear from there."""
-    width = max(1, shutil.get_terminal_size().columns)
-    lines = text.split("\n")
-    rows = sum(max(1, -(-len(line) // width)) for line in lines)
-    out.write("\r" + "\x1b[1A" * (rows - 1) + "\x1b[J")
+def _terminal_size(stream: TextIO) -> tuple[int, int]:
+    """Columns and lines of the terminal ``stream`` writes to (the window, not $COLUMNS)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        size = shutil.get_terminal_size()
+    return max(1, size.columns), max(1, size.lines)
+
+
+def cell_width(char: str) -> int:
+    """How many terminal cells ``char`` takes: 2 for wide East Asian characters and
+    emoji, 0 for combining marks and format characters, else 1."""
+    if char < "\u0300":
+        return 1
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def screen_rows(text: str, columns: int) -> int:
+    """How many rows down from where ``text`` started (at the left edge) a terminal
+    ``columns`` wide leaves the cursor after writing it: newlines, and lines wrapped at
+    the right edge (the cursor waits there until the next character), with wide
+    characters, zero-width ones and tabs (to the next multiple of 8) as a terminal
+    places them."""
+    rows = col = 0
+    pending = False
+    for char in text:
+        if char == "\n":
+            rows += 1
+            col, pending = 0, False
+        elif char == "\t":
+            col, pending = min(columns - 1, (col // 8 + 1) * 8), False
+        else:
+            width = cell_width(char)
+            if width == 0:
+                continue
+            if pending or col + width > columns:
+                rows += 1
+                col, pending = 0, False
+            col += width
+            if col >= columns:
+                col, pending = columns - 1, True
+    return rows
+
+
+def _erase(out: TextIO, rows: int) -> None:
+    """Move the cursor up ``rows`` rows to the left edge and clear to the end of the screen."""
+    out.write("\r" + (f"\x1b[{rows}A" if rows else "") + "\x1b[J")
     out.flush()
 
 
