@@ -276,6 +276,20 @@ class MainWindow(QMainWindow):
 
         view.retry_requested.connect(lambda group: c.regenerate(group))
         view.continue_requested.connect(lambda mid: c.continue_reply(mid))
+        # after an action that is not typing somewhere else, the next keys go to the prompt
+        for signal in (
+            view.retry_requested,
+            view.continue_requested,
+            view.regenerate_requested,
+            view.version_requested,
+            view.copied,
+            banner.retry_now,
+            banner.cancel,
+            self.sidebar.open_requested,
+            self.header.profile_changed,
+            self.header.refresh_models,
+        ):
+            signal.connect(self._focus_prompt)
         view.regenerate_requested.connect(self.regenerate)
         view.edit_requested.connect(self.composer.begin_edit)
         view.version_requested.connect(c.switch_version)
@@ -330,7 +344,10 @@ class MainWindow(QMainWindow):
             last_id = int(str(last)) if last not in (None, "") else None
         except ValueError:
             last_id = None
-        if last_id is not None and any(c.id == last_id for c in conversations):
+        if self.demo and SIMULATOR_PROFILE in services.config.profiles:
+            # a demo starts a new chat with the simulator, whatever the last chat used
+            self.select_profile(SIMULATOR_PROFILE)
+        elif last_id is not None and any(c.id == last_id for c in conversations):
             self.controller.open_conversation(last_id)
         configured = set(services.config.profiles) - self.ephemeral
         if self.demo:
@@ -521,6 +538,11 @@ class MainWindow(QMainWindow):
 
     def focus_composer(self) -> None:
         self.composer.edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def _focus_prompt(self, *_args: object) -> None:
+        """Give the prompt the keyboard after a click that did not mean to type elsewhere."""
+        if not self.composer.edit.isReadOnly():
+            self.composer.edit.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def new_chat(self) -> None:
         self.controller.new_conversation()
