@@ -370,11 +370,13 @@ class History(SqliteStore):
         return found[0] if found else None
 
     def rename_conversation(self, conversation_id: int, title: str) -> None:
-        """Set the title. A conversation that no longer exists is left alone."""
+        """Set the title. A conversation that no longer exists is left alone.
+
+        Renaming is not activity: the conversation keeps its place in the list."""
         with self._write() as conn:
             conn.execute(
-                "UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
-                (storable(title.strip()), self._clock(), conversation_id),
+                "UPDATE conversations SET title = ? WHERE id = ?",
+                (storable(title.strip()), conversation_id),
             )
 
     def delete_conversation(self, conversation_id: int) -> None:

@@ -116,7 +116,8 @@ def test_create_get_list_rename_delete(history: History, clock: FakeClock) -> No
     renamed = history.get_conversation(second.id)
     assert renamed is not None
     assert renamed.title == "Renamed"
-    assert renamed.updated_at == clock.now
+    assert renamed.updated_at < clock.now  # renaming is not activity: the order stays
+    assert [c.id for c in history.list_conversations()] == [first.id, second.id]
     history.rename_conversation(12345, "nobody")  # gone: ignored
 
     history.delete_conversation(first.id)
