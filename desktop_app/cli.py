@@ -642,6 +642,12 @@ async def _list_models(
         _note(err, "q: the server lists no models.")
     for name in models:
         out.write(name + "\n")
+    model = str(given.get("model") or request.model)
+    about = await chat.services.engine.server_info(
+        request.provider, request.base_url, request.profile, model=model
+    )
+    if about.summary():
+        _note(err, f"q: {about.summary()}")
     return EXIT_OK
 
 

@@ -19,8 +19,9 @@ import time
 import uuid
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
+from urllib.parse import quote
 
 import httpx
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
@@ -83,6 +84,34 @@ Pricing = Callable[[str, str, TokenUsage | None], float | None]
 _ERROR_BODY_LIMIT = 64 * 1024
 _MODELS_BODY_LIMIT = 16 * 1000 * 1000
 _MATTERING_HEADERS = ("retry-after", "retry-after-ms", "request-id", "x-request-id")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What a server says about itself (see :meth:`Engine.server_info`); None where it
+    said nothing Rill could use."""
+
+    server: str | None = None
+    """The server software, when it named itself: ``Ollama``, ``llama.cpp``."""
+    version: str | None = None
+    """Its version or build, as it gave it (plain text, at most 40 characters)."""
+    context_length: int | None = None
+    """The model's context length in tokens: what the server runs it with where it says
+    (llama.cpp, an Ollama ``num_ctx``), else the most the model takes."""
+
+    def summary(self) -> str:
+        """One line for people: ``Ollama 0.12.0 · context 8,192`` ("" when nothing)."""
+        parts = [" ".join(p for p in (self.server, self.version) if p)]
+        if self.context_length is not None:
+            parts.append(f"context {self.context_length:,}")
+        return " · ".join(p for p in parts if p)
+
+
+SERVER_INFO_TIMEOUT_S = 5.0
+"""The longest each question of :meth:`Engine.server_info` may take."""
+_INFO_BODY_LIMIT = 1_000_000
+_INFO_TEXT_LIMIT = 40
+_MAX_CONTEXT = 1_000_000_000
 
 
 class ResponseCacheLike(Protocol):
@@ -244,6 +273,62 @@ class Engine:
                 ),
                 (api_key,),
             ) from exc
+
+    async def server_info(
+        self,
+        provider_name: str,
+        base_url: str,
+        profile: str = "default",
+        *,
+        model: str = "",
+        timeout_s: float = SERVER_INFO_TIMEOUT_S,
+    ) -> ServerInfo:
+        """What the server at ``base_url`` says about itself and about ``model``.
+
+        Ollama: its version (``/api/version``) and the model's context (``/api/show``: a
+        ``num_ctx`` parameter, else ``<arch>.context_length``). An OpenAI-compatible
+        server that is llama.cpp: its build and the context it runs with (``/props``, else
+        ``/v1/models``). Gemini: the model's input token limit. Other servers say nothing.
+
+        Each question is one short request (``timeout_s``) with a bounded answer; whatever
+        goes wrong only leaves that part None: this never raises for the server's sake.
+        """
+        provider = get_provider(provider_name)
+        probe = ChatRequest(
+            provider=provider.name, base_url=base_url, model=model, messages=(), profile=profile
+        )
+        headers = provider.headers(self.api_key(probe))
+        headers["Accept"] = "application/json"
+        ask = _InfoAsker(self.client, headers, timeout_s, provider.title)
+        root = base_url.rstrip("/")
+        if provider.name == "ollama":
+            version = _info_text(_field(await ask.get(root + "/api/version"), "version"))
+            context = None
+            if model:
+                shown = await ask.post(root + "/api/show", {"model": model})
+                context = _ollama_context(shown)
+            return ServerInfo("Ollama" if version else None, version, context)
+        if provider.name == "openai":
+            props = await ask.get(root.removesuffix("/v1") + "/props")
+            build = _info_text(_field(props, "build_info"))
+            if build is None and not isinstance(_field(props, "default_generation_settings"), dict):
+                return ServerInfo()
+            context = _count(_field(_field(props, "default_generation_settings"), "n_ctx"))
+            if context is None:
+                listed = _field(await ask.get(root + "/v1/models"), "data")
+                for entry in listed if isinstance(listed, list) else ():
+                    if not model or _field(entry, "id") == model:
+                        meta = _field(entry, "meta")
+                        context = _count(_field(meta, "n_ctx")) or _count(
+                            _field(meta, "n_ctx_train")
+                        )
+                        break
+            return ServerInfo("llama.cpp", build, context)
+        if provider.name == "gemini" and model:
+            name = model.removeprefix("models/")
+            url = provider.join_url(base_url, "/v1beta/models/" + quote(name, safe="-._~"))
+            return ServerInfo(context_length=_count(_field(await ask.get(url), "inputTokenLimit")))
+        return ServerInfo()
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -1313,3 +1398,94 @@ def _log_response(
         elapsed,
         " ".join(f"{k}={v}" for k, v in sorted(mattering.items())),
     )
+
+
+_INFO_FAILURES: tuple[type[BaseException], ...] = (
+    httpx.HTTPError,
+    RillError,
+    TimeoutError,
+    ExceptionGroup,
+    *UNPARSABLE,
+)
+
+
+class _InfoAsker:
+    """The short, bounded questions of :meth:`Engine.server_info`: the JSON of a 200
+    answer, or None for anything else (an error, a timeout, a body that is too big)."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, headers: dict[str, str], timeout_s: float, title: str
+    ) -> None:
+        self.client = client
+        self.headers = headers
+        self.timeout_s = timeout_s
+        self.title = title
+
+    async def get(self, url: str) -> Any:
+        return await self._ask("GET", url, None)
+
+    async def post(self, url: str, body: dict[str, Any]) -> Any:
+        return await self._ask("POST", url, body)
+
+    async def _ask(self, method: str, url: str, body: dict[str, Any] | None) -> Any:
+        headers = dict(self.headers)
+        content = None
+        if body is not None:
+            content = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                request = self.client.build_request(
+                    method, url, headers=headers, content=content, timeout=self.timeout_s
+                )
+                response = await self.client.send(request, stream=True)
+                try:
+                    if response.status_code != 200:
+                        return None
+                    raw = await _read_all(response, self.title, _INFO_BODY_LIMIT)
+                finally:
+                    await response.aclose()
+            return json.loads(raw)
+        except _INFO_FAILURES as exc:
+            log.debug("server info: %s %s gave nothing (%s)", method, url, type(exc).__name__)
+            return None
+
+
+def _field(value: Any, name: str) -> Any:
+    """``value[name]`` when ``value`` is a JSON object, else None."""
+    return value.get(name) if isinstance(value, dict) else None
+
+
+def _info_text(value: Any) -> str | None:
+    """A short text a server gave about itself, as plain printable text (None if none)."""
+    if not isinstance(value, str):
+        return None
+    text = " ".join(_CONTROL.sub("", valid_text(value[: _INFO_TEXT_LIMIT * 4])).split())
+    if len(text) > _INFO_TEXT_LIMIT:
+        text = text[: _INFO_TEXT_LIMIT - 1] + "…"
+    return text or None
+
+
+def _count(value: Any) -> int | None:
+    """A token count a server gave: a whole number from 1 up to a billion, else None."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 < value <= _MAX_CONTEXT else None
+
+
+_NUM_CTX = re.compile(r"^\s*num_ctx\s+(\d{1,10})\s*$", re.MULTILINE)
+
+
+def _ollama_context(shown: Any) -> int | None:
+    """The context of an ``/api/show`` answer: its ``num_ctx`` parameter (what Ollama runs
+    the model with), else ``model_info["<architecture>.context_length"]``."""
+    parameters = _field(shown, "parameters")
+    if isinstance(parameters, str):
+        match = _NUM_CTX.search(parameters[:_INFO_BODY_LIMIT])
+        if match is not None:
+            return _count(int(match.group(1)))
+    info = _field(shown, "model_info")
+    arch = _field(info, "general.architecture")
+    if not isinstance(arch, str):
+        return None
+    return _count(_field(info, f"{arch}.context_length"))
