@@ -494,8 +494,12 @@ class SettingsDialog(QDialog):
             self._test_done(f"✗ {type(exc).__name__}: {exc}", [])
         else:
             shown = ", ".join(models[:8]) + (" …" if len(models) > 8 else "")
+            about = await engine.server_info(
+                profile.provider, profile.resolved_base_url, profile.name, model=profile.model
+            )
             self._test_done(
-                f"✓ Connected. {len(models)} model{'s' if len(models) != 1 else ''}: {shown}",
+                f"✓ Connected. {len(models)} model{'s' if len(models) != 1 else ''}: {shown}"
+                + (f" · {about.summary()}" if about.summary() else ""),
                 models,
             )
         finally:
