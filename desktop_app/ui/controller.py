@@ -45,6 +45,9 @@ log = logging.getLogger("rill.ui")
 MAX_PROMPT_CHARS = 2_000_000
 """Longest prompt Rill sends (about half a million tokens, beyond any model's context)."""
 
+SEARCH_MARKS = ("\x02", "\x03")
+"""Around each match in a search excerpt; the sidebar highlights what is between them."""
+
 
 @dataclass(slots=True)
 class StreamStats:
@@ -465,7 +468,7 @@ class ChatController(QObject):
 
         async def run() -> None:
             hits: list[SearchHit] = await self.services.run_search(
-                history.search, query, 100, marks=("«", "»")
+                history.search, query, 100, marks=SEARCH_MARKS
             )
             if seq == self._search_seq:
                 self.search_results.emit(query, hits)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -14,6 +17,7 @@ from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
+    QFileDialog,
     QMainWindow,
     QMessageBox,
     QSplitter,
@@ -25,7 +29,7 @@ from desktop_app import __version__
 from desktop_app.core.chat import Services
 from desktop_app.core.config import Config, Profile, save_config
 from desktop_app.core.errors import RillError
-from desktop_app.core.history import Conversation, StoredMessage
+from desktop_app.core.history import Conversation, History, StoredMessage
 from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.types import GenerationResponse
 from desktop_app.ui import theme
@@ -97,6 +101,25 @@ def config_for_saving(config: Config, ephemeral: set[str], fallback_default: str
             fallback_default if fallback_default not in ephemeral else "default"
         )
     return out
+
+
+def export_file_name(title: str, suffix: str) -> str:
+    """A file name made of a chat's title: letters, digits, spaces, dashes; at most 60."""
+    kept = "".join(ch if ch.isalnum() or ch in " -_" else " " for ch in title[:200])
+    name = " ".join(kept.split())[:60].strip() or "chat"
+    return name + suffix
+
+
+def write_export(history: History, conversation_id: int, path: Path, fmt: str) -> None:
+    """Export a conversation as Markdown or JSON to ``path``, readable by the user only."""
+    if fmt == "markdown":
+        text = history.export_markdown(conversation_id)
+    else:
+        text = json.dumps(history.export_json(conversation_id), ensure_ascii=False, indent=2)
+    data = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
 
 
 class MainWindow(QMainWindow):
@@ -200,6 +223,21 @@ class MainWindow(QMainWindow):
 
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(action("new_chat", "&New chat", self.new_chat))
+        file_menu.addSeparator()
+        for name, text, fmt in (
+            ("export_markdown", "&Export the chat as Markdown…", "markdown"),
+            ("export_json", "Export the chat as &JSON…", "json"),
+        ):
+            act = QAction(text, self)
+            act.triggered.connect(lambda _c=False, f=fmt: self.export_current(f))
+            act.setEnabled(False)
+            self.actions_[name] = act
+            file_menu.addAction(act)
+        imported = QAction("&Import a chat…", self)
+        imported.triggered.connect(self.choose_import)
+        self.actions_["import"] = imported
+        file_menu.addAction(imported)
+        file_menu.addSeparator()
         file_menu.addAction(action("settings", "&Settings…", self.open_settings))
         file_menu.addSeparator()
         quit_action = action("quit", "&Quit", self.close)
@@ -312,6 +350,8 @@ class MainWindow(QMainWindow):
         self.sidebar.new_requested.connect(self.new_chat)
         self.sidebar.rename_requested.connect(c.rename_conversation)
         self.sidebar.delete_requested.connect(self.confirm_delete)
+        self.sidebar.export_requested.connect(self.choose_export)
+        self.sidebar.import_requested.connect(self.choose_import)
         self.sidebar.search_changed.connect(self._search_changed)
 
         self.header.profile_changed.connect(self.select_profile)
@@ -614,6 +654,11 @@ class MainWindow(QMainWindow):
     def _conversation_changed(self, conversation_id: int) -> None:
         self.view.conversation_id = conversation_id
         self.sidebar.select(conversation_id)
+        self._export_enabled(True)
+
+    def _export_enabled(self, enabled: bool) -> None:
+        for name in ("export_markdown", "export_json"):
+            self.actions_[name].setEnabled(enabled)
 
     def _conversation_loaded(
         self, conversation: Conversation | None, messages: list[StoredMessage]
@@ -621,6 +666,7 @@ class MainWindow(QMainWindow):
         self.composer.end_edit()
         self.banner.clear()
         self.view.show_messages(conversation.id if conversation else None, messages)
+        self._export_enabled(conversation is not None)
         self.sidebar.select(conversation.id if conversation else None)
         self.header.set_system((conversation.system_prompt or "") if conversation else "")
         if conversation is not None:
@@ -658,6 +704,88 @@ class MainWindow(QMainWindow):
         box.finished.connect(lambda _r: self._forget(box))
         self._dialogs.append(box)
         box.open()
+
+    # -- export and import ---------------------------------------------------------------
+
+    def export_current(self, fmt: str) -> None:
+        cid = self.controller.conversation_id
+        if cid is None:
+            self.status.show_message("There is no chat to export yet.")
+            return
+        self.choose_export(cid, fmt)
+
+    def choose_export(self, conversation_id: int, fmt: str) -> None:
+        """Ask where to save a conversation, then export it there."""
+        markdown = fmt == "markdown"
+        title = self.sidebar.title_of(conversation_id) or "chat"
+        name = export_file_name(title, ".md" if markdown else ".json")
+        dialog = QFileDialog(
+            self,
+            "Export as Markdown" if markdown else "Export as JSON",
+            str(Path.home() / name),
+            "Markdown (*.md)" if markdown else "JSON (*.json)",
+        )
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setDefaultSuffix("md" if markdown else "json")
+        dialog.fileSelected.connect(
+            lambda path: self.controller.spawn(self.export_to(conversation_id, Path(path), fmt))
+        )
+        self._open_dialog(dialog)
+
+    def choose_import(self) -> None:
+        """Ask for a JSON export and import it as a new chat."""
+        dialog = QFileDialog(self, "Import a chat", str(Path.home()), "Rill JSON export (*.json)")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+        dialog.fileSelected.connect(
+            lambda path: self.controller.spawn(self.import_from(Path(path)))
+        )
+        self._open_dialog(dialog)
+
+    def _open_dialog(self, dialog: QFileDialog) -> None:
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.finished.connect(lambda _r: self._forget(dialog))
+        dialog.finished.connect(self._focus_prompt)
+        self._dialogs.append(dialog)
+        dialog.open()
+
+    async def export_to(self, conversation_id: int, path: Path, fmt: str) -> bool:
+        """Write one conversation to ``path`` (on the I/O thread); say how it went."""
+        history = self.services.history
+        if history is None:
+            self.status.show_error("The history is not available, so nothing can be exported.")
+            return False
+        try:
+            await self.services.run_io(write_export, history, conversation_id, path, fmt)
+        except LookupError:
+            self.status.show_error("That chat no longer exists.")
+            return False
+        except OSError as exc:
+            reason = (exc.strerror or type(exc).__name__).lower()
+            self.status.show_error(f"The chat could not be exported to {path} ({reason}).")
+            return False
+        except RillError as exc:
+            self.status.show_error(str(exc))
+            return False
+        self.status.show_message(f"Exported the chat to {path}")
+        return True
+
+    async def import_from(self, path: Path) -> int | None:
+        """Import a JSON export (on the I/O thread) as a new chat and open it."""
+        history = self.services.history
+        if history is None:
+            self.status.show_error("The history is not available, so nothing can be imported.")
+            return None
+        try:
+            cid: int = await self.services.run_io(history.import_file, path)
+        except RillError as exc:
+            self.status.show_error(str(exc))
+            return None
+        if self.sidebar.searching:
+            self.sidebar.search.clear()
+        self.controller.history_changed.emit()
+        self.controller.open_conversation(cid)
+        self.status.show_message(f"Imported {path.name} as a new chat")
+        return cid
 
     def _forget(self, widget: QWidget) -> None:
         if widget in self._dialogs:

@@ -1,26 +1,178 @@
-"""The conversation list: most recent first, full-text search, new chat, rename, delete."""
+"""The conversation list: most recent first, full-text search, new chat, rename, delete,
+export and import.
+
+Each row is painted by :class:`ConversationDelegate`: the title on one line, elided with
+"…", and under it the time or, for a search hit, the excerpt with the matches highlighted.
+Titles and excerpts are drawn as plain text runs, never parsed as markup.
+"""
 
 from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QPoint, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette
 from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
     QHBoxLayout,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMenu,
     QPushButton,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
 
 from desktop_app.core.history import Conversation, SearchHit
+from desktop_app.ui.controller import SEARCH_MARKS
 from desktop_app.ui.labels import PlainLabel, plain_tooltip
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 TITLE_ROLE = Qt.ItemDataRole.UserRole + 1
+LINE_ROLE = Qt.ItemDataRole.UserRole + 2
+"""The second line: the time, or a search excerpt with each match between SEARCH_MARKS."""
+
+SHOWN_CHARS = 400
+"""Longest title or excerpt drawn (a row shows far less; a huge word is cut first)."""
+
+
+def drawable(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters on one line, lone surrogates replaced."""
+    text = " ".join(text[: limit * 2].split())[:limit]
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def match_runs(excerpt: str) -> list[tuple[str, bool]]:
+    """An excerpt split into (text, is_match) runs at the search marks (marks dropped)."""
+    start, end = SEARCH_MARKS
+    runs: list[tuple[str, bool]] = []
+    inside = False
+    text = ""
+    for ch in excerpt:
+        if ch in (start, end):
+            if text:
+                runs.append((text, inside))
+            text = ""
+            inside = ch == start
+        else:
+            text += ch
+    if text:
+        runs.append((text, inside))
+    return runs
+
+
+def plain_excerpt(excerpt: str) -> str:
+    return "".join(text for text, _match in match_runs(excerpt))
+
+
+class ConversationDelegate(QStyledItemDelegate):
+    """Paints a row: the title elided with "…", then the time or a highlighted excerpt."""
+
+    PAD = 8
+
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
+        line = QFontMetrics(option.font).height()
+        return QSize(80, 2 * line + 2 * self.PAD - 2)
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        opt.text = ""
+        widget = opt.widget
+        style = widget.style() if widget is not None else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, widget)
+        rect: QRect = opt.rect.adjusted(self.PAD, self.PAD // 2, -self.PAD, -self.PAD // 2)
+        selected = bool(opt.state & QStyle.StateFlag.State_Selected)
+        palette: QPalette = opt.palette
+        role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        color = palette.color(role)
+        font = QFont(opt.font)
+        fm = QFontMetrics(font)
+        line = fm.height()
+        painter.save()
+        painter.setClipRect(opt.rect)
+        title = drawable(str(index.data(TITLE_ROLE) or ""))
+        bold = QFont(font)
+        bold.setWeight(QFont.Weight.DemiBold)
+        painter.setFont(bold)
+        painter.setPen(color)
+        title_rect = QRect(rect.left(), rect.top(), rect.width(), line)
+        shown = QFontMetrics(bold).elidedText(title, Qt.TextElideMode.ElideRight, rect.width())
+        painter.drawText(
+            title_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, shown
+        )
+        muted = QColor(color)
+        muted.setAlphaF(0.65)
+        self._draw_runs(
+            painter,
+            match_runs(drawable(str(index.data(LINE_ROLE) or ""))),
+            QRect(rect.left(), rect.top() + line, rect.width(), line),
+            font,
+            muted,
+            palette.color(QPalette.ColorRole.Highlight),
+            selected,
+        )
+        painter.restore()
+
+    @staticmethod
+    def _draw_runs(
+        painter: QPainter,
+        runs: list[tuple[str, bool]],
+        rect: QRect,
+        font: QFont,
+        color: QColor,
+        highlight: QColor,
+        selected: bool,
+    ) -> None:
+        """Draw text runs left to right, matches bold on a tinted background, "…" at the end."""
+        bold = QFont(font)
+        bold.setWeight(QFont.Weight.Bold)
+        x = rect.left()
+        right = rect.right()
+        align = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+        for text, match in runs:
+            f = bold if match else font
+            fm = QFontMetrics(f)
+            room = right - x
+            if room <= fm.horizontalAdvance("…"):
+                break
+            width = fm.horizontalAdvance(text)
+            cut = width > room
+            if cut:
+                text = fm.elidedText(text, Qt.TextElideMode.ElideRight, room)
+                width = fm.horizontalAdvance(text)
+            box = QRect(x, rect.top(), width, rect.height())
+            if match:
+                tint = QColor(highlight)
+                tint.setAlphaF(0.45 if not selected else 0.8)
+                painter.fillRect(box.adjusted(-1, 1, 1, -1), tint)
+            painter.setFont(f)
+            painter.setPen(color)
+            painter.drawText(box, align, text)
+            x += width
+            if cut:
+                break
 
 
 def _when(timestamp: float) -> str:
@@ -41,6 +193,9 @@ class Sidebar(QWidget):
     new_requested = Signal()
     rename_requested = Signal(int, str)
     delete_requested = Signal(int)
+    export_requested = Signal(int, str)
+    """A conversation id and the format, "markdown" or "json"."""
+    import_requested = Signal()
     search_changed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -66,7 +221,13 @@ class Sidebar(QWidget):
         layout.addWidget(self.heading)
         self.list = QListWidget()
         self.list.setObjectName("conversationList")
-        self.list.setWordWrap(True)
+        self.list.setWordWrap(False)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.list.setUniformItemSizes(True)
+        self.delegate = ConversationDelegate(self.list)
+        self.list.setItemDelegate(self.delegate)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
         self.list.itemActivated.connect(self._activated)
@@ -96,9 +257,10 @@ class Sidebar(QWidget):
         self.list.clear()
         for c in conversations:
             title = c.title or "New chat"
-            item = QListWidgetItem(f"{title}\n{_when(c.updated_at)}")
+            item = QListWidgetItem(drawable(title))
             item.setData(ID_ROLE, c.id)
             item.setData(TITLE_ROLE, title)
+            item.setData(LINE_ROLE, _when(c.updated_at))
             item.setToolTip(plain_tooltip(title))
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
             self.list.addItem(item)
@@ -117,12 +279,13 @@ class Sidebar(QWidget):
             if hit.conversation_id in seen:
                 continue
             seen.add(hit.conversation_id)
-            snippet = " ".join(hit.snippet.split())
+            excerpt = drawable(hit.snippet)
             title = hit.conversation_title or "New chat"
-            item = QListWidgetItem(f"{title}\n{snippet}")
+            item = QListWidgetItem(drawable(title))
             item.setData(ID_ROLE, hit.conversation_id)
             item.setData(TITLE_ROLE, title)
-            item.setToolTip(plain_tooltip(snippet))
+            item.setData(LINE_ROLE, excerpt)
+            item.setToolTip(plain_tooltip(plain_excerpt(excerpt)))
             self.list.addItem(item)
         self._filling = False
         count = len(seen)
@@ -140,6 +303,13 @@ class Sidebar(QWidget):
                 item.setSelected(True)
                 return
 
+    def title_of(self, conversation_id: int) -> str:
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            if item.data(ID_ROLE) == conversation_id:
+                return str(item.data(TITLE_ROLE) or "")
+        return ""
+
     def ids(self) -> list[int]:
         return [int(self.list.item(i).data(ID_ROLE)) for i in range(self.list.count())]
 
@@ -149,7 +319,7 @@ class Sidebar(QWidget):
             if item.data(ID_ROLE) == conversation_id:
                 self._renaming = conversation_id
                 self._filling = True
-                item.setText(str(item.data(TITLE_ROLE)))
+                item.setText(str(item.data(TITLE_ROLE))[:1000])
                 self._filling = False
                 self.list.editItem(item)
                 return
@@ -168,21 +338,38 @@ class Sidebar(QWidget):
         self._renaming = None
         title = " ".join(item.text().split())
         if title and title != item.data(TITLE_ROLE):
+            self._filling = True
+            item.setData(TITLE_ROLE, title)
+            item.setText(drawable(title))
+            self._filling = False
             self.rename_requested.emit(int(cid), title)
         else:
             self._filling = True
-            item.setText(f"{item.data(TITLE_ROLE)}")
+            item.setText(drawable(str(item.data(TITLE_ROLE))))
             self._filling = False
+
+    def context_menu(self, conversation_id: int | None) -> QMenu:
+        """The menu of a conversation (or of the list, when ``conversation_id`` is None)."""
+        menu = QMenu(self)
+        if conversation_id is not None:
+            cid = conversation_id
+            rename = menu.addAction("Rename")
+            rename.setEnabled(not self.searching)
+            rename.triggered.connect(lambda: self.start_rename(cid))
+            markdown = menu.addAction("Export as Markdown…")
+            markdown.triggered.connect(lambda: self.export_requested.emit(cid, "markdown"))
+            as_json = menu.addAction("Export as JSON…")
+            as_json.triggered.connect(lambda: self.export_requested.emit(cid, "json"))
+        imported = menu.addAction("Import a chat…")
+        imported.triggered.connect(self.import_requested)
+        if conversation_id is not None:
+            menu.addSeparator()
+            delete = menu.addAction("Delete…")
+            delete.triggered.connect(lambda: self.delete_requested.emit(cid))
+        return menu
 
     def _menu(self, pos: QPoint) -> None:
         item = self.list.itemAt(pos)
-        if item is None:
-            return
-        cid = int(item.data(ID_ROLE))
-        menu = QMenu(self)
-        rename = menu.addAction("Rename")
-        rename.setEnabled(not self.searching)
-        rename.triggered.connect(lambda: self.start_rename(cid))
-        delete = menu.addAction("Delete…")
-        delete.triggered.connect(lambda: self.delete_requested.emit(cid))
+        cid = int(item.data(ID_ROLE)) if item is not None else None
+        menu = self.context_menu(cid)
         menu.popup(self.list.viewport().mapToGlobal(pos))

@@ -3,15 +3,19 @@ the welcome card, the simulator offered after a profile exists, export and impor
 
 from __future__ import annotations
 
+import json
+import stat
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QFileDialog
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.config import Profile
+from desktop_app.core.history import Conversation
 from desktop_app.simulator import Fault, SimulatorThread
 from desktop_app.ui.main_window import MainWindow
+from desktop_app.ui.sidebar import LINE_ROLE, match_runs
 from tests.gui.util import Windows, run, sim_config
 
 DEAD_URL = "http://127.0.0.1:9/v1"
@@ -102,3 +106,86 @@ def test_focus_returns_to_the_prompt_after_regenerate_and_opening_a_chat(
     window.sidebar.list.setFocus()
     window.sidebar.open_requested.emit(window.controller.conversation_id)
     qtbot.waitUntil(lambda: focused_on_prompt(window), timeout=2000)
+
+
+def ask(qtbot: QtBot, window: MainWindow, text: str) -> None:
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=10_000):
+        send(qtbot, window, text)
+
+
+def test_file_menu_and_context_menu_offer_export_and_import(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    texts = [a.text() for a in window.menuBar().actions()[0].menu().actions()]
+    assert "&Export the chat as Markdown…" in texts and "&Import a chat…" in texts
+    assert not window.actions_["export_json"].isEnabled()  # nothing to export yet
+    ask(qtbot, window, "Tell me about harbours")
+    assert window.actions_["export_json"].isEnabled()
+    cid = window.controller.conversation_id
+    assert cid is not None
+    menu = [a.text() for a in window.sidebar.context_menu(cid).actions()]
+    assert {"Rename", "Export as Markdown…", "Export as JSON…", "Import a chat…"} <= set(menu)
+    window.actions_["export_json"].trigger()
+    dialog = window._dialogs[-1]
+    assert isinstance(dialog, QFileDialog) and dialog.isVisible()
+    dialog.reject()
+    qtbot.waitUntil(lambda: dialog not in window._dialogs, timeout=2000)
+
+
+def test_export_then_import_makes_a_new_chat(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread, tmp_path: Path
+) -> None:
+    ask(qtbot, window, "Tell me about harbours")
+    cid = window.controller.conversation_id
+    assert cid is not None
+    reply = window.view.widgets[-1].text()
+    md, js = tmp_path / "chat.md", tmp_path / "chat.json"
+    assert run(qtbot, window.export_to(cid, md, "markdown"))
+    assert run(qtbot, window.export_to(cid, js, "json"))
+    assert "Tell me about harbours" in md.read_text() and reply in md.read_text()
+    assert json.loads(js.read_text())["format"] == "rill.conversation"
+    assert stat.S_IMODE(js.stat().st_mode) == 0o600
+    assert "Exported" in window.status.text
+
+    with qtbot.waitSignal(window.controller.conversation_loaded, timeout=5000):
+        new_id = run(qtbot, window.import_from(js))
+    assert new_id is not None and new_id != cid
+    assert window.controller.conversation_id == new_id
+    assert [w.text() for w in window.view.widgets] == ["Tell me about harbours", reply]
+    qtbot.waitUntil(lambda: set(window.sidebar.ids()) == {cid, new_id}, timeout=3000)
+
+
+def test_importing_a_file_that_is_not_an_export_says_why(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    bad = tmp_path / "notes.json"
+    bad.write_text('{"<b>hi</b>": 1}')
+    assert run(qtbot, window.import_from(bad)) is None
+    assert "notes.json" in window.status.text
+    assert window.sidebar.ids() == []
+
+
+def test_search_highlights_matches_and_long_titles_are_elided(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    ask(qtbot, window, "Where do rivers «meet» the sea?")
+    window.sidebar.search.setText("rivers")
+    qtbot.waitUntil(lambda: "match" in window.sidebar.heading.text(), timeout=3000)
+    item = window.sidebar.list.item(0)
+    runs = match_runs(str(item.data(LINE_ROLE)))
+    assert ("rivers", True) in runs
+    assert all(not match for text, match in runs if text != "rivers")
+    assert "«meet»" in "".join(text for text, _m in runs)  # the text's own marks stay text
+    assert "«rivers»" not in item.text() + item.toolTip()
+    window.sidebar.list.viewport().grab()  # paints without error
+
+    huge = "w" * 1_000_000 + " <b>bold</b>"
+    window.sidebar.search.clear()
+    window.sidebar.set_conversations(
+        [Conversation(7, huge, 0.0, 0.0, "Simulator", "openai", "sim-small", None)]
+    )
+    item = window.sidebar.list.item(0)
+    assert len(item.text()) <= 400
+    assert window.sidebar.list.horizontalScrollBarPolicy() == Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+    image = window.sidebar.list.viewport().grab()
+    assert not image.isNull()

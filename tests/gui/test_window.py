@@ -157,7 +157,8 @@ def test_search_rename_and_delete_conversations(
     row = window.sidebar.ids().index(first)
     with qtbot.waitSignal(window.controller.conversations_listed, timeout=3000):
         window.sidebar.list.item(row).setText("Ports of call")
-    assert "Ports of call" in window.sidebar.list.item(0).text()
+    assert "Ports of call" in window.sidebar.list.item(row).text()
+    assert window.sidebar.ids() == [second, first]  # renaming keeps the chat's place
 
     history = window.services.history
     assert history is not None
