@@ -24,7 +24,7 @@ from typing import Any, ClassVar, NoReturn, TextIO, cast
 
 from desktop_app import __version__
 from desktop_app.core.chat import ChatService, Services, Turn
-from desktop_app.core.config import Config, check_base_url, load_config
+from desktop_app.core.config import BUILT_IN_PROFILE, Config, check_base_url, load_config
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
     CacheHit,
@@ -41,7 +41,7 @@ from desktop_app.core.events import (
     StageChanged,
     TextDelta,
 )
-from desktop_app.core.history import MAX_SEARCH_TERMS
+from desktop_app.core.history import MAX_SEARCH_TERMS, Conversation
 from desktop_app.core.ledger import format_usage_report
 from desktop_app.core.logs import setup_logging
 from desktop_app.core.paths import AppPaths, app_paths
@@ -485,6 +485,27 @@ def overrides(args: argparse.Namespace) -> dict[str, object]:
     return {k: v for k, v in given.items() if v is not None}
 
 
+def continued(
+    conversation: Conversation,
+    args: argparse.Namespace,
+    config: Config,
+    given: dict[str, object],
+) -> tuple[str | None, dict[str, object]]:
+    """The profile and request fields of ``q -c``: the conversation's own profile, server
+    and model, except what the command line gives (a profile or provider given brings its
+    own server and model)."""
+    if args.profile or args.provider:
+        return args.profile, given
+    name = conversation.profile
+    profile = name if name in config.profiles or name == BUILT_IN_PROFILE else None
+    remembered = {
+        "provider": conversation.provider,
+        "base_url": conversation.base_url,
+        "model": conversation.model,
+    }
+    return profile, {**{k: v for k, v in remembered.items() if v}, **given}
+
+
 def load_settings(args: argparse.Namespace, err: Writer, paths: AppPaths) -> Config | None:
     config = load_config(paths.config_file)
     for item in args.set:
@@ -529,17 +550,20 @@ async def run(
         if args.list_models:
             return await _list_models(chat, args, out, err)
         conversation_id: int | None = None
+        profile, given = args.profile, overrides(args)
         if args.continue_ and services.history is not None:
             latest = await services.run_io(services.history.latest_conversation)
-            conversation_id = latest.id if latest is not None else None
+            if latest is not None:
+                conversation_id = latest.id
+                profile, given = continued(latest, args, config, given)
         turn = chat.send(
             prompt,
             conversation_id=conversation_id,
-            profile=args.profile,
+            profile=profile,
             read_cache=not args.no_cache,
             write_cache=not args.no_cache,
             record=not args.no_log,
-            **overrides(args),
+            **given,
         )
         return await _ask(turn, args, out, err)
     finally:

@@ -33,6 +33,7 @@ from typing import Any, Literal, TypeVar
 from desktop_app.core.cache import AsyncResponseCache, cache_key
 from desktop_app.core.config import Config, Profile, load_config
 from desktop_app.core.engine import Engine, Generation, KeyLookup, Pricing
+from desktop_app.core.engine import _check_key as check_key
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
     Cancelled,
@@ -48,6 +49,7 @@ from desktop_app.core.history import History, HistoryError, MessageStatus, Store
 from desktop_app.core.ledger import Ledger, LedgerError, LedgerStatus, ledger_path
 from desktop_app.core.paths import AppPaths, app_paths
 from desktop_app.core.pricing import PriceTable, load_price_table, profile_price, reply_cost
+from desktop_app.core.providers import get_provider
 from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.secrets import Secrets, key_lookup
 from desktop_app.core.types import ChatRequest, GenerationResponse, Message, TokenUsage
@@ -187,7 +189,7 @@ class Services:
         self.io.shutdown(wait=True)
 
 
-TurnMode = Literal["new", "regenerate", "continue"]
+TurnMode = Literal["new", "edit", "regenerate", "continue"]
 
 
 class SaveFailed(RillError):
@@ -374,6 +376,30 @@ class ChatService:
             reply_group=reply_group,
         )
 
+    def edit(
+        self,
+        conversation_id: int,
+        message_id: int,
+        prompt: str,
+        *,
+        profile: str | None = None,
+        **overrides: Any,
+    ) -> Turn:
+        """Ask ``prompt`` as a new version of the prompt ``message_id``: the new version
+        follows the same message and gets replies of its own."""
+        return Turn(
+            self,
+            mode="edit",
+            prompt=prompt,
+            conversation_id=conversation_id,
+            profile=self.config.profile(profile),
+            read_cache=True,
+            write_cache=True,
+            record=True,
+            overrides=overrides,
+            edit_of=message_id,
+        )
+
     def continue_reply(
         self, conversation_id: int, message_id: int, *, profile: str | None = None, **overrides: Any
     ) -> Turn:
@@ -421,6 +447,7 @@ class Turn:
         overrides: dict[str, Any],
         reply_group: int | None = None,
         message_id: int | None = None,
+        edit_of: int | None = None,
     ) -> None:
         self.chat = chat
         self.services = chat.services
@@ -435,6 +462,12 @@ class Turn:
         self.reply_group = reply_group
         self.assistant_message_id = message_id
         self.user_message_id: int | None = None
+        self.edit_of = edit_of
+        """In "edit" mode, the prompt of which this turn asks a new version."""
+        self._edited: StoredMessage | None = None
+        self.recorded = False
+        """The prompt (or the new reply version) is in the history: the turn got as far as
+        sending. A turn that fails before (no key, the budget) leaves the history as it was."""
         self.request: ChatRequest | None = None
         self.generation: Generation | None = None
         self.response: GenerationResponse | None = None
@@ -591,6 +624,17 @@ class Turn:
                 stored = await services.run_io(history.messages, self.conversation_id)
                 earlier = context_messages(stored)
             messages = [*earlier, Message("user", prompt)]
+        elif self.mode == "edit":
+            assert prompt is not None and history is not None and self.conversation_id is not None
+            stored = await services.run_io(history.messages, self.conversation_id)
+            index = next((i for i, m in enumerate(stored) if m.id == self.edit_of), None)
+            if index is None or stored[index].role != "user":
+                raise RillError(
+                    "That prompt is no longer in the conversation.",
+                    action="Reload the conversation and try again.",
+                )
+            self._edited = stored[index]
+            messages = [*context_messages(stored[:index]), Message("user", prompt)]
         else:
             assert history is not None and self.conversation_id is not None
             stored = await services.run_io(history.messages, self.conversation_id)
@@ -606,12 +650,15 @@ class Turn:
         if services.secrets is not None:
             # the keychain may be slow (D-Bus, an unlock prompt): ask it off the loop
             await services.run_io(services.secrets.get, request.profile, request.provider)
+        # A turn that cannot be sent (no key) fails here, before anything is recorded.
+        api_key = await services.run_io(services.engine.api_key, request)
+        check_key(get_provider(request.provider), request, api_key)
         if history is None:
             return
         try:
             await self._record_prompt(history, request, prompt)
         except HistoryError as exc:
-            if self.mode != "new":
+            if self.mode not in ("new", "edit"):
                 raise
             # Answer anyway; wait_saved() tells that nothing of this exchange was saved.
             self.record = False
@@ -639,6 +686,11 @@ class Turn:
                 )
                 self.conversation_id = conversation.id
             user = await services.run_io(history.add_message, self.conversation_id, "user", prompt)
+        elif self.mode == "edit":
+            assert prompt is not None and self._edited is not None
+            user = await services.run_io(history.add_version, self._edited.reply_group, prompt)
+        if self.mode in ("new", "edit"):
+            assert self.conversation_id is not None
             self.user_message_id = user.id
             reply = await services.run_io(
                 history.add_message,
@@ -646,6 +698,7 @@ class Turn:
                 "assistant",
                 "",
                 status="streaming",
+                after=user.id,
                 model=request.model,
                 provider=request.provider,
             )
@@ -667,6 +720,16 @@ class Turn:
             await services.run_io(
                 history.update_message, self.assistant_message_id, status="streaming"
             )
+        assert self.conversation_id is not None
+        self.recorded = True
+        await services.run_io(
+            history.set_conversation_server,
+            self.conversation_id,
+            profile=request.profile,
+            provider=request.provider,
+            model=request.model,
+            base_url=request.base_url,
+        )
 
     def _context_for(self, stored: Sequence[StoredMessage]) -> tuple[list[Message], StoredMessage]:
         """The messages before the reply being regenerated or continued, and that reply."""

@@ -10,9 +10,12 @@ from a worker thread, not from the UI thread.
 Records come back as frozen dataclasses. Timestamps are ``time.time()`` floats; only the
 exports use ISO 8601 strings.
 
-Regenerating a reply adds a *version*: every message belongs to a reply group (the id of
-the group's first message), numbered from 1, and exactly one version of each group is
-active. :meth:`History.messages` lists the active version of each group in order.
+A conversation is a tree: each message has a parent (the message it follows; ``None``
+for the first prompt). The versions of a prompt (an edit) and of a reply (a regeneration)
+are siblings, children of the same parent: they form a group (the id of the group's first
+message), numbered from 1, and exactly one version of each group is active. Each prompt
+version keeps its own replies. :meth:`History.messages` is the shown path: from the first
+prompt down, the active child of each message.
 
 A file that cannot be opened, fails ``PRAGMA quick_check`` or has a schema newer than this
 code knows is moved aside as ``<name>.corrupt-YYYYmmdd-HHMMSS`` (with its ``-wal`` and
@@ -45,7 +48,7 @@ MessageStatus = Literal["complete", "streaming", "cancelled", "interrupted", "fa
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 STATUSES: Final[tuple[MessageStatus, ...]] = get_args(MessageStatus)
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 EXPORT_FORMAT: Final = "rill.conversation"
 EXPORT_VERSION: Final = 1
 TITLE_LIMIT: Final = 60
@@ -90,6 +93,8 @@ class Conversation:
     provider: str
     model: str
     system_prompt: str | None
+    base_url: str = ""
+    """The server address of the last turn ("" for the profile's own)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,8 @@ class StoredMessage:
     version_count: int
     created_at: float
     updated_at: float
+    parent_id: int | None = None
+    """The message this one follows (``None`` for a first prompt)."""
 
     def to_message(self) -> Message:
         """This message as a request ``Message``."""
@@ -259,11 +266,52 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",
     ),
+    (
+        # A conversation becomes a tree. Each old message follows the latest message of
+        # the group before it that was written before it, so a reply stays under the
+        # prompt version it answered; groups are then split by parent.
+        "ALTER TABLE conversations ADD COLUMN base_url TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE messages ADD COLUMN parent_id INTEGER",
+        """
+        UPDATE messages SET parent_id = (
+            SELECT MAX(p.id) FROM messages AS p
+            WHERE p.conversation_id = messages.conversation_id
+              AND p.id < messages.id
+              AND p.reply_group = (
+                  SELECT MAX(q.reply_group) FROM messages AS q
+                  WHERE q.conversation_id = messages.conversation_id
+                    AND q.reply_group < messages.reply_group))
+        """,
+        "DROP INDEX messages_active",
+        """
+        CREATE TEMP TABLE rill_regroup AS
+            SELECT m.id AS id,
+                   (SELECT MIN(s.id) FROM messages AS s
+                    WHERE s.reply_group = m.reply_group AND s.parent_id IS m.parent_id) AS grp
+            FROM messages AS m
+        """,
+        """
+        UPDATE messages SET reply_group = (
+            SELECT grp FROM temp.rill_regroup WHERE temp.rill_regroup.id = messages.id)
+        """,
+        "DROP TABLE temp.rill_regroup",
+        """
+        UPDATE messages SET version = (
+            SELECT COUNT(*) FROM messages AS s
+            WHERE s.reply_group = messages.reply_group AND s.id <= messages.id)
+        """,
+        """
+        UPDATE messages SET active = 1 WHERE id IN (
+            SELECT MAX(id) FROM messages GROUP BY reply_group HAVING MAX(active) = 0)
+        """,
+        "CREATE UNIQUE INDEX messages_active ON messages(reply_group) WHERE active = 1",
+        "CREATE INDEX messages_parent ON messages(parent_id)",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 _CONVERSATION_COLUMNS: Final = (
-    "id, title, created_at, updated_at, profile, provider, model, system_prompt"
+    "id, title, created_at, updated_at, profile, provider, model, system_prompt, base_url"
 )
 _MESSAGE_SELECT: Final = """
     SELECT m.id, m.conversation_id, m.role, m.content, m.status, m.model, m.provider,
@@ -271,7 +319,7 @@ _MESSAGE_SELECT: Final = """
            m.finish_reason, m.reply_group, m.version, m.active,
            (SELECT COUNT(*) FROM messages AS v WHERE v.reply_group = m.reply_group)
                AS version_count,
-           m.created_at, m.updated_at
+           m.created_at, m.updated_at, m.parent_id
     FROM messages AS m
 """
 
@@ -394,15 +442,20 @@ class History(SqliteStore):
         *,
         status: MessageStatus = "complete",
         reply_group: int | None = None,
+        after: int | None = None,
         **meta: Unpack[MessageMeta],
     ) -> StoredMessage:
-        """Append a message, or a new active version of ``reply_group`` when given.
+        """Add a message after the last one shown, or after the message ``after``, or as a
+        new active version of ``reply_group`` when given.
 
-        The first user message gives an untitled conversation its title. Raises
-        ``LookupError`` when the conversation (or the reply group in it) does not exist.
+        A message added after one that already has children of its role becomes a new
+        version of them. The first user message gives an untitled conversation its title.
+        Raises ``LookupError`` when the conversation (or the reply group or message in it)
+        does not exist.
         """
         _check_choice("role", role, ROLES)
         with self._write() as conn:
+            parent: int | None
             if reply_group is not None:
                 group = _group_info(conn, reply_group)
                 if group is None or group[0] != conversation_id:
@@ -411,8 +464,24 @@ class History(SqliteStore):
                     )
                 if group[1] != role:
                     raise ValueError(f"reply group {reply_group} holds {group[1]} messages")
+                parent = group[2]
+            elif after is not None:
+                row = conn.execute(
+                    "SELECT conversation_id FROM messages WHERE id = ?", (after,)
+                ).fetchone()
+                if row is None or row[0] != conversation_id:
+                    raise LookupError(f"conversation {conversation_id} has no message {after}")
+                parent = after
+                sibling = conn.execute(
+                    "SELECT MIN(reply_group) FROM messages WHERE parent_id = ? AND role = ?",
+                    (after, role),
+                ).fetchone()[0]
+                reply_group = None if sibling is None else int(sibling)
+            else:
+                path = _shown_path(conn, conversation_id)
+                parent = path[-1].id if path else None
             return self._insert_message(
-                conn, conversation_id, role, content, status, reply_group, dict(meta)
+                conn, conversation_id, role, content, status, reply_group, dict(meta), parent
             )
 
     def add_version(
@@ -423,14 +492,39 @@ class History(SqliteStore):
         status: MessageStatus = "complete",
         **meta: Unpack[MessageMeta],
     ) -> StoredMessage:
-        """Add a new version to a reply group (same role) and make it the active one."""
+        """Add a new version to a group (same role, same parent) and make it the active one.
+
+        A new version of a prompt starts with no replies of its own."""
         with self._write() as conn:
             group = _group_info(conn, reply_group)
             if group is None:
                 raise LookupError(f"no reply group {reply_group}")
-            conversation_id, role = group
+            conversation_id, role, parent = group
             return self._insert_message(
-                conn, conversation_id, role, content, status, reply_group, dict(meta)
+                conn, conversation_id, role, content, status, reply_group, dict(meta), parent
+            )
+
+    def set_conversation_server(
+        self,
+        conversation_id: int,
+        *,
+        profile: str,
+        provider: str,
+        model: str,
+        base_url: str,
+    ) -> None:
+        """Remember the profile, server and model the conversation's last turn used."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE conversations SET profile = ?, provider = ?, model = ?, base_url = ?"
+                " WHERE id = ?",
+                (
+                    storable(profile),
+                    storable(provider),
+                    storable(model),
+                    storable(base_url),
+                    conversation_id,
+                ),
             )
 
     def update_message(self, message_id: int, **fields: Unpack[MessageUpdate]) -> None:
@@ -457,14 +551,10 @@ class History(SqliteStore):
             return _get_message(conn, message_id)
 
     def messages(self, conversation_id: int) -> list[StoredMessage]:
-        """The conversation's messages in order, showing the active version of each reply."""
+        """The shown path: the first prompt, then the active child of each message in turn
+        (so a prompt version shows its own replies)."""
         with self._read() as conn:
-            rows = conn.execute(
-                _MESSAGE_SELECT + " WHERE m.conversation_id = ? AND m.active = 1"
-                " ORDER BY m.reply_group",
-                (conversation_id,),
-            ).fetchall()
-        return [_stored_message(row) for row in rows]
+            return _shown_path(conn, conversation_id)
 
     def versions(self, reply_group: int) -> list[StoredMessage]:
         """Every version of a reply, oldest first."""
@@ -627,12 +717,15 @@ class History(SqliteStore):
              "messages": [{"role", "content", "status", "model", "provider",
                            "input_tokens", "output_tokens", "cost", "ttft_s", "total_s",
                            "cached", "error", "finish_reason",
+                           "id": n, "parent": n | null,
                            "group": n, "version": n, "active": bool,
                            "created_at": ISO, "updated_at": ISO}, ...]}
 
-        Messages come in conversation order; the versions of one reply share a ``group``
-        number (1, 2, … in order of appearance) and are listed oldest first. Timestamps are
-        ISO 8601 in UTC. ``LookupError`` if the conversation does not exist.
+        Messages come in conversation order, each after its parent; ``id`` numbers them
+        (1, 2, …) and ``parent`` is the ``id`` of the message it follows (null for a first
+        prompt). The versions of one prompt or reply share a ``group`` number (1, 2, … in
+        order of appearance) and are listed oldest first. Timestamps are ISO 8601 in UTC.
+        ``LookupError`` if the conversation does not exist.
         """
         with self._read() as conn:
             conversation = _get_conversation(conn, conversation_id)
@@ -643,11 +736,15 @@ class History(SqliteStore):
                 (conversation_id,),
             ).fetchall()
         groups: dict[int, int] = {}
+        numbers: dict[int, int] = {}
         messages: list[dict[str, Any]] = []
         for message in map(_stored_message, rows):
             group = groups.setdefault(message.reply_group, len(groups) + 1)
+            numbers[message.id] = len(numbers) + 1
             messages.append(
                 {
+                    "id": numbers[message.id],
+                    "parent": None if message.parent_id is None else numbers[message.parent_id],
                     "role": message.role,
                     "content": message.content,
                     "status": message.status,
@@ -715,15 +812,29 @@ class History(SqliteStore):
                 conversation,
             )
             conversation_id = _lastrowid(cursor)
+            ids: dict[object, int] = {}
+            shown: int | None = None  # the active message of the group before (no parents)
             for versions in groups:
                 reply_group: int | None = None
+                tree, parent = versions[0]["_tree"], versions[0]["_parent"]
+                parent_id = ids[parent] if tree and parent is not None else None
+                if not tree:
+                    parent_id = shown
                 for message in versions:
+                    ident = message.pop("_id")
+                    del message["_tree"], message["_parent"]
                     columns = {**message, "conversation_id": conversation_id}
+                    columns["parent_id"] = parent_id
                     if reply_group is not None:
                         columns["reply_group"] = reply_group
                     cursor = conn.execute(_insert_sql("messages", columns), tuple(columns.values()))
+                    row_id = _lastrowid(cursor)
+                    if ident is not None:
+                        ids[ident] = row_id
+                    if message["active"]:
+                        shown = row_id
                     if reply_group is None:
-                        reply_group = _lastrowid(cursor)
+                        reply_group = row_id
                         conn.execute(
                             "UPDATE messages SET reply_group = id WHERE id = ?", (reply_group,)
                         )
@@ -740,6 +851,7 @@ class History(SqliteStore):
         status: MessageStatus,
         reply_group: int | None,
         meta: dict[str, Any],
+        parent: int | None,
     ) -> StoredMessage:
         values = _check_fields({**meta, "status": status}, frozenset((*_META_FIELDS, "status")))
         conversation = _get_conversation(conn, conversation_id)
@@ -763,6 +875,7 @@ class History(SqliteStore):
             "active": 1,
             "created_at": now,
             "updated_at": now,
+            "parent_id": parent,
         }
         cursor = conn.execute(_insert_sql("messages", columns), tuple(columns.values()))
         message_id = _lastrowid(cursor)
@@ -962,12 +1075,35 @@ def _get_message(conn: sqlite3.Connection, message_id: int) -> StoredMessage | N
     return None if row is None else _stored_message(row)
 
 
-def _group_info(conn: sqlite3.Connection, reply_group: int) -> tuple[int, Role] | None:
+def _group_info(conn: sqlite3.Connection, reply_group: int) -> tuple[int, Role, int | None] | None:
+    """The conversation, role and parent of a group's messages."""
     row = conn.execute(
-        "SELECT conversation_id, role FROM messages WHERE id = ? AND reply_group = id",
+        "SELECT conversation_id, role, parent_id FROM messages WHERE id = ? AND reply_group = id",
         (reply_group,),
     ).fetchone()
-    return None if row is None else (int(row[0]), cast(Role, row[1]))
+    return None if row is None else (int(row[0]), cast(Role, row[1]), row[2])
+
+
+def _shown_path(conn: sqlite3.Connection, conversation_id: int) -> list[StoredMessage]:
+    """From the first prompt down, the active child of each message (among several
+    groups of children, the newest group's; a group without an active one, its newest)."""
+    rows = conn.execute(
+        _MESSAGE_SELECT + " WHERE m.conversation_id = ? ORDER BY m.id", (conversation_id,)
+    ).fetchall()
+    children: dict[int | None, StoredMessage] = {}
+    for message in map(_stored_message, rows):
+        # rows come oldest first: a later active child wins, an inactive one only fills in
+        chosen = children.get(message.parent_id)
+        if chosen is None or message.active or not chosen.active:
+            children[message.parent_id] = message
+    path: list[StoredMessage] = []
+    seen: set[int] = set()
+    node = children.get(None)
+    while node is not None and node.id not in seen:
+        seen.add(node.id)
+        path.append(node)
+        node = children.get(node.id)
+    return path
 
 
 def _conversation(row: Sequence[Any]) -> Conversation:
@@ -980,6 +1116,7 @@ def _conversation(row: Sequence[Any]) -> Conversation:
         provider=row[5],
         model=row[6],
         system_prompt=row[7],
+        base_url=row[8],
     )
 
 
@@ -1006,6 +1143,7 @@ def _stored_message(row: Sequence[Any]) -> StoredMessage:
         version_count=row[18],
         created_at=row[19],
         updated_at=row[20],
+        parent_id=row[21],
     )
 
 
@@ -1091,6 +1229,7 @@ def _parse_export(
     if not isinstance(raw_messages, list):
         raise ImportFormatError('"messages" must be a list')
     groups: dict[object, list[dict[str, Any]]] = {}
+    tree = any(isinstance(raw, Mapping) and "parent" in raw for raw in raw_messages)
     for index, raw in enumerate(raw_messages):
         where = f"messages[{index}]"
         if not isinstance(raw, Mapping):
@@ -1122,9 +1261,17 @@ def _parse_export(
         active = raw.get("active", True)
         if not isinstance(active, bool):
             raise ImportFormatError(f"{where}.active must be true or false")
+        ident = raw.get("id")
+        parent = raw.get("parent")
+        for name, value in (("id", ident), ("parent", parent)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | str)):
+                raise ImportFormatError(f"{where}.{name} must be a number")
         message_created = _timestamp(raw.get("created_at"), created, f"{where}.created_at")
         groups.setdefault(group, []).append(
             {
+                "_id": ident,
+                "_tree": tree,
+                "_parent": parent,
                 "role": role,
                 "content": storable(content),
                 "status": "interrupted" if status == "streaming" else status,
@@ -1138,7 +1285,21 @@ def _parse_export(
             }
         )
     ordered: _ExportedGroups = []
+    known: set[object] = set()
     for group, versions in groups.items():
+        if tree:
+            if len({repr(message["_parent"]) for message in versions}) != 1:
+                raise ImportFormatError(f"the versions of group {group!r} have different parents")
+            parent = versions[0]["_parent"]
+            if parent is not None and parent not in known:
+                raise ImportFormatError(
+                    f"group {group!r} follows message {parent!r}, which does not come before it"
+                )
+        for message in versions:
+            if message["_id"] is not None:
+                if message["_id"] in known:
+                    raise ImportFormatError(f"the id {message['_id']!r} is given twice")
+                known.add(message["_id"])
         versions.sort(key=lambda message: int(message["version"]))
         numbers = [message["version"] for message in versions]
         if len(set(numbers)) != len(numbers):

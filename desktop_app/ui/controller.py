@@ -212,36 +212,21 @@ class ChatController(QObject):
         return True
 
     def edit_and_resend(self, prompt: str) -> bool:
-        """Replace the last prompt with ``prompt`` (as a new version) and answer it again."""
+        """Ask ``prompt`` as a new version of the last prompt shown; it gets its own
+        replies, and the earlier version keeps its own."""
         if self.busy or self.conversation_id is None or self.check_prompt(prompt) is not None:
             return False
-        user, reply = self._last_exchange()
-        if user is None or reply is None:
+        user = self._last_prompt()
+        if user is None or self.services.history is None:
             return False
-        history = self.services.history
-        if history is None:
-            return False
-        conversation_id = self.conversation_id
-
-        async def run() -> None:
-            try:
-                await self.services.run_io(history.add_version, user.reply_group, prompt)
-            except Exception as exc:
-                log.exception("could not record the edited prompt")
-                self.task = None
-                self.notice.emit(_sentence(exc))
-                self.busy_changed.emit(False)
-                return
-            turn = self.chat.regenerate(
-                conversation_id,
-                reply.reply_group,
-                profile=self.settings.profile or None,
-                **self._overrides(),
-            )
-            self._start(turn, "regenerate", prompt)
-
-        self.task = asyncio.ensure_future(run())
-        self.busy_changed.emit(True)
+        turn = self.chat.edit(
+            self.conversation_id,
+            user.id,
+            prompt,
+            profile=self.settings.profile or None,
+            **self._overrides(),
+        )
+        self._start(turn, "regenerate", prompt)  # the view redoes the last exchange
         return True
 
     def stop(self) -> bool:
@@ -322,12 +307,10 @@ class ChatController(QObject):
             self._retry_now = False
             self.turn_ended.emit()
             self.busy_changed.emit(False)
-            if turn.conversation_id is not None and turn.conversation_id == self.conversation_id:
-                self.spawn(
-                    self._sync(
-                        turn.conversation_id, retry_group=turn.reply_group if retry else None
-                    )
-                )
+            shown = turn.conversation_id
+            if turn.recorded and shown is not None and shown == self.conversation_id:
+                # (a turn that recorded nothing keeps its prompt and error on screen)
+                self.spawn(self._sync(shown, retry_group=turn.reply_group if retry else None))
             if before != self.conversation_id or turn.mode == "new":
                 self.history_changed.emit()
 
@@ -385,20 +368,22 @@ class ChatController(QObject):
             self.regenerate(retry_group)
 
     def _last_assistant(self) -> StoredMessage | None:
-        for m in reversed(self.messages):
-            if m.role == "assistant":
-                return m
-        return None
+        """The last message shown, when it is a reply."""
+        last = self.messages[-1] if self.messages else None
+        return last if last is not None and last.role == "assistant" else None
 
     def _last_reply_group(self) -> int | None:
         last = self._last_assistant()
         return None if last is None else last.reply_group
 
-    def _last_exchange(self) -> tuple[StoredMessage | None, StoredMessage | None]:
+    def _last_prompt(self) -> StoredMessage | None:
+        """The last prompt shown, when only its reply (if any) follows it."""
         shown = [m for m in self.messages if m.role in ("user", "assistant")]
-        if len(shown) >= 2 and shown[-2].role == "user" and shown[-1].role == "assistant":
-            return shown[-2], shown[-1]
-        return None, None
+        if shown and shown[-1].role == "user":
+            return shown[-1]
+        if len(shown) >= 2 and shown[-2].role == "user":
+            return shown[-2]
+        return None
 
     # -- conversations ---------------------------------------------------------------------
 

@@ -224,9 +224,11 @@ def test_versions_and_switching(history: History) -> None:
     assert (second.reply_group, second.version, second.active) == (first.id, 2, True)
     assert (third.version, third.version_count) == (3, 3)
 
+    # a new version of an earlier reply starts a branch: the follow-up stays under "Joke one"
     shown = history.messages(conversation.id)
-    assert [m.id for m in shown] == [question.id, third.id, follow_up.id, last.id]
+    assert [m.id for m in shown] == [question.id, third.id]
     assert shown[1].version_count == 3
+    assert third.parent_id == first.parent_id == question.id
 
     versions = history.versions(first.reply_group)
     assert [m.id for m in versions] == [first.id, second.id, third.id]
@@ -235,6 +237,7 @@ def test_versions_and_switching(history: History) -> None:
     history.set_active_version(first.id)
     shown = history.messages(conversation.id)
     assert [m.content for m in shown] == ["Tell me a joke", "Joke one", "Another", "Joke A"]
+    assert [m.id for m in shown] == [question.id, first.id, follow_up.id, last.id]
     assert [m.active for m in history.versions(first.reply_group)] == [True, False, False]
 
     with pytest.raises(LookupError):
@@ -606,7 +609,15 @@ def test_export_json_shape(history: History, clock: FakeClock) -> None:
     assert messages[2]["cost"] == 0.0012
     assert messages[1]["cost"] is None
     assert messages[2]["cached"] is True
-    assert "id" not in messages[0]
+    # export numbers, not database ids: each message after its parent
+    assert [(m["id"], m["parent"]) for m in messages] == [
+        (1, None),
+        (2, 1),
+        (3, 1),
+        (4, 1),
+        (5, 3),
+        (6, 5),
+    ]
     json.dumps(exported)  # JSON-ready
 
 
@@ -797,7 +808,7 @@ def test_migrates_a_v1_database(db_path: Path) -> None:
 
     with History(db_path) as history:
         assert history.recovered_from is None
-        assert history.schema_version == SCHEMA_VERSION == 2
+        assert history.schema_version == SCHEMA_VERSION == 3
         conversation = history.latest_conversation()
         assert conversation is not None
         assert (conversation.title, conversation.model) == ("Old chat", "gpt-3.5")
@@ -1026,3 +1037,125 @@ def test_a_very_common_term_ranks_only_the_newest_matches(
         ]
         hits = history.search("river")
     assert {h.message_id for h in hits} == set(ids[-3:])
+
+
+# -- the conversation as a tree ------------------------------------------------------------
+
+
+def _path(history: History, conversation_id: int) -> list[str]:
+    return [m.content for m in history.messages(conversation_id)]
+
+
+def test_each_prompt_version_keeps_its_own_replies(history: History) -> None:
+    conversation = history.create_conversation()
+    first = history.add_message(conversation.id, "user", "Prompt one")
+    answer = history.add_message(conversation.id, "assistant", "Answer to one")
+    edited = history.add_version(first.reply_group, "Prompt two")
+    assert edited.parent_id is None and (edited.version, edited.version_count) == (2, 2)
+    assert _path(history, conversation.id) == ["Prompt two"]  # no reply of its own yet
+    reply = history.add_message(conversation.id, "assistant", "Answer to two", after=edited.id)
+    assert reply.parent_id == edited.id and reply.reply_group != answer.reply_group
+    assert _path(history, conversation.id) == ["Prompt two", "Answer to two"]
+
+    history.set_active_version(first.id)  # ◀ on the prompt
+    assert _path(history, conversation.id) == ["Prompt one", "Answer to one"]
+    again = history.add_version(answer.reply_group, "Another answer to one")
+    assert again.parent_id == first.id and (again.version, again.version_count) == (2, 2)
+    shown = history.messages(conversation.id)
+    assert [m.content for m in shown] == ["Prompt one", "Another answer to one"]
+    assert [(m.version, m.version_count) for m in shown] == [(1, 2), (2, 2)]
+
+    history.set_active_version(edited.id)  # ▶ on the prompt
+    shown = history.messages(conversation.id)
+    assert [m.content for m in shown] == ["Prompt two", "Answer to two"]
+    assert shown[1].version_count == 1
+
+    # adding after a message that has replies makes a new version of them
+    third = history.add_message(conversation.id, "assistant", "Third", after=edited.id)
+    assert (third.reply_group, third.version) == (reply.reply_group, 2)
+    with pytest.raises(LookupError):
+        history.add_message(history.create_conversation().id, "user", "x", after=first.id)
+
+
+def test_migrates_a_v2_database_keeping_replies_under_their_prompts(db_path: Path) -> None:
+    from desktop_app.core.history import _MIGRATIONS
+
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path)
+    conn.executescript(V1_SCHEMA.replace("PRAGMA user_version = 1;", "DELETE FROM messages;"))
+    for statement in _MIGRATIONS[1]:
+        conn.execute(statement)
+    # Written by a Rill without parents: ask, answer, edit the prompt, answer it, go on.
+    rows = [
+        (1, "user", "Prompt one", 1, 1, 0),
+        (2, "assistant", "Answer to one", 2, 1, 0),
+        (3, "user", "Prompt two", 1, 2, 1),
+        (4, "assistant", "Answer to two", 2, 2, 1),
+        (5, "user", "Next", 5, 1, 1),
+        (6, "assistant", "Next answer", 6, 1, 1),
+    ]
+    for id_, role, content, group, version, active in rows:
+        conn.execute(
+            "INSERT INTO messages (id, conversation_id, role, content, reply_group, version,"
+            " active, created_at, updated_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?)",
+            (id_, role, content, group, version, active, 1000.0 + id_, 1000.0 + id_),
+        )
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+
+    with History(db_path) as history:
+        assert history.recovered_from is None
+        assert history.schema_version == 3
+        assert _path(history, 1) == ["Prompt two", "Answer to two", "Next", "Next answer"]
+        shown = history.messages(1)
+        assert (shown[0].version, shown[0].version_count) == (2, 2)
+        assert (shown[1].version, shown[1].version_count) == (1, 1)
+        history.set_active_version(1)
+        assert _path(history, 1) == ["Prompt one", "Answer to one"]
+        assert history.get_message(2) is not None and history.get_message(2).active  # type: ignore[union-attr]
+        conversation = history.get_conversation(1)
+        assert conversation is not None and conversation.base_url == ""
+
+
+def test_json_round_trip_keeps_the_tree(history: History) -> None:
+    conversation = history.create_conversation()
+    first = history.add_message(conversation.id, "user", "Prompt one")
+    history.add_message(conversation.id, "assistant", "Answer to one")
+    edited = history.add_version(first.reply_group, "Prompt two")
+    history.add_message(conversation.id, "assistant", "Answer to two", after=edited.id)
+    copy = history.import_json(history.export_json(conversation.id))
+    assert _path(history, copy) == ["Prompt two", "Answer to two"]
+    history.set_active_version(history.messages(copy)[0].id - 1)  # the copy of prompt one
+    assert _path(history, copy) == ["Prompt one", "Answer to one"]
+
+
+@pytest.mark.parametrize(
+    ("messages", "problem"),
+    [
+        ([{"id": 1, "parent": 2, "role": "user", "content": "a"}], "does not come before"),
+        ([{"id": 1, "parent": 1, "role": "user", "content": "a"}], "does not come before"),
+        (
+            [
+                {"id": 1, "parent": None, "role": "user", "content": "a"},
+                {"id": 1, "parent": 1, "role": "assistant", "content": "b"},
+            ],
+            "given twice",
+        ),
+        (
+            [
+                {"id": 1, "parent": None, "role": "user", "content": "a", "group": 1},
+                {"id": 2, "parent": 1, "role": "user", "content": "b", "group": 1},
+            ],
+            "different parents",
+        ),
+        ([{"id": [1], "parent": None, "role": "user", "content": "a"}], "must be a number"),
+    ],
+)
+def test_import_refuses_a_broken_tree(
+    history: History, messages: list[dict[str, Any]], problem: str
+) -> None:
+    data = {"format": "rill.conversation", "version": 1, "messages": messages}
+    with pytest.raises(ImportFormatError, match=problem):
+        history.import_json(data)
+    assert history.list_conversations() == []
