@@ -141,13 +141,25 @@ class WelcomeCard(QFrame):
             what = models[0] if models else "no models yet"
             if len(models) > 1:
                 what += f" and {len(models) - 1} more"
-            current = using is not None and server.base_url == using.base_url
-            label = f"{'✓ Using' if current else 'Use'} {server.name}: {what}"
-            button = QPushButton(label)
-            button.setEnabled(not current)
+            button = QPushButton()
+            button.setProperty("server", server.profile_name)
+            button.setProperty("what", f"{server.name}: {what}")
             button.clicked.connect(lambda _c=False, s=server: self.use_server.emit(s))
             self.servers_row.addWidget(button)
             self._server_buttons.append(button)
+        self.set_using(using.profile_name if using is not None else "")
+
+    def set_using(self, profile: str, simulator_profile: str = "Simulator") -> None:
+        """Mark the one way of chatting in use (a found server or the simulator): one ✓."""
+        for button in self._server_buttons:
+            current = button.property("server") == profile
+            button.setText(f"{'✓ Using' if current else 'Use'} {button.property('what')}")
+            button.setEnabled(not current)
+        simulating = profile == simulator_profile
+        self.sim_button.setText(
+            "✓ Using the built-in simulator" if simulating else "Try the built-in simulator"
+        )
+        self.sim_button.setEnabled(not simulating)
 
     def set_note(self, text: str) -> None:
         self.note.setText(text)
@@ -167,6 +179,8 @@ class WelcomeCard(QFrame):
     def text(self) -> str:
         """Everything the card says (for tests and accessibility)."""
         parts = [self.status.text(), *(b.text() for b in self._server_buttons)]
+        if not self.sim_button.isHidden():
+            parts.append(self.sim_button.text())
         if self.note.isVisible() or self.note.text():
             parts.append(self.note.text())
         return "\n".join(parts)

@@ -238,6 +238,12 @@ class MainWindow(QMainWindow):
         self.actions_["import"] = imported
         file_menu.addAction(imported)
         file_menu.addSeparator()
+        simulator = QAction("&Try the built-in simulator", self)
+        simulator.setToolTip("Chat with Rill's built-in simulator (the profile “Simulator”)")
+        simulator.triggered.connect(lambda: self.start_simulator())
+        simulator.setEnabled(self.simulator is not None)
+        self.actions_["simulator"] = simulator
+        file_menu.addAction(simulator)
         file_menu.addAction(action("settings", "&Settings…", self.open_settings))
         file_menu.addSeparator()
         quit_action = action("quit", "&Quit", self.close)
@@ -407,8 +413,10 @@ class MainWindow(QMainWindow):
     def _make_welcome(self) -> WelcomeCard:
         card = WelcomeCard()
         card.use_server.connect(self.use_server)
-        card.add_key.connect(lambda: self.open_settings(tab="Profiles"))
+        card.add_key.connect(self.add_key)
         card.try_simulator.connect(lambda: self.start_simulator())
+        for signal in (card.use_server, card.try_simulator):
+            signal.connect(self._focus_prompt)
         card.look_again.connect(
             lambda: setattr(self, "first_run_task", self.controller.spawn(self.look_for_servers()))
         )
@@ -439,6 +447,7 @@ class MainWindow(QMainWindow):
         elif servers:
             using = next((s for s in servers if s.profile_name == current), None)
         card.set_servers(servers, using)
+        card.set_using(self.controller.settings.profile, SIMULATOR_PROFILE)
         if servers:
             card.set_note("")
             card.sim_button.setVisible(True)
@@ -488,9 +497,21 @@ class MainWindow(QMainWindow):
         self.select_profile(SIMULATOR_PROFILE)
         if self.welcome is not None:
             self.welcome.set_note(STARTED_NOTE)
-            self.welcome.sim_button.setEnabled(False)
-            self.welcome.sim_button.setText("✓ Using the built-in simulator")
+            self.welcome.set_using(SIMULATOR_PROFILE)
         self.status.show_message("Using the built-in simulator (profile “Simulator”)")
+
+    def add_key(self) -> None:
+        """Open Settings → Profiles for a key; without a keychain, say so and what to do."""
+        if not self.keys.supported:
+            text = (
+                f"{self.keys.reason} Rill can read the key from an environment variable "
+                "instead: set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY and start "
+                "Rill again."
+            )
+            if self.welcome is not None:
+                self.welcome.set_note(text)
+            self.status.show_message(text)
+        self.open_settings(tab="Profiles")
 
     def add_session_profile(self, profile: Profile) -> None:
         """Add a profile for this session only (saved only if the user asks in Settings)."""
@@ -823,6 +844,8 @@ class MainWindow(QMainWindow):
         settings.temperature = None
         self._fill_profiles()
         self.refresh_models()
+        if self.welcome is not None:
+            self.welcome.set_using(name, SIMULATOR_PROFILE)
 
     def refresh_models(self) -> None:
         self.header.models_error.hide()

@@ -11,9 +11,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QFileDialog
 from pytestqt.qtbot import QtBot
 
-from desktop_app.core.config import Profile
+from desktop_app.core.config import Config, Profile
 from desktop_app.core.history import Conversation
+from desktop_app.core.paths import app_paths
 from desktop_app.simulator import Fault, SimulatorThread
+from desktop_app.ui.first_run import ProbeTarget
 from desktop_app.ui.main_window import MainWindow
 from desktop_app.ui.sidebar import LINE_ROLE, match_runs
 from tests.gui.util import Windows, run, sim_config
@@ -189,3 +191,77 @@ def test_search_highlights_matches_and_long_titles_are_elided(
     assert window.sidebar.list.horizontalScrollBarPolicy() == Qt.ScrollBarPolicy.ScrollBarAlwaysOff
     image = window.sidebar.list.viewport().grab()
     assert not image.isNull()
+
+
+class FakeSimulator:
+    def __init__(self, sim: SimulatorThread) -> None:
+        self.sim = sim
+        self.running = False
+
+    def start(self) -> str:
+        self.running = True
+        return self.sim.base_url("openai")
+
+
+def test_welcome_card_shows_one_state_after_looking_again(
+    qtbot: QtBot, windows: Windows, sim: SimulatorThread, rill_home: Path
+) -> None:
+    window = windows.make(
+        Config(path=app_paths(rill_home).config_file),
+        probes=(ProbeTarget("llama.cpp", "openai", DEAD_URL),),
+        simulator=FakeSimulator(sim),
+    )
+    qtbot.waitUntil(
+        lambda: window.first_run_task is not None and window.first_run_task.done(), timeout=5000
+    )
+    card = window.welcome
+    assert card is not None
+    assert window.controller.settings.profile == "Simulator"
+    assert card.text.count("✓") == 1 and "✓ Using the built-in simulator" in card.text
+
+    window.probes = (ProbeTarget("llama.cpp", "openai", sim.base_url("openai")),)
+    qtbot.mouseClick(card.again_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "✓ Using llama.cpp" in card.text, timeout=5000)
+    qtbot.waitUntil(lambda: window.first_run_task is not None and window.first_run_task.done())
+    assert card.text.count("✓") == 1, card.text
+    assert "No model server answered" not in card.text
+    assert card.sim_button.text() == "Try the built-in simulator"
+
+    # picking the simulator again moves the one ✓ there
+    qtbot.mouseClick(card.sim_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "✓ Using the built-in simulator" in card.text, timeout=5000)
+    assert card.text.count("✓") == 1, card.text
+
+
+def test_the_simulator_stays_on_offer_once_a_profile_exists(
+    qtbot: QtBot, windows: Windows, sim: SimulatorThread, rill_home: Path
+) -> None:
+    config = Config(path=app_paths(rill_home).config_file)
+    config.profiles["Work"] = Profile(name="Work", provider="openai", base_url=DEAD_URL)
+    config.values["default_profile"] = "Work"
+    window = windows.make(config, simulator=FakeSimulator(sim))
+    assert window.welcome is None
+    action = window.actions_["simulator"]
+    assert action.isEnabled()
+    assert action in window.menuBar().actions()[0].menu().actions()
+    action.trigger()
+    qtbot.waitUntil(lambda: window.controller.settings.profile == "Simulator", timeout=5000)
+    assert "Simulator" in [
+        window.header.profile.itemText(i) for i in range(window.header.profile.count())
+    ]
+    with qtbot.waitSignal(window.controller.finished, timeout=10_000):
+        send(qtbot, window, "Hello simulator")
+
+
+def test_add_a_key_without_a_keychain_offers_the_environment_variable(
+    qtbot: QtBot, windows: Windows, rill_home: Path
+) -> None:
+    window = windows.make(Config(path=app_paths(rill_home).config_file))
+    window.keys.available = False
+    window.keys.reason = "No system keychain is available on this machine."
+    window.add_key()
+    assert "OPENAI_API_KEY" in window.status.text
+    assert "keychain" in window.status.text
+    dialog = window.settings_dialog
+    assert dialog is not None and dialog.isVisible()
+    assert not dialog.p_key.isEnabled() and "OPENAI_API_KEY" in dialog.key_note.text()
