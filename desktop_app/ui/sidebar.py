@@ -105,8 +105,8 @@ class ConversationDelegate(QStyledItemDelegate):
         rect: QRect = opt.rect.adjusted(self.PAD, self.PAD // 2, -self.PAD, -self.PAD // 2)
         selected = bool(opt.state & QStyle.StateFlag.State_Selected)
         palette: QPalette = opt.palette
-        role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
-        color = palette.color(role)
+        # the theme keeps the text colour on a selected row (its background is a light tint)
+        color = palette.color(QPalette.ColorRole.Text)
         font = QFont(opt.font)
         fm = QFontMetrics(font)
         line = fm.height()
@@ -165,7 +165,7 @@ class ConversationDelegate(QStyledItemDelegate):
             box = QRect(x, rect.top(), width, rect.height())
             if match:
                 tint = QColor(highlight)
-                tint.setAlphaF(0.45 if not selected else 0.8)
+                tint.setAlphaF(0.35 if not selected else 0.55)
                 painter.fillRect(box.adjusted(-1, 1, 1, -1), tint)
             painter.setFont(f)
             painter.setPen(color)
