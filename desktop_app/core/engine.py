@@ -67,6 +67,7 @@ from desktop_app.core.events import (
 from desktop_app.core.http import make_client
 from desktop_app.core.providers import Provider, StreamParser, get_provider
 from desktop_app.core.providers.base import UNPARSABLE, WHOLE_BODY, NoModelList, valid_text
+from desktop_app.core.redaction import register_secret
 from desktop_app.core.resilience import (
     Backoff,
     Breakers,
@@ -405,6 +406,12 @@ class Generation:
                 if index > 0:
                     assert error is not None
                     previous = candidates[index - 1]
+                    log.warning(
+                        "falling back from %s to %s: %s",
+                        _loggable(previous.model),
+                        _loggable(request.model),
+                        _loggable(error.message),
+                    )
                     yield FallingBack(
                         previous.model,
                         request.model,
@@ -429,7 +436,9 @@ class Generation:
         except _UserCancel:
             yield Cancelled(self.partial)
         except RillError as exc:
-            yield Failed(final(exc), self.partial)
+            failure = final(exc)
+            log.error("reply failed: %s", _loggable(failure.message))
+            yield Failed(failure, self.partial)
         except Exception as exc:  # nothing a server sends may end a turn without a sentence
             log.error("unexpected %s while generating", type(exc).__name__)
             yield Failed(
@@ -472,6 +481,7 @@ class Generation:
         settings = engine.settings
         provider = get_provider(request.provider)
         api_key = engine.api_key(request)
+        register_secret(api_key)  # every log line masks it
         _check_key(provider, request, api_key)
         url = provider.url(request)
         headers = provider.headers(api_key, stream=request.stream)
@@ -488,11 +498,18 @@ class Generation:
             if self.cancelled:
                 raise _UserCancel
             if not breaker.acquire():
+                log.warning(
+                    "the circuit of %s (%s) is open for %s more: not asking it",
+                    server,
+                    _loggable(request.model),
+                    human_seconds(max(0.0, breaker.until - engine.clock())),
+                )
                 yield CircuitOpen(request.endpoint, breaker.until)
                 raise CircuitOpenError(request.endpoint, breaker.until)
             hold = engine.gate.hold_until(gate_key)
             if hold is not None:
                 delay = hold - engine.clock()
+                log.info("waiting %s for the rate limit of %s", human_seconds(delay), server)
                 yield RateLimitWait(hold, delay, "The rate limit is used up until it resets.")
                 await self._sleep(delay)
             parser = provider.parser(request)
@@ -641,8 +658,14 @@ class Generation:
                 breaker.failure()
             else:
                 breaker.release()
-            log.debug(
-                "attempt %d failed: %s (%s)", attempt, error.kind, error.detail or error.message
+            log.warning(
+                "attempt %d of %d to %s (%s) failed: %s%s",
+                attempt,
+                settings.max_attempts,
+                server,
+                _loggable(request.model),
+                _loggable(error.message),
+                f" [{_loggable(error.detail)}]" if error.detail else "",
             )
             if not error.retryable or attempt >= settings.max_attempts:
                 raise error
@@ -668,6 +691,13 @@ class Generation:
                     delay = 0.0
                 else:
                     delay = wait
+            log.info(
+                "retrying %s in %s (attempt %d of %d)",
+                server,
+                human_seconds(delay),
+                attempt + 1,
+                settings.max_attempts,
+            )
             if delay > 0:
                 yield Retrying(attempt + 1, settings.max_attempts, delay, error.message)
                 await self._sleep(delay)
@@ -1363,6 +1393,18 @@ def _check_key(provider: Provider, request: ChatRequest, api_key: str | None) ->
         f"There is no API key for {provider.title} (profile '{request.profile}').",
         action=f"{env} a key for profile '{request.profile}' in Settings.",
     )
+
+
+_LOG_TEXT_LIMIT = 500
+
+
+def _loggable(text: str) -> str:
+    """Outside text for one log line: control characters escaped, at most 500 characters."""
+    if len(text) > _LOG_TEXT_LIMIT:
+        text = text[: _LOG_TEXT_LIMIT - 1] + "…"
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _skip_leading_space(event: TextDelta, skip: int) -> tuple[TextDelta, int]:
