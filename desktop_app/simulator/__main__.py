@@ -9,14 +9,29 @@ import signal
 import sys
 
 from desktop_app.simulator import hostile
-from desktop_app.simulator.server import Simulator
+from desktop_app.simulator.faults import FAULT_HEADER, SPEC_HELP, FaultSpecError, parse_faults
+from desktop_app.simulator.server import Fault, Simulator
+
+
+def _fault_spec(text: str) -> list[Fault]:
+    try:
+        return parse_faults(text)
+    except FaultSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m desktop_app.simulator",
         description="A local LLM server speaking the OpenAI, Ollama, Anthropic and Gemini "
-        "wire protocols on one port.",
+        "wire protocols on one port. A prompt asking for code, a table or a list gets one; "
+        "'/echo TEXT' answers TEXT; asking the same again gets new words.",
+        epilog=SPEC_HELP
+        + f"\nThe same spec in a request's {FAULT_HEADER} header makes that request fail:\n"
+        "the first identical request (same header, same body) takes the first fault, the\n"
+        "next the second, and so on; later ones are answered, so a client's retries get\n"
+        "through.\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
@@ -28,6 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tokens", type=int, default=300, help="tokens in an ordinary reply (default 300)"
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        type=_fault_spec,
+        metavar="SPEC",
+        help="fail the next chat requests as SPEC says, e.g. 503x2, 429:retry-after=2, "
+        "drop@20, stall@10:5s, malformed@5 (repeatable; the spec language is below)",
     )
     parser.add_argument(
         "--hostile",
@@ -45,6 +69,8 @@ async def _serve(args: argparse.Namespace) -> None:
         default_tokens=args.tokens,
         always=hostile.CASES[args.hostile] if args.hostile else None,
     )
+    for faults in args.fault:
+        sim.script(*faults)
     await sim.start()
     stop = asyncio.Event()
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
@@ -56,6 +82,11 @@ async def _serve(args: argparse.Namespace) -> None:
         "Ctrl+C stops it.",
         flush=True,
     )
+    if sim.pending_faults:
+        print(
+            f"The next {len(sim.pending_faults)} chat request(s) will fail as scripted.",
+            flush=True,
+        )
     try:
         await stop.wait()
     finally:

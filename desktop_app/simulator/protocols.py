@@ -28,6 +28,8 @@ from typing import Any, ClassVar, Literal
 
 from desktop_app.simulator.text import (
     count_words,
+    demo_kind,
+    demo_tokens,
     echo_tokens,
     query_words,
     reply_tokens,
@@ -342,8 +344,12 @@ def _fragments(text: str, sizes: tuple[int, ...]) -> list[str]:
     return out
 
 
-def plan_reply(inp: ChatInput, tokens: int) -> Reply:
-    """The reply to ``inp`` when an ordinary reply has ``tokens`` tokens."""
+def plan_reply(inp: ChatInput, tokens: int, variant: int = 0) -> Reply:
+    """The reply to ``inp`` when an ordinary reply has ``tokens`` tokens.
+
+    ``variant`` numbers the answers to the same request: each has its own words (a tool
+    call's arguments and an ``/echo`` are the same for all).
+    """
     seed = seed_for(inp.last_user, inp.seed_model)
     if inp.tool_name is not None:
         args = {"query": query_words(seed)}
@@ -360,7 +366,13 @@ def plan_reply(inp: ChatInput, tokens: int) -> Reply:
     if inp.last_user.startswith("/echo "):
         chunks = _continuation(echo_tokens(inp.last_user[len("/echo ") :]), inp.prefill)
         return Reply(chunks=chunks, finish="stop")
-    chunks = _continuation(reply_tokens(seed, max(0, tokens)), inp.prefill)
+    seed = seed_for(inp.last_user, inp.seed_model, variant)
+    kind = demo_kind(inp.last_user)
+    if kind is None:
+        planned = reply_tokens(seed, max(0, tokens))
+    else:
+        planned = demo_tokens(kind, inp.last_user, seed, max(0, tokens))
+    chunks = _continuation(planned, inp.prefill)
     if inp.max_tokens is not None and inp.max_tokens < len(chunks):
         return Reply(chunks=chunks[: inp.max_tokens], finish="length")
     return Reply(chunks=chunks, finish="stop")

@@ -64,6 +64,9 @@ from desktop_app.simulator.protocols import (
 RecordedProtocol = Literal["openai", "ollama", "anthropic", "gemini", "models"]
 FaultTarget = Literal["openai", "ollama", "anthropic", "gemini", "models"]
 
+FAULT_HEADER = "x-rill-sim-fault"
+"""A chat request carrying this header fails as its fault spec says (see ``faults``)."""
+
 BATCH_BYTES = 64 * 1024
 """At full speed (``tokens_per_s == 0``) chunks are written in batches of about this size."""
 
@@ -158,6 +161,10 @@ class RecordedRequest:
     """The server finished sending the response (a truncated or error-ended one included)."""
     disconnected_at: float | None = None
     fault: Fault | None = None
+    variant: int = 0
+    """Which answer to this request it got: 0 for the first, n after n whole answers to
+    the same body (a regenerate), so each has its own words; retries after a failure
+    get the same one."""
 
 
 class _Exchange:
@@ -217,6 +224,10 @@ class Simulator:
         self._active: set[_Exchange] = set()
         self._loaded: dict[str, float] = {}
         """Models Ollama ran, and when each is unloaded (``time.time()``), for ``/api/ps``."""
+        self._answered: dict[tuple[str, str], int] = {}
+        """Whole ordinary answers given so far, per request (protocol and body)."""
+        self._header_uses: dict[tuple[str, str, bytes], int] = {}
+        """Requests seen per fault header value and body: the n-th takes the n-th fault."""
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -300,9 +311,11 @@ class Simulator:
         self._faults.extend(faults)
 
     def clear(self) -> None:
-        """Drop queued faults and recorded requests."""
+        """Drop queued faults and recorded requests, and start answers afresh."""
         self._faults.clear()
         self.requests.clear()
+        self._answered.clear()
+        self._header_uses.clear()
 
     @property
     def pending_faults(self) -> tuple[Fault, ...]:
@@ -335,21 +348,47 @@ class Simulator:
 
     def reply_text(
         self,
-        body: dict[str, Any],
-        protocol: str,
+        body: dict[str, Any] | RecordedRequest,
+        protocol: str | None = None,
         *,
         headers: Mapping[str, str] | None = None,
     ) -> str:
         """The text an ordinary reply to this request has (empty for a tool call).
 
+        ``body`` is a recorded request, or a request body: the answer the latest request
+        with that body got (that very object first; for a body not sent yet, its first
+        answer). The record gives the variant (a regenerate gets new words), its headers
+        (unless ``headers`` is given) and its fault's token count.
         ``headers`` may carry the request's ``x-rill-sim-tokens`` override.
         """
+        if isinstance(body, RecordedRequest):
+            record: RecordedRequest | None = body
+            protocol = protocol or body.protocol
+            body = body.json
+        else:
+            record = self._record_for(body, protocol)
         if protocol not in CHAT_PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}")
+        if headers is None and record is not None:
+            headers = record.headers
         inp = parse_chat(protocol, body, stream=False)
         lowered = {k.lower(): v for k, v in (headers or {}).items()}
-        tokens = _positive_int(lowered.get("x-rill-sim-tokens"))
-        return plan_reply(inp, self.default_tokens if tokens is None else tokens).text
+        tokens = record.fault.tokens if record is not None and record.fault else None
+        if tokens is None:
+            tokens = _positive_int(lowered.get("x-rill-sim-tokens"))
+        count = self.default_tokens if tokens is None else tokens
+        return plan_reply(inp, count, record.variant if record is not None else 0).text
+
+    def _record_for(self, body: Any, protocol: str | None) -> RecordedRequest | None:
+        """The latest chat request with ``body`` (that very object first)."""
+        for record in reversed(self.requests):
+            if record.json is body and record.protocol == protocol:
+                return record
+        key = _answer_key(protocol or "", body)
+        for record in reversed(self.requests):
+            if record.protocol == protocol and _answer_key(protocol, record.json) == key:
+                return record
+        return None
 
     # -- recording -------------------------------------------------------------------
 
@@ -702,7 +741,17 @@ class Simulator:
         generate: bool = False,
     ) -> web.StreamResponse:
         async def serve(exchange: _Exchange) -> web.StreamResponse:
-            fault = self._take_fault(protocol)
+            spec = request.headers.get(FAULT_HEADER)
+            fault: Fault | None = None
+            if spec is not None:
+                try:
+                    fault = self._header_fault(spec, protocol, exchange.record.body)
+                except ValueError as exc:  # the spec does not parse: say where
+                    return await self._bad_request(
+                        request, exchange, protocol, f"{FAULT_HEADER}: {exc}"
+                    )
+            if fault is None:
+                fault = self._take_fault(protocol)
             if fault is None and self.always is not None:
                 fault = self.always(protocol)
             exchange.record.fault = fault
@@ -718,6 +767,18 @@ class Simulator:
             )
 
         return await self._guarded(request, protocol, serve)
+
+    def _header_fault(self, spec: str, protocol: str, body: bytes) -> Fault | None:
+        """The fault a request's fault header gives it: the n-th identical request (same
+        header, same body) takes the n-th fault of the spec, later ones none."""
+        from desktop_app.simulator.faults import parse_faults  # it builds this module's Fault
+
+        faults = parse_faults(spec)
+        key = (spec, protocol, body)
+        seen = self._header_uses.get(key, 0)
+        if seen <= len(faults):  # stop counting once the spec is used up
+            self._header_uses[key] = seen + 1
+        return faults[seen] if seen < len(faults) else None
 
     @staticmethod
     def _id_headers(protocol: ProtocolName, exchange: _Exchange) -> dict[str, str]:
@@ -751,6 +812,8 @@ class Simulator:
         generate: bool = False,
     ) -> web.StreamResponse:
         record = exchange.record
+        key = _answer_key(protocol, record.json)
+        record.variant = self._answered.get(key, 0)
         if fault.first_byte_delay > 0:
             await asyncio.sleep(fault.first_byte_delay)
         if fault.raw is not None:
@@ -799,11 +862,16 @@ class Simulator:
             rate = _positive_float(request.headers.get("x-rill-sim-tokens-per-s"))
         if rate is None:
             rate = self.tokens_per_s
-        reply = plan_reply(inp, tokens)
+        reply = plan_reply(inp, tokens, record.variant)
         encoder = make_encoder(inp, reply, request_id=exchange.request_id, sse=sse)
         if inp.stream:
-            return await self._stream(request, exchange, fault, encoder, rate)
-        return await self._whole_reply(request, exchange, fault, encoder)
+            response = await self._stream(request, exchange, fault, encoder, rate)
+        else:
+            response = await self._whole_reply(request, exchange, fault, encoder)
+        cut = (fault.drop_after, fault.truncate_after, fault.malformed_after)
+        if record.completed and fault.error_event_after is None and cut == (None, None, None):
+            self._answered[key] = max(self._answered.get(key, 0), record.variant + 1)
+        return response
 
     async def _status_fault(
         self,
@@ -1033,6 +1101,15 @@ class Simulator:
         return response
 
 
+def _answer_key(protocol: str, body: Any) -> tuple[str, str]:
+    """What makes two chat requests the same request: protocol and body (keys sorted)."""
+    try:
+        text = json.dumps(body, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(body)
+    return protocol, text
+
+
 def _shape_of(request: web.Request) -> ProtocolName:
     """Whose error shape a request outside the chat routes gets, from its path and headers."""
     path = request.path
@@ -1167,9 +1244,13 @@ class SimulatorThread:
         self._call(self.sim.clear)
 
     def reply_text(
-        self, body: dict[str, Any], protocol: str, *, headers: Mapping[str, str] | None = None
+        self,
+        body: dict[str, Any] | RecordedRequest,
+        protocol: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
     ) -> str:
-        return self.sim.reply_text(body, protocol, headers=headers)
+        return self._call(lambda: self.sim.reply_text(body, protocol, headers=headers))
 
     def wait_for_disconnect(self, count: int = 1, timeout: float = 5.0) -> None:
         loop = self._loop

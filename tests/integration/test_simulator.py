@@ -158,8 +158,11 @@ async def test_stream_sends_every_token_then_the_finish_marker(
     record = sim.chat_requests[-1]
     assert (record.protocol, record.status, record.tokens_sent) == (protocol, 200, 40)
     assert record.completed and record.disconnected_at is None
-    # The same request gets the same reply.
-    assert summarize(protocol, parse_stream(protocol, await fetch(client, url, body)))[0] == pieces
+    # The same request again (a regenerate) gets new words, which reply_text predicts.
+    again = "".join(summarize(protocol, parse_stream(protocol, await fetch(client, url, body)))[0])
+    assert again != text
+    assert again == sim.reply_text(body, protocol) == sim.reply_text(sim.chat_requests[-1])
+    assert sim.reply_text(sim.chat_requests[0]) == text
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
