@@ -41,7 +41,7 @@ from desktop_app.core.events import (
     StageChanged,
     TextDelta,
 )
-from desktop_app.core.history import MAX_SEARCH_TERMS, Conversation
+from desktop_app.core.history import MAX_SEARCH_TERMS, Conversation, shorten
 from desktop_app.core.ledger import format_usage_report
 from desktop_app.core.logs import setup_logging
 from desktop_app.core.paths import AppPaths, app_paths
@@ -614,18 +614,25 @@ async def _history_command(
             else:
                 out.write(await services.run_io(history.export_markdown, args.export))
         elif args.search:
-            hits = await services.run_search(history.search, args.search, 20)
+            hits = await services.run_search(history.search, args.search, 200)
             if hits.truncated:
                 _note(
                     err, f"q: the search is long; only its first {MAX_SEARCH_TERMS} words are used."
                 )
-            for hit in hits:
-                out.write(f"{hit.conversation_id:>5}  {hit.conversation_title[:30]:<30}  ")
+            listed: set[int] = set()
+            for hit in hits:  # best first: each conversation once, by its best match
+                if hit.conversation_id in listed:
+                    continue
+                listed.add(hit.conversation_id)
+                out.write(f"{hit.conversation_id:>5}  {shorten(hit.conversation_title, 30):<30}  ")
                 out.write(hit.snippet.replace("\n", " ") + "\n")
+                if len(listed) == 20:
+                    break
         else:
             for c in await services.run_io(history.list_conversations, 30):
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.updated_at))
-                out.write(f"{c.id:>5}  {when}  {c.model[:20]:<20}  {c.title or '(untitled)'}\n")
+                title = shorten(c.title, 60) or "(untitled)"
+                out.write(f"{c.id:>5}  {when}  {c.model[:20]:<20}  {title}\n")
     except LookupError:
         _note(err, f"q: there is no conversation {args.export}. See q --history.")
         return EXIT_FAILED

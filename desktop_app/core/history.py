@@ -961,10 +961,24 @@ class StreamingWriter:
 
 
 def title_from_prompt(prompt: str, limit: int = TITLE_LIMIT) -> str:
-    """A conversation title: the prompt's first non-blank line, clipped to ``limit``."""
+    """A conversation title: the prompt's first non-blank line, shortened to ``limit``."""
     line = next((ln for ln in prompt.splitlines() if ln.strip()), "")
-    line = " ".join(line.split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+    return shorten(line, limit)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` on one line in at most ``limit`` characters: when it is longer, cut
+    between words (mid-word only for a word longer than half the room) and end with "…"."""
+    line = " ".join(text.split())
+    if len(line) <= limit:
+        return line
+    room = max(limit - 1, 0)
+    cut = line[:room]
+    if line[room : room + 1] != " ":
+        space = cut.rfind(" ")
+        if space >= room // 2:
+            cut = cut[:space]
+    return cut.rstrip() + "…"
 
 
 _QUERY_PART = re.compile(r'"([^"]*)"|(\S+)')
@@ -1085,8 +1099,8 @@ def _group_info(conn: sqlite3.Connection, reply_group: int) -> tuple[int, Role, 
 
 
 def _shown_path(conn: sqlite3.Connection, conversation_id: int) -> list[StoredMessage]:
-    """From the first prompt down, the active child of each message (among several
-    groups of children, the newest group's; a group without an active one, its newest)."""
+    """From the first prompt down, the active child of each message (the newest active
+    one when there are several; without any active one, the newest)."""
     rows = conn.execute(
         _MESSAGE_SELECT + " WHERE m.conversation_id = ? ORDER BY m.id", (conversation_id,)
     ).fetchall()

@@ -157,6 +157,18 @@ def test_title_is_clipped() -> None:
     assert title_from_prompt("   \n  ") == ""
 
 
+def test_titles_are_cut_between_words() -> None:
+    from desktop_app.core.history import shorten
+
+    title = title_from_prompt("Explain how rivers carve canyons over millions of years of erosion")
+    assert title == "Explain how rivers carve canyons over millions of years of…"
+    assert shorten("Explain how rivers carve canyons", 20) == "Explain how rivers…"
+    assert shorten("Explain how rivers carve", 19) == "Explain how rivers…"  # cut at a space
+    assert shorten("Supercalifragilisticexpialidocious", 10) == "Supercali…"  # one long word
+    assert shorten("a\n b\tc", 10) == "a b c"
+    assert shorten("anything", 1) == "…"
+
+
 # -- messages and versions ----------------------------------------------------------------
 
 
