@@ -233,10 +233,26 @@ def _code_block(prompt: str, rng: random.Random) -> str:
     return f"```{language}\n{body}\n```"
 
 
+_PLACES: tuple[str, ...] = (
+    "harbour",
+    "valley",
+    "old bridge",
+    "orchards",
+    "forest edge",
+    "mountain lake",
+    "town square",
+    "bakery",
+    "wooden pier",
+    "barley fields",
+    "Zürich",
+    "café by the river",
+)
+
+
 def _table(rng: random.Random) -> str:
-    places = rng.sample([w for w in _WORDS if len(w) > 4], 4)
+    places = rng.sample(_PLACES, 4)
     rows = [
-        f"| {place.capitalize()} | {rng.randint(2, 480)} km | "
+        f"| {place[0].upper() + place[1:]} | {rng.randint(2, 480)} km | "
         f"{rng.choice(('spring', 'summer', 'autumn', 'winter'))} |"
         for place in places
     ]
