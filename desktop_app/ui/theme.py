@@ -233,4 +233,7 @@ def apply(app: QApplication, setting: str) -> Theme:
             app.setStyle(style)
     app.setPalette(palette_for(theme))
     app.setStyleSheet(stylesheet(theme))
+    from desktop_app.ui import icons
+
+    icons.refresh()
     return theme
