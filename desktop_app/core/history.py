@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, cast, get_args
 
 from desktop_app.core.errors import RillError
+from desktop_app.core.redaction import without_url_credentials
 from desktop_app.core.store import BUSY_TIMEOUT_S, SqliteStore, lenient_text
 from desktop_app.core.types import Message, Role
 
@@ -513,7 +514,10 @@ class History(SqliteStore):
         model: str,
         base_url: str,
     ) -> None:
-        """Remember the profile, server and model the conversation's last turn used."""
+        """Remember the profile, server and model the conversation's last turn used.
+
+        A user name and password in the base URL are secrets: they are not kept.
+        """
         with self._write() as conn:
             conn.execute(
                 "UPDATE conversations SET profile = ?, provider = ?, model = ?, base_url = ?"
@@ -522,7 +526,7 @@ class History(SqliteStore):
                     storable(profile),
                     storable(provider),
                     storable(model),
-                    storable(base_url),
+                    storable(without_url_credentials(base_url)),
                     conversation_id,
                 ),
             )

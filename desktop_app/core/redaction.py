@@ -27,6 +27,7 @@ __all__ = [
     "mask_url_credentials",
     "redact",
     "register_secret",
+    "without_url_credentials",
 ]
 
 MASK: Final = "•••"
@@ -72,6 +73,13 @@ def mask_url_credentials(text: str) -> str:
     if "@" not in text:
         return text
     return _URL_USERINFO.sub(lambda m: m.group(1) + MASK + "@", text)
+
+
+def without_url_credentials(text: str) -> str:
+    """``text`` with the ``user:password@`` part of every URL taken out (for storing)."""
+    if "@" not in text:
+        return text
+    return _URL_USERINFO.sub(lambda m: m.group(1), text)
 
 
 def redact(text: str, secrets: Iterable[str | None] = (), *, prefixes: bool = True) -> str:

@@ -102,3 +102,13 @@ def test_the_log_masks_url_credentials_and_key_prefixes(log_file: Path) -> None:
     text = log_file.read_text(encoding="utf-8")
     assert "Pa55w0rd" not in text and "carol" not in text
     assert leaked(KEY, text) == []
+
+
+def test_without_url_credentials_takes_the_user_and_password_out() -> None:
+    from desktop_app.core.redaction import without_url_credentials
+
+    assert without_url_credentials("http://alice:pw@host:8/v1") == "http://host:8/v1"
+    assert without_url_credentials("https://token@host/v1 and http://x/") == (
+        "https://host/v1 and http://x/"
+    )
+    assert without_url_credentials("http://host/v1") == "http://host/v1"
