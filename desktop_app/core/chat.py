@@ -32,8 +32,7 @@ from typing import Any, Literal, TypeVar
 
 from desktop_app.core.cache import AsyncResponseCache, cache_key
 from desktop_app.core.config import Config, Profile, load_config
-from desktop_app.core.engine import Engine, Generation, KeyLookup, Pricing
-from desktop_app.core.engine import _check_key as check_key
+from desktop_app.core.engine import Engine, Generation, KeyLookup, Pricing, check_key
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
     Cancelled,

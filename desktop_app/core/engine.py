@@ -482,7 +482,7 @@ class Generation:
         provider = get_provider(request.provider)
         api_key = engine.api_key(request)
         register_secret(api_key)  # every log line masks it
-        _check_key(provider, request, api_key)
+        check_key(provider, request, api_key)
         url = provider.url(request)
         headers = provider.headers(api_key, stream=request.stream)
         body = provider.encode_body(request)
@@ -1384,7 +1384,8 @@ def _map_transport_error(
     )
 
 
-def _check_key(provider: Provider, request: ChatRequest, api_key: str | None) -> None:
+def check_key(provider: Provider, request: ChatRequest, api_key: str | None) -> None:
+    """Fail before sending when the provider needs a key and there is none."""
     official_openai = provider.name == "openai" and "api.openai.com" in request.base_url
     if api_key or not (provider.needs_key or official_openai):
         return
