@@ -29,10 +29,18 @@ class Key:
     default: Any
     description: str
     choices: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    """What a person reads for each of ``choices``, in the same order (the file keeps the value)."""
     minimum: float | None = None
     maximum: float | None = None
     check: Callable[[Any], None] | None = None
     """Raises ValueError (with the reason) when a value of the right type is still wrong."""
+
+    def label(self, value: str) -> str:
+        """The human name of one of ``choices`` (the value itself when it has none)."""
+        if value in self.choices and len(self.labels) == len(self.choices):
+            return self.labels[self.choices.index(value)]
+        return value
 
 
 def check_base_url(url: str) -> None:
@@ -92,6 +100,7 @@ SCHEMA: tuple[Key, ...] = (
         "restart",
         "What to do when a stream breaks after text was shown.",
         choices=("restart", "continue", "off"),
+        labels=("Start the answer again", "Continue the answer", "Keep the partial answer"),
     ),
     Key(
         "resilience.circuit_breaker.failure_threshold",
@@ -125,19 +134,34 @@ SCHEMA: tuple[Key, ...] = (
         "Monthly spending limit in US dollars; 0 means none.",
         minimum=0,
     ),
-    Key("ui.theme", str, "system", "Colour scheme.", choices=("system", "light", "dark")),
+    Key(
+        "ui.theme",
+        str,
+        "system",
+        "Colour scheme.",
+        choices=("system", "light", "dark"),
+        labels=("System", "Light", "Dark"),
+    ),
     Key(
         "ui.send_with",
         str,
         "enter",
         "Enter sends (Shift+Enter breaks the line), or Ctrl+Enter sends.",
         choices=("enter", "ctrl+enter"),
+        labels=("Enter sends", "Ctrl+Enter sends"),
     ),
 )
 SCHEMA_BY_PATH: dict[str, Key] = {k.path: k for k in SCHEMA}
 
 PROFILE_SCHEMA: tuple[Key, ...] = (
-    Key("provider", str, "openai", "Wire protocol.", choices=PROVIDERS),
+    Key(
+        "provider",
+        str,
+        "openai",
+        "Wire protocol.",
+        choices=PROVIDERS,
+        labels=("OpenAI-compatible", "Ollama", "Anthropic", "Gemini"),
+    ),
     Key(
         "base_url",
         str,
@@ -287,14 +311,15 @@ class Config:
         self.values[path] = _coerce(key, value)
 
     def to_toml(self) -> dict[str, Any]:
+        """The config as the file holds it: only the values that differ from the defaults
+        (a profile always names its provider), so the file stays short and readable."""
         doc: dict[str, Any] = {}
         for k in SCHEMA:
-            _put(doc, k.path, self.values[k.path])
+            value = self.values[k.path]
+            if value != k.default:
+                _put(doc, k.path, value)
         if self.profiles:
-            doc["profiles"] = {
-                name: {k: v for k, v in _profile_to_dict(p).items() if v not in ("", [], None)}
-                for name, p in self.profiles.items()
-            }
+            doc["profiles"] = {name: _profile_to_toml(p) for name, p in self.profiles.items()}
         return doc
 
 
@@ -388,6 +413,16 @@ def _profile_to_dict(p: Profile) -> dict[str, Any]:
         "price_input_per_mtok": _unset(p.price_input_per_mtok),
         "price_output_per_mtok": _unset(p.price_output_per_mtok),
     }
+
+
+def _profile_to_toml(p: Profile) -> dict[str, Any]:
+    """A profile's table in the file: its provider, then what differs from the defaults."""
+    values = _profile_to_dict(p)
+    table: dict[str, Any] = {"provider": values["provider"]}
+    for name, key in PROFILE_SCHEMA_BY_NAME.items():
+        if name != "provider" and values[name] != key.default:
+            table[name] = values[name]
+    return table
 
 
 def _unset(price: float | None) -> float:

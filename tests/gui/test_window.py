@@ -247,7 +247,7 @@ def test_session_profiles_are_not_written_unless_kept(
     qtbot.waitUntil(config_file.exists, timeout=3000)
     saved = tomllib.loads(config_file.read_text(encoding="utf-8"))
     assert SIMULATOR_PROFILE not in saved.get("profiles", {})
-    assert saved["default_profile"] != SIMULATOR_PROFILE
+    assert saved.get("default_profile", "default") != SIMULATOR_PROFILE
     assert SIMULATOR_PROFILE in window.services.config.profiles
 
     window.open_settings()

@@ -1,14 +1,19 @@
 from __future__ import annotations
 
 import math
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from desktop_app.core.config import (
+    PROFILE_SCHEMA,
+    PROFILE_SCHEMA_BY_NAME,
     SCHEMA,
     SCHEMA_BY_PATH,
     Config,
+    Key,
     Profile,
     check_base_url,
     describe_schema,
@@ -157,3 +162,96 @@ def test_the_settings_dialog_config_is_validated_like_the_file() -> None:
         Config(profiles={"p": Profile(name="p", temperature=math.nan)})
     with pytest.raises(ValueError, match=r"profiles\.p\.base_url"):
         Config(profiles={"p": Profile(name="p", base_url="http://[::1")})
+
+
+def test_the_saved_file_holds_only_what_differs_from_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    config = Config(path=path)
+    config.set("resilience.max_retries", "7")
+    config.profiles["local"] = Profile(name="local", base_url="http://127.0.0.1:8080/v1")
+    save_config(config)
+    text = path.read_text(encoding="utf-8")
+    assert tomllib.loads(text) == {
+        "resilience": {"max_retries": 7},
+        "profiles": {"local": {"provider": "openai", "base_url": "http://127.0.0.1:8080/v1"}},
+    }
+    for word in ("temperature", "max_tokens", "stream", "price_", "-1.0", "theme", "[cache]"):
+        assert word not in text
+
+
+def test_real_values_that_look_like_unset_ones_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    config = Config(path=path)
+    config.profiles["p"] = Profile(
+        name="p", temperature=0.0, stream=False, price_input_per_mtok=0.0
+    )
+    save_config(config)
+    saved = tomllib.loads(path.read_text(encoding="utf-8"))["profiles"]["p"]
+    assert saved == {
+        "provider": "openai",
+        "temperature": 0.0,
+        "stream": False,
+        "price_input_per_mtok": 0.0,
+    }
+    assert load_config(path).profiles["p"] == config.profiles["p"]
+
+
+def _other_than_default(key: Key) -> Any:
+    if key.choices:
+        return next(c for c in key.choices if c != key.default)
+    if key.type is bool:
+        return not key.default
+    if key.type is int:
+        return int(key.default) + 1
+    if key.type is float:
+        return float(key.default) + 1.5
+    return "somewhere else"
+
+
+def test_every_key_round_trips_through_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    config = Config(path=path)
+    config.profiles["somewhere else"] = Profile(name="somewhere else")
+    for key in SCHEMA:
+        config.set(key.path, _other_than_default(key))
+    full = Profile(
+        name="full",
+        provider="gemini",
+        base_url="http://127.0.0.1:9/v1beta",
+        model="m",
+        system_prompt='Be brief.\n"quoted" \\ [profiles.x]',
+        temperature=1.25,
+        max_tokens=512,
+        fallbacks=("a", "b"),
+        accepts_prefill=True,
+        stream=False,
+        price_input_per_mtok=0.5,
+        price_output_per_mtok=2.0,
+    )
+    bare = Profile(name="bare")
+    config.profiles.update(full=full, bare=bare)
+    save_config(config)
+    again = load_config(path)
+    assert again.problems == []
+    assert again.values == config.values
+    assert again.profiles == config.profiles
+    assert tomllib.loads(path.read_text(encoding="utf-8"))["profiles"]["bare"] == {
+        "provider": "openai"
+    }
+
+
+def test_a_config_of_defaults_saves_an_almost_empty_file_that_loads(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    save_config(Config(path=path))
+    assert tomllib.loads(path.read_text(encoding="utf-8")) == {}
+    again = load_config(path)
+    assert again.problems == [] and again.values == Config().values
+
+
+def test_every_choice_has_a_human_name() -> None:
+    for key in (*SCHEMA, *PROFILE_SCHEMA):
+        if key.choices:
+            assert len(key.labels) == len(key.choices), key.path
+            assert all(label != value for label, value in zip(key.labels, key.choices, strict=True))
+    assert SCHEMA_BY_PATH["ui.send_with"].label("ctrl+enter") == "Ctrl+Enter sends"
+    assert PROFILE_SCHEMA_BY_NAME["provider"].label("openai") == "OpenAI-compatible"
