@@ -21,10 +21,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QObject, QRectF, QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QDesktopServices,
     QGuiApplication,
+    QPainter,
+    QPaintEvent,
     QResizeEvent,
     QTextCursor,
     QTextDocument,
@@ -50,6 +52,7 @@ from desktop_app.ui.labels import PlainLabel
 from desktop_app.ui.markdown import (
     CodeHighlighter,
     DocumentWriter,
+    QuoteBars,
     SafeDocument,
     Segment,
     Segmenter,
@@ -114,6 +117,8 @@ class DocView(QTextBrowser):
         layout = self.document().documentLayout()
         layout.documentSizeChanged.connect(self._fit)
         self.setFixedHeight(8)
+        self.quotes: QuoteBars | None = None
+        """The quotes of the document, drawn with a bar at their left."""
 
     def _fit(self, size: Any) -> None:
         height = math.ceil(size.height()) + 2
@@ -125,6 +130,13 @@ class DocView(QTextBrowser):
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         event.ignore()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if self.quotes is not None and self.quotes.runs:
+            painter = QPainter(self.viewport())
+            self.quotes.paint(painter, self.document(), QRectF(event.rect()))
+            painter.end()
 
     def loadResource(self, type: int, name: QUrl | str) -> Any:
         if type == QTextDocument.ResourceType.ImageResource.value:
@@ -262,6 +274,7 @@ class MessageWidget(QFrame):
         self.body = DocView(self)
         self.body.anchorClicked.connect(self._anchor)
         self.writer = DocumentWriter(self.body.document())
+        self.body.quotes = self.writer.quotes
         self.highlighter = CodeHighlighter(self.body.document())
         outer.addWidget(self.body)
 
@@ -631,6 +644,7 @@ class MessageWidget(QFrame):
             self._tail = DocView(self)
             self._tail.anchorClicked.connect(self._anchor)
             self._tail_writer = DocumentWriter(self._tail.document())
+            self._tail.quotes = self._tail_writer.quotes
             self._tail_highlighter = CodeHighlighter(self._tail.document())
             layout = self.layout()
             assert isinstance(layout, QVBoxLayout)

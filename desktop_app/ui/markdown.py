@@ -21,17 +21,19 @@ repeat the header, so laying out any one piece stays cheap.
 
 from __future__ import annotations
 
+import bisect
 import html
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from PySide6.QtCore import QObject, Qt, QUrl
+from PySide6.QtCore import QObject, QRectF, Qt, QUrl
 from PySide6.QtGui import (
     QColor,
     QFont,
     QFontDatabase,
     QImage,
+    QPainter,
     QSyntaxHighlighter,
     QTextBlockFormat,
     QTextCharFormat,
@@ -257,6 +259,11 @@ CODE_LANG = QTextFormat.Property.UserProperty + 1
 CODE_HEADER = QTextFormat.Property.UserProperty + 2
 """Block property marking the header line above a code block (its index)."""
 
+QUOTE_INDENT = 16
+"""How far each level of a block quote is indented (Qt's own reader uses 40 px)."""
+QUOTE_BAR = 3
+"""The width of the bar drawn at the left of a block quote."""
+
 MARKDOWN_FEATURES = QTextDocument.MarkdownFeature(
     QTextDocument.MarkdownFeature.MarkdownDialectGitHub.value
     | QTextDocument.MarkdownFeature.MarkdownNoHTML.value
@@ -302,15 +309,69 @@ def monospace_font() -> QFont:
     return font
 
 
+class QuoteBars:
+    """Where a document's block quotes are, to draw a bar at the left of each.
+
+    Blocks are recorded as they are written (a document only grows at its end), as runs of
+    consecutive block numbers per quote level, so painting finds the runs in view by a
+    binary search: the cost of a paint does not grow with the document.
+    """
+
+    def __init__(self) -> None:
+        self.runs: dict[int, list[list[int]]] = {}
+        """Quote level → runs of ``[first, last]`` block numbers, in document order."""
+
+    def clear(self) -> None:
+        self.runs = {}
+
+    def add(self, number: int, level: int) -> None:
+        """Block ``number`` is inside ``level`` nested quotes."""
+        for depth in range(1, level + 1):
+            runs = self.runs.setdefault(depth, [])
+            if runs and runs[-1][1] >= number - 1:
+                runs[-1][1] = max(runs[-1][1], number)
+            else:
+                runs.append([number, number])
+
+    def paint(self, painter: QPainter, doc: QTextDocument, area: QRectF) -> None:
+        """Draw the bars of the quotes that cross ``area`` (document coordinates)."""
+        if not self.runs:
+            return
+        layout = doc.documentLayout()
+        colour = QColor(theme_mod.current().border)
+        left = doc.documentMargin()
+        for depth, runs in self.runs.items():
+
+            def bottom(run: list[int]) -> float:
+                block = doc.findBlockByNumber(run[1])
+                return layout.blockBoundingRect(block).bottom() if block.isValid() else -1.0
+
+            index = bisect.bisect_left(runs, area.top(), key=bottom)
+            x = left + (depth - 1) * QUOTE_INDENT
+            while index < len(runs):
+                first = doc.findBlockByNumber(runs[index][0])
+                last = doc.findBlockByNumber(runs[index][1])
+                if not first.isValid() or not last.isValid():
+                    break
+                top = layout.blockBoundingRect(first).top()
+                if top > area.bottom():
+                    break
+                end = layout.blockBoundingRect(last).bottom()
+                painter.fillRect(QRectF(x, top, QUOTE_BAR, end - top), colour)
+                index += 1
+
+
 class DocumentWriter:
     """Appends rendered segments to the end of a QTextDocument; never rewrites earlier text.
 
     A fenced code block becomes a header line (language and a copy link) followed by a
-    frame with the code's background, one block per line.
+    frame with the code's background, one block per line. Block quotes are indented by
+    :data:`QUOTE_INDENT` per level and recorded in :attr:`quotes` for their bars.
     """
 
     def __init__(self, doc: QTextDocument) -> None:
         self.doc = doc
+        self.quotes = QuoteBars()
         self.code_blocks: list[list[str]] = []
         self._open_code: list[str] | None = None
         self._frame: QTextFrame | None = None
@@ -319,6 +380,7 @@ class DocumentWriter:
 
     def clear(self) -> None:
         self.doc.clear()
+        self.quotes.clear()
         self.code_blocks = []
         self._open_code = None
         self._frame = None
@@ -358,7 +420,7 @@ class DocumentWriter:
         if doc.isEmpty():
             doc.setMarkdown(markdown, MARKDOWN_FEATURES)
             _make_inert(doc)
-            _style_inline_code(doc, 0)
+            self._style_blocks(0)
             return
         piece = SafeDocument()
         piece.setMarkdown(markdown, MARKDOWN_FEATURES)
@@ -383,7 +445,44 @@ class DocumentWriter:
         else:
             fix.setPosition(start)
             fix.setBlockFormat(first)
-        _style_inline_code(doc, start)
+        self._style_blocks(start)
+
+    def _style_blocks(self, start: int) -> None:
+        """Style the blocks from position ``start`` on, just written from Markdown.
+
+        Inline code spans get a background (Qt only sets the font); block quotes are
+        indented by :data:`QUOTE_INDENT` per level and recorded for their bars.
+        """
+        doc = self.doc
+        t = theme_mod.current()
+        block = doc.findBlock(start)
+        background = QColor(t.inline_code_bg)
+        while block.isValid():
+            level = block.blockFormat().property(QTextFormat.Property.BlockQuoteLevel)
+            if isinstance(level, int) and level > 0:
+                quote = block.blockFormat()
+                quote.setLeftMargin(QUOTE_INDENT * level)
+                quote.setRightMargin(0)
+                QTextCursor(block).setBlockFormat(quote)
+                self.quotes.add(block.blockNumber(), level)
+            it = block.begin()
+            while not it.atEnd():
+                frag = it.fragment()
+                if frag.isValid():
+                    fmt = frag.charFormat()
+                    if fmt.fontFixedPitch() and not fmt.hasProperty(
+                        QTextFormat.Property.BackgroundBrush
+                    ):
+                        cursor = QTextCursor(doc)
+                        cursor.setPosition(frag.position())
+                        cursor.setPosition(
+                            frag.position() + frag.length(), QTextCursor.MoveMode.KeepAnchor
+                        )
+                        extra = QTextCharFormat()
+                        extra.setBackground(background)
+                        cursor.mergeCharFormat(extra)
+                it += 1
+            block = block.next()
 
     def begin_code(self, lang: str, *, header: bool = True) -> None:
         """Start a fenced code block: a header with the language and a copy link, a frame."""
@@ -522,32 +621,6 @@ def plain_tooltip(text: str) -> str:
     if not text:
         return ""
     return '<p style="white-space: pre-wrap">' + html.escape(text, quote=False) + "</p>"
-
-
-def _style_inline_code(doc: QTextDocument, start: int) -> None:
-    """Give inline code spans from ``start`` on a background (Qt only sets the font)."""
-    t = theme_mod.current()
-    block = doc.findBlock(start)
-    background = QColor(t.inline_code_bg)
-    while block.isValid():
-        it = block.begin()
-        while not it.atEnd():
-            frag = it.fragment()
-            if frag.isValid():
-                fmt = frag.charFormat()
-                if fmt.fontFixedPitch() and not fmt.hasProperty(
-                    QTextFormat.Property.BackgroundBrush
-                ):
-                    cursor = QTextCursor(doc)
-                    cursor.setPosition(frag.position())
-                    cursor.setPosition(
-                        frag.position() + frag.length(), QTextCursor.MoveMode.KeepAnchor
-                    )
-                    extra = QTextCharFormat()
-                    extra.setBackground(background)
-                    cursor.mergeCharFormat(extra)
-            it += 1
-        block = block.next()
 
 
 # ------------------------------------------------------------------------------------------

@@ -217,3 +217,33 @@ def test_code_streams_line_by_line_into_one_block(
     shown = doc.toPlainText()
     assert code in shown and shown.rstrip().endswith("End.")
     assert seen
+
+
+def test_a_block_quote_has_a_bar_at_its_left(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    window.composer.set_text("/echo Before the quote.\n\n> A quoted line\n> goes on.\n\nAfter it.")
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=10_000):
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    body = window.view.widgets[-1].body
+    doc = body.document()
+    layout = doc.documentLayout()
+    rows: dict[str, tuple[int, int]] = {}
+    block = doc.begin()
+    while block.isValid():
+        rect = layout.blockBoundingRect(block)
+        rows[block.text()] = (int(rect.top()) + 2, int(rect.bottom()) - 2)
+        block = block.next()
+    image = body.viewport().grab().toImage()
+    background = image.pixelColor(image.width() - 2, rows["Before the quote."][0])
+
+    def marked(name: str) -> bool:
+        """A line runs down the left of the block, from its top to its bottom."""
+        top, bottom = rows[name]
+        return any(
+            all(image.pixelColor(x, y) != background for y in range(top, bottom))
+            for x in range(0, 12)
+        )
+
+    assert marked("A quoted line goes on.")
+    assert not marked("Before the quote.") and not marked("After it.")
