@@ -24,6 +24,7 @@ import errno
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -473,6 +474,8 @@ class Turn:
         self.kept = ""
         self._cancel = False
         self._settled = False
+        self._began: float | None = None
+        self._first_text: float | None = None
         self._saver: ReplySaver | None = None
         if self.record and self.services.history is not None:
             self._saver = ReplySaver(self.services, self.services.history)
@@ -537,6 +540,7 @@ class Turn:
         if self._cancel:
             self.generation.cancel()
         loop = asyncio.get_running_loop()
+        self._began = time.perf_counter()
         parts: list[str] = [self.kept] if self.kept else []
         usage: TokenUsage | None = None
         last_save = loop.time()
@@ -544,6 +548,8 @@ class Turn:
             async for event in self.generation:
                 kind = type(event)
                 if kind is TextDelta:
+                    if self._first_text is None:
+                        self._first_text = time.perf_counter()
                     parts.append(event.text)  # type: ignore[union-attr]
                     now = loop.time()
                     if self.record and now - last_save >= SAVE_INTERVAL_S:
@@ -791,6 +797,7 @@ class Turn:
             total_s=response.timing.total_s,
             cached=response.cached,
             finish_reason=response.finish_reason,
+            estimated=bool(usage and usage.estimated),
         )
 
     def _record_usage(self, status: LedgerStatus, usage: TokenUsage | None) -> None:
@@ -823,6 +830,9 @@ class Turn:
         usage: TokenUsage | None = None,
     ) -> None:
         self._settled = True
+        answering = self._answering[0] if self._answering is not None else self.request
+        if usage is None and content and answering is not None:
+            usage = TokenUsage.estimate(answering, content)
         self._record_usage("failed" if status in ("failed", "interrupted") else "cancelled", usage)
         fields: dict[str, Any] = {"content": content, "status": status}
         if error is not None:
@@ -830,4 +840,10 @@ class Turn:
         if usage is not None:
             fields["input_tokens"] = usage.input_tokens
             fields["output_tokens"] = usage.output_tokens
+            fields["estimated"] = usage.estimated
+        if self._began is not None:
+            now = time.perf_counter()
+            fields["total_s"] = now - self._began
+            if self._first_text is not None:
+                fields["ttft_s"] = self._first_text - self._began
         self._save(**fields)

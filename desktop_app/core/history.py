@@ -49,7 +49,7 @@ MessageStatus = Literal["complete", "streaming", "cancelled", "interrupted", "fa
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 STATUSES: Final[tuple[MessageStatus, ...]] = get_args(MessageStatus)
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 EXPORT_FORMAT: Final = "rill.conversation"
 EXPORT_VERSION: Final = 1
 TITLE_LIMIT: Final = 60
@@ -126,6 +126,8 @@ class StoredMessage:
     updated_at: float
     parent_id: int | None = None
     """The message this one follows (``None`` for a first prompt)."""
+    estimated: bool = False
+    """The token counts are Rill's estimate from the text (the server reported none)."""
 
     def to_message(self) -> Message:
         """This message as a request ``Message``."""
@@ -176,6 +178,7 @@ class MessageMeta(TypedDict, total=False):
     cached: bool
     error: str | None
     finish_reason: str | None
+    estimated: bool
 
 
 class MessageUpdate(MessageMeta, total=False):
@@ -308,6 +311,7 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE UNIQUE INDEX messages_active ON messages(reply_group) WHERE active = 1",
         "CREATE INDEX messages_parent ON messages(parent_id)",
     ),
+    ("ALTER TABLE messages ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0",),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -320,7 +324,7 @@ _MESSAGE_SELECT: Final = """
            m.finish_reason, m.reply_group, m.version, m.active,
            (SELECT COUNT(*) FROM messages AS v WHERE v.reply_group = m.reply_group)
                AS version_count,
-           m.created_at, m.updated_at, m.parent_id
+           m.created_at, m.updated_at, m.parent_id, m.estimated
     FROM messages AS m
 """
 
@@ -720,7 +724,7 @@ class History(SqliteStore):
                               "created_at": ISO, "updated_at": ISO},
              "messages": [{"role", "content", "status", "model", "provider",
                            "input_tokens", "output_tokens", "cost", "ttft_s", "total_s",
-                           "cached", "error", "finish_reason",
+                           "cached", "error", "finish_reason", "estimated",
                            "id": n, "parent": n | null,
                            "group": n, "version": n, "active": bool,
                            "created_at": ISO, "updated_at": ISO}, ...]}
@@ -1043,7 +1047,7 @@ def _check_fields(fields: dict[str, Any], allowed: frozenset[str]) -> dict[str, 
             if not isinstance(value, str):
                 raise TypeError("content must be a string")
             value = storable(value)
-        elif name == "cached":
+        elif name in ("cached", "estimated"):
             value = int(bool(value))
         elif value is None:
             pass
@@ -1162,6 +1166,7 @@ def _stored_message(row: Sequence[Any]) -> StoredMessage:
         created_at=row[19],
         updated_at=row[20],
         parent_id=row[21],
+        estimated=bool(row[22]),
     )
 
 
@@ -1262,10 +1267,11 @@ def _parse_export(
         if status not in STATUSES:
             raise ImportFormatError(f"{where}.status must be one of {', '.join(STATUSES)}")
         extra = {name: raw.get(name) for name in _META_FIELDS if name in raw}
-        if extra.get("cached") is None:
-            extra.pop("cached", None)
-        elif not isinstance(extra["cached"], bool):
-            raise ImportFormatError(f"{where}.cached must be true or false")
+        for flag in ("cached", "estimated"):
+            if extra.get(flag) is None:
+                extra.pop(flag, None)
+            elif not isinstance(extra[flag], bool):
+                raise ImportFormatError(f"{where}.{flag} must be true or false")
         try:
             values = _check_fields(extra, frozenset(_META_FIELDS))
         except TypeError as exc:

@@ -820,7 +820,7 @@ def test_migrates_a_v1_database(db_path: Path) -> None:
 
     with History(db_path) as history:
         assert history.recovered_from is None
-        assert history.schema_version == SCHEMA_VERSION == 3
+        assert history.schema_version == SCHEMA_VERSION == 4
         conversation = history.latest_conversation()
         assert conversation is not None
         assert (conversation.title, conversation.model) == ("Old chat", "gpt-3.5")
@@ -1118,7 +1118,7 @@ def test_migrates_a_v2_database_keeping_replies_under_their_prompts(db_path: Pat
 
     with History(db_path) as history:
         assert history.recovered_from is None
-        assert history.schema_version == 3
+        assert history.schema_version == SCHEMA_VERSION
         assert _path(history, 1) == ["Prompt two", "Answer to two", "Next", "Next answer"]
         shown = history.messages(1)
         assert (shown[0].version, shown[0].version_count) == (2, 2)
@@ -1171,3 +1171,17 @@ def test_import_refuses_a_broken_tree(
     with pytest.raises(ImportFormatError, match=problem):
         history.import_json(data)
     assert history.list_conversations() == []
+
+
+def test_estimated_token_counts_are_kept_marked_and_exported(history: History) -> None:
+    conv = history.create_conversation(title="estimates").id
+    history.add_message(conv, "user", "hi")
+    reply = history.add_message(
+        conv, "assistant", "an answer", input_tokens=3, output_tokens=2, estimated=True
+    )
+    stored = history.messages(conv)[-1]
+    assert stored.id == reply.id and stored.estimated is True
+    exported = history.export_json(conv)
+    assert exported["messages"][-1]["estimated"] is True
+    again = history.import_json(json.dumps(exported))
+    assert history.messages(again)[-1].estimated is True
