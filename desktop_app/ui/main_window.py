@@ -9,18 +9,21 @@ import json
 import logging
 import os
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
+    QHBoxLayout,
     QMainWindow,
     QMessageBox,
     QSplitter,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -44,6 +47,7 @@ from desktop_app.ui.first_run import (
     probe,
 )
 from desktop_app.ui.header import ChatHeader
+from desktop_app.ui.icons import set_icon
 from desktop_app.ui.keys import KeyStore
 from desktop_app.ui.retry_banner import Countdown, RetryBanner
 from desktop_app.ui.settings_dialog import SettingsDialog
@@ -77,6 +81,37 @@ class SimulatorControl(Protocol):
     def start(self) -> str:
         """Start it (if needed) and return its OpenAI-compatible base URL."""
         ...
+
+
+NARROW_WIDTH = 700
+"""Below this window width the chat list hides itself (and comes back when wider)."""
+TITLE_CHARS = 80
+"""Longest chat name shown in the window title."""
+APP_TITLE = "Rill"
+
+
+def window_title(chat_title: str | None) -> str:
+    """The window title for a chat: "Name — Rill", the name as plain text on one line.
+
+    Control and format characters (escapes, bidi overrides, zero-width marks) are dropped,
+    lone surrogates replaced, whitespace collapsed, the name cut to TITLE_CHARS with "…",
+    and Qt's "[*]" modified-marker doubled so it shows as written.
+    """
+    kept: list[str] = []
+    for ch in (chat_title or "")[: TITLE_CHARS * 8]:
+        kind = unicodedata.category(ch)
+        if kind == "Cs":
+            kept.append("\ufffd")
+        elif kind in ("Cc", "Zl", "Zp"):
+            kept.append(" ")
+        elif kind not in ("Cf", "Co", "Cn"):
+            kept.append(ch)
+    name = " ".join("".join(kept).split())
+    if len(name) > TITLE_CHARS:
+        name = name[: TITLE_CHARS - 1].rstrip() + "…"
+    if not name:
+        return APP_TITLE
+    return f"{name.replace('[*]', '[*][*]')} — {APP_TITLE}"
 
 
 def simulator_profile(base_url: str) -> Profile:
@@ -159,7 +194,10 @@ class MainWindow(QMainWindow):
         self.first_run_task: asyncio.Future[Any] | None = None
         self._closing = False
         self._dialogs: list[QWidget] = []
-        self.setWindowTitle("Rill")
+        self._narrow = False
+        self.sidebar_wanted = True
+        """Whether the user wants the chat list (it also hides while the window is narrow)."""
+        self.setWindowTitle(APP_TITLE)
         self._build()
         self._make_actions()
         self._wire()
@@ -199,7 +237,37 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setChildrenCollapsible(False)
-        self.setCentralWidget(self.splitter)
+
+        # while the chat list is hidden, a slim rail keeps its button and New chat in reach
+        self.rail = QWidget()
+        self.rail.setObjectName("sidebarRail")
+        rail_layout = QVBoxLayout(self.rail)
+        rail_layout.setContentsMargins(8, 8, 0, 8)
+        rail_layout.setSpacing(8)
+        self.expand_button = QToolButton()
+        self.expand_button.setObjectName("sidebarTool")
+        set_icon(self.expand_button, "sidebar")
+        self.expand_button.setToolTip("Show the chat list (Ctrl+B)")
+        self.expand_button.setAccessibleName("Show the chat list")
+        rail_layout.addWidget(self.expand_button)
+        self.rail_new_button = QToolButton()
+        self.rail_new_button.setObjectName("sidebarTool")
+        set_icon(self.rail_new_button, "plus")
+        self.rail_new_button.setToolTip("New chat (Ctrl+N)")
+        self.rail_new_button.setAccessibleName("New chat")
+        rail_layout.addWidget(self.rail_new_button)
+        rail_layout.addStretch(1)
+        self.rail.hide()
+
+        central = QWidget()
+        row = QHBoxLayout(central)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(self.rail)
+        row.addWidget(self.splitter, 1)
+        self.setCentralWidget(central)
+        # the window decides its smallest size; the chat list hides itself below NARROW_WIDTH
+        self.setMinimumSize(480, 360)
 
         self.status = StatusPanel(lambda: self.controller.stats, self.countdown)
         self.statusBar().addWidget(self.status, 1)
@@ -263,6 +331,12 @@ class MainWindow(QMainWindow):
         chat.addSeparator()
         chat.addAction(action("search", "Search &conversations", self.sidebar.focus_search))
         chat.addAction(action("focus_composer", "&Focus the prompt", self.focus_composer))
+
+        view_menu = self.menuBar().addMenu("&View")
+        toggle = action("toggle_sidebar", "Show the &chat list", self.toggle_sidebar)
+        toggle.setCheckable(True)
+        toggle.setChecked(True)
+        view_menu.addAction(toggle)
 
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(action("shortcuts", "&Keyboard Shortcuts", self.show_shortcuts))
@@ -359,6 +433,11 @@ class MainWindow(QMainWindow):
         self.sidebar.export_requested.connect(self.choose_export)
         self.sidebar.import_requested.connect(self.choose_import)
         self.sidebar.search_changed.connect(self._search_changed)
+        self.sidebar.collapse_requested.connect(self.toggle_sidebar)
+        self.expand_button.clicked.connect(self.toggle_sidebar)
+        self.rail_new_button.clicked.connect(self.new_chat)
+        c.conversations_listed.connect(lambda _c: self._show_title())
+        c.conversation_changed.connect(lambda _cid: self._show_title())
 
         self.header.profile_changed.connect(self.select_profile)
         self.header.model_changed.connect(self._model_changed)
@@ -550,13 +629,54 @@ class MainWindow(QMainWindow):
             self.splitter.restoreState(splitter)
         else:
             self.splitter.setSizes([260, 920])
+        self.sidebar_wanted = str(self.qsettings.value("sidebar_shown", "true")) != "false"
+        self._narrow = self.width() < NARROW_WIDTH
+        self._show_sidebar(self.sidebar_wanted and not self._narrow)
 
     def _save_window(self) -> None:
         self.qsettings.setValue("geometry", self.saveGeometry())
-        self.qsettings.setValue("splitter", self.splitter.saveState())
+        if self.sidebar.isVisible():
+            self.qsettings.setValue("splitter", self.splitter.saveState())
+        self.qsettings.setValue("sidebar_shown", "true" if self.sidebar_wanted else "false")
         cid = self.controller.conversation_id
         self.qsettings.setValue("last_conversation", "" if cid is None else cid)
         self.qsettings.sync()
+
+    # -- the chat list and the title ----------------------------------------------------------
+
+    def toggle_sidebar(self) -> None:
+        """Show or hide the chat list (Ctrl+B); the choice is kept for the next start."""
+        self.sidebar_wanted = self.sidebar.isHidden()
+        self._show_sidebar(self.sidebar_wanted)
+        if not self.sidebar_wanted:
+            self._focus_prompt()
+
+    def _show_sidebar(self, shown: bool) -> None:
+        if shown and self.sidebar.isHidden():
+            self.sidebar.show()
+        elif not shown and not self.sidebar.isHidden():
+            focus = QApplication.focusWidget()
+            if focus is not None and self.sidebar.isAncestorOf(focus):
+                self._focus_prompt()
+            self.sidebar.hide()
+        self.rail.setVisible(not shown)
+        self.actions_["toggle_sidebar"].setChecked(shown)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        narrow = event.size().width() < NARROW_WIDTH
+        if narrow != self._narrow:
+            self._narrow = narrow
+            self._show_sidebar(self.sidebar_wanted and not narrow)
+
+    def _show_title(self) -> None:
+        cid = self.controller.conversation_id
+        if cid is None:
+            self.setWindowTitle(APP_TITLE)
+            return
+        title = self.sidebar.title_of(cid)
+        if title:
+            self.setWindowTitle(window_title(title))
 
     # -- turns ---------------------------------------------------------------------------------
 
@@ -686,6 +806,7 @@ class MainWindow(QMainWindow):
     ) -> None:
         self.composer.end_edit()
         self.banner.clear()
+        self.setWindowTitle(window_title(conversation.title if conversation else None))
         self.view.show_messages(conversation.id if conversation else None, messages)
         self._export_enabled(conversation is not None)
         self.sidebar.select(conversation.id if conversation else None)

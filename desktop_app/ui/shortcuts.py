@@ -35,6 +35,7 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("regenerate", "Ctrl+R", "Regenerate the last reply as a new version"),
     Shortcut("edit_last", "Ctrl+E", "Edit the last prompt and send it again"),
     Shortcut("search", "Ctrl+K", "Search conversations"),
+    Shortcut("toggle_sidebar", "Ctrl+B", "Show or hide the chat list"),
     Shortcut("focus_composer", "Ctrl+L", "Focus the prompt field"),
     Shortcut("copy_last", "Ctrl+Shift+C", "Copy the last reply"),
     Shortcut("settings", "Ctrl+,", "Settings"),
@@ -79,8 +80,9 @@ class ShortcutsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Keyboard Shortcuts")
         self.setModal(False)
-        self.resize(520, 420)
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 16, 16, 16)
+        layout.setSpacing(12)
         rows = list(SHORTCUTS)
         self.table = QTableWidget(len(rows), 2)
         self.table.setHorizontalHeaderLabels(["Keys", "Action"])
@@ -98,11 +100,23 @@ class ShortcutsDialog(QDialog):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setWordWrap(False)
+        self.table.resizeRowsToContents()
         layout.addWidget(self.table)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.close)
         layout.addWidget(buttons)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
+        # tall enough for every row: the table asks for its header, rows and frame
+        self.table.setMinimumHeight(self.rows_height())
+        self.resize(max(560, self.sizeHint().width()), self.sizeHint().height())
+
+    def rows_height(self) -> int:
+        """The table's height with every row shown, header and frame included."""
+        rows = sum(self.table.rowHeight(r) for r in range(self.table.rowCount()))
+        header = self.table.horizontalHeader().sizeHint().height()
+        return rows + header + 2 * self.table.frameWidth()
 
     def rows(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []

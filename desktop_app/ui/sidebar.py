@@ -1,13 +1,15 @@
-"""The conversation list: most recent first, full-text search, new chat, rename, delete,
-export and import.
+"""The conversation list: most recent first, grouped by date (Today, Yesterday, Previous
+7 days, Older), full-text search, new chat, rename, delete, export and import.
 
 Each row is painted by :class:`ConversationDelegate`: the title on one line, elided with
 "…", and under it the time or, for a search hit, the excerpt with the matches highlighted.
-Titles and excerpts are drawn as plain text runs, never parsed as markup.
+A date group starts with a section row that cannot be selected. Titles and excerpts are
+drawn as plain text runs, never parsed as markup.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 from PySide6.QtCore import (
@@ -29,22 +31,41 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMenu,
-    QPushButton,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from desktop_app.core.history import Conversation, SearchHit
 from desktop_app.ui.controller import SEARCH_MARKS
+from desktop_app.ui.icons import set_icon
 from desktop_app.ui.labels import PlainLabel, plain_tooltip
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 TITLE_ROLE = Qt.ItemDataRole.UserRole + 1
 LINE_ROLE = Qt.ItemDataRole.UserRole + 2
 """The second line: the time, or a search excerpt with each match between SEARCH_MARKS."""
+SECTION_ROLE = Qt.ItemDataRole.UserRole + 3
+"""Set (to the group's name) on the row that starts a date group."""
+
+GROUPS = ("Today", "Yesterday", "Previous 7 days", "Older")
+
+
+def date_group(timestamp: float, now: float | None = None) -> str:
+    """The group a chat last changed at ``timestamp`` belongs to, by local calendar day."""
+    today = dt.date.fromtimestamp(time.time() if now is None else now)
+    days = (today - dt.date.fromtimestamp(timestamp)).days
+    if days <= 0:
+        return GROUPS[0]
+    if days == 1:
+        return GROUPS[1]
+    if days <= 7:
+        return GROUPS[2]
+    return GROUPS[3]
+
 
 SHOWN_CHARS = 400
 """Longest title or excerpt drawn (a row shows far less; a huge word is cut first)."""
@@ -88,7 +109,9 @@ class ConversationDelegate(QStyledItemDelegate):
         self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
     ) -> QSize:
         line = QFontMetrics(option.font).height()
-        return QSize(80, 2 * line + 2 * self.PAD - 2)
+        if index.data(SECTION_ROLE):
+            return QSize(80, line + self.PAD + self.PAD // 2)
+        return QSize(80, 2 * line + 2 * self.PAD)
 
     def paint(
         self,
@@ -96,6 +119,10 @@ class ConversationDelegate(QStyledItemDelegate):
         option: QStyleOptionViewItem,
         index: QModelIndex | QPersistentModelIndex,
     ) -> None:
+        section = index.data(SECTION_ROLE)
+        if section:
+            self._paint_section(painter, option, str(section))
+            return
         opt = QStyleOptionViewItem(option)
         self.initStyleOption(opt, index)
         opt.text = ""
@@ -133,6 +160,20 @@ class ConversationDelegate(QStyledItemDelegate):
             palette.color(QPalette.ColorRole.Highlight),
             selected,
         )
+        painter.restore()
+
+    def _paint_section(self, painter: QPainter, option: QStyleOptionViewItem, name: str) -> None:
+        """A date group's name: small, muted, at the bottom of its row."""
+        font = QFont(option.font)
+        font.setWeight(QFont.Weight.DemiBold)
+        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.85))
+        muted = QColor(option.palette.color(QPalette.ColorRole.Text))
+        muted.setAlphaF(0.55)
+        rect = option.rect.adjusted(self.PAD, 0, -self.PAD, -self.PAD // 2)
+        painter.save()
+        painter.setFont(font)
+        painter.setPen(muted)
+        painter.drawText(rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom, name)
         painter.restore()
 
     @staticmethod
@@ -175,6 +216,15 @@ class ConversationDelegate(QStyledItemDelegate):
                 break
 
 
+def section_item(name: str) -> QListWidgetItem:
+    """The row that starts a date group: neither selectable nor editable."""
+    item = QListWidgetItem()
+    item.setData(SECTION_ROLE, name)
+    item.setData(Qt.ItemDataRole.AccessibleTextRole, name)
+    item.setFlags(Qt.ItemFlag.NoItemFlags)
+    return item
+
+
 def _when(timestamp: float) -> str:
     age = time.time() - timestamp
     if age < 60:
@@ -197,27 +247,43 @@ class Sidebar(QWidget):
     """A conversation id and the format, "markdown" or "json"."""
     import_requested = Signal()
     search_changed = Signal(str)
+    collapse_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setObjectName("sidebar")
         self.current_id: int | None = None
         self._renaming: int | None = None
         self._filling = False
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(8, 8, 4, 8)
-        layout.setSpacing(6)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.setSpacing(8)
         top = QHBoxLayout()
+        top.setSpacing(4)
+        self.collapse_button = QToolButton()
+        self.collapse_button.setObjectName("sidebarTool")
+        set_icon(self.collapse_button, "sidebar")
+        self.collapse_button.setToolTip("Hide the chat list (Ctrl+B)")
+        self.collapse_button.setAccessibleName("Hide the chat list")
+        self.collapse_button.clicked.connect(self.collapse_requested)
+        top.addWidget(self.collapse_button)
+        top.addStretch(1)
+        self.new_button = QToolButton()
+        self.new_button.setObjectName("sidebarTool")
+        set_icon(self.new_button, "plus")
+        self.new_button.setText("New chat")
+        self.new_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.new_button.setToolTip("New chat (Ctrl+N)")
+        self.new_button.clicked.connect(self.new_requested)
+        top.addWidget(self.new_button)
+        layout.addLayout(top)
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search all chats  (Ctrl+K)")
         self.search.setClearButtonEnabled(True)
-        top.addWidget(self.search, 1)
-        layout.addLayout(top)
-        self.new_button = QPushButton("New chat")
-        self.new_button.setToolTip("New chat (Ctrl+N)")
-        self.new_button.clicked.connect(self.new_requested)
-        layout.addWidget(self.new_button)
-        self.heading = PlainLabel("Recent")
+        layout.addWidget(self.search)
+        self.heading = PlainLabel("")
         self.heading.setObjectName("muted")
+        self.heading.hide()
         layout.addWidget(self.heading)
         self.list = QListWidget()
         self.list.setObjectName("conversationList")
@@ -225,7 +291,8 @@ class Sidebar(QWidget):
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        self.list.setUniformItemSizes(True)
+        self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.list.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.delegate = ConversationDelegate(self.list)
         self.list.setItemDelegate(self.delegate)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -250,12 +317,19 @@ class Sidebar(QWidget):
         self.search.selectAll()
 
     def set_conversations(self, conversations: list[Conversation]) -> None:
+        """Show ``conversations`` (most recent first) under their date groups."""
         if self.searching:
             return
-        self.heading.setText("Recent" if conversations else "No chats yet")
+        self._set_heading("" if conversations else "No chats yet")
         self._filling = True
         self.list.clear()
+        now = time.time()
+        group = ""
         for c in conversations:
+            name = date_group(c.updated_at, now)
+            if name != group:
+                group = name
+                self.list.addItem(section_item(name))
             title = c.title or "New chat"
             item = QListWidgetItem(drawable(title))
             item.setData(ID_ROLE, c.id)
@@ -268,6 +342,25 @@ class Sidebar(QWidget):
                 item.setSelected(True)
                 self.list.setCurrentItem(item)
         self._filling = False
+
+    def _set_heading(self, text: str) -> None:
+        self.heading.setText(text)
+        self.heading.setVisible(bool(text))
+
+    def sections(self) -> list[str]:
+        """The date groups shown, in order."""
+        return [
+            str(item.data(SECTION_ROLE))
+            for item in map(self.list.item, range(self.list.count()))
+            if item.data(SECTION_ROLE)
+        ]
+
+    def item_for(self, conversation_id: int) -> QListWidgetItem | None:
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            if item.data(ID_ROLE) == conversation_id:
+                return item
+        return None
 
     def set_search_results(self, query: str, hits: list[SearchHit]) -> None:
         if query != self.search.text():
@@ -289,7 +382,7 @@ class Sidebar(QWidget):
             self.list.addItem(item)
         self._filling = False
         count = len(seen)
-        self.heading.setText(
+        self._set_heading(
             f"{count} chat{'s' if count != 1 else ''} match" if count else "Nothing found"
         )
 
@@ -311,7 +404,9 @@ class Sidebar(QWidget):
         return ""
 
     def ids(self) -> list[int]:
-        return [int(self.list.item(i).data(ID_ROLE)) for i in range(self.list.count())]
+        """The conversations listed, top to bottom (section rows left out)."""
+        found = (self.list.item(i).data(ID_ROLE) for i in range(self.list.count()))
+        return [int(cid) for cid in found if isinstance(cid, int)]
 
     def start_rename(self, conversation_id: int) -> None:
         for i in range(self.list.count()):
@@ -370,6 +465,6 @@ class Sidebar(QWidget):
 
     def _menu(self, pos: QPoint) -> None:
         item = self.list.itemAt(pos)
-        cid = int(item.data(ID_ROLE)) if item is not None else None
-        menu = self.context_menu(cid)
+        data = item.data(ID_ROLE) if item is not None else None
+        menu = self.context_menu(data if isinstance(data, int) else None)
         menu.popup(self.list.viewport().mapToGlobal(pos))

@@ -186,8 +186,8 @@ def test_search_highlights_matches_and_long_titles_are_elided(
     window.sidebar.set_conversations(
         [Conversation(7, huge, 0.0, 0.0, "Simulator", "openai", "sim-small", None)]
     )
-    item = window.sidebar.list.item(0)
-    assert len(item.text()) <= 400
+    item = window.sidebar.item_for(7)
+    assert item is not None and len(item.text()) <= 400
     assert window.sidebar.list.horizontalScrollBarPolicy() == Qt.ScrollBarPolicy.ScrollBarAlwaysOff
     image = window.sidebar.list.viewport().grab()
     assert not image.isNull()

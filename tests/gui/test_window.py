@@ -154,10 +154,12 @@ def test_search_rename_and_delete_conversations(
     assert window.view.widgets[0].text() == "Tell me about harbours"
 
     window.sidebar.start_rename(first)
-    row = window.sidebar.ids().index(first)
+    item = window.sidebar.item_for(first)
+    assert item is not None
     with qtbot.waitSignal(window.controller.conversations_listed, timeout=3000):
-        window.sidebar.list.item(row).setText("Ports of call")
-    assert "Ports of call" in window.sidebar.list.item(row).text()
+        item.setText("Ports of call")
+    renamed = window.sidebar.item_for(first)
+    assert renamed is not None and "Ports of call" in renamed.text()
     assert window.sidebar.ids() == [second, first]  # renaming keeps the chat's place
 
     history = window.services.history

@@ -1,0 +1,176 @@
+"""The window's frame: the chat list grouped by date, hidden and shown (by hand, with
+Ctrl+B, and by itself when the window is narrow), the window title, and the shortcuts
+dialog showing every row."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from desktop_app.core.history import Conversation
+from desktop_app.simulator import SimulatorThread
+from desktop_app.ui.main_window import NARROW_WIDTH, TITLE_CHARS, MainWindow, window_title
+from desktop_app.ui.shortcuts import SHORTCUTS
+from desktop_app.ui.sidebar import GROUPS, SECTION_ROLE, date_group
+from tests.gui.util import Windows, sim_config, wait_reply
+
+DAY = 86400.0
+
+
+def chat(cid: int, title: str, age_days: float) -> Conversation:
+    when = time.time() - age_days * DAY
+    return Conversation(cid, title, when, when, "Simulator", "openai", "sim-small", None)
+
+
+def test_date_groups_follow_calendar_days() -> None:
+    noon = time.mktime((2024, 5, 10, 12, 0, 0, 0, 0, -1))
+    assert date_group(noon - 11 * 3600, noon) == "Today"  # 01:00 the same day
+    assert date_group(noon - 13 * 3600, noon) == "Yesterday"  # 23:00 the day before
+    assert date_group(noon - 3 * DAY, noon) == "Previous 7 days"
+    assert date_group(noon - 7 * DAY, noon) == "Previous 7 days"
+    assert date_group(noon - 8 * DAY, noon) == "Older"
+    assert date_group(noon + 60, noon) == "Today"  # a clock a little ahead
+
+
+def test_the_chat_list_is_grouped_by_date_with_rows_that_cannot_be_selected(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    sidebar = window.sidebar
+    sidebar.set_conversations(
+        [
+            chat(1, "fresh", 0),
+            chat(2, "also fresh", 0),
+            chat(3, "yesterday's", 1),
+            chat(4, "last week", 4),
+            chat(5, "ancient " + "w" * 1_000_000, 40),
+        ]
+    )
+    assert sidebar.sections() == list(GROUPS)
+    assert sidebar.ids() == [1, 2, 3, 4, 5]
+    headers = [
+        sidebar.list.item(i)
+        for i in range(sidebar.list.count())
+        if sidebar.list.item(i).data(SECTION_ROLE)
+    ]
+    for header in headers:
+        assert not header.flags() & Qt.ItemFlag.ItemIsSelectable
+        assert not header.flags() & Qt.ItemFlag.ItemIsEnabled
+    # the keyboard walks the chats and steps over the group rows
+    sidebar.list.setFocus()
+    first = sidebar.item_for(1)
+    assert first is not None
+    sidebar.list.setCurrentItem(first)
+    qtbot.keyClick(sidebar.list, Qt.Key.Key_Down)
+    qtbot.keyClick(sidebar.list, Qt.Key.Key_Down)
+    assert sidebar.list.currentItem() is sidebar.item_for(3)
+    # a title a megabyte long is elided: no horizontal scrollbar, one row's height
+    qtbot.waitUntil(lambda: sidebar.list.viewport().width() > 0)
+    assert not sidebar.list.horizontalScrollBar().isVisible()
+    assert sidebar.list.horizontalScrollBar().maximum() == 0
+    assert not sidebar.list.viewport().grab().isNull()
+
+
+def test_ctrl_b_and_the_buttons_hide_and_show_the_chat_list(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    window.resize(1000, 600)
+    assert window.sidebar.isVisible() and not window.rail.isVisible()
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)
+    assert not window.sidebar.isVisible() and window.rail.isVisible()
+    assert QApplication.focusWidget() is window.composer.edit
+    qtbot.mouseClick(window.expand_button, Qt.MouseButton.LeftButton)
+    assert window.sidebar.isVisible() and not window.rail.isVisible()
+    qtbot.waitUntil(lambda: not window.sidebar.collapse_button.rect().isEmpty())
+    qtbot.mouseClick(window.sidebar.collapse_button, Qt.MouseButton.LeftButton)
+    assert not window.sidebar.isVisible()
+    assert not window.actions_["toggle_sidebar"].isChecked()
+    # a hidden list stays hidden when the window is wide again
+    window.resize(600, 600)
+    window.resize(1100, 600)
+    assert not window.sidebar.isVisible()
+    window.actions_["toggle_sidebar"].trigger()
+    assert window.sidebar.isVisible()
+
+
+def test_the_chat_list_hides_itself_while_the_window_is_narrow(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    window.resize(1000, 600)
+    assert window.sidebar.isVisible()
+    window.resize(NARROW_WIDTH - 100, 500)
+    qtbot.waitUntil(lambda: window.width() == NARROW_WIDTH - 100)
+    assert not window.sidebar.isVisible() and window.rail.isVisible()
+    window.resize(500, 400)
+    qtbot.waitUntil(lambda: window.width() == 500)  # the window can be that small
+    assert window.height() == 400
+    window.resize(NARROW_WIDTH + 100, 500)
+    qtbot.waitUntil(lambda: window.sidebar.isVisible())
+    assert not window.rail.isVisible()
+
+
+def test_a_hidden_chat_list_stays_hidden_after_a_restart(
+    qtbot: QtBot, windows: Windows, sim: SimulatorThread, rill_home: Path
+) -> None:
+    window = windows.make(sim_config(sim, rill_home))
+    window.resize(1000, 600)
+    window.toggle_sidebar()
+    windows.close(window)
+    again = windows.make(sim_config(sim, rill_home))
+    assert not again.sidebar.isVisible() and again.rail.isVisible()
+
+
+def test_the_window_title_names_the_chat(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    assert window.windowTitle() == "Rill"
+    wait_reply(
+        qtbot,
+        window,
+        lambda: (
+            window.composer.set_text("Tell me about harbours")
+            or qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+        ),
+    )
+    cid = window.controller.conversation_id
+    assert cid is not None
+    qtbot.waitUntil(lambda: window.windowTitle() == f"{window.sidebar.title_of(cid)} — Rill")
+    assert "harbours" in window.windowTitle()
+    window.controller.rename_conversation(cid, "Ports <b>of</b> call [*]")
+    qtbot.waitUntil(
+        lambda: window.windowTitle() == "Ports <b>of</b> call [*][*] — Rill", timeout=3000
+    )
+    handle = window.windowHandle()
+    assert handle is not None and handle.title() == "Ports <b>of</b> call [*] — Rill"
+    window.new_chat()
+    qtbot.waitUntil(lambda: window.windowTitle() == "Rill", timeout=3000)
+    with qtbot.waitSignal(window.controller.conversation_loaded, timeout=3000):
+        window.sidebar.open_requested.emit(cid)
+    assert window.windowTitle() == "Ports <b>of</b> call [*][*] — Rill"
+
+
+def test_a_hostile_chat_name_makes_a_plain_short_title() -> None:
+    assert window_title("") == "Rill" and window_title(None) == "Rill"
+    assert window_title("\x1b]0;owned\x07") == "]0;owned — Rill"
+    assert window_title("a\nb\r\tc\u202eevil\u200b") == "a b cevil — Rill"
+    assert window_title("half \ud800 pair") == "half \ufffd pair — Rill"
+    long = window_title("w" * 1_000_000)
+    assert long.endswith("… — Rill") and len(long) == TITLE_CHARS + len(" — Rill")
+    assert window_title("\x00\x01 \u2028") == "Rill"
+
+
+def test_the_shortcuts_dialog_shows_every_row(qtbot: QtBot, window: MainWindow) -> None:
+    window.show_shortcuts()
+    dialog = window.shortcuts_dialog
+    assert dialog is not None
+    qtbot.waitExposed(dialog)
+    table = dialog.table
+    assert table.rowCount() == len(SHORTCUTS)
+    viewport = table.viewport().rect()
+    last = table.visualRect(table.model().index(table.rowCount() - 1, 1))
+    assert viewport.contains(last), (viewport, last)
+    assert not table.verticalScrollBar().isVisible()
+    assert ("Ctrl+B", "Show or hide the chat list") in dialog.rows()
