@@ -1,5 +1,6 @@
-"""The composer: where the prompt is typed. Enter sends (or Ctrl+Enter, a setting);
-the Stop button takes Send's place while a reply streams. The draft is saved as you type."""
+"""The composer: where the prompt is typed, in one rounded box with its send button inside.
+Enter sends (or Ctrl+Enter, a setting); the stop button takes the send button's place while
+a reply streams. The draft is saved as you type."""
 
 from __future__ import annotations
 
@@ -7,22 +8,26 @@ import os
 import tempfile
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QMimeData, QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QFontMetrics, QKeyEvent, QTextOption
 from PySide6.QtWidgets import (
+    QFrame,
     QHBoxLayout,
     QPlainTextEdit,
     QPushButton,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from desktop_app.ui import icons
 from desktop_app.ui.controller import MAX_PROMPT_CHARS
 from desktop_app.ui.labels import PlainLabel
 
 DRAFT_DELAY_MS = 400
 LONG_LINE = 5000
 MAX_LINES = 10
+BUTTON_SIZE = 32
 
 
 class PromptEdit(QPlainTextEdit):
@@ -79,7 +84,7 @@ class PromptEdit(QPlainTextEdit):
 
 
 class Composer(QWidget):
-    """Prompt field, Send/Stop, a warning line, and the edit-mode bar."""
+    """Prompt box with its send/stop button, a warning line, and the edit-mode bar."""
 
     send_requested = Signal(str)
     stop_requested = Signal()
@@ -104,27 +109,45 @@ class Composer(QWidget):
         self.edit_bar.hide()
         outer.addWidget(self.edit_bar)
 
-        row = QHBoxLayout()
+        self.box = QFrame()
+        self.box.setObjectName("composerBox")
+        self.box.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        row = QHBoxLayout(self.box)
+        row.setContentsMargins(12, 8, 8, 8)
         row.setSpacing(8)
         self.edit = PromptEdit(self)
+        self.edit.setObjectName("promptEdit")
+        self.edit.setFrameShape(QFrame.Shape.NoFrame)
         self.edit.submit.connect(self.submit)
         self.edit.paste_refused.connect(self._paste_refused)
+        self.edit.installEventFilter(self)
         row.addWidget(self.edit, 1)
-        self.send_button = QPushButton("Send")
+        self.send_button = QToolButton()
         self.send_button.setObjectName("sendButton")
         self.send_button.setToolTip("Send (Enter)")
+        self.send_button.setAccessibleName("Send")
         self.send_button.clicked.connect(self.submit)
-        self.stop_button = QPushButton("■ Stop")
+        self.stop_button = QToolButton()
         self.stop_button.setObjectName("stopButton")
         self.stop_button.setToolTip("Stop the reply (Esc)")
+        self.stop_button.setAccessibleName("Stop")
         self.stop_button.clicked.connect(self.stop_requested)
         self.stop_button.hide()
+        for button, name, colour in (
+            (self.send_button, "send", "accent_text"),
+            (self.stop_button, "stop", "base"),
+        ):
+            button.setFixedSize(QSize(BUTTON_SIZE, BUTTON_SIZE))
+            button.setIconSize(QSize(18, 18))
+            button.setCursor(Qt.CursorShape.PointingHandCursor)
+            icons.set_icon(button, name, colour)
         buttons = QVBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
         buttons.addStretch(1)
         buttons.addWidget(self.send_button)
         buttons.addWidget(self.stop_button)
         row.addLayout(buttons)
-        outer.addLayout(row)
+        outer.addWidget(self.box)
 
         self.warning = PlainLabel()
         self.warning.setObjectName("composerWarning")
@@ -140,6 +163,7 @@ class Composer(QWidget):
         self.edit.document().contentsChanged.connect(self._changed)
         self.edit.document().documentLayout().documentSizeChanged.connect(self._fit)
         self._fit()
+        self._update_send()
 
     # -- state -------------------------------------------------------------------------------
 
@@ -202,6 +226,7 @@ class Composer(QWidget):
     # -- internals ---------------------------------------------------------------------------
 
     def _changed(self) -> None:
+        self._update_send()
         count = self.edit.document().characterCount() - 1
         if count > MAX_PROMPT_CHARS:
             self.show_warning(
@@ -219,6 +244,19 @@ class Composer(QWidget):
             "in one message, so it was not pasted; it is still on the clipboard. "
             "Paste a shorter part."
         )
+
+    def _update_send(self) -> None:
+        empty = self.edit.document().isEmpty()
+        if self.send_button.isEnabled() == empty:
+            self.send_button.setEnabled(not empty)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.edit and event.type() in (QEvent.Type.FocusIn, QEvent.Type.FocusOut):
+            focused = event.type() == QEvent.Type.FocusIn
+            self.box.setProperty("focused", focused)
+            self.box.style().unpolish(self.box)
+            self.box.style().polish(self.box)
+        return super().eventFilter(watched, event)
 
     def _emit_draft(self) -> None:
         self.draft_changed.emit(self.text())

@@ -945,7 +945,8 @@ class MainWindow(QMainWindow):
         if current not in names:
             current = names[0]
             self.controller.settings.profile = current
-        self.header.set_profiles(names, current)
+        providers = {name: p.provider for name, p in config.profiles.items()}
+        self.header.set_profiles(names, current, providers)
         profile = self.controller.profile
         self.header.set_models([], self.controller.settings.model or profile.resolved_model)
         chosen = self.controller.settings.temperature

@@ -47,19 +47,22 @@ class Theme:
     comment: str
     number: str
     func: str
+    sidebar: str
+    hover: str
+    accent_hover: str
 
 
 LIGHT = Theme(
     mode="light",
-    window="#f4f5f7",
+    window="#ffffff",
     base="#ffffff",
-    alt_base="#eef0f3",
-    text="#1d1f23",
-    muted="#5f6670",
-    border="#d5d9df",
+    alt_base="#f2f3f5",
+    text="#1f2328",
+    muted="#646b75",
+    border="#dfe2e6",
     accent="#2563eb",
     accent_text="#ffffff",
-    user_bg="#e8effc",
+    user_bg="#eaf0fb",
     assistant_bg="#ffffff",
     code_bg="#f3f4f6",
     code_header="#e5e7eb",
@@ -76,20 +79,23 @@ LIGHT = Theme(
     comment="#6a737d",
     number="#b35900",
     func="#005cc5",
+    sidebar="#f7f7f8",
+    hover="#ebedf0",
+    accent_hover="#1d4ed8",
 )
 
 DARK = Theme(
     mode="dark",
-    window="#1b1d21",
-    base="#23262b",
-    alt_base="#2b2f35",
-    text="#e6e8eb",
-    muted="#9aa1ab",
-    border="#3a3f46",
+    window="#1e1f22",
+    base="#2a2b2f",
+    alt_base="#2a2b2f",
+    text="#e7e8ea",
+    muted="#9ca1a9",
+    border="#3a3c41",
     accent="#4f8df7",
     accent_text="#ffffff",
-    user_bg="#263246",
-    assistant_bg="#23262b",
+    user_bg="#2c3546",
+    assistant_bg="#1e1f22",
     code_bg="#16181c",
     code_header="#2d3138",
     inline_code_bg="#33373e",
@@ -105,6 +111,9 @@ DARK = Theme(
     comment="#7f8792",
     number="#f7b267",
     func="#82aaff",
+    sidebar="#17181a",
+    hover="#33353a",
+    accent_hover="#6b9ff8",
 )
 
 _current: Theme = LIGHT
@@ -199,15 +208,54 @@ QPushButton#jumpButton {{
     background: {t.accent}; color: {t.accent_text}; border: none; border-radius: 14px;
     padding: 6px 14px;
 }}
-QPushButton#sendButton {{
-    background: {t.accent}; color: {t.accent_text}; border: none; border-radius: 6px;
-    padding: 6px 16px; font-weight: 600;
+QWidget#chatHeader {{ background: {t.window}; }}
+QToolButton#modelPicker {{
+    border: none; border-radius: 8px; padding: 4px 8px; font-weight: 600; color: {t.text};
+    font-size: 11pt;
 }}
-QPushButton#sendButton:disabled {{ background: {t.border}; color: {t.muted}; }}
-QPushButton#stopButton {{
-    background: {t.stop}; color: #ffffff; border: none; border-radius: 6px;
-    padding: 6px 16px; font-weight: 600;
+QToolButton#modelPicker:hover, QToolButton#modelPicker:focus {{ background: {t.hover}; }}
+QToolButton#headerTool {{ border: none; border-radius: 8px; padding: 4px; }}
+QToolButton#headerTool:hover, QToolButton#headerTool:focus {{ background: {t.hover}; }}
+QFrame#popover {{ background: {t.base}; border: 1px solid {t.border}; border-radius: 8px; }}
+QLabel#popoverTitle {{ font-weight: 600; }}
+QFrame#composerBox {{
+    background: {t.base}; border: 1px solid {t.border}; border-radius: 16px;
 }}
+QFrame#composerBox[focused="true"] {{ border-color: {t.muted}; }}
+QPlainTextEdit#promptEdit {{ background: transparent; border: none; }}
+QToolButton#sendButton {{ background: {t.accent}; border: none; border-radius: 16px; }}
+QToolButton#sendButton:hover {{ background: {t.accent_hover}; }}
+QToolButton#sendButton:disabled {{ background: {t.hover}; }}
+QToolButton#stopButton {{ background: {t.text}; border: none; border-radius: 16px; }}
+QToolButton#sendButton:focus, QToolButton#stopButton:focus {{ border: 2px solid {t.muted}; }}
+QPushButton {{
+    background: {t.base}; border: 1px solid {t.border}; border-radius: 8px;
+    padding: 4px 12px; min-height: 20px;
+}}
+QPushButton:hover {{ background: {t.hover}; }}
+QPushButton:focus {{ border-color: {t.accent}; }}
+QPushButton:default {{ background: {t.accent}; color: {t.accent_text}; border-color: {t.accent}; }}
+QPushButton:default:hover {{ background: {t.accent_hover}; }}
+QPushButton:disabled {{ color: {t.muted}; background: {t.alt_base}; }}
+QToolTip {{
+    background: {t.base}; color: {t.text}; border: 1px solid {t.border}; padding: 4px 8px;
+}}
+QMenu {{ background: {t.base}; border: 1px solid {t.border}; padding: 4px; }}
+QMenu::item {{ padding: 4px 24px 4px 12px; border-radius: 4px; }}
+QMenu::item:selected {{ background: {t.hover}; color: {t.text}; }}
+QMenu::separator {{ height: 1px; background: {t.border}; margin: 4px 8px; }}
+QScrollBar:vertical {{ background: transparent; width: 10px; margin: 0; }}
+QScrollBar::handle:vertical {{
+    background: {t.border}; border-radius: 4px; min-height: 32px; margin: 2px;
+}}
+QScrollBar::handle:vertical:hover {{ background: {t.muted}; }}
+QScrollBar:horizontal {{ background: transparent; height: 10px; margin: 0; }}
+QScrollBar::handle:horizontal {{
+    background: {t.border}; border-radius: 4px; min-width: 32px; margin: 2px;
+}}
+QScrollBar::handle:horizontal:hover {{ background: {t.muted}; }}
+QScrollBar::add-line, QScrollBar::sub-line {{ width: 0; height: 0; border: none; }}
+QScrollBar::add-page, QScrollBar::sub-page {{ background: none; }}
 QToolButton#msgTool {{ border: none; padding: 2px 6px; color: {t.muted}; }}
 QToolButton#msgTool:hover {{ color: {t.text}; background: {t.alt_base}; border-radius: 4px; }}
 QProgressBar#tokenBar {{
