@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -23,6 +23,8 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QTabWidget,
     QVBoxLayout,
@@ -34,6 +36,7 @@ from desktop_app.core.chat import Services
 from desktop_app.core.config import (
     DEFAULT_BASE_URLS,
     DEFAULT_MODELS,
+    PROFILE_SCHEMA_BY_NAME,
     SCHEMA,
     Config,
     Key,
@@ -42,7 +45,8 @@ from desktop_app.core.config import (
 from desktop_app.core.engine import Engine, KeyLookup
 from desktop_app.core.errors import RillError
 from desktop_app.core.resilience import ResilienceSettings
-from desktop_app.core.types import PROVIDERS
+from desktop_app.core.terminal import for_terminal
+from desktop_app.ui.icons import set_icon
 from desktop_app.ui.keys import KeyStore
 from desktop_app.ui.labels import PlainLabel
 
@@ -50,24 +54,59 @@ Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Future[Any]"]
 
 _LABELS = {
     "resilience.max_retries": "Retries",
-    "resilience.base_delay_s": "First backoff (s)",
-    "resilience.max_delay_s": "Longest backoff (s)",
+    "resilience.base_delay_s": "First backoff",
+    "resilience.max_delay_s": "Longest backoff",
     "resilience.wait_on_rate_limit": "Wait out long rate limits",
-    "resilience.max_rate_limit_wait_s": "Longest wait without asking (s)",
-    "resilience.connect_timeout_s": "Connect timeout (s)",
-    "resilience.first_token_timeout_s": "First-token timeout (s)",
-    "resilience.idle_timeout_s": "Stall timeout (s)",
+    "resilience.max_rate_limit_wait_s": "Longest wait without asking",
+    "resilience.connect_timeout_s": "Connect timeout",
+    "resilience.first_token_timeout_s": "First-token timeout",
+    "resilience.idle_timeout_s": "Stall timeout",
     "resilience.mid_stream": "When a stream breaks mid-answer",
     "resilience.circuit_breaker.failure_threshold": "Failures that open the circuit",
-    "resilience.circuit_breaker.recovery_timeout_s": "Circuit stays open for (s)",
+    "resilience.circuit_breaker.recovery_timeout_s": "Circuit stays open for",
+    "resilience.max_reply_mb": "Longest reply",
     "cache.enabled": "Answer repeated questions from the cache",
-    "cache.ttl_s": "Keep answers for (s)",
-    "cache.size_limit_mb": "Largest size (MB)",
+    "cache.ttl_s": "Keep answers for",
+    "cache.size_limit_mb": "Largest size",
     "history.enabled": "Record conversations",
-    "budget.monthly_usd": "Monthly limit (USD, 0 = none)",
+    "budget.monthly_usd": "Monthly limit",
     "ui.theme": "Colour scheme",
     "ui.send_with": "Send with",
 }
+
+SPACING = 8
+"""The dialog's grid: every margin and gap is a multiple of it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """How a number is shown: its unit, its decimals, and the scale from the stored value
+    (``cache.ttl_s`` is stored in seconds and shown in hours)."""
+
+    suffix: str = ""
+    decimals: int = 0
+    scale: float = 1.0
+    prefix: str = ""
+    none: str = ""
+    """Shown for 0 where 0 means none."""
+
+
+_UNITS: dict[str, Unit] = {
+    "resilience.base_delay_s": Unit(" s", 1),
+    "resilience.max_delay_s": Unit(" s"),
+    "resilience.max_rate_limit_wait_s": Unit(" s"),
+    "resilience.connect_timeout_s": Unit(" s", 1),
+    "resilience.first_token_timeout_s": Unit(" s"),
+    "resilience.idle_timeout_s": Unit(" s"),
+    "resilience.circuit_breaker.recovery_timeout_s": Unit(" s"),
+    "resilience.max_reply_mb": Unit(" MB", 1),
+    "cache.ttl_s": Unit(" h", 0, 3600.0),
+    "cache.size_limit_mb": Unit(" MB"),
+    "budget.monthly_usd": Unit(decimals=2, prefix="$", none="None"),
+}
+
+_TEST_RESULT_LIMIT = 2000
+"""The most characters of a server's answer that Test connection shows."""
 
 
 def _widget_for(key: Key, value: Any) -> QWidget:
@@ -76,37 +115,89 @@ def _widget_for(key: Key, value: Any) -> QWidget:
         box.setChecked(bool(value))
         return box
     if key.choices:
-        combo = QComboBox()
-        combo.addItems(list(key.choices))
-        combo.setCurrentText(str(value))
-        return combo
+        return _choice_combo(key, str(value))
+    unit = _UNITS.get(key.path, Unit())
+    spin: QSpinBox | QDoubleSpinBox
     if key.type is int:
         spin = QSpinBox()
         spin.setRange(int(key.minimum or 0), 1_000_000_000)
         spin.setValue(int(value))
-        return spin
-    if key.type is float:
-        dspin = QDoubleSpinBox()
-        dspin.setDecimals(3)
-        dspin.setRange(float(key.minimum or 0.0), 1e9)
-        dspin.setValue(float(value))
-        return dspin
-    line = QLineEdit(str(value))
-    return line
+    elif key.type is float:
+        spin = QDoubleSpinBox()
+        spin.setDecimals(unit.decimals)
+        step = 10.0**-unit.decimals
+        lowest = float(key.minimum or 0.0) / unit.scale
+        if lowest > 0:
+            lowest = max(lowest, step)
+        spin.setRange(lowest, 1e9 / unit.scale)
+        spin.setValue(float(value) / unit.scale)
+        spin.setProperty("scale", unit.scale)
+    else:
+        return QLineEdit(str(value))
+    spin.setSuffix(unit.suffix)
+    spin.setPrefix(unit.prefix)
+    if unit.none:
+        spin.setSpecialValueText(unit.none)
+    return spin
+
+
+def _choice_combo(key: Key, value: str) -> QComboBox:
+    """A combo box showing the human name of each choice, holding the value as its data."""
+    combo = QComboBox()
+    for choice in key.choices:
+        combo.addItem(key.label(choice), choice)
+    combo.setCurrentIndex(max(0, combo.findData(value)))
+    return combo
 
 
 def _value_of(widget: QWidget) -> Any:
     if isinstance(widget, QCheckBox):
         return widget.isChecked()
     if isinstance(widget, QComboBox):
-        return widget.currentText()
+        return widget.currentData()
     if isinstance(widget, QSpinBox):
         return widget.value()
     if isinstance(widget, QDoubleSpinBox):
-        return widget.value()
+        scale = widget.property("scale")
+        return widget.value() * (float(scale) if scale else 1.0)
     if isinstance(widget, QLineEdit):
         return widget.text()
     raise TypeError(type(widget))
+
+
+def _shown(text: str) -> str:
+    """A server's words for a label: controls made visible, at most a screenful."""
+    if len(text) > _TEST_RESULT_LIMIT:
+        text = text[: _TEST_RESULT_LIMIT - 1] + "…"
+    return for_terminal(text)
+
+
+def _form() -> QFormLayout:
+    form = QFormLayout()
+    form.setContentsMargins(0, 0, 0, 0)
+    form.setHorizontalSpacing(2 * SPACING)
+    form.setVerticalSpacing(SPACING)
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+    return form
+
+
+def _scrolling(content: QWidget) -> QScrollArea:
+    """``content`` in a frameless scroll area: a small dialog scrolls, it never squeezes."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(content)
+    return area
+
+
+def _note(text: str = "", name: str = "muted") -> PlainLabel:
+    label = PlainLabel(text)
+    label.setObjectName(name)
+    label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    return label
 
 
 class SettingsDialog(QDialog):
@@ -127,7 +218,8 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Rill Settings")
         self.setModal(False)
-        self.resize(640, 520)
+        self.resize(720, 560)
+        self.setMinimumSize(480, 360)
         self.config = config
         self.keys = keys
         self.services = services
@@ -141,21 +233,23 @@ class SettingsDialog(QDialog):
             self.profiles["default"] = config.profile("default")
         self.new_keys: dict[str, str] = {}
         self.fields: dict[str, QWidget] = {}
+        self._shown_values: dict[str, Any] = {}
         self._current: str | None = None
         self._loading = False
 
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(2 * SPACING, 2 * SPACING, 2 * SPACING, 2 * SPACING)
+        layout.setSpacing(2 * SPACING)
         self.tabs = QTabWidget()
-        layout.addWidget(self.tabs)
+        self.tabs.setDocumentMode(True)
+        layout.addWidget(self.tabs, 1)
         self.tabs.addTab(self._profiles_tab(), "Profiles")
-        self.tabs.addTab(self._schema_tab("resilience."), "Resilience")
-        self.tabs.addTab(self._cache_tab(), "Cache")
-        self.tabs.addTab(self._budget_tab(), "Budget && history")
-        self.tabs.addTab(self._schema_tab("ui."), "Appearance")
+        self.tabs.addTab(_scrolling(self._schema_tab("resilience.")), "Resilience")
+        self.tabs.addTab(_scrolling(self._cache_tab()), "Cache")
+        self.tabs.addTab(_scrolling(self._budget_tab()), "Budget && history")
+        self.tabs.addTab(_scrolling(self._schema_tab("ui.")), "Appearance")
 
-        self.error = PlainLabel()
-        self.error.setObjectName("errorText")
-        self.error.setWordWrap(True)
+        self.error = _note(name="errorText")
         self.error.hide()
         layout.addWidget(self.error)
         self.buttons = QDialogButtonBox(
@@ -170,33 +264,35 @@ class SettingsDialog(QDialog):
 
     def _schema_tab(self, *prefixes: str) -> QWidget:
         page = QWidget()
-        form = QFormLayout(page)
+        form = _form()
+        form.setContentsMargins(2 * SPACING, 2 * SPACING, 2 * SPACING, 2 * SPACING)
+        page.setLayout(form)
         for key in SCHEMA:
             if key.path.startswith(prefixes):
                 widget = _widget_for(key, self.config[key.path])
                 widget.setToolTip(key.description)
                 self.fields[key.path] = widget
-                form.addRow(_LABELS.get(key.path, key.path), widget)
+                self._shown_values[key.path] = _value_of(widget)
+                if isinstance(widget, QCheckBox):
+                    widget.setText(_LABELS.get(key.path, key.path))
+                    form.addRow("", widget)
+                else:
+                    form.addRow(_LABELS.get(key.path, key.path), widget)
         if "resilience." in prefixes:
-            note = PlainLabel("The connect timeout applies when Rill starts again.")
-            note.setObjectName("muted")
-            form.addRow(note)
+            form.addRow(_note("The connect timeout applies when Rill starts again."))
         return page
 
     def _cache_tab(self) -> QWidget:
         page = self._schema_tab("cache.")
         form = page.layout()
         assert isinstance(form, QFormLayout)
-        note = PlainLabel(
-            "Turning the cache on or off and its limits apply when Rill starts again."
+        form.addRow(
+            _note("Turning the cache on or off and its limits apply when Rill starts again.")
         )
-        note.setObjectName("muted")
-        note.setWordWrap(True)
-        form.addRow(note)
-        self.cache_stats = PlainLabel("…")
-        self.cache_stats.setWordWrap(True)
+        self.cache_stats = _note("…", "")
         form.addRow("Now", self.cache_stats)
         row = QHBoxLayout()
+        row.setSpacing(SPACING)
         refresh = QPushButton("Refresh")
         refresh.clicked.connect(self.refresh_cache_stats)
         self.clear_button = QPushButton("Clear the cache")
@@ -212,8 +308,7 @@ class SettingsDialog(QDialog):
         page = self._schema_tab("budget.", "history.")
         form = page.layout()
         assert isinstance(form, QFormLayout)
-        self.spend = PlainLabel("…")
-        self.spend.setWordWrap(True)
+        self.spend = _note("…", "")
         form.addRow("This month", self.spend)
         self.spawn(self._month_spend())
         return page
@@ -237,53 +332,86 @@ class SettingsDialog(QDialog):
     def _profiles_tab(self) -> QWidget:
         page = QWidget()
         outer = QHBoxLayout(page)
+        outer.setContentsMargins(0, 2 * SPACING, 0, 0)
+        outer.setSpacing(2 * SPACING)
+
         left = QVBoxLayout()
+        left.setSpacing(SPACING)
         self.profile_list = QListWidget()
+        self.profile_list.setObjectName("profileList")
+        self.profile_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.profile_list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.profile_list.addItems(list(self.profiles))
         self.profile_list.currentTextChanged.connect(self._select_profile)
         left.addWidget(self.profile_list, 1)
         add_remove = QHBoxLayout()
+        add_remove.setSpacing(SPACING)
         add = QPushButton("Add")
+        set_icon(add, "plus")
+        add.setToolTip("Add a profile")
         add.clicked.connect(self.add_profile)
         remove = QPushButton("Remove")
+        remove.setToolTip("Remove the selected profile")
         remove.clicked.connect(self.remove_profile)
         add_remove.addWidget(add)
         add_remove.addWidget(remove)
         left.addLayout(add_remove)
-        default_row = QHBoxLayout()
-        default_row.addWidget(PlainLabel("Default"))
+        left.addSpacing(SPACING)
+        left.addWidget(_note("New chats and q use", ""))
         self.default_profile = QComboBox()
+        self.default_profile.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.default_profile.setMinimumContentsLength(8)
         self.default_profile.addItems(list(self.profiles))
         self.default_profile.setCurrentText(str(self.config["default_profile"]))
-        default_row.addWidget(self.default_profile, 1)
-        left.addLayout(default_row)
-        outer.addLayout(left, 1)
+        left.addWidget(self.default_profile)
+        side = QWidget()
+        side.setLayout(left)
+        side.setFixedWidth(25 * SPACING)
+        left.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(side)
 
-        right = QVBoxLayout()
-        form = QFormLayout()
+        content = QWidget()
+        right = QVBoxLayout(content)
+        right.setContentsMargins(0, 0, SPACING, 0)
+        right.setSpacing(2 * SPACING)
+        form = _form()
         self.p_name = QLineEdit()
-        self.p_provider = QComboBox()
-        self.p_provider.addItems(list(PROVIDERS))
+        self.p_name.textEdited.connect(self._name_edited)
+        self.name_note = _note(name="errorText")
+        self.name_note.hide()
+        name_box = QVBoxLayout()
+        name_box.setContentsMargins(0, 0, 0, 0)
+        name_box.setSpacing(SPACING // 2)
+        name_box.addWidget(self.p_name)
+        name_box.addWidget(self.name_note)
+        self.p_provider = _choice_combo(PROFILE_SCHEMA_BY_NAME["provider"], "openai")
         self.p_base_url = QLineEdit()
         self.p_model = QComboBox()
         self.p_model.setEditable(True)
         self.p_system = QPlainTextEdit()
-        self.p_system.setFixedHeight(60)
+        self.p_system.setFixedHeight(10 * SPACING)
+        self.p_system.setPlaceholderText("Instructions sent before every chat of this profile")
         self.p_temperature = QDoubleSpinBox()
         self.p_temperature.setRange(-0.1, 2.0)
         self.p_temperature.setSingleStep(0.1)
         self.p_temperature.setDecimals(1)
-        self.p_temperature.setSpecialValueText("server default")
+        self.p_temperature.setSpecialValueText("Server default")
         self.p_max_tokens = QSpinBox()
         self.p_max_tokens.setRange(0, 10_000_000)
-        self.p_max_tokens.setSpecialValueText("server default")
+        self.p_max_tokens.setSpecialValueText("Server default")
+        self.p_max_tokens.setGroupSeparatorShown(True)
         self.p_fallbacks = QLineEdit()
         self.p_fallbacks.setPlaceholderText("other profiles or models, comma-separated")
         self.p_key = QLineEdit()
         self.p_key.setEchoMode(QLineEdit.EchoMode.Password)
-        self.key_note = PlainLabel()
-        self.key_note.setObjectName("muted")
-        self.key_note.setWordWrap(True)
+        self.key_note = _note()
+        key_box = QVBoxLayout()
+        key_box.setContentsMargins(0, 0, 0, 0)
+        key_box.setSpacing(SPACING // 2)
+        key_box.addWidget(self.p_key)
+        key_box.addWidget(self.key_note)
         if not self.keys.supported:
             self.p_key.setEnabled(False)
             self.p_key.setPlaceholderText("not available")
@@ -293,7 +421,8 @@ class SettingsDialog(QDialog):
             )
         else:
             self.p_key.setPlaceholderText("stored in the system keychain; empty keeps the key")
-        form.addRow("Name", self.p_name)
+            self.key_note.hide()
+        form.addRow("Name", name_box)
         form.addRow("Provider", self.p_provider)
         form.addRow("Base URL", self.p_base_url)
         form.addRow("Model", self.p_model)
@@ -301,26 +430,25 @@ class SettingsDialog(QDialog):
         form.addRow("Temperature", self.p_temperature)
         form.addRow("Max tokens", self.p_max_tokens)
         form.addRow("Fallbacks", self.p_fallbacks)
-        form.addRow("API key", self.p_key)
-        form.addRow("", self.key_note)
+        form.addRow("API key", key_box)
         right.addLayout(form)
         self.keep_box = QCheckBox("Save this profile in the config file")
         self.keep_box.toggled.connect(self._keep_toggled)
         self.keep_box.hide()
         right.addWidget(self.keep_box)
         test_row = QHBoxLayout()
+        test_row.setSpacing(SPACING)
         self.test_button = QPushButton("Test connection")
         self.test_button.clicked.connect(self.test_connection)
         test_row.addWidget(self.test_button)
         test_row.addStretch(1)
         right.addLayout(test_row)
-        self.test_result = PlainLabel()
-        self.test_result.setWordWrap(True)
+        self.test_result = _note(name="")
         self.test_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         right.addWidget(self.test_result)
         right.addStretch(1)
-        outer.addLayout(right, 2)
-        self.p_provider.currentTextChanged.connect(self._provider_changed)
+        outer.addWidget(_scrolling(content), 1)
+        self.p_provider.currentIndexChanged.connect(self._provider_changed)
         return page
 
     # -- profiles ----------------------------------------------------------------------------
@@ -342,7 +470,8 @@ class SettingsDialog(QDialog):
         self._loading = True
         try:
             self.p_name.setText(profile.name)
-            self.p_provider.setCurrentText(profile.provider)
+            self.name_note.hide()
+            self.p_provider.setCurrentIndex(max(0, self.p_provider.findData(profile.provider)))
             self.p_base_url.setText(profile.base_url)
             self.p_base_url.setPlaceholderText(DEFAULT_BASE_URLS[profile.provider])
             self.p_model.clear()
@@ -366,7 +495,8 @@ class SettingsDialog(QDialog):
         finally:
             self._loading = False
 
-    def _provider_changed(self, provider: str) -> None:
+    def _provider_changed(self, _index: int) -> None:
+        provider = self.p_provider.currentData()
         if provider in DEFAULT_BASE_URLS:
             self.p_base_url.setPlaceholderText(DEFAULT_BASE_URLS[provider])
             self._model_placeholder(DEFAULT_MODELS[provider])
@@ -389,18 +519,17 @@ class SettingsDialog(QDialog):
             return None
         temperature = self.p_temperature.value()
         fallbacks = tuple(f.strip() for f in self.p_fallbacks.text().split(",") if f.strip())
-        return Profile(
+        # what the form does not show (stream, prices, prefill) stays as it was
+        return replace(
+            self.profiles[self._current],
             name=self.p_name.text().strip() or self._current,
-            provider=self.p_provider.currentText(),  # type: ignore[arg-type]
+            provider=self.p_provider.currentData(),
             base_url=self.p_base_url.text().strip(),
             model=self.p_model.currentText().strip(),
             system_prompt=self.p_system.toPlainText(),
             temperature=None if temperature < 0 else temperature,
             max_tokens=self.p_max_tokens.value() or None,
             fallbacks=fallbacks,
-            accepts_prefill=self.profiles[self._current].accepts_prefill,
-            price_input_per_mtok=self.profiles[self._current].price_input_per_mtok,
-            price_output_per_mtok=self.profiles[self._current].price_output_per_mtok,
         )
 
     def _commit_form(self) -> None:
@@ -423,6 +552,24 @@ class SettingsDialog(QDialog):
         if key:
             self.new_keys[profile.name] = key
         self._current = profile.name
+
+    def _name_edited(self, text: str) -> None:
+        """Rename the profile as its name is typed, so the list shows the new name at once;
+        a name that is empty or another profile's is refused, saying so."""
+        if self._current is None or self._loading:
+            return
+        name = text.strip()
+        if not name:
+            self.name_note.setText(_shown(f"A profile needs a name; it stays “{self._current}”."))
+        elif name != self._current and name in self.profiles:
+            self.name_note.setText(
+                _shown(f"Another profile is called “{name}”; this one stays “{self._current}”.")
+            )
+        else:
+            self.name_note.hide()
+            self._commit_form()
+            return
+        self.name_note.show()
 
     def _rename_in_lists(self, old: str, new: str) -> None:
         self._loading = True
@@ -510,7 +657,7 @@ class SettingsDialog(QDialog):
     def _test_done(self, text: str, models: list[str]) -> None:
         with contextlib.suppress(RuntimeError):
             self.test_button.setEnabled(True)
-            self.test_result.setText(text)
+            self.test_result.setText(_shown(text))
             if models:
                 current = self.p_model.currentText()
                 self.p_model.clear()
@@ -576,7 +723,9 @@ class SettingsDialog(QDialog):
             path=self.config.path,
         )
         for path, widget in self.fields.items():
-            config.set(path, _value_of(widget))
+            value = _value_of(widget)
+            if value != self._shown_values[path]:  # a value finer than its field stays
+                config.set(path, value)
         default = self.default_profile.currentText()
         if default:
             config.set("default_profile", default)

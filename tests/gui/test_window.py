@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
+from PySide6.QtWidgets import QApplication, QComboBox, QMenu, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from desktop_app.app import ExceptionReporter, build_parser
@@ -208,7 +208,9 @@ def test_settings_test_connection_save_and_theme(
     dialog.p_base_url.setText(sim.base_url("openai"))
 
     dialog.p_key.setText("sk-test-key-1234567890")
-    dialog.fields["ui.theme"].setCurrentText("dark")  # type: ignore[attr-defined]
+    scheme = dialog.fields["ui.theme"]
+    assert isinstance(scheme, QComboBox)
+    scheme.setCurrentIndex(scheme.findData("dark"))
     dialog.fields["resilience.max_retries"].setValue(5)  # type: ignore[attr-defined]
     config_file = window.services.paths.config_file
     with qtbot.waitSignal(window.status.label.windowTitleChanged, timeout=100, raising=False):
