@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from PySide6.QtCore import QEvent, QPoint, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QKeyEvent, QPainterPath, QRegion, QResizeEvent
+from PySide6.QtGui import QHideEvent, QKeyEvent, QPainterPath, QRegion, QResizeEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -50,7 +50,9 @@ def _clean(text: str) -> str:
 
 
 class Popover(QFrame):
-    """A small popup frame under a button; a click outside or Esc closes it."""
+    """A small popup frame under a button; a click outside, Esc or Enter closes it."""
+
+    closed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent, Qt.WindowType.Popup)
@@ -80,6 +82,10 @@ class Popover(QFrame):
         first = self.focusWidget() or self.nextInLine()
         if first is not None:
             first.setFocus(Qt.FocusReason.PopupFocusReason)
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        self.closed.emit()
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         """Round the window's corners (a popup has no transparent background to do it)."""
@@ -164,6 +170,8 @@ class ChatHeader(QWidget):
     system_changed = Signal(str)
     temperature_changed = Signal(object)
     refresh_models = Signal()
+    popover_closed = Signal()
+    """A popover closed: the keyboard can go back to the prompt."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -211,6 +219,7 @@ class ChatHeader(QWidget):
 
         # The model picker's popover: profile, model and a refresh button.
         self.picker_popup = Popover(self)
+        self.picker_popup.closed.connect(self.popover_closed)
         form = self._picker_form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
         form.setHorizontalSpacing(12)
@@ -254,6 +263,7 @@ class ChatHeader(QWidget):
 
         # The chat-settings popover: temperature and system prompt.
         self.settings_popup = Popover(self)
+        self.settings_popup.closed.connect(self.popover_closed)
         self.settings_popup.setMinimumWidth(400)
         title = PlainLabel("Chat settings")
         title.setObjectName("popoverTitle")

@@ -406,6 +406,7 @@ class MainWindow(QMainWindow):
             self.sidebar.open_requested,
             self.header.profile_changed,
             self.header.refresh_models,
+            self.header.popover_closed,
         ):
             signal.connect(self._focus_prompt)
         view.regenerate_requested.connect(self.regenerate)

@@ -86,7 +86,8 @@ def test_the_chat_settings_popover_holds_temperature_and_system_prompt(
     window: MainWindow, qtbot: QtBot
 ) -> None:
     header = window.header
-    qtbot.mouseClick(header.settings_button, Qt.MouseButton.LeftButton)
+    header.settings_button.setFocus()
+    qtbot.keyClick(header.settings_button, Qt.Key.Key_Space)
     qtbot.waitUntil(header.settings_popup.isVisible, timeout=2000)
     assert header.temperature.isVisible() and header.system.isVisible()
     assert header.temperature.text() == "Default"
@@ -98,6 +99,8 @@ def test_the_chat_settings_popover_holds_temperature_and_system_prompt(
     assert header.settings_button.property("active")
     header.settings_popup.close()
     assert window.controller.settings.temperature == pytest.approx(0.7)
+    # Closing the popover gives the keyboard back to the prompt.
+    qtbot.waitUntil(lambda: window.focusWidget() is window.composer.edit, timeout=2000)
 
 
 def test_the_header_fits_a_small_window(window: MainWindow, qtbot: QtBot) -> None:
