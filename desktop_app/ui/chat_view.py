@@ -21,9 +21,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, QRectF, QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QDesktopServices,
+    QEnterEvent,
+    QFocusEvent,
     QGuiApplication,
     QPainter,
     QPaintEvent,
@@ -34,6 +36,7 @@ from PySide6.QtGui import (
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
+    QApplication,
     QFrame,
     QHBoxLayout,
     QPushButton,
@@ -48,6 +51,7 @@ from PySide6.QtWidgets import (
 from desktop_app.core.errors import human_seconds
 from desktop_app.core.history import StoredMessage
 from desktop_app.core.types import GenerationResponse
+from desktop_app.ui.icons import set_icon
 from desktop_app.ui.labels import PlainLabel
 from desktop_app.ui.markdown import (
     CodeHighlighter,
@@ -69,6 +73,12 @@ SLICE_S = 0.008
 """A slice stops taking new pieces of text after this long."""
 PIECE_CHARS = 4_096
 """Text enters the segmenter this many characters at a time."""
+BUBBLE_SHARE = 0.75
+"""A prompt's bubble is at most this share of the conversation's width."""
+BUBBLE_PAD_X = 12
+BUBBLE_PAD_Y = 6
+COLUMN_WIDTH = 860
+"""The widest the conversation's column grows."""
 
 
 @dataclass(slots=True)
@@ -189,8 +199,43 @@ class RenderScheduler(QObject):
             self._timer.start()
 
 
+class ActionButton(QToolButton):
+    """A small icon button acting on a message.
+
+    An ``on_hover`` button is drawn only while its message shows its actions (see
+    :meth:`MessageWidget.actions_shown`), but it stays in the layout and in the Tab order,
+    so the message does not move when the pointer passes and the keyboard reaches it.
+    """
+
+    def __init__(self, owner: MessageWidget, name: str, tip: str, *, on_hover: bool = True) -> None:
+        super().__init__(owner)
+        self._owner = owner
+        self._on_hover = on_hover
+        self.setObjectName("msgTool")
+        set_icon(self, name, "muted")
+        self.setIconSize(QSize(16, 16))
+        self.setToolTip(tip)
+        self.setAccessibleName(tip)
+        self.setAutoRaise(True)
+        self.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        if not self._on_hover or self._owner.actions_shown():
+            super().paintEvent(event)
+
+    def focusInEvent(self, event: QFocusEvent) -> None:
+        super().focusInEvent(event)
+        self._owner._actions_changed()
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:
+        super().focusOutEvent(event)
+        self._owner._actions_changed()
+
+
 class MessageWidget(QFrame):
-    """One message: header (role, state, versions, actions), body, notices, details."""
+    """One message: the prompt in a bubble or the reply as full-width text, then notices,
+    Continue/Retry, and a row of versions, actions, the state badge and details."""
 
     link_clicked = Signal(QUrl)
     retry_clicked = Signal()
@@ -231,52 +276,40 @@ class MessageWidget(QFrame):
         self._tail: DocView | None = None
         self._tail_writer: DocumentWriter | None = None
         self._tail_highlighter: CodeHighlighter | None = None
-        self.setObjectName("messageCard")
+        self.setObjectName("message")
         self.setProperty("role", role)
+        self.setAccessibleName("Your message" if role == "user" else "Reply")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+        self._hovered = False
+        self._pinned = False
+        """The actions stay shown (the last reply's)."""
 
         outer = QVBoxLayout(self)
-        outer.setContentsMargins(12, 8, 12, 8)
+        outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(4)
-
-        header = QHBoxLayout()
-        header.setSpacing(6)
-        self.role_label = PlainLabel("You" if role == "user" else "Assistant")
-        self.role_label.setObjectName("roleLabel")
-        header.addWidget(self.role_label)
-        self.badge = PlainLabel()
-        self.badge.setObjectName("badge")
-        self.badge.hide()
-        header.addWidget(self.badge)
-        header.addStretch(1)
-        self.prev_button = self._tool("◀", "Previous version")
-        self.version_label = PlainLabel()
-        self.version_label.setObjectName("muted")
-        self.next_button = self._tool("▶", "Next version")
-        self.prev_button.clicked.connect(lambda: self._step_version(-1))
-        self.next_button.clicked.connect(lambda: self._step_version(1))
-        for w in (self.prev_button, self.version_label, self.next_button):
-            header.addWidget(w)
-            w.hide()
-        self.edit_button = self._tool("Edit", "Edit this prompt and send it again")
-        self.edit_button.clicked.connect(self.edit_clicked)
-        self.edit_button.hide()
-        header.addWidget(self.edit_button)
-        self.regen_button = self._tool("↻ Regenerate", "Write a new version of this reply")
-        self.regen_button.clicked.connect(self.regenerate_clicked)
-        self.regen_button.hide()
-        header.addWidget(self.regen_button)
-        self.copy_button = self._tool("Copy", "Copy this message as Markdown")
-        self.copy_button.clicked.connect(self.copy_clicked)
-        header.addWidget(self.copy_button)
-        outer.addLayout(header)
 
         self.body = DocView(self)
         self.body.anchorClicked.connect(self._anchor)
         self.writer = DocumentWriter(self.body.document())
         self.body.quotes = self.writer.quotes
         self.highlighter = CodeHighlighter(self.body.document())
-        outer.addWidget(self.body)
+        self.bubble: QFrame | None = None
+        if role == "user":
+            # the prompt: a tinted bubble at the right, as wide as its text up to a share
+            self.bubble = QFrame(self)
+            self.bubble.setObjectName("userBubble")
+            self.bubble.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Maximum)
+            inner = QVBoxLayout(self.bubble)
+            inner.setContentsMargins(BUBBLE_PAD_X, BUBBLE_PAD_Y, BUBBLE_PAD_X, BUBBLE_PAD_Y)
+            inner.addWidget(self.body)
+            self._bubble_row = QHBoxLayout()
+            self._bubble_row.setContentsMargins(0, 0, 0, 0)
+            self._bubble_row.setSpacing(2)
+            self._bubble_row.addStretch(1)
+            self._bubble_row.addWidget(self.bubble)
+            outer.addLayout(self._bubble_row)
+        else:
+            outer.addWidget(self.body)
 
         self.notice = PlainLabel()
         self.notice.setObjectName("noticeText")
@@ -284,38 +317,131 @@ class MessageWidget(QFrame):
         self.notice.hide()
         outer.addWidget(self.notice)
 
-        error_row = QHBoxLayout()
         self.error_label = PlainLabel()
         self.error_label.setObjectName("errorText")
         self.error_label.setWordWrap(True)
         self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        error_row.addWidget(self.error_label, 1)
+        self.error_label.hide()
+        outer.addWidget(self.error_label)
+        recover_row = QHBoxLayout()
+        recover_row.setSpacing(8)
         self.continue_button = QPushButton("Continue")
+        self.continue_button.setObjectName("recoverButton")
         self.continue_button.setToolTip("Continue this reply from where it stopped")
         self.continue_button.clicked.connect(self.continue_clicked)
         self.retry_button = QPushButton("Retry")
+        self.retry_button.setObjectName("recoverButton")
         self.retry_button.setToolTip("Ask again; the new answer becomes a new version")
         self.retry_button.clicked.connect(self.retry_clicked)
-        error_row.addWidget(self.continue_button)
-        error_row.addWidget(self.retry_button)
-        outer.addLayout(error_row)
-        self.error_label.hide()
-        self.continue_button.hide()
-        self.retry_button.hide()
+        for button in (self.continue_button, self.retry_button):
+            button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+            button.setCursor(Qt.CursorShape.PointingHandCursor)
+            button.hide()
+            recover_row.addWidget(button)
+        recover_row.addStretch(1)
+        outer.addLayout(recover_row)
 
+        # versions, actions (drawn on hover or focus), the state badge and the details: a
+        # reply's in a row under it, a prompt's at the left of its bubble
+        self.badge = PlainLabel()
+        self.badge.setObjectName("badge")
+        self.badge.hide()
+        self.prev_button = ActionButton(self, "prev", "Previous version", on_hover=False)
+        self.version_label = PlainLabel()
+        self.version_label.setObjectName("muted")
+        self.next_button = ActionButton(self, "next", "Next version", on_hover=False)
+        self.prev_button.clicked.connect(lambda: self._step_version(-1))
+        self.next_button.clicked.connect(lambda: self._step_version(1))
+        for w in (self.prev_button, self.version_label, self.next_button):
+            w.hide()
+        self.copy_button = self._tool("copy", "Copy this message as Markdown")
+        self.copy_button.clicked.connect(self.copy_clicked)
+        self.regen_button = self._tool("regenerate", "Write a new version of this reply")
+        self.regen_button.clicked.connect(self.regenerate_clicked)
+        self.regen_button.hide()
+        self.edit_button = self._tool("edit", "Edit this prompt and send it again")
+        self.edit_button.clicked.connect(self.edit_clicked)
+        self.edit_button.hide()
+        self.action_buttons: tuple[ActionButton, ...] = (
+            self.copy_button,
+            self.regen_button,
+            self.edit_button,
+        )
         self.details = PlainLabel()
         self.details.setObjectName("details")
         self.details.setWordWrap(True)
         self.details.hide()
-        outer.addWidget(self.details)
+        versions = (self.prev_button, self.version_label, self.next_button)
+        if role == "user":
+            at = 1
+            for w in (self.badge, self.edit_button, self.copy_button, *versions):
+                self._bubble_row.insertWidget(at, w, 0, Qt.AlignmentFlag.AlignBottom)
+                at += 1
+            self._bubble_row.insertSpacing(at, 6)
+        else:
+            meta = QHBoxLayout()
+            meta.setContentsMargins(0, 0, 0, 0)
+            meta.setSpacing(2)
+            for w in (self.badge, *versions, self.copy_button, self.regen_button):
+                meta.addWidget(w)
+            meta.addSpacing(8)
+            self.details.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            meta.addWidget(self.details, 1)
+            outer.addLayout(meta)
 
-    def _tool(self, text: str, tip: str) -> QToolButton:
-        button = QToolButton(self)
-        button.setObjectName("msgTool")
-        button.setText(text)
-        button.setToolTip(tip)
-        button.setCursor(Qt.CursorShape.PointingHandCursor)
-        return button
+    def _tool(self, name: str, tip: str) -> ActionButton:
+        return ActionButton(self, name, tip)
+
+    # -- actions shown on hover --------------------------------------------------------------
+
+    def actions_shown(self) -> bool:
+        """The action buttons are drawn: the pointer is over the message, one of them has
+        the keyboard focus, or the message is the last reply."""
+        if self._hovered or self._pinned:
+            return True
+        focus = QApplication.focusWidget()
+        return focus is not None and focus in self.action_buttons
+
+    def _actions_changed(self) -> None:
+        for button in self.action_buttons:
+            button.update()
+
+    def enterEvent(self, event: QEnterEvent) -> None:
+        super().enterEvent(event)
+        self._hovered = True
+        self._actions_changed()
+
+    def leaveEvent(self, event: QEvent) -> None:
+        super().leaveEvent(event)
+        self._hovered = False
+        self._actions_changed()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_bubble()
+
+    def _beside_bubble(self) -> tuple[QWidget, ...]:
+        return (
+            self.badge,
+            self.edit_button,
+            self.copy_button,
+            self.prev_button,
+            self.version_label,
+            self.next_button,
+        )
+
+    def _fit_bubble(self) -> None:
+        """Make the prompt's bubble as wide as its longest line, up to a share of the row."""
+        if self.bubble is None:
+            return
+        beside = sum(w.width() + 2 for w in self._beside_bubble() if w.isVisible()) + 8
+        limit = max(160, min(int(self.width() * BUBBLE_SHARE), self.width() - beside))
+        pad = 2 * BUBBLE_PAD_X + 2
+        doc = self.body.document()
+        doc.setTextWidth(limit - pad)
+        width = min(limit, math.ceil(doc.idealWidth()) + pad)
+        if width != self.bubble.width() or self.bubble.minimumWidth() != width:
+            self.bubble.setFixedWidth(width)
 
     # -- content ---------------------------------------------------------------------------
 
@@ -363,6 +489,7 @@ class MessageWidget(QFrame):
             self._parts = []
             self._render_plain(text)
             self._show_body()
+            self._fit_bubble()
             return
         self._full_text = None
         self._parts = [text] if text else []
@@ -459,7 +586,6 @@ class MessageWidget(QFrame):
             self.prev_button.setEnabled(message.version > 1)
             self.next_button.setEnabled(message.version < count)
         if self.role == "assistant":
-            self.role_label.setText("Assistant")
             # what the stream told this window and the record lacks (a cancelled reply's
             # tokens and time, whether the counts were estimated)
             known = self.known
@@ -561,6 +687,10 @@ class MessageWidget(QFrame):
             assistant and last and settled and not busy and self.state in ("failed", "interrupted")
         )
         self.edit_button.setVisible(self.role == "user" and last and settled and not busy)
+        pinned = assistant and last and settled
+        if pinned != self._pinned:
+            self._pinned = pinned
+            self._actions_changed()
         message = self.message
         if message is not None and message.version_count > 1:
             self.prev_button.setEnabled(not busy and message.version > 1)
@@ -720,17 +850,17 @@ class ChatView(QScrollArea):
         page = QWidget()
         page.setObjectName("chatColumn")
         row = QHBoxLayout(page)
-        row.setContentsMargins(16, 12, 16, 12)
+        row.setContentsMargins(24, 16, 24, 16)
         row.addStretch(1)
         self.column = QWidget()
         self.column.setObjectName("chatColumn")
-        self.column.setMaximumWidth(980)
+        self.column.setMaximumWidth(COLUMN_WIDTH)
         self.column.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         row.addWidget(self.column, 40)
         row.addStretch(1)
         self.layout_ = QVBoxLayout(self.column)
         self.layout_.setContentsMargins(0, 0, 0, 0)
-        self.layout_.setSpacing(10)
+        self.layout_.setSpacing(16)
         self.layout_.addStretch(1)
         self.setWidget(page)
 

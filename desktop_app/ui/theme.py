@@ -177,16 +177,10 @@ def stylesheet(theme: Theme) -> str:
     """The application style sheet: message cards, banner, code and small labels."""
     t = theme
     return f"""
-QFrame#messageCard[role="user"] {{
-    background: {t.user_bg}; border: 1px solid {t.border}; border-radius: 10px;
-}}
-QFrame#messageCard[role="assistant"] {{
-    background: {t.assistant_bg}; border: 1px solid {t.border}; border-radius: 10px;
-}}
+QFrame#userBubble {{ background: {t.user_bg}; border: none; border-radius: 12px; }}
 QFrame#welcomeCard {{
     background: {t.base}; border: 1px solid {t.border}; border-radius: 12px;
 }}
-QLabel#roleLabel {{ font-weight: 600; }}
 QLabel#muted, QLabel#details {{ color: {t.muted}; }}
 QLabel#badge {{
     border-radius: 8px; padding: 1px 8px; color: {t.muted}; background: {t.alt_base};
@@ -256,8 +250,9 @@ QScrollBar::handle:horizontal {{
 QScrollBar::handle:horizontal:hover {{ background: {t.muted}; }}
 QScrollBar::add-line, QScrollBar::sub-line {{ width: 0; height: 0; border: none; }}
 QScrollBar::add-page, QScrollBar::sub-page {{ background: none; }}
-QToolButton#msgTool {{ border: none; padding: 2px 6px; color: {t.muted}; }}
-QToolButton#msgTool:hover {{ color: {t.text}; background: {t.alt_base}; border-radius: 4px; }}
+QToolButton#msgTool {{ border: none; border-radius: 6px; padding: 4px; color: {t.muted}; }}
+QToolButton#msgTool:hover, QToolButton#msgTool:focus {{ background: {t.alt_base}; }}
+QPushButton#recoverButton {{ padding: 4px 12px; }}
 QProgressBar#tokenBar {{
     border: none; background: {t.alt_base}; border-radius: 2px; max-height: 4px;
 }}

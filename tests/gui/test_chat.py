@@ -7,10 +7,12 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QWidget
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.history import StoredMessage
 from desktop_app.simulator import Fault, SimulatorThread
+from desktop_app.ui.labels import PlainLabel
 from desktop_app.ui.main_window import MainWindow
 from tests.gui.util import Windows, anchor_point, run, sim_config
 
@@ -97,6 +99,8 @@ def test_escape_stops_the_reply_and_keeps_the_partial_text(
     assert expected_reply(sim).startswith(messages[-1].content)
     assert "Stopped" in window.status.text
     assert reply.continue_button.isVisible()
+    # a compact button under the text, not a bar across the conversation
+    assert reply.continue_button.width() < reply.width() // 3
 
 
 def test_continue_finishes_a_cancelled_reply(
@@ -359,3 +363,68 @@ def test_a_new_chat_during_a_reply_stops_it_and_keeps_it_in_its_conversation(
         send(qtbot, window, "A fresh question")
     assert window.controller.conversation_id not in (None, first)
     assert window.view.widgets[0].text() == "A fresh question"
+
+
+def test_the_prompt_is_a_bubble_at_the_right_and_the_reply_spans_the_column(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    window.resize(1200, 800)
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=10_000):
+        send(qtbot, window, "Tell me about rivers")
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=10_000):
+        send(qtbot, window, "A longer question that goes on and on " * 12)
+    short, reply, long = window.view.widgets[0], window.view.widgets[1], window.view.widgets[2]
+
+    def laid_out() -> None:
+        assert short.bubble is not None and long.bubble is not None
+        right = short.mapTo(window, short.rect().topRight()).x()
+        for prompt in (short, long):
+            assert prompt.bubble is not None
+            edge = prompt.bubble.mapTo(window, prompt.bubble.rect().topRight()).x()
+            assert right - 2 <= edge <= right
+        assert short.bubble.width() < short.width() * 0.4
+        assert short.width() * 0.6 < long.bubble.width() <= short.width() * 0.75 + 1
+        assert reply.body.width() > reply.width() - 4
+
+    qtbot.waitUntil(laid_out, timeout=5000)
+    # no card, no "You" or "Assistant" label: the shape says who speaks
+    for widget in window.view.widgets:
+        labels = [label.text() for label in widget.findChildren(PlainLabel)]
+        assert "You" not in labels and "Assistant" not in labels
+    # the prompt's text is whole and fits its bubble (no line cut off)
+    doc = long.body.document()
+    assert doc.toPlainText() == "A longer question that goes on and on " * 12
+    assert long.body.height() >= doc.size().height()
+
+
+def test_message_actions_show_on_hover_and_on_keyboard_focus(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=10_000):
+        send(qtbot, window, "Tell me about rivers")
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=10_000):
+        send(qtbot, window, "And lakes?")
+    first, last = window.view.widgets[1], window.view.widgets[3]
+    window.view.verticalScrollBar().setValue(0)
+    # the last reply keeps its actions shown; an earlier one shows them on hover
+    assert last.actions_shown() and not first.actions_shown()
+
+    def painted(button: QWidget) -> bool:
+        image = button.grab().toImage()
+        colours = {image.pixel(x, y) for x in range(image.width()) for y in range(image.height())}
+        return len(colours) > 1
+
+    assert first.copy_button.isVisible() and not painted(first.copy_button)
+    qtbot.mouseMove(first.body, first.body.rect().center())
+    qtbot.waitUntil(first.actions_shown, timeout=2000)
+    assert painted(first.copy_button)
+    qtbot.mouseMove(window.composer.edit, window.composer.edit.rect().center())
+    qtbot.waitUntil(lambda: not first.actions_shown(), timeout=2000)
+    # Tab reaches the buttons, and a focused button shows the message's actions
+    assert first.copy_button.focusPolicy() & Qt.FocusPolicy.TabFocus
+    first.copy_button.setFocus(Qt.FocusReason.TabFocusReason)
+    qtbot.waitUntil(first.copy_button.hasFocus, timeout=2000)
+    assert first.actions_shown() and painted(first.copy_button)
+    with qtbot.waitSignal(window.view.copied, timeout=2000):
+        qtbot.keyClick(first.copy_button, Qt.Key.Key_Space)
+    assert QGuiApplication.clipboard().text() == first.text()
