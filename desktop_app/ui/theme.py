@@ -231,6 +231,7 @@ QPushButton:focus {{ border-color: {t.accent}; }}
 QPushButton:default {{ background: {t.accent}; color: {t.accent_text}; border-color: {t.accent}; }}
 QPushButton:default:hover {{ background: {t.accent_hover}; }}
 QPushButton:disabled {{ color: {t.muted}; background: {t.alt_base}; }}
+QDialogButtonBox {{ dialogbuttonbox-buttons-have-icons: 0; }}
 QToolTip {{
     background: {t.base}; color: {t.text}; border: 1px solid {t.border}; padding: 4px 8px;
 }}
