@@ -218,8 +218,8 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Rill Settings")
         self.setModal(False)
-        self.resize(720, 560)
-        self.setMinimumSize(480, 360)
+        self.resize(760, 640)
+        self.setMinimumSize(70 * SPACING, 50 * SPACING)
         self.config = config
         self.keys = keys
         self.services = services
@@ -273,6 +273,9 @@ class SettingsDialog(QDialog):
                 widget.setToolTip(key.description)
                 self.fields[key.path] = widget
                 self._shown_values[key.path] = _value_of(widget)
+                if isinstance(widget, QComboBox | QSpinBox | QDoubleSpinBox):
+                    widget.setMinimumWidth(24 * SPACING)
+                    widget.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
                 if isinstance(widget, QCheckBox):
                     widget.setText(_LABELS.get(key.path, key.path))
                     form.addRow("", widget)
@@ -300,7 +303,7 @@ class SettingsDialog(QDialog):
         row.addWidget(refresh)
         row.addWidget(self.clear_button)
         row.addStretch(1)
-        form.addRow(row)
+        form.addRow("", row)
         self.refresh_cache_stats()
         return page
 
@@ -368,7 +371,7 @@ class SettingsDialog(QDialog):
         left.addWidget(self.default_profile)
         side = QWidget()
         side.setLayout(left)
-        side.setFixedWidth(25 * SPACING)
+        side.setFixedWidth(20 * SPACING)
         left.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(side)
 
@@ -377,6 +380,7 @@ class SettingsDialog(QDialog):
         right.setContentsMargins(0, 0, SPACING, 0)
         right.setSpacing(2 * SPACING)
         form = _form()
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.p_name = QLineEdit()
         self.p_name.textEdited.connect(self._name_edited)
         self.name_note = _note(name="errorText")
@@ -390,8 +394,13 @@ class SettingsDialog(QDialog):
         self.p_base_url = QLineEdit()
         self.p_model = QComboBox()
         self.p_model.setEditable(True)
+        for combo in (self.p_provider, self.p_model):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(12)
         self.p_system = QPlainTextEdit()
-        self.p_system.setFixedHeight(10 * SPACING)
+        self.p_system.setFixedHeight(8 * SPACING)
         self.p_system.setPlaceholderText("Instructions sent before every chat of this profile")
         self.p_temperature = QDoubleSpinBox()
         self.p_temperature.setRange(-0.1, 2.0)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QPlainTextEdit,
+    QScrollArea,
     QSpinBox,
     QWidget,
 )
@@ -160,8 +161,9 @@ _SHOWN = (QLabel, QLineEdit, QComboBox, QAbstractSpinBox, QPlainTextEdit, QAbstr
 
 
 def _overlaps(dialog: SettingsDialog, page: QWidget) -> list[str]:
-    """Pairs of shown widgets of ``page`` that overlap, and widgets squeezed below their
-    minimum height (a wrapped label: below the height its text needs at its width)."""
+    """Pairs of shown widgets of ``page`` that overlap, widgets squeezed below their
+    minimum height (a wrapped label: below the height its text needs at its width), and
+    widgets cut off at the right by the page or the scroll area they are in."""
     found: list[str] = []
     boxes: list[tuple[str, QRect]] = []
     for w in page.findChildren(QWidget):
@@ -170,11 +172,18 @@ def _overlaps(dialog: SettingsDialog, page: QWidget) -> list[str]:
         if isinstance(w.parentWidget(), QAbstractSpinBox | QComboBox):
             continue
         name = f"{type(w).__name__}({getattr(w, 'text', lambda: '')()[:30]!r})"
-        need = w.minimumSizeHint().height()
+        need = w.minimumHeight() or w.minimumSizeHint().height()  # as layouts read it
         if isinstance(w, QLabel) and w.wordWrap() and w.text():
             need = w.heightForWidth(w.width())
         if w.height() < need:
             found.append(f"{name} is {w.height()} px high, needs {need}")
+        clip = w.parentWidget()
+        while clip is not None and clip is not page and not isinstance(clip, QScrollArea):
+            clip = clip.parentWidget()
+        frame = clip.viewport() if isinstance(clip, QScrollArea) else page
+        right = w.mapTo(frame, w.rect().topRight()).x()
+        if right >= frame.width():
+            found.append(f"{name} is cut off at the right ({right} ≥ {frame.width()})")
         top_left = w.mapTo(page, w.rect().topLeft())
         boxes.append((name, QRect(top_left, w.size())))
     for i, (a, ra) in enumerate(boxes):
@@ -192,7 +201,7 @@ def test_no_row_overlaps_another_at_the_smallest_size_even_after_a_long_test_res
     window.keys.reason = "No system keychain is available on this machine."
     dialog = _dialog(window)
     qtbot.waitExposed(dialog)
-    dialog.resize(dialog.minimumSizeHint())
+    dialog.resize(dialog.minimumSize().expandedTo(dialog.minimumSizeHint()))
     dialog.p_base_url.setText("http://127.0.0.1:9/v1")
     qtbot.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: dialog.test_result.text().startswith("✗"), timeout=10_000)
