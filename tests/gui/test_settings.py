@@ -218,10 +218,12 @@ def test_a_huge_test_result_stays_inside_the_dialog(qtbot: QtBot, window: MainWi
     dialog = _dialog(window)
     qtbot.waitExposed(dialog)
     dialog.resize(dialog.minimumSizeHint())
-    dialog._test_done("✗ " + "x" * 1_000_000 + "<img src='file:///etc/passwd'>\x1b[31m", [])
+    dialog._test_done("✗ \ud800<img src='file:///etc/passwd'>\x1b[31m" + "x" * 1_000_000, [])
     QApplication.processEvents()
     assert dialog.width() < 2000 and dialog.height() < 2000
     assert dialog.test_result.textFormat() == Qt.TextFormat.PlainText
-    assert "\x1b" not in dialog.test_result.text()
+    shown = dialog.test_result.text()
+    assert "\x1b" not in shown and "\ud800" not in shown and len(shown) <= 2000
+    assert "<img src='file:///etc/passwd'>" in shown
     assert isinstance(dialog.profile_list, QListWidget)
     dialog.close()
