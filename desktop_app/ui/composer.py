@@ -99,7 +99,7 @@ class Composer(QWidget):
 
         self.edit_bar = QWidget()
         bar = QHBoxLayout(self.edit_bar)
-        bar.setContentsMargins(4, 0, 4, 0)
+        bar.setContentsMargins(12, 0, 0, 0)
         edit_label = PlainLabel("Editing the last prompt: sending replaces it and asks again.")
         edit_label.setObjectName("muted")
         bar.addWidget(edit_label, 1)
@@ -152,6 +152,7 @@ class Composer(QWidget):
         self.warning = PlainLabel()
         self.warning.setObjectName("composerWarning")
         self.warning.setWordWrap(True)
+        self.warning.setContentsMargins(12, 0, 12, 0)
         self.warning.hide()
         outer.addWidget(self.warning)
 
