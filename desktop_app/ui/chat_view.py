@@ -283,6 +283,7 @@ class MessageWidget(QFrame):
         self._hovered = False
         self._pinned = False
         """The actions stay shown (the last reply's)."""
+        self._beside_shown: tuple[bool, ...] = ()
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -430,17 +431,29 @@ class MessageWidget(QFrame):
             self.next_button,
         )
 
+    def _refit_if_beside_changed(self) -> None:
+        if self.bubble is None:
+            return
+        shown = tuple(w.isVisibleTo(self) for w in self._beside_bubble())
+        if shown != self._beside_shown:
+            self._beside_shown = shown
+            self._fit_bubble()
+
     def _fit_bubble(self) -> None:
         """Make the prompt's bubble as wide as its longest line, up to a share of the row."""
         if self.bubble is None:
             return
-        beside = sum(w.width() + 2 for w in self._beside_bubble() if w.isVisible()) + 8
+        beside = 8 + sum(
+            w.sizeHint().width() + 2 for w in self._beside_bubble() if w.isVisibleTo(self)
+        )
         limit = max(160, min(int(self.width() * BUBBLE_SHARE), self.width() - beside))
         pad = 2 * BUBBLE_PAD_X + 2
         doc = self.body.document()
         doc.setTextWidth(limit - pad)
         width = min(limit, math.ceil(doc.idealWidth()) + pad)
-        if width != self.bubble.width() or self.bubble.minimumWidth() != width:
+        # lay the text out at the width it is shown at (the view keeps it there on resize)
+        doc.setTextWidth(width - 2 * BUBBLE_PAD_X)
+        if self.bubble.minimumWidth() != width or self.bubble.maximumWidth() != width:
             self.bubble.setFixedWidth(width)
 
     # -- content ---------------------------------------------------------------------------
@@ -585,6 +598,7 @@ class MessageWidget(QFrame):
             self.version_label.setText(f"{message.version}/{count}")
             self.prev_button.setEnabled(message.version > 1)
             self.next_button.setEnabled(message.version < count)
+        self._refit_if_beside_changed()
         if self.role == "assistant":
             # what the stream told this window and the record lacks (a cancelled reply's
             # tokens and time, whether the counts were estimated)
@@ -687,6 +701,7 @@ class MessageWidget(QFrame):
             assistant and last and settled and not busy and self.state in ("failed", "interrupted")
         )
         self.edit_button.setVisible(self.role == "user" and last and settled and not busy)
+        self._refit_if_beside_changed()
         pinned = assistant and last and settled
         if pinned != self._pinned:
             self._pinned = pinned

@@ -395,6 +395,16 @@ def test_the_prompt_is_a_bubble_at_the_right_and_the_reply_spans_the_column(
     doc = long.body.document()
     assert doc.toPlainText() == "A longer question that goes on and on " * 12
     assert long.body.height() >= doc.size().height()
+    # narrow: the bubble and the actions at its left still share the row without overlap
+    window.resize(600, 700)
+
+    def narrow() -> None:
+        assert long.bubble is not None and long.edit_button.isVisibleTo(long)
+        assert long.edit_button.geometry().right() < long.bubble.geometry().left()
+        assert long.bubble.geometry().right() <= long.width()
+        assert long.body.height() >= long.body.document().size().height()
+
+    qtbot.waitUntil(narrow, timeout=5000)
 
 
 def test_message_actions_show_on_hover_and_on_keyboard_focus(
