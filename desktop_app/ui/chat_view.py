@@ -600,11 +600,13 @@ class MessageWidget(QFrame):
             self.next_button.setEnabled(message.version < count)
         self._refit_if_beside_changed()
         if self.role == "assistant":
-            # what the stream told this window and the record lacks (a cancelled reply's
-            # tokens and time, whether the counts were estimated)
+            # what the stream told this window and the record lacks (a reply still being
+            # settled: its tokens and time, whether the counts were estimated)
             known = self.known
             tokens = message.output_tokens
-            estimated = bool(known.get("estimated")) and tokens in (None, known.get("tokens"))
+            estimated = message.estimated or (
+                bool(known.get("estimated")) and tokens in (None, known.get("tokens"))
+            )
             if tokens is None:
                 tokens = known.get("tokens")
             ttft = message.ttft_s if message.ttft_s is not None else known.get("ttft_s")
