@@ -225,8 +225,8 @@ class MainWindow(QMainWindow):
         column.addWidget(self.view, 1)
         bottom = QWidget()
         bottom_layout = QVBoxLayout(bottom)
-        bottom_layout.setContentsMargins(16, 6, 16, 10)
-        bottom_layout.setSpacing(6)
+        bottom_layout.setContentsMargins(16, 8, 16, 8)
+        bottom_layout.setSpacing(8)
         bottom_layout.addWidget(self.banner)
         bottom_layout.addWidget(self.composer)
         column.addWidget(bottom)
@@ -237,6 +237,7 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setChildrenCollapsible(False)
+        self.splitter.setHandleWidth(1)
 
         # while the chat list is hidden, a slim rail keeps its button and New chat in reach
         self.rail = QWidget()

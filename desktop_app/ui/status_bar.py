@@ -38,7 +38,7 @@ class StatusPanel(QWidget):
         self.countdown.changed.connect(lambda _left: self._tick())
 
         layout = QHBoxLayout(self)
-        layout.setContentsMargins(6, 0, 6, 0)
+        layout.setContentsMargins(8, 2, 8, 2)
         layout.setSpacing(8)
         self.spinner = PlainLabel(" ")
         self.spinner.setFixedWidth(16)
@@ -68,6 +68,17 @@ class StatusPanel(QWidget):
     def text(self) -> str:
         return self.label.text()
 
+    @property
+    def state(self) -> str:
+        """ "error" while an error is shown (the theme colours it), else ""."""
+        return str(self.label.property("state") or "")
+
+    def _set_state(self, state: str) -> None:
+        if self.state != state:
+            self.label.setProperty("state", state)
+            self.label.style().unpolish(self.label)
+            self.label.style().polish(self.label)
+
     def set_busy(self, busy: bool) -> None:
         self._busy = busy
         if busy:
@@ -82,6 +93,7 @@ class StatusPanel(QWidget):
             self._counting = False
 
     def show_stage(self, stage: str, attempt: int) -> None:
+        self._set_state("")
         self._stage = stage
         self._attempt = attempt
         self._counting = False
@@ -89,12 +101,14 @@ class StatusPanel(QWidget):
 
     def show_retry(self, attempt: int, max_attempts: int, delay: float, reason: str) -> None:
         """Retrying after the banner's countdown (the one ``countdown`` both show)."""
+        self._set_state("")
         self._stage = "retry"
         self._counting = True
         self._template = f"Retrying in {{}} (attempt {attempt} of {max_attempts})"
         self._tick()
 
     def show_rate_limit(self, until: float) -> None:
+        self._set_state("")
         self._stage = "ratelimit"
         self._counting = True
         self._template = "Waiting for the rate limit: {} left"
@@ -102,6 +116,7 @@ class StatusPanel(QWidget):
 
     def show_message(self, text: str) -> None:
         """A one-off line (falling back, circuit open, cache hit, a notice)."""
+        self._set_state("")
         self._stage = "message"
         self._counting = False
         self.label.setText(text)
@@ -118,12 +133,14 @@ class StatusPanel(QWidget):
             if usage is not None and usage.output_tokens:
                 about = "≈" if usage.estimated else ""
                 text += f" · {about}{usage.output_tokens:,} tokens"
+        self._set_state("")
         self._stage = "done"
         self.label.setText(text)
         self.label.setToolTip(text)
 
     def show_error(self, text: str) -> None:
         self._stage = "error"
+        self._set_state("error")
         self.label.setText(f"⚠ {text}")
         self.label.setToolTip(text)
 

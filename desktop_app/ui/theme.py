@@ -263,6 +263,20 @@ QListWidget#conversationList::item {{ padding: 6px 8px; border-radius: 6px; }}
 QListWidget#conversationList::item:selected {{ background: {t.user_bg}; color: {t.text}; }}
 QScrollArea#chatScroll {{ border: none; background: {t.window}; }}
 QWidget#chatColumn {{ background: {t.window}; }}
+QToolButton#sidebarTool {{ border: none; border-radius: 8px; padding: 4px 8px; }}
+QToolButton#sidebarTool:hover, QToolButton#sidebarTool:focus {{ background: {t.hover}; }}
+QListWidget#conversationList::item:hover:!selected {{ background: {t.hover}; }}
+QWidget#sidebarRail {{ background: {t.window}; }}
+QSplitter::handle {{ background: {t.border}; }}
+QStatusBar {{ background: {t.window}; border-top: 1px solid {t.border}; }}
+QStatusBar::item {{ border: none; }}
+QStatusBar QLabel {{ color: {t.muted}; }}
+QStatusBar QLabel[state="error"] {{ color: {t.error}; }}
+QFrame#retryBanner {{ border: none; }}
+QFrame#retryBanner QPushButton {{
+    background: transparent; color: {t.warning_text}; border: 1px solid {t.warning_text};
+}}
+QFrame#retryBanner QPushButton:hover {{ background: {t.hover}; }}
 """
 
 

@@ -174,3 +174,11 @@ def test_the_shortcuts_dialog_shows_every_row(qtbot: QtBot, window: MainWindow) 
     assert viewport.contains(last), (viewport, last)
     assert not table.verticalScrollBar().isVisible()
     assert ("Ctrl+B", "Show or hide the chat list") in dialog.rows()
+
+
+def test_the_status_bar_marks_an_error_until_the_next_message(window: MainWindow) -> None:
+    window.status.show_error("The server said <b>no</b>")
+    assert window.status.state == "error"
+    assert window.status.text == "⚠ The server said <b>no</b>"
+    window.status.show_message("Ready")
+    assert window.status.state == ""
