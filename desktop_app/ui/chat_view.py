@@ -346,6 +346,9 @@ class MessageWidget(QFrame):
         # reply's in a row under it, a prompt's at the left of its bubble
         self.badge = PlainLabel()
         self.badge.setObjectName("badge")
+        # as wide as its words: with the details hidden (while streaming) it must not
+        # stretch across the row
+        self.badge.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Preferred)
         self.badge.hide()
         self.prev_button = ActionButton(self, "prev", "Previous version", on_hover=False)
         self.version_label = PlainLabel()

@@ -438,3 +438,23 @@ def test_message_actions_show_on_hover_and_on_keyboard_focus(
     with qtbot.waitSignal(window.view.copied, timeout=2000):
         qtbot.keyClick(first.copy_button, Qt.Key.Key_Space)
     assert QGuiApplication.clipboard().text() == first.text()
+
+
+def test_the_streaming_badge_is_as_wide_as_its_words(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    sim.tokens_per_s = 25
+    sim.default_tokens = 400
+    send(qtbot, window, "Tell me a long story")
+
+    def streaming() -> None:
+        w = window.view.stream_widget
+        assert w is not None and len(w.text()) > 20 and w.badge.isVisible()
+
+    qtbot.waitUntil(streaming, timeout=5000)
+    reply = window.view.stream_widget
+    assert reply is not None
+    assert reply.badge.text() == "● streaming"
+    assert reply.badge.width() < reply.width() / 3
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=5000):
+        qtbot.keyClick(window, Qt.Key.Key_Escape)
