@@ -386,7 +386,9 @@ class MessageWidget(QFrame):
             meta = QHBoxLayout()
             meta.setContentsMargins(0, 0, 0, 0)
             meta.setSpacing(2)
-            for w in (self.badge, *versions, self.copy_button, self.regen_button):
+            # the badge keeps to the left when it is alone in the row (while streaming)
+            meta.addWidget(self.badge, 0, Qt.AlignmentFlag.AlignLeft)
+            for w in (*versions, self.copy_button, self.regen_button):
                 meta.addWidget(w)
             meta.addSpacing(8)
             self.details.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

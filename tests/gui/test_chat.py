@@ -456,5 +456,6 @@ def test_the_streaming_badge_is_as_wide_as_its_words(
     assert reply is not None
     assert reply.badge.text() == "● streaming"
     assert reply.badge.width() < reply.width() / 3
+    assert reply.badge.mapTo(reply, reply.badge.rect().topLeft()).x() < reply.width() / 4
     with qtbot.waitSignal(window.controller.conversation_synced, timeout=5000):
         qtbot.keyClick(window, Qt.Key.Key_Escape)
