@@ -2,10 +2,11 @@
 
 Run under a virtual X server, from the repository root:
 
-    xvfb-run -s "-screen 0 1280x800x24" python docs/screenshots/take_screenshots.py
+    xvfb-run -s "-screen 0 1600x1000x24" python docs/screenshots/take_screenshots.py
 
-Writes main-window.png (light, mid-stream), main-window-dark.png, retry-banner.png and
-settings.png next to this file. Uses a throwaway RILL_HOME.
+Writes main-window.png (light, mid-stream, 1400×900), main-window-dark.png, the same two at
+600×700 (small-light.png, small-dark.png), retry-banner.png and settings.png next to this
+file. Uses a throwaway RILL_HOME.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ async def main(app: QApplication) -> None:
     services = Services.open(config=config, paths=paths)
     theme.apply(app, "light")
     window = MainWindow(services, simulator=demo, demo=True, ephemeral={"Simulator"})
-    window.resize(1240, 780)
+    window.resize(1400, 900)
     window.show()
     await window.start()
     sim = demo._thread
@@ -107,9 +108,15 @@ async def main(app: QApplication) -> None:
     await ask(window, "And what about old harbour towns?")
     await until(lambda: len(window.view.widgets[-1].text()) > 380, 60)
     window.grab().save(str(OUT / "main-window.png"))
+    window.resize(600, 700)
+    await asyncio.sleep(0.6)
+    window.grab().save(str(OUT / "small-light.png"))
 
     window.services.config.values["ui.theme"] = "dark"
     window.apply_theme()
+    await asyncio.sleep(0.6)
+    window.grab().save(str(OUT / "small-dark.png"))
+    window.resize(1400, 900)
     await asyncio.sleep(0.6)
     window.grab().save(str(OUT / "main-window-dark.png"))
     window.controller.stop()
