@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap
-from PySide6.QtWidgets import QAbstractButton, QApplication, QWidget
+from PySide6.QtWidgets import QAbstractButton, QApplication, QToolButton, QWidget
 
 from desktop_app.ui import theme
 
@@ -236,6 +236,16 @@ def set_icon(button: QAbstractButton, name: str, colour_role: str | None = None)
     button.setProperty(PROPERTY, name)
     button.setProperty(COLOUR_PROPERTY, colour_role or "")
     button.setIcon(icon(name, _colour(colour_role)))
+
+
+def tool_button(icon_name: str, tip: str, accessible: str, object_name: str) -> QToolButton:
+    """A tool button showing the icon ``icon_name``, with a tooltip and an accessible name."""
+    button = QToolButton()
+    button.setObjectName(object_name)
+    set_icon(button, icon_name)
+    button.setToolTip(tip)
+    button.setAccessibleName(accessible)
+    return button
 
 
 def _colour(role: str | None) -> str | None:

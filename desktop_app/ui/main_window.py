@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QSplitter,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -47,7 +46,7 @@ from desktop_app.ui.first_run import (
     probe,
 )
 from desktop_app.ui.header import ChatHeader
-from desktop_app.ui.icons import set_icon
+from desktop_app.ui.icons import tool_button
 from desktop_app.ui.keys import KeyStore
 from desktop_app.ui.retry_banner import Countdown, RetryBanner
 from desktop_app.ui.settings_dialog import SettingsDialog
@@ -245,17 +244,11 @@ class MainWindow(QMainWindow):
         rail_layout = QVBoxLayout(self.rail)
         rail_layout.setContentsMargins(8, 8, 0, 8)
         rail_layout.setSpacing(8)
-        self.expand_button = QToolButton()
-        self.expand_button.setObjectName("sidebarTool")
-        set_icon(self.expand_button, "sidebar")
-        self.expand_button.setToolTip("Show the chat list (Ctrl+B)")
-        self.expand_button.setAccessibleName("Show the chat list")
+        self.expand_button = tool_button(
+            "sidebar", "Show the chat list (Ctrl+B)", "Show the chat list", "sidebarTool"
+        )
         rail_layout.addWidget(self.expand_button)
-        self.rail_new_button = QToolButton()
-        self.rail_new_button.setObjectName("sidebarTool")
-        set_icon(self.rail_new_button, "plus")
-        self.rail_new_button.setToolTip("New chat (Ctrl+N)")
-        self.rail_new_button.setAccessibleName("New chat")
+        self.rail_new_button = tool_button("plus", "New chat (Ctrl+N)", "New chat", "sidebarTool")
         rail_layout.addWidget(self.rail_new_button)
         rail_layout.addStretch(1)
         self.rail.hide()

@@ -34,14 +34,13 @@ from PySide6.QtWidgets import (
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from desktop_app.core.history import Conversation, SearchHit
 from desktop_app.ui.controller import SEARCH_MARKS
-from desktop_app.ui.icons import set_icon
+from desktop_app.ui.icons import tool_button
 from desktop_app.ui.labels import PlainLabel, plain_tooltip
 
 ID_ROLE = Qt.ItemDataRole.UserRole
@@ -260,20 +259,15 @@ class Sidebar(QWidget):
         layout.setSpacing(8)
         top = QHBoxLayout()
         top.setSpacing(4)
-        self.collapse_button = QToolButton()
-        self.collapse_button.setObjectName("sidebarTool")
-        set_icon(self.collapse_button, "sidebar")
-        self.collapse_button.setToolTip("Hide the chat list (Ctrl+B)")
-        self.collapse_button.setAccessibleName("Hide the chat list")
+        self.collapse_button = tool_button(
+            "sidebar", "Hide the chat list (Ctrl+B)", "Hide the chat list", "sidebarTool"
+        )
         self.collapse_button.clicked.connect(self.collapse_requested)
         top.addWidget(self.collapse_button)
         top.addStretch(1)
-        self.new_button = QToolButton()
-        self.new_button.setObjectName("sidebarTool")
-        set_icon(self.new_button, "plus")
+        self.new_button = tool_button("plus", "New chat (Ctrl+N)", "New chat", "sidebarTool")
         self.new_button.setText("New chat")
         self.new_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.new_button.setToolTip("New chat (Ctrl+N)")
         self.new_button.clicked.connect(self.new_requested)
         top.addWidget(self.new_button)
         layout.addLayout(top)
