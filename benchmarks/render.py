@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,7 +26,16 @@ from typing import Any
 
 import keyring.backends.null
 import psutil
-from PySide6.QtCore import QObject, Qt, QTimer, SignalInstance
+from PySide6.QtCore import (
+    QCoreApplication,
+    QEvent,
+    QObject,
+    Qt,
+    QThread,
+    QTimer,
+    Signal,
+    SignalInstance,
+)
 from PySide6.QtWidgets import QApplication
 
 from benchmarks.common import (
@@ -53,16 +63,23 @@ from desktop_app.ui.main_window import MainWindow
 SHORT = 2_000
 LONG = 20_000
 TOKENS_PER_S = 2_000.0
+CPU_TOKENS = 4_000
+CPU_TOKENS_PER_S = 1_000.0
+CPU_LIMIT_US = 100.0
+PING_MS = 4
+PING_MEDIAN_LIMIT_MS = 8.0
+PING_MAX_LIMIT_MS = 30.0
 ROUNDS = 3
 QUICK_ROUNDS = 1
 PROBE_MS = 5
 RSS_EVERY = 10
-STALL_LIMIT_MS = 50.0
-RATIO_LIMIT = 1.3
+STALL_LIMIT_MS = 10.0
+RATIO_LIMIT = 1.1
 SETTLE_S = 0.3
 REPLY_TIMEOUT_S = 120.0
 SHORT_PROFILE = "sim-2k"
 LONG_PROFILE = "sim-20k"
+CPU_PROFILE = "sim-1k"
 MB = 1024 * 1024
 SHAPE_STALL_LIMIT_MS = 100.0
 SHAPES: dict[str, str] = {
@@ -74,29 +91,41 @@ SHAPES: dict[str, str] = {
 
 METHOD = f"""\
 The real `MainWindow` runs in the benchmark's worker process with `QT_QPA_PLATFORM=offscreen`
-(widgets are laid out and painted into an offscreen backing store, as on screen), on one
-qasync loop driven by `loop.run_until_complete`, as `rill` runs it. It is built the way
-`rill` builds it — `Services.open` over a fresh temporary `RILL_HOME` (history and response
-cache on), `MainWindow(services)`, `show()`, `start()` — with a null keychain and two
-profiles pointing at two simulators. The simulators run in their own processes, so their
-CPU does not count against the window's and they keep their own GIL; one always answers
-{SHORT:,} tokens and the other {LONG:,} tokens of the simulator's prose (paragraphs of plain
-words), one word per SSE event and one write per event, paced at {TOKENS_PER_S:,.0f}
-tokens/s. They are the `desktop_app.simulator` server unchanged, served by
-`python -m benchmarks.paced_simulator` on an asyncio loop with a `select()` selector, because
-with the default `epoll` selector asyncio rounds the simulator's 0.5 ms sleeps up to whole
-milliseconds and the stream arrives at about 1,700 tokens/s; the rate each reply really
-arrived at (output tokens over the time from first to last token, from the reply's own
-timing) is in the notes.
+(widgets are laid out and painted into an offscreen backing store, as on screen), on one qasync
+loop driven by `loop.run_until_complete`, as `rill` runs it. It is built the way `rill` builds
+it — `Services.open` over a fresh temporary `RILL_HOME` (history and response cache on),
+`MainWindow(services)`, `show()`, `start()` — with a null keychain and three profiles pointing at
+three simulators. The simulators run in their own processes, so their CPU does not count against
+the window's and they keep their own GIL; they always answer {SHORT:,} and {LONG:,} tokens paced
+at {TOKENS_PER_S:,.0f} tokens/s, and {CPU_TOKENS:,} tokens paced at {CPU_TOKENS_PER_S:,.0f}
+tokens/s, of the simulator's prose (paragraphs of plain words), one word per SSE event and one
+write per event. They are the `desktop_app.simulator` server unchanged, served by `python -m
+benchmarks.paced_simulator` on an asyncio loop with a `select()` selector, because with the
+default `epoll` selector asyncio rounds the simulator's 0.5 ms sleeps up to whole milliseconds
+and the stream arrives at about 1,700 tokens/s; the rate each reply really arrived at (output
+tokens over the time from first to last token, from the reply's own timing) is in the notes.
 
 One {SHORT:,}-token reply warms the window up (first paint of a message, first use of the
-Markdown writer) and is not counted. Then {ROUNDS} rounds each send one {SHORT:,}-token and one
-{LONG:,}-token reply, each in a new chat (so the view holds just the prompt and the reply),
-each with a distinct prompt (so none comes from the cache), through `MainWindow.send` — what
-the composer's Enter does. A reply is measured from `send` until the controller has emitted
-`conversation_synced` (the finished reply recorded in the history and the view updated from
-it) plus {SETTLE_S * 1000:.0f} ms for the last repaint.
+Markdown writer) and is not counted. Then {ROUNDS} rounds each send one {SHORT:,}-token, one
+{LONG:,}-token and one {CPU_TOKENS:,}-token reply, each in a new chat (so the view holds just
+the prompt and the reply), each with a distinct prompt (so none comes from the cache), through
+`MainWindow.send` — what the composer's Enter does. A reply is measured from `send` until the
+controller has emitted `conversation_synced` (the finished reply recorded in the history and the
+view updated from it) plus {SETTLE_S * 1000:.0f} ms for the last repaint.
 
+- **Whole-process CPU per token at {CPU_TOKENS_PER_S:,.0f} tokens/s**: user + system CPU
+  seconds of the whole process (`psutil`: the GUI thread, the services' I/O thread, the
+  cache) over a {CPU_TOKENS:,}-token reply streamed at {CPU_TOKENS_PER_S:,.0f} tokens/s,
+  divided by its tokens; median of the rounds. No probe runs during these replies, so none of
+  the probes' own work is counted.
+- **Main-thread responsiveness**: what the window system's ping (`_NET_WM_PING`) would see,
+  imitated inside the process. During the {SHORT:,}- and {LONG:,}-token replies a `QThread`
+  runs a precise `QTimer` every {PING_MS} ms that notes `perf_counter()` and posts an event
+  (`QCoreApplication.postEvent`) to an object on the main thread; the delay of a ping is from
+  its posting until the main thread handles it. Median and maximum over every ping of those
+  replies. (The probe thread needs Python's lock to post, so a ping cannot be posted while
+  the main thread runs Python code without releasing it for longer than the interpreter's
+  switch interval, 5 ms; the delay counts from the posting.)
 - **Main-thread stall / event-loop lag**: a `QTimer` (`Qt.PreciseTimer`, every {PROBE_MS} ms)
   on the Qt main thread records `perf_counter()` at each firing; the lag of a firing is the
   gap since the previous one minus {PROBE_MS} ms. The longest stall is the largest lag over all
@@ -170,6 +199,79 @@ class LoopProbe(QObject):
         ]
 
 
+PING_EVENT = QEvent.Type(QEvent.registerEventType())
+
+
+class _PingReceiver(QObject):
+    """Lives on the main thread; notes how long each posted ping waited to be handled."""
+
+    def __init__(self, sent: list[float]) -> None:
+        super().__init__()
+        self.sent = sent
+        self.delays_ms: list[float] = []
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == PING_EVENT:
+            now = time.perf_counter()
+            self.delays_ms.append((now - self.sent[len(self.delays_ms)]) * 1000)
+            return True
+        return super().event(event)
+
+
+class _PingSender(QObject):
+    """Lives on the probe's thread: a precise timer posts a ping to the main thread."""
+
+    halt = Signal()
+
+    def __init__(self, receiver: _PingReceiver, interval_ms: int) -> None:
+        super().__init__()
+        self.receiver = receiver
+        self.interval_ms = interval_ms
+        self.timer: QTimer | None = None
+        self.ended = threading.Event()
+        self.halt.connect(self.end)
+
+    def begin(self) -> None:
+        self.timer = QTimer(self)
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(self.interval_ms)
+        self.timer.timeout.connect(self._ping)
+        self.timer.start()
+
+    def end(self) -> None:
+        if self.timer is not None:
+            self.timer.stop()
+        self.ended.set()
+
+    def _ping(self) -> None:
+        self.receiver.sent.append(time.perf_counter())
+        QCoreApplication.postEvent(self.receiver, QEvent(PING_EVENT))
+
+
+class PingProbe:
+    """The window system's ping, imitated: another thread posts an event to the main thread
+    every ``interval_ms`` and the main thread notes how long each waited to be handled."""
+
+    def __init__(self, interval_ms: int) -> None:
+        self.receiver = _PingReceiver([])
+        self.thread = QThread()
+        self.sender = _PingSender(self.receiver, interval_ms)
+        self.sender.moveToThread(self.thread)
+        self.thread.started.connect(self.sender.begin)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> list[float]:
+        """Stop pinging; the delays of the pings handled so far, in ms."""
+        self.sender.halt.emit()  # queued to the probe's thread
+        self.sender.ended.wait(5)
+        self.thread.quit()
+        self.thread.wait()
+        QCoreApplication.sendPostedEvents(self.receiver, PING_EVENT)
+        return list(self.receiver.delays_ms)
+
+
 @dataclass(slots=True)
 class FlushTimer:
     """Wall time spent inside ``ChatView.flush``, accumulated."""
@@ -225,6 +327,7 @@ class Reply:
     rss_before: int
     rss_peak: int
     rate: float
+    pings_ms: list[float]
     retained: int = 0
 
     @property
@@ -253,9 +356,18 @@ def _cpu_s(process: psutil.Process) -> float:
 
 
 async def _reply(
-    window: MainWindow, profile: str, prompt: str, tokens: int, flush: FlushTimer
+    window: MainWindow,
+    profile: str,
+    prompt: str,
+    tokens: int,
+    flush: FlushTimer,
+    *,
+    probed: bool = True,
 ) -> Reply:
-    """Send ``prompt`` in a new chat with ``profile`` and measure the reply."""
+    """Send ``prompt`` in a new chat with ``profile`` and measure the reply.
+
+    ``probed``: run the stall probe and the ping probe beside it (a reply measured for its
+    CPU alone runs neither, so their own work is not counted)."""
     controller = window.controller
     window.new_chat()
     window.select_profile(profile)
@@ -263,6 +375,8 @@ async def _reply(
     gc.collect()
     process = psutil.Process()
     probe = LoopProbe(PROBE_MS)
+    ping = PingProbe(PING_MS) if probed else None
+    pings: list[float] = []
     flush.reset()
     finished = asyncio.ensure_future(_next(controller.finished, REPLY_TIMEOUT_S))
     failed = asyncio.ensure_future(_next(controller.failed, REPLY_TIMEOUT_S))
@@ -270,6 +384,10 @@ async def _reply(
     try:
         await asyncio.sleep(0)  # the three waiters connect to their signals
         probe.start()
+        if not probed:
+            probe.timer.stop()
+        if ping is not None:
+            ping.start()
         cpu_before = _cpu_s(process)
         main_before = time.thread_time()
         window.send(prompt)
@@ -282,6 +400,8 @@ async def _reply(
         process_cpu = _cpu_s(process) - cpu_before
         probe.stop()
     finally:
+        if ping is not None:
+            pings = ping.stop()
         for waiter in (finished, failed, synced):
             waiter.cancel()
     response = finished.result()[0]
@@ -305,6 +425,7 @@ async def _reply(
         rss_before=probe.start_rss,
         rss_peak=probe.peak_rss,
         rate=tokens / streaming_s if streaming_s > 0 else 0.0,
+        pings_ms=pings,
     )
 
 
@@ -313,11 +434,11 @@ async def _reply(
 # --------------------------------------------------------------------------------------------
 
 
-def _config(home: Path, short_url: str, long_url: str) -> Config:
-    """Two profiles: one per simulator."""
+def _config(home: Path, short_url: str, long_url: str, cpu_url: str) -> Config:
+    """Three profiles: one per simulator."""
     paths = app_paths(home).ensure()
     config = Config(path=paths.config_file)
-    for name, url in ((SHORT_PROFILE, short_url), (LONG_PROFILE, long_url)):
+    for name, url in ((SHORT_PROFILE, short_url), (LONG_PROFILE, long_url), (CPU_PROFILE, cpu_url)):
         config.profiles[name] = Profile(
             name=name, provider="openai", base_url=url, model="sim-small"
         )
@@ -356,15 +477,18 @@ async def _close_window(window: MainWindow) -> None:
 
 
 def _plan(rounds: int) -> list[tuple[str, int]]:
-    """(profile, tokens) of each reply: the warm-up, then a short and a long one per round."""
-    one_round = [(SHORT_PROFILE, SHORT), (LONG_PROFILE, LONG)]
+    """(profile, tokens) of each reply: the warm-up, then per round a short and a long one
+    at 2,000 tokens/s and one at 1,000 tokens/s measured for its CPU alone."""
+    one_round = [(SHORT_PROFILE, SHORT), (LONG_PROFILE, LONG), (CPU_PROFILE, CPU_TOKENS)]
     return [(SHORT_PROFILE, SHORT), *(one_round * rounds)]
 
 
-async def _measure(home: Path, short_url: str, long_url: str, rounds: int) -> list[Reply]:
+async def _measure(
+    home: Path, short_url: str, long_url: str, cpu_url: str, rounds: int
+) -> list[Reply]:
     """Every reply of the plan but the warm-up, measured in one window."""
     services = Services.open(
-        config=_config(home, short_url, long_url),
+        config=_config(home, short_url, long_url, cpu_url),
         paths=app_paths(home),
         secrets=Secrets(backend=keyring.backends.null.Keyring(), environ={}),  # type: ignore[no-untyped-call]
     )
@@ -376,7 +500,9 @@ async def _measure(home: Path, short_url: str, long_url: str, rounds: int) -> li
             previous: Reply | None = None
             for number, (profile, tokens) in enumerate(_plan(rounds)):
                 prompt = f"Write a long essay about rivers, take {number}"
-                reply = await _reply(window, profile, prompt, tokens, flush)
+                reply = await _reply(
+                    window, profile, prompt, tokens, flush, probed=profile != CPU_PROFILE
+                )
                 if previous is not None:
                     previous.retained = reply.rss_before - previous.rss_before
                 previous = reply
@@ -384,10 +510,18 @@ async def _measure(home: Path, short_url: str, long_url: str, rounds: int) -> li
                     log(f"warm-up: {tokens:,} tokens at {reply.rate:,.0f} tok/s")
                     continue
                 measured.append(reply)
+                if profile == CPU_PROFILE:
+                    log(
+                        f"{tokens:,} tokens at {reply.rate:,.0f} tok/s: process CPU "
+                        f"{reply.process_cpu_s * 1e6 / tokens:.0f} µs/token"
+                    )
+                    continue
                 log(
                     f"{tokens:,} tokens at {reply.rate:,.0f} tok/s: stall "
-                    f"{reply.stall_ms:.1f} ms, flush {reply.flush_s * 1e6 / tokens:.2f} µs/token, "
-                    f"main thread {reply.main_cpu_s * 1e6 / tokens:.0f} µs/token"
+                    f"{reply.stall_ms:.1f} ms, ping {median(reply.pings_ms):.1f} / "
+                    f"{max(reply.pings_ms):.1f} ms, flush {reply.flush_s * 1e6 / tokens:.2f} "
+                    f"µs/token, main thread {reply.main_cpu_s * 1e6 / tokens:.0f} µs/token, "
+                    f"process CPU {reply.process_cpu_s * 1e6 / tokens:.0f} µs/token"
                 )
             window.new_chat()
             await asyncio.sleep(SETTLE_S)
@@ -403,11 +537,42 @@ async def _measure(home: Path, short_url: str, long_url: str, rounds: int) -> li
 def _rows(replies: list[Reply]) -> list[Row]:
     by_length = {n: [r for r in replies if r.tokens == n] for n in (SHORT, LONG)}
     rows: list[Row] = []
+    cpu_replies = [r for r in replies if r.tokens == CPU_TOKENS]
+    per_token_cpu = [r.process_cpu_s / r.tokens * 1e6 for r in cpu_replies]
+    rows.append(
+        at_most(
+            f"whole-process CPU per token, window streaming at {CPU_TOKENS_PER_S:,.0f} tok/s",
+            median(per_token_cpu),
+            "µs",
+            CPU_LIMIT_US,
+            note=f"{CPU_TOKENS:,}-token replies, median of {len(cpu_replies)} ("
+            + ", ".join(f"{v:.0f}" for v in per_token_cpu)
+            + f" µs); arrived at {min(r.rate for r in cpu_replies):,.0f}–"
+            f"{max(r.rate for r in cpu_replies):,.0f} tok/s; "
+            f"{median(per_token_cpu) * CPU_TOKENS_PER_S / 1e4:.0f}% of one core",
+        )
+    )
+    pings = [p for n in (SHORT, LONG) for r in by_length[n] for p in r.pings_ms]
+    for what, value, limit in (
+        ("median", median(pings), PING_MEDIAN_LIMIT_MS),
+        ("max", max(pings), PING_MAX_LIMIT_MS),
+    ):
+        rows.append(
+            at_most(
+                f"main-thread responsiveness at {TOKENS_PER_S:,.0f} tok/s: posted-event "
+                f"delay, {what}",
+                value,
+                "ms",
+                limit,
+                note=f"{len(pings):,} pings every {PING_MS} ms from another thread over the "
+                f"2k and 20k replies; p99 {percentile(pings, 99):.1f} ms",
+            )
+        )
     for n, group in by_length.items():
         worst = max(r.stall_ms for r in group)
         rates = [r.rate for r in group]
         rows.append(
-            below(
+            at_most(
                 f"{n:,} tokens at {TOKENS_PER_S:,.0f} tok/s: longest main-thread stall",
                 worst,
                 "ms",
@@ -683,15 +848,25 @@ def run(quick: bool) -> list[Row]:
     with (
         paced_simulator(tokens=SHORT, tokens_per_s=TOKENS_PER_S) as short,
         paced_simulator(tokens=LONG, tokens_per_s=TOKENS_PER_S) as long,
+        paced_simulator(tokens=CPU_TOKENS, tokens_per_s=CPU_TOKENS_PER_S) as cpu,
         tempfile.TemporaryDirectory(prefix="rill-bench-render-") as home,
     ):
-        log(f"simulators: {short.url} ({SHORT:,} tokens), {long.url} ({LONG:,} tokens)")
+        log(
+            f"simulators: {short.url} ({SHORT:,} tokens), {long.url} ({LONG:,} tokens), "
+            f"{cpu.url} ({CPU_TOKENS:,} tokens)"
+        )
         loop = qasync.QEventLoop(app)
         asyncio.set_event_loop(loop)
         try:
             with loop:
                 replies = loop.run_until_complete(
-                    _measure(Path(home), short.base_url("openai"), long.base_url("openai"), rounds)
+                    _measure(
+                        Path(home),
+                        short.base_url("openai"),
+                        long.base_url("openai"),
+                        cpu.base_url("openai"),
+                        rounds,
+                    )
                 )
                 shape_rows = _run_shapes(loop)
         finally:
