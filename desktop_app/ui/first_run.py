@@ -1,7 +1,8 @@
 """First run: look for model servers on this computer, and the welcome card.
 
 The probe goes through the engine (``Engine.list_models``) with a short timeout and no API
-key, so no key is ever sent to whatever answers on a local port.
+key, so no key is ever sent to whatever answers on a local port. Its client speaks plain
+``http://`` only (the servers it looks for are on 127.0.0.1), so it never loads a CA bundle.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.engine import Engine
+from desktop_app.core.http import make_client
 from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.types import ProviderName
 from desktop_app.ui.labels import PlainLabel
@@ -60,7 +62,9 @@ async def probe(
 ) -> list[LocalServer]:
     """The targets that list their models within ``wait_s``, in the order given."""
     engine = Engine(
-        resilience=ResilienceSettings(connect_timeout_s=wait_s), api_key=lambda _r: None
+        resilience=ResilienceSettings(connect_timeout_s=wait_s),
+        api_key=lambda _r: None,
+        client=make_client(wait_s, tls=False),
     )
 
     async def one(target: ProbeTarget) -> LocalServer | None:
