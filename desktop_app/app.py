@@ -164,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"rill: {problem}\n")
         return 1
 
-    import qasync
     from PySide6.QtWidgets import QApplication
+
+    from desktop_app.ui.event_loop import qt_event_loop, restore_asyncgen_hooks
 
     app = QApplication.instance()
     if not isinstance(app, QApplication):
@@ -185,14 +186,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     app.setWindowIcon(app_icon())
-    loop = qasync.QEventLoop(app)
+    loop = qt_event_loop(app)
     asyncio.set_event_loop(loop)
     reporter = ExceptionReporter()
     reporter.install(loop)
     try:
         with loop:
-            return int(loop.run_until_complete(run(app, args, paths)))
+            try:
+                return int(loop.run_until_complete(run(app, args, paths)))
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
     finally:
+        restore_asyncgen_hooks()
         reporter.enabled = False
         sys.excepthook = sys.__excepthook__
         asyncio.set_event_loop(None)

@@ -482,15 +482,16 @@ def _application() -> Any:
 
 
 def _run_on_qasync(coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    import qasync
+    from desktop_app.ui.event_loop import qt_event_loop, restore_asyncgen_hooks
 
     app = _application()
-    loop = qasync.QEventLoop(app)
+    loop = qt_event_loop(app)
     asyncio.set_event_loop(loop)
     try:
         with loop:
             loop.run_until_complete(coro())
     finally:
+        restore_asyncgen_hooks()
         asyncio.set_event_loop(None)
 
 

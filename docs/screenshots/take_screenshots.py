@@ -22,7 +22,6 @@ OUT = Path(__file__).resolve().parent
 HOME = Path(tempfile.mkdtemp(prefix="rill-shots-"))
 os.environ["RILL_HOME"] = str(HOME)
 
-import qasync  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from desktop_app.app import DemoSimulator  # noqa: E402
@@ -31,6 +30,7 @@ from desktop_app.core.config import Config  # noqa: E402
 from desktop_app.core.paths import app_paths  # noqa: E402
 from desktop_app.simulator import Fault  # noqa: E402
 from desktop_app.ui import theme  # noqa: E402
+from desktop_app.ui.event_loop import qt_event_loop  # noqa: E402
 from desktop_app.ui.icon import app_icon  # noqa: E402
 from desktop_app.ui.main_window import MainWindow, simulator_profile  # noqa: E402
 
@@ -150,7 +150,7 @@ def run() -> None:
     app = QApplication(sys.argv)
     app.setQuitOnLastWindowClosed(False)
     app.setWindowIcon(app_icon())
-    loop = qasync.QEventLoop(app)
+    loop = qt_event_loop(app)
     asyncio.set_event_loop(loop)
     with loop:
         loop.run_until_complete(main(app))

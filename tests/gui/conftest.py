@@ -27,12 +27,13 @@ from tests.gui.util import Windows, sim_config
 
 @pytest.fixture(scope="session")
 def qloop(qapp: Any) -> Iterator[asyncio.AbstractEventLoop]:
-    import qasync
+    from desktop_app.ui.event_loop import qt_event_loop, restore_asyncgen_hooks
 
     qapp.setQuitOnLastWindowClosed(False)
-    loop = qasync.QEventLoop(qapp, already_running=True)
+    loop = qt_event_loop(qapp, already_running=True)
     asyncio.events._set_running_loop(None)
     yield loop
+    restore_asyncgen_hooks()
     loop.stop()
     loop.close()
 
