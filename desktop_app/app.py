@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import linecache
 import logging
 import os
 import signal
@@ -232,6 +233,10 @@ async def run(app: Any, args: argparse.Namespace, paths: AppPaths) -> int:
         return 1
     keys = KeyStore(services.secrets)
     theme.apply(app, str(config["ui.theme"]))
+    # PySide's import hook reads the source of every module imported after it (looking for
+    # ``from __feature__ import``), which leaves ~14 MB of source lines in linecache; drop
+    # them before the window is built so its memory reuses that space (tracebacks re-read).
+    linecache.clearcache()
     window = MainWindow(services, keys=keys, simulator=demo, demo=args.demo, ephemeral=ephemeral)
     closed = asyncio.Event()
     window.closed.connect(closed.set)
