@@ -11,7 +11,7 @@ import os
 import time
 import unicodedata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
@@ -49,10 +49,13 @@ from desktop_app.ui.header import ChatHeader
 from desktop_app.ui.icons import tool_button
 from desktop_app.ui.keys import KeyStore
 from desktop_app.ui.retry_banner import Countdown, RetryBanner
-from desktop_app.ui.settings_dialog import SettingsDialog
 from desktop_app.ui.shortcuts import ReservedKeys, ShortcutsDialog, sequence
 from desktop_app.ui.sidebar import Sidebar
 from desktop_app.ui.status_bar import StatusPanel
+
+if TYPE_CHECKING:
+    # imported where the dialog is opened: the first frame does not need it
+    from desktop_app.ui.settings_dialog import SettingsDialog
 
 log = logging.getLogger("rill.ui")
 
@@ -995,6 +998,8 @@ class MainWindow(QMainWindow):
             self.settings_dialog.raise_()
             self.settings_dialog.activateWindow()
             return
+        from desktop_app.ui.settings_dialog import SettingsDialog
+
         dialog = SettingsDialog(
             self.services.config,
             keys=self.keys,
