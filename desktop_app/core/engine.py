@@ -16,9 +16,18 @@ import logging
 import os
 import re
 import time
+import types
 import uuid
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
 from urllib.parse import quote
@@ -157,6 +166,12 @@ class Engine:
         )
         self.gate = RateLimitGate(clock)
         self.backoff = Backoff(self.settings)
+        self.read_interval_s = 0.0
+        """While a window shows the stream, the least time between two reads of a reply's
+        body once its text has begun (a frame): what arrives meanwhile waits in the
+        kernel's buffer and is read, decoded and shown at once. The reads before the first
+        text, and a read after a longer silence, are never delayed. 0: read each piece as
+        it arrives."""
 
     def apply_settings(self, settings: ResilienceSettings) -> None:
         """Use new resilience settings from the next attempt on. Circuit state is kept
@@ -364,11 +379,38 @@ class Generation:
         self._wake: asyncio.Event | None = None
         self._shown: list[str] = []
         self._started = 0.0
+        self._turned = False
 
     @property
     def partial(self) -> str:
         """The text given to the consumer for the answer now in progress."""
         return "".join(self._shown)
+
+    @types.coroutine
+    def _noting_turns(self, awaitable: Awaitable[bytes]) -> Generator[Any, Any, bytes]:
+        """Await ``awaitable``; set ``_turned`` if it suspended (let the event loop turn)."""
+        inner = awaitable.__await__()
+        try:
+            value = inner.send(None)
+        except StopIteration as done:
+            return cast(bytes, done.value)
+        self._turned = True
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                inner.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = inner.throw(exc)
+                except StopIteration as done:
+                    return cast(bytes, done.value)
+            else:
+                try:
+                    value = inner.send(sent)
+                except StopIteration as done:
+                    return cast(bytes, done.value)
 
     def cancel(self) -> None:
         if self.cancelled:
@@ -551,13 +593,29 @@ class Generation:
                     feed = parser.feed
                     shown = self._shown
                     at_end = False
-                    pause_at = loop.time() + _YIELD_EVERY_S
+                    interval = engine.read_interval_s
+                    waited = False  # the last read went to the socket
+                    now = loop.time()
+                    pause_at = now + _YIELD_EVERY_S
                     while not at_end:
                         if self.cancelled:
                             raise _UserCancel
                         self._reading = True
                         try:
-                            frames = reader.decode(await next_piece())
+                            if not interval or first:
+                                frames = reader.decode(await next_piece())
+                            else:
+                                if waited:
+                                    # let the next frame's worth gather in the kernel's buffer
+                                    wait = now + interval - loop.time()
+                                    if wait > 0:
+                                        await asyncio.sleep(wait)
+                                # a read served from the bytes already received does not let
+                                # the event loop turn; one that goes to the socket does
+                                self._turned = False
+                                piece = await self._noting_turns(next_piece())
+                                waited = self._turned
+                                frames = reader.decode(piece)
                         except StopAsyncIteration:
                             frames = reader.finish()
                             at_end = True

@@ -45,6 +45,10 @@ log = logging.getLogger("rill.ui")
 MAX_PROMPT_CHARS = 2_000_000
 """Longest prompt Rill sends (about half a million tokens, beyond any model's context)."""
 
+READ_INTERVAL_S = 0.016
+"""A frame: while the window shows a stream, its body is read at most this often (the
+window draws no more often anyway), so a fast stream costs one wake-up per frame."""
+
 SEARCH_MARKS = ("\x02", "\x03")
 """Around each match in a search excerpt; the sidebar highlights what is between them."""
 
@@ -115,6 +119,7 @@ class ChatController(QObject):
         super().__init__(parent)
         self.services = services
         self.chat = ChatService(services)
+        services.engine.read_interval_s = READ_INTERVAL_S
         self.conversation_id: int | None = None
         self.messages: list[StoredMessage] = []
         self.settings = Settings(profile=str(services.config["default_profile"]))

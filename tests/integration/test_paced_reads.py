@@ -1,0 +1,77 @@
+"""Reading a stream at most once per frame (``Engine.read_interval_s``), against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from desktop_app.core.events import Cancelled, Finished, TextDelta
+from desktop_app.simulator import Fault
+from tests.helpers import engine_for, request_for
+
+INTERVAL_S = 0.05
+TOKENS = 60
+RATE = 200.0  # a token every 5 ms: far more often than the interval
+
+
+async def _arrivals(engine: Any, sim: Any) -> tuple[list[float], str, str]:
+    """When each text delta reached the consumer, the text, and the finished content."""
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+    parts: list[str] = []
+    content = ""
+    async for event in engine.stream(request_for(sim, "openai"), read_cache=False):
+        if isinstance(event, TextDelta):
+            times.append(loop.time())
+            parts.append(event.text)
+        elif isinstance(event, Finished):
+            content = event.response.content
+    return times, "".join(parts), content
+
+
+def _wake_ups(times: list[float]) -> int:
+    """Bursts of deltas: a new one starts after a gap of more than 2 ms."""
+    return 1 + sum(1 for a, b in itertools.pairwise(times) if b - a > 0.002)
+
+
+async def test_a_paced_stream_is_read_in_a_few_bursts_with_all_its_text(sim: Any) -> None:
+    sim.script(Fault(tokens=TOKENS, tokens_per_s=RATE))
+    engine = engine_for()
+    engine.read_interval_s = INTERVAL_S
+    try:
+        times, text, content = await _arrivals(engine, sim)
+    finally:
+        await engine.aclose()
+    assert text == content and len(times) == TOKENS
+    # about 0.3 s of stream read every 50 ms: a handful of bursts, not one per token
+    assert _wake_ups(times) <= 12
+
+
+async def test_without_an_interval_each_token_is_read_as_it_arrives(sim: Any) -> None:
+    sim.script(Fault(tokens=TOKENS, tokens_per_s=RATE))
+    engine = engine_for()
+    try:
+        times, text, content = await _arrivals(engine, sim)
+    finally:
+        await engine.aclose()
+    assert text == content
+    assert _wake_ups(times) > 30
+
+
+async def test_a_cancel_while_waiting_for_the_next_frame_ends_at_once(sim: Any) -> None:
+    sim.script(Fault(tokens=2_000, tokens_per_s=RATE))
+    engine = engine_for()
+    engine.read_interval_s = 5.0  # the stream waits between reads far longer than the test
+    try:
+        generation = engine.stream(request_for(sim, "openai"), read_cache=False)
+        events = []
+        async with asyncio.timeout(3):
+            async for event in generation:
+                events.append(event)
+                if isinstance(event, TextDelta):
+                    asyncio.get_running_loop().call_later(0.05, generation.cancel)
+    finally:
+        await engine.aclose()
+    assert isinstance(events[-1], Cancelled)
+    assert events[-1].partial == "".join(e.text for e in events if isinstance(e, TextDelta))
