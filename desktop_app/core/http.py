@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import ssl
 import threading
+import urllib.request
 
 import httpx
 
@@ -27,7 +28,8 @@ def make_client(connect_timeout_s: float = 10.0, *, tls: bool = True) -> httpx.A
 
     With ``tls=False`` it speaks plain ``http://`` only (a probe of this computer's ports):
     an ``https://`` URL is refused with ``httpx.UnsupportedProtocol`` and no TLS context is
-    ever made.
+    ever made. Where a proxy is configured, httpx's own transport is used, so its proxy
+    rules apply (and the TLS context is made at once).
     """
     return httpx.AsyncClient(
         http1=True,
@@ -38,7 +40,9 @@ def make_client(connect_timeout_s: float = 10.0, *, tls: bool = True) -> httpx.A
         headers={"User-Agent": f"Rill/{__version__}", "Accept-Encoding": "gzip, deflate"},
         follow_redirects=False,
         trust_env=True,
-        transport=LazyTransport(tls=tls),
+        # httpx reads the proxy settings (HTTP_PROXY, HTTPS_PROXY, NO_PROXY…) only for its
+        # own transport: with a proxy configured, that is the one used
+        transport=None if tls and urllib.request.getproxies() else LazyTransport(tls=tls),
     )
 
 
