@@ -10,7 +10,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import signal
 import stat
@@ -47,6 +46,7 @@ from desktop_app.core.logs import setup_logging
 from desktop_app.core.paths import AppPaths, app_paths
 from desktop_app.core.redaction import known_secrets, redact
 from desktop_app.core.terminal import for_terminal, json_for_terminal
+from desktop_app.core.text import has_surrogates, valid_text
 from desktop_app.core.types import PROVIDERS, GenerationResponse, TokenUsage
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -93,7 +93,7 @@ class Writer:
         """What :meth:`write` puts out for ``text``: masked, and its controls made visible."""
         if self.mask:
             text = redact(text, known_secrets())
-        return _SURROGATES.sub("\ufffd", text) if self.keep_raw else for_terminal(text)
+        return valid_text(text) if self.keep_raw else for_terminal(text)
 
     def flush(self) -> None:
         if not (self.broken or self.abandoned):
@@ -142,9 +142,6 @@ def _same_file(a: TextIO, b: TextIO) -> bool:
         return os.path.samestat(os.fstat(a.fileno()), os.fstat(b.fileno()))
     except (OSError, ValueError, io.UnsupportedOperation):
         return False
-
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def _is_regular_file(stream: TextIO) -> bool:
@@ -434,7 +431,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     """Refuse arguments that are not valid text (bytes that are not UTF-8)."""
     for name, value in vars(args).items():
         values = value if isinstance(value, list) else [value]
-        if any(isinstance(v, str) and _SURROGATES.search(v) for v in values):
+        if any(isinstance(v, str) and has_surrogates(v) for v in values):
             option = "the prompt" if name == "prompt" else f"--{name.replace('_', '-')}"
             raise InputError(
                 f"{option} is not UTF-8 text; q takes text in UTF-8 (convert it with iconv)."

@@ -75,7 +75,7 @@ from desktop_app.core.events import (
 )
 from desktop_app.core.http import make_client
 from desktop_app.core.providers import Provider, StreamParser, get_provider
-from desktop_app.core.providers.base import UNPARSABLE, WHOLE_BODY, NoModelList, valid_text
+from desktop_app.core.providers.base import UNPARSABLE, WHOLE_BODY, NoModelList
 from desktop_app.core.redaction import register_secret
 from desktop_app.core.resilience import (
     Backoff,
@@ -84,6 +84,7 @@ from desktop_app.core.resilience import (
     ResilienceSettings,
     retry_after_seconds,
 )
+from desktop_app.core.text import valid_text
 from desktop_app.core.types import ChatRequest, GenerationResponse, Message, Timing, TokenUsage
 
 log = logging.getLogger("rill.engine")

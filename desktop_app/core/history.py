@@ -41,6 +41,7 @@ from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, cast, get_ar
 from desktop_app.core.errors import RillError
 from desktop_app.core.redaction import without_url_credentials
 from desktop_app.core.store import BUSY_TIMEOUT_S, SqliteStore, lenient_text
+from desktop_app.core.text import valid_text
 from desktop_app.core.types import Message, Role
 
 _T = TypeVar("_T")
@@ -392,13 +393,13 @@ class History(SqliteStore):
                 " (title, created_at, updated_at, profile, provider, model, system_prompt)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
-                    storable((title or "").strip()),
+                    valid_text((title or "").strip()),
                     now,
                     now,
                     profile,
                     provider,
                     model,
-                    None if system_prompt is None else storable(system_prompt),
+                    None if system_prompt is None else valid_text(system_prompt),
                 ),
             )
             return _require(_get_conversation(conn, _lastrowid(cursor)))
@@ -429,7 +430,7 @@ class History(SqliteStore):
         with self._write() as conn:
             conn.execute(
                 "UPDATE conversations SET title = ? WHERE id = ?",
-                (storable(title.strip()), conversation_id),
+                (valid_text(title.strip()), conversation_id),
             )
 
     def delete_conversation(self, conversation_id: int) -> None:
@@ -527,10 +528,10 @@ class History(SqliteStore):
                 "UPDATE conversations SET profile = ?, provider = ?, model = ?, base_url = ?"
                 " WHERE id = ?",
                 (
-                    storable(profile),
-                    storable(provider),
-                    storable(model),
-                    storable(without_url_credentials(base_url)),
+                    valid_text(profile),
+                    valid_text(provider),
+                    valid_text(model),
+                    valid_text(without_url_credentials(base_url)),
                     conversation_id,
                 ),
             )
@@ -876,7 +877,7 @@ class History(SqliteStore):
         columns: dict[str, Any] = {
             "conversation_id": conversation_id,
             "role": role,
-            "content": storable(content),
+            "content": valid_text(content),
             **values,
             "reply_group": reply_group,
             "version": version,
@@ -1046,7 +1047,7 @@ def _check_fields(fields: dict[str, Any], allowed: frozenset[str]) -> dict[str, 
         elif name == "content":
             if not isinstance(value, str):
                 raise TypeError("content must be a string")
-            value = storable(value)
+            value = valid_text(value)
         elif name in ("cached", "estimated"):
             value = int(bool(value))
         elif value is None:
@@ -1063,7 +1064,7 @@ def _check_fields(fields: dict[str, Any], allowed: frozenset[str]) -> dict[str, 
         elif name in _TEXT_FIELDS:
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a string or None")
-            value = storable(value)
+            value = valid_text(value)
         values[name] = value
     return values
 
@@ -1189,18 +1190,6 @@ def _valid_time(timestamp: object) -> bool:
     )
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def storable(text: str) -> str:
-    """``text`` as SQLite can store it: a lone surrogate (never valid UTF-8) becomes U+FFFD."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text)
-    return text
-
-
 _ExportedConversation = dict[str, Any]
 _ExportedGroups = list[list[dict[str, Any]]]
 
@@ -1297,7 +1286,7 @@ def _parse_export(
                 "_tree": tree,
                 "_parent": parent,
                 "role": role,
-                "content": storable(content),
+                "content": valid_text(content),
                 "status": "interrupted" if status == "streaming" else status,
                 **values,
                 "version": number,
@@ -1345,14 +1334,14 @@ def _text(meta: Mapping[str, Any], name: str, where: str, *, default: str) -> st
         return default
     if not isinstance(value, str):
         raise ImportFormatError(f"{where}.{name} must be a string")
-    return storable(value)
+    return valid_text(value)
 
 
 def _optional_text(meta: Mapping[str, Any], name: str, where: str) -> str | None:
     value = meta.get(name)
     if value is not None and not isinstance(value, str):
         raise ImportFormatError(f"{where}.{name} must be a string or null")
-    return None if value is None else storable(value)
+    return None if value is None else valid_text(value)
 
 
 def _timestamp(value: object, default: float, where: str) -> float:

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.core.text import valid_text
 from desktop_app.core.types import provider_title
 from desktop_app.ui import icons
 from desktop_app.ui.labels import PlainLabel, plain_tooltip
@@ -42,11 +43,8 @@ POPOVER_RADIUS = 8
 def _clean(text: str) -> str:
     """``text`` cut to :data:`NAME_LIMIT` characters, with no control characters or halves
     of surrogate pairs (a name from a server is shown, never interpreted)."""
-    text = text[:NAME_LIMIT]
-    return "".join(
-        "\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else (" " if ord(ch) < 32 or ch == "\x7f" else ch)
-        for ch in text
-    )
+    text = valid_text(text[:NAME_LIMIT])
+    return "".join(" " if ord(ch) < 32 or ch == "\x7f" else ch for ch in text)
 
 
 class Popover(QFrame):

@@ -33,6 +33,7 @@ from desktop_app.core.config import Config, Profile, save_config
 from desktop_app.core.errors import RillError
 from desktop_app.core.history import Conversation, History, StoredMessage
 from desktop_app.core.resilience import ResilienceSettings
+from desktop_app.core.text import valid_text
 from desktop_app.core.types import GenerationResponse
 from desktop_app.ui import theme
 from desktop_app.ui.chat_view import ChatView
@@ -100,11 +101,9 @@ def window_title(chat_title: str | None) -> str:
     and Qt's "[*]" modified-marker doubled so it shows as written.
     """
     kept: list[str] = []
-    for ch in (chat_title or "")[: TITLE_CHARS * 8]:
+    for ch in valid_text((chat_title or "")[: TITLE_CHARS * 8]):
         kind = unicodedata.category(ch)
-        if kind == "Cs":
-            kept.append("\ufffd")
-        elif kind in ("Cc", "Zl", "Zp"):
+        if kind in ("Cc", "Zl", "Zp"):
             kept.append(" ")
         elif kind not in ("Cf", "Co", "Cn"):
             kept.append(ch)
@@ -153,7 +152,7 @@ def write_export(history: History, conversation_id: int, path: Path, fmt: str) -
         text = history.export_markdown(conversation_id)
     else:
         text = json.dumps(history.export_json(conversation_id), ensure_ascii=False, indent=2)
-    data = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode("utf-8")
+    data = valid_text(text).encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as file:
         file.write(data)

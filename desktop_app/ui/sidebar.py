@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.history import Conversation, SearchHit
+from desktop_app.core.text import valid_text
 from desktop_app.ui.controller import SEARCH_MARKS
 from desktop_app.ui.icons import tool_button
 from desktop_app.ui.labels import PlainLabel, plain_tooltip
@@ -72,8 +73,7 @@ SHOWN_CHARS = 400
 
 def drawable(text: str, limit: int = SHOWN_CHARS) -> str:
     """``text`` cut to ``limit`` characters on one line, lone surrogates replaced."""
-    text = " ".join(text[: limit * 2].split())[:limit]
-    return text.encode("utf-8", "replace").decode("utf-8")
+    return valid_text(" ".join(text[: limit * 2].split())[:limit])
 
 
 def match_runs(excerpt: str) -> list[tuple[str, bool]]:

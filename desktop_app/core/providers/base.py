@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from desktop_app.core.errors import (
     error_for_status,
 )
 from desktop_app.core.events import StreamEvent, TextDelta, ToolCallDelta
+from desktop_app.core.text import has_surrogates, valid_text
 from desktop_app.core.types import (
     ChatRequest,
     FinishReason,
@@ -38,8 +38,6 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
 UNPARSABLE: tuple[type[BaseException], ...] = (
     ValueError,  # not JSON, numbers too long to convert, UnicodeError
     TypeError,  # a value of the wrong type where a parser needs another
@@ -50,14 +48,6 @@ UNPARSABLE: tuple[type[BaseException], ...] = (
     MemoryError,
 )
 """What reading a chunk Rill cannot make sense of raises; each becomes a corrupt stream."""
-
-
-def valid_text(text: str) -> str:
-    """``text`` with surrogate pairs joined and lone surrogates replaced by U+FFFD, so it
-    always encodes (a JSON ``\\udxxx`` escape can put any surrogate in a string)."""
-    if text.isascii() or _SURROGATE.search(text) is None:
-        return text
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 class TextJoiner:
@@ -72,7 +62,7 @@ class TextJoiner:
     def feed(self, text: str) -> str:
         if self.held:
             text, self.held = self.held + text, ""
-        elif text.isascii() or _SURROGATE.search(text) is None:
+        elif not has_surrogates(text):
             return text
         if text and "\ud800" <= text[-1] <= "\udbff":
             text, self.held = text[:-1], text[-1]
