@@ -102,6 +102,79 @@ class CacheHit:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolApprovalNeeded:
+    """A tool call waits for the user's decision (its policy is "ask").
+
+    The turn's :class:`~desktop_app.core.tools.base.Approver` is asked right after this
+    event is consumed; nothing runs until it answers.
+    """
+
+    call_id: str
+    name: str
+    server: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    """A tool call was allowed and runs now (parallel calls each have their own)."""
+
+    call_id: str
+    name: str
+    server: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolProgress:
+    """A running tool reported progress (an MCP progress notification)."""
+
+    call_id: str
+    progress: float
+    total: float | None
+    message: str | None
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """A tool call ran to its end. ``is_error`` is a result the tool itself marked as an
+    error; the model sees it either way."""
+
+    call_id: str
+    name: str
+    server: str
+    content: str
+    is_error: bool
+    duration_s: float
+    images: tuple[tuple[str, bytes], ...] = ()
+    """(MIME type, bytes) of each image the tool returned, for the card only."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFailed:
+    """A tool call did not produce a result: denied, never-policy, timed out, cancelled,
+    server failed twice, unknown tool. ``reason`` is the sentence the model and the user
+    both read."""
+
+    call_id: str
+    name: str
+    server: str
+    reason: str
+    denied: bool = False
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRoundStarted:
+    """Tool results were appended; the model is asked again (``round`` counts from 1 for
+    the first request after tools ran)."""
+
+    round: int
+    max_rounds: int
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     response: GenerationResponse
 
@@ -129,6 +202,12 @@ StreamEvent = (
     | Restarted
     | Resumed
     | CacheHit
+    | ToolApprovalNeeded
+    | ToolCallStarted
+    | ToolProgress
+    | ToolResult
+    | ToolFailed
+    | ToolRoundStarted
     | Finished
     | Failed
     | Cancelled
