@@ -26,6 +26,8 @@ from desktop_app.core.chat import ChatService, Services, Turn
 from desktop_app.core.config import BUILT_IN_PROFILE, Config, check_base_url, load_config
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
+    AutoRoute,
+    AutoStage,
     CacheHit,
     Cancelled,
     CircuitOpen,
@@ -229,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-models", action="store_true", help="list the server's models")
     p.add_argument("--cache-stats", action="store_true", help="show response cache statistics")
     p.add_argument("--clear-cache", action="store_true", help="empty the response cache")
+    p.add_argument("--route-stats", action="store_true", help="show Auto's route cache statistics")
+    p.add_argument("--clear-route-cache", action="store_true", help="empty Auto's route cache")
     p.add_argument("--usage", action="store_true", help="tokens and cost by day, month and model")
     p.add_argument("--history", action="store_true", help="list recent conversations")
     p.add_argument("--search", metavar="TEXT", help="full-text search over all messages")
@@ -296,6 +300,13 @@ class Output:
         if self.shared:
             self.screen.append(self.err.shown(message + "\n"))
             self.notes.append(message + "\n")
+
+    def stage(self, message: str) -> None:
+        """A stage of an Auto turn: the live line on a terminal, else a line on stderr."""
+        if self.err.isatty():
+            self.waiting(message)
+        else:
+            self.note(message)
 
     def waiting(self, message: str) -> None:
         if not self.line_open:
@@ -539,6 +550,8 @@ async def run(
             _note(err, f"q: {warning}")
         if args.cache_stats or args.clear_cache:
             return await _cache_command(services, args, out)
+        if args.route_stats or args.clear_route_cache:
+            return await route_command(services, args, out)
         if args.usage:
             return await _usage_command(services, out)
         if args.history or args.search or args.export is not None or args.import_file:
@@ -699,6 +712,7 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
     with contextlib.suppress(ValueError):  # not the main thread: keep asyncio's handling
         previous = signal.signal(signal.SIGINT, on_sigint)
     result: GenerationResponse | None = None
+    route: AutoRoute | None = None
     code = EXIT_FAILED
     try:
         async for event in turn:
@@ -706,6 +720,10 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
                 turn.cancel()
             if type(event) is TextDelta:
                 output.text(event.text)
+            elif isinstance(event, AutoStage):
+                output.stage(f"q: auto: {event.message}")
+            elif isinstance(event, AutoRoute):
+                route = event
             elif isinstance(event, StageChanged):
                 if event.stage is not Stage.STREAMING:
                     output.waiting(event.stage.value.capitalize() + "…")
@@ -724,7 +742,8 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
                 output.note(f"q: falling back from {event.from_model} to {event.to_model}.")
             elif isinstance(event, Restarted):
                 output.restart()
-                output.note(f"q: the answer broke off ({event.reason}); starting it again.")
+                if route is None:  # an Auto turn's stage has said why
+                    output.note(f"q: the answer broke off ({event.reason}); starting it again.")
             elif isinstance(event, Resumed):
                 output.note(f"q: the answer broke off ({event.reason}); continuing it.")
             elif isinstance(event, CacheHit):
@@ -758,6 +777,8 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
         code = EXIT_FAILED
     if args.json:
         shown = {**result.to_dict(), "saved": turn.saved}  # saved: what the cache saved
+        if route is not None:
+            shown["route"] = route.to_dict()
         out.write(json_for_terminal(json.dumps(shown, ensure_ascii=False)) + "\n")
         out.flush()
     if args.debug:
@@ -768,6 +789,32 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
             f"ttft={t.ttft_s}, total={t.total_s}, trace={result.trace_id}",
         )
     return code
+
+
+async def route_command(services: Services, args: argparse.Namespace, out: Writer) -> int:
+    """``--clear-route-cache`` and ``--route-stats`` (as JSON with ``--json``)."""
+    cache = services.route_cache()
+    if args.clear_route_cache:
+        removed = await services.run_io(cache.clear)
+        out.write(f"Cleared the route cache ({removed} routes removed).\n")
+    if args.route_stats:
+        stats = await services.run_io(cache.stats)
+        if args.json:
+            out.write(json_for_terminal(json.dumps(stats.to_dict(), ensure_ascii=False)) + "\n")
+        else:
+            out.write(
+                f"Route cache at {cache.directory}\n"
+                f"  routes:    {stats.size}\n"
+                f"  hits:      {stats.hits}\n"
+                f"  misses:    {stats.misses}\n"
+                f"  hit rate:  {stats.hit_rate:.0%}\n"
+            )
+            for model, hits in sorted(stats.hits_by_model.items(), key=lambda kv: -kv[1]):
+                out.write(f"  {model}: {hits} hits\n")
+    if cache.problem is not None:
+        out.write(cache.problem + "\n")
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _tokens(usage: TokenUsage | None) -> str:
@@ -798,7 +845,15 @@ def _main(args: argparse.Namespace, out: Writer, err: Writer) -> int:
     if config is None:
         return EXIT_USAGE
     prompt = ""
-    commands = (args.cache_stats, args.clear_cache, args.usage, args.history, args.search)
+    commands = (
+        args.cache_stats,
+        args.clear_cache,
+        args.route_stats,
+        args.clear_route_cache,
+        args.usage,
+        args.history,
+        args.search,
+    )
     try:
         check_arguments(args)
         if not (args.list_models or any(commands) or args.export is not None or args.import_file):

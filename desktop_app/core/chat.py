@@ -51,6 +51,7 @@ from desktop_app.core.paths import AppPaths, app_paths
 from desktop_app.core.pricing import PriceTable, load_price_table, profile_price, reply_cost
 from desktop_app.core.providers import get_provider
 from desktop_app.core.resilience import ResilienceSettings
+from desktop_app.core.routing.cache import RouteCache
 from desktop_app.core.secrets import Secrets, key_lookup
 from desktop_app.core.types import ChatRequest, GenerationResponse, Message, TokenUsage
 
@@ -79,6 +80,17 @@ class Services:
     search_io: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="rill-search")
     )
+    _route_cache: RouteCache | None = None
+
+    def route_cache(self) -> RouteCache:
+        """Auto's route cache under the cache folder, opened on first use."""
+        if self._route_cache is None:
+            self._route_cache = RouteCache(
+                self.paths.route_cache_dir,
+                ttl_s=float(self.config["auto.route_cache_ttl_s"]),
+                max_entries=int(self.config["auto.route_cache_entries"]),
+            )
+        return self._route_cache
 
     @classmethod
     def open(
@@ -181,6 +193,8 @@ class Services:
         await self.engine.aclose()
         if self.cache is not None:
             await self.cache.aclose()
+        if self._route_cache is not None:
+            await self.run_io(self._route_cache.close)
         self.search_io.shutdown(wait=True)
         if self.history is not None:
             await self.run_io(self.history.close)
@@ -276,6 +290,14 @@ class ChatService:
     def __init__(self, services: Services) -> None:
         self.services = services
 
+    def _turn(self, **kwargs: Any) -> Turn:
+        """A turn on ``profile``: an Auto turn when it is an Auto profile."""
+        if kwargs["profile"].auto is not None:
+            from desktop_app.core.routing.auto import AutoTurn
+
+            return AutoTurn(self, **kwargs)
+        return Turn(self, **kwargs)
+
     @property
     def config(self) -> Config:
         return self.services.config
@@ -342,8 +364,7 @@ class ChatService:
         **overrides: Any,
     ) -> Turn:
         """Ask ``prompt`` in a conversation (a new one when ``conversation_id`` is None)."""
-        return Turn(
-            self,
+        return self._turn(
             mode="new",
             prompt=prompt,
             conversation_id=conversation_id,
@@ -363,8 +384,7 @@ class ChatService:
         **overrides: Any,
     ) -> Turn:
         """A new version of a reply: the cache is not read, and the new answer is written."""
-        return Turn(
-            self,
+        return self._turn(
             mode="regenerate",
             prompt=None,
             conversation_id=conversation_id,
@@ -387,8 +407,7 @@ class ChatService:
     ) -> Turn:
         """Ask ``prompt`` as a new version of the prompt ``message_id``: the new version
         follows the same message and gets replies of its own."""
-        return Turn(
-            self,
+        return self._turn(
             mode="edit",
             prompt=prompt,
             conversation_id=conversation_id,
@@ -404,8 +423,7 @@ class ChatService:
         self, conversation_id: int, message_id: int, *, profile: str | None = None, **overrides: Any
     ) -> Turn:
         """Continue an interrupted or cancelled reply from where it stopped."""
-        return Turn(
-            self,
+        return self._turn(
             mode="continue",
             prompt=None,
             conversation_id=conversation_id,
@@ -485,6 +503,8 @@ class Turn:
         """The request (and its profile) being answered: the first, or the fallback in use."""
         self.saved: float | None = None
         """For an answer from the cache, what it would have cost (None when unknown)."""
+        self.stage = "answer"
+        """What the ledger records this turn's spending as (an Auto turn's escalations)."""
 
     async def wait_saved(self) -> RillError | None:
         """Wait until every save of this turn is on disk (or failed); return what went
@@ -782,7 +802,11 @@ class Turn:
         if ledger is not None:
             profile = self.request.profile if self.request else "default"
             self.services.submit_io(
-                ledger.record_response, response, profile=profile, saved=self.saved
+                ledger.record_response,
+                response,
+                profile=profile,
+                saved=self.saved,
+                stage=self.stage,
             )
         usage = response.usage
         self._save(
@@ -819,6 +843,7 @@ class Turn:
             profile=answering.profile,
             status=status,
             trace_id=self.generation.trace_id,
+            stage=self.stage,
         )
 
     def _settle(

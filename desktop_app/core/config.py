@@ -9,13 +9,14 @@ import re
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import tomli_w
 
+from desktop_app.core.routing.profile import AutoSettings, auto_to_toml, parse_auto
 from desktop_app.core.types import PROVIDERS, ProviderName
 
 BUILT_IN_PROFILE = "default"
@@ -128,6 +129,20 @@ SCHEMA: tuple[Key, ...] = (
     Key("cache.size_limit_mb", int, 256, "Largest size of the cache on disk.", minimum=1),
     Key("history.enabled", bool, True, "Record conversations."),
     Key(
+        "auto.route_cache_ttl_s",
+        float,
+        3600.0,
+        "How long Auto remembers where it sent a question, in seconds.",
+        minimum=0,
+    ),
+    Key(
+        "auto.route_cache_entries",
+        int,
+        100,
+        "Most routes Auto remembers (the least recently used go first).",
+        minimum=1,
+    ),
+    Key(
         "budget.monthly_usd",
         float,
         0.0,
@@ -238,6 +253,8 @@ class Profile:
     price_input_per_mtok: float | None = None
     """The profile's own price (US dollars per million tokens); None: not set."""
     price_output_per_mtok: float | None = None
+    auto: AutoSettings | None = None
+    """For a ``kind = "auto"`` profile, its targets and checks; it then has no server."""
 
     @property
     def resolved_base_url(self) -> str:
@@ -417,6 +434,8 @@ def _profile_to_dict(p: Profile) -> dict[str, Any]:
 
 def _profile_to_toml(p: Profile) -> dict[str, Any]:
     """A profile's table in the file: its provider, then what differs from the defaults."""
+    if p.auto is not None:
+        return auto_to_toml(p.auto)
     values = _profile_to_dict(p)
     table: dict[str, Any] = {"provider": values["provider"]}
     for name, key in PROFILE_SCHEMA_BY_NAME.items():
@@ -515,6 +534,24 @@ def _load_profiles(config: Config, table: Any, text: str, file: str) -> None:
         if not isinstance(body, dict):
             config.problems.append(Problem(file, f"profiles.{name}", None, "must be a table"))
             continue
+        if "kind" in body:
+            kind = body["kind"]
+            if kind == "auto":
+                settings, problems = parse_auto(body)
+                for where, reason in problems:
+                    line = _line_of(text, where.split("[")[0].split(".")[0])
+                    config.problems.append(Problem(file, f"profiles.{name}.{where}", line, reason))
+                config.profiles[name] = Profile(name=name, auto=settings)
+                continue
+            config.problems.append(
+                Problem(
+                    file,
+                    f"profiles.{name}.kind",
+                    _line_of(text, "kind"),
+                    f'unknown kind {kind!r} (the only kind is "auto"); read as an ordinary profile',
+                )
+            )
+            body = {k: v for k, v in body.items() if k != "kind"}
         clean: dict[str, Any] = {}
         for leaf, value in body.items():
             key = PROFILE_SCHEMA_BY_NAME.get(leaf)
@@ -529,6 +566,52 @@ def _load_profiles(config: Config, table: Any, text: str, file: str) -> None:
                     Problem(file, full, _line_of(text, leaf), f"{exc}; using {key.default!r}")
                 )
         config.profiles[name] = _profile_from_dict(name, clean)
+    _check_auto_targets(config, text, file)
+
+
+def _check_auto_targets(config: Config, text: str, file: str) -> None:
+    """Drop (with a problem each) the targets, judge and classifier of Auto profiles that
+    name no ordinary profile."""
+
+    for name, profile in list(config.profiles.items()):
+        auto = profile.auto
+        if auto is None:
+            continue
+
+        def usable(other: str) -> bool:
+            found = config.profiles.get(other)
+            return (found is None and other == BUILT_IN_PROFILE) or (
+                found is not None and found.auto is None
+            )
+
+        targets = []
+        for target in auto.targets:
+            if usable(target.profile):
+                targets.append(target)
+            else:
+                config.problems.append(
+                    Problem(
+                        file,
+                        f"profiles.{name}.targets",
+                        _line_of(text, "targets"),
+                        f"target {target.profile!r} is not an ordinary profile; left out",
+                    )
+                )
+        changes: dict[str, Any] = {"targets": tuple(targets)}
+        for key in ("judge", "classifier"):
+            other = getattr(auto, key)
+            if other and not usable(other):
+                config.problems.append(
+                    Problem(
+                        file,
+                        f"profiles.{name}.{key}",
+                        _line_of(text, key),
+                        f"{other!r} is not an ordinary profile; using "
+                        + ("the cheapest target" if key == "judge" else "the heuristic only"),
+                    )
+                )
+                changes[key] = ""
+        config.profiles[name] = replace(profile, auto=replace(auto, **changes))
 
 
 def save_config(config: Config, path: Path | None = None) -> Path:

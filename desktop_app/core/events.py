@@ -174,6 +174,102 @@ class ToolRoundStarted:
     max_rounds: int
 
 
+class AutoStageName(StrEnum):
+    """The stages of an Auto turn, in the order they happen."""
+
+    ANALYSING = "analysing"
+    ANALYSED = "analysed"
+    ROUTING = "routing"
+    CACHED_ROUTE = "using cached route"
+    ROUTED = "routed"
+    GENERATING = "generating"
+    VALIDATING = "validating"
+    VERIFIED = "verified"
+    FAILED_CHECK = "failed check"
+    COMPLETE = "complete"
+
+
+@dataclass(frozen=True, slots=True)
+class AutoStage:
+    """An Auto turn moved to ``stage``: ``progress`` (0 to 1) and ``message`` are what the
+    status bar and ``q`` show ("code, complexity 8/10", "→ sim-large, strong")."""
+
+    stage: AutoStageName
+    progress: float
+    message: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class AutoAttempt:
+    """One answer an Auto turn asked for: which target, what the judge gave it, its cost."""
+
+    profile: str
+    model: str
+    tier: int
+    score: int | None = None
+    """The judge's score (1 to 10); None when not validated (or the judge failed)."""
+    cost: float | None = None
+    passed: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AutoRoute:
+    """Where an Auto turn sent the question and why; sent again whenever it changes."""
+
+    category: str
+    complexity: int
+    source: str
+    """How the question was analysed: "heuristic" or "classifier"."""
+    profile: str
+    model: str
+    tier: int
+    cached: bool
+    reason: str
+    skipped: tuple[str, ...] = ()
+    """Sentences for the targets passed over (circuit open, no key, budget)."""
+    attempts: tuple[AutoAttempt, ...] = ()
+    kept: int | None = None
+    """The index in ``attempts`` of the answer kept, once decided."""
+    overhead_cost: float | None = 0.0
+    """What the classifier and the judge cost (None when unknown)."""
+
+    @property
+    def total_cost(self) -> float | None:
+        """What every attempt, the classifier and the judge cost together (None when any
+        of them is unknown)."""
+        costs = [a.cost for a in self.attempts] + [self.overhead_cost]
+        if any(c is None for c in costs):
+            return None
+        return sum(c for c in costs if c is not None)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "category": self.category,
+            "complexity": self.complexity,
+            "source": self.source,
+            "target": self.profile,
+            "model": self.model,
+            "tier": self.tier,
+            "cached": self.cached,
+            "reason": self.reason,
+            "skipped": list(self.skipped),
+            "attempts": [
+                {
+                    "profile": a.profile,
+                    "model": a.model,
+                    "tier": a.tier,
+                    "score": a.score,
+                    "cost": a.cost,
+                    "passed": a.passed,
+                }
+                for a in self.attempts
+            ],
+            "kept": self.kept,
+            "total_cost": self.total_cost,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class Finished:
     response: GenerationResponse
@@ -208,6 +304,8 @@ StreamEvent = (
     | ToolResult
     | ToolFailed
     | ToolRoundStarted
+    | AutoStage
+    | AutoRoute
     | Finished
     | Failed
     | Cancelled

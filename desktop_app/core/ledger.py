@@ -59,7 +59,7 @@ TotalsBy = Literal["day", "month", "model"]
 STATUSES: Final[tuple[LedgerStatus, ...]] = get_args(LedgerStatus)
 
 LEDGER_FILE: Final = "ledger.sqlite3"
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (
@@ -83,12 +83,13 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX usage_model ON usage(model, at)",
     ),
     ("ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0",),
+    ("ALTER TABLE usage ADD COLUMN stage TEXT NOT NULL DEFAULT 'answer'",),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 _ENTRY_COLUMNS: Final = (
     "id, at, provider, model, profile, input_tokens, output_tokens, cost, cached, saved,"
-    " status, trace_id, estimated"
+    " status, trace_id, estimated, stage"
 )
 _GROUP_KEYS: Final[dict[str, str]] = {
     "day": "strftime('%Y-%m-%d', at, 'unixepoch', 'localtime')",
@@ -122,6 +123,9 @@ class LedgerEntry:
     trace_id: str
     estimated: bool = False
     """The token counts are Rill's estimate from the text: the server reported none."""
+    stage: str = "answer"
+    """What the request was for: ``answer``; for Auto also ``classify``, ``judge`` and
+    ``escalation`` (a retry on a stronger model)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +208,7 @@ class Ledger(SqliteStore):
         cached: bool = False,
         trace_id: str = "",
         at: float | None = None,
+        stage: str = "answer",
     ) -> LedgerEntry:
         """Record one reply and return the stored entry.
 
@@ -228,6 +233,7 @@ class Ledger(SqliteStore):
             "status": status,
             "trace_id": trace_id,
             "estimated": int(usage is not None and usage.estimated),
+            "stage": stage,
         }
         with self._write() as conn:
             cursor = conn.execute(
@@ -248,6 +254,7 @@ class Ledger(SqliteStore):
         status: LedgerStatus = "complete",
         at: float | None = None,
         saved: float | None = None,
+        stage: str = "answer",
     ) -> LedgerEntry:
         """Record a finished (or cancelled) reply from its ``GenerationResponse``.
 
@@ -265,6 +272,7 @@ class Ledger(SqliteStore):
             cached=response.cached,
             trace_id=response.trace_id,
             at=at,
+            stage=stage,
         )
 
     # -- reading -----------------------------------------------------------------------
@@ -391,6 +399,7 @@ def _entry(row: Sequence[Any]) -> LedgerEntry:
         status=row[10],
         trace_id=row[11],
         estimated=bool(row[12]),
+        stage=str(row[13]),
     )
 
 

@@ -45,6 +45,10 @@ class AppPaths:
         return self.data_dir / "response-cache"
 
     @property
+    def route_cache_dir(self) -> Path:
+        return self.cache_dir / "route-cache"
+
+    @property
     def log_file(self) -> Path:
         return self.log_dir / "rill.log"
 

@@ -10,6 +10,7 @@ import sys
 
 from desktop_app.simulator import hostile
 from desktop_app.simulator.faults import FAULT_HEADER, SPEC_HELP, FaultSpecError, parse_faults
+from desktop_app.simulator.routing import parse_judge_scores
 from desktop_app.simulator.server import Fault, Simulator
 
 
@@ -17,6 +18,13 @@ def _fault_spec(text: str) -> list[Fault]:
     try:
         return parse_faults(text)
     except FaultSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _judge_scores(text: str) -> dict[str, int]:
+    try:
+        return parse_judge_scores(text)
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -54,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
         "drop@20, stall@10:5s, malformed@5 (repeatable; the spec language is below)",
     )
     parser.add_argument(
+        "--judge-scores",
+        type=_judge_scores,
+        default={},
+        metavar="MODEL=SCORE,...",
+        help="as Auto's judge, score answers by the model that wrote them, e.g. "
+        "sim-small=3,sim-large=9 (any other model: 8)",
+    )
+    parser.add_argument(
         "--hostile",
         choices=sorted(hostile.CASES),
         help="answer every chat request with this hostile case (to try a client against)",
@@ -68,6 +84,7 @@ async def _serve(args: argparse.Namespace) -> None:
         tokens_per_s=args.tokens_per_s,
         default_tokens=args.tokens,
         always=hostile.CASES[args.hostile] if args.hostile else None,
+        judge_scores=args.judge_scores,
     )
     for faults in args.fault:
         sim.script(*faults)

@@ -21,11 +21,13 @@ import secrets
 import string
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, ClassVar, Literal
 
+from desktop_app.simulator.routing import routing_reply
 from desktop_app.simulator.text import (
     count_words,
     demo_kind,
@@ -344,11 +346,17 @@ def _fragments(text: str, sizes: tuple[int, ...]) -> list[str]:
     return out
 
 
-def plan_reply(inp: ChatInput, tokens: int, variant: int = 0) -> Reply:
+def plan_reply(
+    inp: ChatInput,
+    tokens: int,
+    variant: int = 0,
+    judge_scores: Mapping[str, int] | None = None,
+) -> Reply:
     """The reply to ``inp`` when an ordinary reply has ``tokens`` tokens.
 
     ``variant`` numbers the answers to the same request: each has its own words (a tool
-    call's arguments and an ``/echo`` are the same for all).
+    call's arguments and an ``/echo`` are the same for all). Auto's classifier and judge
+    requests get their JSON answer (:mod:`.routing`; ``judge_scores`` by model).
     """
     seed = seed_for(inp.last_user, inp.seed_model)
     if inp.tool_name is not None:
@@ -366,6 +374,9 @@ def plan_reply(inp: ChatInput, tokens: int, variant: int = 0) -> Reply:
     if inp.last_user.startswith("/echo "):
         chunks = _continuation(echo_tokens(inp.last_user[len("/echo ") :]), inp.prefill)
         return Reply(chunks=chunks, finish="stop")
+    verdict = routing_reply(inp.last_user, judge_scores or {})
+    if verdict is not None:
+        return Reply(chunks=echo_tokens(verdict, 8), finish="stop")
     seed = seed_for(inp.last_user, inp.seed_model, variant)
     kind = demo_kind(inp.last_user)
     if kind is None:

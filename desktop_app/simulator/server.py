@@ -208,9 +208,12 @@ class Simulator:
         default_tokens: int = 300,
         models: tuple[str, ...] = ("sim-small", "sim-large"),
         always: Callable[[ProtocolName], Fault] | None = None,
+        judge_scores: Mapping[str, int] | None = None,
     ) -> None:
-        """``always`` gives the fault for a chat request when none is scripted."""
+        """``always`` gives the fault for a chat request when none is scripted;
+        ``judge_scores`` is the score the simulated judge gives each model's answers."""
         self.host = host
+        self.judge_scores: dict[str, int] = dict(judge_scores or {})
         self.always = always
         self.port = port
         self.tokens_per_s = tokens_per_s
@@ -377,7 +380,9 @@ class Simulator:
         if tokens is None:
             tokens = _positive_int(lowered.get("x-rill-sim-tokens"))
         count = self.default_tokens if tokens is None else tokens
-        return plan_reply(inp, count, record.variant if record is not None else 0).text
+        return plan_reply(
+            inp, count, record.variant if record is not None else 0, self.judge_scores
+        ).text
 
     def _record_for(self, body: Any, protocol: str | None) -> RecordedRequest | None:
         """The latest chat request with ``body`` (that very object first)."""
@@ -862,7 +867,7 @@ class Simulator:
             rate = _positive_float(request.headers.get("x-rill-sim-tokens-per-s"))
         if rate is None:
             rate = self.tokens_per_s
-        reply = plan_reply(inp, tokens, record.variant)
+        reply = plan_reply(inp, tokens, record.variant, self.judge_scores)
         encoder = make_encoder(inp, reply, request_id=exchange.request_id, sse=sse)
         if inp.stream:
             response = await self._stream(request, exchange, fault, encoder, rate)
