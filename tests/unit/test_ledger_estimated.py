@@ -131,9 +131,10 @@ def test_a_ledger_from_before_estimates_is_migrated(path: Path) -> None:
     raw.close()
     with Ledger(path, clock=lambda: NOW) as ledger:
         assert ledger.recovered_from is None
-        assert ledger.schema_version == SCHEMA_VERSION == 2
+        assert ledger.schema_version == SCHEMA_VERSION == 3
         (old,) = ledger.entries()
         assert (old.model, old.input_tokens, old.estimated) == ("gpt-4o", 100, False)
+        assert old.stage == "answer"  # rows from before stages were answers
         ledger.record_response(response(TokenUsage(3, 4, estimated=True)))
         assert [e.estimated for e in ledger.entries()] == [True, False]
 

@@ -19,13 +19,15 @@ research  explaining and comparing (explain why, compare, pros and cons, history
 chat      greetings, thanks and small talk (2 each)
 ========  ==========================================================================
 
-**Complexity** (1 to 10) starts at 1 and adds: length (more than 25, 80, 200, 600 and
-1,500 words: 1 each), code (a fenced block 1, a second one 1 more), structure (two or
-more questions 1, three or more listed requirements 1), the size asked for ("detailed",
-"step by step", "comprehensive", a word count over 500, …: 1 each, at most 2), hard
-subjects (concurrency, distributed, optimise, prove, architecture, from scratch, …: 1
-each, at most 3), a long conversation (more than 6 earlier messages: 1) and attachments
-(1). Greetings and thanks alone stay at 1.
+**Complexity** (1 to 10) starts at 1 for chat and 2 for a task, and adds: length (more
+than 25, 50, 100, 300 and 1,000 words: 1 each), code (a fenced block 1, a second one 1
+more), structure (two or more questions or an enumeration with two commas 1, three or
+more listed requirements 1), the size asked for ("detailed", "step by step",
+"comprehensive", …: 1 each, at most 2; a word count of 300, 1,000 and 2,000: 1 each;
+at most 3 together), hard subjects (concurrency, distributed, optimise, prove,
+architecture, from scratch, …: 1 each, at most 3), a strongly marked code or research
+question (6 points or more: 1), a long conversation (more than 6 earlier messages: 1)
+and attachments (1). Short chat (12 words or fewer) stays at 1.
 
 Only the first and last 4,000 characters of a long question are scanned, so a 10 kB
 prompt is analysed in well under a millisecond.
@@ -34,7 +36,8 @@ prompt is analysed in well under a millisecond.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Final
 
 from desktop_app.core.routing.profile import CATEGORIES
@@ -304,24 +307,63 @@ def analyse(question: str, *, earlier_messages: int = 0, attachments: int = 0) -
     category = best if points > 0 else "chat"
 
     words = len(question.split()) if len(question) < 200_000 else len(question) // 6
-    complexity = 1 + sum(words > limit for limit in (25, 80, 200, 600, 1500))
+    complexity = (1 if category == "chat" else 2) + sum(
+        words > limit for limit in (25, 50, 100, 300, 1000)
+    )
     complexity += min(fences, 2)
-    if text.count("?") >= 2:
+    if text.count("?") >= 2 or text.count(",") >= 2:
         complexity += 1
     if len(_LISTED.findall(text)) >= 3:
         complexity += 1
     size = _capped(_SIZE_WORDS, text, 1, 2)
     count = _WORD_COUNT.search(text)
-    if count is not None and int(count.group(1)) > 500:
-        size = min(2, size + 1)
-    complexity += size
+    if count is not None:
+        asked = int(count.group(1))
+        size += (asked >= 300) + (asked >= 1000) + (asked >= 2000)
+    complexity += min(size, 3)
     complexity += _capped(_HARD_WORDS, text, 1, 3)
-    if category == "code" and points >= 6:
+    if category in ("code", "research") and points >= 6:
         complexity += 1
     if earlier_messages > 6:
         complexity += 1
     if attachments:
         complexity += 1
-    if category == "chat" and words <= 12 and points > 0:
+    if category == "chat" and words <= 12:
         complexity = 1
     return Analysis(category, max(1, min(10, complexity)), scores)
+
+
+@dataclass(frozen=True, slots=True)
+class Accuracy:
+    """How :func:`analyse` did on labelled questions."""
+
+    by_category: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """For each labelled category: (questions given that category, questions)."""
+    complexity_in_range: int = 0
+    total: int = 0
+
+    def rate(self, category: str) -> float:
+        right, count = self.by_category.get(category, (0, 0))
+        return right / count if count else 0.0
+
+    @property
+    def overall(self) -> float:
+        right = sum(r for r, _ in self.by_category.values())
+        return right / self.total if self.total else 0.0
+
+    @property
+    def complexity_rate(self) -> float:
+        return self.complexity_in_range / self.total if self.total else 0.0
+
+
+def evaluate(samples: Iterable[tuple[str, str, int, int]]) -> Accuracy:
+    """Score :func:`analyse` on (question, category, lowest, highest complexity) samples."""
+    by_category: dict[str, tuple[int, int]] = {}
+    in_range = total = 0
+    for question, category, low, high in samples:
+        found = analyse(question)
+        right, count = by_category.get(category, (0, 0))
+        by_category[category] = (right + (found.category == category), count + 1)
+        in_range += low <= found.complexity <= high
+        total += 1
+    return Accuracy(by_category, in_range, total)
