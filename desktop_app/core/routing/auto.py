@@ -190,6 +190,9 @@ class AutoTurn(Turn):
         failure: Failed | None = None
         k = 0
         while target is not None:
+            if self._cancel:
+                yield Cancelled("")
+                return
             k += 1
             tried.append(target)
             label = self._target_profile(target).resolved_model
@@ -222,6 +225,8 @@ class AutoTurn(Turn):
                 yield Cancelled("".join(shown))
                 return
             self._update_route(answer)
+            assert self.route is not None
+            yield self.route
             if answer.response is None:
                 assert failure is not None
                 next_target, _ = self._next(target, tried, availability)
@@ -244,7 +249,6 @@ class AutoTurn(Turn):
                 yield Cancelled("")
                 return
             self._update_route(answer)
-            assert self.route is not None
             yield self.route
             if answer.score is None or answer.score >= settings.threshold:
                 quality = "not scored" if answer.score is None else f"quality {answer.score}/10"

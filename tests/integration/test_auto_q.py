@@ -1,0 +1,112 @@
+"""``q --profile auto``: the stages on stderr, the answer on stdout, the route in --json,
+and the route cache commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from desktop_app.core.history import History
+from desktop_app.core.paths import app_paths
+from desktop_app.simulator import SimulatorThread
+
+
+@pytest.fixture
+def simt() -> Iterator[SimulatorThread]:
+    with SimulatorThread(
+        tokens_per_s=0, default_tokens=20, judge_scores={"sim-small": 3, "sim-large": 9}
+    ) as sim:
+        yield sim
+
+
+def q(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env["RILL_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "desktop_app.cli", *args],
+        input="",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def configure(home: Path, sim: SimulatorThread) -> None:
+    path = home / "config" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    url = sim.base_url("openai")
+    path.write_text(
+        f'[profiles.fast]\nprovider = "openai"\nbase_url = "{url}"\nmodel = "sim-small"\n'
+        f'[profiles.strong]\nprovider = "openai"\nbase_url = "{url}"\nmodel = "sim-large"\n'
+        '[profiles.auto]\nkind = "auto"\nvalidate = true\njudge = "fast"\n'
+        'targets = [{ profile = "fast", tier = 1 }, { profile = "strong", tier = 3 }]\n',
+        encoding="utf-8",
+    )
+
+
+def test_q_shows_the_stages_on_stderr_and_the_kept_answer_on_stdout(
+    simt: SimulatorThread, rill_home: Path
+) -> None:
+    configure(rill_home, simt)
+    result = q("--profile", "auto", "hello there", home=rill_home)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[:4] == [
+        "q: auto: analysing",
+        "q: auto: chat, complexity 1/10",
+        "q: auto: routing",
+        "q: auto: → sim-small, fast",
+    ]
+    assert "q: auto: quality 3/10 — retrying with a stronger model" in lines
+    assert "q: auto: quality 9/10" in lines
+    assert lines[-1].startswith("q: auto: ") and lines[-1].endswith(" s")
+    history = History(app_paths().history_db)
+    try:
+        (conversation,) = history.list_conversations()
+        prompt, reply = history.messages(conversation.id)
+        versions = history.versions(reply.reply_group)
+    finally:
+        history.close()
+    assert [(v.model, v.active) for v in versions] == [("sim-small", False), ("sim-large", True)]
+    assert result.stdout == reply.content + "\n"  # the kept answer, once
+
+
+def test_q_json_has_the_route_and_the_route_cache_commands_work(
+    simt: SimulatorThread, rill_home: Path
+) -> None:
+    configure(rill_home, simt)
+    first = q("--profile", "auto", "--json", "hello there", home=rill_home)
+    assert first.returncode == 0, first.stderr
+    route = json.loads(first.stdout)["route"]
+    assert (route["category"], route["complexity"], route["target"]) == ("chat", 1, "fast")
+    assert route["cached"] is False
+    assert [(a["profile"], a["model"], a["score"], a["cost"]) for a in route["attempts"]] == [
+        ("fast", "sim-small", 3, 0.0),
+        ("strong", "sim-large", 9, 0.0),
+    ]
+    again = q("--profile", "auto", "--json", "Hello, there!", home=rill_home)
+    assert json.loads(again.stdout)["route"]["cached"] is True
+    assert "q: auto: using cached route" in again.stderr
+
+    stats = q("--route-stats", "--json", home=rill_home)
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout) == {
+        "size": 1,
+        "hits": 1,
+        "misses": 1,
+        "hit_rate": 0.5,
+        "hits_by_model": {"sim-small": 1},
+    }
+    text = q("--route-stats", home=rill_home).stdout
+    assert "hit rate:  50%" in text and "sim-small: 1 hits" in text
+    cleared = q("--clear-route-cache", home=rill_home)
+    assert cleared.stdout == "Cleared the route cache (1 routes removed).\n"
+    assert json.loads(q("--route-stats", "--json", home=rill_home).stdout)["size"] == 0
