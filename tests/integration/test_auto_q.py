@@ -71,7 +71,7 @@ def test_q_shows_the_stages_on_stderr_and_the_kept_answer_on_stdout(
     history = History(app_paths().history_db)
     try:
         (conversation,) = history.list_conversations()
-        prompt, reply = history.messages(conversation.id)
+        _, reply = history.messages(conversation.id)
         versions = history.versions(reply.reply_group)
     finally:
         history.close()
