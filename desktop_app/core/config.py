@@ -262,6 +262,8 @@ class Profile:
 
     @property
     def resolved_model(self) -> str:
+        if self.auto is not None:
+            return "Auto"
         return self.model or DEFAULT_MODELS[self.provider]
 
 

@@ -260,6 +260,9 @@ class MessageWidget(QFrame):
         self.cached = False
         self.known: dict[str, Any] = {}
         """Numbers the stream gave this window that the stored message may lack."""
+        self.routes: dict[int, tuple[str, str]] = {}
+        """Auto's route (a line and why) for the replies it chose, by message id."""
+        self.route = ("", "")
         self._parts: list[str] = []
         self._full_text: str | None = None
         self._segmenter: Segmenter | None = None
@@ -614,6 +617,7 @@ class MessageWidget(QFrame):
             )
             if tokens is None:
                 tokens = known.get("tokens")
+            self.route = self.routes.get(message.id, self.route if self.streaming else ("", ""))
             ttft = message.ttft_s if message.ttft_s is not None else known.get("ttft_s")
             total = message.total_s if message.total_s is not None else known.get("total_s")
             self.set_details(
@@ -652,7 +656,11 @@ class MessageWidget(QFrame):
             parts.append(f"total {human_seconds(max(total_s, ttft_s or 0.0))}")
         if cost is not None:
             parts.append("free" if cost == 0 else f"${cost:.4f}")
+        route, why = self.route
+        if route:
+            parts.append(route)
         self.details.setText(" · ".join(parts))
+        self.details.setToolTip(why)
         self.details.setVisible(bool(parts))
 
     def set_state(self, state: str, error: str | None = None) -> None:
@@ -862,6 +870,8 @@ class ChatView(QScrollArea):
         self.stats = RenderStats()
         self.scheduler = RenderScheduler(self.stats, self)
         self.widgets: list[MessageWidget] = []
+        self.routes: dict[int, tuple[str, str]] = {}
+        """Auto's route for each reply it chose, by message id (the replies' details)."""
         self.conversation_id: int | None = None
         self.busy = False
         self._stream_widget: MessageWidget | None = None
@@ -976,6 +986,7 @@ class ChatView(QScrollArea):
 
     def _add(self, role: str) -> MessageWidget:
         widget = MessageWidget(role, self.stats, self.column, self.scheduler)
+        widget.routes = self.routes
         widget.link_clicked.connect(self._link)
         widget.copy_clicked.connect(lambda w=widget: self._copy(w))
         widget.retry_clicked.connect(lambda w=widget: self._retry(w))
@@ -1129,6 +1140,19 @@ class ChatView(QScrollArea):
             )
         widget.set_state(state, error or None)
         self._stream_widget = None
+
+    def set_route(self, message_id: int | None, text: str, why: str = "") -> None:
+        """Show Auto's route in a reply's details: the reply streaming now, and the
+        message ``message_id`` whenever it is shown."""
+        if message_id is not None:
+            self.routes[message_id] = (text, why)
+        stream = self._stream_widget
+        if stream is not None:
+            stream.route = (text, why)
+        for widget in self.widgets:
+            shown = widget.message
+            if widget is not stream and shown is not None and shown.id == message_id:
+                widget.update_meta(shown)
 
     def restart_stream(self, reason: str) -> None:
         """The answer starts again; the interrupted text becomes an earlier version."""

@@ -22,6 +22,8 @@ from desktop_app.core.chat import ChatService, Services, Turn
 from desktop_app.core.config import Profile
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
+    AutoRoute,
+    AutoStage,
     CacheHit,
     Cancelled,
     CircuitOpen,
@@ -114,6 +116,10 @@ class ChatController(QObject):
     models_listed = Signal(str, list)
     models_failed = Signal(str, str)
     notice = Signal(str)
+    auto_stage = Signal(str, float, str, int)
+    """An Auto turn's stage: its name, progress (0 to 1), message and attempt."""
+    auto_route = Signal(object, object)
+    """An Auto turn's :class:`AutoRoute`, and the reply message id it describes (or None)."""
 
     def __init__(self, services: Services, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -359,6 +365,11 @@ class ChatController(QObject):
             self.cancelled.emit(event.partial)
         elif isinstance(event, ToolCallDelta):
             pass
+        elif isinstance(event, AutoStage):
+            self.auto_stage.emit(str(event.stage), event.progress, event.message, event.attempt)
+        elif isinstance(event, AutoRoute):
+            turn = self.turn
+            self.auto_route.emit(event, turn.assistant_message_id if turn else None)
 
     async def _sync(self, conversation_id: int, retry_group: int | None = None) -> None:
         history = self.services.history
@@ -511,6 +522,9 @@ class ChatController(QObject):
     def list_models(self, profile_name: str) -> None:
         """List a profile's models; results arrive as ``models_listed`` or ``models_failed``."""
         profile = self.services.config.profile(profile_name or None)
+        if profile.auto is not None:  # Auto chooses the model for each question
+            self.models_listed.emit(profile.name, [profile.resolved_model])
+            return
 
         async def run() -> None:
             try:

@@ -36,6 +36,7 @@ from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.text import valid_text
 from desktop_app.core.types import GenerationResponse
 from desktop_app.ui import theme
+from desktop_app.ui.auto_view import AutoPresenter
 from desktop_app.ui.chat_view import ChatView
 from desktop_app.ui.composer import Composer, read_draft, write_draft
 from desktop_app.ui.controller import ChatController
@@ -418,6 +419,7 @@ class MainWindow(QMainWindow):
 
         self.composer.send_requested.connect(self.send)
         self.composer.stop_requested.connect(c.stop)
+        self.auto = AutoPresenter(c, view, status)
         self.composer.draft_changed.connect(self._save_draft)
 
         banner.retry_now.connect(c.retry_now)

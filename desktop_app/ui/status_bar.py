@@ -53,6 +53,14 @@ class StatusPanel(QWidget):
         self.progress.setFixedHeight(4)
         self.progress.hide()
         layout.addWidget(self.progress)
+        self.auto = QProgressBar()
+        self.auto.setObjectName("autoBar")
+        self.auto.setTextVisible(False)
+        self.auto.setRange(0, 100)
+        self.auto.setFixedWidth(80)
+        self.auto.setFixedHeight(4)
+        self.auto.hide()
+        layout.addWidget(self.auto)
         self.cost = PlainLabel("")
         self.cost.setObjectName("muted")
         layout.addWidget(self.cost)
@@ -90,6 +98,7 @@ class StatusPanel(QWidget):
             self._tick_timer.stop()
             self.spinner.setText(" ")
             self.progress.hide()
+            self.auto.hide()
             self._counting = False
 
     def show_stage(self, stage: str, attempt: int) -> None:
@@ -98,6 +107,22 @@ class StatusPanel(QWidget):
         self._attempt = attempt
         self._counting = False
         self._tick()
+
+    def show_auto_stage(self, stage: str, progress: float, message: str) -> None:
+        """An Auto stage: the Auto bar at ``progress`` and its message; while the answer is
+        generated the stream's own words (speed, tokens) take the line again."""
+        self.auto.setValue(round(progress * 100))
+        self.auto.setToolTip(f"Auto: {message}")
+        self.auto.setVisible(self._busy)
+        if stage == "generating":
+            self.show_stage("starting", 1)
+            return
+        self._set_state("")
+        self._stage = "auto"
+        self._counting = False
+        text = f"Auto · {message}"
+        self.label.setText(text)
+        self.label.setToolTip(text)
 
     def show_retry(self, attempt: int, max_attempts: int, delay: float, reason: str) -> None:
         """Retrying after the banner's countdown (the one ``countdown`` both show)."""
@@ -172,7 +197,7 @@ class StatusPanel(QWidget):
             rate = stats.rate()
             text = f"Streaming at {rate:.0f} tok/s" if rate else "Streaming…"
             text += f" · {stats.tokens:,} tokens"
-        elif self._stage in ("message", "done", "error"):
+        elif self._stage in ("message", "done", "error", "auto"):
             return
         else:
             text = "Starting…"

@@ -254,10 +254,12 @@ QScrollBar::add-page, QScrollBar::sub-page {{ background: none; }}
 QToolButton#msgTool {{ border: none; border-radius: 6px; padding: 4px; color: {t.muted}; }}
 QToolButton#msgTool:hover, QToolButton#msgTool:focus {{ background: {t.alt_base}; }}
 QPushButton#recoverButton {{ padding: 4px 12px; }}
-QProgressBar#tokenBar {{
+QProgressBar#tokenBar, QProgressBar#autoBar {{
     border: none; background: {t.alt_base}; border-radius: 2px; max-height: 4px;
 }}
-QProgressBar#tokenBar::chunk {{ background: {t.accent}; border-radius: 2px; }}
+QProgressBar#tokenBar::chunk, QProgressBar#autoBar::chunk {{
+    background: {t.accent}; border-radius: 2px;
+}}
 QListWidget#conversationList {{ border: none; background: {t.window}; }}
 QListWidget#conversationList::item {{ padding: 6px 8px; border-radius: 6px; }}
 QListWidget#conversationList::item:selected {{ background: {t.user_bg}; color: {t.text}; }}

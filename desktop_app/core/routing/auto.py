@@ -85,6 +85,11 @@ class AutoTurn(Turn):
 
     # -- the turn's interface --------------------------------------------------------------
 
+    @property
+    def attempt_message_ids(self) -> list[int | None]:
+        """The reply message (version) of each attempt so far, in order."""
+        return [answer.turn.assistant_message_id for answer in self._answers]
+
     def cancel(self) -> None:
         self._cancel = True
         if self._current is not None:
@@ -572,3 +577,32 @@ class AutoTurn(Turn):
             )
         except RillError as exc:
             log.warning("could not keep the conversation's profile: %s", exc)
+
+
+def _money(cost: float | None) -> str:
+    if cost is None:
+        return "cost unknown"
+    return "free" if cost == 0 else f"${cost:.4f}"
+
+
+def describe_route(route: AutoRoute) -> str:
+    """The route in a line: analysis, target, whether cached, each attempt, total cost."""
+    parts = [f"Auto: {route.category}, complexity {route.complexity}/10"]
+    target = f"→ {route.profile} ({route.model}, {tier_name(route.tier)})"
+    parts.append(target + (", cached route" if route.cached else ""))
+    if len(route.attempts) > 1 or any(a.score is not None for a in route.attempts):
+        tries = []
+        for index, attempt in enumerate(route.attempts, start=1):
+            score = "not scored" if attempt.score is None else f"{attempt.score}/10"
+            kept = " kept" if route.kept == index - 1 and len(route.attempts) > 1 else ""
+            tries.append(f"{index}. {attempt.model} {score}{kept}")
+        parts.append("attempts: " + ", ".join(tries))
+    parts.append(f"all attempts {_money(route.total_cost)}")
+    return " · ".join(parts)
+
+
+def describe_why(route: AutoRoute) -> str:
+    """Why the route was taken (the details' tooltip)."""
+    lines = [f"Analysed by the {route.source}; {route.reason}."]
+    lines += [f"{line}." for line in route.skipped]
+    return "\n".join(lines)

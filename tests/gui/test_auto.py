@@ -1,0 +1,100 @@
+"""Auto in the window: the stages in the status bar, the route in the reply's details,
+and each escalated attempt as a version of the reply."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from desktop_app.core.config import Profile
+from desktop_app.core.routing.profile import AutoSettings, AutoTarget
+from desktop_app.simulator import SimulatorThread
+from desktop_app.ui.main_window import MainWindow
+from tests.gui.util import Windows, sim_config
+
+
+@pytest.fixture
+def judged(sim: SimulatorThread) -> Iterator[SimulatorThread]:
+    sim.sim.judge_scores = {"sim-small": 3, "sim-large": 9}
+    try:
+        yield sim
+    finally:
+        sim.sim.judge_scores = {}
+
+
+@pytest.fixture
+def auto_window(windows: Windows, judged: SimulatorThread, rill_home: Path) -> MainWindow:
+    config = sim_config(judged, rill_home)
+    small = config.profiles["Simulator"]
+    config.profiles["Strong"] = Profile(
+        name="Strong", provider="openai", base_url=small.base_url, model="sim-large"
+    )
+    config.profiles["Auto"] = Profile(
+        name="Auto",
+        auto=AutoSettings(
+            targets=(AutoTarget("Simulator", 1), AutoTarget("Strong", 3)),
+            validate=True,
+            judge="Simulator",
+        ),
+    )
+    config.values["default_profile"] = "Auto"
+    return windows.make(config)
+
+
+def test_the_status_bar_shows_each_stage_with_its_progress_and_the_details_the_route(
+    qtbot: QtBot, auto_window: MainWindow
+) -> None:
+    window = auto_window
+    assert window.header.profile.currentText() == "Auto"
+    seen: list[tuple[str, str, int, bool]] = []
+    status = window.status
+
+    def record(stage: str, _progress: float, _message: str, _attempt: int) -> None:
+        seen.append((stage, status.text, status.auto.value(), status.auto.isVisible()))
+
+    window.controller.auto_stage.connect(record)
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=15_000):
+        window.composer.set_text("hello there")
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    texts = {stage: text for stage, text, _, _ in seen}
+    assert texts["analysing"] == "Auto · analysing"
+    assert texts["analysed"] == "Auto · chat, complexity 1/10"
+    assert texts["routed"] == "Auto · → sim-small, fast"
+    assert texts["validating"] == "Auto · validating"
+    assert texts["failed check"] == "Auto · quality 3/10 — retrying with a stronger model"
+    assert texts["verified"] == "Auto · quality 9/10"
+    values = [value for _, _, value, _ in seen]
+    assert values == sorted(values) and values[0] == 0 and values[-1] == 100
+    assert all(visible for _, _, _, visible in seen)
+    qtbot.waitUntil(lambda: not window.controller.busy, timeout=5000)
+    assert not status.auto.isVisible()
+
+    reply = window.view.widgets[-1]
+    details = reply.details.text()
+    assert "sim-large" in details
+    assert "Auto: chat, complexity 1/10 · → Simulator (sim-small, fast)" in details
+    assert "attempts: 1. sim-small 3/10, 2. sim-large 9/10 kept" in details
+    assert "all attempts free" in details
+    assert "Analysed by the heuristic" in reply.details.toolTip()
+
+    # the failed attempt is the earlier version of the same reply
+    assert reply.version_label.isVisible() and reply.version_label.text() == "2/2"
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=5000):
+        qtbot.mouseClick(reply.prev_button, Qt.MouseButton.LeftButton)
+    earlier = window.view.widgets[-1]
+    qtbot.waitUntil(lambda: earlier.version_label.text() == "1/2", timeout=5000)
+    assert "Auto: attempt 1 of 2 · sim-small · quality 3/10" in earlier.details.text()
+    assert "the answer of sim-large was kept" in earlier.details.text()
+
+
+def test_the_model_picker_offers_auto_without_asking_a_server(
+    qtbot: QtBot, auto_window: MainWindow, judged: SimulatorThread
+) -> None:
+    window = auto_window
+    qtbot.waitUntil(lambda: window.header.model.currentText() == "Auto", timeout=5000)
+    assert not window.header.models_error.isVisible()
+    assert not [r for r in judged.sim.requests if r.path.endswith("/models")]
