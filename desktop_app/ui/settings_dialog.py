@@ -1,5 +1,6 @@
-"""The settings dialog: profiles (with keychain keys and "Test connection"), resilience,
-cache, budget and appearance. Non-modal; its form is built from the config schema."""
+"""The settings dialog: profiles (with keychain keys and "Test connection"; Auto profiles
+with their targets), resilience, cache, budget, Auto's route cache and appearance.
+Non-modal; its form is built from the config schema."""
 
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLineEdit,
     QListWidget,
+    QMenu,
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
     QSizePolicy,
     QSpinBox,
+    QStackedWidget,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -45,7 +48,9 @@ from desktop_app.core.config import (
 from desktop_app.core.engine import Engine, KeyLookup
 from desktop_app.core.errors import RillError
 from desktop_app.core.resilience import ResilienceSettings
+from desktop_app.core.routing.profile import AutoSettings, AutoTarget
 from desktop_app.core.terminal import for_terminal
+from desktop_app.ui.auto_settings import AutoEditor, RouteCachePanel
 from desktop_app.ui.icons import set_icon
 from desktop_app.ui.keys import KeyStore
 from desktop_app.ui.labels import PlainLabel
@@ -70,6 +75,8 @@ _LABELS = {
     "cache.size_limit_mb": "Largest size",
     "history.enabled": "Record conversations",
     "budget.monthly_usd": "Monthly limit",
+    "auto.route_cache_ttl_s": "Remember a route for",
+    "auto.route_cache_entries": "Routes remembered",
     "ui.theme": "Colour scheme",
     "ui.send_with": "Send with",
 }
@@ -247,6 +254,7 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(_scrolling(self._schema_tab("resilience.")), "Resilience")
         self.tabs.addTab(_scrolling(self._cache_tab()), "Cache")
         self.tabs.addTab(_scrolling(self._budget_tab()), "Budget && history")
+        self.tabs.addTab(_scrolling(self._auto_tab()), "Auto")
         self.tabs.addTab(_scrolling(self._schema_tab("ui.")), "Appearance")
 
         self.error = _note(name="errorText")
@@ -316,6 +324,20 @@ class SettingsDialog(QDialog):
         self.spawn(self._month_spend())
         return page
 
+    def _auto_tab(self) -> QWidget:
+        page = self._schema_tab("auto.")
+        form = page.layout()
+        assert isinstance(form, QFormLayout)
+        form.addRow(
+            _note(
+                "Auto remembers where it sent a question, so a similar one skips routing. "
+                "Add an Auto profile in Profiles → Add → Auto profile."
+            )
+        )
+        self.route_cache = RouteCachePanel(self.services, self.spawn)
+        form.addRow("Route cache", self.route_cache)
+        return page
+
     async def _month_spend(self) -> None:
         ledger = self.services.ledger
         if ledger is None:
@@ -351,8 +373,12 @@ class SettingsDialog(QDialog):
         add_remove.setSpacing(SPACING)
         add = QPushButton("Add")
         set_icon(add, "plus")
-        add.setToolTip("Add a profile")
-        add.clicked.connect(self.add_profile)
+        add.setToolTip("Add a profile: a server, or Auto (which chooses among profiles)")
+        add_menu = QMenu(add)
+        add_menu.addAction("Server profile", self.add_profile)
+        add_menu.addAction("Auto profile", self.add_auto_profile)
+        add.setMenu(add_menu)
+        self.add_menu = add_menu
         remove = QPushButton("Remove")
         remove.setToolTip("Remove the selected profile")
         remove.clicked.connect(self.remove_profile)
@@ -431,7 +457,14 @@ class SettingsDialog(QDialog):
         else:
             self.p_key.setPlaceholderText("stored in the system keychain; empty keeps the key")
             self.key_note.hide()
-        form.addRow("Name", name_box)
+        name_form = _form()
+        name_form.addRow("Name", name_box)
+        right.addLayout(name_form)
+        self.kind_stack = QStackedWidget()
+        server = QWidget()
+        server_layout = QVBoxLayout(server)
+        server_layout.setContentsMargins(0, 0, 0, 0)
+        server_layout.setSpacing(2 * SPACING)
         form.addRow("Provider", self.p_provider)
         form.addRow("Base URL", self.p_base_url)
         form.addRow("Model", self.p_model)
@@ -440,22 +473,27 @@ class SettingsDialog(QDialog):
         form.addRow("Max tokens", self.p_max_tokens)
         form.addRow("Fallbacks", self.p_fallbacks)
         form.addRow("API key", key_box)
-        right.addLayout(form)
+        server_layout.addLayout(form)
         self.keep_box = QCheckBox("Save this profile in the config file")
         self.keep_box.toggled.connect(self._keep_toggled)
         self.keep_box.hide()
-        right.addWidget(self.keep_box)
+        server_layout.addWidget(self.keep_box)
         test_row = QHBoxLayout()
         test_row.setSpacing(SPACING)
         self.test_button = QPushButton("Test connection")
         self.test_button.clicked.connect(self.test_connection)
         test_row.addWidget(self.test_button)
         test_row.addStretch(1)
-        right.addLayout(test_row)
+        server_layout.addLayout(test_row)
         self.test_result = _note(name="")
         self.test_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        right.addWidget(self.test_result)
-        right.addStretch(1)
+        server_layout.addWidget(self.test_result)
+        server_layout.addStretch(1)
+        self.auto_editor = AutoEditor()
+        self.kind_stack.addWidget(server)
+        self.kind_stack.addWidget(self.auto_editor)
+        self._show_kind(0)
+        right.addWidget(self.kind_stack, 1)
         outer.addWidget(_scrolling(content), 1)
         self.p_provider.currentIndexChanged.connect(self._provider_changed)
         return page
@@ -480,6 +518,10 @@ class SettingsDialog(QDialog):
         try:
             self.p_name.setText(profile.name)
             self.name_note.hide()
+            self._show_kind(0 if profile.auto is None else 1)
+            if profile.auto is not None:
+                self.auto_editor.load(profile.auto, self._server_profiles())
+                return
             self.p_provider.setCurrentIndex(max(0, self.p_provider.findData(profile.provider)))
             self.p_base_url.setText(profile.base_url)
             self.p_base_url.setPlaceholderText(DEFAULT_BASE_URLS[profile.provider])
@@ -526,6 +568,10 @@ class SettingsDialog(QDialog):
     def _form_profile(self) -> Profile | None:
         if self._current is None or self._current not in self.profiles:
             return None
+        current = self.profiles[self._current]
+        name = self.p_name.text().strip() or self._current
+        if current.auto is not None:
+            return replace(current, name=name, auto=self.auto_editor.settings())
         temperature = self.p_temperature.value()
         fallbacks = tuple(f.strip() for f in self.p_fallbacks.text().split(",") if f.strip())
         # what the form does not show (stream, prices, prefill) stays as it was
@@ -602,6 +648,34 @@ class SettingsDialog(QDialog):
         self.profile_list.addItem(name)
         self.default_profile.addItem(name)
         self.profile_list.setCurrentRow(self.profile_list.count() - 1)
+
+    def add_auto_profile(self) -> None:
+        """An Auto profile choosing among the server profiles (the first one to start)."""
+        self._commit_form()
+        n = 1
+        name = "Auto"
+        while name in self.profiles:
+            n += 1
+            name = f"Auto {n}"
+        servers = self._server_profiles()
+        targets = (AutoTarget(servers[0], 1),) if servers else ()
+        self.profiles[name] = Profile(name=name, auto=AutoSettings(targets=targets))
+        self.profile_list.addItem(name)
+        self.default_profile.addItem(name)
+        self.profile_list.setCurrentRow(self.profile_list.count() - 1)
+
+    def _show_kind(self, index: int) -> None:
+        """Show the server form or the Auto editor; only the shown one sizes the page."""
+        for i in range(self.kind_stack.count()):
+            page = self.kind_stack.widget(i)
+            assert page is not None
+            policy = QSizePolicy.Policy.Preferred if i == index else QSizePolicy.Policy.Ignored
+            page.setSizePolicy(policy, policy)
+        self.kind_stack.setCurrentIndex(index)
+        self.kind_stack.adjustSize()
+
+    def _server_profiles(self) -> list[str]:
+        return [n for n, p in self.profiles.items() if p.auto is None]
 
     def remove_profile(self) -> None:
         name = self._current

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QComboBox, QLineEdit
 from pytestqt.qtbot import QtBot
 
-from desktop_app.core.config import Profile
+from desktop_app.core.config import Profile, load_config
+from desktop_app.core.routing.cache import CachedRoute
 from desktop_app.core.routing.profile import AutoSettings, AutoTarget
 from desktop_app.simulator import SimulatorThread
 from desktop_app.ui.main_window import MainWindow
+from tests.gui.test_settings import _overlaps
 from tests.gui.util import Windows, sim_config
 
 
@@ -98,3 +101,64 @@ def test_the_model_picker_offers_auto_without_asking_a_server(
     qtbot.waitUntil(lambda: window.header.model.currentText() == "Auto", timeout=5000)
     assert not window.header.models_error.isVisible()
     assert not [r for r in judged.sim.requests if r.path.endswith("/models")]
+
+
+def test_settings_add_an_auto_profile_with_targets_and_show_the_route_cache(
+    qtbot: QtBot, window: MainWindow, rill_home: Path
+) -> None:
+    window.open_settings()
+    dialog = window.settings_dialog
+    assert dialog is not None
+    actions = [a.text() for a in dialog.add_menu.actions()]
+    assert actions == ["Server profile", "Auto profile"]
+    dialog.add_auto_profile()
+    assert dialog.profile_list.currentItem().text() == "Auto"
+    assert dialog.kind_stack.currentWidget() is dialog.auto_editor
+    editor = dialog.auto_editor
+    assert editor.table.rowCount() == 1
+    editor.add_target()
+    strengths = editor.table.cellWidget(1, 3)
+    tier = editor.table.cellWidget(1, 2)
+    assert isinstance(strengths, QLineEdit) and isinstance(tier, QComboBox)
+    tier.setCurrentIndex(tier.findText("strong"))
+    qtbot.keyClicks(strengths, "code, poetry")
+    assert editor.note.isVisibleTo(dialog) and "poetry is not a strength" in editor.note.text()
+    editor.validate.setChecked(True)
+    editor.threshold.setValue(7)
+    qtbot.waitExposed(dialog)
+    dialog.resize(dialog.minimumSize().expandedTo(dialog.minimumSizeHint()))
+    titles = [dialog.tabs.tabText(i) for i in range(dialog.tabs.count())]
+    for title in ("Profiles", "Auto"):  # the Auto editor, and the Auto tab
+        index = titles.index(title)
+        dialog.tabs.setCurrentIndex(index)
+        QApplication.processEvents()
+        assert _overlaps(dialog, dialog.tabs.widget(index)) == [], title
+    dialog.save()
+    path = window.services.paths.config_file
+    qtbot.waitUntil(lambda: path.exists() and "Auto" in load_config(path).profiles, timeout=5000)
+    assert load_config(path).problems == []
+    saved = load_config(path).profiles["Auto"].auto
+    assert saved == AutoSettings(
+        targets=(AutoTarget("Simulator", 1), AutoTarget("Simulator", 3, "", ("code",))),
+        validate=True,
+        threshold=7,
+    )
+
+    window.open_settings()
+    dialog = window.settings_dialog
+    assert dialog is not None
+    items = [dialog.profile_list.item(i).text() for i in range(dialog.profile_list.count())]
+    dialog.profile_list.setCurrentRow(items.index("Auto"))
+    assert dialog.auto_editor.table.rowCount() == 2 and dialog.auto_editor.validate.isChecked()
+    cache = window.services.route_cache()
+    cache.put("k", CachedRoute("Simulator", "sim-small", 1, "cheapest"))
+    cache.get("k")
+    panel = dialog.route_cache
+    panel.refresh()
+    qtbot.waitUntil(lambda: panel.stats.text().startswith("1 routes. 1 hits"), timeout=3000)
+    assert "Hits by model: sim-small 1." in panel.stats.text()
+    qtbot.mouseClick(panel.clear_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(
+        lambda: panel.stats.text().startswith("Removed 1 routes. 0 routes."), timeout=3000
+    )
+    dialog.close()
