@@ -29,234 +29,311 @@ architecture, from scratch, …: 1 each, at most 3), a strongly marked code or r
 question (6 points or more: 1), a long conversation (more than 6 earlier messages: 1)
 and attachments (1). Short chat (12 words or fewer) stays at 1.
 
-Only the first and last 4,000 characters of a long question are scanned, so a 10 kB
-prompt is analysed in well under a millisecond.
+The text is read as words (and the pairs and triples of words, for phrases); only the
+first and last 1,500 characters of a long question are read for signals (its length and
+fences count whole), so a 10 kB prompt is analysed in well under a millisecond.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
 from desktop_app.core.routing.profile import CATEGORIES
 
-SCAN_CHARS: Final = 4000
+SCAN_CHARS: Final = 1500
 
-_FLAGS = re.IGNORECASE
-
-
-def _words(*words: str) -> re.Pattern[str]:
-    return re.compile(r"\b(?:" + "|".join(words) + r")\b", _FLAGS)
-
-
+_TOKEN = re.compile(r"[a-z0-9][a-z0-9+#'-]*")
 _FENCE = re.compile(r"^\s*(```|~~~)", re.M)
-_CODE_LINE = re.compile(
-    r"^\s*(?:def |class |import |from \S+ import|#include|function |const |let |var |"
-    r"public |private |fn |func |SELECT |Traceback|\w+\(.*\)\s*[{;]\s*$|.*[{};]\s*$|.*=>)",
-    re.M,
-)
-_CODE_WORDS = _words(
-    r"code",
-    r"function",
-    r"functions",
-    r"method",
-    r"bug",
-    r"debug",
-    r"compile[sd]?",
-    r"compiler",
-    r"python",
-    r"javascript",
-    r"typescript",
-    r"java",
-    r"rust",
-    r"golang",
-    r"c\+\+",
-    r"sql",
-    r"regex",
-    r"refactor",
-    r"implement",
-    r"script",
-    r"api",
-    r"class",
-    r"variable",
-    r"exception",
-    r"stack trace",
-    r"segfault",
-    r"unit tests?",
-    r"git",
-    r"docker",
-    r"kubernetes",
-    r"bash",
-    r"json",
-    r"html",
-    r"css",
-    r"react",
-    r"endpoint",
-    r"algorithm",
-    r"lock-free",
-    r"thread-safe",
-    r"linked list",
-    r"binary tree",
-    r"program",
-)
-_ARITHMETIC = re.compile(r"\d\s*[-+*/^×÷=]\s*\(?\d|\d\s*%|\bx\s*\^\s*\d|\d+!")
-_MATH_WORDS = _words(
-    r"integral",
-    r"integrate",
-    r"derivative",
-    r"differentiate",
-    r"prove",
-    r"proof",
-    r"theorem",
-    r"lemma",
-    r"equations?",
-    r"solve",
-    r"probability",
-    r"matrix",
-    r"matrices",
-    r"eigenvalues?",
-    r"calculate",
-    r"compute",
-    r"sum of",
-    r"square root",
-    r"sqrt",
-    r"prime",
-    r"primes",
-    r"polynomial",
-    r"factori[sz]e",
-    r"limit of",
-    r"geometry",
-    r"triangle",
-    r"algebra",
-    r"statistics",
-    r"variance",
-    r"percent",
-    r"how many",
-    r"divisible",
-    r"logarithm",
-)
-_MATH_SYMBOLS = re.compile(r"\\(?:frac|int|sum|sqrt)|[∫∑√π≤≥≠∞]|\$[^$\n]{1,80}\$")
-_WRITING_ASK = re.compile(
-    r"\b(?:write|draft|compose|create|give me|pen)\b[^.?!\n]{0,40}\b(?:essay|poem|haiku|"
-    r"story|short story|email|e-mail|letter|blog post|article|speech|toast|cover letter|"
-    r"tagline|slogan|limerick|lyrics|song|novel|chapter|paragraph|bio|description|"
-    r"announcement|press release|review|post|caption|message|invitation)s?\b",
-    _FLAGS,
-)
-_WRITING_WORDS = _words(
-    r"proofread",
-    r"rewrite",
-    r"rephrase",
-    r"paraphrase",
-    r"tone",
-    r"more formal",
-    r"less formal",
-    r"grammar",
-    r"wording",
-    r"edit (?:this|my)",
-    r"poem",
-    r"essay",
-    r"story",
-    r"narrative",
-    r"persuasive",
-)
-_RESEARCH_WORDS = _words(
-    r"explain why",
-    r"why (?:do|does|did|is|are|was|were)",
-    r"compare",
-    r"comparison",
-    r"differences? between",
-    r"pros and cons",
-    r"advantages",
-    r"history of",
-    r"evidence",
-    r"sources?",
-    r"research",
-    r"studies",
-    r"impact of",
-    r"effects? of",
-    r"causes? of",
-    r"trends?",
-    r"overview",
-    r"summari[sz]e (?:the )?(?:literature|research|state)",
-    r"what is known",
-    r"how does .{1,40} work",
-    r"economics?",
-    r"analy[sz]e",
-    r"analysis",
-    r"implications",
-    r"survey",
-)
-_CHAT_WORDS = _words(
-    r"hi",
-    r"hello",
-    r"hey",
-    r"thanks",
-    r"thank you",
-    r"good morning",
-    r"good night",
-    r"how are you",
-    r"what's up",
-    r"lol",
-    r"nice",
-    r"cool",
-    r"joke",
-    r"bye",
-)
-_SIZE_WORDS = _words(
-    r"detailed",
-    r"in detail",
-    r"in depth",
-    r"in-depth",
-    r"step by step",
-    r"step-by-step",
-    r"comprehensive",
-    r"thorough",
-    r"complete",
-    r"full",
-    r"production[- ]ready",
-    r"exhaustive",
-    r"rigorous",
-)
-_WORD_COUNT = re.compile(r"\b(\d{3,5})\s*(?:-|\s)?words?\b", _FLAGS)
-_HARD_WORDS = _words(
-    r"concurren\w*",
-    r"distributed",
-    r"optimi[sz]\w*",
-    r"prove",
-    r"proof",
-    r"architecture",
-    r"from scratch",
-    r"scalab\w*",
-    r"lock-free",
-    r"thread-safe",
-    r"asynchronous",
-    r"async",
-    r"race conditions?",
-    r"complexity",
-    r"edge cases",
-    r"consensus",
-    r"compiler",
-    r"interpreter",
-    r"cryptograph\w*",
-    r"formal",
-    r"trade-?offs",
-    r"multi-?step",
-    r"design (?:a|the) system",
-    r"system design",
-    r"rigorous",
-    r"derive",
-    r"eigen\w*",
-    r"integral",
-    r"differential",
-    r"migration",
-    r"performance",
-    r"memory leak",
-    r"deadlock",
-)
 _LISTED = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S", re.M)
+_ARITHMETIC = re.compile(r"\d\s*(?:[-+*/^×÷=]\s*\(?\d|%|!)|\bx\s*\^\s*\d")
+_DOLLAR_MATH = re.compile(r"\$[^$\n]{1,80}\$")
+_WORD_COUNT = re.compile(r"^(\d{3,5})(?:-words?)?$")
+_MATH_SYMBOLS: Final = ("\\frac", "\\int", "\\sum", "\\sqrt", *"∫∑√π≤≥≠∞")
+_CODE_STARTS: Final = (
+    "def ",
+    "class ",
+    "import ",
+    "from ",
+    "#include",
+    "function ",
+    "const ",
+    "let ",
+    "var ",
+    "public ",
+    "private ",
+    "fn ",
+    "func ",
+    "select ",
+    "traceback",
+)
+_CODE_ENDS: Final = ("{", "}", ";")
+
+
+def _grams(*items: str) -> frozenset[str]:
+    return frozenset(items)
+
+
+_CODE_WORDS = _grams(
+    "code",
+    "function",
+    "functions",
+    "method",
+    "bug",
+    "debug",
+    "compile",
+    "compiles",
+    "compiled",
+    "compiler",
+    "python",
+    "javascript",
+    "typescript",
+    "java",
+    "rust",
+    "golang",
+    "c++",
+    "sql",
+    "regex",
+    "refactor",
+    "implement",
+    "script",
+    "api",
+    "class",
+    "variable",
+    "exception",
+    "stack trace",
+    "segfault",
+    "unit test",
+    "unit tests",
+    "git",
+    "docker",
+    "kubernetes",
+    "bash",
+    "json",
+    "html",
+    "css",
+    "react",
+    "endpoint",
+    "algorithm",
+    "lock-free",
+    "thread-safe",
+    "linked list",
+    "binary tree",
+    "program",
+)
+_MATH_WORDS = _grams(
+    "integral",
+    "integrate",
+    "derivative",
+    "differentiate",
+    "prove",
+    "proof",
+    "theorem",
+    "lemma",
+    "equation",
+    "equations",
+    "solve",
+    "probability",
+    "matrix",
+    "matrices",
+    "eigenvalue",
+    "eigenvalues",
+    "calculate",
+    "compute",
+    "sum of",
+    "square root",
+    "sqrt",
+    "prime",
+    "primes",
+    "polynomial",
+    "factorise",
+    "factorize",
+    "limit of",
+    "geometry",
+    "triangle",
+    "algebra",
+    "statistics",
+    "variance",
+    "percent",
+    "how many",
+    "divisible",
+    "logarithm",
+)
+_WRITING_VERBS = _grams("write", "draft", "compose", "create", "give me", "pen")
+_WRITTEN_FORMS = _grams(
+    "essay",
+    "poem",
+    "haiku",
+    "story",
+    "email",
+    "e-mail",
+    "letter",
+    "blog",
+    "article",
+    "speech",
+    "toast",
+    "cover",
+    "tagline",
+    "slogan",
+    "limerick",
+    "lyrics",
+    "song",
+    "novel",
+    "chapter",
+    "paragraph",
+    "bio",
+    "description",
+    "announcement",
+    "press",
+    "review",
+    "post",
+    "caption",
+    "message",
+    "invitation",
+)
+_WRITING_WORDS = _grams(
+    "proofread",
+    "rewrite",
+    "rephrase",
+    "paraphrase",
+    "tone",
+    "more formal",
+    "less formal",
+    "grammar",
+    "wording",
+    "edit this",
+    "edit my",
+    "poem",
+    "essay",
+    "story",
+    "narrative",
+    "persuasive",
+)
+_RESEARCH_WORDS = _grams(
+    "explain why",
+    "why do",
+    "why does",
+    "why did",
+    "why is",
+    "why are",
+    "why was",
+    "why were",
+    "compare",
+    "comparison",
+    "difference between",
+    "differences between",
+    "pros and cons",
+    "advantages",
+    "history of",
+    "evidence",
+    "source",
+    "sources",
+    "research",
+    "studies",
+    "impact of",
+    "effect of",
+    "effects of",
+    "cause of",
+    "causes of",
+    "trend",
+    "trends",
+    "overview",
+    "summarize the",
+    "summarise the",
+    "what is known",
+    "economic",
+    "economics",
+    "analyze",
+    "analyse",
+    "analysis",
+    "implications",
+    "survey",
+)
+_CHAT_WORDS = _grams(
+    "hi",
+    "hello",
+    "hey",
+    "thanks",
+    "thank you",
+    "good morning",
+    "good night",
+    "how are you",
+    "what's up",
+    "lol",
+    "nice",
+    "cool",
+    "joke",
+    "bye",
+)
+_SIZE_WORDS = _grams(
+    "detailed",
+    "in detail",
+    "in depth",
+    "in-depth",
+    "step by step",
+    "step-by-step",
+    "comprehensive",
+    "thorough",
+    "complete",
+    "full",
+    "production-ready",
+    "production ready",
+    "exhaustive",
+    "rigorous",
+)
+_HARD_WORDS = _grams(
+    "distributed",
+    "prove",
+    "proof",
+    "architecture",
+    "from scratch",
+    "lock-free",
+    "thread-safe",
+    "asynchronous",
+    "async",
+    "race condition",
+    "race conditions",
+    "complexity",
+    "edge cases",
+    "consensus",
+    "compiler",
+    "interpreter",
+    "formal",
+    "trade-offs",
+    "tradeoffs",
+    "multi-step",
+    "multistep",
+    "design a system",
+    "design the system",
+    "system design",
+    "rigorous",
+    "derive",
+    "integral",
+    "differential",
+    "migration",
+    "performance",
+    "memory leak",
+    "deadlock",
+)
+_HARD_PREFIXES: Final = ("concurren", "optimi", "scalab", "cryptograph", "eigen")
+_PHRASE_STARTS: Final = frozenset(
+    phrase.split(" ")[0]
+    for grams in (
+        _CODE_WORDS,
+        _MATH_WORDS,
+        _WRITING_VERBS,
+        _WRITING_WORDS,
+        _RESEARCH_WORDS,
+        _CHAT_WORDS,
+        _SIZE_WORDS,
+        _HARD_WORDS,
+    )
+    for phrase in grams
+    if " " in phrase
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,13 +349,48 @@ class Analysis:
         return f"{self.category}, complexity {self.complexity}/10"
 
 
-def _capped(pattern: re.Pattern[str], text: str, each: int, cap: int) -> int:
-    count = 0
-    for _ in pattern.finditer(text):
-        count += each
-        if count >= cap:
-            return cap
-    return count
+def _points(counts: Counter[str], grams: frozenset[str], each: int, cap: int) -> int:
+    return min(cap, each * sum(counts[g] for g in grams if g in counts))
+
+
+def _code_lines(text: str) -> int:
+    found = 0
+    for line in text.splitlines()[:400]:
+        stripped = line.strip().lower()
+        if stripped and (
+            stripped.startswith(_CODE_STARTS) or stripped.endswith(_CODE_ENDS) or "=>" in stripped
+        ):
+            found += 1
+            if found == 4:
+                break
+    return found
+
+
+def _asks_for_writing(tokens: list[str], counts: Counter[str]) -> bool:
+    if not any(g in counts for g in _WRITING_VERBS):
+        return False
+    for index, token in enumerate(tokens):
+        pair = " ".join(tokens[index : index + 2])
+        if token in _WRITING_VERBS or pair in _WRITING_VERBS:
+            window = tokens[index + 1 : index + 9]
+            if any(w in _WRITTEN_FORMS or w.rstrip("s") in _WRITTEN_FORMS for w in window):
+                return True
+    return False
+
+
+def _words_asked(tokens: list[str]) -> int:
+    """The largest word count the question asks for ("800 words", "1500-word"), or 0."""
+    asked = 0
+    for index, token in enumerate(tokens):
+        if not token[0].isdigit():
+            continue
+        match = _WORD_COUNT.match(token)
+        if match is None:
+            continue
+        following = tokens[index + 1] if index + 1 < len(tokens) else ""
+        if token.endswith(("-word", "-words")) or following in ("word", "words"):
+            asked = max(asked, int(match.group(1)))
+    return asked
 
 
 def analyse(question: str, *, earlier_messages: int = 0, attachments: int = 0) -> Analysis:
@@ -288,14 +400,33 @@ def analyse(question: str, *, earlier_messages: int = 0, attachments: int = 0) -
         if len(question) <= 2 * SCAN_CHARS
         else question[:SCAN_CHARS] + "\n" + question[-SCAN_CHARS:]
     )
-    fences = len(_FENCE.findall(text)) // 2 or (1 if _FENCE.search(text) else 0)
-    code = (5 if fences else 0) + _capped(_CODE_LINE, text, 1, 4)
-    code += _capped(_CODE_WORDS, text, 2, 6)
-    math = (2 if _ARITHMETIC.search(text) else 0) + _capped(_MATH_WORDS, text, 2, 6)
-    math += 2 if _MATH_SYMBOLS.search(text) else 0
-    writing = (5 if _WRITING_ASK.search(text) else 0) + _capped(_WRITING_WORDS, text, 2, 4)
-    research = _capped(_RESEARCH_WORDS, text, 2, 6)
-    chat = _capped(_CHAT_WORDS, text, 2, 4)
+    lower = text.lower()
+    tokens = _TOKEN.findall(lower)
+    counts: Counter[str] = Counter(tokens)
+    last = len(tokens) - 1
+    for index, token in enumerate(tokens):
+        if token in _PHRASE_STARTS and index < last:
+            pair = f"{token} {tokens[index + 1]}"
+            counts[pair] += 1
+            if index + 1 < last:
+                counts[f"{pair} {tokens[index + 2]}"] += 1
+    if "how" in counts and "work" in counts:
+        for index, token in enumerate(tokens):
+            if token == "how" and "work" in tokens[index + 2 : index + 10]:
+                counts["how does it work"] += 1
+    fence_lines = question.count("```") + question.count("~~~")
+    fences = (fence_lines + 1) // 2 if fence_lines else 0
+    if fences and not _FENCE.search(text):
+        fences = 0
+    code = (5 if fences else 0) + _code_lines(text) + _points(counts, _CODE_WORDS, 2, 6)
+    math = (2 if _ARITHMETIC.search(text) else 0) + _points(counts, _MATH_WORDS, 2, 6)
+    if any(symbol in text for symbol in _MATH_SYMBOLS) or _DOLLAR_MATH.search(text):
+        math += 2
+    writing = (5 if _asks_for_writing(tokens, counts) else 0) + _points(
+        counts, _WRITING_WORDS, 2, 4
+    )
+    research = min(6, _points(counts, _RESEARCH_WORDS, 2, 6) + 2 * counts["how does it work"])
+    chat = _points(counts, _CHAT_WORDS, 2, 4)
     scores = (
         ("code", code),
         ("math", math),
@@ -315,13 +446,15 @@ def analyse(question: str, *, earlier_messages: int = 0, attachments: int = 0) -
         complexity += 1
     if len(_LISTED.findall(text)) >= 3:
         complexity += 1
-    size = _capped(_SIZE_WORDS, text, 1, 2)
-    count = _WORD_COUNT.search(text)
-    if count is not None:
-        asked = int(count.group(1))
-        size += (asked >= 300) + (asked >= 1000) + (asked >= 2000)
+    size = _points(counts, _SIZE_WORDS, 1, 2)
+    asked = _words_asked(tokens) if "word" in lower else 0
+    size += (asked >= 300) + (asked >= 1000) + (asked >= 2000)
     complexity += min(size, 3)
-    complexity += _capped(_HARD_WORDS, text, 1, 3)
+    hard = _points(counts, _HARD_WORDS, 1, 3)
+    if hard < 3:
+        unique = {t for t in counts if " " not in t}
+        hard = min(3, hard + sum(1 for t in unique if t.startswith(_HARD_PREFIXES)))
+    complexity += hard
     if category in ("code", "research") and points >= 6:
         complexity += 1
     if earlier_messages > 6:

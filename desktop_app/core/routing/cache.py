@@ -142,8 +142,9 @@ class RouteCache:
                 if route is None:
                     counters.incr("misses")
                 else:
-                    counters.incr("hits")
-                    counters.incr("model:" + route.model)
+                    with counters.transact():  # one commit for both counters
+                        counters.incr("hits")
+                        counters.incr("model:" + route.model)
                 return route
             except _ERRORS as exc:
                 self._off(exc)
