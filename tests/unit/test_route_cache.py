@@ -45,7 +45,7 @@ def test_a_route_expires_after_its_time_to_live(tmp_path: Path, clock: list[floa
 
 
 def test_the_least_recently_used_route_goes_first(tmp_path: Path, clock: list[float]) -> None:
-    cache = RouteCache(tmp_path / "routes", max_entries=3)
+    cache = RouteCache(tmp_path / "routes", max_entries=3, clock=lambda: clock[0])
     for n in range(3):
         cache.put(f"k{n}", SMALL)
         clock[0] += 1
@@ -86,9 +86,25 @@ def test_two_processes_share_the_folder(tmp_path: Path) -> None:
     window, terminal = RouteCache(tmp_path / "routes"), RouteCache(tmp_path / "routes")
     window.put("k", LARGE)
     assert terminal.get("k") == LARGE
+    terminal.close()  # the terminal's counts are written when it ends
     assert window.stats().hits == 1
     window.close()
-    terminal.close()
+
+
+def test_hits_are_counted_in_memory_and_written_within_a_second(
+    tmp_path: Path, clock: list[float]
+) -> None:
+    cache = RouteCache(tmp_path / "routes", clock=lambda: clock[0])
+    other = RouteCache(tmp_path / "routes")
+    cache.put("k", SMALL)
+    cache.get("k")
+    assert other.stats().hits == 0  # not written yet
+    clock[0] += 1.0
+    cache.get("k")
+    assert other.stats().hits == 2
+    assert other.stats().hits_by_model == {"sim-small": 2}
+    cache.close()
+    other.close()
 
 
 def test_a_cache_that_cannot_be_opened_is_switched_off_with_a_sentence(tmp_path: Path) -> None:

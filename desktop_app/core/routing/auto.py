@@ -340,7 +340,16 @@ class AutoTurn(Turn):
     async def _helper_request(
         self, request: ChatRequest, profile: Profile, stage: str, limit_s: float | None
     ) -> GenerationResponse | None:
-        """Run a classifier or judge request through the engine; record it in the ledger."""
+        """Run a classifier or judge request through the engine (after the budget check,
+        like every request); record it in the ledger with its stage."""
+        services = self.services
+        budget = float(services.config["budget.monthly_usd"])
+        if services.ledger is not None and budget > 0:
+            try:
+                await services.run_io(services.ledger.check_budget, budget)
+            except RillError as exc:
+                log.info("the %s request was not sent: %s", stage, exc.message)
+                return None
         engine = self.services.engine
         generation = engine.stream(request, read_cache=self.read_cache, write_cache=True)
         self._helper = generation

@@ -8,7 +8,8 @@ recently used going first. The folder is under Rill's cache folder and shared by
 Rill process (the window and ``q``)::
 
     <directory>/cache.db            routes: key -> JSON text, with expiry
-    <directory>/counters/cache.db   hits, misses and hits per model, never evicted
+    <directory>/counters/cache.db   hits, misses, hits per model and when each route was
+                                    last used, never evicted
 
 The methods block on SQLite: call them off the event loop. A cache that cannot be opened
 or written is switched off for the process (a warning says why); routing works without it.
@@ -22,6 +23,9 @@ import logging
 import re
 import sqlite3
 import threading
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -33,6 +37,9 @@ log = logging.getLogger("rill.routing")
 DEFAULT_TTL_S: Final = 3600.0
 DEFAULT_MAX_ENTRIES: Final = 100
 COUNTERS_DIRNAME: Final = "counters"
+FLUSH_S: Final = 1.0
+MODEL_PREFIX: Final = "model:"
+USED_PREFIX: Final = "used:"
 _SQLITE_TIMEOUT_S: Final = 2.0
 _ERRORS: Final = (sqlite3.Error, diskcache.Timeout, OSError, ValueError)
 _PUNCTUATION = re.compile(r"[^\w\s]+")
@@ -80,7 +87,12 @@ class RouteStats:
 
 
 class RouteCache:
-    """Routes on disk with a time to live, an entry limit (LRU) and hit statistics."""
+    """Routes on disk with a time to live, an entry limit (LRU) and hit statistics.
+
+    A hit is one read: when each route was last used and the hit and miss counts are
+    kept in memory and written together at most every :data:`FLUSH_S` seconds (and by
+    :meth:`stats`, :meth:`put` and :meth:`close`), so a hit never waits for a commit.
+    """
 
     def __init__(
         self,
@@ -88,15 +100,20 @@ class RouteCache:
         *,
         ttl_s: float = DEFAULT_TTL_S,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.directory = directory
         self.ttl_s = ttl_s
         self.max_entries = max(1, max_entries)
+        self.clock = clock
         self.problem: str | None = None
         """Why the cache is switched off, if it is."""
         self._lock = threading.Lock()
         self._entries: diskcache.Cache | None = None
         self._counters: diskcache.Cache | None = None
+        self._counts: Counter[str] = Counter()
+        self._used: dict[str, float] = {}
+        self._flushed = clock()
 
     def _open(self) -> tuple[diskcache.Cache, diskcache.Cache] | None:
         if self.problem is not None:
@@ -107,7 +124,7 @@ class RouteCache:
             entries = diskcache.Cache(
                 str(self.directory),
                 timeout=_SQLITE_TIMEOUT_S,
-                eviction_policy="least-recently-used",
+                eviction_policy="none",
                 cull_limit=0,
             )
             counters = diskcache.Cache(
@@ -139,23 +156,39 @@ class RouteCache:
             try:
                 raw = entries.get(key)
                 route = _decode(raw) if raw is not None else None
+                now = self.clock()
                 if route is None:
-                    counters.incr("misses")
+                    self._counts["misses"] += 1
                 else:
-                    with counters.transact():  # one commit for both counters
-                        counters.incr("hits")
-                        counters.incr("model:" + route.model)
+                    self._counts["hits"] += 1
+                    self._counts[MODEL_PREFIX + route.model] += 1
+                    self._used[key] = now
+                if now - self._flushed >= FLUSH_S:
+                    self._flush(counters)
                 return route
             except _ERRORS as exc:
                 self._off(exc)
                 return None
+
+    def _flush(self, counters: diskcache.Cache) -> None:
+        """Write the counts and last uses kept in memory, in one transaction."""
+        self._flushed = self.clock()
+        if not self._counts and not self._used:
+            return
+        counts, used = self._counts, self._used
+        self._counts, self._used = Counter(), {}
+        with counters.transact():
+            for name, count in counts.items():
+                counters.incr(name, count)
+            for key, at in used.items():
+                counters.set(USED_PREFIX + key, at)
 
     def put(self, key: str, route: CachedRoute) -> None:
         with self._lock:
             store = self._open()
             if store is None:
                 return
-            entries, _ = store
+            entries, counters = store
             value = json.dumps(
                 {
                     "profile": route.profile,
@@ -165,24 +198,34 @@ class RouteCache:
                 }
             )
             try:
+                self._used[key] = self.clock()
+                self._flush(counters)
                 entries.set(key, value, expire=self.ttl_s)
+                if len(entries) > self.max_entries:
+                    entries.expire()
                 excess = len(entries) - self.max_entries
                 if excess > 0:
-                    entries.expire()
-                    excess = len(entries) - self.max_entries
-                if excess > 0:
-                    self._evict(entries, excess)
+                    self._evict(entries, counters, excess)
             except _ERRORS as exc:
                 self._off(exc)
 
     @staticmethod
-    def _evict(entries: diskcache.Cache, count: int) -> None:
-        """Remove the ``count`` least recently used routes."""
-        rows = entries._sql(
-            "SELECT key FROM Cache ORDER BY access_time ASC, rowid ASC LIMIT ?", (count,)
-        ).fetchall()
-        for (key,) in rows:
+    def _evict(entries: diskcache.Cache, counters: diskcache.Cache, count: int) -> None:
+        """Remove the ``count`` least recently used routes (and forget uses of routes
+        that are gone)."""
+        stored = set(entries.iterkeys())
+        last_used: dict[str, float] = {}
+        for name in list(counters.iterkeys()):
+            if isinstance(name, str) and name.startswith(USED_PREFIX):
+                key = name[len(USED_PREFIX) :]
+                if key in stored:
+                    last_used[key] = float(counters.get(name, 0.0))
+                else:
+                    counters.delete(name)
+        oldest = sorted(stored, key=lambda k: last_used.get(k, 0.0))[:count]
+        for key in oldest:
             entries.delete(key)
+            counters.delete(USED_PREFIX + key)
 
     def stats(self) -> RouteStats:
         with self._lock:
@@ -191,11 +234,12 @@ class RouteCache:
                 return RouteStats(0, 0, 0)
             entries, counters = store
             try:
+                self._flush(counters)
                 entries.expire()
                 by_model: dict[str, int] = {}
                 for name in counters.iterkeys():
-                    if isinstance(name, str) and name.startswith("model:"):
-                        by_model[name[len("model:") :]] = int(counters.get(name, 0))
+                    if isinstance(name, str) and name.startswith(MODEL_PREFIX):
+                        by_model[name[len(MODEL_PREFIX) :]] = int(counters.get(name, 0))
                 return RouteStats(
                     size=len(entries),
                     hits=int(counters.get("hits", 0)),
@@ -214,6 +258,8 @@ class RouteCache:
                 return 0
             entries, counters = store
             try:
+                self._counts.clear()
+                self._used.clear()
                 removed = int(entries.clear())
                 counters.clear()
                 return removed
@@ -223,6 +269,11 @@ class RouteCache:
 
     def close(self) -> None:
         with self._lock:
+            if self._counters is not None and self.problem is None:
+                try:
+                    self._flush(self._counters)
+                except _ERRORS as exc:
+                    log.warning("the route cache's counts could not be written: %s", exc)
             for cache in (self._entries, self._counters):
                 if cache is not None:
                     cache.close()
