@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from desktop_app.core.events import (
 )
 from desktop_app.core.paths import app_paths
 from desktop_app.core.routing.auto import AutoTurn
+from desktop_app.core.types import TokenUsage
 from desktop_app.simulator import Fault, Simulator
 
 SIMPLE = "hello there"
@@ -361,5 +363,47 @@ async def test_cancel_stops_whatever_stage_is_running(
         assert not any(isinstance(e, Finished) for e in events)
         if stage in (AutoStageName.ANALYSING, AutoStageName.GENERATING, AutoStageName.VALIDATING):
             await judged.wait_for_disconnect(1, timeout=5)
+    finally:
+        await services.aclose()
+
+
+async def test_a_target_without_a_key_is_skipped_saying_so(
+    judged: Simulator, rill_home: Path
+) -> None:
+    config = auto_config(rill_home, judged)
+    fast = config.profiles["fast"]
+    config.profiles["fast"] = replace(fast, provider="anthropic", base_url=judged.url)
+    services = Services.open(
+        config=config,
+        paths=app_paths(),
+        api_key=lambda r: None if r.profile == "fast" else "sk-test",
+    )
+    try:
+        events = await run(ask(services, SIMPLE))
+        route = last_route(events)
+        assert route.profile == "strong"
+        assert route.skipped[0].startswith("fast skipped: no API key (There is no API key")
+        assert isinstance(events[-1], Finished)
+    finally:
+        await services.aclose()
+
+
+async def test_a_spent_budget_stops_every_target_and_the_classifier_before_sending(
+    judged: Simulator, rill_home: Path
+) -> None:
+    config = auto_config(rill_home, judged, 'classifier = "fast"\nvalidate = true')
+    config.values["budget.monthly_usd"] = 0.01
+    services = open_services(rill_home, config)
+    try:
+        assert services.ledger is not None
+        services.ledger.record(
+            provider="openai", model="gpt-4o", usage=TokenUsage(10, 10), cost=1.0
+        )
+        events = await run(ask(services, SIMPLE))
+        final = events[-1]
+        assert isinstance(final, Failed)
+        assert "has no target it can use now" in final.error.message
+        assert "fast skipped:" in final.error.message and "budget" in final.error.message
+        assert judged.chat_requests == []
     finally:
         await services.aclose()
