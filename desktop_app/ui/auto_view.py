@@ -33,7 +33,7 @@ class AutoPresenter:
     def _route(self, route: object, message_id: object) -> None:
         assert isinstance(route, AutoRoute)
         shown = message_id if isinstance(message_id, int) else None
-        self.view.set_route(shown, describe_route(route), describe_why(route))
+        self.view.set_route(shown, describe_route(route), describe_why(route), streaming=True)
         turn = self.controller.turn
         if route.kept is None or not isinstance(turn, AutoTurn):
             return

@@ -1141,13 +1141,15 @@ class ChatView(QScrollArea):
         widget.set_state(state, error or None)
         self._stream_widget = None
 
-    def set_route(self, message_id: int | None, text: str, why: str = "") -> None:
-        """Show Auto's route in a reply's details: the reply streaming now, and the
-        message ``message_id`` whenever it is shown."""
+    def set_route(
+        self, message_id: int | None, text: str, why: str = "", *, streaming: bool = False
+    ) -> None:
+        """Show Auto's route in a reply's details: the message ``message_id`` whenever it
+        is shown, and (``streaming``) the reply streaming now."""
         if message_id is not None:
             self.routes[message_id] = (text, why)
         stream = self._stream_widget
-        if stream is not None:
+        if stream is not None and streaming:
             stream.route = (text, why)
         for widget in self.widgets:
             shown = widget.message

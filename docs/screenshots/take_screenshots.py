@@ -5,8 +5,10 @@ Run under a virtual X server, from the repository root:
     xvfb-run -s "-screen 0 1600x1000x24" python docs/screenshots/take_screenshots.py
 
 Writes main-window.png (light, mid-stream, 1400×900), main-window-dark.png, the same two at
-600×700 (small-light.png, small-dark.png), retry-banner.png and settings.png next to this
-file. Uses a throwaway RILL_HOME.
+600×700 (small-light.png, small-dark.png), retry-banner.png, settings.png, and the Auto
+shots auto-stages.png (an answer being checked, with the Auto stage in the status bar)
+and auto-route.png (the escalated answer, with the route in the reply's details) next to this file. Uses a
+throwaway RILL_HOME. ``--only auto-stages`` takes only the Auto shots.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from desktop_app.app import DemoSimulator  # noqa: E402
 from desktop_app.core.chat import Services  # noqa: E402
-from desktop_app.core.config import Config  # noqa: E402
+from desktop_app.core.config import Config, Profile  # noqa: E402
 from desktop_app.core.paths import app_paths  # noqa: E402
+from desktop_app.core.routing.profile import AutoSettings, AutoTarget  # noqa: E402
 from desktop_app.simulator import Fault  # noqa: E402
 from desktop_app.ui import theme  # noqa: E402
 from desktop_app.ui.event_loop import qt_event_loop  # noqa: E402
@@ -77,7 +80,64 @@ async def ask(window: MainWindow, text: str) -> None:
     await until(lambda: window.controller.busy)
 
 
+AUTO_QUESTION = "Write a Python function that merges two sorted lists, with a test."
+
+
+async def auto_shots(app: QApplication) -> None:
+    """An Auto profile over the simulator's two models; its judge gives sim-small 3/10 and
+    sim-large 9/10, so the answer is escalated once."""
+    demo = DemoSimulator(tokens_per_s=0)
+    paths = app_paths().ensure()
+    config = Config(path=paths.config_file)
+    small = simulator_profile(demo.start())
+    config.profiles[small.name] = small
+    config.profiles["Strong"] = Profile(
+        name="Strong", provider=small.provider, base_url=small.base_url, model="sim-large"
+    )
+    config.profiles["Auto"] = Profile(
+        name="Auto",
+        auto=AutoSettings(
+            targets=(AutoTarget(small.name, 1), AutoTarget("Strong", 3)),
+            validate=True,
+            judge=small.name,
+        ),
+    )
+    config.values["default_profile"] = "Auto"
+    services = Services.open(config=config, paths=paths)
+    theme.apply(app, "light")
+    window = MainWindow(
+        services, simulator=demo, demo=True, ephemeral={small.name, "Strong", "Auto"}
+    )
+    window.resize(1400, 900)
+    window.show()
+    await window.start()
+    sim = demo._thread
+    assert sim is not None
+    sim.sim.judge_scores = {"sim-small": 3, "sim-large": 9}
+    sim.default_tokens = 120
+    window.new_chat()
+    window.select_profile("Auto")
+    sim.tokens_per_s = 400
+    await ask(window, "What is a good name for a sailing boat?")
+    await until(lambda: not window.controller.busy, 60)
+    sim.tokens_per_s = 20
+    await ask(window, AUTO_QUESTION)
+    await until(lambda: window.status.text == "Auto · validating", 60)
+    window.grab().save(str(OUT / "auto-stages.png"))
+    sim.tokens_per_s = 0
+    await until(lambda: not window.controller.busy, 60)
+    await asyncio.sleep(0.6)
+    window.grab().save(str(OUT / "auto-route.png"))
+    window.close()
+    await window.wait_closed()
+    await services.aclose()
+    demo.stop()
+
+
 async def main(app: QApplication) -> None:
+    if "--only" in sys.argv and "auto-stages" in sys.argv:
+        await auto_shots(app)
+        return
     demo = DemoSimulator(tokens_per_s=40)
     paths = app_paths().ensure()
     config = Config(path=paths.config_file)
@@ -144,6 +204,7 @@ async def main(app: QApplication) -> None:
     await window.wait_closed()
     await services.aclose()
     demo.stop()
+    await auto_shots(app)
 
 
 def run() -> None:
