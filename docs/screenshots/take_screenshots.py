@@ -7,8 +7,8 @@ Run under a virtual X server, from the repository root:
 Writes main-window.png (light, mid-stream, 1400×900), main-window-dark.png, the same two at
 600×700 (small-light.png, small-dark.png), retry-banner.png, settings.png, and the Auto
 shots auto-stages.png (an answer being checked, with the Auto stage in the status bar)
-and auto-route.png (the escalated answer, with the route in the reply's details) next to this file. Uses a
-throwaway RILL_HOME. ``--only auto-stages`` takes only the Auto shots.
+and auto-route.png (the escalated answer, with the route in the reply's details) next to
+this file. Uses a throwaway RILL_HOME. ``--only auto-stages`` takes only the Auto shots.
 """
 
 from __future__ import annotations
