@@ -27,7 +27,7 @@ from desktop_app.core.tools.config import (
 )
 from desktop_app.core.tools.mcp import STDERR_LINES, McpHost, ServerState, exposed_names
 from desktop_app.core.tools.mcp import test_server as probe_server
-from tests.mcp_servers import fault_server_config, time_server_config
+from tests.mcp_servers import fault_server_config, running_http_fault_server, time_server_config
 from tests.unit.test_secrets import MemoryKeyring
 
 MakeConfig = Callable[..., Config]
@@ -369,3 +369,16 @@ async def test_a_secret_missing_from_the_keychain_fails_the_server_with_a_senten
     assert state.state == "failed"
     assert "SERVICE_API_TOKEN" in state.reason and "keychain" in state.reason
     assert keyring.get_keyring() is not None
+
+
+async def test_an_http_server_that_goes_away_is_a_tool_error_not_a_hang(
+    host_for: Callable[..., McpHost], fault_state: Path
+) -> None:
+    with running_http_fault_server(fault_state) as server:
+        host = host_for(server)
+        assert (await host.call_tool("fault", "echo", {"text": "up"})).text == "up"
+    started = time.monotonic()
+    with pytest.raises(ToolError, match="Rill could not reach the MCP server 'fault' at http"):
+        await host.call_tool("fault", "echo", {"text": "down"})
+    assert time.monotonic() - started < 5
+    assert host.state("fault").state == "failed"

@@ -732,18 +732,19 @@ def _output(result: Any) -> ToolOutput:
         if kind == "text":
             texts.append(block.text)
         elif kind == "image":
-            mime = str(block.mime_type)[:100]
-            try:
-                data = base64.b64decode(block.data[: IMAGE_LIMIT_BYTES * 4 // 3 + 8], validate=True)
-            except (binascii.Error, ValueError):
-                texts.append(f"[an image Rill could not decode ({mime})]")
-                continue
-            if len(images) >= MAX_IMAGES:
-                texts.append(f"[an image left out: more than {MAX_IMAGES}]")
-            elif len(data) > IMAGE_LIMIT_BYTES or not mime.startswith("image/"):
+            mime = _bounded(str(block.mime_type), 100)
+            encoded = block.data
+            if not mime.startswith("image/"):
+                texts.append(f"[content of type {mime} left out]")
+            elif len(encoded) * 3 // 4 > IMAGE_LIMIT_BYTES:
                 texts.append(f"[an image left out ({mime}, over {IMAGE_LIMIT_BYTES:,} bytes)]")
+            elif len(images) >= MAX_IMAGES:
+                texts.append(f"[an image left out: more than {MAX_IMAGES}]")
             else:
-                images.append((mime, data))
+                try:
+                    images.append((mime, base64.b64decode(encoded, validate=True)))
+                except (binascii.Error, ValueError):
+                    texts.append(f"[an image Rill could not decode ({mime})]")
         elif kind == "resource":
             resource = block.resource
             text = getattr(resource, "text", None)
@@ -766,9 +767,12 @@ def _start_failure(server: ServerConfig, exc: BaseException, stderr: Sequence[st
     if isinstance(exc, BaseExceptionGroup):
         inner = exc.exceptions[0] if exc.exceptions else exc
         return _start_failure(server, inner, stderr)
-    what = f"The MCP server '{server.name}' could not start"
     if server.url:
-        return f"{what}: {server.url} did not answer as an MCP server ({_describe(exc)})."
+        return (
+            f"Rill could not reach the MCP server '{server.name}' at {server.url} "
+            f"({_describe(exc)})."
+        )
+    what = f"The MCP server '{server.name}' could not start"
     tail = f" Its last words: {stderr[-1]}" if stderr else ""
     return f"{what}: {_describe(exc)}.{tail}"
 
