@@ -382,3 +382,35 @@ async def test_an_http_server_that_goes_away_is_a_tool_error_not_a_hang(
         await host.call_tool("fault", "echo", {"text": "down"})
     assert time.monotonic() - started < 5
     assert host.state("fault").state == "failed"
+
+
+async def test_a_server_that_never_answers_at_start_fails_in_time_and_is_killed(
+    host_for: Callable[..., McpHost], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("desktop_app.core.tools.mcp.START_TIMEOUT_S", 0.5)
+    marks = tmp_path / "pid"
+    code = f"import os, time; open({str(marks)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    host = host_for(ServerConfig("mute", command=sys.executable, args=("-c", code), timeout_s=0.5))
+    started = time.monotonic()
+    assert await host.list_tools() == []
+    assert time.monotonic() - started < 3
+    assert host.state("mute").reason == "The MCP server 'mute' did not start within 0.5 s."
+    await until(lambda: marks.exists() and not alive(int(marks.read_text(encoding="utf-8"))), 5)
+
+
+async def test_apply_config_stops_servers_turned_off_or_changed_but_not_for_a_policy(
+    host_for: Callable[..., McpHost], tmp_path: Path
+) -> None:
+    a = fault_server_config(tmp_path / "a", name="a")
+    b = fault_server_config(tmp_path / "b", name="b")
+    host = host_for(a, b)
+    config = host.config()
+    await host.list_tools()
+    pid_a, pid_b = pid_of(tmp_path / "a"), pid_of(tmp_path / "b")
+    set_tool_policy(config, "a", "echo", "never")
+    set_server_enabled(config, "b", False)
+    await host.apply_config()
+    assert host.state("b").state == "off"
+    await until(lambda: not alive(pid_b), 5)
+    assert host.state("a").state == "ready" and alive(pid_a)
+    assert pid_of(tmp_path / "a") == pid_a

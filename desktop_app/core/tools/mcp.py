@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from desktop_app import __version__
 from desktop_app.core.config import Config
 from desktop_app.core.errors import ConfigError, RillError
+from desktop_app.core.redaction import known_secrets, redact
 from desktop_app.core.text import valid_text
 from desktop_app.core.tools.base import (
     ABSOLUTE_CAP_FACTOR,
@@ -135,7 +136,7 @@ class _Connection:
         self.client: Client | None = None
         self.pgid: int | None = None
         self.lost = False
-        self._stopping = False
+        self.stopping = False
         self._stop = asyncio.Event()
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._task: asyncio.Task[None] | None = None
@@ -151,6 +152,13 @@ class _Connection:
             raise ToolError(
                 f"The MCP server '{self.config.name}' did not start within {limit:g} s."
             ) from None
+        except asyncio.CancelledError:
+            await self.stop()
+            task = asyncio.current_task()
+            if self._ready.cancelled() and task is not None and not task.cancelling():
+                name = self.config.name
+                raise ToolError(f"The MCP server '{name}' stopped while starting.") from None
+            raise
         except BaseException:
             await self.stop()
             raise
@@ -173,13 +181,14 @@ class _Connection:
         except asyncio.CancelledError:
             if not self._ready.done():
                 self._ready.cancel()
-        except BaseException as exc:  # the reason reaches the caller through _ready
+        except Exception as exc:  # the reason reaches the caller through _ready
             if not self._ready.done():
                 self._ready.set_exception(exc)
             else:
                 log.info("MCP server %r ended: %s", self.config.name, exc)
         finally:
             self.client = None
+            self.transport_lost("its connection ended")
 
     async def _transport(self, stack: contextlib.AsyncExitStack) -> Any:
         if self.config.url:
@@ -205,7 +214,7 @@ class _Connection:
         return _stdio_transport(self)
 
     def transport_lost(self, why: str) -> None:
-        if not self._stopping and not self.lost:
+        if not self.stopping and not self.lost:
             self.lost = True
             self._on_lost(why)
 
@@ -218,11 +227,13 @@ class _Connection:
 
     async def stop(self) -> None:
         """Stop the server (bounded: a server that ignores everything is killed)."""
-        self._stopping = True
+        self.stopping = True
         self._stop.set()
         task = self._task
         if task is None or task.done():
             return
+        if not self._ready.done():  # still starting: nothing to wind down gracefully
+            task.cancel()
         try:
             async with asyncio.timeout(STOP_GRACE_S + 3 * KILL_WAIT_S + 1.0):
                 await asyncio.shield(task)
@@ -230,7 +241,6 @@ class _Connection:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        finally:
             if self.pgid is not None:
                 _kill_group(self.pgid, signal.SIGKILL)
 
@@ -345,7 +355,7 @@ async def _stdio_transport(conn: _Connection) -> AsyncIterator[TransportStreams]
         try:
             yield read_stream, write_stream
         finally:
-            conn._stopping = True
+            conn.stopping = True
             with anyio.CancelScope(shield=True):
                 await _stop_process(process)
                 for stream in (read_stream, write_stream, read_writer, write_reader):
@@ -504,7 +514,8 @@ class McpHost:
             raise ToolError(str(exc)) from None
 
         def on_stderr(line: str) -> None:
-            slot.stderr.append(valid_text(line.rstrip("\r"))[:STDERR_LINE_CHARS])
+            text = redact(valid_text(line.rstrip("\r")), known_secrets(), prefixes=False)
+            slot.stderr.append(text[:STDERR_LINE_CHARS])
             self._set(slot)
 
         def on_lost(why: str) -> None:
@@ -571,6 +582,19 @@ class McpHost:
             if conn is not None:
                 await conn.stop()
             self._set(slot, state="off", reason="", tools=())
+
+    async def apply_config(self) -> None:
+        """Stop the running servers the config no longer runs as they are: removed, turned
+        off, or changed (a changed one starts again on its next use). A tool's policy is
+        not part of that: changing it never stops a server."""
+        wanted = {s.name: s for s in self.servers() if s.enabled}
+        stale = [
+            name
+            for name, slot in self._slots.items()
+            if slot.connection is not None
+            and (name not in wanted or slot.connection.config != _without_policies(wanted[name]))
+        ]
+        await asyncio.gather(*(self.stop_server(name) for name in stale), return_exceptions=True)
 
     async def aclose(self) -> None:
         self._closed = True
