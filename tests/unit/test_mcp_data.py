@@ -17,20 +17,21 @@ from desktop_app.core.tools.mcp import (
     MAX_IMAGES,
     _output,
     _tool_info,
-    exposed_names,
 )
 
 SERVER = ServerConfig(name="srv", command="x", policies={"ok": "always"})
 SCHEMA = {"type": "object", "properties": {}}
 
 
-def test_tool_names_every_provider_accepts_pass_and_others_are_left_out_with_a_reason() -> None:
+def test_tool_names_the_mcp_specification_allows_pass_and_others_are_left_out() -> None:
     info, _ = _tool_info(SERVER, "ok", "Does things.", SCHEMA)
     assert info == ToolInfo("srv", "ok", "Does things.", SCHEMA, "always")
-    for bad in ("", "a b", "a.b", "x" * 65, "naïve", "<b>bold</b>", "\x1b[31mred", 7):
+    for good in ("github.create_issue", "a-b_c", "x" * 128):
+        assert _tool_info(SERVER, good, "", SCHEMA)[0] is not None
+    for bad in ("", "a b", "x" * 129, "naïve", "<b>bold</b>", "\x1b[31mred", "a/b", 7):
         info, why = _tool_info(SERVER, bad, "", SCHEMA)
         assert info is None
-        assert "a tool name is 1 to 64 letters" in why
+        assert "a tool name is 1 to 128 letters" in why
         assert "\x1b" not in why
 
 
@@ -91,18 +92,6 @@ def test_errors_resources_and_structured_results() -> None:
     assert _output(structured).text == '{"n": 1}'
     lone = types.CallToolResult(content=[types.TextContent(type="text", text="a\ud800b")])
     assert _output(lone).text == "a\ufffdb"
-
-
-def test_a_later_server_s_tool_with_a_taken_name_is_exposed_as_server__name() -> None:
-    tools = [
-        ToolInfo("a", "read"),
-        ToolInfo("b", "read"),
-        ToolInfo("b", "write"),
-        ToolInfo("c" * 60, "read"),  # c…c__read would pass 64 characters: left out
-    ]
-    exposed = exposed_names(tools)
-    assert list(exposed) == ["read", "b__read", "write"]
-    assert exposed["b__read"] == ToolInfo("b", "read")
 
 
 def test_the_mcp_sdk_is_not_imported_until_a_server_starts() -> None:

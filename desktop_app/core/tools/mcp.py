@@ -30,7 +30,7 @@ import re
 import signal
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -59,8 +59,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rill.mcp")
 
-TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-"""A tool name every provider accepts (OpenAI, Anthropic and Gemini alike)."""
+TOOL_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+"""A tool name as the MCP specification allows it (the tool loop makes each one a function
+name the provider accepts)."""
 DESCRIPTION_LIMIT_CHARS = 4_000
 SCHEMA_LIMIT_CHARS = 64_000
 MAX_TOOLS_PER_SERVER = 256
@@ -94,20 +95,6 @@ class ServerState:
 
 
 Listener = Callable[[ServerState], None]
-
-
-def exposed_names(tools: Iterable[ToolInfo]) -> dict[str, ToolInfo]:
-    """The name the model sees for each tool: its own, or ``server__name`` for a later
-    server's tool whose name an earlier server already uses."""
-    exposed: dict[str, ToolInfo] = {}
-    for info in tools:
-        name = info.name
-        if name in exposed:
-            name = f"{info.server}__{info.name}"
-            if name in exposed or len(name) > 64:
-                continue
-        exposed[name] = info
-    return exposed
 
 
 # -- one running server ---------------------------------------------------------------
@@ -737,7 +724,7 @@ def _tool_info(
 ) -> tuple[ToolInfo | None, str]:
     if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
         shown = _bounded(repr(name), 80)
-        return None, f"{shown}: a tool name is 1 to 64 letters, digits, - or _"
+        return None, f"{shown}: a tool name is 1 to 128 letters, digits, '.', '-' or '_'"
     if not isinstance(schema, dict) or len(json.dumps(schema)) > SCHEMA_LIMIT_CHARS:
         return None, f"{name}: its parameters are not a JSON schema of a sensible size"
     text = _bounded(description, DESCRIPTION_LIMIT_CHARS) if isinstance(description, str) else ""
