@@ -413,3 +413,35 @@ async def test_apply_config_stops_servers_turned_off_or_changed_but_not_for_a_po
     await until(lambda: not alive(pid_b), 5)
     assert host.state("a").state == "ready" and alive(pid_a)
     assert pid_of(tmp_path / "a") == pid_a
+
+
+async def test_lines_on_stdout_that_are_not_json_rpc_do_not_break_the_server(
+    host_for: Callable[..., McpHost], fault_state: Path
+) -> None:
+    code = (
+        "print('starting up...', flush=True); print('{not json', flush=True)\n"
+        "from tests.mcp_servers.fault_server import main\n"
+        f"main(['--state', {str(fault_state)!r}])"
+    )
+    server = fault_server_config(fault_state, args=("-c", code))
+    host = host_for(server)
+    assert (await host.call_tool("fault", "echo", {"text": "fine"})).text == "fine"
+
+
+async def test_a_missing_working_folder_is_a_sentence(tmp_path: Path) -> None:
+    folder = tmp_path / "gone"
+    state = await probe_server(ServerConfig("w", command=sys.executable, cwd=str(folder)))
+    assert state.reason == f"The working folder '{folder}' of the MCP server 'w' does not exist."
+
+
+async def test_a_server_flooding_stderr_does_not_flood_the_listeners(
+    host_for: Callable[..., McpHost], fault_stdio: ServerConfig
+) -> None:
+    host = host_for(fault_stdio)
+    told: list[ServerState] = []
+    await host.list_tools()
+    host.add_listener(told.append)
+    await host.call_tool("fault", "shout", {"lines": 2000})
+    await until(lambda: bool(told) and told[-1].stderr[-1:] == ("line 2000",))
+    assert len(told) < 50
+    assert len(told[-1].stderr) == STDERR_LINES

@@ -71,6 +71,7 @@ STDERR_LINES = 20
 STDERR_LINE_CHARS = 500
 MESSAGE_LIMIT_BYTES = 64 * 1024 * 1024
 """The longest line a stdio server may send (one JSON-RPC message)."""
+STDERR_NOTIFY_S = 0.25
 STOP_GRACE_S = 2.0
 """How long a stdio server has to exit once its stdin is closed, before its group is killed."""
 KILL_WAIT_S = 1.0
@@ -254,6 +255,10 @@ async def _stdio_transport(conn: _Connection) -> AsyncIterator[TransportStreams]
     from mcp.shared.message import SessionMessage
 
     config = conn.config
+    if config.cwd and not await anyio.Path(config.cwd).is_dir():
+        raise ToolError(
+            f"The working folder '{config.cwd}' of the MCP server '{config.name}' does not exist."
+        )
     try:
         process = await anyio.open_process(
             [config.command, *config.args],
@@ -397,6 +402,12 @@ class _Slot:
     connection: _Connection | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     tools: dict[str, ToolInfo] = field(default_factory=dict)
+    stderr_pending: bool = False
+    """A change of stderr not yet told to the listeners (told at most every
+    :data:`STDERR_NOTIFY_S`, so a chatty server cannot flood the window)."""
+
+    def current(self) -> ServerState:
+        return replace(self.state, stderr=tuple(self.stderr))
 
 
 class McpHost:
@@ -446,13 +457,13 @@ class McpHost:
                 state = ServerState(server.name, transport=server.transport)
                 out.append(replace(state, stderr=tuple(slot.stderr)) if slot else state)
             else:
-                out.append(slot.state)
+                out.append(slot.current())
         return out
 
     def state(self, name: str) -> ServerState:
         slot = self._slots.get(name)
         if slot is not None:
-            return slot.state
+            return slot.current()
         server = self._server(name)
         return ServerState(name, transport=server.transport if server else "stdio")
 
@@ -465,12 +476,25 @@ class McpHost:
         return slot
 
     def _set(self, slot: _Slot, **changes: Any) -> None:
-        slot.state = replace(slot.state, stderr=tuple(slot.stderr), **changes)
+        slot.state = replace(slot.state, **changes)
+        slot.stderr_pending = False
+        state = slot.current()
         for listener in list(self._listeners):
             try:
-                listener(slot.state)
+                listener(state)
             except Exception:
                 log.exception("A listener of the MCP server states failed")
+
+    def _stderr_changed(self, slot: _Slot) -> None:
+        if slot.stderr_pending:
+            return
+        slot.stderr_pending = True
+
+        def tell() -> None:
+            if slot.stderr_pending:
+                self._set(slot)
+
+        asyncio.get_running_loop().call_later(STDERR_NOTIFY_S, tell)
 
     def policy(self, server: str, name: str) -> Policy:
         found = self._server(server)
@@ -503,7 +527,7 @@ class McpHost:
         def on_stderr(line: str) -> None:
             text = redact(valid_text(line.rstrip("\r")), known_secrets(), prefixes=False)
             slot.stderr.append(text[:STDERR_LINE_CHARS])
-            self._set(slot)
+            self._stderr_changed(slot)
 
         def on_lost(why: str) -> None:
             if slot.connection is conn:
