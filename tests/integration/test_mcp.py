@@ -445,3 +445,18 @@ async def test_a_server_flooding_stderr_does_not_flood_the_listeners(
     await until(lambda: bool(told) and told[-1].stderr[-1:] == ("line 2000",))
     assert len(told) < 50
     assert len(told[-1].stderr) == STDERR_LINES
+
+
+async def test_cancelling_an_http_call_returns_at_once_and_the_server_stops_the_tool(
+    host_for: Callable[..., McpHost], fault_http: ServerConfig, fault_state: Path
+) -> None:
+    host = host_for(replace(fault_http, timeout_s=60))
+    call = asyncio.create_task(host.call_tool("fault", "hang", {}))
+    await until(lambda: (fault_state / "hanging").exists())
+    started = time.monotonic()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert time.monotonic() - started < 1.0
+    await until(lambda: (fault_state / "cancelled").exists(), 5)
+    assert (await host.call_tool("fault", "echo", {"text": "next"})).text == "next"
