@@ -682,7 +682,8 @@ class McpHost:
         deadline = asyncio.timeout_at(min(loop.time() + timeout, cap))
 
         async def report(progress: float, total: float | None, message: str | None) -> None:
-            deadline.reschedule(min(loop.time() + timeout, cap))
+            with contextlib.suppress(RuntimeError):  # a late notification, after the call
+                deadline.reschedule(min(loop.time() + timeout, cap))
             if on_progress is not None:
                 on_progress(progress, total, _bounded(message, 500) if message else None)
 
