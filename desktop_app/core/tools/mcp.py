@@ -831,3 +831,6 @@ async def test_server(server: ServerConfig, *, secrets: Secrets | None = None) -
         return host.state(server.name)
     finally:
         await host.aclose()
+
+
+test_server.__test__ = False  # type: ignore[attr-defined]  # not a test for pytest to collect
