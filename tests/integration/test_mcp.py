@@ -404,6 +404,12 @@ async def test_a_server_that_never_answers_at_start_fails_in_time_and_is_killed(
     await host.start()
     assert marks.exists()
     assert host.state("mute").state == "failed"
+    # A server whose config changed is tried at once.
+    config = host.config()
+    config.mcp["servers"]["mute"]["timeout_s"] = 0.4
+    marks.unlink()
+    await host.list_tools()
+    assert marks.exists()
 
 
 async def test_apply_config_stops_servers_turned_off_or_changed_but_not_for_a_policy(

@@ -407,6 +407,8 @@ class _Slot:
     tools: dict[str, ToolInfo] = field(default_factory=dict)
     failed_at: float | None = None
     """When the server last failed to start (event-loop time)."""
+    failed_config: ServerConfig | None = None
+    """The config it failed to start with (a changed one is tried at once)."""
     stderr_pending: bool = False
     """A change of stderr not yet told to the listeners (told at most every
     :data:`STDERR_NOTIFY_S`, so a chatty server cannot flood the window)."""
@@ -527,6 +529,7 @@ class McpHost:
             env, headers = resolve_secrets(server, self._secrets)
         except ConfigError as exc:
             slot.failed_at = asyncio.get_running_loop().time()
+            slot.failed_config = _without_policies(server)
             self._set(slot, state="failed", reason=str(exc))
             raise ToolError(str(exc)) from None
 
@@ -550,6 +553,7 @@ class McpHost:
         except BaseException as exc:
             await conn.stop()
             slot.failed_at = asyncio.get_running_loop().time()
+            slot.failed_config = _without_policies(server)
             reason = _start_failure(server, exc, slot.stderr)
             self._set(slot, state="failed", reason=reason)
             raise ToolError(reason) from None
@@ -634,7 +638,7 @@ class McpHost:
             for s in self.servers()
             if s.enabled
             and (servers is None or s.name in servers)
-            and (retry or not self._failed_lately(s.name, now))
+            and (retry or not self._failed_lately(s, now))
         ]
         results = await asyncio.gather(*(self._ensure(s) for s in chosen), return_exceptions=True)
         tools: list[ToolInfo] = []
@@ -647,13 +651,14 @@ class McpHost:
             tools.extend(replace(t, policy=server.policy(t.name)) for t in slot.tools.values())
         return tools
 
-    def _failed_lately(self, name: str, now: float) -> bool:
-        slot = self._slots.get(name)
+    def _failed_lately(self, server: ServerConfig, now: float) -> bool:
+        slot = self._slots.get(server.name)
         return (
             slot is not None
             and slot.connection is None
             and slot.failed_at is not None
             and now - slot.failed_at < START_RETRY_S
+            and slot.failed_config == _without_policies(server)
         )
 
     async def call_tool(
