@@ -407,3 +407,31 @@ async def test_a_spent_budget_stops_every_target_and_the_classifier_before_sendi
         assert judged.chat_requests == []
     finally:
         await services.aclose()
+
+
+async def test_regenerate_and_edit_of_an_auto_reply_are_routed_again(
+    judged: Simulator, rill_home: Path
+) -> None:
+    services = open_services(rill_home, auto_config(rill_home, judged))
+    try:
+        chat = ChatService(services)
+        first = ask(services, SIMPLE)
+        await run(first)
+        assert first.conversation_id is not None and first.reply_group is not None
+        again = chat.regenerate(first.conversation_id, first.reply_group, profile="auto")
+        assert isinstance(again, AutoTurn)
+        events = await run(again)
+        assert isinstance(events[-1], Finished)
+        assert last_route(events).category == "chat" and last_route(events).cached
+        assert services.history is not None
+        assert len(services.history.versions(first.reply_group)) == 2
+
+        assert first.user_message_id is not None
+        edited = chat.edit(first.conversation_id, first.user_message_id, COMPLEX, profile="auto")
+        events = await run(edited)
+        assert isinstance(events[-1], Finished)
+        assert events[-1].response.model == "sim-large"
+        shown = services.history.messages(first.conversation_id)
+        assert [m.content for m in shown if m.role == "user"] == [COMPLEX]
+    finally:
+        await services.aclose()
