@@ -666,6 +666,14 @@ async def _list_models(
 ) -> int:
     given = overrides(args)
     profile = chat.config.profile(args.profile)
+    if profile.auto is not None:
+        names = ", ".join(sorted({t.label for t in profile.auto.targets})) or "none"
+        _note(
+            err,
+            f"q: '{profile.name}' is an Auto profile: it chooses a model among its targets "
+            f"({names}) for each question. List a target's models with --profile TARGET.",
+        )
+        return EXIT_USAGE
     request = chat.request_for(
         profile,
         (),

@@ -110,3 +110,13 @@ def test_q_json_has_the_route_and_the_route_cache_commands_work(
     cleared = q("--clear-route-cache", home=rill_home)
     assert cleared.stdout == "Cleared the route cache (1 routes removed).\n"
     assert json.loads(q("--route-stats", "--json", home=rill_home).stdout)["size"] == 0
+
+
+def test_q_list_models_on_an_auto_profile_names_its_targets(
+    simt: SimulatorThread, rill_home: Path
+) -> None:
+    configure(rill_home, simt)
+    result = q("--profile", "auto", "--list-models", home=rill_home)
+    assert result.returncode == 2
+    assert "'auto' is an Auto profile" in result.stderr and "(fast, strong)" in result.stderr
+    assert simt.sim.requests == []
