@@ -166,6 +166,27 @@ class Services:
             history_problem,
         )
 
+    def cost(
+        self,
+        request: ChatRequest,
+        profile: Profile,
+        usage: TokenUsage | None,
+        *,
+        model: str | None = None,
+    ) -> float | None:
+        """What a reply to ``request`` (by ``model``, else the request's) using ``usage``
+        cost: the profile's own prices, else nothing from a server on this computer or its
+        network, else the price list."""
+        prices = self.prices
+        return reply_cost(
+            provider=request.provider,
+            model=model or request.model,
+            usage=usage,
+            base_url=request.base_url,
+            own=profile_price(profile),
+            pricing=prices.cost if prices is not None else self.engine.pricing,
+        )
+
     async def run_io(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Run blocking I/O on the worker thread, in order with every other write."""
         loop = asyncio.get_running_loop()
@@ -619,15 +640,7 @@ class Turn:
         if self._answering is None:
             return None
         request, profile = self._answering
-        prices = self.services.prices
-        return reply_cost(
-            provider=request.provider,
-            model=model,
-            usage=usage,
-            base_url=request.base_url,
-            own=profile_price(profile),
-            pricing=prices.cost if prices is not None else self.services.engine.pricing,
-        )
+        return self.services.cost(request, profile, usage, model=model)
 
     def _priced(self, response: GenerationResponse) -> GenerationResponse:
         """``response`` with what it cost; an answer from the cache costs 0 and

@@ -435,3 +435,25 @@ async def test_regenerate_and_edit_of_an_auto_reply_are_routed_again(
         assert [m.content for m in shown if m.role == "user"] == [COMPLEX]
     finally:
         await services.aclose()
+
+
+async def test_the_cheapest_target_by_its_prices_answers_and_the_details_have_its_cost(
+    judged: Simulator, rill_home: Path
+) -> None:
+    config = auto_config(rill_home, judged)
+    for name, price in (("fast", 10.0), ("strong", 1.0)):
+        config.profiles[name] = replace(
+            config.profiles[name], price_input_per_mtok=price, price_output_per_mtok=price
+        )
+    services = open_services(rill_home, config)
+    try:
+        events = await run(ask(services, SIMPLE))
+        route = last_route(events)
+        assert route.profile == "strong"  # it covers complexity 1 too, and costs less
+        final = events[-1]
+        assert isinstance(final, Finished) and final.response.cost is not None
+        assert final.response.cost > 0
+        assert route.attempts[0].cost == final.response.cost
+        assert route.total_cost == final.response.cost
+    finally:
+        await services.aclose()

@@ -37,7 +37,6 @@ from desktop_app.core.events import (
     StreamEvent,
     TextDelta,
 )
-from desktop_app.core.pricing import profile_price, reply_cost
 from desktop_app.core.providers import get_provider
 from desktop_app.core.routing.analysis import Analysis, analyse
 from desktop_app.core.routing.cache import CachedRoute, route_key
@@ -374,7 +373,7 @@ class AutoTurn(Turn):
             self._helper = None
         if response is None:
             return None
-        cost = 0.0 if response.cached else self._helper_cost(request, profile, response.usage)
+        cost = 0.0 if response.cached else self.services.cost(request, profile, response.usage)
         if self._overhead is not None:
             self._overhead = None if cost is None else self._overhead + cost
         ledger = self.services.ledger
@@ -393,23 +392,10 @@ class AutoTurn(Turn):
         profile = self.services.config.profile(target.profile)
         return replace(profile, model=target.model) if target.model else profile
 
-    def _helper_cost(
-        self, request: ChatRequest, profile: Profile, usage: TokenUsage | None
-    ) -> float | None:
-        prices = self.services.prices
-        return reply_cost(
-            provider=request.provider,
-            model=request.model,
-            usage=usage,
-            base_url=request.base_url,
-            own=profile_price(profile),
-            pricing=prices.cost if prices is not None else self.services.engine.pricing,
-        )
-
     def _price(self, target: AutoTarget) -> float | None:
         profile = self._target_profile(target)
         request = self.chat.request_for(profile, [])
-        return self._helper_cost(request, profile, PER_MILLION)
+        return self.services.cost(request, profile, PER_MILLION)
 
     async def _availability(self) -> dict[AutoTarget, str | None]:
         """For each target, None when it can be used now, else the sentence why not."""
