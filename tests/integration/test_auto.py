@@ -447,9 +447,10 @@ async def test_the_cheapest_target_by_its_prices_answers_and_the_details_have_it
         )
     services = open_services(rill_home, config)
     try:
-        events = await run(ask(services, SIMPLE))
+        events = await run(ask(services, "Write a Python function that reverses a string."))
         route = last_route(events)
-        assert route.profile == "strong"  # it covers complexity 1 too, and costs less
+        assert (route.category, route.complexity) == ("code", 2)
+        assert route.profile == "strong"  # it covers complexity 2 and code, and costs less
         final = events[-1]
         assert isinstance(final, Finished) and final.response.cost is not None
         assert final.response.cost > 0
