@@ -48,7 +48,7 @@ from desktop_app.core.config import (
 from desktop_app.core.engine import Engine, KeyLookup
 from desktop_app.core.errors import RillError
 from desktop_app.core.resilience import ResilienceSettings
-from desktop_app.core.routing.profile import AutoSettings, AutoTarget
+from desktop_app.core.routing.profile import AutoSettings, AutoTarget, renamed
 from desktop_app.core.terminal import for_terminal
 from desktop_app.ui.auto_settings import AutoEditor, RouteCachePanel
 from desktop_app.ui.icons import set_icon
@@ -603,6 +603,11 @@ class SettingsDialog(QDialog):
                     self.keep.discard(old)
                 self.new_keys.pop(old, None)
                 self._rename_in_lists(old, profile.name)
+                for name, other in self.profiles.items():  # Auto profiles that use it
+                    if other.auto is not None:
+                        self.profiles[name] = replace(
+                            other, auto=renamed(other.auto, old, profile.name)
+                        )
         self.profiles[profile.name] = profile
         if key:
             self.new_keys[profile.name] = key

@@ -150,6 +150,11 @@ def test_settings_add_an_auto_profile_with_targets_and_show_the_route_cache(
     items = [dialog.profile_list.item(i).text() for i in range(dialog.profile_list.count())]
     dialog.profile_list.setCurrentRow(items.index("Auto"))
     assert dialog.auto_editor.table.rowCount() == 2 and dialog.auto_editor.validate.isChecked()
+    dialog.profile_list.setCurrentRow(items.index("Simulator"))
+    dialog.p_name.selectAll()
+    qtbot.keyClicks(dialog.p_name, "Local")  # an Auto profile's targets follow a rename
+    auto = dialog.build_config().profiles["Auto"].auto
+    assert auto is not None and [t.profile for t in auto.targets] == ["Local", "Local"]
     cache = window.services.route_cache()
     cache.put("k", CachedRoute("Simulator", "sim-small", 1, "cheapest"))
     cache.get("k")

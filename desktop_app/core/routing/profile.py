@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 CATEGORIES: Final[tuple[str, ...]] = ("code", "math", "writing", "research", "chat")
@@ -141,6 +141,22 @@ def parse_auto(body: Mapping[str, Any]) -> tuple[AutoSettings, list[tuple[str, s
             rules=tuple(rules),
         ),
         problems,
+    )
+
+
+def renamed(settings: AutoSettings, old: str, new: str) -> AutoSettings:
+    """``settings`` with the profile ``old`` called ``new`` in its targets, judge,
+    classifier and rules."""
+
+    def name(value: str) -> str:
+        return new if value == old else value
+
+    return replace(
+        settings,
+        targets=tuple(replace(t, profile=name(t.profile)) for t in settings.targets),
+        judge=name(settings.judge),
+        classifier=name(settings.classifier),
+        rules=tuple(replace(r, target=name(r.target)) for r in settings.rules),
     )
 
 
