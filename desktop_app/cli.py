@@ -302,8 +302,9 @@ class Output:
             self.notes.append(message + "\n")
 
     def stage(self, message: str) -> None:
-        """A stage of an Auto turn: the live line on a terminal, else a line on stderr."""
-        if self.err.isatty():
+        """A stage of an Auto turn: the live line on a terminal until the answer shows
+        (after it, a line of its own), else a line on stderr."""
+        if self.err.isatty() and not self.printed:
             self.waiting(message)
         else:
             self.note(message)
@@ -731,6 +732,9 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
             elif isinstance(event, AutoStage):
                 output.stage(f"q: auto: {event.message}")
             elif isinstance(event, AutoRoute):
+                if route is None:
+                    for sentence in event.skipped:
+                        output.note(f"q: auto: {sentence}.")
                 route = event
             elif isinstance(event, StageChanged):
                 if event.stage is not Stage.STREAMING:

@@ -14,7 +14,9 @@ import pytest
 
 from desktop_app.core.history import History
 from desktop_app.core.paths import app_paths
+from desktop_app.core.terminal import for_terminal
 from desktop_app.simulator import SimulatorThread
+from tests.integration.test_q_terminal import Screen, _no_space, q_on_terminal
 
 
 @pytest.fixture
@@ -120,3 +122,37 @@ def test_q_list_models_on_an_auto_profile_names_its_targets(
     assert result.returncode == 2
     assert "'auto' is an Auto profile" in result.stderr and "(fast, strong)" in result.stderr
     assert simt.sim.requests == []
+
+
+def test_on_a_terminal_the_escalated_answer_is_on_screen_once_with_the_verdicts(
+    simt: SimulatorThread, rill_home: Path
+) -> None:
+    configure(rill_home, simt)
+    code, output = q_on_terminal(["--profile", "auto", "hello there"], home=rill_home, cols=120)
+    assert code == 0, output
+    screen = Screen(cols=120, rows=200)
+    screen.feed(output)
+    lines = screen.text().splitlines()
+    assert "q: auto: quality 3/10 — retrying with a stronger model" in lines
+    assert "q: auto: quality 9/10" in lines
+    small, large = (
+        r for r in simt.chat_requests if r.json["messages"][0]["content"] == "hello there"
+    )
+    kept = _no_space(for_terminal(simt.sim.reply_text(large.json, "openai")))
+    dropped = _no_space(for_terminal(simt.sim.reply_text(small.json, "openai")))
+    flat = _no_space(screen.text())
+    assert flat.count(kept) == 1 and dropped[:40] not in flat
+
+
+def test_q_says_which_targets_it_skipped_and_why(simt: SimulatorThread, rill_home: Path) -> None:
+    configure(rill_home, simt)
+    path = rill_home / "config" / "config.toml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        text.replace('provider = "openai"\nbase_url', 'provider = "anthropic"\nbase_url', 1),
+        encoding="utf-8",
+    )
+    result = q("--profile", "auto", "hello there", home=rill_home)
+    assert result.returncode == 0, result.stderr
+    assert "q: auto: fast skipped: no API key (There is no API key for Anthropic" in result.stderr
+    assert "q: auto: → sim-large, strong" in result.stderr
