@@ -332,6 +332,11 @@ class Config:
             name, _, leaf = rest.rpartition(".")
             if not name or leaf not in PROFILE_SCHEMA_BY_NAME:
                 raise ValueError(f"unknown profile key '{path}'")
+            if self.profile(name).auto is not None:
+                raise ValueError(
+                    f"'{name}' is an Auto profile; change its targets and checks in the "
+                    "config file or in Settings"
+                )
             current = _profile_to_dict(self.profile(name))
             current[leaf] = _coerce(PROFILE_SCHEMA_BY_NAME[leaf], value)
             self.profiles[name] = _profile_from_dict(name, current)

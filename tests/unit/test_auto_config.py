@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from desktop_app.core.config import load_config, save_config
 from desktop_app.core.routing.profile import AutoRule, AutoSettings, AutoTarget, parse_auto
 
@@ -107,3 +109,11 @@ def test_an_auto_profile_cannot_target_another_auto_profile() -> None:
     settings, problems = parse_auto({"kind": "auto", "targets": "fast"})
     assert settings.targets == ()
     assert ("targets", "must be a list of { profile = ..., tier = ... } tables") in problems
+
+
+def test_set_refuses_server_keys_on_an_auto_profile(tmp_path: Path) -> None:
+    path = write(tmp_path, '[profiles.auto]\nkind = "auto"\ntargets = [{ profile = "fast" }]\n')
+    config = load_config(path)
+    with pytest.raises(ValueError, match="'auto' is an Auto profile"):
+        config.set("profiles.auto.model", "x")
+    assert config.profiles["auto"].auto is not None
