@@ -73,6 +73,9 @@ class AutoTurn(Turn):
 
     def __init__(self, chat: ChatService, **kwargs: Any) -> None:
         super().__init__(chat, **kwargs)
+        self._given = kwargs
+        """What this turn was started with: each answer's turn takes the same (the tools
+        it may offer among them), with its own target, mode and reply."""
         assert self.profile.auto is not None
         self.settings: AutoSettings = self.profile.auto
         self.route: AutoRoute | None = None
@@ -485,20 +488,19 @@ class AutoTurn(Turn):
             elif mode == "edit":
                 mode = "new"
         reply_group = self.reply_group if previous is None else previous.reply_group
-        turn = Turn(
-            self.chat,
-            mode=mode,
-            prompt=prompt,
-            conversation_id=self.conversation_id,
-            profile=profile,
-            read_cache=self.read_cache and previous is None,
-            write_cache=self.write_cache,
-            record=self.record,
-            overrides=overrides,
-            reply_group=reply_group,
-            message_id=self.assistant_message_id if self.mode == "continue" else None,
-            edit_of=self.edit_of,
-        )
+        given = {
+            **self._given,
+            "mode": mode,
+            "prompt": prompt,
+            "conversation_id": self.conversation_id,
+            "profile": profile,
+            "read_cache": self.read_cache and previous is None,
+            "record": self.record,
+            "overrides": overrides,
+            "reply_group": reply_group,
+            "message_id": self.assistant_message_id if self.mode == "continue" else None,
+        }
+        turn = Turn(self.chat, **given)
         turn.stage = "answer" if previous is None else "escalation"
         return turn
 
