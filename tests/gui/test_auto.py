@@ -14,7 +14,7 @@ from pytestqt.qtbot import QtBot
 from desktop_app.core.config import Profile, load_config
 from desktop_app.core.routing.cache import CachedRoute
 from desktop_app.core.routing.profile import AutoSettings, AutoTarget
-from desktop_app.simulator import SimulatorThread
+from desktop_app.simulator import Fault, SimulatorThread
 from desktop_app.ui.main_window import MainWindow
 from tests.gui.test_settings import _overlaps
 from tests.gui.util import Windows, sim_config
@@ -167,3 +167,18 @@ def test_settings_add_an_auto_profile_with_targets_and_show_the_route_cache(
         lambda: panel.stats.text().startswith("Removed 1 routes. 0 routes."), timeout=3000
     )
     dialog.close()
+
+
+def test_stop_during_an_auto_stage_cancels_the_turn(
+    qtbot: QtBot, auto_window: MainWindow, judged: SimulatorThread
+) -> None:
+    window = auto_window
+    judged.script(Fault(), Fault(first_byte_delay=30.0))  # the answer, then a judge that hangs
+    window.composer.set_text("hello there")
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: window.status.text == "Auto · validating", timeout=10_000)
+    with qtbot.waitSignal(window.controller.cancelled, timeout=5000):
+        window.controller.stop()
+    qtbot.waitUntil(lambda: not window.controller.busy, timeout=5000)
+    assert not window.status.auto.isVisible()
+    assert "sim-large" not in [r.json["model"] for r in judged.chat_requests]  # no escalation
