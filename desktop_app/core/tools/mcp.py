@@ -104,6 +104,17 @@ Listener = Callable[[ServerState], None]
 # -- one running server ---------------------------------------------------------------
 
 
+def _import_sdk() -> None:
+    """Load the SDK (about half a second of imports) off the event loop, so the first
+    server to start never freezes the window."""
+    import httpx2  # noqa: F401
+    import mcp_types  # noqa: F401
+    from mcp.client import Client  # noqa: F401
+    from mcp.client.stdio import stdio_client  # noqa: F401
+    from mcp.client.streamable_http import streamable_http_client  # noqa: F401
+    from mcp.shared.exceptions import MCPError  # noqa: F401
+
+
 class _TransportBroken(Exception):
     """The connection to a server ended (it exited, or its transport broke)."""
 
@@ -155,6 +166,7 @@ class _Connection:
             raise
 
     async def _run(self) -> None:
+        await asyncio.to_thread(_import_sdk)
         from mcp.client import Client
         from mcp_types import Implementation
 
