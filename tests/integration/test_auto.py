@@ -458,3 +458,31 @@ async def test_the_cheapest_target_by_its_prices_answers_and_the_details_have_it
         assert route.total_cost == final.response.cost
     finally:
         await services.aclose()
+
+
+async def test_when_the_stronger_target_fails_the_checked_answer_is_shown_again_and_kept(
+    judged: Simulator, rill_home: Path
+) -> None:
+    services = open_services(rill_home, auto_config(rill_home, judged, "validate = true"))
+    judged.script(Fault(), Fault(), Fault(status=500))  # answer, judge, then sim-large fails
+    try:
+        turn = ask(services, SIMPLE)
+        events = await run(turn)
+        final = events[-1]
+        assert isinstance(final, Finished) and final.response.model == "sim-small"
+        restarted = [e for e in events if isinstance(e, Restarted)]
+        assert [r.reason.split(" (")[0] for r in restarted] == [
+            "quality 3/10 — retrying with a stronger model",
+            "kept the best answer",
+        ]
+        after = events[events.index(restarted[-1]) + 1 :]
+        assert "".join(e.text for e in after if isinstance(e, TextDelta)) == final.response.content
+        assert services.history is not None and turn.reply_group is not None
+        versions = services.history.versions(turn.reply_group)
+        assert [(v.model, v.status, v.active) for v in versions] == [
+            ("sim-small", "complete", True),
+            ("sim-large", "failed", False),
+        ]
+        assert last_route(events).kept == 0
+    finally:
+        await services.aclose()

@@ -195,6 +195,7 @@ class AutoTurn(Turn):
 
         tried: list[AutoTarget] = []
         failure: Failed | None = None
+        shown: list[str] = []  # the text on screen since the answer last started again
         k = 0
         while target is not None:
             if self._cancel:
@@ -208,7 +209,6 @@ class AutoTurn(Turn):
             answer = _Answer(target, turn)
             self._answers.append(answer)
             self._current = turn
-            shown: list[str] = []
             failure = None
             async for event in turn:
                 self._follow(turn)
@@ -246,6 +246,7 @@ class AutoTurn(Turn):
                 yield at(AutoStageName.FAILED_CHECK, attempt_progress(k, 1), message, k)
                 if shown:
                     yield Restarted(message, "".join(shown))
+                    shown = []
                 target = next_target
                 continue
             if not settings.validate or self.mode == "continue":
@@ -273,7 +274,8 @@ class AutoTurn(Turn):
                 break
             message = f"quality {answer.score}/10 — retrying with a stronger model"
             yield at(AutoStageName.FAILED_CHECK, attempt_progress(k, 1), message, k)
-            yield Restarted(message, answer.response.content)
+            yield Restarted(message, "".join(shown))
+            shown = []
             target = next_target
 
         finished = [a for a in self._answers if a.response is not None]
@@ -281,11 +283,11 @@ class AutoTurn(Turn):
             yield failure or Failed(RillError("No Auto target could answer."), "")
             return
         kept = max(finished, key=lambda a: (a.score or 0, self._answers.index(a)))
-        last = finished[-1]
-        if kept is not last and last is self._answers[-1]:
-            assert kept.response is not None and last.response is not None
-            message = f"kept the best answer (quality {kept.score}/10, {kept.response.model})"
-            yield Restarted(message, last.response.content)
+        if kept is not self._answers[-1]:  # what is shown now is another attempt's
+            assert kept.response is not None
+            quality = "not scored" if kept.score is None else f"quality {kept.score}/10"
+            message = f"kept the best answer ({quality}, {kept.response.model})"
+            yield Restarted(message, "".join(shown))
             yield TextDelta(kept.response.content)
             await self._show_version(kept.turn)
         self._follow(kept.turn)
