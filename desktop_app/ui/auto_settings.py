@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QTableWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -55,21 +56,21 @@ class AutoEditor(QWidget):
         intro.setWordWrap(True)
         intro.setObjectName("muted")
         layout.addWidget(intro)
-        self.table = QTableWidget(0, 4)
+        self.table = QTableWidget(0, 5)
         self.table.setObjectName("autoTargets")
-        self.table.setHorizontalHeaderLabels(["Profile", "Model (optional)", "Tier", "Strengths"])
+        self.table.setHorizontalHeaderLabels(
+            ["Profile", "Model (optional)", "Tier", "Strengths", ""]
+        )
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(4, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setMinimumHeight(160)
         layout.addWidget(self.table)
         row = QHBoxLayout()
         self.add_button = QPushButton("Add target")
         self.add_button.clicked.connect(lambda: self.add_target())
-        self.remove_button = QPushButton("Remove target")
-        self.remove_button.clicked.connect(self.remove_target)
         row.addWidget(self.add_button)
-        row.addWidget(self.remove_button)
         row.addStretch(1)
         layout.addLayout(row)
         self.validate = QCheckBox("Check every answer")
@@ -136,14 +137,20 @@ class AutoEditor(QWidget):
         self.table.setCellWidget(row, 1, model)
         self.table.setCellWidget(row, 2, tier)
         self.table.setCellWidget(row, 3, strengths)
+        remove = QToolButton()
+        remove.setText("✕")
+        remove.setToolTip("Remove this target")
+        remove.setAccessibleName("Remove this target")
+        remove.clicked.connect(lambda: self.remove_target(remove))
+        self.table.setCellWidget(row, 4, remove)
         self._check()
 
-    def remove_target(self) -> None:
-        row = self.table.currentRow()
-        if row < 0:
-            row = self.table.rowCount() - 1
-        if row >= 0:
-            self.table.removeRow(row)
+    def remove_target(self, button: QWidget) -> None:
+        """Remove the row whose remove button is ``button``."""
+        for row in range(self.table.rowCount()):
+            if self.table.cellWidget(row, 4) is button:
+                self.table.removeRow(row)
+                break
         self._check()
 
     def _row(self, row: int) -> tuple[AutoTarget | None, list[str]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QComboBox, QLineEdit
+from PySide6.QtWidgets import QApplication, QComboBox, QLineEdit, QToolButton
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.config import Profile, load_config
@@ -182,3 +182,24 @@ def test_stop_during_an_auto_stage_cancels_the_turn(
     qtbot.waitUntil(lambda: not window.controller.busy, timeout=5000)
     assert not window.status.auto.isVisible()
     assert "sim-large" not in [r.json["model"] for r in judged.chat_requests]  # no escalation
+
+
+def test_the_auto_editor_removes_the_target_whose_button_is_pressed(
+    qtbot: QtBot, auto_window: MainWindow
+) -> None:
+    window = auto_window
+    window.open_settings()
+    dialog = window.settings_dialog
+    assert dialog is not None
+    editor = dialog.auto_editor
+    assert [editor.settings().targets[i].profile for i in range(2)] == ["Simulator", "Strong"]
+    first = editor.table.cellWidget(0, 4)
+    assert isinstance(first, QToolButton) and first.toolTip() == "Remove this target"
+    qtbot.mouseClick(first, Qt.MouseButton.LeftButton)
+    assert [t.profile for t in editor.settings().targets] == ["Strong"]
+    last = editor.table.cellWidget(0, 4)
+    assert isinstance(last, QToolButton)
+    qtbot.mouseClick(last, Qt.MouseButton.LeftButton)
+    assert editor.settings().targets == ()
+    assert "needs at least one target" in editor.note.text()
+    dialog.close()
