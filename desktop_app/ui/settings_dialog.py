@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QSpinBox,
-    QStackedWidget,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -110,6 +109,8 @@ _UNITS: dict[str, Unit] = {
     "cache.ttl_s": Unit(" h", 0, 3600.0),
     "cache.size_limit_mb": Unit(" MB"),
     "budget.monthly_usd": Unit(decimals=2, prefix="$", none="None"),
+    "auto.route_cache_ttl_s": Unit(" min", 0, 60.0),
+    "auto.route_cache_entries": Unit(" routes"),
 }
 
 _TEST_RESULT_LIMIT = 2000
@@ -457,14 +458,7 @@ class SettingsDialog(QDialog):
         else:
             self.p_key.setPlaceholderText("stored in the system keychain; empty keeps the key")
             self.key_note.hide()
-        name_form = _form()
-        name_form.addRow("Name", name_box)
-        right.addLayout(name_form)
-        self.kind_stack = QStackedWidget()
-        server = QWidget()
-        server_layout = QVBoxLayout(server)
-        server_layout.setContentsMargins(0, 0, 0, 0)
-        server_layout.setSpacing(2 * SPACING)
+        form.addRow("Name", name_box)
         form.addRow("Provider", self.p_provider)
         form.addRow("Base URL", self.p_base_url)
         form.addRow("Model", self.p_model)
@@ -473,27 +467,26 @@ class SettingsDialog(QDialog):
         form.addRow("Max tokens", self.p_max_tokens)
         form.addRow("Fallbacks", self.p_fallbacks)
         form.addRow("API key", key_box)
-        server_layout.addLayout(form)
+        self.server_form = form
+        right.addLayout(form)
         self.keep_box = QCheckBox("Save this profile in the config file")
         self.keep_box.toggled.connect(self._keep_toggled)
         self.keep_box.hide()
-        server_layout.addWidget(self.keep_box)
+        right.addWidget(self.keep_box)
         test_row = QHBoxLayout()
         test_row.setSpacing(SPACING)
         self.test_button = QPushButton("Test connection")
         self.test_button.clicked.connect(self.test_connection)
         test_row.addWidget(self.test_button)
         test_row.addStretch(1)
-        server_layout.addLayout(test_row)
+        right.addLayout(test_row)
         self.test_result = _note(name="")
         self.test_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        server_layout.addWidget(self.test_result)
-        server_layout.addStretch(1)
+        right.addWidget(self.test_result)
         self.auto_editor = AutoEditor()
-        self.kind_stack.addWidget(server)
-        self.kind_stack.addWidget(self.auto_editor)
-        self._show_kind(0)
-        right.addWidget(self.kind_stack, 1)
+        self.auto_editor.hide()
+        right.addWidget(self.auto_editor)
+        right.addStretch(1)
         outer.addWidget(_scrolling(content), 1)
         self.p_provider.currentIndexChanged.connect(self._provider_changed)
         return page
@@ -518,7 +511,7 @@ class SettingsDialog(QDialog):
         try:
             self.p_name.setText(profile.name)
             self.name_note.hide()
-            self._show_kind(0 if profile.auto is None else 1)
+            self._show_kind(auto=profile.auto is not None)
             if profile.auto is not None:
                 self.auto_editor.load(profile.auto, self._server_profiles())
                 return
@@ -669,15 +662,15 @@ class SettingsDialog(QDialog):
         self.default_profile.addItem(name)
         self.profile_list.setCurrentRow(self.profile_list.count() - 1)
 
-    def _show_kind(self, index: int) -> None:
-        """Show the server form or the Auto editor; only the shown one sizes the page."""
-        for i in range(self.kind_stack.count()):
-            page = self.kind_stack.widget(i)
-            assert page is not None
-            policy = QSizePolicy.Policy.Preferred if i == index else QSizePolicy.Policy.Ignored
-            page.setSizePolicy(policy, policy)
-        self.kind_stack.setCurrentIndex(index)
-        self.kind_stack.adjustSize()
+    def _show_kind(self, *, auto: bool) -> None:
+        """Show the server's rows, or the Auto editor of an Auto profile (the name stays)."""
+        for row in range(1, self.server_form.rowCount()):
+            self.server_form.setRowVisible(row, not auto)
+        self.test_button.setVisible(not auto)
+        self.test_result.setVisible(not auto)
+        if auto:
+            self.keep_box.hide()
+        self.auto_editor.setVisible(auto)
 
     def _server_profiles(self) -> list[str]:
         return [n for n, p in self.profiles.items() if p.auto is None]

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QComboBox, QLineEdit, QToolButton
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDoubleSpinBox,
+    QLineEdit,
+    QSpinBox,
+    QToolButton,
+)
 from pytestqt.qtbot import QtBot
 
 from desktop_app.core.config import Profile, load_config
@@ -113,7 +120,9 @@ def test_settings_add_an_auto_profile_with_targets_and_show_the_route_cache(
     assert actions == ["Server profile", "Auto profile"]
     dialog.add_auto_profile()
     assert dialog.profile_list.currentItem().text() == "Auto"
-    assert dialog.kind_stack.currentWidget() is dialog.auto_editor
+    assert dialog.auto_editor.isVisibleTo(dialog)
+    assert not dialog.p_provider.isVisibleTo(dialog)
+    assert not dialog.test_button.isVisibleTo(dialog)
     editor = dialog.auto_editor
     assert editor.table.rowCount() == 1
     editor.add_target()
@@ -202,4 +211,22 @@ def test_the_auto_editor_removes_the_target_whose_button_is_pressed(
     qtbot.mouseClick(last, Qt.MouseButton.LeftButton)
     assert editor.settings().targets == ()
     assert "needs at least one target" in editor.note.text()
+    dialog.close()
+
+
+def test_the_auto_tab_shows_the_route_cache_limits_in_minutes_and_routes(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    window.open_settings()
+    dialog = window.settings_dialog
+    assert dialog is not None
+    ttl = dialog.fields["auto.route_cache_ttl_s"]
+    entries = dialog.fields["auto.route_cache_entries"]
+    assert isinstance(ttl, QDoubleSpinBox) and isinstance(entries, QSpinBox)
+    assert (ttl.text(), entries.text()) == ("60 min", "100 routes")
+    ttl.setValue(90)
+    entries.setValue(20)
+    config = dialog.build_config()
+    assert config["auto.route_cache_ttl_s"] == 5400.0
+    assert config["auto.route_cache_entries"] == 20
     dialog.close()
