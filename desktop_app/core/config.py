@@ -128,6 +128,14 @@ SCHEMA: tuple[Key, ...] = (
     Key("cache.size_limit_mb", int, 256, "Largest size of the cache on disk.", minimum=1),
     Key("history.enabled", bool, True, "Record conversations."),
     Key(
+        "tools.max_rounds",
+        int,
+        10,
+        "Most rounds of tool calls one reply may make before Rill stops it.",
+        minimum=0,
+        maximum=1000,
+    ),
+    Key(
         "budget.monthly_usd",
         float,
         0.0,
