@@ -33,7 +33,7 @@ from desktop_app.core.tools.base import (
     ToolInfo,
     ToolOutput,
 )
-from desktop_app.core.tools.loop import DECLINED, NEVER, ToolLoop, limit_sentence
+from desktop_app.core.tools.loop import DECLINED, NEVER, ToolLoop, expose, limit_sentence
 from desktop_app.core.types import PROVIDERS, ProviderName
 from desktop_app.simulator import Fault, Simulator
 from tests.helpers import engine_for, request_for
@@ -372,3 +372,15 @@ async def test_replies_that_use_tools_are_not_cached(
         assert len(sim.chat_requests) == 5
     finally:
         await cache.aclose()
+
+
+def test_exposed_names_are_valid_and_unique() -> None:
+    tools = [
+        ToolInfo("a", "read.file"),
+        ToolInfo("b", "read.file"),
+        ToolInfo("c", "search"),
+        ToolInfo("d", "x" * 100),
+    ]
+    exposed = expose(tools)
+    assert list(exposed) == ["a_read_file", "b_read_file", "search", "x" * 64]
+    assert [info.server for info in exposed.values()] == ["a", "b", "c", "d"]

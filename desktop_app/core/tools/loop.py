@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -54,7 +55,6 @@ from desktop_app.core.tools.base import (
     ToolInfo,
     ToolOutput,
 )
-from desktop_app.core.tools.mcp import exposed_names
 from desktop_app.core.types import (
     ChatRequest,
     GenerationResponse,
@@ -69,6 +69,7 @@ _T = TypeVar("_T")
 
 NAME_LIMIT = 64
 """The longest tool name the providers accept (OpenAI, Anthropic)."""
+_NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 DECLINED = "The user declined to run this tool."
 NEVER = "This tool is set never to run."
@@ -87,6 +88,28 @@ def limit_sentence(max_rounds: int) -> str:
         f"Rill stopped here: the model asked for tools again after {max_rounds} {rounds} "
         "of tool calls, the most one reply may use (tools.max_rounds)."
     )
+
+
+def expose(tools: Sequence[ToolInfo]) -> dict[str, ToolInfo]:
+    """The name each tool goes by for the model: its own when that is a valid, unique
+    function name, else one made valid, prefixed by its server when two servers share it,
+    and numbered if it still clashes."""
+    taken: dict[str, ToolInfo] = {}
+    plain: dict[str, int] = {}
+    for info in tools:
+        key = _NOT_NAME.sub("_", info.name)[:NAME_LIMIT]
+        plain[key] = plain.get(key, 0) + 1
+    for info in tools:
+        name = _NOT_NAME.sub("_", info.name)[:NAME_LIMIT] or "tool"
+        if plain.get(name, 0) > 1:
+            name = _NOT_NAME.sub("_", f"{info.server}_{info.name}")[:NAME_LIMIT]
+        base, n = name, 2
+        while name in taken:
+            suffix = f"_{n}"
+            name = base[: NAME_LIMIT - len(suffix)] + suffix
+            n += 1
+        taken[name] = info
+    return taken
 
 
 def part_events(part: ToolPart) -> list[StreamEvent]:
@@ -188,7 +211,7 @@ class ToolLoop:
         ttft: float | None = None
         try:
             tools = await self._until_stopped(self.host.list_tools(self.servers))
-            exposed = exposed_names(tools)
+            exposed = expose(tools)
             offered = tuple(info.as_tool(name) for name, info in exposed.items())
             messages = list(self.request.messages)
             while True:
