@@ -436,6 +436,11 @@ def import_claude_desktop(path: Path) -> list[ServerConfig]:
             f'{path} has no "mcpServers" object, so it names no MCP server.',
             action="Choose the claude_desktop_config.json file of Claude Desktop.",
         )
+    if not servers:
+        raise ConfigError(
+            f'The "mcpServers" object of {path} is empty: the file names no MCP server.',
+            action="Add servers in Claude Desktop first, or add them here in Settings → Tools.",
+        )
     found: list[ServerConfig] = []
     reasons: list[str] = []
     for raw_name, entry in servers.items():
