@@ -195,6 +195,9 @@ async def test_never_policy_and_tool_errors_reach_the_model_as_errors(
         "Tool broken said: The server time stopped answering.\n\n"
         f"Tool forbidden said: {NEVER}\n\nTool refused said: no such file\n\n"
     )
+    if provider == "anthropic":  # its API marks a failed call's result as an error
+        blocks = sim.chat_requests[-1].json["messages"][-1]["content"]
+        assert [b.get("is_error", False) for b in blocks] == [True, True, True]
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])

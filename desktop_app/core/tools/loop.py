@@ -265,7 +265,13 @@ class ToolLoop:
                 for p in pending:
                     record = done[p.call_id]
                     messages.append(
-                        Message("tool", record.result, tool_call_id=p.call_id, name=p.call.name)
+                        Message(
+                            "tool",
+                            record.result,
+                            tool_call_id=p.call_id,
+                            name=p.call.name,
+                            is_error=record.is_error,
+                        )
                     )
                 self.rounds += 1
                 started = ToolRoundStarted(self.rounds, self.max_rounds)
