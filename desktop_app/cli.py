@@ -908,7 +908,12 @@ def terminal_approver(output: Output, stdin: TextIO, *, assume_yes: bool) -> App
             return "deny"
         shown = _one_line(arguments, _SHOWN_ARGUMENTS)
         output.ask(f"q: run {info.server}/{info.name} {shown}? [y]es once, [a]lways, [n]o: ")
-        answer = (await _read_line(stdin)).strip().lower()
+        try:
+            answer = (await _read_line(stdin)).strip().lower()
+        except asyncio.CancelledError:  # Ctrl+C: what follows starts on a line of its own
+            output.err.write("\n")
+            output.err.flush()
+            raise
         if answer in ("y", "yes"):
             return "once"
         if answer in ("a", "always"):

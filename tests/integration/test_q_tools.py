@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -156,6 +157,41 @@ def test_tools_none_offers_no_tools_and_unknown_servers_are_refused(
     assert "no MCP server named 'nope' in the config (its servers: fault)" in unknown.stderr
 
 
+QUESTION = b'q: run fault/echo {"text":"t"}? [y]es once, [a]lways, [n]o: '
+
+
+def _q_on_a_terminal(
+    simt: SimulatorThread, home: Path, answer: Callable[[int, subprocess.Popen[bytes]], None]
+) -> tuple[int, str]:
+    """Run q on a pty; when it asks about the call, ``answer`` (given the pty's master side
+    and the process) replies. Returns the exit status and everything q showed."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "desktop_app.cli", *base(simt), 'call echo with {"text": "t"}'],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, "RILL_HOME": str(home), "TERM": "dumb"},
+        close_fds=True,
+    )
+    os.close(slave)
+    screen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while QUESTION not in screen and time.monotonic() < deadline:
+            screen += _read(master, deadline)
+        assert QUESTION in screen, screen
+        answer(master, process)
+        while process.poll() is None and time.monotonic() < deadline:
+            screen += _read(master, deadline)
+        screen += _read(master, time.monotonic() + 0.2)
+        return process.wait(5), screen.decode("utf-8", "replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pty")
 @pytest.mark.parametrize(("answer", "outcome"), [("y", "ok"), ("a", "ok"), ("n", "declined")])
 def test_on_a_terminal_each_call_needing_approval_is_asked_on_one_line(
@@ -167,33 +203,10 @@ def test_on_a_terminal_each_call_needing_approval_is_asked_on_one_line(
     outcome: str,
 ) -> None:
     _configure(mcp_config, fault_stdio)  # every tool: ask
-    master, slave = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "desktop_app.cli", *base(simt), 'call echo with {"text": "t"}'],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env={**os.environ, "RILL_HOME": str(rill_home), "TERM": "dumb"},
-        close_fds=True,
+    code, text = _q_on_a_terminal(
+        simt, rill_home, lambda master, _: os.write(master, answer.encode() + b"\n")
     )
-    os.close(slave)
-    screen = b""
-    question = b'q: run fault/echo {"text":"t"}? [y]es once, [a]lways, [n]o: '
-    try:
-        deadline = time.monotonic() + 60
-        while question not in screen and time.monotonic() < deadline:
-            screen += _read(master, deadline)
-        assert question in screen, screen
-        os.write(master, answer.encode() + b"\n")
-        while process.poll() is None and time.monotonic() < deadline:
-            screen += _read(master, deadline)
-        screen += _read(master, time.monotonic() + 0.2)
-        assert process.wait(5) == 0, screen
-    finally:
-        if process.poll() is None:
-            process.kill()
-        os.close(master)
-    text = screen.decode("utf-8", "replace")
+    assert code == 0, text
     assert text.count("[y]es once, [a]lways, [n]o:") == 1
     if outcome == "ok":
         assert "q: tool fault/echo: ok in " in text and "Tool echo said: t" in text
@@ -202,6 +215,22 @@ def test_on_a_terminal_each_call_needing_approval_is_asked_on_one_line(
     saved = server_config(load_config(app_paths(rill_home).config_file), "fault")
     assert saved is not None
     assert saved.policy("echo") == ("always" if answer == "a" else "ask")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pty")
+def test_ctrl_c_at_the_question_cancels_the_turn(
+    simt: SimulatorThread,
+    rill_home: Path,
+    mcp_config: Callable[..., Config],
+    fault_stdio: ServerConfig,
+) -> None:
+    _configure(mcp_config, fault_stdio)
+    code, text = _q_on_a_terminal(
+        simt, rill_home, lambda _, process: process.send_signal(signal.SIGINT)
+    )
+    assert code == 130, text
+    assert "[n]o: \r\nq: cancelled." in text
+    assert "q: tool" not in text and len(simt.sim.chat_requests) == 1
 
 
 def _read(fd: int, deadline: float) -> bytes:
