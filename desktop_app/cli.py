@@ -855,11 +855,6 @@ def tool_call_json(part: ToolPart) -> dict[str, Any]:
     }
 
 
-def _one_line(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 class _ToolLines:
     """Each tool call and its outcome as one line on stderr; while one runs, the spinner
     says which (with its progress). A call shown again after a restart is not repeated."""
@@ -877,7 +872,7 @@ class _ToolLines:
         if isinstance(event, ToolProgress):
             name = self.names.get(event.call_id, "the tool")
             total = f" of {event.total:g}" if event.total is not None else ""
-            said = f": {_one_line(event.message, 60)}" if event.message else ""
+            said = f": {shorten(event.message, 60)}" if event.message else ""
             self.output.waiting(
                 f"Running {name} ({event.elapsed_s:.0f} s, {event.progress:g}{total}){said}…"
             )
@@ -888,12 +883,12 @@ class _ToolLines:
         where = f"{event.server}/{event.name}" if event.server else event.name
         if isinstance(event, ToolResult):
             outcome = "error" if event.is_error else "ok"
-            said = _one_line(event.content, 100)
+            said = shorten(event.content, 100)
             self.output.note(f"q: tool {where}: {outcome} in {event.duration_s:.1f} s: {said}")
         elif event.denied:
             self.output.note(f"q: tool {where}: declined.")
         else:
-            self.output.note(f"q: tool {where}: failed: {_one_line(event.reason, 200)}")
+            self.output.note(f"q: tool {where}: failed: {shorten(event.reason, 200)}")
 
 
 def terminal_approver(output: Output, stdin: TextIO, *, assume_yes: bool) -> Approver:
@@ -906,7 +901,7 @@ def terminal_approver(output: Output, stdin: TextIO, *, assume_yes: bool) -> App
             return "once"
         if not (stdin.isatty() and output.err.isatty()):
             return "deny"
-        shown = _one_line(arguments, _SHOWN_ARGUMENTS)
+        shown = shorten(arguments, _SHOWN_ARGUMENTS)
         output.ask(f"q: run {info.server}/{info.name} {shown}? [y]es once, [a]lways, [n]o: ")
         try:
             answer = (await _read_line(stdin)).strip().lower()
@@ -961,11 +956,11 @@ async def _list_tools(services: Services, out: Writer) -> int:
     await host.list_tools()
     for state in host.states():
         tools = f"{len(state.tools)} tool{'s' if len(state.tools) != 1 else ''}"
-        reason = f"  {_one_line(state.reason, 300)}" if state.reason else ""
+        reason = f"  {shorten(state.reason, 300)}" if state.reason else ""
         out.write(f"{state.name}\t{state.state}\t{tools}{reason}\n")
         for tool in state.tools:
             policy = host.policy(state.name, tool.name)
-            about = f"\t{_one_line(tool.description, 100)}" if tool.description else ""
+            about = f"\t{shorten(tool.description, 100)}" if tool.description else ""
             out.write(f"  {state.name}/{tool.name}\t{policy}{about}\n")
     out.flush()
     return EXIT_OK
