@@ -97,6 +97,9 @@ async def test_a_single_call_runs_and_the_model_answers_with_its_result(
     assert final.response.content.startswith("Tool echo said: hello from a tool\n\n")
     assert final.response.content == "".join(e.text for e in events if isinstance(e, TextDelta))
     assert final.response.trace_id == loop.trace_id and not final.response.tool_calls
+    timing = final.response.timing
+    assert timing.ttft_s is not None and timing.total_s is not None
+    assert 0 < timing.ttft_s < timing.total_s
     # the usage of both requests is the turn's
     first, second = sim.chat_requests[-2:]
     assert final.response.usage is not None
