@@ -122,12 +122,12 @@ async def test_streamable_http_lists_and_calls(
 async def test_http_progress_extends_the_timeout(
     host_for: Callable[..., McpHost], fault_http: ServerConfig
 ) -> None:
-    host = host_for(replace(fault_http, timeout_s=0.6))
+    host = host_for(replace(fault_http, timeout_s=1.0))
     seen: list[str | None] = []
     out = await host.call_tool(
         "fault",
         "progress",
-        {"steps": 4, "interval_s": 0.35},
+        {"steps": 4, "interval_s": 0.4},
         on_progress=lambda _p, _t, message: seen.append(message),
     )
     assert out.text == "done after 4 steps"
@@ -154,16 +154,16 @@ async def test_a_hung_tool_times_out_and_the_server_is_told(
 async def test_progress_notifications_extend_the_timeout(
     host_for: Callable[..., McpHost], fault_state: Path
 ) -> None:
-    host = host_for(fault_server_config(fault_state, timeout_s=0.6))
+    host = host_for(fault_server_config(fault_state, timeout_s=1.0))
     progress: list[tuple[float, float | None, str | None]] = []
     started = time.monotonic()
     out = await host.call_tool(
         "fault",
         "progress",
-        {"steps": 5, "interval_s": 0.35},
+        {"steps": 5, "interval_s": 0.4},
         on_progress=lambda *p: progress.append(p),
     )
-    assert time.monotonic() - started > 1.5  # well past one timeout
+    assert time.monotonic() - started > 2.0  # twice one timeout
     assert out.text == "done after 5 steps"
     assert progress[-1] == (5.0, 5.0, "5 of 5")
     assert len(progress) == 5
@@ -172,7 +172,7 @@ async def test_progress_notifications_extend_the_timeout(
 async def test_progress_does_not_extend_past_the_absolute_cap(
     host_for: Callable[..., McpHost], fault_state: Path
 ) -> None:
-    timeout = 0.2
+    timeout = 0.4
     host = host_for(fault_server_config(fault_state, timeout_s=timeout))
     await host.list_tools()
     started = time.monotonic()
@@ -192,7 +192,7 @@ async def test_cancelling_the_caller_returns_at_once_and_sends_the_cancellation(
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.0
     await until(lambda: (fault_state / "cancelled").exists(), 5)
     assert host.state("fault").state == "ready"
 
@@ -445,3 +445,18 @@ async def test_a_server_flooding_stderr_does_not_flood_the_listeners(
     await until(lambda: bool(told) and told[-1].stderr[-1:] == ("line 2000",))
     assert len(told) < 50
     assert len(told[-1].stderr) == STDERR_LINES
+
+
+async def test_cancelling_an_http_call_returns_at_once_and_the_server_stops_the_tool(
+    host_for: Callable[..., McpHost], fault_http: ServerConfig, fault_state: Path
+) -> None:
+    host = host_for(replace(fault_http, timeout_s=60))
+    call = asyncio.create_task(host.call_tool("fault", "hang", {}))
+    await until(lambda: (fault_state / "hanging").exists())
+    started = time.monotonic()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert time.monotonic() - started < 1.0
+    await until(lambda: (fault_state / "cancelled").exists(), 5)
+    assert (await host.call_tool("fault", "echo", {"text": "next"})).text == "next"

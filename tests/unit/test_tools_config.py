@@ -332,3 +332,22 @@ def test_imported_servers_are_added_under_free_names_with_their_secrets_in_the_k
 
 def _fields(server: ServerConfig) -> dict[str, object]:
     return {name: getattr(server, name) for name in ServerConfig.__slots__}  # type: ignore[attr-defined]
+
+
+def test_renaming_a_server_moves_its_secrets_and_dropping_one_removes_it(
+    tmp_path: Path,
+) -> None:
+    keychain = MemoryKeyring()
+    secrets = Secrets(backend=keychain, environ={})
+    config = Config(path=tmp_path / "config.toml")
+    env = {"API_KEY": "key-abcdefgh", "SECRET_TOKEN": "tok-abcdefgh", "MODE": "fast"}
+    stored = add_server(config, ServerConfig(name="old", command="srv", env=env), secrets)
+    assert stored.env == {"API_KEY": KEYCHAIN_REF, "SECRET_TOKEN": KEYCHAIN_REF, "MODE": "fast"}
+    edited = ServerConfig(name="new", command="srv", env={"API_KEY": KEYCHAIN_REF, "MODE": "x"})
+    add_server(config, edited, secrets, replacing="old")
+    assert keychain.passwords == {(SERVICE, "mcp:new:API_KEY"): "key-abcdefgh"}
+    again = load_config(config.path)  # type: ignore[arg-type]
+    assert [s.name for s in server_configs(again)] == ["new"]
+    new = server_config(again, "new")
+    assert new is not None
+    assert resolve_secrets(new, secrets)[0] == {"API_KEY": "key-abcdefgh", "MODE": "x"}

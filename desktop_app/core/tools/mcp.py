@@ -682,7 +682,8 @@ class McpHost:
         deadline = asyncio.timeout_at(min(loop.time() + timeout, cap))
 
         async def report(progress: float, total: float | None, message: str | None) -> None:
-            deadline.reschedule(min(loop.time() + timeout, cap))
+            with contextlib.suppress(RuntimeError):  # a late notification, after the call
+                deadline.reschedule(min(loop.time() + timeout, cap))
             if on_progress is not None:
                 on_progress(progress, total, _bounded(message, 500) if message else None)
 
@@ -830,3 +831,6 @@ async def test_server(server: ServerConfig, *, secrets: Secrets | None = None) -
         return host.state(server.name)
     finally:
         await host.aclose()
+
+
+test_server.__test__ = False  # type: ignore[attr-defined]  # not a test for pytest to collect
