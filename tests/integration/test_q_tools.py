@@ -225,9 +225,13 @@ def test_ctrl_c_at_the_question_cancels_the_turn(
     fault_stdio: ServerConfig,
 ) -> None:
     _configure(mcp_config, fault_stdio)
-    code, text = _q_on_a_terminal(
-        simt, rill_home, lambda _, process: process.send_signal(signal.SIGINT)
-    )
+
+    def interrupt(_: int, process: subprocess.Popen[bytes]) -> None:
+        # let q finish writing the question: Ctrl+C during a write abandons the terminal
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+
+    code, text = _q_on_a_terminal(simt, rill_home, interrupt)
     assert code == 130, text
     assert "[n]o: \r\nq: cancelled." in text
     assert "q: tool" not in text and len(simt.sim.chat_requests) == 1
