@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from desktop_app.core.cache import AsyncResponseCache, cache_key
 from desktop_app.core.events import (
     CacheHit,
     Cancelled,
+    Failed,
     Finished,
     Restarted,
     StreamEvent,
@@ -390,3 +392,15 @@ def test_exposed_names_are_valid_and_unique() -> None:
     exposed = expose(tools)
     assert list(exposed) == ["a_read_file", "b_read_file", "search", "x" * 64]
     assert [info.server for info in exposed.values()] == ["a", "b", "c", "d"]
+
+
+async def test_a_tool_host_that_breaks_ends_the_turn_with_a_sentence(sim: Simulator) -> None:
+    class Broken(LocalHost):
+        async def list_tools(self, servers: Collection[str] | None = None) -> list[ToolInfo]:
+            raise KeyError("oops")
+
+    events = await _events(_loop(sim, "openai", "hello", Broken({})))
+    (failed,) = events
+    assert isinstance(failed, Failed)
+    assert "unexpected problem with tools" in str(failed.error)
+    assert failed.error.detail == "KeyError"

@@ -284,6 +284,14 @@ class ToolLoop:
             yield Cancelled(self.partial)
         except RillError as exc:
             yield Failed(exc, self.partial)
+        except Exception as exc:  # a tool host's own bug must not end a turn without a word
+            log.exception("the tool loop failed")
+            problem = RillError(
+                "Rill could not finish this reply because of an unexpected problem with tools.",
+                action="Try again; if it keeps happening, turn that tool server off and report it.",
+                detail=type(exc).__name__,
+            )
+            yield Failed(problem, self.partial)
         finally:
             await self._cancel_tasks()
 
