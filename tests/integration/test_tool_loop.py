@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Collection
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from desktop_app.core.tools.base import (
 from desktop_app.core.tools.loop import DECLINED, NEVER, ToolLoop, expose, limit_sentence
 from desktop_app.core.types import PROVIDERS, ProviderName
 from desktop_app.simulator import Fault, Simulator
+from desktop_app.simulator.protocols import thought_signature
 from tests.helpers import engine_for, request_for
 from tests.local_tools import Answers, LocalHost, echo, results_sent
 
@@ -111,6 +113,20 @@ async def test_a_single_call_runs_and_the_model_answers_with_its_result(
     key = "echo" if provider in ("ollama", "gemini") else started.call_id
     assert sent == [(key, "hello from a tool")]
     assert loop.records[0].ok and loop.records[0].result == "hello from a tool"
+
+
+async def test_gemini_3_gets_its_thought_signature_back_with_the_calls(sim: Simulator) -> None:
+    host = LocalHost({"echo": echo})
+    request = replace(request_for(sim, "gemini", 'call echo with {"text": "s"}'), model="gemini-3")
+    loop = ToolLoop(engine_for(), request, host=host, approver=Answers())
+    events = await _events(loop)
+
+    assert _final(events).response.content.startswith("Tool echo said: s")
+    first, second = sim.chat_requests
+    assert first.status == second.status == 200
+    (call_part,) = second.json["contents"][1]["parts"]
+    assert call_part["functionCall"] == {"name": "echo", "args": {"text": "s"}}
+    assert call_part["thoughtSignature"] == thought_signature((("echo", '{"text":"s"}'),))
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

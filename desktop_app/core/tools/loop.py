@@ -259,9 +259,7 @@ class ToolLoop:
                     Message(
                         "assistant",
                         round_text,
-                        tool_calls=tuple(
-                            ToolCall(p.call_id, p.call.name, p.call.arguments) for p in pending
-                        ),
+                        tool_calls=tuple(replace(p.call, id=p.call_id) for p in pending),
                     )
                 )
                 done = {r.call_id: r for r in self.records[-len(pending) :]}
