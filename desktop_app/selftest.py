@@ -174,6 +174,34 @@ def check_ca_bundle() -> str:
     return f"{count} CA certificates from {where}"
 
 
+def check_mcp() -> str:
+    """The MCP SDK the tools run on loads and holds a whole session: an in-process server
+    with one tool, listed and called through the SDK's client (pydantic and its compiled
+    core included)."""
+    import asyncio
+
+    from mcp.client import Client
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("self-test")
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    async def session() -> str:
+        async with Client(server) as client:
+            tools = await client.list_tools()
+            result = await client.call_tool("add", {"a": 2, "b": 3})
+        text = "".join(getattr(block, "text", "") for block in result.content)
+        if text != "5":
+            raise CheckFailed(f"the in-process MCP tool answered {text!r}, not '5'")
+        return f"listed {len(tools.tools)} tool, called it: 2 + 3 = {text}"
+
+    return asyncio.run(session())
+
+
 def check_keyring() -> str:
     """keyring's backends can be found and imported, and say which one is in use.
 
@@ -533,6 +561,7 @@ def run_self_test(out: IO[str] | None = None) -> int:
     report.check("pricing", check_pricing)
     report.check("CA bundle", check_ca_bundle)
     report.check("keyring", check_keyring)
+    report.check("MCP", check_mcp)
     report.check("Qt platform", lambda: check_platform(environ))
     try:
         _application()

@@ -116,11 +116,9 @@ EXCLUDES: Final = (
     "ruff",
     "openai",
     "psutil",
-    "pydantic",
-    "pydantic_core",
 )
-"""Modules the analysis must not follow into the bundle (yarl imports pydantic only when
-it is installed, to offer pydantic support Rill does not use)."""
+"""Modules the analysis must not follow into the bundle (the MCP SDK needs pydantic, so
+it stays)."""
 
 QT_PLUGINS: Final[dict[str, frozenset[str] | None]] = {
     # plugin folder: the plugins kept (stem without "lib"/"q" prefixes), None = all

@@ -19,6 +19,7 @@ CHECKS = (
     "pricing",
     "CA bundle",
     "keyring",
+    "MCP",
     "Qt platform",
     "Qt",
     "Qt plugins",
