@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -35,10 +35,17 @@ from desktop_app.core.events import (
     StageChanged,
     StreamEvent,
     TextDelta,
+    ToolApprovalNeeded,
     ToolCallDelta,
+    ToolCallStarted,
+    ToolFailed,
+    ToolProgress,
+    ToolResult,
+    ToolRoundStarted,
     UsageUpdate,
 )
 from desktop_app.core.history import Conversation, SearchHit, StoredMessage
+from desktop_app.core.tools.base import Decision, ToolInfo
 
 log = logging.getLogger("rill.ui")
 
@@ -63,6 +70,10 @@ class StreamStats:
     chars: int = 0
     max_tokens: int | None = None
     output_tokens: int | None = None
+    tools_running: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """Tool calls running now: call id → (tool name, ``time.monotonic()`` when it started)."""
+    approvals_waiting: int = 0
+    """Tool calls waiting for the user's decision."""
 
     @property
     def tokens(self) -> int:
@@ -114,6 +125,20 @@ class ChatController(QObject):
     models_listed = Signal(str, list)
     models_failed = Signal(str, str)
     notice = Signal(str)
+    tool_call_delta = Signal(int, str, str, str)
+    """(index, call id, name, arguments piece) of a tool call streaming in."""
+    tool_approval_needed = Signal(str, str, str, str)
+    """(call id, name, server, arguments): the call waits for :meth:`decide`."""
+    tool_started = Signal(str, str, str, str)
+    """(call id, name, server, arguments) of a call that runs now."""
+    tool_progress = Signal(str, float, object, str)
+    """(call id, progress, total or None, message) of a running call."""
+    tool_result = Signal(object)
+    """A :class:`ToolResult`."""
+    tool_failed = Signal(object)
+    """A :class:`ToolFailed`."""
+    tool_round = Signal(int, int)
+    """(round, max rounds): the model is asked again with the tools' results."""
 
     def __init__(self, services: Services, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -131,6 +156,10 @@ class ChatController(QObject):
         self._search_seq = 0
         self._retry_now = False
         self._adopt = False
+        self._asked: list[tuple[str, str, str]] = []
+        """(call id, server, name) of each approval event whose decision was not asked yet."""
+        self._answers: dict[str, asyncio.Future[Decision]] = {}
+        """The approval each waiting call awaits, by call id."""
 
     # -- state -------------------------------------------------------------------------------
 
@@ -239,6 +268,7 @@ class ChatController(QObject):
         if self.turn is None:
             return False
         self.turn.cancel()
+        self._drop_approvals()
         return True
 
     def retry_now(self) -> bool:
@@ -358,7 +388,89 @@ class ChatController(QObject):
         elif isinstance(event, Cancelled):
             self.cancelled.emit(event.partial)
         elif isinstance(event, ToolCallDelta):
-            pass
+            self.tool_call_delta.emit(
+                event.index, event.id or "", event.name or "", event.arguments
+            )
+        else:
+            self._dispatch_tool(event)
+
+    # -- tools -------------------------------------------------------------------------------
+
+    def _dispatch_tool(self, event: StreamEvent) -> None:
+        stats = self.stats
+        if isinstance(event, ToolApprovalNeeded):
+            self._asked.append((event.call_id, event.server, event.name))
+            stats.approvals_waiting += 1
+            self.tool_approval_needed.emit(event.call_id, event.name, event.server, event.arguments)
+        elif isinstance(event, ToolCallStarted):
+            stats.tools_running[event.call_id] = (event.name, time.monotonic())
+            self.tool_started.emit(event.call_id, event.name, event.server, event.arguments)
+        elif isinstance(event, ToolProgress):
+            self.tool_progress.emit(event.call_id, event.progress, event.total, event.message or "")
+        elif isinstance(event, ToolResult):
+            stats.tools_running.pop(event.call_id, None)
+            self.tool_result.emit(event)
+        elif isinstance(event, ToolFailed):
+            stats.tools_running.pop(event.call_id, None)
+            self._forget_asked(event.call_id)
+            self.tool_failed.emit(event)
+        elif isinstance(event, ToolRoundStarted):
+            stats.tools_running.clear()
+            stats.first_token = None
+            stats.deltas = 0
+            self.tool_round.emit(event.round, event.max_rounds)
+
+    async def approve(self, info: ToolInfo, arguments: str) -> Decision:
+        """Wait for the user's answer on the card of the call just announced (the turn's
+        approver: it is asked right after the call's :class:`ToolApprovalNeeded`)."""
+        call_id = self._take_asked(info.server, info.name)
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        self._answers[call_id] = future
+        try:
+            decision = await future
+        finally:
+            if self._answers.get(call_id) is future:
+                del self._answers[call_id]
+            self.stats.approvals_waiting = max(0, self.stats.approvals_waiting - 1)
+        if decision == "always":
+            self.spawn(self.set_tool_policy(info.server, info.name, "always"))
+        return decision
+
+    def decide(self, call_id: str, decision: str) -> bool:
+        """The user's answer for a call waiting for approval ("once", "always", "deny")."""
+        future = self._answers.get(call_id)
+        if future is None or future.done() or decision not in ("once", "always", "deny"):
+            return False
+        future.set_result(decision)  # type: ignore[arg-type]
+        return True
+
+    @property
+    def waiting_for_approval(self) -> list[str]:
+        """Call ids whose approval is being awaited now."""
+        return [cid for cid, f in self._answers.items() if not f.done()]
+
+    async def set_tool_policy(self, server: str, tool: str, policy: str) -> None:
+        """Keep ``policy`` for a tool in the config (its server keeps running)."""
+        raise NotImplementedError((server, tool, policy))
+
+    def _take_asked(self, server: str, name: str) -> str:
+        for i, (call_id, s, n) in enumerate(self._asked):
+            if (s, n) == (server, name):
+                del self._asked[i]
+                return call_id
+        if self._asked:
+            return self._asked.pop(0)[0]
+        return f"{server}/{name}"
+
+    def _forget_asked(self, call_id: str) -> None:
+        self._asked = [a for a in self._asked if a[0] != call_id]
+
+    def _drop_approvals(self) -> None:
+        """Stop waiting for decisions (the turn is being stopped)."""
+        for future in self._answers.values():
+            if not future.done():
+                future.cancel()
+        self._asked.clear()
 
     async def _sync(self, conversation_id: int, retry_group: int | None = None) -> None:
         history = self.services.history

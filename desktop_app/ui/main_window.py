@@ -387,6 +387,16 @@ class MainWindow(QMainWindow):
         c.models_listed.connect(self._models_listed)
         c.models_failed.connect(self._models_failed)
         c.notice.connect(status.show_error)
+        c.tool_call_delta.connect(view.tool_call_delta)
+        c.tool_approval_needed.connect(view.tool_approval)
+        c.tool_started.connect(view.tool_started)
+        c.tool_progress.connect(view.tool_progress)
+        c.tool_result.connect(view.tool_result)
+        c.tool_failed.connect(view.tool_failed)
+        c.tool_round.connect(lambda *_a: view.tool_round())
+        for signal in (c.tool_approval_needed, c.tool_started, c.tool_result, c.tool_failed):
+            signal.connect(lambda *_a: status.refresh())
+        view.tool_decided.connect(self._tool_decided)
 
         view.retry_requested.connect(lambda group: c.regenerate(group))
         view.continue_requested.connect(lambda mid: c.continue_reply(mid))
@@ -726,6 +736,14 @@ class MainWindow(QMainWindow):
         self.controller.new_conversation()
         self.composer.end_edit()
         self.focus_composer()
+
+    def _tool_decided(self, call_id: str, decision: str) -> None:
+        """The user answered a call's approval row; the keyboard goes back to the prompt
+        once no other call waits."""
+        self.controller.decide(call_id, decision)
+        self.status.refresh()
+        if not self.controller.waiting_for_approval:
+            self.composer.edit.setFocus()
 
     def _turn_started(self, mode: str, prompt: str) -> None:
         self.banner.clear()
