@@ -527,7 +527,7 @@ class MessageWidget(QFrame):
     def full_text(self) -> str:
         """The reply's text across its tool rounds, as Markdown."""
         earlier = self.steps.texts if self.steps is not None else []
-        return "\n\n".join([*earlier, self.text()]) if earlier else self.text()
+        return "".join([*earlier, self.text()]) if earlier else self.text()
 
     def render_text(self, text: str) -> None:
         """Render the whole text from scratch (the one full render of a message)."""
@@ -992,7 +992,7 @@ class ChatView(QScrollArea):
                     return
                 if widget is self._stream_widget:
                     continue
-                same_text = widget.text() == message.content
+                same_text = widget.full_text() == message.content
                 if widget.message_id == message.id or (widget.message_id is None and same_text):
                     if same_text:
                         widget.update_meta(message)
@@ -1175,6 +1175,7 @@ class ChatView(QScrollArea):
         self.flush()
         if self._stream_widget is not None:
             self._stream_widget.reset_stream()
+            self._stream_widget.clear_steps()  # the turn so far is shown again
             self._stream_widget.set_notice(
                 f"Restarted after an interruption ({reason}). "
                 "The interrupted text is kept as an earlier version."
@@ -1208,7 +1209,7 @@ class ChatView(QScrollArea):
         if not steps.round_open:
             self.flush()
             earlier = widget.text()
-            if earlier.strip():
+            if earlier:
                 steps.add_text(earlier)
                 widget.reset_stream()
         steps.delta(index, call_id or None, name or None, arguments)

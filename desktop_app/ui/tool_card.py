@@ -21,6 +21,7 @@ from PySide6.QtGui import QFocusEvent, QGuiApplication, QImageReader, QKeyEvent,
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
+    QPlainTextDocumentLayout,
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
@@ -33,7 +34,13 @@ from desktop_app.core.errors import human_seconds
 from desktop_app.core.text import valid_text
 from desktop_app.ui import icons
 from desktop_app.ui.labels import PlainLabel
-from desktop_app.ui.markdown import CodeHighlighter, DocumentWriter, SafeDocument, Segmenter
+from desktop_app.ui.markdown import (
+    CodeHighlighter,
+    DocumentWriter,
+    SafeDocument,
+    Segmenter,
+    monospace_font,
+)
 
 NAME_SHOWN = 120
 """Characters of a tool or server name shown on a card."""
@@ -72,9 +79,11 @@ def one_line(text: str, limit: int = PREVIEW_CHARS) -> str:
     return flat if len(flat) <= limit and len(head) == len(text) else flat[: limit - 1] + "…"
 
 
-def pretty_arguments(text: str) -> str:
-    """A call's arguments as indented JSON when they parse, else as they came."""
-    text = valid_text(text[:ARGUMENTS_SHOWN])
+def pretty_arguments(text: str, limit: int = ARGUMENTS_SHOWN) -> str:
+    """A call's arguments (or a result) as indented JSON when they parse, else as they came."""
+    text = valid_text(text[:limit])
+    if not text.lstrip().startswith(("{", "[")):
+        return text
     try:
         value = json.loads(text)
     except ValueError:
@@ -127,7 +136,9 @@ class DetailText(QPlainTextEdit):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setDocument(SafeDocument(self))
+        doc = SafeDocument(self)
+        doc.setDocumentLayout(QPlainTextDocumentLayout(doc))
+        self.setDocument(doc)
         self.setReadOnly(True)
         self.setObjectName("toolDetail")
         self.setFrameShape(QFrame.Shape.NoFrame)
@@ -138,6 +149,7 @@ class DetailText(QPlainTextEdit):
             | Qt.TextInteractionFlag.TextSelectableByKeyboard
         )
         self.setTabChangesFocus(True)
+        self.setFont(monospace_font())
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.document().documentLayout().documentSizeChanged.connect(self._fit)
         self._fit()
@@ -395,7 +407,7 @@ class ToolCard(QFrame):
             pixmap = thumbnail(data, mime)
             if pixmap is not None:
                 self.images.append(pixmap)
-        self.result_view.set_text(self.result)
+        self.result_view.set_text(pretty_arguments(self.result, RESULT_SHOWN + 100))
         self._show_images(len(images))
         took = human_seconds(duration_s)
         if is_error:
@@ -560,6 +572,9 @@ class ToolSteps(QWidget):
 
     def add_text(self, markdown: str) -> None:
         """Text of the reply that came before the next tool calls."""
+        if not markdown:
+            return
+        self.texts.append(markdown)
         if not markdown.strip():
             return
         from desktop_app.ui.chat_view import DocView
@@ -568,9 +583,7 @@ class ToolSteps(QWidget):
         writer = render_markdown(view.document(), markdown)  # type: ignore[arg-type]
         view.quotes = writer.quotes
         view.anchorClicked.connect(self.link_clicked)
-        view.setProperty("markdown", markdown)
         self.box.addWidget(view)
-        self.texts.append(markdown)
 
     def add_card(self, name: str = "", call_id: str = "") -> ToolCard:
         card = ToolCard(name, self)

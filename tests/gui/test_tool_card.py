@@ -8,8 +8,8 @@ from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-from desktop_app.ui.status_bar import tool_status
 from desktop_app.ui.controller import StreamStats
+from desktop_app.ui.status_bar import tool_status
 from desktop_app.ui.tool_card import (
     IMAGE_PIXELS,
     THUMBNAIL,
