@@ -217,10 +217,11 @@ async def test_trailing_assistant_message_is_continued(
     assert finish == "end_turn"
 
 
-async def test_tool_request_streams_a_call_to_the_first_tool(
+async def test_a_prompt_asking_for_a_tool_streams_a_call_to_it(
     sim: Simulator, client: httpx.AsyncClient
 ) -> None:
     url, body = chat_request(sim, "openai")
+    body["messages"][-1]["content"] = 'call search with {"query": "tides"}'
     body["tools"] = [{"type": "function", "function": {"name": "search", "parameters": {}}}]
     events = parse_stream("openai", await fetch(client, url, body))
 

@@ -476,6 +476,28 @@ def _openai_message(m: Message) -> dict[str, Any]:
         ]
     if m.tool_call_id:
         msg["tool_call_id"] = m.tool_call_id
-    if m.name:
+    if m.name and m.role != "tool":
         msg["name"] = m.name
     return msg
+
+
+def tool_arguments(arguments: str) -> dict[str, Any]:
+    """A call's JSON arguments as the object the protocols that send objects need (empty
+    when the model wrote something else)."""
+    try:
+        value = json.loads(arguments) if arguments else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def grouped_tool_results(messages: tuple[Message, ...]) -> list[list[Message]]:
+    """The messages with each run of consecutive tool results as one group (Anthropic and
+    Gemini answer all the calls of a reply in one message)."""
+    out: list[list[Message]] = []
+    for m in messages:
+        if m.role == "tool" and out and out[-1][-1].role == "tool":
+            out[-1].append(m)
+        else:
+            out.append([m])
+    return out
