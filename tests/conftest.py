@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ("tests.mcp_servers",)
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("RILL_FIXTURES", REPO.parent / "shared" / "fixtures" / "streams"))
 

@@ -3,6 +3,7 @@ the docs. The file is TOML in the user config folder; a broken file never stops 
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
@@ -127,6 +128,14 @@ SCHEMA: tuple[Key, ...] = (
     Key("cache.ttl_s", float, 86400.0, "How long a cached answer stays valid.", minimum=0),
     Key("cache.size_limit_mb", int, 256, "Largest size of the cache on disk.", minimum=1),
     Key("history.enabled", bool, True, "Record conversations."),
+    Key(
+        "tools.max_rounds",
+        int,
+        10,
+        "Most rounds of tool calls in one reply before Rill stops and says so.",
+        minimum=1,
+        maximum=1000,
+    ),
     Key(
         "budget.monthly_usd",
         float,
@@ -268,6 +277,9 @@ class Config:
     profiles: dict[str, Profile] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     path: Path | None = None
+    mcp: dict[str, Any] = field(default_factory=dict)
+    """The ``[mcp]`` tables as the file holds them (MCP servers: see
+    :mod:`desktop_app.core.tools.config`), kept whole so that saving loses nothing."""
 
     def __post_init__(self) -> None:
         for profile in self.profiles.values():
@@ -320,6 +332,8 @@ class Config:
                 _put(doc, k.path, value)
         if self.profiles:
             doc["profiles"] = {name: _profile_to_toml(p) for name, p in self.profiles.items()}
+        if self.mcp:
+            doc["mcp"] = copy.deepcopy(self.mcp)
         return doc
 
 
@@ -383,6 +397,10 @@ def _coerce(key: Key, value: Any) -> Any:
     return value
 
 
+_WHOLE_TABLES = ("profiles", "mcp")
+"""Tables read as a whole rather than key by key."""
+
+
 def _put(doc: dict[str, Any], path: str, value: Any) -> None:
     *parents, leaf = path.split(".")
     for p in parents:
@@ -393,7 +411,7 @@ def _put(doc: dict[str, Any], path: str, value: Any) -> None:
 def _flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
     for k, v in doc.items():
         path = f"{prefix}{k}"
-        if isinstance(v, dict) and path != "profiles":
+        if isinstance(v, dict) and path not in _WHOLE_TABLES:
             yield from _flatten(v, path + ".")
         else:
             yield path, v
@@ -481,6 +499,9 @@ def load_config(path: Path) -> Config:
         if path_ == "profiles":
             _load_profiles(config, value, text, file)
             continue
+        if path_ == "mcp":
+            _load_mcp(config, value, text, file)
+            continue
         key = SCHEMA_BY_PATH.get(path_)
         if key is None:
             config.problems.append(Problem(file, path_, _line_of(text, path_), "unknown key"))
@@ -529,6 +550,20 @@ def _load_profiles(config: Config, table: Any, text: str, file: str) -> None:
                     Problem(file, full, _line_of(text, leaf), f"{exc}; using {key.default!r}")
                 )
         config.profiles[name] = _profile_from_dict(name, clean)
+
+
+def _load_mcp(config: Config, table: Any, text: str, file: str) -> None:
+    # The MCP schema lives with the MCP client, which itself reads Config.
+    from desktop_app.core.tools.config import check_mcp_table
+
+    if not isinstance(table, dict):
+        config.problems.append(
+            Problem(file, "mcp", _line_of(text, "mcp"), "must be a table ([mcp.servers.NAME])")
+        )
+        return
+    config.mcp = copy.deepcopy(table)
+    for key, reason in check_mcp_table(table):
+        config.problems.append(Problem(file, key, _line_of(text, key), reason))
 
 
 def save_config(config: Config, path: Path | None = None) -> Path:

@@ -139,49 +139,75 @@ class Secrets:
         ``provider``'s environment variable as the alternative. The key itself is never
         part of the error.
         """
-        key = key.strip()
-        if not key:
-            raise ValueError("the key is empty")
-        register_secret(key)
-        backend = self._keychain()
-        if backend is None:
-            raise self._no_keychain(provider)
-        try:
-            backend.set_password(self.service, _username(profile), key)
-        except (keyring.errors.NoKeyringError, keyring.errors.InitError) as exc:
-            self._mark_broken(exc)
-            raise self._no_keychain(provider) from None
-        except Exception as exc:
-            raise ConfigError(
-                f"The system keychain ({self.backend_name()}) refused to store the key.",
-                action=_env_action(provider, lead="Unlock the keychain and try again, or "),
-                detail=_describe(exc, key),
-            ) from None
-        with self._lock:
-            self._cache[profile] = key
+        self._store(_username(profile), key, "the key", _env_action(provider))
         log.info("Stored the API key of profile %r in %s.", profile, self.backend_name())
 
     def delete(self, profile: str) -> None:
         """Remove the key of ``profile`` from the keychain; nothing happens if there is none."""
-        with self._lock:
-            self._cache.pop(profile, None)
+        if self._remove(_username(profile), "the key"):
+            log.info("Removed the API key of profile %r from %s.", profile, self.backend_name())
+
+    # -- other secrets (an MCP server's tokens, say) -------------------------------
+
+    def get_secret(self, name: str) -> str | None:
+        """The secret stored under ``name`` (a keychain user name such as ``mcp:github:TOKEN``)."""
+        return self._read(name)
+
+    def set_secret(self, name: str, value: str, *, alternative: str) -> None:
+        """Store ``value`` under ``name``; ``alternative`` is the sentence that says what to
+        do instead when there is no keychain or it refuses."""
+        self._store(name, value, "the secret", alternative)
+        log.info("Stored the secret %r in %s.", name, self.backend_name())
+
+    def delete_secret(self, name: str) -> None:
+        """Remove the secret stored under ``name``; nothing happens if there is none."""
+        if self._remove(name, "the secret"):
+            log.info("Removed the secret %r from %s.", name, self.backend_name())
+
+    def _store(self, username: str, value: str, what: str, alternative: str) -> None:
+        value = value.strip()
+        if not value:
+            raise ValueError(f"{what} is empty")
+        register_secret(value)
         backend = self._keychain()
         if backend is None:
-            return
+            raise self._no_keychain(what, alternative)
         try:
-            backend.delete_password(self.service, _username(profile))
-        except keyring.errors.PasswordDeleteError:
-            return
+            backend.set_password(self.service, username, value)
         except (keyring.errors.NoKeyringError, keyring.errors.InitError) as exc:
             self._mark_broken(exc)
-            return
+            raise self._no_keychain(what, alternative) from None
+        except Exception as exc:
+            lead = alternative[:1].lower() + alternative[1:]
+            raise ConfigError(
+                f"The system keychain ({self.backend_name()}) refused to store {what}.",
+                action=f"Unlock the keychain and try again, or {lead}",
+                detail=_describe(exc, value),
+            ) from None
+        with self._lock:
+            self._cache[username] = value
+
+    def _remove(self, username: str, what: str) -> bool:
+        """Delete ``username``'s entry; whether there was one to delete."""
+        with self._lock:
+            self._cache.pop(username, None)
+        backend = self._keychain()
+        if backend is None:
+            return False
+        try:
+            backend.delete_password(self.service, username)
+        except keyring.errors.PasswordDeleteError:
+            return False
+        except (keyring.errors.NoKeyringError, keyring.errors.InitError) as exc:
+            self._mark_broken(exc)
+            return False
         except Exception as exc:
             raise ConfigError(
-                f"The system keychain ({self.backend_name()}) refused to remove the key.",
+                f"The system keychain ({self.backend_name()}) refused to remove {what}.",
                 action="Unlock the keychain and try again.",
                 detail=_describe(exc),
             ) from None
-        log.info("Removed the API key of profile %r from %s.", profile, self.backend_name())
+        return True
 
     # -- the keychain ----------------------------------------------------------------
 
@@ -218,23 +244,25 @@ class Secrets:
         )
 
     def _from_keychain(self, profile: str) -> str | None:
+        return self._read(_username(profile))
+
+    def _read(self, username: str) -> str | None:
         with self._lock:
-            cached = self._cache.get(profile)
+            cached = self._cache.get(username)
         if cached is not None:
             return cached
         backend = self._keychain()
         if backend is None:
             return None
         try:
-            value = backend.get_password(self.service, _username(profile))
+            value = backend.get_password(self.service, username)
         except (keyring.errors.NoKeyringError, keyring.errors.InitError) as exc:
             self._mark_broken(exc)
             return None
         except Exception as exc:
             log.warning(
-                "Rill could not read the key of profile %r from the keychain (%s); "
-                "it uses the environment instead.",
-                profile,
+                "Rill could not read %r from the keychain (%s); it uses the environment instead.",
+                username,
                 _describe(exc),
             )
             return None
@@ -242,7 +270,7 @@ class Secrets:
             return None
         register_secret(value)
         with self._lock:
-            self._cache[profile] = value
+            self._cache[username] = value
         return value
 
     def _from_environment(self, provider: str) -> str | None:
@@ -253,10 +281,10 @@ class Secrets:
         value = environ.get(variable, "").strip()
         return value or None
 
-    def _no_keychain(self, provider: str | None) -> ConfigError:
+    def _no_keychain(self, what: str, alternative: str) -> ConfigError:
         return ConfigError(
-            "No system keychain is available on this machine, so Rill cannot store the key.",
-            action=_env_action(provider),
+            f"No system keychain is available on this machine, so Rill cannot store {what}.",
+            action=alternative,
         )
 
 
