@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
 from desktop_app.core.chat import ChatService, Services, Turn
-from desktop_app.core.config import Profile
+from desktop_app.core.config import Config, Profile
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
     CacheHit,
@@ -45,7 +45,8 @@ from desktop_app.core.events import (
     UsageUpdate,
 )
 from desktop_app.core.history import Conversation, SearchHit, StoredMessage
-from desktop_app.core.tools.base import Decision, ToolInfo
+from desktop_app.core.tools.base import POLICIES, Decision, ToolInfo
+from desktop_app.core.tools.config import server_configs, set_tool_policy
 
 log = logging.getLogger("rill.ui")
 
@@ -144,6 +145,8 @@ class ChatController(QObject):
         super().__init__(parent)
         self.services = services
         self.chat = ChatService(services)
+        self.chat.approver = self.approve
+        self.chat.on_always = self._always
         services.engine.read_interval_s = READ_INTERVAL_S
         self.conversation_id: int | None = None
         self.messages: list[StoredMessage] = []
@@ -160,6 +163,11 @@ class ChatController(QObject):
         """(call id, server, name) of each approval event whose decision was not asked yet."""
         self._answers: dict[str, asyncio.Future[Decision]] = {}
         """The approval each waiting call awaits, by call id."""
+        self.saving_config: Callable[[], Config] = lambda: self.services.config
+        """The config as it is written to the file (sharing its ``[mcp]`` tables with the
+        config in use, so a change made through it is seen at once)."""
+        self.tools_off: dict[int | None, set[str]] = {}
+        """Tool servers the user turned off, per conversation (None: the new chat)."""
 
     # -- state -------------------------------------------------------------------------------
 
@@ -209,6 +217,7 @@ class ChatController(QObject):
             prompt,
             conversation_id=self.conversation_id,
             profile=self.settings.profile or None,
+            tools=self.turn_tools(),
             **self._overrides(),
         )
         self._start(turn, "new", prompt)
@@ -222,7 +231,11 @@ class ChatController(QObject):
         if group is None:
             return False
         turn = self.chat.regenerate(
-            self.conversation_id, group, profile=self.settings.profile or None, **self._overrides()
+            self.conversation_id,
+            group,
+            profile=self.settings.profile or None,
+            tools=self.turn_tools(),
+            **self._overrides(),
         )
         self._start(turn, "regenerate", "")
         return True
@@ -258,6 +271,7 @@ class ChatController(QObject):
             user.id,
             prompt,
             profile=self.settings.profile or None,
+            tools=self.turn_tools(),
             **self._overrides(),
         )
         self._start(turn, "regenerate", prompt)  # the view redoes the last exchange
@@ -322,6 +336,9 @@ class ChatController(QObject):
                 if self._adopt and turn.conversation_id is not None:
                     # the turn created the conversation the window is showing
                     self._adopt = False
+                    off = self.tools_off.pop(None, None)
+                    if off is not None:
+                        self.tools_off[turn.conversation_id] = off
                     self.conversation_id = turn.conversation_id
                     self.conversation_changed.emit(turn.conversation_id)
                     self.history_changed.emit()
@@ -427,14 +444,15 @@ class ChatController(QObject):
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         self._answers[call_id] = future
         try:
-            decision = await future
+            return await future
         finally:
             if self._answers.get(call_id) is future:
                 del self._answers[call_id]
             self.stats.approvals_waiting = max(0, self.stats.approvals_waiting - 1)
-        if decision == "always":
-            self.spawn(self.set_tool_policy(info.server, info.name, "always"))
-        return decision
+
+    def _always(self, info: ToolInfo) -> None:
+        """The user allowed a tool always: keep it in the config (its server keeps running)."""
+        self.spawn(self.set_tool_policy(info.server, info.name, "always"))
 
     def decide(self, call_id: str, decision: str) -> bool:
         """The user's answer for a call waiting for approval ("once", "always", "deny")."""
@@ -451,7 +469,30 @@ class ChatController(QObject):
 
     async def set_tool_policy(self, server: str, tool: str, policy: str) -> None:
         """Keep ``policy`` for a tool in the config (its server keeps running)."""
-        raise NotImplementedError((server, tool, policy))
+        if policy not in POLICIES:
+            raise ValueError(f"a policy is one of {', '.join(POLICIES)}, not {policy!r}")
+        await self.services.run_io(set_tool_policy, self.saving_config(), server, tool, policy)
+
+    def enabled_servers(self) -> list[str]:
+        """The tool servers turned on in the config."""
+        return [s.name for s in server_configs(self.services.config) if s.enabled]
+
+    def turn_tools(self) -> frozenset[str] | None:
+        """The tool servers the next turn may use: None for every enabled one, else those
+        the user left on for this chat (empty: no tools)."""
+        if self.services.tools is None:
+            return frozenset()
+        enabled = self.enabled_servers()
+        off = self.tools_off.get(self.conversation_id, set())
+        if not enabled:
+            return frozenset()
+        if not off & set(enabled):
+            return None
+        return frozenset(n for n in enabled if n not in off)
+
+    def set_tools_off(self, off: set[str]) -> None:
+        """Turn tool servers off (or back on) for the chat shown."""
+        self.tools_off[self.conversation_id] = set(off)
 
     def _take_asked(self, server: str, name: str) -> str:
         for i, (call_id, s, n) in enumerate(self._asked):
@@ -511,6 +552,7 @@ class ChatController(QObject):
         self._adopt = False
         self._load_seq += 1
         self.conversation_id = None
+        self.tools_off.pop(None, None)
         self.messages = []
         self.settings.system = None
         self.conversation_loaded.emit(None, [])

@@ -7,14 +7,30 @@ out of this chat's requests (the server keeps running for other chats). The butt
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QToolButton, QWidget
 
 from desktop_app.ui.header import Popover
 from desktop_app.ui.labels import PlainLabel
 from desktop_app.ui.tool_card import shown_name
+
+if TYPE_CHECKING:
+    from desktop_app.core.tools.mcp import ServerState
+
+
+class StateRelay(QObject):
+    """Carries MCP server states from the client's plain callback to the Qt thread (the
+    callback may run on any thread; the signal is delivered queued)."""
+
+    changed = Signal(object)
+
+    def __call__(self, state: ServerState) -> None:
+        with contextlib.suppress(RuntimeError):  # the receiver was closed meanwhile
+            self.changed.emit(state)
 
 
 @dataclass(frozen=True, slots=True)
