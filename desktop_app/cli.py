@@ -468,7 +468,7 @@ def _read_stdin(stdin: TextIO) -> str:
         ) from None
 
 
-def overrides(args: argparse.Namespace) -> dict[str, object]:
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The request fields given on the command line."""
     given = {
         "provider": args.provider,
@@ -486,8 +486,8 @@ def continued(
     conversation: Conversation,
     args: argparse.Namespace,
     config: Config,
-    given: dict[str, object],
-) -> tuple[str | None, dict[str, object]]:
+    given: dict[str, Any],
+) -> tuple[str | None, dict[str, Any]]:
     """The profile and request fields of ``q -c``: the conversation's own profile, server
     and model, except what the command line gives (a profile or provider given brings its
     own server and model)."""
@@ -656,8 +656,8 @@ async def _list_models(
     request = chat.request_for(
         profile,
         (),
-        provider=given.get("provider"),  # type: ignore[arg-type]
-        base_url=given.get("base_url"),  # type: ignore[arg-type]
+        provider=given.get("provider"),
+        base_url=given.get("base_url"),
     )
     try:
         models = await chat.services.engine.list_models(

@@ -25,7 +25,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -43,6 +43,8 @@ from desktop_app.core.events import (
     Restarted,
     StreamEvent,
     TextDelta,
+    ToolFailed,
+    ToolResult,
     UsageUpdate,
 )
 from desktop_app.core.history import History, HistoryError, MessageStatus, StoredMessage
@@ -52,6 +54,8 @@ from desktop_app.core.pricing import PriceTable, load_price_table, profile_price
 from desktop_app.core.providers import get_provider
 from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.secrets import Secrets, key_lookup
+from desktop_app.core.tools.base import Approver, ToolHost, ToolInfo
+from desktop_app.core.tools.loop import ToolLoop, deny_all
 from desktop_app.core.types import ChatRequest, GenerationResponse, Message, TokenUsage
 
 log = logging.getLogger("rill.chat")
@@ -79,6 +83,8 @@ class Services:
     search_io: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="rill-search")
     )
+    tools: ToolHost | None = None
+    """The tools turns may offer the model (the MCP servers of the config); None: no tools."""
 
     @classmethod
     def open(
@@ -178,6 +184,8 @@ class Services:
         return self.io.submit(guarded)
 
     async def aclose(self) -> None:
+        if self.tools is not None:
+            await self.tools.aclose()
         await self.engine.aclose()
         if self.cache is not None:
             await self.cache.aclose()
@@ -275,6 +283,10 @@ class ChatService:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.approver: Approver = deny_all
+        """Asks the user about a tool call whose policy is "ask" (the front end's own)."""
+        self.on_always: Callable[[ToolInfo], None] | None = None
+        """Called when the user allows a tool always (the front end saves the policy)."""
 
     @property
     def config(self) -> Config:
@@ -339,9 +351,13 @@ class ChatService:
         read_cache: bool = True,
         write_cache: bool = True,
         record: bool = True,
+        tools: Collection[str] | None = None,
         **overrides: Any,
     ) -> Turn:
-        """Ask ``prompt`` in a conversation (a new one when ``conversation_id`` is None)."""
+        """Ask ``prompt`` in a conversation (a new one when ``conversation_id`` is None).
+
+        ``tools`` chooses the tool servers the model may use: None for every enabled one,
+        a set of server names for those, an empty set for none."""
         return Turn(
             self,
             mode="new",
@@ -352,6 +368,7 @@ class ChatService:
             write_cache=write_cache,
             record=record,
             overrides=overrides,
+            tools=tools,
         )
 
     def regenerate(
@@ -360,6 +377,7 @@ class ChatService:
         reply_group: int,
         *,
         profile: str | None = None,
+        tools: Collection[str] | None = None,
         **overrides: Any,
     ) -> Turn:
         """A new version of a reply: the cache is not read, and the new answer is written."""
@@ -374,6 +392,7 @@ class ChatService:
             record=True,
             overrides=overrides,
             reply_group=reply_group,
+            tools=tools,
         )
 
     def edit(
@@ -383,6 +402,7 @@ class ChatService:
         prompt: str,
         *,
         profile: str | None = None,
+        tools: Collection[str] | None = None,
         **overrides: Any,
     ) -> Turn:
         """Ask ``prompt`` as a new version of the prompt ``message_id``: the new version
@@ -398,6 +418,7 @@ class ChatService:
             record=True,
             overrides=overrides,
             edit_of=message_id,
+            tools=tools,
         )
 
     def continue_reply(
@@ -418,15 +439,18 @@ class ChatService:
         )
 
 
-def context_messages(stored: Sequence[StoredMessage]) -> list[Message]:
-    """The messages of a conversation worth sending back as context."""
+def context_messages(stored: Sequence[StoredMessage], *, tools: bool = True) -> list[Message]:
+    """The messages of a conversation worth sending back as context. A reply that called
+    tools stands for its calls and their results too, unless ``tools`` is False (a request
+    that offers no tools gets the reply's text only: some APIs refuse tool calls then)."""
     out: list[Message] = []
     for m in stored:
         if m.role == "system":
             continue
-        if m.role == "assistant" and (not m.content or m.status == "failed"):
+        used_tools = bool(m.tool_parts) and tools
+        if m.role == "assistant" and ((not m.content and not used_tools) or m.status == "failed"):
             continue
-        out.append(m.to_message())
+        out.extend(m.to_messages() if used_tools else [m.to_message()])
     return out
 
 
@@ -448,6 +472,7 @@ class Turn:
         reply_group: int | None = None,
         message_id: int | None = None,
         edit_of: int | None = None,
+        tools: Collection[str] | None = None,
     ) -> None:
         self.chat = chat
         self.services = chat.services
@@ -468,8 +493,10 @@ class Turn:
         self.recorded = False
         """The prompt (or the new reply version) is in the history: the turn got as far as
         sending. A turn that fails before (no key, the budget) leaves the history as it was."""
+        self.tools = None if tools is None else frozenset(tools)
+        """The tool servers this turn may use (None: every enabled one; empty: none)."""
         self.request: ChatRequest | None = None
-        self.generation: Generation | None = None
+        self.generation: Generation | ToolLoop | None = None
         self.response: GenerationResponse | None = None
         self.kept = ""
         self._cancel = False
@@ -528,15 +555,9 @@ class Turn:
             yield Failed(exc, "")
             return
         assert self.request is not None
-        engine = self.services.engine
         fallbacks = self.chat.fallbacks_for(self.request, self.profile)
         self._answering = (self.request, self.profile)
-        self.generation = engine.stream(
-            self.request,
-            fallbacks=fallbacks,
-            read_cache=self.read_cache,
-            write_cache=self.write_cache,
-        )
+        self.generation = self._generation(self.request, fallbacks)
         if self._cancel:
             self.generation.cancel()
         loop = asyncio.get_running_loop()
@@ -577,10 +598,59 @@ class Turn:
                     self._settle(partial_text, status, error=str(event.error), usage=usage)
                 elif isinstance(event, Cancelled):
                     self._settle("".join(parts), "cancelled", usage=usage)
+                elif isinstance(event, ToolResult | ToolFailed):
+                    self._save_tool_parts()
                 yield event
         finally:
             if not self._settled:
                 self._settle("".join(parts), "cancelled", usage=usage)
+
+    # -- tools -----------------------------------------------------------------------------
+
+    @property
+    def uses_tools(self) -> bool:
+        """The model is offered tools in this turn (a continued reply never is)."""
+        return (
+            self.services.tools is not None
+            and self.tools != frozenset()
+            and self.mode != "continue"
+        )
+
+    def _generation(
+        self, request: ChatRequest, fallbacks: Sequence[ChatRequest]
+    ) -> Generation | ToolLoop:
+        engine = self.services.engine
+        host = self.services.tools
+        if host is None or not self.uses_tools:
+            return engine.stream(
+                request,
+                fallbacks=fallbacks,
+                read_cache=self.read_cache,
+                write_cache=self.write_cache,
+            )
+        return ToolLoop(
+            engine,
+            request,
+            host=host,
+            approver=self.chat.approver,
+            servers=self.tools,
+            max_rounds=int(self.services.config["tools.max_rounds"]),
+            fallbacks=fallbacks,
+            read_cache=self.read_cache,
+            write_cache=self.write_cache,
+            on_always=self.chat.on_always,
+        )
+
+    def _save_tool_parts(self) -> None:
+        loop = self.generation
+        history = self.services.history
+        if not isinstance(loop, ToolLoop) or history is None or not self.record:
+            return
+        if self.assistant_message_id is None:
+            return
+        self.services.submit_io(
+            history.set_tool_parts, self.assistant_message_id, list(loop.records)
+        )
 
     # -- cost ------------------------------------------------------------------------------
 
@@ -627,7 +697,7 @@ class Turn:
             earlier: list[Message] = []
             if history is not None and self.conversation_id is not None:
                 stored = await services.run_io(history.messages, self.conversation_id)
-                earlier = context_messages(stored)
+                earlier = context_messages(stored, tools=self.uses_tools)
             messages = [*earlier, Message("user", prompt)]
         elif self.mode == "edit":
             assert prompt is not None and history is not None and self.conversation_id is not None
@@ -639,7 +709,10 @@ class Turn:
                     action="Reload the conversation and try again.",
                 )
             self._edited = stored[index]
-            messages = [*context_messages(stored[:index]), Message("user", prompt)]
+            messages = [
+                *context_messages(stored[:index], tools=self.uses_tools),
+                Message("user", prompt),
+            ]
         else:
             assert history is not None and self.conversation_id is not None
             stored = await services.run_io(history.messages, self.conversation_id)
@@ -745,7 +818,7 @@ class Turn:
                 else message.id == self.assistant_message_id
             )
             if hit:
-                return context_messages(stored[:index]), message
+                return context_messages(stored[:index], tools=self.uses_tools), message
         raise RillError(
             "That reply is no longer in the conversation.",
             action="Reload the conversation and try again.",

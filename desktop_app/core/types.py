@@ -34,6 +34,34 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolPart:
+    """One tool call of a reply and what came of it, as the history keeps it: what the
+    model received and the user saw."""
+
+    call_id: str
+    server: str
+    name: str
+    """The tool's own name on its server."""
+    exposed: str
+    """The name the model called it by."""
+    arguments: str
+    ok: bool
+    """It ran and returned a result (which the tool itself may mark an error)."""
+    result: str
+    """The text the model received: the result, or the sentence saying why there is none."""
+    is_error: bool
+    denied: bool
+    duration_s: float
+    round: int
+    """The request of the turn (from 0) whose reply asked for the call."""
+    offset: int
+    """How many characters of the reply's text came before the call."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     role: Role
     content: str

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from desktop_app.core.events import (
 )
 from desktop_app.core.tools.base import (
     Decision,
-    Policy,
     ProgressCallback,
     ToolError,
     ToolInfo,
@@ -39,67 +37,7 @@ from desktop_app.core.tools.loop import DECLINED, NEVER, ToolLoop, expose, limit
 from desktop_app.core.types import PROVIDERS, ProviderName
 from desktop_app.simulator import Fault, Simulator
 from tests.helpers import engine_for, request_for
-
-Handler = Callable[[dict[str, Any], ProgressCallback | None], Awaitable[ToolOutput]]
-SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}}
-
-
-async def _echo(args: dict[str, Any], _: ProgressCallback | None) -> ToolOutput:
-    return ToolOutput(str(args.get("text", "")))
-
-
-class LocalHost:
-    """Tools run in this process: each a coroutine; every call is counted."""
-
-    def __init__(
-        self, handlers: dict[str, Handler], policies: dict[str, Policy] | None = None
-    ) -> None:
-        self.handlers = handlers
-        self.policies = policies or {}
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.running = 0
-        self.most_running = 0
-        self.cancelled: list[str] = []
-
-    async def list_tools(self, servers: Collection[str] | None = None) -> list[ToolInfo]:
-        return [ToolInfo("local", name, f"The {name} tool", SCHEMA) for name in self.handlers]
-
-    async def call_tool(
-        self,
-        server: str,
-        name: str,
-        arguments: dict[str, Any],
-        *,
-        on_progress: ProgressCallback | None = None,
-    ) -> ToolOutput:
-        self.calls.append((name, arguments))
-        self.running += 1
-        self.most_running = max(self.most_running, self.running)
-        try:
-            return await self.handlers[name](arguments, on_progress)
-        except asyncio.CancelledError:
-            self.cancelled.append(name)
-            raise
-        finally:
-            self.running -= 1
-
-    def policy(self, server: str, name: str) -> Policy:
-        return self.policies.get(name, "always")
-
-    async def aclose(self) -> None:
-        return None
-
-
-class Answers:
-    """An approver that answers from a list and remembers what it was asked."""
-
-    def __init__(self, *decisions: Decision) -> None:
-        self.decisions = list(decisions)
-        self.asked: list[str] = []
-
-    async def __call__(self, info: ToolInfo, arguments: str) -> Decision:
-        self.asked.append(info.name)
-        return self.decisions.pop(0)
+from tests.local_tools import Answers, LocalHost, echo, results_sent
 
 
 def _loop(
@@ -133,28 +71,11 @@ def _final(events: list[StreamEvent]) -> Finished:
     return last
 
 
-def _results_sent(provider: str, body: dict[str, Any]) -> list[tuple[str, str]]:
-    """(call id or name, text) of the tool results a request carries, read the way the
-    provider's API reads them."""
-    if provider == "openai":
-        return [(m["tool_call_id"], m["content"]) for m in body["messages"] if m["role"] == "tool"]
-    if provider == "ollama":
-        return [(m["tool_name"], m["content"]) for m in body["messages"] if m["role"] == "tool"]
-    if provider == "anthropic":
-        last = body["messages"][-1]
-        assert last["role"] == "user"
-        return [(b["tool_use_id"], b["content"]) for b in last["content"]]
-    parts = body["contents"][-1]["parts"]
-    return [
-        (p["functionResponse"]["name"], p["functionResponse"]["response"]["result"]) for p in parts
-    ]
-
-
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_a_single_call_runs_and_the_model_answers_with_its_result(
     sim: Simulator, provider: ProviderName
 ) -> None:
-    host = LocalHost({"echo": _echo})
+    host = LocalHost({"echo": echo})
     loop = _loop(sim, provider, 'Please call echo with {"text": "hello from a tool"}', host)
     events = await _events(loop)
 
@@ -181,7 +102,7 @@ async def test_a_single_call_runs_and_the_model_answers_with_its_result(
     assert final.response.usage is not None
     assert final.response.usage.output_tokens >= second.tokens_sent + first.tokens_sent
     # the second request carries the call and its result in the protocol's own shape
-    sent = _results_sent(provider, second.json)
+    sent = results_sent(provider, second.json)
     key = "echo" if provider in ("ollama", "gemini") else started.call_id
     assert sent == [(key, "hello from a tool")]
     assert loop.records[0].ok and loop.records[0].result == "hello from a tool"
@@ -209,7 +130,7 @@ async def test_parallel_calls_run_at_once_each_with_its_own_result(
     assert len({r.call_id for r in results}) == 2
     content = _final(events).response.content
     assert content.startswith("Tool slow said: done a\n\nTool slow said: done b\n\n")
-    assert [text for _, text in _results_sent(provider, sim.chat_requests[-1].json)] == [
+    assert [text for _, text in results_sent(provider, sim.chat_requests[-1].json)] == [
         "done a",
         "done b",
     ]
@@ -219,7 +140,7 @@ async def test_parallel_calls_run_at_once_each_with_its_own_result(
 async def test_a_denied_call_does_not_run_and_the_model_reads_that_the_user_declined(
     sim: Simulator, provider: ProviderName
 ) -> None:
-    host = LocalHost({"echo": _echo}, {"echo": "ask"})
+    host = LocalHost({"echo": echo}, {"echo": "ask"})
     approver = Answers("deny")
     events = await _events(_loop(sim, provider, 'call echo with {"text": "x"}', host, approver))
 
@@ -235,7 +156,7 @@ async def test_a_denied_call_does_not_run_and_the_model_reads_that_the_user_decl
 async def test_always_allow_is_asked_once_and_passed_back(
     sim: Simulator, provider: ProviderName
 ) -> None:
-    host = LocalHost({"echo": _echo}, {"echo": "ask"})
+    host = LocalHost({"echo": echo}, {"echo": "ask"})
     approver = Answers("always")
     remembered: list[ToolInfo] = []
     prompt = 'call echo with {"text": "1"} and call echo with {"text": "2"}'
@@ -259,7 +180,7 @@ async def test_never_policy_and_tool_errors_reach_the_model_as_errors(
         return ToolOutput("no such file", is_error=True)
 
     host = LocalHost(
-        {"broken": broken, "forbidden": _echo, "refused": refused}, {"forbidden": "never"}
+        {"broken": broken, "forbidden": echo, "refused": refused}, {"forbidden": "never"}
     )
     prompt = 'call broken with {} call forbidden with {} call refused with {"text": "x"}'
     events = await _events(_loop(sim, provider, prompt, host))
@@ -280,7 +201,7 @@ async def test_never_policy_and_tool_errors_reach_the_model_as_errors(
 async def test_arguments_that_are_not_json_are_an_error_the_model_sees(
     sim: Simulator, provider: ProviderName
 ) -> None:
-    host = LocalHost({"echo": _echo})
+    host = LocalHost({"echo": echo})
     events = await _events(_loop(sim, provider, 'call echo with {"text": unquoted', host))
 
     assert host.calls == []
@@ -366,7 +287,7 @@ async def test_cancel_while_waiting_for_approval(sim: Simulator, provider: Provi
         await never_answered.wait()
         return "once"
 
-    host = LocalHost({"echo": _echo}, {"echo": "ask"})
+    host = LocalHost({"echo": echo}, {"echo": "ask"})
     loop = ToolLoop(
         engine_for(),
         request_for(sim, provider, "call echo with {}"),
@@ -386,7 +307,7 @@ async def test_cancel_while_waiting_for_approval(sim: Simulator, provider: Provi
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_cancel_while_the_arguments_stream(sim: Simulator, provider: ProviderName) -> None:
     sim.script(Fault(tokens_per_s=20))
-    host = LocalHost({"echo": _echo})
+    host = LocalHost({"echo": echo})
     long_text = "x" * 200
     loop = _loop(sim, provider, f'call echo with {{"text": "{long_text}"}}', host)
     events: list[StreamEvent] = []
@@ -407,13 +328,13 @@ async def test_a_restart_after_a_tool_round_sends_the_result_again_without_runni
 ) -> None:
     sim.default_tokens = 40
     sim.script(Fault(), Fault(drop_after=25))
-    host = LocalHost({"echo": _echo})
+    host = LocalHost({"echo": echo})
     loop = _loop(sim, provider, 'call echo with {"text": "once only"}', host)
     events = await _events(loop)
 
     assert host.calls == [("echo", {"text": "once only"})]
     assert len(sim.chat_requests) == 3
-    assert _results_sent(provider, sim.chat_requests[1].json) == _results_sent(
+    assert results_sent(provider, sim.chat_requests[1].json) == results_sent(
         provider, sim.chat_requests[2].json
     )
     restart = next(i for i, e in enumerate(events) if isinstance(e, Restarted))
@@ -436,7 +357,7 @@ async def test_replies_that_use_tools_are_not_cached(
     try:
         for _ in range(2):
             engine = engine_for(cache=cache, cache_key=cache_key)
-            host = LocalHost({"echo": _echo})
+            host = LocalHost({"echo": echo})
             loop = _loop(sim, provider, 'call echo with {"text": "t"}', host, engine=engine)
             events = await _events(loop)
             assert not any(isinstance(e, CacheHit) for e in events)
@@ -445,7 +366,7 @@ async def test_replies_that_use_tools_are_not_cached(
         # a reply that used no tool is cached as usual
         for _ in range(2):
             engine = engine_for(cache=cache, cache_key=cache_key)
-            loop = _loop(sim, provider, "No tools today", LocalHost({"echo": _echo}), engine=engine)
+            loop = _loop(sim, provider, "No tools today", LocalHost({"echo": echo}), engine=engine)
             events = await _events(loop)
         assert any(isinstance(e, CacheHit) for e in events)
         assert len(sim.chat_requests) == 5

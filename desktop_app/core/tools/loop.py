@@ -62,6 +62,7 @@ from desktop_app.core.types import (
     Timing,
     TokenUsage,
     ToolCall,
+    ToolPart,
 )
 
 _T = TypeVar("_T")
@@ -73,6 +74,11 @@ _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
 DECLINED = "The user declined to run this tool."
 NEVER = "This tool is set never to run."
 STOPPED = "The tool call was stopped."
+
+
+async def deny_all(info: ToolInfo, arguments: str) -> Decision:
+    """The approver where there is no one to ask: every call that needs approval is denied."""
+    return "deny"
 
 
 def limit_sentence(max_rounds: int) -> str:
@@ -106,46 +112,21 @@ def expose(tools: Sequence[ToolInfo]) -> dict[str, ToolInfo]:
     return taken
 
 
-@dataclass(frozen=True, slots=True)
-class ToolCallRecord:
-    """One call of a turn and what came of it: what the model received and the user saw."""
-
-    call_id: str
-    server: str
-    name: str
-    """The tool's own name on its server."""
-    exposed: str
-    """The name the model called it by."""
-    arguments: str
-    ok: bool
-    """It ran and returned a result (which the tool itself may mark an error)."""
-    result: str
-    """The text the model received: the result, or the sentence saying why there is none."""
-    is_error: bool
-    denied: bool
-    duration_s: float
-    round: int
-    """The request (from 0) whose reply asked for the call."""
-    offset: int
-    """How many characters of the turn's text came before the call."""
-
-    def events(self) -> list[StreamEvent]:
-        """The events that showed this call (for a replay after a restart)."""
-        started = ToolCallStarted(self.call_id, self.exposed, self.server, self.arguments)
-        if self.ok:
-            end: StreamEvent = ToolResult(
-                self.call_id,
-                self.exposed,
-                self.server,
-                self.result,
-                self.is_error,
-                self.duration_s,
+def part_events(part: ToolPart) -> list[StreamEvent]:
+    """The events that showed a call (replayed after a restart): its start and result, or
+    only its failure when it never ran."""
+    if not part.ok:
+        return [
+            ToolFailed(
+                part.call_id, part.exposed, part.server, part.result, part.denied, part.duration_s
             )
-        else:
-            end = ToolFailed(
-                self.call_id, self.exposed, self.server, self.result, self.denied, self.duration_s
-            )
-        return [started, end] if self.ok else [end]
+        ]
+    return [
+        ToolCallStarted(part.call_id, part.exposed, part.server, part.arguments),
+        ToolResult(
+            part.call_id, part.exposed, part.server, part.result, part.is_error, part.duration_s
+        ),
+    ]
 
 
 class _Stop(Exception):
@@ -192,7 +173,7 @@ class ToolLoop:
         self.on_always = on_always
         self.trace_id = uuid.uuid4().hex
         self.cancelled = False
-        self.records: list[ToolCallRecord] = []
+        self.records: list[ToolPart] = []
         """Every call of the turn so far, in the order the model asked for them."""
         self.always: list[ToolInfo] = []
         """Tools the user chose to always allow during this turn (to persist)."""
@@ -489,21 +470,21 @@ class ToolLoop:
             duration,
             tuple(output.images),
         )
-        self._transcript.extend(record.events())
+        self._transcript.extend(part_events(record))
         queue.put_nowait(event)
 
     def _failed(self, p: _Call) -> ToolFailed:
         duration = time.perf_counter() - p.started if p.started else 0.0
         reason = p.problem or "The tool call failed."
         record = self._record(p, ok=False, result=reason, is_error=True, duration=duration)
-        self._transcript.extend(record.events())
+        self._transcript.extend(part_events(record))
         server = p.info.server if p.info is not None else ""
         return ToolFailed(p.call_id, p.call.name, server, reason, p.denied, duration)
 
     def _record(
         self, p: _Call, *, ok: bool, result: str, is_error: bool, duration: float
-    ) -> ToolCallRecord:
-        record = ToolCallRecord(
+    ) -> ToolPart:
+        record = ToolPart(
             call_id=p.call_id,
             server=p.info.server if p.info is not None else "",
             name=p.info.name if p.info is not None else p.call.name,
