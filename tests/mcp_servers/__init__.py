@@ -68,9 +68,9 @@ def free_port() -> int:
 def running_http_fault_server(state: Path, *, timeout_s: float = 5.0) -> Iterator[ServerConfig]:
     """Run the fault server over Streamable HTTP for the length of the block."""
     port = free_port()
+    command = [sys.executable, "-m", "tests.mcp_servers.fault_server", "--state", str(state)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.mcp_servers.fault_server", "--state", str(state)]
-        + ["--http", str(port)],
+        [*command, "--http", str(port)],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -13,8 +13,8 @@ Tools:
 
 - ``echo(text)``: returns ``text``.
 - ``fail(message)``: a tool error (``isError``) whose text is ``message``.
-- ``hang()``: never returns. When the client cancels the call (the MCP cancellation
-  notification), it writes ``DIR/cancelled``.
+- ``hang()``: never returns. It writes ``DIR/hanging`` when it starts and, when the client
+  cancels the call (the MCP cancellation notification), ``DIR/cancelled``.
 - ``progress(steps, interval_s)``: sends ``steps`` progress notifications (``k of steps``),
   ``interval_s`` apart, then returns ``done after N steps``.
 - ``crash(times)``: the process exits mid-call (status 3) as long as fewer than ``times``
@@ -24,6 +24,7 @@ Tools:
 - ``image()``: one text block, ``a red dot``, and a small PNG image.
 - ``spawn_child()``: starts a grandchild process that sleeps for ten minutes and returns its
   process id (also written to ``DIR/child``), to prove that stopping the server stops it too.
+- ``env(name)``: the value of the environment variable ``name`` in the server (empty if unset).
 - ``shout(lines)``: writes ``lines`` numbered lines (``line 1`` …) to stderr, returns ``ok``.
 """
 
@@ -59,6 +60,7 @@ def build(state: Path) -> MCPServer:
 
     @server.tool(description="Never return.")
     async def hang() -> str:
+        (state / "hanging").write_text("hanging", encoding="utf-8")
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
@@ -98,6 +100,10 @@ def build(state: Path) -> MCPServer:
         )
         (state / "child").write_text(str(child.pid), encoding="utf-8")
         return str(child.pid)
+
+    @server.tool(description="Read an environment variable.")
+    def env(name: str) -> str:
+        return os.environ.get(name, "")
 
     @server.tool(description="Write numbered lines to stderr.")
     def shout(lines: int = 1) -> str:
