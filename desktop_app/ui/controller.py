@@ -166,6 +166,8 @@ class ChatController(QObject):
         self.saving_config: Callable[[], Config] = lambda: self.services.config
         """The config as it is written to the file (sharing its ``[mcp]`` tables with the
         config in use, so a change made through it is seen at once)."""
+        self._decided: dict[str, Decision] = {}
+        """Answers given before the loop asked for them (the row shows with the event)."""
         self.tools_off: dict[int | None, set[str]] = {}
         """Tool servers the user turned off, per conversation (None: the new chat)."""
 
@@ -442,6 +444,9 @@ class ChatController(QObject):
         approver: it is asked right after the call's :class:`ToolApprovalNeeded`)."""
         call_id = self._take_asked(info.server, info.name)
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        early = self._decided.pop(call_id, None)
+        if early is not None:  # answered before the loop asked
+            future.set_result(early)
         self._answers[call_id] = future
         try:
             return await future
@@ -456,16 +461,24 @@ class ChatController(QObject):
 
     def decide(self, call_id: str, decision: str) -> bool:
         """The user's answer for a call waiting for approval ("once", "always", "deny")."""
+        if decision not in ("once", "always", "deny"):
+            return False
         future = self._answers.get(call_id)
-        if future is None or future.done() or decision not in ("once", "always", "deny"):
+        if future is None:
+            if not any(asked[0] == call_id for asked in self._asked):
+                return False
+            self._decided[call_id] = decision  # type: ignore[assignment]
+            return True
+        if future.done():
             return False
         future.set_result(decision)  # type: ignore[arg-type]
         return True
 
     @property
     def waiting_for_approval(self) -> list[str]:
-        """Call ids whose approval is being awaited now."""
-        return [cid for cid, f in self._answers.items() if not f.done()]
+        """Call ids whose approval is being awaited now (or about to be)."""
+        waiting = [cid for cid, f in self._answers.items() if not f.done()]
+        return waiting + [a[0] for a in self._asked if a[0] not in self._decided]
 
     async def set_tool_policy(self, server: str, tool: str, policy: str) -> None:
         """Keep ``policy`` for a tool in the config (its server keeps running)."""
@@ -512,6 +525,7 @@ class ChatController(QObject):
             if not future.done():
                 future.cancel()
         self._asked.clear()
+        self._decided.clear()
 
     async def _sync(self, conversation_id: int, retry_group: int | None = None) -> None:
         history = self.services.history

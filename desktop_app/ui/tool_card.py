@@ -31,7 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.core.errors import human_seconds
+from desktop_app.core.history import StoredMessage
 from desktop_app.core.text import valid_text
+from desktop_app.core.tools.loop import STOPPED
 from desktop_app.ui import icons
 from desktop_app.ui.labels import PlainLabel
 from desktop_app.ui.markdown import (
@@ -424,6 +426,9 @@ class ToolCard(QFrame):
 
     def fail(self, reason: str, *, denied: bool = False, duration_s: float = 0.0) -> None:
         """The call produced no result: ``reason`` says why (declined, timed out, …)."""
+        if reason == STOPPED:
+            self.stop()
+            return
         self._timer.stop()
         self._drop_approval()
         self.duration_s = duration_s
@@ -444,6 +449,8 @@ class ToolCard(QFrame):
         self._drop_approval()
         if self.started is not None:
             self.duration_s = time.monotonic() - self.started
+        self.result = STOPPED
+        self.preview.setText(STOPPED)
         self._set_state("stopped", "stopped")
 
     @property
@@ -632,7 +639,30 @@ class ToolSteps(QWidget):
         return next((c for c in self.cards if c.call_id == call_id), None)
 
 
-def show_stored_tools(widget: QWidget, message: object) -> str:
-    """Rebuild the tool cards of a stored reply in ``widget`` (a message widget); return
-    the text shown after them."""
-    return str(getattr(message, "content", ""))
+def show_stored_tools(widget: QWidget, message: StoredMessage) -> str:
+    """Rebuild the tool cards of a stored reply in ``widget`` (a message widget, through its
+    ``tool_steps()``), each after the text that came before it; return the text after the
+    last call (the part the widget shows as its body)."""
+    parts = sorted(message.tool_parts, key=lambda p: (p.offset, p.round))
+    content = message.content
+    if not parts:
+        return content
+    steps: ToolSteps = widget.tool_steps()  # type: ignore[attr-defined]
+    at = 0
+    last_round: int | None = None
+    for part in parts:
+        offset = max(at, min(part.offset, len(content)))
+        if part.round != last_round:
+            steps.new_round()
+            steps.add_text(content[at:offset])
+            at = offset
+            last_round = part.round
+        card = steps.add_card(part.exposed or part.name, part.call_id)
+        card.set_server(part.server)
+        card.set_arguments(part.arguments)
+        if part.ok:
+            card.finish(part.result, is_error=part.is_error, duration_s=part.duration_s)
+        else:
+            card.fail(part.result, denied=part.denied, duration_s=part.duration_s)
+    steps.new_round()
+    return content[at:]

@@ -142,6 +142,10 @@ class ToolRow(QFrame):
         for value in POLICIES:
             self.policy.addItem(POLICY_TEXT[value], value)
         self.policy.setCurrentIndex(POLICIES.index(policy))
+        self.policy.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.policy.setMinimumContentsLength(10)
         self.policy.currentIndexChanged.connect(
             lambda _i: self.policy_changed.emit(self.name, str(self.policy.currentData()))
         )
@@ -208,7 +212,7 @@ class ToolsPage(QWidget):
         left.addWidget(self.import_button)
         side = QWidget()
         side.setLayout(left)
-        side.setFixedWidth(28 * SPACING)
+        side.setFixedWidth(24 * SPACING)
         left.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(side)
 
@@ -248,6 +252,10 @@ class ToolsPage(QWidget):
         self.f_kind.addItem("Command (stdio)", "stdio")
         self.f_kind.addItem("URL (Streamable HTTP)", "http")
         self.f_kind.currentIndexChanged.connect(self._kind_changed)
+        self.f_kind.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.f_kind.setMinimumContentsLength(12)
         self.f_command = QLineEdit()
         self.f_command.setPlaceholderText("for example uvx mcp-server-time")
         self.f_args = QLineEdit()
@@ -304,9 +312,10 @@ class ToolsPage(QWidget):
         self.tools_note.setWordWrap(True)
         right.addWidget(self.tools_note)
         if extra is not None:
-            margins = extra.layout()
-            if margins is not None:
-                margins.setContentsMargins(0, SPACING, 0, 0)
+            extra_form = extra.layout()
+            if isinstance(extra_form, QFormLayout):
+                extra_form.setContentsMargins(0, SPACING, 0, 0)
+                extra_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
             right.addWidget(extra)
         right.addStretch(1)
         area = QScrollArea()
@@ -589,9 +598,9 @@ class ToolsPage(QWidget):
         except (RillError, OSError) as exc:
             self.show_message(f"Not saved: {exc}", error=True)
             return
-        await self._host_changed(name, None)
         self.refresh(select=name)
         self.servers_changed.emit()
+        await self._host_changed(name, None)
 
     def set_policy(self, tool: str, policy: str) -> asyncio.Future[Any] | None:
         name = self.current
