@@ -296,7 +296,7 @@ QPushButton#toolAllow {{
 }}
 QPushButton#toolAllow:hover {{ background: {t.accent_hover}; }}
 QToolButton#toolsButton {{
-    border: 1px solid {t.border}; border-radius: 12px; padding: 2px 8px; color: {t.muted};
+    border: 1px solid {t.border}; border-radius: 8px; padding: 4px 10px; color: {t.muted};
 }}
 QToolButton#toolsButton:hover, QToolButton#toolsButton:focus {{ background: {t.hover}; }}
 QLabel#toolState[state="ready"] {{ color: {t.success}; }}

@@ -212,7 +212,7 @@ class ToolsPage(QWidget):
         left.addWidget(self.import_button)
         side = QWidget()
         side.setLayout(left)
-        side.setFixedWidth(24 * SPACING)
+        side.setFixedWidth(max(24 * SPACING, self.import_button.sizeHint().width()))
         left.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(side)
 
