@@ -59,9 +59,7 @@ assert word_counts("the river the sea")["the"] == 2  # two of them
 """
 
 
-TOOL_PROMPT = (
-    'What time is it in Tokyo? call get_current_time with {"timezone": "Asia/Tokyo"}'
-)
+TOOL_PROMPT = 'What time is it in Tokyo? call get_current_time with {"timezone": "Asia/Tokyo"}'
 
 EARLIER = (
     "Packing list for a sailing weekend",
