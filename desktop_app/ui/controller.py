@@ -324,6 +324,8 @@ class ChatController(QObject):
     def _start(self, turn: Turn, mode: str, prompt: str) -> None:
         self.turn = turn
         self._retry_now = False
+        self._asked.clear()
+        self._decided.clear()
         self._adopt = self.conversation_id is None
         max_tokens = self._overrides().get("max_tokens") or turn.profile.max_tokens
         self.stats = StreamStats(started=time.monotonic(), max_tokens=max_tokens)

@@ -295,6 +295,7 @@ QPushButton#toolAllow {{
     background: {t.accent}; color: {t.accent_text}; border-color: {t.accent};
 }}
 QPushButton#toolAllow:hover {{ background: {t.accent_hover}; }}
+QPushButton#toolAllow:focus {{ border: 2px solid {t.text}; }}
 QToolButton#toolsButton {{
     border: 1px solid {t.border}; border-radius: 8px; padding: 4px 10px; color: {t.muted};
 }}

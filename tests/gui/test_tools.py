@@ -6,6 +6,7 @@ tool, reopening a chat, the composer's per-chat servers, and Settings → Tools.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -361,3 +362,58 @@ def test_settings_tools_add_import_toggle_test_and_policy(
     dialog.save()
     qtbot.waitUntil(lambda: window.status.text == "Settings saved", timeout=5000)
     assert [s.name for s in server_configs(load_config(path))] == ["fault", "remote", "github"]
+
+
+def test_a_tool_error_reads_as_an_error(
+    qtbot: QtBot, windows: Windows, sim: SimulatorThread, rill_home: Path, fault_state: Path
+) -> None:
+    window = tools_window(windows, sim, rill_home, always(fault_server_config(fault_state), "fail"))
+    wait_reply(qtbot, window, lambda: ask(qtbot, window, 'call fail with {"message": "disk full"}'))
+    [card] = cards(window)
+    assert card.state == "error" and card.status_text().startswith("error · ")
+    assert card.is_error and "disk full" in card.result
+    assert card.preview.property("state") == "error"
+    assert reply(window).text().startswith("Tool fail said: ")  # the model saw it too
+
+
+def test_esc_while_a_call_streams_in(
+    qtbot: QtBot, windows: Windows, sim: SimulatorThread, rill_home: Path, fault_state: Path
+) -> None:
+    window = tools_window(windows, sim, rill_home, always(fault_server_config(fault_state), "echo"))
+    sim.tokens_per_s = 4  # the arguments arrive a few characters at a time
+    ask(qtbot, window, 'call echo with {"text": "a long argument that streams in slowly"}')
+    qtbot.waitUntil(
+        lambda: bool(cards(window)) and cards(window)[0].arguments.startswith('{"te'),
+        timeout=15_000,
+    )
+    assert cards(window)[0].state == "streaming"
+    with qtbot.waitSignal(window.controller.turn_ended, timeout=5000):
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Escape)
+    card = cards(window)[0]
+    assert card.state == "stopped" and card.status_text() == "stopped"
+    assert len(sim.chat_requests) == 1  # no tool ran, no second request
+    assert reply(window).state == "cancelled"
+    assert not window.controller.busy
+
+
+def test_a_server_that_fails_shows_why_and_its_stderr(
+    qtbot: QtBot, windows: Windows, sim: SimulatorThread, rill_home: Path
+) -> None:
+    broken = ServerConfig(
+        name="broken",
+        command=sys.executable,
+        args=("-c", "import sys; sys.stderr.write('missing API_KEY\\n'); sys.exit(2)"),
+        timeout_s=5,
+    )
+    window = tools_window(windows, sim, rill_home, broken)
+    window.open_settings("Tools")
+    dialog = window.settings_dialog
+    assert dialog is not None
+    page = dialog.tools_page
+    assert page.current == "broken"
+    run(qtbot, page.test_selected(), timeout=20_000)  # type: ignore[arg-type]
+    assert page.state_label.text().startswith("Failed")
+    assert page.state_label.property("state") == "failed"
+    assert page.stderr.isVisibleTo(page)
+    assert "missing API_KEY" in page.stderr.toPlainText()
+    assert page.message.text() == "broken did not start."
