@@ -56,7 +56,8 @@ from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.secrets import Secrets, key_lookup
 from desktop_app.core.tools.base import Approver, ToolHost, ToolInfo
 from desktop_app.core.tools.loop import ToolLoop, deny_all
-from desktop_app.core.types import ChatRequest, GenerationResponse, Message, TokenUsage
+from desktop_app.core.tools.mcp import McpHost
+from desktop_app.core.types import ChatRequest, GenerationResponse, Message, TokenUsage, ToolPart
 
 log = logging.getLogger("rill.chat")
 _T = TypeVar("_T")
@@ -146,7 +147,7 @@ class Services:
             pricing=pricing,
         )
         io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rill-io")
-        return cls(
+        services = cls(
             paths,
             config,
             engine,
@@ -159,6 +160,9 @@ class Services:
             warnings,
             history_problem,
         )
+        # the servers of the config as it is when each is used (none starts before then)
+        services.tools = McpHost(lambda: services.config, secrets=secrets)
+        return services
 
     async def run_io(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Run blocking I/O on the worker thread, in order with every other write."""
@@ -609,12 +613,22 @@ class Turn:
 
     @property
     def uses_tools(self) -> bool:
-        """The model is offered tools in this turn (a continued reply never is)."""
-        return (
-            self.services.tools is not None
-            and self.tools != frozenset()
-            and self.mode != "continue"
-        )
+        """The model is offered tools in this turn: tools are on for it (a continued reply
+        never is) and, for the MCP servers of the config, one chosen is enabled."""
+        host = self.services.tools
+        if host is None or self.tools == frozenset() or self.mode == "continue":
+            return False
+        if isinstance(host, McpHost):
+            return any(
+                s.enabled and (self.tools is None or s.name in self.tools) for s in host.servers()
+            )
+        return True
+
+    @property
+    def tool_parts(self) -> list[ToolPart]:
+        """The tool calls of this turn so far, in the order the model made them."""
+        loop = self.generation
+        return list(loop.records) if isinstance(loop, ToolLoop) else []
 
     def _generation(
         self, request: ChatRequest, fallbacks: Sequence[ChatRequest]
@@ -648,9 +662,7 @@ class Turn:
             return
         if self.assistant_message_id is None:
             return
-        self.services.submit_io(
-            history.set_tool_parts, self.assistant_message_id, list(loop.records)
-        )
+        self.services.submit_io(history.set_tool_parts, self.assistant_message_id, self.tool_parts)
 
     # -- cost ------------------------------------------------------------------------------
 

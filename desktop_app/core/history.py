@@ -153,7 +153,10 @@ class StoredMessage:
             calls = tuple(ToolCall(p.call_id, p.exposed, p.arguments) for p in parts)
             out.append(Message("assistant", self.content[start:end], tool_calls=calls))
             out += [
-                Message("tool", p.result, tool_call_id=p.call_id, name=p.exposed) for p in parts
+                Message(
+                    "tool", p.result, tool_call_id=p.call_id, name=p.exposed, is_error=p.is_error
+                )
+                for p in parts
             ]
             start = end
         rest = self.content[start:]

@@ -68,6 +68,8 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    is_error: bool = False
+    """A tool result that is an error (the call failed, was refused, or the tool said so)."""
 
 
 @dataclass(frozen=True, slots=True)

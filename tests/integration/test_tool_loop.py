@@ -97,6 +97,9 @@ async def test_a_single_call_runs_and_the_model_answers_with_its_result(
     assert final.response.content.startswith("Tool echo said: hello from a tool\n\n")
     assert final.response.content == "".join(e.text for e in events if isinstance(e, TextDelta))
     assert final.response.trace_id == loop.trace_id and not final.response.tool_calls
+    timing = final.response.timing
+    assert timing.ttft_s is not None and timing.total_s is not None
+    assert 0 < timing.ttft_s < timing.total_s
     # the usage of both requests is the turn's
     first, second = sim.chat_requests[-2:]
     assert final.response.usage is not None
@@ -195,6 +198,9 @@ async def test_never_policy_and_tool_errors_reach_the_model_as_errors(
         "Tool broken said: The server time stopped answering.\n\n"
         f"Tool forbidden said: {NEVER}\n\nTool refused said: no such file\n\n"
     )
+    if provider == "anthropic":  # its API marks a failed call's result as an error
+        blocks = sim.chat_requests[-1].json["messages"][-1]["content"]
+        assert [b.get("is_error", False) for b in blocks] == [True, True, True]
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])

@@ -136,7 +136,12 @@ def _content(group: list[Message]) -> Any:
     m = group[0]
     if m.role == "tool":
         return [
-            {"type": "tool_result", "tool_use_id": r.tool_call_id, "content": r.content}
+            {
+                "type": "tool_result",
+                "tool_use_id": r.tool_call_id,
+                "content": r.content,
+                **({"is_error": True} if r.is_error else {}),
+            }
             for r in group
         ]
     if m.tool_calls:

@@ -30,7 +30,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -273,68 +273,95 @@ def _server_body(config: Config, name: str) -> dict[str, Any]:
     return body
 
 
-def add_server(config: Config, server: ServerConfig, secrets: Secrets | None) -> ServerConfig:
-    """Add ``server`` (or replace the one of that name) and save the config.
+def add_server(
+    config: Config, server: ServerConfig, secrets: Secrets | None, *, replacing: str | None = None
+) -> ServerConfig:
+    """Add ``server`` (or replace the one of that name, or the server ``replacing`` when it is
+    renamed) and save the config.
 
     Secret env values and headers go to the keychain through ``secrets`` first; the file gets
-    :data:`KEYCHAIN_REF` in their place. Returns the server as the file now holds it.
-    Raises ``ConfigError`` (nothing changed in the file) when a secret cannot be stored.
+    :data:`KEYCHAIN_REF` in their place (a value that already is the reference keeps the
+    secret stored for it, moved along on a rename). Secrets the server no longer uses are
+    removed from the keychain. Returns the server as the file now holds it. Raises
+    ``ConfigError`` (nothing changed in the file) when a secret cannot be stored.
     """
     if not SERVER_NAME.fullmatch(server.name):
         raise ConfigError(
             f"'{server.name}' cannot name a server.",
             action="Use 1 to 64 letters, digits, - or _.",
         )
-    env = _store_secrets(server.name, server.env, secrets, header=False)
-    headers = _store_secrets(server.name, server.headers, secrets, header=True)
-    stored = ServerConfig(
-        name=server.name,
-        command=server.command,
-        args=server.args,
-        env=env,
-        cwd=server.cwd,
-        url=server.url,
-        headers=headers,
-        timeout_s=server.timeout_s,
-        enabled=server.enabled,
-        policies=dict(server.policies),
-    )
-    _servers_table(config)[server.name] = server_table(stored)
+    previous = replacing or server.name
+    table = _servers_table(config)
+    stale = _keychain_refs(previous, table.get(previous))
+    env = _store_secrets(server.name, server.env, secrets, previous, header=False)
+    headers = _store_secrets(server.name, server.headers, secrets, previous, header=True)
+    stored = replace(server, env=env, headers=headers, policies=dict(server.policies))
+    if previous != server.name:
+        table.pop(previous, None)
+    table[server.name] = server_table(stored)
     save_config(config)
+    if secrets is not None:
+        for name in stale - _keychain_refs(server.name, table[server.name]):
+            secrets.delete_secret(name)
     return stored
 
 
 def _store_secrets(
-    server: str, values: Mapping[str, str], secrets: Secrets | None, *, header: bool
+    server: str,
+    values: Mapping[str, str],
+    secrets: Secrets | None,
+    previous: str,
+    *,
+    header: bool,
 ) -> dict[str, str]:
     kept: dict[str, str] = {}
     for name, value in values.items():
+        if value == KEYCHAIN_REF and previous != server and secrets is not None:
+            moved = secrets.get_secret(keychain_name(previous, name, header=header))
+            if moved is not None:
+                _store_secret(server, name, moved, secrets, header=header)
         if not is_secret_name(name) or value in ("", KEYCHAIN_REF):
             kept[name] = value
             continue
-        if secrets is None:
-            raise ConfigError(f"Rill has no keychain to store {name} of server '{server}' in.")
-        what = "header" if header else "environment variable"
-        secrets.set_secret(
-            keychain_name(server, name, header=header),
-            value,
-            alternative=f"Write the {what} {name} into the server's table in the config file "
-            "yourself (Rill never writes a secret to a file).",
-        )
+        _store_secret(server, name, value, secrets, header=header)
         kept[name] = KEYCHAIN_REF
     return kept
+
+
+def _store_secret(
+    server: str, name: str, value: str, secrets: Secrets | None, *, header: bool
+) -> None:
+    if secrets is None:
+        raise ConfigError(f"Rill has no keychain to store {name} of server '{server}' in.")
+    what = "header" if header else "environment variable"
+    secrets.set_secret(
+        keychain_name(server, name, header=header),
+        value,
+        alternative=f"Write the {what} {name} into the server's table in the config file "
+        "yourself (Rill never writes a secret to a file).",
+    )
+
+
+def _keychain_refs(server: str, body: Any) -> set[str]:
+    """The keychain names of the secrets a server's table refers to."""
+    refs: set[str] = set()
+    if not isinstance(body, dict):
+        return refs
+    for key, header in (("env", False), ("headers", True)):
+        values = body.get(key)
+        for variable, value in values.items() if isinstance(values, dict) else ():
+            if value == KEYCHAIN_REF:
+                refs.add(keychain_name(server, variable, header=header))
+    return refs
 
 
 def remove_server(config: Config, name: str, secrets: Secrets | None) -> None:
     """Remove server ``name``, and its secrets from the keychain; save the config."""
     body = _servers_table(config).pop(name, None)
-    if isinstance(body, dict) and secrets is not None:
-        for key, header in (("env", False), ("headers", True)):
-            values = body.get(key)
-            for variable, value in values.items() if isinstance(values, dict) else ():
-                if value == KEYCHAIN_REF:
-                    secrets.delete_secret(keychain_name(name, variable, header=header))
     save_config(config)
+    if secrets is not None:
+        for secret in _keychain_refs(name, body):
+            secrets.delete_secret(secret)
 
 
 def set_tool_policy(config: Config, server: str, tool: str, policy: Policy) -> None:
@@ -435,6 +462,11 @@ def import_claude_desktop(path: Path) -> list[ServerConfig]:
         raise ConfigError(
             f'{path} has no "mcpServers" object, so it names no MCP server.',
             action="Choose the claude_desktop_config.json file of Claude Desktop.",
+        )
+    if not servers:
+        raise ConfigError(
+            f'The "mcpServers" object of {path} is empty: the file names no MCP server.',
+            action="Add servers in Claude Desktop first, or add them here in Settings → Tools.",
         )
     found: list[ServerConfig] = []
     reasons: list[str] = []

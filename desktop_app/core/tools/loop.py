@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import time
 import uuid
@@ -66,6 +67,7 @@ from desktop_app.core.types import (
 )
 
 _T = TypeVar("_T")
+log = logging.getLogger("rill.tools")
 
 NAME_LIMIT = 64
 """The longest tool name the providers accept (OpenAI, Anthropic)."""
@@ -185,6 +187,7 @@ class ToolLoop:
         self._transcript: list[StreamEvent] = []
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reply_began = 0.0
 
     @property
     def partial(self) -> str:
@@ -229,7 +232,7 @@ class ToolLoop:
                 usage = _add(usage, response.usage)
                 costs.append(response.cost)
                 if ttft is None and response.timing.ttft_s is not None:
-                    ttft = time.perf_counter() - began
+                    ttft = self._reply_began - began + response.timing.ttft_s
                 round_text = "".join(self._round_text)
                 self._shown.append(round_text)
                 self._round_text = []
@@ -265,7 +268,13 @@ class ToolLoop:
                 for p in pending:
                     record = done[p.call_id]
                     messages.append(
-                        Message("tool", record.result, tool_call_id=p.call_id, name=p.call.name)
+                        Message(
+                            "tool",
+                            record.result,
+                            tool_call_id=p.call_id,
+                            name=p.call.name,
+                            is_error=record.is_error,
+                        )
                     )
                 self.rounds += 1
                 started = ToolRoundStarted(self.rounds, self.max_rounds)
@@ -285,6 +294,7 @@ class ToolLoop:
         restart after tool rounds replays the turn so far."""
         first = not self._shown
         read = self.read_cache and first and await self._cache_has_plain_answer(request)
+        self._reply_began = time.perf_counter()
         generation = self.engine.stream(
             request,
             fallbacks=[
@@ -394,7 +404,10 @@ class ToolLoop:
                 allowed.add((info.server, info.name))
                 self.always.append(info)
                 if self.on_always is not None:
-                    self.on_always(info)
+                    try:
+                        self.on_always(info)
+                    except Exception:  # saving the choice failed: the call still runs
+                        log.exception("saving 'always allow' for a tool failed")
 
     async def _execute(self, pending: list[_Call]) -> AsyncIterator[StreamEvent]:
         """Run the allowed calls at once; their events come as they happen, and every call

@@ -30,13 +30,14 @@ import re
 import signal
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from desktop_app import __version__
 from desktop_app.core.config import Config
 from desktop_app.core.errors import ConfigError, RillError
+from desktop_app.core.redaction import known_secrets, redact
 from desktop_app.core.text import valid_text
 from desktop_app.core.tools.base import (
     ABSOLUTE_CAP_FACTOR,
@@ -58,8 +59,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rill.mcp")
 
-TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-"""A tool name every provider accepts (OpenAI, Anthropic and Gemini alike)."""
+TOOL_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+"""A tool name as the MCP specification allows it (the tool loop makes each one a function
+name the provider accepts)."""
 DESCRIPTION_LIMIT_CHARS = 4_000
 SCHEMA_LIMIT_CHARS = 64_000
 MAX_TOOLS_PER_SERVER = 256
@@ -69,6 +71,7 @@ STDERR_LINES = 20
 STDERR_LINE_CHARS = 500
 MESSAGE_LIMIT_BYTES = 64 * 1024 * 1024
 """The longest line a stdio server may send (one JSON-RPC message)."""
+STDERR_NOTIFY_S = 0.25
 STOP_GRACE_S = 2.0
 """How long a stdio server has to exit once its stdin is closed, before its group is killed."""
 KILL_WAIT_S = 1.0
@@ -93,20 +96,6 @@ class ServerState:
 
 
 Listener = Callable[[ServerState], None]
-
-
-def exposed_names(tools: Iterable[ToolInfo]) -> dict[str, ToolInfo]:
-    """The name the model sees for each tool: its own, or ``server__name`` for a later
-    server's tool whose name an earlier server already uses."""
-    exposed: dict[str, ToolInfo] = {}
-    for info in tools:
-        name = info.name
-        if name in exposed:
-            name = f"{info.server}__{info.name}"
-            if name in exposed or len(name) > 64:
-                continue
-        exposed[name] = info
-    return exposed
 
 
 # -- one running server ---------------------------------------------------------------
@@ -135,7 +124,7 @@ class _Connection:
         self.client: Client | None = None
         self.pgid: int | None = None
         self.lost = False
-        self._stopping = False
+        self.stopping = False
         self._stop = asyncio.Event()
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._task: asyncio.Task[None] | None = None
@@ -151,6 +140,13 @@ class _Connection:
             raise ToolError(
                 f"The MCP server '{self.config.name}' did not start within {limit:g} s."
             ) from None
+        except asyncio.CancelledError:
+            await self.stop()
+            task = asyncio.current_task()
+            if self._ready.cancelled() and task is not None and not task.cancelling():
+                name = self.config.name
+                raise ToolError(f"The MCP server '{name}' stopped while starting.") from None
+            raise
         except BaseException:
             await self.stop()
             raise
@@ -173,13 +169,14 @@ class _Connection:
         except asyncio.CancelledError:
             if not self._ready.done():
                 self._ready.cancel()
-        except BaseException as exc:  # the reason reaches the caller through _ready
+        except Exception as exc:  # the reason reaches the caller through _ready
             if not self._ready.done():
                 self._ready.set_exception(exc)
             else:
                 log.info("MCP server %r ended: %s", self.config.name, exc)
         finally:
             self.client = None
+            self.transport_lost("its connection ended")
 
     async def _transport(self, stack: contextlib.AsyncExitStack) -> Any:
         if self.config.url:
@@ -205,7 +202,7 @@ class _Connection:
         return _stdio_transport(self)
 
     def transport_lost(self, why: str) -> None:
-        if not self._stopping and not self.lost:
+        if not self.stopping and not self.lost:
             self.lost = True
             self._on_lost(why)
 
@@ -218,11 +215,13 @@ class _Connection:
 
     async def stop(self) -> None:
         """Stop the server (bounded: a server that ignores everything is killed)."""
-        self._stopping = True
+        self.stopping = True
         self._stop.set()
         task = self._task
         if task is None or task.done():
             return
+        if not self._ready.done():  # still starting: nothing to wind down gracefully
+            task.cancel()
         try:
             async with asyncio.timeout(STOP_GRACE_S + 3 * KILL_WAIT_S + 1.0):
                 await asyncio.shield(task)
@@ -230,7 +229,6 @@ class _Connection:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        finally:
             if self.pgid is not None:
                 _kill_group(self.pgid, signal.SIGKILL)
 
@@ -257,6 +255,10 @@ async def _stdio_transport(conn: _Connection) -> AsyncIterator[TransportStreams]
     from mcp.shared.message import SessionMessage
 
     config = conn.config
+    if config.cwd and not await anyio.Path(config.cwd).is_dir():
+        raise ToolError(
+            f"The working folder '{config.cwd}' of the MCP server '{config.name}' does not exist."
+        )
     try:
         process = await anyio.open_process(
             [config.command, *config.args],
@@ -345,7 +347,7 @@ async def _stdio_transport(conn: _Connection) -> AsyncIterator[TransportStreams]
         try:
             yield read_stream, write_stream
         finally:
-            conn._stopping = True
+            conn.stopping = True
             with anyio.CancelScope(shield=True):
                 await _stop_process(process)
                 for stream in (read_stream, write_stream, read_writer, write_reader):
@@ -400,6 +402,12 @@ class _Slot:
     connection: _Connection | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     tools: dict[str, ToolInfo] = field(default_factory=dict)
+    stderr_pending: bool = False
+    """A change of stderr not yet told to the listeners (told at most every
+    :data:`STDERR_NOTIFY_S`, so a chatty server cannot flood the window)."""
+
+    def current(self) -> ServerState:
+        return replace(self.state, stderr=tuple(self.stderr))
 
 
 class McpHost:
@@ -449,13 +457,13 @@ class McpHost:
                 state = ServerState(server.name, transport=server.transport)
                 out.append(replace(state, stderr=tuple(slot.stderr)) if slot else state)
             else:
-                out.append(slot.state)
+                out.append(slot.current())
         return out
 
     def state(self, name: str) -> ServerState:
         slot = self._slots.get(name)
         if slot is not None:
-            return slot.state
+            return slot.current()
         server = self._server(name)
         return ServerState(name, transport=server.transport if server else "stdio")
 
@@ -468,12 +476,25 @@ class McpHost:
         return slot
 
     def _set(self, slot: _Slot, **changes: Any) -> None:
-        slot.state = replace(slot.state, stderr=tuple(slot.stderr), **changes)
+        slot.state = replace(slot.state, **changes)
+        slot.stderr_pending = False
+        state = slot.current()
         for listener in list(self._listeners):
             try:
-                listener(slot.state)
+                listener(state)
             except Exception:
                 log.exception("A listener of the MCP server states failed")
+
+    def _stderr_changed(self, slot: _Slot) -> None:
+        if slot.stderr_pending:
+            return
+        slot.stderr_pending = True
+
+        def tell() -> None:
+            if slot.stderr_pending:
+                self._set(slot)
+
+        asyncio.get_running_loop().call_later(STDERR_NOTIFY_S, tell)
 
     def policy(self, server: str, name: str) -> Policy:
         found = self._server(server)
@@ -504,8 +525,9 @@ class McpHost:
             raise ToolError(str(exc)) from None
 
         def on_stderr(line: str) -> None:
-            slot.stderr.append(valid_text(line.rstrip("\r"))[:STDERR_LINE_CHARS])
-            self._set(slot)
+            text = redact(valid_text(line.rstrip("\r")), known_secrets(), prefixes=False)
+            slot.stderr.append(text[:STDERR_LINE_CHARS])
+            self._stderr_changed(slot)
 
         def on_lost(why: str) -> None:
             if slot.connection is conn:
@@ -571,6 +593,19 @@ class McpHost:
             if conn is not None:
                 await conn.stop()
             self._set(slot, state="off", reason="", tools=())
+
+    async def apply_config(self) -> None:
+        """Stop the running servers the config no longer runs as they are: removed, turned
+        off, or changed (a changed one starts again on its next use). A tool's policy is
+        not part of that: changing it never stops a server."""
+        wanted = {s.name: s for s in self.servers() if s.enabled}
+        stale = [
+            name
+            for name, slot in self._slots.items()
+            if slot.connection is not None
+            and (name not in wanted or slot.connection.config != _without_policies(wanted[name]))
+        ]
+        await asyncio.gather(*(self.stop_server(name) for name in stale), return_exceptions=True)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -647,7 +682,8 @@ class McpHost:
         deadline = asyncio.timeout_at(min(loop.time() + timeout, cap))
 
         async def report(progress: float, total: float | None, message: str | None) -> None:
-            deadline.reschedule(min(loop.time() + timeout, cap))
+            with contextlib.suppress(RuntimeError):  # a late notification, after the call
+                deadline.reschedule(min(loop.time() + timeout, cap))
             if on_progress is not None:
                 on_progress(progress, total, _bounded(message, 500) if message else None)
 
@@ -713,7 +749,7 @@ def _tool_info(
 ) -> tuple[ToolInfo | None, str]:
     if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
         shown = _bounded(repr(name), 80)
-        return None, f"{shown}: a tool name is 1 to 64 letters, digits, - or _"
+        return None, f"{shown}: a tool name is 1 to 128 letters, digits, '.', '-' or '_'"
     if not isinstance(schema, dict) or len(json.dumps(schema)) > SCHEMA_LIMIT_CHARS:
         return None, f"{name}: its parameters are not a JSON schema of a sensible size"
     text = _bounded(description, DESCRIPTION_LIMIT_CHARS) if isinstance(description, str) else ""
@@ -732,18 +768,19 @@ def _output(result: Any) -> ToolOutput:
         if kind == "text":
             texts.append(block.text)
         elif kind == "image":
-            mime = str(block.mime_type)[:100]
-            try:
-                data = base64.b64decode(block.data[: IMAGE_LIMIT_BYTES * 4 // 3 + 8], validate=True)
-            except (binascii.Error, ValueError):
-                texts.append(f"[an image Rill could not decode ({mime})]")
-                continue
-            if len(images) >= MAX_IMAGES:
-                texts.append(f"[an image left out: more than {MAX_IMAGES}]")
-            elif len(data) > IMAGE_LIMIT_BYTES or not mime.startswith("image/"):
+            mime = _bounded(str(block.mime_type), 100)
+            encoded = block.data
+            if not mime.startswith("image/"):
+                texts.append(f"[content of type {mime} left out]")
+            elif len(encoded) * 3 // 4 > IMAGE_LIMIT_BYTES:
                 texts.append(f"[an image left out ({mime}, over {IMAGE_LIMIT_BYTES:,} bytes)]")
+            elif len(images) >= MAX_IMAGES:
+                texts.append(f"[an image left out: more than {MAX_IMAGES}]")
             else:
-                images.append((mime, data))
+                try:
+                    images.append((mime, base64.b64decode(encoded, validate=True)))
+                except (binascii.Error, ValueError):
+                    texts.append(f"[an image Rill could not decode ({mime})]")
         elif kind == "resource":
             resource = block.resource
             text = getattr(resource, "text", None)
@@ -766,9 +803,12 @@ def _start_failure(server: ServerConfig, exc: BaseException, stderr: Sequence[st
     if isinstance(exc, BaseExceptionGroup):
         inner = exc.exceptions[0] if exc.exceptions else exc
         return _start_failure(server, inner, stderr)
-    what = f"The MCP server '{server.name}' could not start"
     if server.url:
-        return f"{what}: {server.url} did not answer as an MCP server ({_describe(exc)})."
+        return (
+            f"Rill could not reach the MCP server '{server.name}' at {server.url} "
+            f"({_describe(exc)})."
+        )
+    what = f"The MCP server '{server.name}' could not start"
     tail = f" Its last words: {stderr[-1]}" if stderr else ""
     return f"{what}: {_describe(exc)}.{tail}"
 
@@ -791,3 +831,6 @@ async def test_server(server: ServerConfig, *, secrets: Secrets | None = None) -
         return host.state(server.name)
     finally:
         await host.aclose()
+
+
+test_server.__test__ = False  # type: ignore[attr-defined]  # not a test for pytest to collect
