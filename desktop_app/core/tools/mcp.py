@@ -75,6 +75,9 @@ STDERR_NOTIFY_S = 0.25
 STOP_GRACE_S = 2.0
 """How long a stdio server has to exit once its stdin is closed, before its group is killed."""
 KILL_WAIT_S = 1.0
+START_RETRY_S = 30.0
+"""How long :meth:`McpHost.list_tools` leaves a server that failed to start alone (a call
+of one of its tools, or :meth:`McpHost.start`, tries again at once)."""
 START_TIMEOUT_S = 60.0
 """The least time a server has to start (a first ``npx`` or ``uvx`` run downloads it)."""
 
@@ -402,6 +405,10 @@ class _Slot:
     connection: _Connection | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     tools: dict[str, ToolInfo] = field(default_factory=dict)
+    failed_at: float | None = None
+    """When the server last failed to start (event-loop time)."""
+    failed_config: ServerConfig | None = None
+    """The config it failed to start with (a changed one is tried at once)."""
     stderr_pending: bool = False
     """A change of stderr not yet told to the listeners (told at most every
     :data:`STDERR_NOTIFY_S`, so a chatty server cannot flood the window)."""
@@ -521,6 +528,8 @@ class McpHost:
         try:
             env, headers = resolve_secrets(server, self._secrets)
         except ConfigError as exc:
+            slot.failed_at = asyncio.get_running_loop().time()
+            slot.failed_config = _without_policies(server)
             self._set(slot, state="failed", reason=str(exc))
             raise ToolError(str(exc)) from None
 
@@ -543,10 +552,13 @@ class McpHost:
             raise
         except BaseException as exc:
             await conn.stop()
+            slot.failed_at = asyncio.get_running_loop().time()
+            slot.failed_config = _without_policies(server)
             reason = _start_failure(server, exc, slot.stderr)
             self._set(slot, state="failed", reason=reason)
             raise ToolError(reason) from None
         slot.connection = conn
+        slot.failed_at = None
         slot.tools = {t.name: t for t in tools}
         note = ""
         if skipped:
@@ -581,8 +593,9 @@ class McpHost:
 
     async def start(self, servers: Collection[str] | None = None) -> None:
         """Start the enabled servers (of ``servers`` only, when given) that are not running,
-        all at once; a server that fails shows it in its state."""
-        await self.list_tools(servers)
+        all at once, those that failed a moment ago too; a server that fails shows it in
+        its state."""
+        await self._list(servers, retry=True)
 
     async def stop_server(self, name: str) -> None:
         slot = self._slots.get(name)
@@ -616,7 +629,17 @@ class McpHost:
     # -- ToolHost ---------------------------------------------------------------------
 
     async def list_tools(self, servers: Collection[str] | None = None) -> list[ToolInfo]:
-        chosen = [s for s in self.servers() if s.enabled and (servers is None or s.name in servers)]
+        return await self._list(servers, retry=False)
+
+    async def _list(self, servers: Collection[str] | None, *, retry: bool) -> list[ToolInfo]:
+        now = asyncio.get_running_loop().time()
+        chosen = [
+            s
+            for s in self.servers()
+            if s.enabled
+            and (servers is None or s.name in servers)
+            and (retry or not self._failed_lately(s, now))
+        ]
         results = await asyncio.gather(*(self._ensure(s) for s in chosen), return_exceptions=True)
         tools: list[ToolInfo] = []
         for server, result in zip(chosen, results, strict=True):
@@ -627,6 +650,16 @@ class McpHost:
             slot = self._slots[server.name]
             tools.extend(replace(t, policy=server.policy(t.name)) for t in slot.tools.values())
         return tools
+
+    def _failed_lately(self, server: ServerConfig, now: float) -> bool:
+        slot = self._slots.get(server.name)
+        return (
+            slot is not None
+            and slot.connection is None
+            and slot.failed_at is not None
+            and now - slot.failed_at < START_RETRY_S
+            and slot.failed_config == _without_policies(server)
+        )
 
     async def call_tool(
         self,
