@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import shlex
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -500,16 +501,20 @@ class ToolsPage(QWidget):
     async def _save(self, server: ServerConfig, renamed_from: str | None) -> None:
         services = self.services
         try:
-            if renamed_from:
-                await services.run_io(remove_server, self.saving(), renamed_from, services.secrets)
-            await services.run_io(add_server, self.saving(), server, services.secrets)
+            await services.run_io(
+                partial(add_server, replacing=renamed_from),
+                self.saving(),
+                server,
+                services.secrets,
+            )
         except (RillError, OSError) as exc:
             self.show_message(f"Not saved: {exc}", error=True)
             return
-        await self._host_changed(server.name, renamed_from)
+        self.states.pop(renamed_from or "", None)
         self.show_message(f"Saved {server.name}.")
         self.refresh(select=server.name)
         self.servers_changed.emit()
+        await self._host_changed()
 
     def remove_selected(self) -> asyncio.Future[Any] | None:
         name = self.current
@@ -526,10 +531,10 @@ class ToolsPage(QWidget):
             return
         self.states.pop(name, None)
         self.current = None
-        await self._host_changed(None, name)
         self.show_message(f"Removed {name}.")
         self.refresh()
         self.servers_changed.emit()
+        await self._host_changed()
 
     def choose_import(self) -> None:
         dialog = QFileDialog(self, "Import MCP servers from Claude Desktop")
@@ -581,9 +586,9 @@ class ToolsPage(QWidget):
                 self.show_message(f"Imported {len(added)} server(s): {', '.join(added)}.")
             else:
                 self.show_message("That file names no MCP server.")
-        await self._host_changed(None, None)
         self.refresh(select=added[0] if added else None)
         self.servers_changed.emit()
+        await self._host_changed()
 
     def _enabled_toggled(self, on: bool) -> None:
         name = self.current
@@ -600,7 +605,7 @@ class ToolsPage(QWidget):
             return
         self.refresh(select=name)
         self.servers_changed.emit()
-        await self._host_changed(name, None)
+        await self._host_changed()
 
     def set_policy(self, tool: str, policy: str) -> asyncio.Future[Any] | None:
         name = self.current
@@ -617,16 +622,11 @@ class ToolsPage(QWidget):
             return
         self.show_message(f"{tool}: {POLICY_TEXT.get(policy, policy)}.")  # type: ignore[call-overload]
 
-    async def _host_changed(self, name: str | None, removed: str | None) -> None:
-        """Stop a server that was removed or turned off; one whose settings changed starts
-        again with them when next used (a policy change touches no server)."""
-        host = self.host
-        if host is None:
-            return
-        for gone in (removed, name):
-            server = self.server(gone) if gone else None
-            if gone and (server is None or not server.enabled):
-                await host.stop_server(gone)
+    async def _host_changed(self) -> None:
+        """Stop the servers removed, turned off or changed (a changed one starts again with
+        its new settings when next used); a policy change touches no server."""
+        if self.host is not None:
+            await self.host.apply_config()
 
     # -- state ---------------------------------------------------------------------------------
 
