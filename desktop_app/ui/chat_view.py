@@ -122,6 +122,9 @@ class DocView(QTextBrowser):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.viewport().setAutoFillBackground(False)
+        # growing (text appended) repaints the new lines, not the text already drawn
+        self.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
+        self.viewport().setAttribute(Qt.WidgetAttribute.WA_StaticContents)
         self.setStyleSheet("QTextBrowser { background: transparent; }")
         self._safe = SafeDocument(self)
         self.setDocument(self._safe)
@@ -286,6 +289,7 @@ class MessageWidget(QFrame):
         self.setProperty("role", role)
         self.setAccessibleName("Your message" if role == "user" else "Reply")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+        self.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
         self._hovered = False
         self._pinned = False
         """The actions stay shown (the last reply's)."""
@@ -921,6 +925,9 @@ class ChatView(QScrollArea):
         self.layout_.setContentsMargins(0, 0, 0, 0)
         self.layout_.setSpacing(16)
         self.layout_.addStretch(1)
+        # growing (a reply streaming in) repaints only the new area, not what is drawn
+        for static in (page, self.column):
+            static.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
         self.setWidget(page)
 
         self._flush_timer = QTimer(self)
@@ -1281,7 +1288,13 @@ class ChatView(QScrollArea):
 
     def _on_range(self, _minimum: int, maximum: int) -> None:
         if self._follow:
-            self.verticalScrollBar().setValue(maximum)
+            bar = self.verticalScrollBar()
+            if bar.value() != maximum:
+                # Paint what changed where it is now, so that scrolling copies the pixels
+                # already drawn (Qt copies only a clean area) and paints just the strip
+                # scrolled into view, not the whole conversation.
+                QApplication.sendPostedEvents(self.window(), QEvent.Type.UpdateRequest)
+            bar.setValue(maximum)
 
     def _on_value(self, value: int) -> None:
         bar = self.verticalScrollBar()

@@ -170,6 +170,8 @@ class ChatController(QObject):
         """Answers given before the loop asked for them (the row shows with the event)."""
         self.tools_off: dict[int | None, set[str]] = {}
         """Tool servers the user turned off, per conversation (None: the new chat)."""
+        self._text: list[str] = []
+        """Streamed text not yet emitted: what arrived together goes out in one signal."""
 
     # -- state -------------------------------------------------------------------------------
 
@@ -346,17 +348,24 @@ class ChatController(QObject):
                     self.conversation_id = turn.conversation_id
                     self.conversation_changed.emit(turn.conversation_id)
                     self.history_changed.emit()
+                if type(event) is TextDelta:
+                    self._take_text(event)
+                    continue
+                self._emit_text()  # text first, then what came after it
                 self._dispatch(event)
             unsaved = await turn.wait_saved()
             if unsaved is not None:  # a full disk, a folder Rill may not write
                 self.notice.emit(str(unsaved))
         except asyncio.CancelledError:
+            self._emit_text()
             self.cancelled.emit("")
             raise
         except Exception as exc:
+            self._emit_text()
             log.exception("the reply failed unexpectedly")
             self.failed.emit(_sentence(exc), type(exc).__name__)
         finally:
+            self._emit_text()
             self.turn = None
             self.task = None
             retry = self._retry_now
@@ -370,17 +379,26 @@ class ChatController(QObject):
             if before != self.conversation_id or turn.mode == "new":
                 self.history_changed.emit()
 
+    def _take_text(self, event: TextDelta) -> None:
+        """Keep a delta's text; the deltas that arrive together are emitted once, when the
+        loop next turns (or before the next event of another kind)."""
+        stats = self.stats
+        if stats.first_token is None:
+            stats.first_token = time.monotonic()
+        stats.deltas += 1
+        stats.chars += len(event.text)
+        if not self._text:
+            asyncio.get_running_loop().call_soon(self._emit_text)
+        self._text.append(event.text)
+
+    def _emit_text(self) -> None:
+        if self._text:
+            text = "".join(self._text)
+            self._text = []
+            self.text_appended.emit(text)
+
     def _dispatch(self, event: StreamEvent) -> None:
-        kind = type(event)
-        if kind is TextDelta:
-            assert isinstance(event, TextDelta)
-            stats = self.stats
-            if stats.first_token is None:
-                stats.first_token = time.monotonic()
-            stats.deltas += 1
-            stats.chars += len(event.text)
-            self.text_appended.emit(event.text)
-        elif isinstance(event, StageChanged):
+        if isinstance(event, StageChanged):
             self.stage_changed.emit(str(event.stage), event.attempt)
         elif isinstance(event, UsageUpdate):
             self.stats.output_tokens = event.usage.output_tokens
