@@ -877,6 +877,8 @@ class MessageWidget(QFrame):
             self._tail_highlighter.refresh_colours()
         if not self.streaming:
             self.render_text(self.text())
+        if self.steps is not None:
+            self.steps.refresh_theme()
         self.style().unpolish(self)
         self.style().polish(self)
 

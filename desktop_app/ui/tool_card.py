@@ -121,10 +121,12 @@ def thumbnail(data: bytes, mime: str = "", size: int = THUMBNAIL) -> QPixmap | N
     return QPixmap.fromImage(image)
 
 
-def render_markdown(view_doc: SafeDocument, text: str) -> DocumentWriter:
-    """Render all of ``text`` (Markdown) into ``view_doc`` at once."""
+def render_markdown(view_doc: SafeDocument, text: str, *, highlight: bool = True) -> DocumentWriter:
+    """Render all of ``text`` (Markdown) into ``view_doc`` at once (``highlight``: and give
+    the document its code highlighter)."""
     writer = DocumentWriter(view_doc)
-    CodeHighlighter(view_doc)
+    if highlight:
+        CodeHighlighter(view_doc)
     segmenter = Segmenter()
     for segment in segmenter.feed(text):
         writer.write(segment)
@@ -469,6 +471,7 @@ class ToolCard(QFrame):
         self.arguments_view.setVisible(bool(self.arguments.strip()))
         self.details.setVisible(expanded)
         self.preview.setVisible(not expanded)
+        icons.set_icon(self.toggle, "chevron-up" if expanded else "chevron-down", "muted")
 
     @property
     def expanded(self) -> bool:
@@ -590,6 +593,7 @@ class ToolSteps(QWidget):
         writer = render_markdown(view.document(), markdown)  # type: ignore[arg-type]
         view.quotes = writer.quotes
         view.anchorClicked.connect(self.link_clicked)
+        view.setProperty("markdown", markdown)
         self.box.addWidget(view)
 
     def add_card(self, name: str = "", call_id: str = "") -> ToolCard:
@@ -630,6 +634,20 @@ class ToolSteps(QWidget):
         card = self.add_card(name, call_id)
         self._round[-len(self.cards)] = card
         return card
+
+    def refresh_theme(self) -> None:
+        """Draw the earlier text again in the current theme's colours."""
+        from desktop_app.ui.chat_view import DocView
+
+        for view in self.findChildren(DocView):
+            markdown = view.property("markdown")
+            if isinstance(markdown, str):
+                doc = view.document()
+                for highlighter in doc.findChildren(CodeHighlighter):
+                    highlighter.refresh_colours()
+                doc.clear()
+                writer = render_markdown(doc, markdown, highlight=False)  # type: ignore[arg-type]
+                view.quotes = writer.quotes
 
     def stop_all(self) -> None:
         for card in self.cards:

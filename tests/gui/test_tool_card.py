@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
 from PySide6.QtGui import QColor, QImage
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from desktop_app.ui.controller import StreamStats
@@ -164,3 +164,26 @@ def test_status_names_the_running_tool() -> None:
     assert tool_status(stats, now=102.4) == "Running read_file and 1 more (2 s)…"
     stats.approvals_waiting = 1
     assert tool_status(stats) == "Waiting for your approval"
+
+
+def test_expanding_turns_the_arrow_and_earlier_text_follows_the_theme(qtbot: QtBot) -> None:
+    from desktop_app.ui import theme
+    from desktop_app.ui.icons import PROPERTY
+
+    card = shown_card(qtbot)
+    assert card.toggle.property(PROPERTY) == "chevron-down"
+    card.set_expanded(True)
+    assert card.toggle.property(PROPERTY) == "chevron-up"
+    steps = ToolSteps()
+    qtbot.addWidget(steps)
+    steps.add_text("Before the call:\n\n```python\nx = 1\n```\n")
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    try:
+        theme.apply(app, "dark")
+        steps.refresh_theme()
+    finally:
+        theme.apply(app, "light")
+    [view] = [w for w in steps.findChildren(QWidget) if w.property("markdown")]
+    text = view.document().toPlainText()  # type: ignore[attr-defined]
+    assert text.count("x = 1") == 1 and "Before the call:" in text
