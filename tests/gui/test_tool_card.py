@@ -187,3 +187,22 @@ def test_expanding_turns_the_arrow_and_earlier_text_follows_the_theme(qtbot: QtB
     [view] = [w for w in steps.findChildren(QWidget) if w.property("markdown")]
     text = view.document().toPlainText()  # type: ignore[attr-defined]
     assert text.count("x = 1") == 1 and "Before the call:" in text
+
+
+def test_server_states_from_another_thread_arrive_on_the_qt_thread(qtbot: QtBot) -> None:
+    import threading
+
+    from desktop_app.core.tools.mcp import ServerState
+    from desktop_app.ui.tool_picker import StateRelay
+
+    relay = StateRelay()
+    got: list[tuple[str, bool]] = []
+    relay.changed.connect(
+        lambda state: got.append(
+            (state.name, threading.current_thread() is threading.main_thread())
+        )
+    )
+    thread = threading.Thread(target=relay, args=(ServerState("time", "ready"),))
+    thread.start()
+    thread.join()
+    qtbot.waitUntil(lambda: got == [("time", True)], timeout=2000)

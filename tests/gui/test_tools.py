@@ -16,7 +16,7 @@ from pytestqt.qtbot import QtBot
 from desktop_app.core.config import load_config
 from desktop_app.core.tools.config import ServerConfig, server_configs, server_table
 from desktop_app.core.tools.loop import DECLINED
-from desktop_app.simulator import SimulatorThread
+from desktop_app.simulator import Fault, SimulatorThread
 from desktop_app.ui.chat_view import MessageWidget
 from desktop_app.ui.main_window import MainWindow
 from desktop_app.ui.tool_card import ToolCard
@@ -417,3 +417,23 @@ def test_a_server_that_fails_shows_why_and_its_stderr(
     assert page.stderr.isVisibleTo(page)
     assert "missing API_KEY" in page.stderr.toPlainText()
     assert page.message.text() == "broken did not start."
+
+
+def test_a_restart_after_a_tool_round_shows_the_card_once_and_runs_nothing_again(
+    qtbot: QtBot, windows: Windows, sim: SimulatorThread, rill_home: Path, fault_state: Path
+) -> None:
+    window = tools_window(windows, sim, rill_home, always(fault_server_config(fault_state), "echo"))
+    sim.script(Fault(), Fault(drop_after=25))  # the answer after the tool breaks once
+    started: list[str] = []
+    window.controller.tool_started.connect(lambda *a: started.append(str(a[0])))
+    restarted: list[str] = []
+    window.controller.restarted.connect(restarted.append)
+    wait_reply(
+        qtbot, window, lambda: ask(qtbot, window, 'call echo with {"text": "just once"}'), 20_000
+    )
+    assert restarted  # the answer started again …
+    assert len(started) == 2 and started[0] == started[1]  # … and its call was shown again
+    [card] = cards(window)  # once
+    assert card.state == "done" and card.preview.text() == "just once"
+    assert reply(window).text().startswith("Tool echo said: just once")
+    assert len(sim.chat_requests) == 3
