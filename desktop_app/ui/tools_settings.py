@@ -735,10 +735,6 @@ class ToolsPage(QWidget):
             self.message.setText(text)
             self.message.setVisible(bool(text))
 
-    def closeEvent(self, event: Any) -> None:
-        self.detach()
-        super().closeEvent(event)
-
     def detach(self) -> None:
         """Stop listening to the MCP client (the dialog closes)."""
         if self._unlisten is not None:

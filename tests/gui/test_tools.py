@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
@@ -16,6 +18,7 @@ from pytestqt.qtbot import QtBot
 from desktop_app.core.config import load_config
 from desktop_app.core.tools.config import ServerConfig, server_configs, server_table
 from desktop_app.core.tools.loop import DECLINED
+from desktop_app.core.types import PROVIDERS, ProviderName
 from desktop_app.simulator import Fault, SimulatorThread
 from desktop_app.ui.chat_view import MessageWidget
 from desktop_app.ui.main_window import MainWindow
@@ -437,3 +440,31 @@ def test_a_restart_after_a_tool_round_shows_the_card_once_and_runs_nothing_again
     assert card.state == "done" and card.preview.text() == "just once"
     assert reply(window).text().startswith("Tool echo said: just once")
     assert len(sim.chat_requests) == 3
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_parallel_cards_in_each_protocol(
+    qtbot: QtBot,
+    windows: Windows,
+    sim: SimulatorThread,
+    rill_home: Path,
+    fault_state: Path,
+    provider: ProviderName,
+) -> None:
+    """Gemini and Ollama stream no call ids: the cards still match their calls."""
+    window = tools_window(windows, sim, rill_home, always(fault_server_config(fault_state), "echo"))
+    profile = window.services.config.profiles["Simulator"]
+    window.services.config.profiles["Simulator"] = replace(
+        profile, provider=provider, base_url=sim.base_url(provider)
+    )
+    assert window.services.secrets is not None
+    window.services.secrets.set("Simulator", "sim-key", provider=provider)
+    prompt = 'call echo with {"text": "one"} then call echo with {"text": "two"}'
+    wait_reply(qtbot, window, lambda: ask(qtbot, window, prompt), timeout=20_000)
+    shown = cards(window)
+    assert [(c.name, c.state, c.preview.text()) for c in shown] == [
+        ("echo", "done", "one"),
+        ("echo", "done", "two"),
+    ]
+    assert reply(window).text().startswith("Tool echo said: one")
+    assert {r.protocol for r in sim.chat_requests} == {provider}
