@@ -786,14 +786,11 @@ class MainWindow(QMainWindow):
             if not server.enabled:
                 continue
             state = host.state(server.name) if host is not None else None
-            ready = state is not None and state.state == "ready"
-            choices.append(
-                ServerChoice(
-                    server.name,
-                    len(state.tools) if ready and state is not None else None,
-                    state.state if state is not None else "",
-                )
-            )
+            kind = state.state if state is not None else ""
+            count: int | None = None  # not known before the server has started
+            if state is not None and kind in ("ready", "failed"):
+                count = len(state.tools)
+            choices.append(ServerChoice(server.name, count, kind))
         off = self.controller.tools_off.get(self.controller.conversation_id, set())
         self.composer.tools.set_servers(choices, off)
 

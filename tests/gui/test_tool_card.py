@@ -206,3 +206,26 @@ def test_server_states_from_another_thread_arrive_on_the_qt_thread(qtbot: QtBot)
     thread.start()
     thread.join()
     qtbot.waitUntil(lambda: got == [("time", True)], timeout=2000)
+
+
+def test_the_tools_button_counts_what_this_chat_offers(qtbot: QtBot) -> None:
+    from desktop_app.ui.tool_picker import ServerChoice, ToolPicker
+
+    picker = ToolPicker()
+    qtbot.addWidget(picker)
+    picker.set_servers([])
+    assert picker.isHidden()  # no server: no button
+    picker.set_servers(
+        [ServerChoice("time", 2, "ready"), ServerChoice("broken", 0, "failed")], set()
+    )
+    assert not picker.isHidden() and picker.text() == "Tools: 2"
+    assert picker.boxes["broken"].text() == "broken (failed to start)"
+    picker.set_servers([ServerChoice("time", 2, "ready"), ServerChoice("files", None, "off")])
+    assert picker.text() == "Tools: 2+"
+    assert picker.boxes["files"].text() == "files (starts when used)"
+    with qtbot.waitSignal(picker.changed) as blocker:
+        picker.boxes["time"].setChecked(False)
+    assert blocker.args == [{"time"}]
+    assert picker.text() == "Tools: on"  # files: not started, so not counted yet
+    picker.boxes["files"].setChecked(False)
+    assert picker.text() == "Tools: off"
