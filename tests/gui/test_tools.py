@@ -468,3 +468,36 @@ def test_parallel_cards_in_each_protocol(
     ]
     assert reply(window).text().startswith("Tool echo said: one")
     assert {r.protocol for r in sim.chat_requests} == {provider}
+
+
+def test_settings_adds_a_streamable_http_server_with_a_secret_header(
+    qtbot: QtBot, windows: Windows, sim: SimulatorThread, rill_home: Path, fault_http: ServerConfig
+) -> None:
+    window = tools_window(windows, sim, rill_home)
+    window.open_settings("Tools")
+    dialog = window.settings_dialog
+    assert dialog is not None
+    page = dialog.tools_page
+    page.add_server()
+    page.f_name.setText("remote")
+    page.f_kind.setCurrentIndex(1)
+    assert page.f_url.isVisibleTo(page) and not page.f_command.isVisibleTo(page)
+    page.f_url.setText(fault_http.url)
+    page.f_headers.setPlainText("Authorization: Bearer s3cret-value\nX-Team: blue")
+    run(qtbot, page.save_server())  # type: ignore[arg-type]
+    path = window.services.config.path
+    assert path is not None
+    text = path.read_text(encoding="utf-8")
+    assert "s3cret-value" not in text and "<keychain>" in text and "blue" in text
+    [server] = server_configs(load_config(path))
+    assert server.url == fault_http.url and server.transport == "http"
+    # the form shows the reference, never the secret
+    assert "s3cret-value" not in page.f_headers.toPlainText()
+    run(qtbot, page.test_selected(), timeout=20_000)  # type: ignore[arg-type]
+    assert page.state_label.text().startswith("Ready with ")
+    assert "echo" in page.tool_rows
+
+    # a bad line is a sentence, and nothing is saved
+    page.f_headers.setPlainText("no separator here")
+    assert page.save_server() is None
+    assert page.message.text() == "Not saved: Headers: line 1 is not NAME:value."
