@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from desktop_app.core.errors import human_seconds
 from desktop_app.core.history import StoredMessage
 from desktop_app.core.text import valid_text
-from desktop_app.core.tools.loop import STOPPED
+from desktop_app.core.tools.loop import NEVER, STOPPED
 from desktop_app.ui import icons
 from desktop_app.ui.labels import PlainLabel
 from desktop_app.ui.markdown import (
@@ -436,9 +436,12 @@ class ToolCard(QFrame):
         self.duration_s = duration_s
         self.result = valid_text(reason[:RESULT_SHOWN])
         self.is_error = True
-        self._set_state("denied" if denied else "error", "denied" if denied else "failed")
+        if reason == NEVER:
+            self._set_state("denied", "not allowed (policy: never)")
+        else:
+            self._set_state("denied" if denied else "error", "denied" if denied else "failed")
         self.preview.setText(one_line(self.result))
-        self.result_title.setText("Not run" if denied else "Error")
+        self.result_title.setText("Not run" if self.state == "denied" else "Error")
         self.result_view.set_text(self.result)
         self.result_title.show()
         self.result_view.show()

@@ -8,6 +8,7 @@ from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
+from desktop_app.core.tools.loop import NEVER
 from desktop_app.ui.controller import StreamStats
 from desktop_app.ui.status_bar import tool_status
 from desktop_app.ui.tool_card import (
@@ -110,6 +111,10 @@ def test_errors_and_denials_read_as_such(qtbot: QtBot) -> None:
     other.fail("The user declined to run this tool.", denied=True)
     assert other.state == "denied" and other.status_text() == "denied"
     assert other.preview.text() == "The user declined to run this tool."
+    never = shown_card(qtbot)
+    never.fail(NEVER)
+    assert never.state == "denied" and never.status_text() == "not allowed (policy: never)"
+    assert never.result_title.text() == "Not run"
 
 
 def test_images_become_bounded_thumbnails(qtbot: QtBot) -> None:
