@@ -793,6 +793,7 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
         output.spinner.hide()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        _note_failed_servers(turn, output)
     if result is None:
         return code
     output.end(result.content)
@@ -946,6 +947,16 @@ def _allow_always(config_file: Path, err: Writer, info: ToolInfo) -> None:
         set_tool_policy(load_config(config_file), info.server, info.name, "always")
     except (OSError, ValueError, RillError) as exc:
         _note(err, f"q: could not save the choice to always allow {info.name}: {exc}")
+
+
+def _note_failed_servers(turn: Turn, output: Output) -> None:
+    """Say which chosen tool servers could not start, so their tools were not offered."""
+    host = turn.services.tools
+    if not isinstance(host, McpHost) or not turn.uses_tools:
+        return
+    for state in host.states():
+        if state.state == "failed" and (turn.tools is None or state.name in turn.tools):
+            output.note(f"q: tool server {state.name} failed: {shorten(state.reason, 300)}")
 
 
 async def _list_tools(services: Services, out: Writer) -> int:

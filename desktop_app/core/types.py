@@ -31,6 +31,9 @@ class ToolCall:
     id: str | None
     name: str
     arguments: str
+    signature: str | None = None
+    """An opaque token the provider wants back with the call in the next request (Gemini's
+    ``thoughtSignature``); never shown, never stored."""
 
 
 @dataclass(frozen=True, slots=True)

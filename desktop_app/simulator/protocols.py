@@ -14,6 +14,7 @@ stream (field names, field order, separators and JSON spacing follow real captur
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -215,6 +216,34 @@ def _tool_plan(
     return (), tuple(results)
 
 
+def thought_signature(calls: tuple[tuple[str, str], ...]) -> str:
+    """An opaque token for a step's calls (base64, as Gemini's are)."""
+    digest = hashlib.sha256(compact(calls).encode()).digest()
+    return base64.b64encode(digest * 3).decode()
+
+
+def _missing_signature(model: str, contents: list[Any]) -> str | None:
+    """Gemini 3's refusal of a request whose current turn has a step of function calls
+    without its thought signature (None when there is nothing to refuse)."""
+    if not model.removeprefix("models/").startswith("gemini-3"):
+        return None
+    start = 0
+    for index, content in enumerate(contents):
+        parts = _list(_dict(content).get("parts"))
+        if _dict(content).get("role", "user") == "user" and any("text" in _dict(p) for p in parts):
+            start = index  # the current turn begins with the last prompt
+    for index in range(start, len(contents)):
+        parts = [_dict(p) for p in _list(_dict(contents[index]).get("parts"))]
+        calls = [p for p in parts if "functionCall" in p]
+        if calls and "thoughtSignature" not in calls[0]:
+            name = _dict(calls[0]["functionCall"]).get("name")
+            return (
+                f"Function call `{name}` in the `{index + 1}.` content block is missing a "
+                "`thought_signature`."
+            )
+    return None
+
+
 def _result_text(content: Any) -> str:
     """A tool result's text: a string, text blocks, or JSON (shown compactly)."""
     if isinstance(content, str):
@@ -392,6 +421,9 @@ def _parse_gemini(body: dict[str, Any], model: str, stream: bool) -> ChatInput:
     )
     tools_off = calling.get("mode") == "NONE"
     prefill = _prefill(_dict(contents[-1]) if contents else {}, "model", "parts")
+    refusal = _missing_signature(model, contents)
+    if refusal is not None:
+        raise BadRequest(refusal)
     calls, quoted = _tool_plan(
         names if not tools_off and prefill is None else [],
         _last_user(contents, "role", "parts"),
@@ -1143,16 +1175,21 @@ class GeminiEncoder(Encoder):
         last = index == len(self.reply.chunks) - 1
         finish = self._FINISH[self.reply.finish] if last else None
         if self.reply.calls:
-            parts = ",".join(spaced({"functionCall": call}) for call in self._calls())
+            parts = ",".join(spaced(part) for part in self._call_parts())
             return self._chunk(parts, finish, index + 1)
         part = '{"text": ' + spaced(piece) + "}"
         return self._chunk(part, finish, index + 1)
 
-    def _calls(self) -> list[dict[str, Any]]:
-        return [
-            {"name": name, "args": self.reply.args(call)}
+    def _call_parts(self) -> list[dict[str, Any]]:
+        """The calls as ``functionCall`` parts; the first carries the step's
+        ``thoughtSignature``, as Gemini 3 sends it (and wants it back)."""
+        parts: list[dict[str, Any]] = [
+            {"functionCall": {"name": name, "args": self.reply.args(call)}}
             for call, (name, _) in enumerate(self.reply.calls)
         ]
+        if parts:
+            parts[0]["thoughtSignature"] = thought_signature(self.reply.calls)
+        return parts
 
     def tail(self, sent: int) -> bytes:
         if sent > 0:
@@ -1168,11 +1205,7 @@ class GeminiEncoder(Encoder):
         return self.frame(spaced({"error": err}))
 
     def full_body(self, sent: int) -> bytes:
-        parts: list[dict[str, Any]]
-        if self.reply.calls:
-            parts = [{"functionCall": call} for call in self._calls()]
-        else:
-            parts = [{"text": self._text(sent)}]
+        parts = self._call_parts() if self.reply.calls else [{"text": self._text(sent)}]
         p = self.inp.input_tokens
         body = {
             "candidates": [

@@ -137,6 +137,18 @@ def test_tool_errors_are_one_line_each_and_the_answer_goes_on(
     )
 
 
+def test_a_server_that_cannot_start_is_named_and_the_answer_comes_without_it(
+    simt: SimulatorThread, rill_home: Path, mcp_config: Callable[..., Config]
+) -> None:
+    _configure(mcp_config, ServerConfig(name="broken", command=str(rill_home / "missing")))
+    result = q(*base(simt), "Tell me about rivers", home=rill_home)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == simt.sim.reply_text(simt.sim.chat_requests[-1].json, "openai") + "\n"
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("q: tool server ")]
+    assert line.startswith("q: tool server broken failed: ") and "missing" in line
+
+
 def test_tools_none_offers_no_tools_and_unknown_servers_are_refused(
     simt: SimulatorThread,
     rill_home: Path,
@@ -225,9 +237,13 @@ def test_ctrl_c_at_the_question_cancels_the_turn(
     fault_stdio: ServerConfig,
 ) -> None:
     _configure(mcp_config, fault_stdio)
-    code, text = _q_on_a_terminal(
-        simt, rill_home, lambda _, process: process.send_signal(signal.SIGINT)
-    )
+
+    def interrupt(_: int, process: subprocess.Popen[bytes]) -> None:
+        # let q finish writing the question: Ctrl+C during a write abandons the terminal
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+
+    code, text = _q_on_a_terminal(simt, rill_home, interrupt)
     assert code == 130, text
     assert "[n]o: \r\nq: cancelled." in text
     assert "q: tool" not in text and len(simt.sim.chat_requests) == 1

@@ -292,6 +292,8 @@ async def test_parallel_calls_stream_as_each_protocol_streams_them(
     # Gemini: the calls as functionCall parts of one chunk
     (chunk,) = [d for _, d in shapes["gemini"]]
     parts = chunk["candidates"][0]["content"]["parts"]
+    signature = parts[0].pop("thoughtSignature")  # the step's, on its first call only
+    assert isinstance(signature, str) and len(signature) > 40
     assert parts == [
         {"functionCall": {"name": "a", "args": {"x": 1}}},
         {"functionCall": {"name": "b", "args": {"y": "two"}}},
@@ -305,6 +307,32 @@ async def test_parallel_calls_stream_as_each_protocol_streams_them(
         {"function": {"name": "b", "arguments": {"y": "two"}}},
     ]
     assert done[1]["done"] is True and done[1]["done_reason"] == "stop"
+
+
+async def test_gemini_3_refuses_calls_sent_back_without_their_thought_signature(
+    sim: Simulator, client: httpx.AsyncClient
+) -> None:
+    url = sim.base_url("gemini") + "/v1beta/models/gemini-3-flash:streamGenerateContent?alt=sse"
+    call = {"functionCall": {"name": "a", "args": {}}}
+    result = {"functionResponse": {"name": "a", "response": {"result": "r"}}}
+    body = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "call a with {}"}]},
+            {"role": "model", "parts": [call]},
+            {"role": "user", "parts": [result]},
+        ],
+        "tools": [{"functionDeclarations": [{"name": "a"}]}],
+    }
+    refused = await client.post(url, json=body, headers={"x-goog-api-key": "k"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == (
+        "Function call `a` in the `2.` content block is missing a `thought_signature`."
+    )
+    body["contents"][1]["parts"][0] = {**call, "thoughtSignature": "c2lnbmVk"}
+    answered = await client.post(url, json=body, headers={"x-goog-api-key": "k"})
+    assert answered.status_code == 200
+    pieces, _ = summarize("gemini", parse_stream("gemini", answered.content))
+    assert "".join(pieces).startswith("Tool a said: r")
 
 
 async def test_a_call_to_a_tool_not_offered_is_not_made(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Collection
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from desktop_app.core.cache import AsyncResponseCache, cache_key
 from desktop_app.core.events import (
     CacheHit,
     Cancelled,
+    Failed,
     Finished,
     Restarted,
     StreamEvent,
@@ -36,6 +39,7 @@ from desktop_app.core.tools.base import (
 from desktop_app.core.tools.loop import DECLINED, NEVER, ToolLoop, expose, limit_sentence
 from desktop_app.core.types import PROVIDERS, ProviderName
 from desktop_app.simulator import Fault, Simulator
+from desktop_app.simulator.protocols import thought_signature
 from tests.helpers import engine_for, request_for
 from tests.local_tools import Answers, LocalHost, echo, results_sent
 
@@ -109,6 +113,20 @@ async def test_a_single_call_runs_and_the_model_answers_with_its_result(
     key = "echo" if provider in ("ollama", "gemini") else started.call_id
     assert sent == [(key, "hello from a tool")]
     assert loop.records[0].ok and loop.records[0].result == "hello from a tool"
+
+
+async def test_gemini_3_gets_its_thought_signature_back_with_the_calls(sim: Simulator) -> None:
+    host = LocalHost({"echo": echo})
+    request = replace(request_for(sim, "gemini", 'call echo with {"text": "s"}'), model="gemini-3")
+    loop = ToolLoop(engine_for(), request, host=host, approver=Answers())
+    events = await _events(loop)
+
+    assert _final(events).response.content.startswith("Tool echo said: s")
+    first, second = sim.chat_requests
+    assert first.status == second.status == 200
+    (call_part,) = second.json["contents"][1]["parts"]
+    assert call_part["functionCall"] == {"name": "echo", "args": {"text": "s"}}
+    assert call_part["thoughtSignature"] == thought_signature((("echo", '{"text":"s"}'),))
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -390,3 +408,15 @@ def test_exposed_names_are_valid_and_unique() -> None:
     exposed = expose(tools)
     assert list(exposed) == ["a_read_file", "b_read_file", "search", "x" * 64]
     assert [info.server for info in exposed.values()] == ["a", "b", "c", "d"]
+
+
+async def test_a_tool_host_that_breaks_ends_the_turn_with_a_sentence(sim: Simulator) -> None:
+    class Broken(LocalHost):
+        async def list_tools(self, servers: Collection[str] | None = None) -> list[ToolInfo]:
+            raise KeyError("oops")
+
+    events = await _events(_loop(sim, "openai", "hello", Broken({})))
+    (failed,) = events
+    assert isinstance(failed, Failed)
+    assert "unexpected problem with tools" in str(failed.error)
+    assert failed.error.detail == "KeyError"

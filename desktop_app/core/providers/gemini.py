@@ -64,6 +64,8 @@ class GeminiParser(StreamParser):
                     raw = raw_json(data, call.get("args") or {}, compact=False)
                     index = len(self._tools)
                     out.append(self._tool_start(index, call.get("id"), call.get("name", ""), raw))
+                    # Gemini 3 refuses a history whose calls lack the signature they came with
+                    self._tool_signature(index, part.get("thoughtSignature"))
             if candidate.get("finishReason"):
                 self._set_finish(candidate["finishReason"])
                 self.done = True
@@ -128,9 +130,12 @@ class GeminiProvider(Provider):
                 continue
             parts: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
             for tc in m.tool_calls:
-                parts.append(
-                    {"functionCall": {"name": tc.name, "args": tool_arguments(tc.arguments)}}
-                )
+                call: dict[str, Any] = {
+                    "functionCall": {"name": tc.name, "args": tool_arguments(tc.arguments)}
+                }
+                if tc.signature:
+                    call["thoughtSignature"] = tc.signature
+                parts.append(call)
             contents.append({"role": "model" if m.role == "assistant" else "user", "parts": parts})
         body: dict[str, Any] = {"contents": contents}
         system = "\n\n".join(

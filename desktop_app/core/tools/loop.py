@@ -259,9 +259,7 @@ class ToolLoop:
                     Message(
                         "assistant",
                         round_text,
-                        tool_calls=tuple(
-                            ToolCall(p.call_id, p.call.name, p.call.arguments) for p in pending
-                        ),
+                        tool_calls=tuple(replace(p.call, id=p.call_id) for p in pending),
                     )
                 )
                 done = {r.call_id: r for r in self.records[-len(pending) :]}
@@ -284,6 +282,14 @@ class ToolLoop:
             yield Cancelled(self.partial)
         except RillError as exc:
             yield Failed(exc, self.partial)
+        except Exception as exc:  # a tool host's own bug must not end a turn without a word
+            log.exception("the tool loop failed")
+            problem = RillError(
+                "Rill could not finish this reply because of an unexpected problem with tools.",
+                action="Try again; if it keeps happening, turn that tool server off and report it.",
+                detail=type(exc).__name__,
+            )
+            yield Failed(problem, self.partial)
         finally:
             await self._cancel_tasks()
 
