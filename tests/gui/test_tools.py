@@ -501,3 +501,24 @@ def test_settings_adds_a_streamable_http_server_with_a_secret_header(
     page.f_headers.setPlainText("no separator here")
     assert page.save_server() is None
     assert page.message.text() == "Not saved: Headers: line 1 is not NAME:value."
+
+
+def test_esc_at_the_approval_row_stops_the_turn(
+    qtbot: QtBot, windows: Windows, sim: SimulatorThread, rill_home: Path, fault_state: Path
+) -> None:
+    window = tools_window(windows, sim, rill_home, fault_server_config(fault_state))
+    ask(qtbot, window, 'call echo with {"text": "never mind"}')
+
+    def row_focused() -> None:
+        shown = cards(window)
+        assert shown and shown[-1].approval is not None
+        assert shown[-1].approval.once.hasFocus()
+
+    qtbot.waitUntil(row_focused, timeout=15_000)
+    with qtbot.waitSignal(window.controller.turn_ended, timeout=5000):
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Escape)
+    [card] = cards(window)
+    assert card.state == "stopped" and card.approval is None
+    assert reply(window).state == "cancelled"
+    assert window.controller.waiting_for_approval == []
+    assert len(sim.chat_requests) == 1  # nothing ran, nothing more was asked
