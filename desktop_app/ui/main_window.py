@@ -196,7 +196,8 @@ class MainWindow(QMainWindow):
             lambda _state: self.refresh_tools(), Qt.ConnectionType.QueuedConnection
         )
         if self.tool_host is not None:
-            self.tool_host.add_listener(self.tool_relay)
+            unlisten = self.tool_host.add_listener(self.tool_relay)
+            self.destroyed.connect(lambda *_a: unlisten())
         self.qsettings = QSettings(
             str(services.paths.config_dir / "window.ini"), QSettings.Format.IniFormat
         )

@@ -182,7 +182,10 @@ class ToolsPage(QWidget):
         self.relay.changed.connect(self._state_changed, Qt.ConnectionType.QueuedConnection)
         self._unlisten: Callable[[], None] | None = None
         if host is not None:
-            self._unlisten = host.add_listener(self.relay)
+            unlisten = host.add_listener(self.relay)
+            self._unlisten = unlisten
+            # however the page goes, the client stops calling it
+            self.destroyed.connect(lambda *_a: unlisten())
 
         outer = QHBoxLayout(self)
         outer.setContentsMargins(0, 2 * SPACING, 0, 0)
