@@ -522,3 +522,26 @@ def test_esc_at_the_approval_row_stops_the_turn(
     assert reply(window).state == "cancelled"
     assert window.controller.waiting_for_approval == []
     assert len(sim.chat_requests) == 1  # nothing ran, nothing more was asked
+
+
+def test_two_calls_asking_in_one_round_are_answered_in_turn(
+    qtbot: QtBot, windows: Windows, sim: SimulatorThread, rill_home: Path, fault_state: Path
+) -> None:
+    window = tools_window(windows, sim, rill_home, fault_server_config(fault_state))
+
+    def row_focused(index: int) -> None:
+        shown = cards(window)
+        assert len(shown) == 2 and shown[index].approval is not None
+        assert shown[index].approval.once.hasFocus()
+
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=20_000):
+        ask(qtbot, window, 'call echo with {"text": "yes"} and call echo with {"text": "no"}')
+        qtbot.waitUntil(lambda: row_focused(0), timeout=15_000)
+        assert cards(window)[1].approval is None  # asked one at a time
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Y)
+        qtbot.waitUntil(lambda: row_focused(1), timeout=15_000)
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_N)
+    first, second = cards(window)
+    assert (first.state, first.preview.text()) == ("done", "yes")
+    assert second.state == "denied"
+    assert reply(window).text().startswith(f"Tool echo said: yes\n\nTool echo said: {DECLINED}")
