@@ -14,10 +14,12 @@ import shutil
 import signal
 import stat
 import sys
+import threading
 import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn, TextIO, cast
 
@@ -41,6 +43,10 @@ from desktop_app.core.events import (
     Stage,
     StageChanged,
     TextDelta,
+    ToolCallStarted,
+    ToolFailed,
+    ToolProgress,
+    ToolResult,
 )
 from desktop_app.core.history import MAX_SEARCH_TERMS, Conversation, shorten
 from desktop_app.core.ledger import format_usage_report
@@ -49,7 +55,10 @@ from desktop_app.core.paths import AppPaths, app_paths
 from desktop_app.core.redaction import known_secrets, redact
 from desktop_app.core.terminal import for_terminal, json_for_terminal
 from desktop_app.core.text import has_surrogates, valid_text
-from desktop_app.core.types import PROVIDERS, GenerationResponse, TokenUsage
+from desktop_app.core.tools.base import Approver, Decision, ToolInfo
+from desktop_app.core.tools.config import server_configs, set_tool_policy
+from desktop_app.core.tools.mcp import McpHost
+from desktop_app.core.types import PROVIDERS, GenerationResponse, TokenUsage, ToolPart
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 EXIT_BROKEN_PIPE = 128 + 13
@@ -229,6 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-log", action="store_true", help="do not record this exchange in history")
     p.add_argument("--list-models", action="store_true", help="list the server's models")
+    p.add_argument(
+        "--tools",
+        metavar="none|all|SERVER,…",
+        help="the MCP servers the model may use (default: all enabled ones)",
+    )
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="run tool calls that need approval without asking",
+    )
+    p.add_argument("--list-tools", action="store_true", help="list the MCP servers and their tools")
     p.add_argument("--cache-stats", action="store_true", help="show response cache statistics")
     p.add_argument("--clear-cache", action="store_true", help="empty the response cache")
     p.add_argument("--route-stats", action="store_true", help="show Auto's route cache statistics")
@@ -308,6 +328,17 @@ class Output:
             self.waiting(message)
         else:
             self.note(message)
+
+    def ask(self, question: str) -> None:
+        """A question on stderr; the answer is typed on the same line."""
+        self.spinner.hide()
+        if self.shared and self.line_open:
+            self.out.write("\n")
+            self.out.flush()
+            self.line_open = False
+        self.screen.clear()  # the typed answer moves the lines: never erase above it
+        self.err.write(question)
+        self.err.flush()
 
     def waiting(self, message: str) -> None:
         if not self.line_open:
@@ -480,7 +511,7 @@ def _read_stdin(stdin: TextIO) -> str:
         ) from None
 
 
-def overrides(args: argparse.Namespace) -> dict[str, object]:
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The request fields given on the command line."""
     given = {
         "provider": args.provider,
@@ -498,8 +529,8 @@ def continued(
     conversation: Conversation,
     args: argparse.Namespace,
     config: Config,
-    given: dict[str, object],
-) -> tuple[str | None, dict[str, object]]:
+    given: dict[str, Any],
+) -> tuple[str | None, dict[str, Any]]:
     """The profile and request fields of ``q -c``: the conversation's own profile, server
     and model, except what the command line gives (a profile or provider given brings its
     own server and model)."""
@@ -557,9 +588,16 @@ async def run(
             return await _usage_command(services, out)
         if args.history or args.search or args.export is not None or args.import_file:
             return await _history_command(services, args, out, err)
+        if args.list_tools:
+            return await _list_tools(services, out)
         chat = ChatService(services)
         if args.list_models:
             return await _list_models(chat, args, out, err)
+        try:
+            tools = tool_selection(args.tools, config)
+        except InputError as exc:
+            _note(err, f"q: {exc}")
+            return EXIT_USAGE
         conversation_id: int | None = None
         profile, given = args.profile, overrides(args)
         if args.continue_ and services.history is not None:
@@ -574,6 +612,7 @@ async def run(
             read_cache=not args.no_cache,
             write_cache=not args.no_cache,
             record=not args.no_log,
+            tools=tools,
             **given,
         )
         return await _ask(turn, args, out, err)
@@ -678,8 +717,8 @@ async def _list_models(
     request = chat.request_for(
         profile,
         (),
-        provider=given.get("provider"),  # type: ignore[arg-type]
-        base_url=given.get("base_url"),  # type: ignore[arg-type]
+        provider=given.get("provider"),
+        base_url=given.get("base_url"),
     )
     try:
         models = await chat.services.engine.list_models(
@@ -723,6 +762,9 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
     result: GenerationResponse | None = None
     route: AutoRoute | None = None
     code = EXIT_FAILED
+    turn.chat.approver = terminal_approver(output, sys.stdin, assume_yes=args.yes)
+    turn.chat.on_always = partial(_allow_always, turn.services.paths.config_file, err)
+    calls = _ToolLines(output)
     try:
         async for event in turn:
             if out.broken:
@@ -736,6 +778,8 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
                     for sentence in event.skipped:
                         output.note(f"q: auto: {sentence}.")
                 route = event
+            elif isinstance(event, ToolCallStarted | ToolProgress | ToolResult | ToolFailed):
+                calls.show(event)
             elif isinstance(event, StageChanged):
                 if event.stage is not Stage.STREAMING:
                     output.waiting(event.stage.value.capitalize() + "…")
@@ -780,6 +824,7 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
         output.spinner.hide()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        _note_failed_servers(turn, output)
     if result is None:
         return code
     output.end(result.content)
@@ -791,6 +836,7 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
         shown = {**result.to_dict(), "saved": turn.saved}  # saved: what the cache saved
         if route is not None:
             shown["route"] = route.to_dict()
+        shown["tool_calls_run"] = [tool_call_json(part) for part in turn.tool_parts]
         out.write(json_for_terminal(json.dumps(shown, ensure_ascii=False)) + "\n")
         out.flush()
     if args.debug:
@@ -826,6 +872,167 @@ async def route_command(services: Services, args: argparse.Namespace, out: Write
     if cache.problem is not None:
         out.write(cache.problem + "\n")
         return EXIT_FAILED
+    return EXIT_OK
+
+
+# -- tools ---------------------------------------------------------------------------------
+
+TOOL_JSON_RESULT_CHARS = 1000
+_SHOWN_ARGUMENTS = 120
+
+
+def tool_selection(spec: str | None, config: Config) -> frozenset[str] | None:
+    """The servers ``--tools`` names: None for all (the default), an empty set for none."""
+    if spec is None or spec.strip() == "all":
+        return None
+    if spec.strip() == "none":
+        return frozenset()
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    known = [s.name for s in server_configs(config)]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        have = ", ".join(known) if known else "none"
+        raise InputError(
+            f"--tools: there is no MCP server named {unknown[0]!r} in the config "
+            f"(its servers: {have})."
+        )
+    return frozenset(names)
+
+
+def tool_call_json(part: ToolPart) -> dict[str, Any]:
+    """One call for ``q --json``'s ``tool_calls_run``."""
+    try:
+        arguments: Any = json.loads(part.arguments) if part.arguments.strip() else {}
+    except ValueError:
+        arguments = part.arguments
+    return {
+        "server": part.server,
+        "tool": part.name,
+        "arguments": arguments,
+        "ok": part.ok and not part.is_error,
+        "duration_s": round(part.duration_s, 3),
+        "result": part.result[:TOOL_JSON_RESULT_CHARS],
+    }
+
+
+class _ToolLines:
+    """Each tool call and its outcome as one line on stderr; while one runs, the spinner
+    says which (with its progress). A call shown again after a restart is not repeated."""
+
+    def __init__(self, output: Output) -> None:
+        self.output = output
+        self.names: dict[str, str] = {}
+        self.done: set[str] = set()
+
+    def show(self, event: ToolCallStarted | ToolProgress | ToolResult | ToolFailed) -> None:
+        if isinstance(event, ToolCallStarted):
+            self.names[event.call_id] = event.name
+            self.output.waiting(f"Running {event.name}…")
+            return
+        if isinstance(event, ToolProgress):
+            name = self.names.get(event.call_id, "the tool")
+            total = f" of {event.total:g}" if event.total is not None else ""
+            said = f": {shorten(event.message, 60)}" if event.message else ""
+            self.output.waiting(
+                f"Running {name} ({event.elapsed_s:.0f} s, {event.progress:g}{total}){said}…"
+            )
+            return
+        if event.call_id in self.done:
+            return
+        self.done.add(event.call_id)
+        where = f"{event.server}/{event.name}" if event.server else event.name
+        if isinstance(event, ToolResult):
+            outcome = "error" if event.is_error else "ok"
+            said = shorten(event.content, 100)
+            self.output.note(f"q: tool {where}: {outcome} in {event.duration_s:.1f} s: {said}")
+        elif event.denied:
+            self.output.note(f"q: tool {where}: declined.")
+        else:
+            self.output.note(f"q: tool {where}: failed: {shorten(event.reason, 200)}")
+
+
+def terminal_approver(output: Output, stdin: TextIO, *, assume_yes: bool) -> Approver:
+    """Asks on the terminal about each call that needs approval: y (this once), a (always:
+    saved to the config), n (deny). Without a terminal to ask on, such calls are denied
+    unless ``assume_yes``."""
+
+    async def approve(info: ToolInfo, arguments: str) -> Decision:
+        if assume_yes:
+            return "once"
+        if not (stdin.isatty() and output.err.isatty()):
+            return "deny"
+        shown = shorten(arguments, _SHOWN_ARGUMENTS)
+        output.ask(f"q: run {info.server}/{info.name} {shown}? [y]es once, [a]lways, [n]o: ")
+        try:
+            answer = (await _read_line(stdin)).strip().lower()
+        except asyncio.CancelledError:  # Ctrl+C: what follows starts on a line of its own
+            output.err.write("\n")
+            output.err.flush()
+            raise
+        if answer in ("y", "yes"):
+            return "once"
+        if answer in ("a", "always"):
+            return "always"
+        return "deny"
+
+    return approve
+
+
+async def _read_line(stdin: TextIO) -> str:
+    """A line from ``stdin``, read on a thread of its own (one that never delays exit)."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str] = loop.create_future()
+
+    def deliver(line: str) -> None:
+        if not answer.done():
+            answer.set_result(line)
+
+    def read() -> None:
+        try:
+            line = stdin.readline()
+        except (OSError, ValueError):
+            line = ""
+        with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+            loop.call_soon_threadsafe(deliver, line)
+
+    threading.Thread(target=read, name="q-approval", daemon=True).start()
+    return await answer
+
+
+def _allow_always(config_file: Path, err: Writer, info: ToolInfo) -> None:
+    """Save "always" as the tool's policy in the config file (as it is on disk: options of
+    this run such as --set stay out of it)."""
+    try:
+        set_tool_policy(load_config(config_file), info.server, info.name, "always")
+    except (OSError, ValueError, RillError) as exc:
+        _note(err, f"q: could not save the choice to always allow {info.name}: {exc}")
+
+
+def _note_failed_servers(turn: Turn, output: Output) -> None:
+    """Say which chosen tool servers could not start, so their tools were not offered."""
+    host = turn.services.tools
+    if not isinstance(host, McpHost) or not turn.uses_tools:
+        return
+    for state in host.states():
+        if state.state == "failed" and (turn.tools is None or state.name in turn.tools):
+            output.note(f"q: tool server {state.name} failed: {shorten(state.reason, 300)}")
+
+
+async def _list_tools(services: Services, out: Writer) -> int:
+    host = services.tools
+    if not isinstance(host, McpHost) or not host.servers():
+        out.write("No MCP servers are configured (add [mcp.servers.NAME] to the config).\n")
+        return EXIT_OK
+    await host.list_tools()
+    for state in host.states():
+        tools = f"{len(state.tools)} tool{'s' if len(state.tools) != 1 else ''}"
+        reason = f"  {shorten(state.reason, 300)}" if state.reason else ""
+        out.write(f"{state.name}\t{state.state}\t{tools}{reason}\n")
+        for tool in state.tools:
+            policy = host.policy(state.name, tool.name)
+            about = f"\t{shorten(tool.description, 100)}" if tool.description else ""
+            out.write(f"  {state.name}/{tool.name}\t{policy}{about}\n")
+    out.flush()
     return EXIT_OK
 
 
@@ -868,7 +1075,8 @@ def _main(args: argparse.Namespace, out: Writer, err: Writer) -> int:
     )
     try:
         check_arguments(args)
-        if not (args.list_models or any(commands) or args.export is not None or args.import_file):
+        asks = not (args.list_models or args.list_tools or any(commands))
+        if asks and args.export is None and not args.import_file:
             prompt = read_prompt(args, sys.stdin)
             if not prompt:
                 _note(err, 'q: no prompt. Try: q "What is the capital of France?"')

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 import os
 import shutil
 import ssl
@@ -178,12 +179,16 @@ def check_mcp() -> str:
     """The MCP SDK the tools run on loads and holds a whole session: an in-process server
     with one tool, listed and called through the SDK's client (pydantic and its compiled
     core included)."""
-    import asyncio
-
     from mcp.client import Client
     from mcp.server.mcpserver import MCPServer
 
-    server = MCPServer("self-test")
+    root = logging.getLogger()
+    guard = logging.NullHandler()  # MCPServer calls basicConfig, which only acts on a bare root
+    root.addHandler(guard)
+    try:
+        server = MCPServer("self-test")
+    finally:
+        root.removeHandler(guard)
 
     @server.tool()
     def add(a: int, b: int) -> int:

@@ -167,6 +167,7 @@ def _message_form(message: Message) -> dict[str, Any]:
         ],
         "tool_call_id": message.tool_call_id,
         "name": message.name,
+        **({"is_error": True} if message.is_error else {}),
     }
 
 

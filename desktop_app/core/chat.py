@@ -25,7 +25,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -43,6 +43,8 @@ from desktop_app.core.events import (
     Restarted,
     StreamEvent,
     TextDelta,
+    ToolFailed,
+    ToolResult,
     UsageUpdate,
 )
 from desktop_app.core.history import History, HistoryError, MessageStatus, StoredMessage
@@ -53,7 +55,10 @@ from desktop_app.core.providers import get_provider
 from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.routing.cache import RouteCache
 from desktop_app.core.secrets import Secrets, key_lookup
-from desktop_app.core.types import ChatRequest, GenerationResponse, Message, TokenUsage
+from desktop_app.core.tools.base import Approver, ToolHost, ToolInfo
+from desktop_app.core.tools.loop import ToolLoop, deny_all
+from desktop_app.core.tools.mcp import McpHost
+from desktop_app.core.types import ChatRequest, GenerationResponse, Message, TokenUsage, ToolPart
 
 log = logging.getLogger("rill.chat")
 _T = TypeVar("_T")
@@ -91,6 +96,9 @@ class Services:
                 max_entries=int(self.config["auto.route_cache_entries"]),
             )
         return self._route_cache
+
+    tools: ToolHost | None = None
+    """The tools turns may offer the model (the MCP servers of the config); None: no tools."""
 
     @classmethod
     def open(
@@ -152,7 +160,7 @@ class Services:
             pricing=pricing,
         )
         io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rill-io")
-        return cls(
+        services = cls(
             paths,
             config,
             engine,
@@ -165,6 +173,9 @@ class Services:
             warnings,
             history_problem,
         )
+        # the servers of the config as it is when each is used (none starts before then)
+        services.tools = McpHost(lambda: services.config, secrets=secrets)
+        return services
 
     def cost(
         self,
@@ -211,6 +222,8 @@ class Services:
         return self.io.submit(guarded)
 
     async def aclose(self) -> None:
+        if self.tools is not None:
+            await self.tools.aclose()
         await self.engine.aclose()
         if self.cache is not None:
             await self.cache.aclose()
@@ -310,6 +323,10 @@ class ChatService:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.approver: Approver = deny_all
+        """Asks the user about a tool call whose policy is "ask" (the front end's own)."""
+        self.on_always: Callable[[ToolInfo], None] | None = None
+        """Called when the user allows a tool always (the front end saves the policy)."""
 
     def _turn(self, **kwargs: Any) -> Turn:
         """A turn on ``profile``: an Auto turn when it is an Auto profile."""
@@ -382,9 +399,13 @@ class ChatService:
         read_cache: bool = True,
         write_cache: bool = True,
         record: bool = True,
+        tools: Collection[str] | None = None,
         **overrides: Any,
     ) -> Turn:
-        """Ask ``prompt`` in a conversation (a new one when ``conversation_id`` is None)."""
+        """Ask ``prompt`` in a conversation (a new one when ``conversation_id`` is None).
+
+        ``tools`` chooses the tool servers the model may use: None for every enabled one,
+        a set of server names for those, an empty set for none."""
         return self._turn(
             mode="new",
             prompt=prompt,
@@ -394,6 +415,7 @@ class ChatService:
             write_cache=write_cache,
             record=record,
             overrides=overrides,
+            tools=tools,
         )
 
     def regenerate(
@@ -402,6 +424,7 @@ class ChatService:
         reply_group: int,
         *,
         profile: str | None = None,
+        tools: Collection[str] | None = None,
         **overrides: Any,
     ) -> Turn:
         """A new version of a reply: the cache is not read, and the new answer is written."""
@@ -415,6 +438,7 @@ class ChatService:
             record=True,
             overrides=overrides,
             reply_group=reply_group,
+            tools=tools,
         )
 
     def edit(
@@ -424,6 +448,7 @@ class ChatService:
         prompt: str,
         *,
         profile: str | None = None,
+        tools: Collection[str] | None = None,
         **overrides: Any,
     ) -> Turn:
         """Ask ``prompt`` as a new version of the prompt ``message_id``: the new version
@@ -438,6 +463,7 @@ class ChatService:
             record=True,
             overrides=overrides,
             edit_of=message_id,
+            tools=tools,
         )
 
     def continue_reply(
@@ -457,15 +483,18 @@ class ChatService:
         )
 
 
-def context_messages(stored: Sequence[StoredMessage]) -> list[Message]:
-    """The messages of a conversation worth sending back as context."""
+def context_messages(stored: Sequence[StoredMessage], *, tools: bool = True) -> list[Message]:
+    """The messages of a conversation worth sending back as context. A reply that called
+    tools stands for its calls and their results too, unless ``tools`` is False (a request
+    that offers no tools gets the reply's text only: some APIs refuse tool calls then)."""
     out: list[Message] = []
     for m in stored:
         if m.role == "system":
             continue
-        if m.role == "assistant" and (not m.content or m.status == "failed"):
+        used_tools = bool(m.tool_parts) and tools
+        if m.role == "assistant" and ((not m.content and not used_tools) or m.status == "failed"):
             continue
-        out.append(m.to_message())
+        out.extend(m.to_messages() if used_tools else [m.to_message()])
     return out
 
 
@@ -487,6 +516,7 @@ class Turn:
         reply_group: int | None = None,
         message_id: int | None = None,
         edit_of: int | None = None,
+        tools: Collection[str] | None = None,
     ) -> None:
         self.chat = chat
         self.services = chat.services
@@ -507,8 +537,10 @@ class Turn:
         self.recorded = False
         """The prompt (or the new reply version) is in the history: the turn got as far as
         sending. A turn that fails before (no key, the budget) leaves the history as it was."""
+        self.tools = None if tools is None else frozenset(tools)
+        """The tool servers this turn may use (None: every enabled one; empty: none)."""
         self.request: ChatRequest | None = None
-        self.generation: Generation | None = None
+        self.generation: Generation | ToolLoop | None = None
         self.response: GenerationResponse | None = None
         self.kept = ""
         self._cancel = False
@@ -569,15 +601,9 @@ class Turn:
             yield Failed(exc, "")
             return
         assert self.request is not None
-        engine = self.services.engine
         fallbacks = self.chat.fallbacks_for(self.request, self.profile)
         self._answering = (self.request, self.profile)
-        self.generation = engine.stream(
-            self.request,
-            fallbacks=fallbacks,
-            read_cache=self.read_cache,
-            write_cache=self.write_cache,
-        )
+        self.generation = self._generation(self.request, fallbacks)
         if self._cancel:
             self.generation.cancel()
         loop = asyncio.get_running_loop()
@@ -618,10 +644,67 @@ class Turn:
                     self._settle(partial_text, status, error=str(event.error), usage=usage)
                 elif isinstance(event, Cancelled):
                     self._settle("".join(parts), "cancelled", usage=usage)
+                elif isinstance(event, ToolResult | ToolFailed):
+                    self._save_tool_parts()
                 yield event
         finally:
             if not self._settled:
                 self._settle("".join(parts), "cancelled", usage=usage)
+
+    # -- tools -----------------------------------------------------------------------------
+
+    @property
+    def uses_tools(self) -> bool:
+        """The model is offered tools in this turn: tools are on for it (a continued reply
+        never is) and, for the MCP servers of the config, one chosen is enabled."""
+        host = self.services.tools
+        if host is None or self.tools == frozenset() or self.mode == "continue":
+            return False
+        if isinstance(host, McpHost):
+            return any(
+                s.enabled and (self.tools is None or s.name in self.tools) for s in host.servers()
+            )
+        return True
+
+    @property
+    def tool_parts(self) -> list[ToolPart]:
+        """The tool calls of this turn so far, in the order the model made them."""
+        loop = self.generation
+        return list(loop.records) if isinstance(loop, ToolLoop) else []
+
+    def _generation(
+        self, request: ChatRequest, fallbacks: Sequence[ChatRequest]
+    ) -> Generation | ToolLoop:
+        engine = self.services.engine
+        host = self.services.tools
+        if host is None or not self.uses_tools:
+            return engine.stream(
+                request,
+                fallbacks=fallbacks,
+                read_cache=self.read_cache,
+                write_cache=self.write_cache,
+            )
+        return ToolLoop(
+            engine,
+            request,
+            host=host,
+            approver=self.chat.approver,
+            servers=self.tools,
+            max_rounds=int(self.services.config["tools.max_rounds"]),
+            fallbacks=fallbacks,
+            read_cache=self.read_cache,
+            write_cache=self.write_cache,
+            on_always=self.chat.on_always,
+        )
+
+    def _save_tool_parts(self) -> None:
+        loop = self.generation
+        history = self.services.history
+        if not isinstance(loop, ToolLoop) or history is None or not self.record:
+            return
+        if self.assistant_message_id is None:
+            return
+        self.services.submit_io(history.set_tool_parts, self.assistant_message_id, self.tool_parts)
 
     # -- cost ------------------------------------------------------------------------------
 
@@ -660,7 +743,7 @@ class Turn:
             earlier: list[Message] = []
             if history is not None and self.conversation_id is not None:
                 stored = await services.run_io(history.messages, self.conversation_id)
-                earlier = context_messages(stored)
+                earlier = context_messages(stored, tools=self.uses_tools)
             messages = [*earlier, Message("user", prompt)]
         elif self.mode == "edit":
             assert prompt is not None and history is not None and self.conversation_id is not None
@@ -672,7 +755,10 @@ class Turn:
                     action="Reload the conversation and try again.",
                 )
             self._edited = stored[index]
-            messages = [*context_messages(stored[:index]), Message("user", prompt)]
+            messages = [
+                *context_messages(stored[:index], tools=self.uses_tools),
+                Message("user", prompt),
+            ]
         else:
             assert history is not None and self.conversation_id is not None
             stored = await services.run_io(history.messages, self.conversation_id)
@@ -778,7 +864,7 @@ class Turn:
                 else message.id == self.assistant_message_id
             )
             if hit:
-                return context_messages(stored[:index]), message
+                return context_messages(stored[:index], tools=self.uses_tools), message
         raise RillError(
             "That reply is no longer in the conversation.",
             action="Reload the conversation and try again.",

@@ -34,7 +34,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, cast, get_args
 
@@ -42,7 +42,7 @@ from desktop_app.core.errors import RillError
 from desktop_app.core.redaction import without_url_credentials
 from desktop_app.core.store import BUSY_TIMEOUT_S, SqliteStore, lenient_text
 from desktop_app.core.text import valid_text
-from desktop_app.core.types import Message, Role
+from desktop_app.core.types import Message, Role, ToolCall, ToolPart
 
 _T = TypeVar("_T")
 
@@ -50,7 +50,7 @@ MessageStatus = Literal["complete", "streaming", "cancelled", "interrupted", "fa
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 STATUSES: Final[tuple[MessageStatus, ...]] = get_args(MessageStatus)
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 EXPORT_FORMAT: Final = "rill.conversation"
 EXPORT_VERSION: Final = 1
 TITLE_LIMIT: Final = 60
@@ -129,10 +129,40 @@ class StoredMessage:
     """The message this one follows (``None`` for a first prompt)."""
     estimated: bool = False
     """The token counts are Rill's estimate from the text (the server reported none)."""
+    tool_parts: tuple[ToolPart, ...] = ()
+    """The tool calls of a reply, in order (filled in by :meth:`History.messages`; see
+    :meth:`History.tool_parts` for any message)."""
 
     def to_message(self) -> Message:
         """This message as a request ``Message``."""
         return Message(role=self.role, content=self.content)
+
+    def to_messages(self) -> list[Message]:
+        """This message as the request messages that stand for it: for a reply that used
+        tools, each round's text with its calls, the calls' results, then the rest of the
+        text."""
+        if not self.tool_parts:
+            return [self.to_message()]
+        out: list[Message] = []
+        start = 0
+        rounds: dict[int, list[ToolPart]] = {}
+        for part in self.tool_parts:
+            rounds.setdefault(part.round, []).append(part)
+        for parts in rounds.values():
+            end = max(start, min(parts[0].offset, len(self.content)))
+            calls = tuple(ToolCall(p.call_id, p.exposed, p.arguments) for p in parts)
+            out.append(Message("assistant", self.content[start:end], tool_calls=calls))
+            out += [
+                Message(
+                    "tool", p.result, tool_call_id=p.call_id, name=p.exposed, is_error=p.is_error
+                )
+                for p in parts
+            ]
+            start = end
+        rest = self.content[start:]
+        if rest.strip():
+            out.append(Message("assistant", rest))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,8 +343,37 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX messages_parent ON messages(parent_id)",
     ),
     ("ALTER TABLE messages ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0",),
+    (
+        """
+        CREATE TABLE tool_parts (
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            call_id TEXT NOT NULL,
+            server TEXT NOT NULL,
+            name TEXT NOT NULL,
+            exposed TEXT NOT NULL,
+            arguments TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            result TEXT NOT NULL,
+            is_error INTEGER NOT NULL,
+            denied INTEGER NOT NULL,
+            duration_s REAL NOT NULL,
+            round INTEGER NOT NULL,
+            text_offset INTEGER NOT NULL,
+            PRIMARY KEY (message_id, seq)
+        )
+        """,
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+_TOOL_PART_SELECT: Final = """
+    SELECT message_id, call_id, server, name, exposed, arguments, ok, result, is_error,
+           denied, duration_s, round, text_offset
+    FROM tool_parts
+"""
+TOOL_TEXT_LIMIT: Final = 1_000_000
+"""The most characters of a tool call's arguments or result the history keeps."""
 
 _CONVERSATION_COLUMNS: Final = (
     "id, title, created_at, updated_at, profile, provider, model, system_prompt, base_url"
@@ -555,6 +614,16 @@ class History(SqliteStore):
                     (now, message_id),
                 )
 
+    def set_tool_parts(self, message_id: int, parts: Sequence[ToolPart]) -> None:
+        """Keep ``parts`` as the tool calls of reply ``message_id`` (replacing any before)."""
+        with self._write() as conn:
+            _put_tool_parts(conn, message_id, parts)
+
+    def tool_parts(self, message_id: int) -> list[ToolPart]:
+        """The tool calls of one reply (any version), in the order the model made them."""
+        with self._read() as conn:
+            return _tool_parts(conn, [message_id]).get(message_id, [])
+
     def get_message(self, message_id: int) -> StoredMessage | None:
         with self._read() as conn:
             return _get_message(conn, message_id)
@@ -712,7 +781,7 @@ class History(SqliteStore):
                 heading = f"**{message.role.capitalize()}**"
             if message.status != "complete":
                 heading += f" _({message.status})_"
-            parts.append(f"{heading}\n\n{message.content}")
+            parts.append(f"{heading}\n\n{_markdown_body(message)}")
         return "\n\n".join(parts) + "\n"
 
     def export_json(self, conversation_id: int) -> dict[str, Any]:
@@ -728,7 +797,11 @@ class History(SqliteStore):
                            "cached", "error", "finish_reason", "estimated",
                            "id": n, "parent": n | null,
                            "group": n, "version": n, "active": bool,
-                           "created_at": ISO, "updated_at": ISO}, ...]}
+                           "created_at": ISO, "updated_at": ISO,
+                           "tool_parts": [{"call_id", "server", "name", "exposed",
+                                           "arguments", "ok", "result", "is_error",
+                                           "denied", "duration_s", "round", "offset"}, ...]
+                           (only for a reply that called tools)}, ...]}
 
         Messages come in conversation order, each after its parent; ``id`` numbers them
         (1, 2, …) and ``parent`` is the ``id`` of the message it follows (null for a first
@@ -744,6 +817,7 @@ class History(SqliteStore):
                 _MESSAGE_SELECT + " WHERE m.conversation_id = ? ORDER BY m.reply_group, m.version",
                 (conversation_id,),
             ).fetchall()
+            tool_parts = _tool_parts(conn, [row[0] for row in rows if row[2] == "assistant"])
         groups: dict[int, int] = {}
         numbers: dict[int, int] = {}
         messages: list[dict[str, Any]] = []
@@ -765,6 +839,8 @@ class History(SqliteStore):
                     "updated_at": _iso(message.updated_at),
                 }
             )
+            if message.id in tool_parts:
+                messages[-1]["tool_parts"] = [p.to_dict() for p in tool_parts[message.id]]
         return {
             "format": EXPORT_FORMAT,
             "version": EXPORT_VERSION,
@@ -831,6 +907,7 @@ class History(SqliteStore):
                     parent_id = shown
                 for message in versions:
                     ident = message.pop("_id")
+                    parts = message.pop("_tool_parts")
                     del message["_tree"], message["_parent"]
                     columns = {**message, "conversation_id": conversation_id}
                     columns["parent_id"] = parent_id
@@ -838,6 +915,8 @@ class History(SqliteStore):
                         columns["reply_group"] = reply_group
                     cursor = conn.execute(_insert_sql("messages", columns), tuple(columns.values()))
                     row_id = _lastrowid(cursor)
+                    if parts:
+                        _put_tool_parts(conn, row_id, parts)
                     if ident is not None:
                         ids[ident] = row_id
                     if message["active"]:
@@ -1126,7 +1205,105 @@ def _shown_path(conn: sqlite3.Connection, conversation_id: int) -> list[StoredMe
         seen.add(node.id)
         path.append(node)
         node = children.get(node.id)
-    return path
+    parts = _tool_parts(conn, [m.id for m in path if m.role == "assistant"])
+    return [replace(m, tool_parts=tuple(parts[m.id])) if m.id in parts else m for m in path]
+
+
+def _fenced(text: str, info: str = "") -> str:
+    """``text`` in a code fence longer than any run of backticks inside it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
+
+
+def _markdown_tool_part(part: ToolPart) -> str:
+    if part.denied:
+        outcome = "declined"
+    elif not part.ok:
+        outcome = "failed"
+    else:
+        outcome = "error" if part.is_error else f"{part.duration_s:.1f} s"
+    where = f" ({part.server})" if part.server else ""
+    return (
+        f"**Tool call: {part.name}**{where} _({outcome})_\n\n"
+        f"{_fenced(part.arguments, 'json')}\n\n{_fenced(part.result)}"
+    )
+
+
+def _markdown_body(message: StoredMessage) -> str:
+    """A message's text, with each tool call and its result where it happened."""
+    if not message.tool_parts:
+        return message.content
+    pieces: list[str] = []
+    start = 0
+    for part in message.tool_parts:
+        end = max(start, min(part.offset, len(message.content)))
+        if message.content[start:end].strip():
+            pieces.append(message.content[start:end].strip("\n"))
+        pieces.append(_markdown_tool_part(part))
+        start = end
+    if message.content[start:].strip():
+        pieces.append(message.content[start:].strip("\n"))
+    return "\n\n".join(pieces)
+
+
+def _tool_parts(conn: sqlite3.Connection, message_ids: Sequence[int]) -> dict[int, list[ToolPart]]:
+    out: dict[int, list[ToolPart]] = {}
+    for start in range(0, len(message_ids), 500):
+        chunk = message_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            _TOOL_PART_SELECT + f" WHERE message_id IN ({marks}) ORDER BY message_id, seq",
+            tuple(chunk),
+        ).fetchall()
+        for row in rows:
+            out.setdefault(row[0], []).append(
+                ToolPart(
+                    call_id=row[1],
+                    server=row[2],
+                    name=row[3],
+                    exposed=row[4],
+                    arguments=row[5],
+                    ok=bool(row[6]),
+                    result=row[7],
+                    is_error=bool(row[8]),
+                    denied=bool(row[9]),
+                    duration_s=row[10],
+                    round=row[11],
+                    offset=row[12],
+                )
+            )
+    return out
+
+
+def _put_tool_parts(conn: sqlite3.Connection, message_id: int, parts: Sequence[ToolPart]) -> None:
+    conn.execute("DELETE FROM tool_parts WHERE message_id = ?", (message_id,))
+    if conn.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone() is None:
+        return  # a message deleted meanwhile
+    conn.executemany(
+        "INSERT INTO tool_parts (message_id, seq, call_id, server, name, exposed, arguments,"
+        " ok, result, is_error, denied, duration_s, round, text_offset)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                message_id,
+                seq,
+                valid_text(p.call_id[:200]),
+                valid_text(p.server[:200]),
+                valid_text(p.name[:200]),
+                valid_text(p.exposed[:200]),
+                valid_text(p.arguments[:TOOL_TEXT_LIMIT]),
+                int(p.ok),
+                valid_text(p.result[:TOOL_TEXT_LIMIT]),
+                int(p.is_error),
+                int(p.denied),
+                float(p.duration_s),
+                int(p.round),
+                int(p.offset),
+            )
+            for seq, p in enumerate(parts)
+        ],
+    )
 
 
 def _conversation(row: Sequence[Any]) -> Conversation:
@@ -1192,6 +1369,55 @@ def _valid_time(timestamp: object) -> bool:
 
 _ExportedConversation = dict[str, Any]
 _ExportedGroups = list[list[dict[str, Any]]]
+
+
+_PART_TEXT = ("call_id", "server", "name", "exposed", "arguments", "result")
+_PART_FLAGS = ("ok", "is_error", "denied")
+
+
+def _parse_tool_parts(raw: Any, where: str) -> list[ToolPart]:
+    """The ``tool_parts`` of an exported message (none when absent)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ImportFormatError(f"{where}.tool_parts must be a list")
+    out: list[ToolPart] = []
+    for index, item in enumerate(raw):
+        at = f"{where}.tool_parts[{index}]"
+        if not isinstance(item, Mapping):
+            raise ImportFormatError(f"{at} must be an object")
+        for name in _PART_TEXT:
+            if not isinstance(item.get(name, ""), str):
+                raise ImportFormatError(f"{at}.{name} must be a string")
+        for name in _PART_FLAGS:
+            if not isinstance(item.get(name, False), bool):
+                raise ImportFormatError(f"{at}.{name} must be true or false")
+        numbers = {}
+        for name in ("duration_s", "round", "offset"):
+            value = item.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ImportFormatError(f"{at}.{name} must be a number")
+            if not math.isfinite(value) or not 0 <= value < 1e12:
+                raise ImportFormatError(f"{at}.{name} is out of range")
+            numbers[name] = value
+        text = {name: valid_text(str(item.get(name, ""))) for name in _PART_TEXT}
+        out.append(
+            ToolPart(
+                call_id=text["call_id"],
+                server=text["server"],
+                name=text["name"],
+                exposed=text["exposed"],
+                arguments=text["arguments"],
+                result=text["result"],
+                ok=item.get("ok") is True,
+                is_error=item.get("is_error") is True,
+                denied=item.get("denied") is True,
+                duration_s=float(numbers["duration_s"]),
+                round=int(numbers["round"]),
+                offset=int(numbers["offset"]),
+            )
+        )
+    return out
 
 
 def _parse_export(
@@ -1285,6 +1511,7 @@ def _parse_export(
                 "_id": ident,
                 "_tree": tree,
                 "_parent": parent,
+                "_tool_parts": _parse_tool_parts(raw.get("tool_parts"), where),
                 "role": role,
                 "content": valid_text(content),
                 "status": "interrupted" if status == "streaming" else status,

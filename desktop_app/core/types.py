@@ -31,6 +31,37 @@ class ToolCall:
     id: str | None
     name: str
     arguments: str
+    signature: str | None = None
+    """An opaque token the provider wants back with the call in the next request (Gemini's
+    ``thoughtSignature``); never shown, never stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolPart:
+    """One tool call of a reply and what came of it, as the history keeps it: what the
+    model received and the user saw."""
+
+    call_id: str
+    server: str
+    name: str
+    """The tool's own name on its server."""
+    exposed: str
+    """The name the model called it by."""
+    arguments: str
+    ok: bool
+    """It ran and returned a result (which the tool itself may mark an error)."""
+    result: str
+    """The text the model received: the result, or the sentence saying why there is none."""
+    is_error: bool
+    denied: bool
+    duration_s: float
+    round: int
+    """The request of the turn (from 0) whose reply asked for the call."""
+    offset: int
+    """How many characters of the reply's text came before the call."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +71,8 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    is_error: bool = False
+    """A tool result that is an error (the call failed, was refused, or the tool said so)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,6 @@ def _encoder_for(protocol: ProtocolName, chunks: Sequence[str], model: str) -> E
         last_user="",
         input_tokens=1,
         max_tokens=None,
-        tool_name=None,
         include_usage=True,
         seed_model=model,
     )

@@ -14,15 +14,17 @@ stream (field names, field order, separators and JSON spacing follow real captur
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
+import re
 import secrets
 import string
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, ClassVar, Literal
@@ -33,7 +35,6 @@ from desktop_app.simulator.text import (
     demo_kind,
     demo_tokens,
     echo_tokens,
-    query_words,
     reply_tokens,
     seed_for,
 )
@@ -89,8 +90,13 @@ class ChatInput:
     last_user: str
     input_tokens: int
     max_tokens: int | None
-    tool_name: str | None
-    """The first tool's name when the reply should call it (tools offered, no tool result last)."""
+    tool_calls: tuple[tuple[str, str], ...] = ()
+    """The calls the reply makes: (tool name, arguments JSON text), one for each ``call NAME
+    with {JSON}`` in the last user message (or in the tool results just sent) whose tool
+    the request offers."""
+    tool_results: tuple[tuple[str, str], ...] = ()
+    """(tool name, result text) of the tool results that end the request: the reply
+    begins by quoting them."""
     include_usage: bool = False
     seed_model: str = ""
     """The model named in the body (Gemini bodies name none): part of the reply's seed."""
@@ -160,6 +166,151 @@ def _last_user(messages: list[Any], role_key: str, content_key: str) -> str:
     return ""
 
 
+_CALL = re.compile(r"\bcall\s+([A-Za-z0-9_.:-]{1,128})\s+with\s+(?=\{)")
+_MAX_CALLS = 16
+QUOTE_CHARS = 200
+"""How much of each tool result the answer after it quotes."""
+
+
+def requested_calls(
+    text: str, offered: list[str], *, objects_only: bool = False
+) -> tuple[tuple[str, str], ...]:
+    """Each ``call NAME with {JSON}`` in ``text`` whose NAME is offered, as (name, arguments
+    JSON text). Arguments that are not a JSON object are kept as written up to the end of
+    their line (a model's broken call), unless ``objects_only`` (protocols whose calls carry
+    an object, not text)."""
+    out: list[tuple[str, str]] = []
+    decoder = json.JSONDecoder()
+    for match in _CALL.finditer(text):
+        name = match.group(1)
+        if name not in offered:
+            continue
+        try:
+            args, _ = decoder.raw_decode(text, match.end())
+        except ValueError:
+            args = None
+        if isinstance(args, dict):
+            out.append((name, compact(args)))
+        elif not objects_only:
+            out.append((name, text[match.end() :].split("\n", 1)[0]))
+        if len(out) >= _MAX_CALLS:
+            break
+    return tuple(out)
+
+
+def _tool_plan(
+    offered: list[str],
+    last_user: str,
+    results: list[tuple[str, str]] | None,
+    *,
+    objects_only: bool = False,
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """The calls a reply makes and the results it quotes. ``results`` is None unless the
+    request ends with tool results: then the reply quotes them, unless they themselves ask
+    for calls (so a tool can keep a model calling, round after round)."""
+    if results is None:
+        return requested_calls(last_user, offered, objects_only=objects_only), ()
+    chained = requested_calls(
+        "\n".join(text for _, text in results), offered, objects_only=objects_only
+    )
+    if chained:
+        return chained, ()
+    return (), tuple(results)
+
+
+def thought_signature(calls: tuple[tuple[str, str], ...]) -> str:
+    """An opaque token for a step's calls (base64, as Gemini's are)."""
+    digest = hashlib.sha256(compact(calls).encode()).digest()
+    return base64.b64encode(digest * 3).decode()
+
+
+def _missing_signature(model: str, contents: list[Any]) -> str | None:
+    """Gemini 3's refusal of a request whose current turn has a step of function calls
+    without its thought signature (None when there is nothing to refuse)."""
+    if not model.removeprefix("models/").startswith("gemini-3"):
+        return None
+    start = 0
+    for index, content in enumerate(contents):
+        parts = _list(_dict(content).get("parts"))
+        if _dict(content).get("role", "user") == "user" and any("text" in _dict(p) for p in parts):
+            start = index  # the current turn begins with the last prompt
+    for index in range(start, len(contents)):
+        parts = [_dict(p) for p in _list(_dict(contents[index]).get("parts"))]
+        calls = [p for p in parts if "functionCall" in p]
+        if calls and "thoughtSignature" not in calls[0]:
+            name = _dict(calls[0]["functionCall"]).get("name")
+            return (
+                f"Function call `{name}` in the `{index + 1}.` content block is missing a "
+                "`thought_signature`."
+            )
+    return None
+
+
+def _result_text(content: Any) -> str:
+    """A tool result's text: a string, text blocks, or JSON (shown compactly)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(b, dict) for b in content):
+        return "\n".join(str(b.get("text", "")) for b in content if b.get("type") == "text")
+    return compact(content)
+
+
+def _openai_results(messages: list[Any]) -> list[tuple[str, str]] | None:
+    """The tool messages that end an OpenAI or Ollama request, named by the calls they
+    answer (Ollama's messages name their tool)."""
+    tail: list[dict[str, Any]] = []
+    for message in reversed(messages):
+        if _dict(message).get("role") != "tool":
+            break
+        tail.insert(0, message)
+    if not tail:
+        return None
+    names: dict[str, str] = {}
+    for message in messages:
+        for call in _list(_dict(message).get("tool_calls")):
+            fn = _dict(_dict(call).get("function"))
+            if isinstance(call.get("id"), str) and isinstance(fn.get("name"), str):
+                names[call["id"]] = fn["name"]
+    out: list[tuple[str, str]] = []
+    for message in tail:
+        name = message.get("tool_name") or message.get("name")
+        if not isinstance(name, str):
+            name = names.get(str(message.get("tool_call_id")), "")
+        out.append((name, _result_text(message.get("content"))))
+    return out
+
+
+def _anthropic_results(messages: list[Any]) -> list[tuple[str, str]] | None:
+    last = _dict(messages[-1]) if messages else {}
+    blocks = [_dict(b) for b in _list(last.get("content")) if _dict(b).get("type") == "tool_result"]
+    if last.get("role") != "user" or not blocks:
+        return None
+    names: dict[str, str] = {}
+    for message in messages:
+        for block in _list(_dict(message).get("content")):
+            block = _dict(block)
+            if block.get("type") == "tool_use" and isinstance(block.get("name"), str):
+                names[str(block.get("id"))] = block["name"]
+    return [
+        (names.get(str(b.get("tool_use_id")), ""), _result_text(b.get("content", "")))
+        for b in blocks
+    ]
+
+
+def _gemini_results(parts: list[Any]) -> list[tuple[str, str]] | None:
+    out: list[tuple[str, str]] = []
+    for part in parts:
+        part = _dict(part)
+        response = _dict(part.get("functionResponse", part.get("function_response")))
+        if not response:
+            continue
+        value = _dict(response.get("response"))
+        result = value.get("result", value) if set(value) <= {"result"} else value
+        name = response.get("name")
+        out.append((name if isinstance(name, str) else "", _result_text(result)))
+    return out or None
+
+
 def parse_chat(
     protocol: ProtocolName,
     body: Any,
@@ -184,13 +335,16 @@ def parse_chat(
     last = _dict(messages[-1]) if messages else {}
     if protocol == "anthropic":
         words += count_words(_all_text(body.get("system")))
-        answering_tool = last.get("role") == "user" and any(
-            _dict(block).get("type") == "tool_result" for block in _list(last.get("content"))
-        )
-        tools = [t for t in _list(body.get("tools")) if isinstance(_dict(t).get("name"), str)]
+        tools = _list(body.get("tools"))
+        names = [t["name"] for t in tools if isinstance(_dict(t).get("name"), str)]
         tools_off = _dict(body.get("tool_choice")).get("type") == "none"
         prefill = _prefill(last, "assistant", "content")
-        calls = tools and not tools_off and not answering_tool and prefill is None
+        results = _anthropic_results(messages)
+        calls, quoted = _tool_plan(
+            names if not tools_off and prefill is None else [],
+            _last_user(messages, "role", "content"),
+            results,
+        )
         return ChatInput(
             protocol=protocol,
             model=name,
@@ -198,18 +352,22 @@ def parse_chat(
             last_user=_last_user(messages, "role", "content"),
             input_tokens=words,
             max_tokens=_int_or_none(body.get("max_tokens")),
-            tool_name=tools[0]["name"] if calls else None,
+            tool_calls=calls,
+            tool_results=quoted,
             seed_model=seed_model,
             prefill=prefill,
         )
     # OpenAI and Ollama share the message shape.
-    answering_tool = last.get("role") == "tool"
     functions = [_dict(t).get("function") for t in _list(body.get("tools")) if isinstance(t, dict)]
     names = [f["name"] for f in functions if isinstance(f, dict) and isinstance(f.get("name"), str)]
     tools_off = body.get("tool_choice") == "none"
     prefill = _prefill(last, "assistant", "content")
-    calls = names and not tools_off and not answering_tool and prefill is None
-    tool_name = names[0] if calls else None
+    calls, quoted = _tool_plan(
+        names if not tools_off and prefill is None else [],
+        _last_user(messages, "role", "content"),
+        _openai_results(messages),
+        objects_only=protocol == "ollama",
+    )
     if protocol == "ollama":
         num_predict = _dict(body.get("options")).get("num_predict")
         limit = None if isinstance(num_predict, int) and num_predict < 0 else num_predict
@@ -220,7 +378,8 @@ def parse_chat(
             last_user=_last_user(messages, "role", "content"),
             input_tokens=words,
             max_tokens=_int_or_none(limit),
-            tool_name=tool_name,
+            tool_calls=calls,
+            tool_results=quoted,
             seed_model=seed_model,
             prefill=prefill,
         )
@@ -234,7 +393,8 @@ def parse_chat(
         last_user=_last_user(messages, "role", "content"),
         input_tokens=words,
         max_tokens=_int_or_none(limit),
-        tool_name=tool_name,
+        tool_calls=calls,
+        tool_results=quoted,
         include_usage=_dict(body.get("stream_options")).get("include_usage") is True,
         seed_model=seed_model,
         prefill=prefill,
@@ -251,9 +411,6 @@ def _parse_gemini(body: dict[str, Any], model: str, stream: bool) -> ChatInput:
     config = _dict(body.get("generationConfig", body.get("generation_config")))
     limit = config.get("maxOutputTokens", config.get("max_output_tokens"))
     last_parts = _list(_dict(contents[-1]).get("parts")) if contents else []
-    answering_tool = any(
-        "functionResponse" in _dict(p) or "function_response" in _dict(p) for p in last_parts
-    )
     names: list[str] = []
     for tool in _list(body.get("tools")):
         tool = _dict(tool)
@@ -266,7 +423,15 @@ def _parse_gemini(body: dict[str, Any], model: str, stream: bool) -> ChatInput:
     )
     tools_off = calling.get("mode") == "NONE"
     prefill = _prefill(_dict(contents[-1]) if contents else {}, "model", "parts")
-    calls = names and not tools_off and not answering_tool and prefill is None
+    refusal = _missing_signature(model, contents)
+    if refusal is not None:
+        raise BadRequest(refusal)
+    calls, quoted = _tool_plan(
+        names if not tools_off and prefill is None else [],
+        _last_user(contents, "role", "parts"),
+        _gemini_results(last_parts),
+        objects_only=True,
+    )
     return ChatInput(
         protocol="gemini",
         model=model,
@@ -274,7 +439,8 @@ def _parse_gemini(body: dict[str, Any], model: str, stream: bool) -> ChatInput:
         last_user=_last_user(contents, "role", "parts"),
         input_tokens=words,
         max_tokens=_int_or_none(limit),
-        tool_name=names[0] if calls else None,
+        tool_calls=calls,
+        tool_results=quoted,
         prefill=prefill,
     )
 
@@ -299,7 +465,6 @@ def parse_generate(body: Any) -> ChatInput:
         last_user=prompt,
         input_tokens=words,
         max_tokens=_int_or_none(limit),
-        tool_name=None,
         seed_model=name,
         generate=True,
     )
@@ -322,16 +487,39 @@ def count_input_tokens(protocol: ProtocolName, body: Any) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """What will be sent: text tokens, or a tool call cut into argument fragments."""
+    """What will be sent: text tokens, or tool calls cut into argument fragments.
+
+    For tool calls, ``owner[i]`` is the call chunk ``i`` belongs to; where it changes, the
+    chunk opens that call (OpenAI's first delta of a call, Anthropic's ``tool_use`` block).
+    """
 
     chunks: list[str]
     finish: Finish
-    tool_name: str | None = None
-    tool_args: dict[str, Any] = field(default_factory=dict)
+    calls: tuple[tuple[str, str], ...] = ()
+    """(name, arguments JSON text) of each call."""
+    owner: tuple[int, ...] = ()
 
     @property
     def text(self) -> str:
-        return "" if self.tool_name is not None else "".join(self.chunks)
+        return "" if self.calls else "".join(self.chunks)
+
+    def opens_call(self, index: int) -> int | None:
+        """The call chunk ``index`` opens, when it opens one after the first."""
+        if not self.calls or index <= 0 or index >= len(self.owner):
+            return None
+        call = self.owner[index]
+        return call if call != self.owner[index - 1] else None
+
+    def call_of(self, index: int) -> int:
+        return self.owner[index] if 0 <= index < len(self.owner) else 0
+
+    def args(self, call: int) -> Any:
+        """A call's arguments as an object (Gemini and Ollama send objects)."""
+        try:
+            value = json.loads(self.calls[call][1])
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
 
 
 def _fragments(text: str, sizes: tuple[int, ...]) -> list[str]:
@@ -358,19 +546,8 @@ def plan_reply(
     call's arguments and an ``/echo`` are the same for all). Auto's classifier and judge
     requests get their JSON answer (:mod:`.routing`; ``judge_scores`` by model).
     """
-    seed = seed_for(inp.last_user, inp.seed_model)
-    if inp.tool_name is not None:
-        args = {"query": query_words(seed)}
-        if inp.protocol == "openai":
-            words = args["query"].split(" ")
-            chunks = ['{"', "query", '":"']
-            chunks += [compact(w if i == 0 else " " + w)[1:-1] for i, w in enumerate(words)]
-            chunks.append('"}')
-        elif inp.protocol == "anthropic":
-            chunks = ["", *_fragments(json.dumps(args, ensure_ascii=False), (7, 9, 2, 6))]
-        else:
-            chunks = [""]  # Gemini and Ollama send the whole call in one chunk.
-        return Reply(chunks=chunks, finish="tool_calls", tool_name=inp.tool_name, tool_args=args)
+    if inp.tool_calls:
+        return _call_reply(inp)
     if inp.last_user.startswith("/echo "):
         chunks = _continuation(echo_tokens(inp.last_user[len("/echo ") :]), inp.prefill)
         return Reply(chunks=chunks, finish="stop")
@@ -383,10 +560,39 @@ def plan_reply(
         planned = reply_tokens(seed, max(0, tokens))
     else:
         planned = demo_tokens(kind, inp.last_user, seed, max(0, tokens))
+    if inp.tool_results:
+        quoted = "".join(
+            f"Tool {name} said: {text[:QUOTE_CHARS]}\n\n" for name, text in inp.tool_results
+        )
+        planned = echo_tokens(quoted) + planned
     chunks = _continuation(planned, inp.prefill)
     if inp.max_tokens is not None and inp.max_tokens < len(chunks):
         return Reply(chunks=chunks[: inp.max_tokens], finish="length")
     return Reply(chunks=chunks, finish="stop")
+
+
+def _call_reply(inp: ChatInput) -> Reply:
+    """Tool calls as each protocol streams them: OpenAI's arguments in small fragments,
+    Anthropic's ``input_json_delta`` pieces (an empty one first), Gemini's and Ollama's
+    whole calls in one chunk."""
+    chunks: list[str] = []
+    owner: list[int] = []
+    for call, (_, arguments) in enumerate(inp.tool_calls):
+        if inp.protocol == "openai":
+            pieces = _fragments(arguments, (5, 3, 8, 4)) or [""]
+        elif inp.protocol == "anthropic":
+            try:
+                shown = json.dumps(json.loads(arguments), ensure_ascii=False)
+            except ValueError:
+                shown = arguments
+            pieces = ["", *_fragments(shown, (7, 9, 2, 6))]
+        else:
+            pieces = [""] if call == 0 else []
+        if call > 0 and pieces:
+            pieces = ["", *pieces]  # the chunk that opens the call
+        chunks += pieces
+        owner += [call] * len(pieces)
+    return Reply(chunks=chunks, finish="tool_calls", calls=inp.tool_calls, owner=tuple(owner))
 
 
 def _continuation(tokens: list[str], prefill: str | None) -> list[str]:
@@ -722,7 +928,7 @@ class OpenAIEncoder(Encoder):
     def __init__(self, inp: ChatInput, reply: Reply, request_id: str | None = None) -> None:
         super().__init__(inp, reply, request_id)
         self.id = "chatcmpl-" + random_id(29)
-        self.call_id = "call_" + random_id(24)
+        self.call_ids = ["call_" + random_id(24) for _ in reply.calls]
         self._prefix = (
             f'{{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},'
             f'"model":{compact(inp.model)},"system_fingerprint":"fp_rill_sim","choices":['
@@ -738,25 +944,35 @@ class OpenAIEncoder(Encoder):
             f'"finish_reason":{reason}}}]}}'
         )
 
-    def lead(self) -> bytes:
-        if self.reply.tool_name is None:
-            return self.frame(self._choice('{"role":"assistant","content":"","refusal":null}'))
-        call = {
-            "index": 0,
-            "id": self.call_id,
+    def _opening(self, call: int) -> str:
+        opening = {
+            "index": call,
+            "id": self.call_ids[call],
             "type": "function",
-            "function": {"name": self.reply.tool_name, "arguments": ""},
+            "function": {"name": self.reply.calls[call][0], "arguments": ""},
         }
+        return compact(opening)
+
+    def lead(self) -> bytes:
+        if not self.reply.calls:
+            return self.frame(self._choice('{"role":"assistant","content":"","refusal":null}'))
         delta = (
-            f'{{"role":"assistant","content":null,"tool_calls":[{compact(call)}],"refusal":null}}'
+            f'{{"role":"assistant","content":null,"tool_calls":[{self._opening(0)}],'
+            '"refusal":null}'
         )
         return self.frame(self._choice(delta))
 
     def render(self, index: int, piece: str) -> str:
         text = compact(piece)
-        if self.reply.tool_name is None:
+        if not self.reply.calls:
             return self._choice('{"content":' + text + "}")
-        return self._choice('{"tool_calls":[{"index":0,"function":{"arguments":' + text + "}}]}")
+        opened = self.reply.opens_call(index)
+        if opened is not None:
+            return self._choice('{"tool_calls":[' + self._opening(opened) + "]}")
+        call = self.reply.call_of(index)
+        return self._choice(
+            f'{{"tool_calls":[{{"index":{call},"function":{{"arguments":' + text + "}}]}"
+        )
 
     def _usage(self, sent: int) -> dict[str, int]:
         return {
@@ -782,19 +998,17 @@ class OpenAIEncoder(Encoder):
 
     def full_body(self, sent: int) -> bytes:
         message: dict[str, Any] = {"role": "assistant"}
-        if self.reply.tool_name is None:
+        if not self.reply.calls:
             message["content"] = self._text(sent)
         else:
             message["content"] = None
             message["tool_calls"] = [
                 {
-                    "id": self.call_id,
+                    "id": self.call_ids[call],
                     "type": "function",
-                    "function": {
-                        "name": self.reply.tool_name,
-                        "arguments": compact(self.reply.tool_args),
-                    },
+                    "function": {"name": name, "arguments": arguments},
                 }
+                for call, (name, arguments) in enumerate(self.reply.calls)
             ]
         message["refusal"] = None
         body = {
@@ -826,7 +1040,7 @@ class AnthropicEncoder(Encoder):
     def __init__(self, inp: ChatInput, reply: Reply, request_id: str | None = None) -> None:
         super().__init__(inp, reply, request_id)
         self.id = "msg_01" + random_id(22)
-        self.tool_id = "toolu_01" + random_id(22)
+        self.tool_ids = ["toolu_01" + random_id(22) for _ in reply.calls]
 
     @staticmethod
     def _event(name: str, payload: str) -> bytes:
@@ -835,10 +1049,24 @@ class AnthropicEncoder(Encoder):
     def frame(self, payload: str) -> bytes:
         return self._event("content_block_delta", payload)
 
-    def _block(self) -> dict[str, Any]:
-        if self.reply.tool_name is None:
+    def _block(self, call: int = 0) -> dict[str, Any]:
+        if not self.reply.calls:
             return {"type": "text", "text": ""}
-        return {"type": "tool_use", "id": self.tool_id, "name": self.reply.tool_name, "input": {}}
+        name = self.reply.calls[call][0]
+        return {"type": "tool_use", "id": self.tool_ids[call], "name": name, "input": {}}
+
+    def _block_start(self, index: int) -> bytes:
+        start = {"type": "content_block_start", "index": index, "content_block": self._block(index)}
+        return self._event("content_block_start", compact(start))
+
+    def _block_stop(self, index: int) -> bytes:
+        return self._event("content_block_stop", f'{{"type":"content_block_stop","index":{index}}}')
+
+    def token(self, index: int) -> bytes:
+        opened = self.reply.opens_call(index)
+        if opened is None:
+            return super().token(index)
+        return self._block_stop(opened - 1) + self._block_start(opened)
 
     def head(self) -> bytes:
         message: dict[str, Any] = {
@@ -858,22 +1086,18 @@ class AnthropicEncoder(Encoder):
         }
         return (
             self._event("message_start", compact({"type": "message_start", "message": message}))
-            + self._event(
-                "content_block_start",
-                compact(
-                    {"type": "content_block_start", "index": 0, "content_block": self._block()}
-                ),
-            )
+            + self._block_start(0)
             + self._event("ping", '{"type": "ping"}')
         )
 
     def render(self, index: int, piece: str) -> str:
         text = compact(piece)
-        if self.reply.tool_name is None:
+        if not self.reply.calls:
             delta = '{"type":"text_delta","text":' + text + "}"
         else:
             delta = '{"type":"input_json_delta","partial_json":' + text + "}"
-        return '{"type":"content_block_delta","index":0,"delta":' + delta + "}"
+        block = self.reply.call_of(index)
+        return f'{{"type":"content_block_delta","index":{block},"delta":' + delta + "}"
 
     def tail(self, sent: int) -> bytes:
         delta = {
@@ -882,7 +1106,7 @@ class AnthropicEncoder(Encoder):
             "usage": {"output_tokens": sent},
         }
         return (
-            self._event("content_block_stop", '{"type":"content_block_stop","index":0}')
+            self._block_stop(len(self.reply.calls) - 1 if self.reply.calls else 0)
             + self._event("message_delta", compact(delta))
             + self._event("message_stop", '{"type":"message_stop"}')
         )
@@ -897,16 +1121,17 @@ class AnthropicEncoder(Encoder):
 
     def full_body(self, sent: int) -> bytes:
         content: list[dict[str, Any]]
-        if self.reply.tool_name is None:
+        if not self.reply.calls:
             content = [{"type": "text", "text": self._text(sent)}]
         else:
             content = [
                 {
                     "type": "tool_use",
-                    "id": self.tool_id,
-                    "name": self.reply.tool_name,
-                    "input": self.reply.tool_args,
+                    "id": self.tool_ids[call],
+                    "name": name,
+                    "input": self.reply.args(call),
                 }
+                for call, (name, _) in enumerate(self.reply.calls)
             ]
         body = {
             "id": self.id,
@@ -960,11 +1185,22 @@ class GeminiEncoder(Encoder):
     def render(self, index: int, piece: str) -> str:
         last = index == len(self.reply.chunks) - 1
         finish = self._FINISH[self.reply.finish] if last else None
-        if self.reply.tool_name is not None:
-            call = {"name": self.reply.tool_name, "args": self.reply.tool_args}
-            return self._chunk(spaced({"functionCall": call}), finish, index + 1)
+        if self.reply.calls:
+            parts = ",".join(spaced(part) for part in self._call_parts())
+            return self._chunk(parts, finish, index + 1)
         part = '{"text": ' + spaced(piece) + "}"
         return self._chunk(part, finish, index + 1)
+
+    def _call_parts(self) -> list[dict[str, Any]]:
+        """The calls as ``functionCall`` parts; the first carries the step's
+        ``thoughtSignature``, as Gemini 3 sends it (and wants it back)."""
+        parts: list[dict[str, Any]] = [
+            {"functionCall": {"name": name, "args": self.reply.args(call)}}
+            for call, (name, _) in enumerate(self.reply.calls)
+        ]
+        if parts:
+            parts[0]["thoughtSignature"] = thought_signature(self.reply.calls)
+        return parts
 
     def tail(self, sent: int) -> bytes:
         if sent > 0:
@@ -980,16 +1216,12 @@ class GeminiEncoder(Encoder):
         return self.frame(spaced({"error": err}))
 
     def full_body(self, sent: int) -> bytes:
-        part: dict[str, Any]
-        if self.reply.tool_name is not None:
-            part = {"functionCall": {"name": self.reply.tool_name, "args": self.reply.tool_args}}
-        else:
-            part = {"text": self._text(sent)}
+        parts = self._call_parts() if self.reply.calls else [{"text": self._text(sent)}]
         p = self.inp.input_tokens
         body = {
             "candidates": [
                 {
-                    "content": {"parts": [part], "role": "model"},
+                    "content": {"parts": parts, "role": "model"},
                     "finishReason": self._FINISH[self.reply.finish],
                     "index": 0,
                 }
@@ -1051,12 +1283,18 @@ class OllamaEncoder(Encoder):
 
     def render(self, index: int, piece: str) -> str:
         head = f'{{"model":{self._model},"created_at":"{_now_rfc3339()}",'
-        if self.reply.tool_name is not None:
-            call = {"function": {"name": self.reply.tool_name, "arguments": self.reply.tool_args}}
-            message = '{"role":"assistant","content":"","tool_calls":[' + go_json(call) + "]}"
+        if self.reply.calls:
+            calls = ",".join(go_json(call) for call in self._calls())
+            message = '{"role":"assistant","content":"","tool_calls":[' + calls + "]}"
         else:
             message = '{"role":"assistant","content":' + go_json(piece) + "}"
         return head + '"message":' + message + ',"done":false}'
+
+    def _calls(self) -> list[dict[str, Any]]:
+        return [
+            {"function": {"name": name, "arguments": self.reply.args(call)}}
+            for call, (name, _) in enumerate(self.reply.calls)
+        ]
 
     def _done(self, sent: int, message: dict[str, Any]) -> dict[str, Any]:
         now = time.perf_counter()
@@ -1086,10 +1324,8 @@ class OllamaEncoder(Encoder):
 
     def full_body(self, sent: int) -> bytes:
         message: dict[str, Any] = {"role": "assistant", "content": ""}
-        if self.reply.tool_name is not None:
-            message["tool_calls"] = [
-                {"function": {"name": self.reply.tool_name, "arguments": self.reply.tool_args}}
-            ]
+        if self.reply.calls:
+            message["tool_calls"] = self._calls()
         else:
             message["content"] = self._text(sent)
         return go_json(self._done(sent, message)).encode()

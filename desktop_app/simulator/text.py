@@ -51,21 +51,6 @@ _SPECIAL: tuple[str, ...] = (
 _SPECIAL_WORDS: tuple[str, ...] = tuple(w for w in _SPECIAL if w[0].isalpha())
 """The multi-byte words a sentence may start or end with (no dash, no emoji)."""
 
-_QUERY_WORDS: tuple[str, ...] = (
-    "weather",
-    "harbour",
-    "tides",
-    "bakery",
-    "mountain",
-    "trails",
-    "lake",
-    "café",
-    "Zürich",
-    "forecast",
-    "bridges",
-    "history",
-)
-
 
 def seed_for(text: str, model: str, variant: int = 0) -> int:
     """A stable 64-bit seed for one request (independent of PYTHONHASHSEED).
@@ -270,12 +255,6 @@ def _list(prompt: str, rng: random.Random) -> str:
 def echo_tokens(text: str, size: int = 4) -> list[str]:
     """``text`` cut into pieces of ``size`` code points (the last may be shorter)."""
     return [text[i : i + size] for i in range(0, len(text), size)]
-
-
-def query_words(seed: int) -> str:
-    """A few deterministic words for a tool call's ``query`` argument."""
-    rng = random.Random(seed ^ 0x5EED)
-    return " ".join(rng.sample(_QUERY_WORDS, rng.randint(2, 4)))
 
 
 def count_words(text: str) -> int:

@@ -19,7 +19,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
@@ -62,6 +62,9 @@ from desktop_app.ui.markdown import (
     Segmenter,
     placeholder_image,
 )
+
+if TYPE_CHECKING:
+    from desktop_app.ui.tool_card import ToolCard, ToolSteps
 
 FLUSH_INTERVAL_MS = 16
 USER_TEXT_SHOWN = 8000
@@ -119,6 +122,9 @@ class DocView(QTextBrowser):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.viewport().setAutoFillBackground(False)
+        # growing (text appended) repaints the new lines, not the text already drawn
+        self.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
+        self.viewport().setAttribute(Qt.WidgetAttribute.WA_StaticContents)
         self.setStyleSheet("QTextBrowser { background: transparent; }")
         self._safe = SafeDocument(self)
         self.setDocument(self._safe)
@@ -244,6 +250,7 @@ class MessageWidget(QFrame):
     edit_clicked = Signal()
     copy_clicked = Signal()
     version_clicked = Signal(int)
+    tool_decided = Signal(str, str)
 
     def __init__(
         self,
@@ -279,10 +286,13 @@ class MessageWidget(QFrame):
         self._tail: DocView | None = None
         self._tail_writer: DocumentWriter | None = None
         self._tail_highlighter: CodeHighlighter | None = None
+        self.steps: ToolSteps | None = None
+        """The text and tool cards a reply showed before its last text (None without tools)."""
         self.setObjectName("message")
         self.setProperty("role", role)
         self.setAccessibleName("Your message" if role == "user" else "Reply")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+        self.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
         self._hovered = False
         self._pinned = False
         """The actions stay shown (the last reply's)."""
@@ -495,8 +505,36 @@ class MessageWidget(QFrame):
         """Show a stored message: renders its whole content."""
         self.message = message
         self.known = {}
-        self.render_text(message.content)
+        self.clear_steps()
+        from desktop_app.ui.tool_card import show_stored_tools
+
+        text = show_stored_tools(self, message)
+        self.render_text(text)
         self.update_meta(message)
+
+    # -- tool calls --------------------------------------------------------------------------
+
+    def tool_steps(self) -> ToolSteps:
+        """The reply's earlier text and tool cards, shown above its last text."""
+        if self.steps is None:
+            from desktop_app.ui.tool_card import ToolSteps
+
+            self.steps = ToolSteps(self)
+            self.steps.decided.connect(self.tool_decided)
+            self.steps.link_clicked.connect(self.link_clicked)
+            layout = self.layout()
+            assert isinstance(layout, QVBoxLayout)
+            layout.insertWidget(0, self.steps)
+        return self.steps
+
+    def clear_steps(self) -> None:
+        if self.steps is not None:
+            self.steps.clear()
+
+    def full_text(self) -> str:
+        """The reply's text across its tool rounds, as Markdown."""
+        earlier = self.steps.texts if self.steps is not None else []
+        return "".join([*earlier, self.text()]) if earlier else self.text()
 
     def render_text(self, text: str) -> None:
         """Render the whole text from scratch (the one full render of a message)."""
@@ -737,6 +775,7 @@ class MessageWidget(QFrame):
         kept = self.text().rstrip() if keep else ""
         if not keep:
             self.message = None
+            self.clear_steps()
         self.known = {}
         self._stop_rendering()
         self._end_tail()
@@ -846,6 +885,8 @@ class MessageWidget(QFrame):
             self._tail_highlighter.refresh_colours()
         if not self.streaming:
             self.render_text(self.text())
+        if self.steps is not None:
+            self.steps.refresh_theme()
         self.style().unpolish(self)
         self.style().polish(self)
 
@@ -861,6 +902,8 @@ class ChatView(QScrollArea):
     link_refused = Signal(str)
     copied = Signal(str)
     cost_changed = Signal(object)
+    tool_decided = Signal(str, str)
+    """(call id, "once" | "always" | "deny") from a tool card's approval row."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -894,6 +937,9 @@ class ChatView(QScrollArea):
         self.layout_.setContentsMargins(0, 0, 0, 0)
         self.layout_.setSpacing(16)
         self.layout_.addStretch(1)
+        # growing (a reply streaming in) repaints only the new area, not what is drawn
+        for static in (page, self.column):
+            static.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
         self.setWidget(page)
 
         self._flush_timer = QTimer(self)
@@ -965,7 +1011,7 @@ class ChatView(QScrollArea):
                     return
                 if widget is self._stream_widget:
                     continue
-                same_text = widget.text() == message.content
+                same_text = widget.full_text() == message.content
                 if widget.message_id == message.id or (widget.message_id is None and same_text):
                     if same_text:
                         widget.update_meta(message)
@@ -994,6 +1040,7 @@ class ChatView(QScrollArea):
         widget.regenerate_clicked.connect(self.regenerate_requested)
         widget.edit_clicked.connect(lambda w=widget: self.edit_requested.emit(w.text()))
         widget.version_clicked.connect(lambda v, w=widget: self._version(w, v))
+        widget.tool_decided.connect(self.tool_decided)
         self.layout_.insertWidget(self.layout_.count() - 1, widget)
         self.widgets.append(widget)
         if self._welcome is not None:
@@ -1112,6 +1159,8 @@ class ChatView(QScrollArea):
         if widget is None:
             return
         widget.end_stream()
+        if widget.steps is not None:
+            widget.steps.stop_all()
         self.scheduler.run()
         if response is not None:
             widget.cached = response.cached
@@ -1161,6 +1210,7 @@ class ChatView(QScrollArea):
         self.flush()
         if self._stream_widget is not None:
             self._stream_widget.reset_stream()
+            self._stream_widget.clear_steps()  # the turn so far is shown again
             self._stream_widget.set_notice(
                 f"Restarted after an interruption ({reason}). "
                 "The interrupted text is kept as an earlier version."
@@ -1179,6 +1229,79 @@ class ChatView(QScrollArea):
     def stream_widget(self) -> MessageWidget | None:
         return self._stream_widget
 
+    # -- tool calls ------------------------------------------------------------------------
+
+    def tool_call_delta(self, index: int, call_id: str, name: str, arguments: str) -> None:
+        """A tool call streams in: its card appears with the name, the arguments fill in.
+
+        The text the reply streamed before it stays above the cards; what the model writes
+        after the tools ran continues below them.
+        """
+        widget = self._stream_widget
+        if widget is None:
+            return
+        steps = widget.tool_steps()
+        if not steps.round_open:
+            self.flush()
+            earlier = widget.text()
+            if earlier:
+                steps.add_text(earlier)
+                widget.reset_stream()
+        steps.delta(index, call_id or None, name or None, arguments)
+
+    def tool_card(self, call_id: str, name: str = "") -> ToolCard | None:
+        """The card of a call in the streaming reply (made if the call did not stream)."""
+        widget = self._stream_widget
+        if widget is None:
+            return None
+        steps = widget.tool_steps()
+        if not steps.round_open:
+            self.tool_call_delta(-1, call_id, name, "")
+        return steps.card_for(call_id, name)
+
+    def tool_approval(self, call_id: str, name: str, server: str, arguments: str) -> None:
+        """A call waits for the user: its card shows the approval row, focused."""
+        card = self.tool_card(call_id, name)
+        if card is not None:
+            row = card.ask(server, arguments)
+            self.ensureWidgetVisible(row, 16, 16)
+
+    def tool_started(self, call_id: str, name: str, server: str, arguments: str) -> None:
+        card = self.tool_card(call_id, name)
+        if card is not None:
+            card.start(server, arguments)
+
+    def tool_progress(self, call_id: str, progress: float, total: Any, message: str) -> None:
+        card = self.tool_card(call_id)
+        if card is not None:
+            card.set_progress(progress, total, message or None)
+
+    def tool_result(self, event: Any) -> None:
+        """A :class:`~desktop_app.core.events.ToolResult`: the card shows it, collapsed."""
+        card = self.tool_card(event.call_id, event.name)
+        if card is not None:
+            card.set_server(event.server)
+            card.finish(
+                event.content,
+                is_error=event.is_error,
+                duration_s=event.duration_s,
+                images=event.images,
+            )
+
+    def tool_failed(self, event: Any) -> None:
+        """A :class:`~desktop_app.core.events.ToolFailed`: the card says why."""
+        card = self.tool_card(event.call_id, event.name)
+        if card is not None:
+            if event.server:
+                card.set_server(event.server)
+            card.fail(event.reason, denied=event.denied, duration_s=event.duration_s)
+
+    def tool_round(self) -> None:
+        """Tool results went back to the model; its next answer continues below the cards."""
+        widget = self._stream_widget
+        if widget is not None and widget.steps is not None:
+            widget.steps.new_round()
+
     # -- following the stream ------------------------------------------------------------
 
     @property
@@ -1193,7 +1316,13 @@ class ChatView(QScrollArea):
 
     def _on_range(self, _minimum: int, maximum: int) -> None:
         if self._follow:
-            self.verticalScrollBar().setValue(maximum)
+            bar = self.verticalScrollBar()
+            if bar.value() != maximum:
+                # Paint what changed where it is now, so that scrolling copies the pixels
+                # already drawn (Qt copies only a clean area) and paints just the strip
+                # scrolled into view, not the whole conversation.
+                QApplication.sendPostedEvents(self.window(), QEvent.Type.UpdateRequest)
+            bar.setValue(maximum)
 
     def _on_value(self, value: int) -> None:
         bar = self.verticalScrollBar()
@@ -1227,7 +1356,7 @@ class ChatView(QScrollArea):
             self.link_refused.emit(url.toString())
 
     def _copy(self, widget: MessageWidget) -> None:
-        QGuiApplication.clipboard().setText(widget.text())
+        QGuiApplication.clipboard().setText(widget.full_text())
         self.copied.emit("message")
 
     def _retry(self, widget: MessageWidget) -> None:

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from desktop_app.ui import icons
 from desktop_app.ui.controller import MAX_PROMPT_CHARS
 from desktop_app.ui.labels import PlainLabel
+from desktop_app.ui.tool_picker import ToolPicker
 
 DRAFT_DELAY_MS = 400
 LONG_LINE = 5000
@@ -122,6 +123,8 @@ class Composer(QWidget):
         self.edit.paste_refused.connect(self._paste_refused)
         self.edit.installEventFilter(self)
         row.addWidget(self.edit, 1)
+        self.tools = ToolPicker()
+        row.addWidget(self.tools, 0, Qt.AlignmentFlag.AlignBottom)
         self.send_button = QToolButton()
         self.send_button.setObjectName("sendButton")
         self.send_button.setToolTip("Send (Enter)")

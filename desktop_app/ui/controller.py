@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
 from desktop_app.core.chat import ChatService, Services, Turn
-from desktop_app.core.config import Profile
+from desktop_app.core.config import Config, Profile
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
     AutoRoute,
@@ -37,10 +37,18 @@ from desktop_app.core.events import (
     StageChanged,
     StreamEvent,
     TextDelta,
+    ToolApprovalNeeded,
     ToolCallDelta,
+    ToolCallStarted,
+    ToolFailed,
+    ToolProgress,
+    ToolResult,
+    ToolRoundStarted,
     UsageUpdate,
 )
 from desktop_app.core.history import Conversation, SearchHit, StoredMessage
+from desktop_app.core.tools.base import POLICIES, Decision, ToolInfo
+from desktop_app.core.tools.config import server_configs, set_tool_policy
 
 log = logging.getLogger("rill.ui")
 
@@ -65,6 +73,10 @@ class StreamStats:
     chars: int = 0
     max_tokens: int | None = None
     output_tokens: int | None = None
+    tools_running: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """Tool calls running now: call id → (tool name, ``time.monotonic()`` when it started)."""
+    approvals_waiting: int = 0
+    """Tool calls waiting for the user's decision."""
 
     @property
     def tokens(self) -> int:
@@ -120,11 +132,27 @@ class ChatController(QObject):
     """An Auto turn's stage: its name, progress (0 to 1), message and attempt."""
     auto_route = Signal(object, object)
     """An Auto turn's :class:`AutoRoute`, and the reply message id it describes (or None)."""
+    tool_call_delta = Signal(int, str, str, str)
+    """(index, call id, name, arguments piece) of a tool call streaming in."""
+    tool_approval_needed = Signal(str, str, str, str)
+    """(call id, name, server, arguments): the call waits for :meth:`decide`."""
+    tool_started = Signal(str, str, str, str)
+    """(call id, name, server, arguments) of a call that runs now."""
+    tool_progress = Signal(str, float, object, str)
+    """(call id, progress, total or None, message) of a running call."""
+    tool_result = Signal(object)
+    """A :class:`ToolResult`."""
+    tool_failed = Signal(object)
+    """A :class:`ToolFailed`."""
+    tool_round = Signal(int, int)
+    """(round, max rounds): the model is asked again with the tools' results."""
 
     def __init__(self, services: Services, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.services = services
         self.chat = ChatService(services)
+        self.chat.approver = self.approve
+        self.chat.on_always = self._always
         services.engine.read_interval_s = READ_INTERVAL_S
         self.conversation_id: int | None = None
         self.messages: list[StoredMessage] = []
@@ -137,6 +165,19 @@ class ChatController(QObject):
         self._search_seq = 0
         self._retry_now = False
         self._adopt = False
+        self._asked: list[tuple[str, str, str]] = []
+        """(call id, server, name) of each approval event whose decision was not asked yet."""
+        self._answers: dict[str, asyncio.Future[Decision]] = {}
+        """The approval each waiting call awaits, by call id."""
+        self.saving_config: Callable[[], Config] = lambda: self.services.config
+        """The config as it is written to the file (sharing its ``[mcp]`` tables with the
+        config in use, so a change made through it is seen at once)."""
+        self._decided: dict[str, Decision] = {}
+        """Answers given before the loop asked for them (the row shows with the event)."""
+        self.tools_off: dict[int | None, set[str]] = {}
+        """Tool servers the user turned off, per conversation (None: the new chat)."""
+        self._text: list[str] = []
+        """Streamed text not yet emitted: what arrived together goes out in one signal."""
 
     # -- state -------------------------------------------------------------------------------
 
@@ -186,6 +227,7 @@ class ChatController(QObject):
             prompt,
             conversation_id=self.conversation_id,
             profile=self.settings.profile or None,
+            tools=self.turn_tools(),
             **self._overrides(),
         )
         self._start(turn, "new", prompt)
@@ -199,7 +241,11 @@ class ChatController(QObject):
         if group is None:
             return False
         turn = self.chat.regenerate(
-            self.conversation_id, group, profile=self.settings.profile or None, **self._overrides()
+            self.conversation_id,
+            group,
+            profile=self.settings.profile or None,
+            tools=self.turn_tools(),
+            **self._overrides(),
         )
         self._start(turn, "regenerate", "")
         return True
@@ -235,6 +281,7 @@ class ChatController(QObject):
             user.id,
             prompt,
             profile=self.settings.profile or None,
+            tools=self.turn_tools(),
             **self._overrides(),
         )
         self._start(turn, "regenerate", prompt)  # the view redoes the last exchange
@@ -245,6 +292,7 @@ class ChatController(QObject):
         if self.turn is None:
             return False
         self.turn.cancel()
+        self._drop_approvals()
         return True
 
     def retry_now(self) -> bool:
@@ -284,6 +332,8 @@ class ChatController(QObject):
     def _start(self, turn: Turn, mode: str, prompt: str) -> None:
         self.turn = turn
         self._retry_now = False
+        self._asked.clear()
+        self._decided.clear()
         self._adopt = self.conversation_id is None
         max_tokens = self._overrides().get("max_tokens") or turn.profile.max_tokens
         self.stats = StreamStats(started=time.monotonic(), max_tokens=max_tokens)
@@ -298,20 +348,30 @@ class ChatController(QObject):
                 if self._adopt and turn.conversation_id is not None:
                     # the turn created the conversation the window is showing
                     self._adopt = False
+                    off = self.tools_off.pop(None, None)
+                    if off is not None:
+                        self.tools_off[turn.conversation_id] = off
                     self.conversation_id = turn.conversation_id
                     self.conversation_changed.emit(turn.conversation_id)
                     self.history_changed.emit()
+                if type(event) is TextDelta:
+                    self._take_text(event)
+                    continue
+                self._emit_text()  # text first, then what came after it
                 self._dispatch(event)
             unsaved = await turn.wait_saved()
             if unsaved is not None:  # a full disk, a folder Rill may not write
                 self.notice.emit(str(unsaved))
         except asyncio.CancelledError:
+            self._emit_text()
             self.cancelled.emit("")
             raise
         except Exception as exc:
+            self._emit_text()
             log.exception("the reply failed unexpectedly")
             self.failed.emit(_sentence(exc), type(exc).__name__)
         finally:
+            self._emit_text()
             self.turn = None
             self.task = None
             retry = self._retry_now
@@ -325,17 +385,26 @@ class ChatController(QObject):
             if before != self.conversation_id or turn.mode == "new":
                 self.history_changed.emit()
 
+    def _take_text(self, event: TextDelta) -> None:
+        """Keep a delta's text; the deltas that arrive together are emitted once, when the
+        loop next turns (or before the next event of another kind)."""
+        stats = self.stats
+        if stats.first_token is None:
+            stats.first_token = time.monotonic()
+        stats.deltas += 1
+        stats.chars += len(event.text)
+        if not self._text:
+            asyncio.get_running_loop().call_soon(self._emit_text)
+        self._text.append(event.text)
+
+    def _emit_text(self) -> None:
+        if self._text:
+            text = "".join(self._text)
+            self._text = []
+            self.text_appended.emit(text)
+
     def _dispatch(self, event: StreamEvent) -> None:
-        kind = type(event)
-        if kind is TextDelta:
-            assert isinstance(event, TextDelta)
-            stats = self.stats
-            if stats.first_token is None:
-                stats.first_token = time.monotonic()
-            stats.deltas += 1
-            stats.chars += len(event.text)
-            self.text_appended.emit(event.text)
-        elif isinstance(event, StageChanged):
+        if isinstance(event, StageChanged):
             self.stage_changed.emit(str(event.stage), event.attempt)
         elif isinstance(event, UsageUpdate):
             self.stats.output_tokens = event.usage.output_tokens
@@ -364,12 +433,130 @@ class ChatController(QObject):
         elif isinstance(event, Cancelled):
             self.cancelled.emit(event.partial)
         elif isinstance(event, ToolCallDelta):
-            pass
+            self.tool_call_delta.emit(
+                event.index, event.id or "", event.name or "", event.arguments
+            )
         elif isinstance(event, AutoStage):
             self.auto_stage.emit(str(event.stage), event.progress, event.message, event.attempt)
         elif isinstance(event, AutoRoute):
             turn = self.turn
             self.auto_route.emit(event, turn.assistant_message_id if turn else None)
+        else:
+            self._dispatch_tool(event)
+
+    # -- tools -------------------------------------------------------------------------------
+
+    def _dispatch_tool(self, event: StreamEvent) -> None:
+        stats = self.stats
+        if isinstance(event, ToolApprovalNeeded):
+            self._asked.append((event.call_id, event.server, event.name))
+            stats.approvals_waiting += 1
+            self.tool_approval_needed.emit(event.call_id, event.name, event.server, event.arguments)
+        elif isinstance(event, ToolCallStarted):
+            stats.tools_running[event.call_id] = (event.name, time.monotonic())
+            self.tool_started.emit(event.call_id, event.name, event.server, event.arguments)
+        elif isinstance(event, ToolProgress):
+            self.tool_progress.emit(event.call_id, event.progress, event.total, event.message or "")
+        elif isinstance(event, ToolResult):
+            stats.tools_running.pop(event.call_id, None)
+            self.tool_result.emit(event)
+        elif isinstance(event, ToolFailed):
+            stats.tools_running.pop(event.call_id, None)
+            self._forget_asked(event.call_id)
+            self.tool_failed.emit(event)
+        elif isinstance(event, ToolRoundStarted):
+            stats.tools_running.clear()
+            stats.first_token = None
+            stats.deltas = 0
+            self.tool_round.emit(event.round, event.max_rounds)
+
+    async def approve(self, info: ToolInfo, arguments: str) -> Decision:
+        """Wait for the user's answer on the card of the call just announced (the turn's
+        approver: it is asked right after the call's :class:`ToolApprovalNeeded`)."""
+        call_id = self._take_asked(info.server, info.name)
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        early = self._decided.pop(call_id, None)
+        if early is not None:  # answered before the loop asked
+            future.set_result(early)
+        self._answers[call_id] = future
+        try:
+            return await future
+        finally:
+            if self._answers.get(call_id) is future:
+                del self._answers[call_id]
+            self.stats.approvals_waiting = max(0, self.stats.approvals_waiting - 1)
+
+    def _always(self, info: ToolInfo) -> None:
+        """The user allowed a tool always: keep it in the config (its server keeps running)."""
+        self.spawn(self.set_tool_policy(info.server, info.name, "always"))
+
+    def decide(self, call_id: str, decision: str) -> bool:
+        """The user's answer for a call waiting for approval ("once", "always", "deny")."""
+        if decision not in ("once", "always", "deny"):
+            return False
+        future = self._answers.get(call_id)
+        if future is None:
+            if not any(asked[0] == call_id for asked in self._asked):
+                return False
+            self._decided[call_id] = decision  # type: ignore[assignment]
+            return True
+        if future.done():
+            return False
+        future.set_result(decision)  # type: ignore[arg-type]
+        return True
+
+    @property
+    def waiting_for_approval(self) -> list[str]:
+        """Call ids whose approval is being awaited now (or about to be)."""
+        waiting = [cid for cid, f in self._answers.items() if not f.done()]
+        return waiting + [a[0] for a in self._asked if a[0] not in self._decided]
+
+    async def set_tool_policy(self, server: str, tool: str, policy: str) -> None:
+        """Keep ``policy`` for a tool in the config (its server keeps running)."""
+        if policy not in POLICIES:
+            raise ValueError(f"a policy is one of {', '.join(POLICIES)}, not {policy!r}")
+        await self.services.run_io(set_tool_policy, self.saving_config(), server, tool, policy)
+
+    def enabled_servers(self) -> list[str]:
+        """The tool servers turned on in the config."""
+        return [s.name for s in server_configs(self.services.config) if s.enabled]
+
+    def turn_tools(self) -> frozenset[str] | None:
+        """The tool servers the next turn may use: None for every enabled one, else those
+        the user left on for this chat (empty: no tools)."""
+        if self.services.tools is None:
+            return frozenset()
+        enabled = self.enabled_servers()
+        off = self.tools_off.get(self.conversation_id, set())
+        if not enabled:
+            return frozenset()
+        if not off & set(enabled):
+            return None
+        return frozenset(n for n in enabled if n not in off)
+
+    def set_tools_off(self, off: set[str]) -> None:
+        """Turn tool servers off (or back on) for the chat shown."""
+        self.tools_off[self.conversation_id] = set(off)
+
+    def _take_asked(self, server: str, name: str) -> str:
+        for i, (call_id, s, n) in enumerate(self._asked):
+            if (s, n) == (server, name):
+                del self._asked[i]
+                return call_id
+        if self._asked:
+            return self._asked.pop(0)[0]
+        return f"{server}/{name}"
+
+    def _forget_asked(self, call_id: str) -> None:
+        self._asked = [a for a in self._asked if a[0] != call_id]
+
+    def _drop_approvals(self) -> None:
+        """Stop waiting for decisions (the turn is being stopped)."""
+        for future in self._answers.values():
+            if not future.done():
+                future.cancel()
+        self._asked.clear()
+        self._decided.clear()
 
     async def _sync(self, conversation_id: int, retry_group: int | None = None) -> None:
         history = self.services.history
@@ -410,6 +597,7 @@ class ChatController(QObject):
         self._adopt = False
         self._load_seq += 1
         self.conversation_id = None
+        self.tools_off.pop(None, None)
         self.messages = []
         self.settings.system = None
         self.conversation_loaded.emit(None, [])

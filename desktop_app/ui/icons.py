@@ -141,6 +141,12 @@ def _chevron_down(p: QPainterPath) -> None:
     p.lineTo(17, 10)
 
 
+def _chevron_up(p: QPainterPath) -> None:
+    p.moveTo(7, 14)
+    p.lineTo(12, 9)
+    p.lineTo(17, 14)
+
+
 def _refresh(p: QPainterPath) -> None:
     _regenerate(p)
 
@@ -161,6 +167,7 @@ _PATHS: dict[str, Path] = {
     "more": _more,
     "check": _check,
     "chevron-down": _chevron_down,
+    "chevron-up": _chevron_up,
     "refresh": _refresh,
 }
 

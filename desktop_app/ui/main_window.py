@@ -34,6 +34,8 @@ from desktop_app.core.errors import RillError
 from desktop_app.core.history import Conversation, History, StoredMessage
 from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.text import valid_text
+from desktop_app.core.tools.config import server_configs
+from desktop_app.core.tools.mcp import McpHost
 from desktop_app.core.types import GenerationResponse
 from desktop_app.ui import theme
 from desktop_app.ui.auto_view import AutoPresenter
@@ -54,6 +56,7 @@ from desktop_app.ui.retry_banner import Countdown, RetryBanner
 from desktop_app.ui.shortcuts import ReservedKeys, ShortcutsDialog, sequence
 from desktop_app.ui.sidebar import Sidebar
 from desktop_app.ui.status_bar import StatusPanel
+from desktop_app.ui.tool_picker import ServerChoice, StateRelay
 
 if TYPE_CHECKING:
     # imported where the dialog is opened: the first frame does not need it
@@ -127,11 +130,15 @@ def simulator_profile(base_url: str) -> Profile:
 
 
 def config_for_saving(config: Config, ephemeral: set[str], fallback_default: str) -> Config:
-    """``config`` without the session-only profiles (and not defaulting to one of them)."""
+    """``config`` without the session-only profiles (and not defaulting to one of them).
+
+    Its ``[mcp]`` tables are those of ``config`` itself (not a copy): a server added or a
+    policy changed through it is in use at once."""
     out = Config(
         values=dict(config.values),
         profiles={k: v for k, v in config.profiles.items() if k not in ephemeral},
         path=config.path,
+        mcp=config.mcp,
     )
     if out.values["default_profile"] in ephemeral:
         out.values["default_profile"] = (
@@ -183,6 +190,15 @@ class MainWindow(QMainWindow):
         self.ephemeral: set[str] = set(ephemeral or ())
         self.file_default = str(services.config["default_profile"])
         self.controller = ChatController(services, self)
+        self.controller.saving_config = self.config_for_saving
+        self.tool_host = self._tool_host()
+        self.tool_relay = StateRelay(self)
+        self.tool_relay.changed.connect(
+            lambda _state: self.refresh_tools(), Qt.ConnectionType.QueuedConnection
+        )
+        if self.tool_host is not None:
+            unlisten = self.tool_host.add_listener(self.tool_relay)
+            self.destroyed.connect(lambda *_a: unlisten())
         self.qsettings = QSettings(
             str(services.paths.config_dir / "window.ini"), QSettings.Format.IniFormat
         )
@@ -208,6 +224,7 @@ class MainWindow(QMainWindow):
             self.controller.settings.profile = SIMULATOR_PROFILE
         self._fill_profiles()
         self.composer.edit.set_send_with(str(services.config["ui.send_with"]))
+        self.refresh_tools()
 
     # -- building ------------------------------------------------------------------------------
 
@@ -388,6 +405,19 @@ class MainWindow(QMainWindow):
         c.models_listed.connect(self._models_listed)
         c.models_failed.connect(self._models_failed)
         c.notice.connect(status.show_error)
+        c.tool_call_delta.connect(view.tool_call_delta)
+        c.tool_approval_needed.connect(view.tool_approval)
+        c.tool_started.connect(view.tool_started)
+        c.tool_progress.connect(view.tool_progress)
+        c.tool_result.connect(view.tool_result)
+        c.tool_failed.connect(view.tool_failed)
+        c.tool_round.connect(lambda *_a: view.tool_round())
+        for signal in (c.tool_approval_needed, c.tool_started, c.tool_result, c.tool_failed):
+            signal.connect(lambda *_a: status.refresh())
+        view.tool_decided.connect(self._tool_decided)
+        self.composer.tools.changed.connect(self.controller.set_tools_off)
+        c.conversation_changed.connect(lambda _cid: self.refresh_tools())
+        c.conversation_loaded.connect(lambda *_a: self.refresh_tools())
 
         view.retry_requested.connect(lambda group: c.regenerate(group))
         view.continue_requested.connect(lambda mid: c.continue_reply(mid))
@@ -480,6 +510,7 @@ class MainWindow(QMainWindow):
             self.first_run_task = self.controller.spawn(self.first_run())
         self.refresh_models()
         self.composer.edit.setFocus()
+        self.controller.spawn(self._start_tools())
 
     def _show_demo_card(self) -> None:
         card = self._make_welcome()
@@ -728,6 +759,50 @@ class MainWindow(QMainWindow):
         self.controller.new_conversation()
         self.composer.end_edit()
         self.focus_composer()
+
+    def _tool_decided(self, call_id: str, decision: str) -> None:
+        """The user answered a call's approval row; the keyboard goes back to the prompt
+        once no other call waits."""
+        self.controller.decide(call_id, decision)
+        self.status.refresh()
+        if not self.controller.waiting_for_approval:
+            self.composer.edit.setFocus()
+
+    # -- tools -------------------------------------------------------------------------------
+
+    def _tool_host(self) -> McpHost | None:
+        """The MCP servers of the config, shared by this window's turns and its settings."""
+        services = self.services
+        if services.tools is None:
+            services.tools = McpHost(lambda: self.services.config, secrets=services.secrets)
+        return services.tools if isinstance(services.tools, McpHost) else None
+
+    def config_for_saving(self) -> Config:
+        """The config as the file gets it (no session-only profile; the same servers)."""
+        return config_for_saving(self.services.config, self.ephemeral, self.file_default)
+
+    def refresh_tools(self) -> None:
+        """Show the enabled servers and their tools in the composer's Tools button."""
+        host = self.tool_host
+        choices: list[ServerChoice] = []
+        for server in server_configs(self.services.config):
+            if not server.enabled:
+                continue
+            state = host.state(server.name) if host is not None else None
+            kind = state.state if state is not None else ""
+            count: int | None = None  # not known before the server has started
+            if state is not None and kind in ("ready", "failed"):
+                count = len(state.tools)
+            choices.append(ServerChoice(server.name, count, kind))
+        off = self.controller.tools_off.get(self.controller.conversation_id, set())
+        self.composer.tools.set_servers(choices, off)
+
+    async def _start_tools(self) -> None:
+        """Start the enabled servers in the background (a chat then has their tools at once;
+        one that fails says why in Settings → Tools)."""
+        host = self.tool_host
+        if host is not None and any(s.enabled for s in server_configs(self.services.config)):
+            await host.start()
 
     def _turn_started(self, mode: str, prompt: str) -> None:
         self.banner.clear()
@@ -1007,8 +1082,11 @@ class MainWindow(QMainWindow):
             services=self.services,
             spawn=self.controller.spawn,
             ephemeral=self.ephemeral,
+            tool_host=self.tool_host,
+            tools_config=self.config_for_saving,
             parent=self,
         )
+        dialog.tools_page.servers_changed.connect(self.refresh_tools)
         dialog.saved.connect(self.apply_settings)
         if tab:
             for i in range(dialog.tabs.count()):
@@ -1028,6 +1106,7 @@ class MainWindow(QMainWindow):
         self.apply_theme()
         self._fill_profiles()
         self.refresh_models()
+        self.refresh_tools()
         to_save = config_for_saving(config, self.ephemeral, self.file_default)
         self.controller.spawn(self._write_settings(to_save, new_keys))
 

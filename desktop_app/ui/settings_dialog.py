@@ -49,10 +49,12 @@ from desktop_app.core.errors import RillError
 from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.routing.profile import AutoSettings, AutoTarget, renamed
 from desktop_app.core.terminal import for_terminal
+from desktop_app.core.tools.mcp import McpHost
 from desktop_app.ui.auto_settings import AutoEditor, RouteCachePanel
 from desktop_app.ui.icons import set_icon
 from desktop_app.ui.keys import KeyStore
 from desktop_app.ui.labels import PlainLabel
+from desktop_app.ui.tools_settings import ToolsPage
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Future[Any]"]
 
@@ -78,6 +80,7 @@ _LABELS = {
     "auto.route_cache_entries": "Routes remembered",
     "ui.theme": "Colour scheme",
     "ui.send_with": "Send with",
+    "tools.max_rounds": "Most tool rounds in one reply",
 }
 
 SPACING = 8
@@ -221,6 +224,8 @@ class SettingsDialog(QDialog):
         services: Services,
         spawn: Spawn,
         ephemeral: set[str] | None = None,
+        tool_host: McpHost | None = None,
+        tools_config: Callable[[], Config] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -257,6 +262,11 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(_scrolling(self._budget_tab()), "Budget && history")
         self.tabs.addTab(_scrolling(self._auto_tab()), "Auto")
         self.tabs.addTab(_scrolling(self._schema_tab("ui.")), "Appearance")
+        self.tools_page = ToolsPage(
+            services, spawn, tool_host, tools_config, extra=self._schema_tab("tools.")
+        )
+        self.tabs.addTab(self.tools_page, "Tools")
+        self.finished.connect(lambda _r: self.tools_page.detach())
 
         self.error = _note(name="errorText")
         self.error.hide()
@@ -802,6 +812,7 @@ class SettingsDialog(QDialog):
             values=dict(self.config.values),
             profiles=dict(self.profiles),
             path=self.config.path,
+            mcp=self.services.config.mcp,
         )
         for path, widget in self.fields.items():
             value = _value_of(widget)

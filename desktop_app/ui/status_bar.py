@@ -3,6 +3,7 @@ thin bar of output tokens against max_tokens, and the conversation's cost."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QTimer
@@ -13,8 +14,25 @@ from desktop_app.core.types import GenerationResponse
 from desktop_app.ui.controller import StreamStats
 from desktop_app.ui.labels import PlainLabel
 from desktop_app.ui.retry_banner import Countdown
+from desktop_app.ui.tool_card import shown_name
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+TOOL_NAME_SHOWN = 60
+
+
+def tool_status(stats: StreamStats, now: float | None = None) -> str:
+    """What the tools of the reply in flight are doing, or "" when none is busy:
+    "Waiting for your approval", "Running read_file (2 s)…"."""
+    if stats.approvals_waiting:
+        return "Waiting for your approval"
+    running = stats.tools_running
+    if not running:
+        return ""
+    now = time.monotonic() if now is None else now
+    name, started = min(running.values(), key=lambda item: item[1])
+    name = shown_name(name, TOOL_NAME_SHOWN)
+    more = f" and {len(running) - 1} more" if len(running) > 1 else ""
+    return f"Running {name}{more} ({int(now - started)} s)…"
 
 
 class StatusPanel(QWidget):
@@ -177,6 +195,10 @@ class StatusPanel(QWidget):
             self.cost.setText("Conversation: free" if cost == 0 else f"Conversation: ${cost:.4f}")
             self.cost.setToolTip("What this conversation's replies cost, as far as it is known")
 
+    def refresh(self) -> None:
+        """Show what is happening now (a tool started, a call waits for approval)."""
+        self._tick()
+
     def _spin(self) -> None:
         self._frame = (self._frame + 1) % len(SPINNER)
         self.spinner.setText(SPINNER[self._frame])
@@ -186,6 +208,12 @@ class StatusPanel(QWidget):
             return
         stats = self._stats()
         suffix = f" (attempt {self._attempt})" if self._attempt > 1 else ""
+        tools = tool_status(stats)
+        if tools:
+            self.label.setText(tools)
+            self.label.setToolTip(tools)
+            self._set_state("")
+            return
         if self._counting:
             left = self.countdown.left_text
             text = self._template.format(left) if left else "Trying again now"

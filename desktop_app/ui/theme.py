@@ -275,6 +275,36 @@ QStatusBar::item {{ border: none; }}
 QStatusBar QLabel {{ color: {t.muted}; }}
 QStatusBar QLabel[state="error"] {{ color: {t.error}; }}
 QFrame#retryBanner {{ border: none; }}
+QFrame#toolCard {{
+    background: {t.alt_base}; border: 1px solid {t.border}; border-radius: 8px;
+}}
+QFrame#toolCard[state="error"] {{ background: {t.error_bg}; border-color: {t.error}; }}
+QFrame#toolCard[state="approval"] {{ border-color: {t.accent}; }}
+QLabel#toolName {{ font-weight: 600; }}
+QLabel#toolGlyph, QLabel#toolStatus, QLabel#toolPreview, QLabel#toolSection {{
+    color: {t.muted};
+}}
+QLabel#toolStatus[state="approval"] {{ color: {t.accent}; }}
+QLabel#toolStatus[state="done"] {{ color: {t.success}; }}
+QLabel#toolStatus[state="error"], QLabel#toolPreview[state="error"] {{ color: {t.error}; }}
+QLabel#toolStatus[state="denied"], QLabel#toolStatus[state="stopped"] {{
+    color: {t.warning_text};
+}}
+QPlainTextEdit#toolDetail {{
+    background: {t.base}; border: 1px solid {t.border}; border-radius: 6px;
+}}
+QPushButton#toolAllow {{
+    background: {t.accent}; color: {t.accent_text}; border-color: {t.accent};
+}}
+QPushButton#toolAllow:hover {{ background: {t.accent_hover}; }}
+QPushButton#toolAllow:focus {{ border: 2px solid {t.text}; }}
+QToolButton#toolsButton {{
+    border: 1px solid {t.border}; border-radius: 8px; padding: 4px 10px; color: {t.muted};
+}}
+QToolButton#toolsButton:hover, QToolButton#toolsButton:focus {{ background: {t.hover}; }}
+QLabel#toolState[state="ready"] {{ color: {t.success}; }}
+QLabel#toolState[state="failed"] {{ color: {t.error}; }}
+QLabel#toolState[state="starting"] {{ color: {t.accent}; }}
 QFrame#retryBanner QPushButton {{
     background: transparent; color: {t.warning_text}; border: 1px solid {t.warning_text};
 }}

@@ -5,10 +5,11 @@ Run under a virtual X server, from the repository root:
     xvfb-run -s "-screen 0 1600x1000x24" python docs/screenshots/take_screenshots.py
 
 Writes main-window.png (light, mid-stream, 1400×900), main-window-dark.png, the same two at
-600×700 (small-light.png, small-dark.png), retry-banner.png, settings.png, and the Auto
-shots auto-stages.png (an answer being checked, with the Auto stage in the status bar)
-and auto-route.png (the escalated answer, with the route in the reply's details) next to
-this file. Uses a throwaway RILL_HOME. ``--only auto-stages`` takes only the Auto shots.
+600×700 (small-light.png, small-dark.png), retry-banner.png, settings.png, tool-card.png (a
+reply that called ``mcp-server-time``, light), settings-tools.png, and the Auto shots
+auto-stages.png (an answer being checked, with the Auto stage in the status bar) and
+auto-route.png (the escalated answer, with the route in the reply's details) next to this
+file. Uses a throwaway RILL_HOME. ``--only auto-stages`` takes only the Auto shots.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ assert word_counts("the river the sea")["the"] == 2  # two of them
 - Punctuation stays attached to words; strip it first if that matters.
 """
 
+
+TOOL_PROMPT = 'What time is it in Tokyo? call get_current_time with {"timezone": "Asia/Tokyo"}'
 
 EARLIER = (
     "Packing list for a sailing weekend",
@@ -144,6 +147,16 @@ async def main(app: QApplication) -> None:
     config.profiles["Simulator"] = simulator_profile(demo.start())
     config.values["resilience.base_delay_s"] = 6.0
     config.values["resilience.max_delay_s"] = 8.0
+    time_server = Path(sys.executable).with_name("mcp-server-time")
+    config.mcp = {
+        "servers": {
+            "time": {
+                "command": str(time_server) if time_server.exists() else sys.executable,
+                "args": [] if time_server.exists() else ["-m", "mcp_server_time"],
+                "tools": {"get_current_time": {"policy": "always"}},
+            }
+        }
+    }
     services = Services.open(config=config, paths=paths)
     theme.apply(app, "light")
     window = MainWindow(services, simulator=demo, demo=True, ephemeral={"Simulator"})
@@ -198,6 +211,25 @@ async def main(app: QApplication) -> None:
     await until(lambda: dialog.test_result.text().startswith(("✓", "✗")))
     await asyncio.sleep(0.3)
     dialog.grab().save(str(OUT / "settings.png"))
+    dialog.close()
+
+    window.new_chat()
+    sim.tokens_per_s = 200
+    sim.default_tokens = 24
+    await ask(window, TOOL_PROMPT)
+    await until(lambda: not window.controller.busy, 60)
+    await asyncio.sleep(0.5)
+    window.grab().save(str(OUT / "tool-card.png"))
+
+    window.open_settings("Tools")
+    dialog = window.settings_dialog
+    assert dialog is not None
+    dialog.resize(900, 700)
+    page = dialog.tools_page
+    page.test_selected()
+    await until(lambda: page.state_label.text().startswith(("Ready", "Failed")), 30)
+    await asyncio.sleep(0.3)
+    dialog.grab().save(str(OUT / "settings-tools.png"))
     dialog.close()
 
     window.close()

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import random
 
-from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtCore import QEvent, QObject, Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QPaintEvent
 from pytestqt.qtbot import QtBot
 
 from desktop_app.simulator import SimulatorThread
 from desktop_app.ui.controller import MAX_PROMPT_CHARS
 from desktop_app.ui.main_window import MainWindow
 from desktop_app.ui.markdown import HARD_LIMIT, SOFT_LIMIT, Segment, Segmenter, split_all
-from tests.gui.util import anchor_point
+from tests.gui.util import anchor_point, wait_reply
 
 SAMPLE = """# Title
 
@@ -247,3 +247,42 @@ def test_a_block_quote_has_a_bar_at_its_left(
 
     assert marked("A quoted line goes on.")
     assert not marked("Before the quote.") and not marked("After it.")
+
+
+class _PaintAreas(QObject):
+    """Notes the height of every area painted in a widget."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heights: list[int] = []
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            assert isinstance(event, QPaintEvent)
+            self.heights.append(event.rect().height())
+        return False
+
+
+def test_following_a_stream_repaints_only_what_changed(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    """Scrolling to follow new lines copies what is drawn; the reply's text already on
+    screen is not painted again on every frame."""
+    sim.tokens_per_s = 2_000
+    sim.default_tokens = 5_000
+    window.resize(900, 600)
+    window.composer.set_text("Write a long essay")
+    areas = _PaintAreas()
+    with qtbot.waitSignal(window.controller.turn_started, timeout=5_000):
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    reply = window.view.widgets[-1]
+    viewport = window.view.viewport().height()
+    # once the reply is taller than the view, follow it for the rest of the stream
+    qtbot.waitUntil(lambda: reply.body.height() > 2 * viewport, timeout=20_000)
+    reply.body.viewport().installEventFilter(areas)
+    wait_reply(qtbot, window, lambda: None, timeout=20_000)
+    reply.body.viewport().removeEventFilter(areas)
+    assert window.view.following
+    assert len(areas.heights) > 20  # it did paint while following
+    whole = [h for h in areas.heights if h > viewport // 2]
+    assert len(whole) <= len(areas.heights) // 10, areas.heights

@@ -79,16 +79,26 @@ async def test_tool_calls_are_assembled(sim: Any, provider: str) -> None:
     tool = Tool(
         "search", "Search the web", {"type": "object", "properties": {"query": {"type": "string"}}}
     )
-    events = await _run(sim, provider, tools=(tool,))
+    ask = 'Please call search with {"query": "tides at Zürich"} and call search with {"query": "x"}'
+    events = await _run(sim, provider, tools=(tool,), prompt=ask)
     response = events[-1].response
     assert response.finish_reason == "tool_calls"
-    assert len(response.tool_calls) == 1
-    call = response.tool_calls[0]
-    assert call.name == "search"
-    assert set(json.loads(call.arguments)) == {"query"}
+    assert [c.name for c in response.tool_calls] == ["search", "search"]
+    assert [json.loads(c.arguments) for c in response.tool_calls] == [
+        {"query": "tides at Zürich"},
+        {"query": "x"},
+    ]
     assert any(isinstance(e, ToolCallDelta) for e in events)
     sent = sim.chat_requests[-1].json
     assert "search" in json.dumps(sent)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_offered_tools_are_not_called_unless_asked(sim: Any, provider: str) -> None:
+    events = await _run(sim, provider, tools=(Tool("search"),))
+    response = events[-1].response
+    assert response.finish_reason == "stop" and not response.tool_calls
+    assert response.content == sim.reply_text(sim.chat_requests[-1].json, provider)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

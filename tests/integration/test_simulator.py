@@ -217,10 +217,11 @@ async def test_trailing_assistant_message_is_continued(
     assert finish == "end_turn"
 
 
-async def test_tool_request_streams_a_call_to_the_first_tool(
+async def test_a_prompt_asking_for_a_tool_streams_a_call_to_it(
     sim: Simulator, client: httpx.AsyncClient
 ) -> None:
     url, body = chat_request(sim, "openai")
+    body["messages"][-1]["content"] = 'call search with {"query": "tides"}'
     body["tools"] = [{"type": "function", "function": {"name": "search", "parameters": {}}}]
     events = parse_stream("openai", await fetch(client, url, body))
 
@@ -233,6 +234,114 @@ async def test_tool_request_streams_a_call_to_the_first_tool(
     assert len(fragments) >= 3
     assert list(json.loads("".join(fragments))) == ["query"]
     assert events[-3][1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+async def test_parallel_calls_stream_as_each_protocol_streams_them(
+    sim: Simulator, client: httpx.AsyncClient
+) -> None:
+    ask = 'call a with {"x": 1} and call b with {"y": "two"}'
+    shapes: dict[str, list[Any]] = {}
+    for protocol in ("openai", "anthropic", "gemini", "ollama"):
+        url, body = chat_request(sim, protocol, ask)
+        if protocol == "gemini":
+            body["tools"] = [{"functionDeclarations": [{"name": "a"}, {"name": "b"}]}]
+        elif protocol == "anthropic":
+            body["tools"] = [{"name": "a", "input_schema": {}}, {"name": "b", "input_schema": {}}]
+        else:
+            body["tools"] = [
+                {"type": "function", "function": {"name": n, "parameters": {}}} for n in "ab"
+            ]
+        shapes[protocol] = parse_stream(protocol, await fetch(client, url, body))
+
+    # OpenAI: each call opens with its index, id and name, then its arguments in fragments
+    deltas = [d["choices"][0]["delta"] for _, d in shapes["openai"][:-1] if d["choices"]]
+    calls = [c for d in deltas for c in d.get("tool_calls", ())]
+    opened = [c for c in calls if "id" in c]
+    assert [(c["index"], c["function"]["name"]) for c in opened] == [(0, "a"), (1, "b")]
+    assert all(c["id"].startswith("call_") and c["type"] == "function" for c in opened)
+    args = {
+        i: "".join(c["function"]["arguments"] for c in calls if c["index"] == i) for i in (0, 1)
+    }
+    assert args == {0: '{"x":1}', 1: '{"y":"two"}'}
+    assert len(calls) > 4  # in fragments
+
+    # Anthropic: one tool_use block per call, each started, filled by input_json_delta, stopped
+    names = [(name, d.get("index")) for name, d in shapes["anthropic"] if name != "ping"]
+    assert names[0] == ("message_start", None) and names[-2:] == [
+        ("message_delta", None),
+        ("message_stop", None),
+    ]
+    blocks = [(n, i) for n, i in names if n in ("content_block_start", "content_block_stop")]
+    assert blocks == [
+        ("content_block_start", 0),
+        ("content_block_stop", 0),
+        ("content_block_start", 1),
+        ("content_block_stop", 1),
+    ]
+    partial = {
+        i: "".join(
+            d["delta"]["partial_json"]
+            for n, d in shapes["anthropic"]
+            if n == "content_block_delta" and d["index"] == i
+        )
+        for i in (0, 1)
+    }
+    assert partial == {0: '{"x": 1}', 1: '{"y": "two"}'}
+    assert shapes["anthropic"][-2][1]["delta"]["stop_reason"] == "tool_use"
+
+    # Gemini: the calls as functionCall parts of one chunk
+    (chunk,) = [d for _, d in shapes["gemini"]]
+    parts = chunk["candidates"][0]["content"]["parts"]
+    signature = parts[0].pop("thoughtSignature")  # the step's, on its first call only
+    assert isinstance(signature, str) and len(signature) > 40
+    assert parts == [
+        {"functionCall": {"name": "a", "args": {"x": 1}}},
+        {"functionCall": {"name": "b", "args": {"y": "two"}}},
+    ]
+    assert chunk["candidates"][0]["finishReason"] == "STOP"
+
+    # Ollama: the calls in one message, arguments as objects, then the done line
+    first, done = shapes["ollama"]
+    assert first[1]["message"]["tool_calls"] == [
+        {"function": {"name": "a", "arguments": {"x": 1}}},
+        {"function": {"name": "b", "arguments": {"y": "two"}}},
+    ]
+    assert done[1]["done"] is True and done[1]["done_reason"] == "stop"
+
+
+async def test_gemini_3_refuses_calls_sent_back_without_their_thought_signature(
+    sim: Simulator, client: httpx.AsyncClient
+) -> None:
+    url = sim.base_url("gemini") + "/v1beta/models/gemini-3-flash:streamGenerateContent?alt=sse"
+    call = {"functionCall": {"name": "a", "args": {}}}
+    result = {"functionResponse": {"name": "a", "response": {"result": "r"}}}
+    body = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "call a with {}"}]},
+            {"role": "model", "parts": [call]},
+            {"role": "user", "parts": [result]},
+        ],
+        "tools": [{"functionDeclarations": [{"name": "a"}]}],
+    }
+    refused = await client.post(url, json=body, headers={"x-goog-api-key": "k"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == (
+        "Function call `a` in the `2.` content block is missing a `thought_signature`."
+    )
+    body["contents"][1]["parts"][0] = {**call, "thoughtSignature": "c2lnbmVk"}
+    answered = await client.post(url, json=body, headers={"x-goog-api-key": "k"})
+    assert answered.status_code == 200
+    pieces, _ = summarize("gemini", parse_stream("gemini", answered.content))
+    assert "".join(pieces).startswith("Tool a said: r")
+
+
+async def test_a_call_to_a_tool_not_offered_is_not_made(
+    sim: Simulator, client: httpx.AsyncClient
+) -> None:
+    url, body = chat_request(sim, "openai", 'call missing with {"x": 1}')
+    body["tools"] = [{"type": "function", "function": {"name": "other", "parameters": {}}}]
+    pieces, finish = summarize("openai", parse_stream("openai", await fetch(client, url, body)))
+    assert finish == "stop" and "".join(pieces) == sim.reply_text(body, "openai")
 
 
 async def test_rate_limit_fault_carries_retry_after_headers(

@@ -10,10 +10,12 @@ from desktop_app.core.providers.base import (
     Provider,
     StreamParser,
     corrupt_chunk,
+    grouped_tool_results,
     in_stream_error,
     loads_chunk,
     model_list,
     status_for_type,
+    tool_arguments,
 )
 from desktop_app.core.types import ChatRequest, FinishReason, Message, ProviderName, TokenUsage
 
@@ -130,16 +132,22 @@ class AnthropicParser(StreamParser):
         return True
 
 
-def _content(m: Message) -> Any:
+def _content(group: list[Message]) -> Any:
+    m = group[0]
     if m.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}]
+        return [
+            {
+                "type": "tool_result",
+                "tool_use_id": r.tool_call_id,
+                "content": r.content,
+                **({"is_error": True} if r.is_error else {}),
+            }
+            for r in group
+        ]
     if m.tool_calls:
         blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
         for tc in m.tool_calls:
-            try:
-                args = json.loads(tc.arguments) if tc.arguments else {}
-            except ValueError:
-                args = {}
+            args = tool_arguments(tc.arguments)
             blocks.append({"type": "tool_use", "id": tc.id, "name": tc.name, "input": args})
         return blocks
     return m.content
@@ -169,9 +177,9 @@ class AnthropicProvider(Provider):
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         messages = [
-            {"role": "user" if m.role == "tool" else m.role, "content": _content(m)}
-            for m in request.messages
-            if m.role != "system"
+            {"role": "user" if g[0].role == "tool" else g[0].role, "content": _content(g)}
+            for g in grouped_tool_results(request.messages)
+            if g[0].role != "system"
         ]
         system = "\n\n".join(
             ([request.system] if request.system else [])

@@ -165,13 +165,14 @@ def status_for_type(etype: str) -> int:
 
 
 class _ToolAcc:
-    __slots__ = ("args", "id", "joiner", "name")
+    __slots__ = ("args", "id", "joiner", "name", "signature")
 
     def __init__(self, id: str | None, name: str) -> None:
         self.id = id
         self.name = name
         self.args: list[str] = []
         self.joiner = TextJoiner()
+        self.signature: str | None = None
 
 
 def _str(value: Any) -> str:
@@ -310,6 +311,14 @@ class StreamParser(ABC):
             acc.args.append(args)
         return ToolCallDelta(index, id, name or None, args)
 
+    def _tool_signature(self, index: int, signature: Any) -> None:
+        """Keep the opaque token a provider sent with call ``index`` (to send it back)."""
+        acc = self._tools.get(index)
+        if acc is not None and signature is not None:
+            token = _str(signature)
+            self._count(len(token))
+            acc.signature = token
+
     def _tool_args(self, index: Any, args: Any) -> ToolCallDelta:
         if type(index) is not int:
             raise TypeError(f"tool index is {type(index).__name__}")
@@ -331,7 +340,8 @@ class StreamParser(ABC):
     @property
     def tool_calls(self) -> tuple[ToolCall, ...]:
         return tuple(
-            ToolCall(acc.id, acc.name, "".join(acc.args)) for _, acc in sorted(self._tools.items())
+            ToolCall(acc.id, acc.name, "".join(acc.args), acc.signature)
+            for _, acc in sorted(self._tools.items())
         )
 
     @property
@@ -476,6 +486,28 @@ def _openai_message(m: Message) -> dict[str, Any]:
         ]
     if m.tool_call_id:
         msg["tool_call_id"] = m.tool_call_id
-    if m.name:
+    if m.name and m.role != "tool":
         msg["name"] = m.name
     return msg
+
+
+def tool_arguments(arguments: str) -> dict[str, Any]:
+    """A call's JSON arguments as the object the protocols that send objects need (empty
+    when the model wrote something else)."""
+    try:
+        value = json.loads(arguments) if arguments else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def grouped_tool_results(messages: tuple[Message, ...]) -> list[list[Message]]:
+    """The messages with each run of consecutive tool results as one group (Anthropic and
+    Gemini answer all the calls of a reply in one message)."""
+    out: list[list[Message]] = []
+    for m in messages:
+        if m.role == "tool" and out and out[-1][-1].role == "tool":
+            out[-1].append(m)
+        else:
+            out.append([m])
+    return out

@@ -12,10 +12,12 @@ from desktop_app.core.providers.base import (
     Provider,
     StreamParser,
     corrupt_chunk,
+    grouped_tool_results,
     in_stream_error,
     loads_chunk,
     model_list,
     raw_json,
+    tool_arguments,
 )
 from desktop_app.core.types import ChatRequest, FinishReason, ProviderName, TokenUsage
 
@@ -62,6 +64,8 @@ class GeminiParser(StreamParser):
                     raw = raw_json(data, call.get("args") or {}, compact=False)
                     index = len(self._tools)
                     out.append(self._tool_start(index, call.get("id"), call.get("name", ""), raw))
+                    # Gemini 3 refuses a history whose calls lack the signature they came with
+                    self._tool_signature(index, part.get("thoughtSignature"))
             if candidate.get("finishReason"):
                 self._set_finish(candidate["finishReason"])
                 self.done = True
@@ -113,26 +117,25 @@ class GeminiProvider(Provider):
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         contents: list[dict[str, Any]] = []
-        for m in request.messages:
+        for group in grouped_tool_results(request.messages):
+            m = group[0]
             if m.role == "system":
                 continue
             if m.role == "tool":
-                try:
-                    result = json.loads(m.content)
-                except ValueError:
-                    result = {"result": m.content}
-                if not isinstance(result, dict):
-                    result = {"result": result}
-                part = {"functionResponse": {"name": m.name or "", "response": result}}
-                contents.append({"role": "user", "parts": [part]})
+                responses = [
+                    {"functionResponse": {"name": r.name or "", "response": {"result": r.content}}}
+                    for r in group
+                ]
+                contents.append({"role": "user", "parts": responses})
                 continue
             parts: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
             for tc in m.tool_calls:
-                try:
-                    args = json.loads(tc.arguments) if tc.arguments else {}
-                except ValueError:
-                    args = {}
-                parts.append({"functionCall": {"name": tc.name, "args": args}})
+                call: dict[str, Any] = {
+                    "functionCall": {"name": tc.name, "args": tool_arguments(tc.arguments)}
+                }
+                if tc.signature:
+                    call["thoughtSignature"] = tc.signature
+                parts.append(call)
             contents.append({"role": "model" if m.role == "assistant" else "user", "parts": parts})
         body: dict[str, Any] = {"contents": contents}
         system = "\n\n".join(

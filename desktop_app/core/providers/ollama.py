@@ -16,8 +16,27 @@ from desktop_app.core.providers.base import (
     openai_style_messages,
     openai_style_tools,
     raw_json,
+    tool_arguments,
 )
 from desktop_app.core.types import ChatRequest, FinishReason, ProviderName, TokenUsage
+
+
+def ollama_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    """Messages as Ollama's ``/api/chat`` takes them: a call's arguments as an object, and
+    a tool result named by ``tool_name``."""
+    out = openai_style_messages(request)
+    for msg in out:
+        for call in msg.get("tool_calls") or ():
+            fn = call["function"]
+            call.pop("id", None)
+            call.pop("type", None)
+            fn["arguments"] = tool_arguments(fn["arguments"])
+        if msg["role"] == "tool":
+            msg.pop("tool_call_id", None)
+    for msg, m in zip(out[len(out) - len(request.messages) :], request.messages, strict=True):
+        if m.role == "tool" and m.name:
+            msg["tool_name"] = m.name
+    return out
 
 
 class OllamaParser(StreamParser):
@@ -112,7 +131,7 @@ class OllamaProvider(Provider):
             options["seed"] = request.seed
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": openai_style_messages(request),
+            "messages": ollama_messages(request),
             "stream": request.stream,
         }
         if options:
