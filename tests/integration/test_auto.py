@@ -4,6 +4,7 @@ classifier and the judge (its judge scores each answer by the model that wrote i
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -22,11 +23,13 @@ from desktop_app.core.events import (
     Restarted,
     StreamEvent,
     TextDelta,
+    ToolResult,
 )
 from desktop_app.core.paths import app_paths
 from desktop_app.core.routing.auto import AutoTurn
 from desktop_app.core.types import TokenUsage
 from desktop_app.simulator import Fault, Simulator
+from tests.local_tools import LocalHost, echo
 
 SIMPLE = "hello there"
 COMPLEX = (
@@ -484,5 +487,26 @@ async def test_when_the_stronger_target_fails_the_checked_answer_is_shown_again_
             ("sim-large", "failed", False),
         ]
         assert last_route(events).kept == 0
+    finally:
+        await services.aclose()
+
+
+async def test_an_auto_turn_offers_tools_and_keeps_the_calls_of_the_kept_answer(
+    judged: Simulator, rill_home: Path
+) -> None:
+    rule = 'rules = [{ category = "code", min = 1, max = 10, target = "fast" }]'
+    services = open_services(rill_home, auto_config(rill_home, judged, f"validate = true\n{rule}"))
+    services.tools = LocalHost({"echo": echo})
+    try:
+        turn = ask(services, 'call echo with {"text": "kept"}')
+        events = await run(turn)
+        final = events[-1]
+        assert isinstance(final, Finished) and final.response.model == "sim-large"
+        results = [e for e in events if isinstance(e, ToolResult)]
+        assert [r.content for r in results] == ["kept", "kept"]  # each attempt called it
+        assert [(p.name, p.result) for p in turn.tool_parts] == [("echo", "kept")]
+        assert final.response.content.startswith("Tool echo said: kept")
+        judges = [r for r in judged.chat_requests if "Judge this answer" in json.dumps(r.json)]
+        assert judges and all("tools" not in r.json for r in judges)
     finally:
         await services.aclose()
