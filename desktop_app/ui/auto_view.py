@@ -22,13 +22,24 @@ class AutoPresenter:
         controller.auto_stage.connect(self._stage)
         controller.auto_route.connect(self._route)
         controller.restarted.connect(self._restarted)
+        controller.finished.connect(self._finished)
+        self._complete = ""
 
     def _turn_started(self, _mode: str, _prompt: str) -> None:
         self.active = False
+        self._complete = ""
 
-    def _stage(self, stage: str, progress: float, message: str, _attempt: int) -> None:
+    def _stage(self, stage: str, progress: float, message: str, attempt: int) -> None:
         self.active = True
         self.status.show_auto_stage(stage, progress, message)
+        if stage == "complete":
+            tries = f" · {attempt} attempts" if attempt > 1 else ""
+            self._complete = f"Done in {message} with Auto{tries}"
+
+    def _finished(self, _response: object) -> None:
+        """The whole Auto turn's time (every stage and attempt), not only the last answer's."""
+        if self.active and self._complete:
+            self.status.show_message(self._complete)
 
     def _route(self, route: object, message_id: object) -> None:
         assert isinstance(route, AutoRoute)

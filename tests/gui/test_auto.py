@@ -82,6 +82,7 @@ def test_the_status_bar_shows_each_stage_with_its_progress_and_the_details_the_r
     assert all(visible for _, _, _, visible in seen)
     qtbot.waitUntil(lambda: not window.controller.busy, timeout=5000)
     assert not status.auto.isVisible()
+    assert status.text.startswith("Done in ") and status.text.endswith(" s with Auto · 2 attempts")
 
     reply = window.view.widgets[-1]
     details = reply.details.text()

@@ -90,8 +90,10 @@ class RouteCache:
     """Routes on disk with a time to live, an entry limit (LRU) and hit statistics.
 
     A hit is one read: when each route was last used and the hit and miss counts are
-    kept in memory and written together at most every :data:`FLUSH_S` seconds (and by
-    :meth:`stats`, :meth:`put` and :meth:`close`), so a hit never waits for a commit.
+    kept in memory and written together, in one transaction, by the first lookup at least
+    :data:`FLUSH_S` seconds after the last write, and by :meth:`stats`, :meth:`put` and
+    :meth:`close` — so a hit never waits for a commit, and another process sees the
+    counts once they are written.
     """
 
     def __init__(
