@@ -156,3 +156,17 @@ def test_q_says_which_targets_it_skipped_and_why(simt: SimulatorThread, rill_hom
     assert result.returncode == 0, result.stderr
     assert "q: auto: fast skipped: no API key (There is no API key for Anthropic" in result.stderr
     assert "q: auto: → sim-large, strong" in result.stderr
+
+
+def test_q_no_log_escalates_without_recording(simt: SimulatorThread, rill_home: Path) -> None:
+    configure(rill_home, simt)
+    result = q("--profile", "auto", "--no-log", "--json", "hello there", home=rill_home)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["model"] == "sim-large"
+    assert [a["score"] for a in answer["route"]["attempts"]] == [3, 9]
+    history = History(app_paths().history_db)
+    try:
+        assert history.list_conversations() == []
+    finally:
+        history.close()
