@@ -9,8 +9,10 @@ theme is applied) repaints all of them in the new colours.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
+import shiboken6
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractButton, QApplication, QToolButton, QWidget
@@ -205,6 +207,8 @@ def _pixmap(name: str, size: int, colour: QColor, ratio: float) -> QPixmap:
 
 
 _cache: dict[tuple[str, str, str, float], QIcon] = {}
+_buttons: weakref.WeakSet[QAbstractButton] = weakref.WeakSet()
+"""Every button given an icon by :func:`set_icon` (Rill's own, created from Python)."""
 
 
 def icon(name: str, colour: str | None = None) -> QIcon:
@@ -243,6 +247,7 @@ def set_icon(button: QAbstractButton, name: str, colour_role: str | None = None)
     button.setProperty(PROPERTY, name)
     button.setProperty(COLOUR_PROPERTY, colour_role or "")
     button.setIcon(icon(name, _colour(colour_role)))
+    _buttons.add(button)
 
 
 def tool_button(icon_name: str, tip: str, accessible: str, object_name: str) -> QToolButton:
@@ -263,15 +268,17 @@ def _colour(role: str | None) -> str | None:
 
 
 def refresh(root: QWidget | None = None) -> None:
-    """Repaint every button's icon set through :func:`set_icon` in the current theme."""
+    """Repaint every button's icon set through :func:`set_icon` in the current theme
+    (below ``root`` only, when given).
+
+    Only the buttons :func:`set_icon` saw are visited, never ``QApplication.allWidgets()``:
+    that would wrap Qt's own inner widgets, whose wrappers can outlive them and crash.
+    """
     _cache.clear()
-    widgets: list[QWidget]
-    if root is not None:
-        widgets = [root, *root.findChildren(QAbstractButton)]
-    else:
-        widgets = list(QApplication.allWidgets())
-    for widget in widgets:
-        if not isinstance(widget, QAbstractButton):
+    for widget in list(_buttons):
+        if not shiboken6.isValid(widget):
+            continue
+        if root is not None and widget is not root and not root.isAncestorOf(widget):
             continue
         name = widget.property(PROPERTY)
         if isinstance(name, str) and name in _PATHS:
