@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from desktop_app.core.engine import Engine, Generation
@@ -58,3 +62,19 @@ def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.01) -> 
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def run_q(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``q`` with ``args`` in a process of its own, with ``home`` as its RILL_HOME, no API
+    key from the environment and an empty standard input."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env["RILL_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "desktop_app.cli", *args],
+        input="",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import shlex
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -566,18 +567,7 @@ class ToolsPage(QWidget):
         for server in found:
             name = unique_name(server.name, taken)
             taken.add(name)
-            renamed = ServerConfig(
-                name=name,
-                command=server.command,
-                args=server.args,
-                env=server.env,
-                cwd=server.cwd,
-                url=server.url,
-                headers=server.headers,
-                timeout_s=server.timeout_s,
-                enabled=server.enabled,
-                policies=server.policies,
-            )
+            renamed = replace(server, name=name)
             try:
                 await services.run_io(add_server, self.saving(), renamed, services.secrets)
             except (RillError, OSError) as exc:

@@ -4,9 +4,6 @@ and the route cache commands."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +13,7 @@ from desktop_app.core.history import History
 from desktop_app.core.paths import app_paths
 from desktop_app.core.terminal import for_terminal
 from desktop_app.simulator import SimulatorThread
+from tests.helpers import run_q
 from tests.integration.test_q_terminal import Screen, _no_space, q_on_terminal
 
 
@@ -27,18 +25,7 @@ def simt() -> Iterator[SimulatorThread]:
         yield sim
 
 
-def q(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env["RILL_HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "desktop_app.cli", *args],
-        input="",
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+q = run_q
 
 
 def configure(home: Path, sim: SimulatorThread) -> None:

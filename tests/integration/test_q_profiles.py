@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +9,7 @@ import pytest
 
 from desktop_app.core.config import Config, Profile, load_config
 from desktop_app.simulator import SimulatorThread
+from tests.helpers import run_q
 
 EXIT_USAGE = 2
 
@@ -22,18 +20,7 @@ def simt() -> Iterator[SimulatorThread]:
         yield sim
 
 
-def q(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env["RILL_HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "desktop_app.cli", *args],
-        input="",
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+q = run_q
 
 
 def write_config(home: Path, text: str) -> Path:
