@@ -57,7 +57,7 @@ from desktop_app.core.config import Config, Profile
 from desktop_app.core.paths import app_paths
 from desktop_app.core.secrets import Secrets
 from desktop_app.core.types import GenerationResponse
-from desktop_app.ui import chat_view
+from desktop_app.ui import chat_view, theme
 from desktop_app.ui.main_window import MainWindow
 
 SHORT = 2_000
@@ -456,6 +456,9 @@ async def _wait_until(check: Callable[[], bool], timeout_s: float, what: str) ->
 
 async def _open_window(services: Services) -> MainWindow:
     """Build, show and start the main window as ``rill`` does; return once it is exposed."""
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    theme.apply(app, str(services.config["ui.theme"]))
     window = MainWindow(services, probes=())
     window.show()
     await _wait_until(
