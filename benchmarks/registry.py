@@ -76,6 +76,7 @@ SPECS: tuple[Spec, ...] = (
     Spec(6, "cache", "Response cache"),
     Spec(7, "history", "History"),
     Spec(8, "hostile", "Hostile input"),
+    Spec(9, "peer", "Against a peer (PyGPT)"),
 )
 
 NAMES: tuple[str, ...] = tuple(spec.name for spec in SPECS)
