@@ -39,6 +39,7 @@ REPLY_WINDOW_S = REPLY_TOKENS / REPLY_TOKENS_PER_S + 1.5
 PROMPT = "Hello rivers"
 TYPE_DELAY_MS = 150
 SETTLE_S = 3.0
+CONNECT_TIMEOUT_S = 60.0
 PYGPT_INPUT = (0.65, -105.0)
 """Where PyGPT's prompt box is: a share of the window's width, pixels above its bottom."""
 PING_NOT_MEASURED = (
@@ -255,19 +256,23 @@ def _ask(display: str, name: str, click: tuple[float, float] | None) -> None:
 
 
 def _reply(pid: int, port: int) -> tuple[float, int]:
-    """CPU seconds of the tree over the reply, and its RSS growth (peak − before): from
-    the prompt's sending for the stream's length plus 1.5 s, the same for both."""
+    """CPU seconds of the tree over the reply, and its RSS growth (peak − before).
+
+    The reply is timed from the moment the application has a connection to the simulator
+    (PyGPT connects seconds after Enter; Rill at once, or it still holds the connection of
+    its model list) for the stream's length plus 1.5 s, the same for both."""
     before_rss = _tree_memory(pid)[0]
+    deadline = time.perf_counter() + CONNECT_TIMEOUT_S
+    while not _asking(pid, port):
+        if time.perf_counter() > deadline:
+            raise RuntimeError("the prompt did not reach the simulator")
+        time.sleep(0.02)
     cpu = _tree_cpu(pid)
     peak = before_rss
-    asked = False
     end = time.perf_counter() + REPLY_WINDOW_S
     while time.perf_counter() < end:
         time.sleep(0.1)
         peak = max(peak, _tree_memory(pid)[0])
-        asked = asked or _asking(pid, port)
-    if not asked:
-        raise RuntimeError("the prompt did not reach the simulator")
     return _tree_cpu(pid) - cpu, peak - before_rss
 
 
