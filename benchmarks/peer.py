@@ -382,9 +382,9 @@ def run(quick: bool) -> list[Row]:
         log(f"PyGPT first start (not counted): shown {first.shown_s:.2f} s")
         _pygpt_config(peer_home, base_url)
         rill_command, rill_env = _rill(rill_home)
-        _start(rill_command, rill_env, display, "^Rill")  # warms the file cache, not counted
+        _start(rill_command, rill_env, display, "Rill")  # warms the file cache, not counted
         for number in range(rounds):
-            rill.append(_start(rill_command, rill_env, display, "^Rill", port=port))
+            rill.append(_start(rill_command, rill_env, display, "Rill", port=port))
             peer.append(_start(command, env, display, "PyGPT", port=port, click=PYGPT_INPUT))
             log(
                 f"round {number + 1}: shown Rill {rill[-1].shown_s:.2f} s, PyGPT "
