@@ -77,6 +77,7 @@ SPECS: tuple[Spec, ...] = (
     Spec(7, "history", "History"),
     Spec(8, "hostile", "Hostile input"),
     Spec(9, "auto", "Auto routing"),
+    Spec(10, "peer", "Against a peer (PyGPT)"),
 )
 
 NAMES: tuple[str, ...] = tuple(spec.name for spec in SPECS)

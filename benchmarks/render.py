@@ -57,7 +57,7 @@ from desktop_app.core.config import Config, Profile
 from desktop_app.core.paths import app_paths
 from desktop_app.core.secrets import Secrets
 from desktop_app.core.types import GenerationResponse
-from desktop_app.ui import chat_view
+from desktop_app.ui import chat_view, theme
 from desktop_app.ui.main_window import MainWindow
 
 SHORT = 2_000
@@ -93,8 +93,9 @@ METHOD = f"""\
 The real `MainWindow` runs in the benchmark's worker process with `QT_QPA_PLATFORM=offscreen`
 (widgets are laid out and painted into an offscreen backing store, as on screen), on one qasync
 loop driven by `loop.run_until_complete`, as `rill` runs it. It is built the way `rill` builds
-it — `Services.open` over a fresh temporary `RILL_HOME` (history and response cache on),
-`MainWindow(services)`, `show()`, `start()` — with a null keychain and three profiles pointing at
+it — `Services.open` over a fresh temporary `RILL_HOME` (history and response cache on), the
+theme and its style sheet applied (`theme.apply`), `MainWindow(services)`, `show()`, `start()`
+— with a null keychain and three profiles pointing at
 three simulators. The simulators run in their own processes, so their CPU does not count against
 the window's and they keep their own GIL; they always answer {SHORT:,} and {LONG:,} tokens paced
 at {TOKENS_PER_S:,.0f} tokens/s, and {CPU_TOKENS:,} tokens paced at {CPU_TOKENS_PER_S:,.0f}
@@ -456,6 +457,9 @@ async def _wait_until(check: Callable[[], bool], timeout_s: float, what: str) ->
 
 async def _open_window(services: Services) -> MainWindow:
     """Build, show and start the main window as ``rill`` does; return once it is exposed."""
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    theme.apply(app, str(services.config["ui.theme"]))
     window = MainWindow(services, probes=())
     window.show()
     await _wait_until(

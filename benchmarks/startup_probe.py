@@ -7,8 +7,9 @@
 are ``time.perf_counter()`` minus ``RILL_BENCH_LAUNCHED_AT``, the parent's ``perf_counter()``
 just before it started this process (one clock for every process on the machine). Once the
 start-up work is done and the window has been idle for ``RILL_BENCH_IDLE_S`` seconds, one
-line ``RILL-STARTUP {json}`` goes to stdout with the times and the resident set size, and the
-window is closed the way the user closes it.
+line ``RILL-STARTUP {json}`` goes to stdout with the times and the resident set size (and,
+with ``RILL_BENCH_MODULES`` set, the modules imported), and the window is closed the way the
+user closes it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 MARKER = "RILL-STARTUP "
 LAUNCHED_AT = "RILL_BENCH_LAUNCHED_AT"
 IDLE_S = "RILL_BENCH_IDLE_S"
+MODULES = "RILL_BENCH_MODULES"
+"""When set, the report also lists every module imported by then."""
 POLL_MS = 5
 
 
@@ -92,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def report() -> None:
             found["idle_rss"] = rss_bytes()
+            if os.environ.get(MODULES):
+                found["modules"] = sorted(sys.modules)
             print(MARKER + json.dumps(found), flush=True)
             window.close()
 

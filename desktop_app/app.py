@@ -17,16 +17,36 @@ import signal
 import sys
 import threading
 import traceback
+import types
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from desktop_app import APP_NAME, __version__
-from desktop_app.core.config import load_config
-from desktop_app.core.errors import RillError
-from desktop_app.core.logs import setup_logging
-from desktop_app.core.paths import AppPaths, app_paths
-from desktop_app.platform_check import startup_problem
+
+def _without_httpx_cli() -> None:
+    """Keep httpx's command-line client out of the window.
+
+    ``import httpx`` also imports its command-line client, and with it click, rich and
+    pygments when they happen to be installed (about 6 MB, never used by the window).
+    """
+    if "httpx" not in sys.modules:
+        cli = types.ModuleType("httpx._main")
+
+        def main() -> None:
+            raise SystemExit("Rill does not include httpx's command-line client.")
+
+        cli.main = main  # type: ignore[attr-defined]
+        sys.modules.setdefault("httpx._main", cli)
+
+
+_without_httpx_cli()
+
+from desktop_app import APP_NAME  # noqa: E402
+from desktop_app.core.config import load_config  # noqa: E402
+from desktop_app.core.errors import RillError  # noqa: E402
+from desktop_app.core.logs import setup_logging  # noqa: E402
+from desktop_app.core.paths import AppPaths, app_paths  # noqa: E402
+from desktop_app.platform_check import startup_problem  # noqa: E402
 
 log = logging.getLogger("rill.app")
 
@@ -51,8 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="check this installation offscreen (simulator, engine, window, CA bundle, "
         "keychain) with a temporary RILL_HOME; print one line per check and exit 0 if all pass",
     )
-    p.add_argument("--version", action="version", version=f"Rill {__version__}")
+    p.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     return p
+
+
+class _Version(argparse.Action):
+    """``--version``: the version is read only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        from desktop_app import __version__
+
+        parser.exit(message=f"Rill {__version__}\n")
 
 
 class DemoSimulator:
@@ -174,7 +203,6 @@ def main(argv: list[str] | None = None) -> int:
         app = QApplication([sys.argv[0] if sys.argv else "rill", *qt_args])
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_NAME)
-    app.setApplicationVersion(__version__)
     app.setDesktopFileName("rill")
     app.setQuitOnLastWindowClosed(False)
 

@@ -17,12 +17,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from typing import Final, Literal
-
-import keyring
-import keyring.backend
-import keyring.errors
-from keyring.backends import chainer, fail, null
+from typing import TYPE_CHECKING, Final, Literal
 
 from desktop_app.core.errors import ConfigError
 from desktop_app.core.providers import REGISTRY
@@ -34,6 +29,12 @@ from desktop_app.core.redaction import (
     register_secret,
 )
 from desktop_app.core.types import ChatRequest
+
+if TYPE_CHECKING:
+    import keyring.backend
+
+# keyring is imported when a key is first looked up, stored or removed: importing it takes
+# tens of milliseconds that the window's start does not need to wait for.
 
 __all__ = [
     "ENV_VARS",
@@ -172,6 +173,8 @@ class Secrets:
         backend = self._keychain()
         if backend is None:
             raise self._no_keychain(what, alternative)
+        import keyring.errors
+
         try:
             backend.set_password(self.service, username, value)
         except (keyring.errors.NoKeyringError, keyring.errors.InitError) as exc:
@@ -194,6 +197,8 @@ class Secrets:
         backend = self._keychain()
         if backend is None:
             return False
+        import keyring.errors
+
         try:
             backend.delete_password(self.service, username)
         except keyring.errors.PasswordDeleteError:
@@ -217,6 +222,8 @@ class Secrets:
 
     def backend_name(self) -> str:
         """A readable name for the keychain in use, or says that there is none."""
+        from keyring.backends import chainer
+
         backend = self._current_backend()
         if _is_unusable(backend):
             return "no system keychain"
@@ -226,7 +233,11 @@ class Secrets:
         return _friendly_name(backend)
 
     def _current_backend(self) -> keyring.backend.KeyringBackend:
-        return self._backend if self._backend is not None else keyring.get_keyring()
+        if self._backend is not None:
+            return self._backend
+        import keyring
+
+        return keyring.get_keyring()
 
     def _keychain(self) -> keyring.backend.KeyringBackend | None:
         backend = self._current_backend()
@@ -254,6 +265,8 @@ class Secrets:
         backend = self._keychain()
         if backend is None:
             return None
+        import keyring.errors
+
         try:
             value = backend.get_password(self.service, username)
         except (keyring.errors.NoKeyringError, keyring.errors.InitError) as exc:
@@ -298,6 +311,8 @@ def key_lookup(secrets: Secrets) -> Callable[[ChatRequest], str | None]:
 
 
 def _is_unusable(backend: keyring.backend.KeyringBackend) -> bool:
+    from keyring.backends import chainer, fail, null
+
     if isinstance(backend, fail.Keyring | null.Keyring):
         return True
     return isinstance(backend, chainer.ChainerBackend) and not backend.backends

@@ -923,7 +923,10 @@ class ChatView(QScrollArea):
         self._welcome: QWidget | None = None
 
         page = QWidget()
-        page.setObjectName("chatColumn")
+        # The page fills its background from the palette (the theme's window colour), not
+        # from the style sheet: a widget with a style-sheet background is not opaque, and Qt
+        # scrolls only an opaque widget by copying what is drawn.
+        page.setObjectName("chatPage")
         row = QHBoxLayout(page)
         row.setContentsMargins(24, 16, 24, 16)
         row.addStretch(1)

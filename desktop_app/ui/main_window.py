@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app import __version__
 from desktop_app.core.chat import Services
 from desktop_app.core.config import Config, Profile, save_config
 from desktop_app.core.errors import RillError
@@ -1152,6 +1151,8 @@ class MainWindow(QMainWindow):
         self.shortcuts_dialog.raise_()
 
     def show_about(self) -> None:
+        from desktop_app import __version__
+
         box = QMessageBox(
             QMessageBox.Icon.Information,
             "About Rill",

@@ -7,6 +7,7 @@ import random
 
 from PySide6.QtCore import QEvent, QObject, Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QPaintEvent
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from desktop_app.simulator import SimulatorThread
@@ -268,20 +269,28 @@ def test_following_a_stream_repaints_only_what_changed(
 ) -> None:
     """Scrolling to follow new lines copies what is drawn; the reply's text already on
     screen is not painted again on every frame."""
-    sim.tokens_per_s = 2_000
-    sim.default_tokens = 5_000
-    window.resize(900, 600)
-    window.composer.set_text("Write a long essay")
-    areas = _PaintAreas()
-    with qtbot.waitSignal(window.controller.turn_started, timeout=5_000):
-        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
-    reply = window.view.widgets[-1]
-    viewport = window.view.viewport().height()
-    # once the reply is taller than the view, follow it for the rest of the stream
-    qtbot.waitUntil(lambda: reply.body.height() > 2 * viewport, timeout=20_000)
-    reply.body.viewport().installEventFilter(areas)
-    wait_reply(qtbot, window, lambda: None, timeout=20_000)
-    reply.body.viewport().removeEventFilter(areas)
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    sheet, palette = app.styleSheet(), app.palette()
+    window.apply_theme()  # as the app shows it: the style sheet on
+    try:
+        sim.tokens_per_s = 2_000
+        sim.default_tokens = 5_000
+        window.resize(900, 600)
+        window.composer.set_text("Write a long essay")
+        areas = _PaintAreas()
+        with qtbot.waitSignal(window.controller.turn_started, timeout=5_000):
+            qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+        reply = window.view.widgets[-1]
+        viewport = window.view.viewport().height()
+        # once the reply is taller than the view, follow it for the rest of the stream
+        qtbot.waitUntil(lambda: reply.body.height() > 2 * viewport, timeout=20_000)
+        reply.body.viewport().installEventFilter(areas)
+        wait_reply(qtbot, window, lambda: None, timeout=20_000)
+        reply.body.viewport().removeEventFilter(areas)
+    finally:
+        app.setStyleSheet(sheet)
+        app.setPalette(palette)
     assert window.view.following
     assert len(areas.heights) > 20  # it did paint while following
     whole = [h for h in areas.heights if h > viewport // 2]

@@ -1,0 +1,40 @@
+"""The window's start imports only what it uses: no MCP SDK, no simulator server (aiohttp),
+no command-line client libraries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.startup import launch, save_profile
+
+NOT_AT_START = (
+    "mcp",  # tools: only when a tool server is used
+    "aiohttp",  # the simulator's server: only when the Simulator profile is used
+    "desktop_app.simulator",
+    "desktop_app.core.tools",
+    "desktop_app.ui.settings_dialog",  # when Settings is first opened
+    "openai",
+    "pydantic",
+    "click",  # httpx's command-line client, never the window's
+    "rich",  # the terminal command's output
+    "pygments",
+)
+
+
+def test_a_second_start_imports_nothing_it_does_not_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_profile(tmp_path)  # a saved local server: no first run, no simulator
+    monkeypatch.setenv("RILL_BENCH_MODULES", "1")
+    report = launch(tmp_path, idle_s=0.2)
+    modules = set(report["modules"])
+    assert "desktop_app.ui.main_window" in modules  # the window did start
+    loaded = sorted(
+        name
+        for name in modules
+        for top in NOT_AT_START
+        if name == top or name.startswith(top + ".")
+    )
+    assert loaded == []
