@@ -960,6 +960,10 @@ def terminal_approver(output: Output, stdin: TextIO, *, assume_yes: bool) -> App
         if assume_yes:
             return "once"
         if not (stdin.isatty() and output.err.isatty()):
+            output.note(
+                f"q: {info.server}/{info.name} asks for approval and there is no terminal "
+                "to ask on; --yes allows such calls."
+            )
             return "deny"
         shown = shorten(arguments, _SHOWN_ARGUMENTS)
         output.ask(f"q: run {info.server}/{info.name} {shown}? [y]es once, [a]lways, [n]o: ")

@@ -106,6 +106,9 @@ def test_without_a_terminal_calls_needing_approval_are_denied_unless_yes(
     (call,) = json.loads(denied.stdout)["tool_calls_run"]
     assert (call["ok"], call["result"]) == (False, DECLINED)
     assert _tool_lines(denied.stderr) == ["q: tool fault/echo: declined."]
+    assert "q: fault/echo asks for approval and there is no terminal to ask on; --yes " in (
+        denied.stderr
+    )
 
     allowed = q(*base(simt), "--json", "--yes", 'call echo with {"text": "x"}', home=rill_home)
     assert allowed.returncode == 0, allowed.stderr
