@@ -188,6 +188,7 @@ def _tree_memory(pid: int) -> tuple[int, int, int]:
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """End the application and every process it started."""
+    children: list[psutil.Process] = []
     with contextlib.suppress(psutil.Error):
         children = psutil.Process(process.pid).children(recursive=True)
     process.send_signal(signal.SIGTERM)
