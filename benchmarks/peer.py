@@ -148,7 +148,13 @@ def _xvfb() -> Iterator[str]:
             number = pipe.readline().strip()
         if not number:
             raise RuntimeError("Xvfb did not start")
-        yield f":{number}"
+        display = f":{number}"
+        deadline = time.perf_counter() + 30
+        while not _xdotool(display, "getdisplaygeometry"):  # until it accepts clients
+            if time.perf_counter() > deadline:
+                raise RuntimeError("Xvfb does not accept connections")
+            time.sleep(0.05)
+        yield display
     finally:
         process.terminate()
         process.wait(10)
