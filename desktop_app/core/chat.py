@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from desktop_app.core.cache import AsyncResponseCache, cache_key
 from desktop_app.core.config import Config, Profile, load_config
@@ -53,12 +53,14 @@ from desktop_app.core.paths import AppPaths, app_paths
 from desktop_app.core.pricing import PriceTable, load_price_table, profile_price, reply_cost
 from desktop_app.core.providers import get_provider
 from desktop_app.core.resilience import ResilienceSettings
-from desktop_app.core.routing.cache import RouteCache
 from desktop_app.core.secrets import Secrets, key_lookup
 from desktop_app.core.tools.base import Approver, ToolHost, ToolInfo
 from desktop_app.core.tools.loop import ToolLoop, deny_all
 from desktop_app.core.tools.mcp import McpHost
 from desktop_app.core.types import ChatRequest, GenerationResponse, Message, TokenUsage, ToolPart
+
+if TYPE_CHECKING:
+    from desktop_app.core.routing.cache import RouteCache
 
 log = logging.getLogger("rill.chat")
 _T = TypeVar("_T")
@@ -89,6 +91,8 @@ class Services:
 
     def route_cache(self) -> RouteCache:
         """Auto's route cache under the cache folder, opened on first use."""
+        from desktop_app.core.routing.cache import RouteCache
+
         if self._route_cache is None:
             self._route_cache = RouteCache(
                 self.paths.route_cache_dir,

@@ -4,7 +4,6 @@ and its route in the reply's details; an escalated attempt's notice on the new v
 from __future__ import annotations
 
 from desktop_app.core.events import AutoRoute
-from desktop_app.core.routing.auto import AutoTurn, describe_route, describe_why
 from desktop_app.ui.chat_view import ChatView
 from desktop_app.ui.controller import ChatController
 from desktop_app.ui.status_bar import StatusPanel
@@ -42,6 +41,9 @@ class AutoPresenter:
             self.status.show_message(self._complete)
 
     def _route(self, route: object, message_id: object) -> None:
+        # only an Auto turn sends a route: its modules are loaded by then
+        from desktop_app.core.routing.auto import AutoTurn, describe_route, describe_why
+
         assert isinstance(route, AutoRoute)
         shown = message_id if isinstance(message_id, int) else None
         self.view.set_route(shown, describe_route(route), describe_why(route), streaming=True)

@@ -15,6 +15,10 @@ NOT_AT_START = (
     "httpx2",
     "aiohttp",  # the simulator's server: only when the Simulator profile is used
     "desktop_app.simulator",
+    "desktop_app.core.routing.auto",  # Auto: when an Auto turn runs (its profiles are read
+    "desktop_app.core.routing.analysis",  # with the config, by routing.profile)
+    "desktop_app.core.routing.cache",
+    "desktop_app.core.routing.table",
     "desktop_app.ui.settings_dialog",  # when Settings is first opened
     "openai",
     "pydantic",
