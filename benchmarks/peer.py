@@ -395,12 +395,16 @@ def run(quick: bool) -> list[Row]:
             asking = port if number == 0 else 0
             rill.append(_start(rill_command, rill_env, display, "Rill", port=asking))
             peer.append(_start(command, env, display, "PyGPT", port=asking, click=PYGPT_INPUT))
+            reply = (
+                f"; reply CPU Rill {rill[-1].reply_cpu_s:.2f} s, PyGPT {peer[-1].reply_cpu_s:.2f} s"
+                if asking
+                else ""
+            )
             log(
                 f"round {number + 1}: shown Rill {rill[-1].shown_s:.2f} s, PyGPT "
                 f"{peer[-1].shown_s:.2f} s; idle PSS Rill {rill[-1].pss / MB:.0f} MB "
                 f"({rill[-1].processes} processes), PyGPT {peer[-1].pss / MB:.0f} MB "
-                f"({peer[-1].processes} processes); reply CPU Rill "
-                f"{rill[-1].reply_cpu_s:.2f} s, PyGPT {peer[-1].reply_cpu_s:.2f} s"
+                f"({peer[-1].processes} processes){reply}"
             )
     return _rows(rill, peer)
 
