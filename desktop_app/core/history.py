@@ -33,7 +33,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, cast, get_args
@@ -50,7 +50,7 @@ MessageStatus = Literal["complete", "streaming", "cancelled", "interrupted", "fa
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 STATUSES: Final[tuple[MessageStatus, ...]] = get_args(MessageStatus)
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 EXPORT_FORMAT: Final = "rill.conversation"
 EXPORT_VERSION: Final = 1
 TITLE_LIMIT: Final = 60
@@ -97,6 +97,8 @@ class Conversation:
     system_prompt: str | None
     base_url: str = ""
     """The server address of the last turn ("" for the profile's own)."""
+    tools_off: tuple[str, ...] = ()
+    """The tool servers the user turned off for this conversation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +366,10 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
     ),
+    (
+        # The tool servers the user turned off for a conversation, one name per line.
+        "ALTER TABLE conversations ADD COLUMN tools_off TEXT NOT NULL DEFAULT ''",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -376,7 +382,8 @@ TOOL_TEXT_LIMIT: Final = 1_000_000
 """The most characters of a tool call's arguments or result the history keeps."""
 
 _CONVERSATION_COLUMNS: Final = (
-    "id, title, created_at, updated_at, profile, provider, model, system_prompt, base_url"
+    "id, title, created_at, updated_at, profile, provider, model, system_prompt, base_url, "
+    "tools_off"
 )
 _MESSAGE_SELECT: Final = """
     SELECT m.id, m.conversation_id, m.role, m.content, m.status, m.model, m.provider,
@@ -490,6 +497,16 @@ class History(SqliteStore):
             conn.execute(
                 "UPDATE conversations SET title = ? WHERE id = ?",
                 (valid_text(title.strip()), conversation_id),
+            )
+
+    def set_tools_off(self, conversation_id: int, servers: Iterable[str]) -> None:
+        """Keep which tool servers are off for the conversation (sorted; names are the
+        config's, at most 200 of 200 characters each). Not activity, like a rename."""
+        names = sorted({valid_text(n)[:200] for n in servers if n and "\n" not in n})[:200]
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE conversations SET tools_off = ? WHERE id = ?",
+                ("\n".join(names), conversation_id),
             )
 
     def delete_conversation(self, conversation_id: int) -> None:
@@ -1317,6 +1334,7 @@ def _conversation(row: Sequence[Any]) -> Conversation:
         model=row[6],
         system_prompt=row[7],
         base_url=row[8],
+        tools_off=tuple(name for name in row[9].split("\n") if name),
     )
 
 

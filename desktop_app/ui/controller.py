@@ -351,6 +351,7 @@ class ChatController(QObject):
                     off = self.tools_off.pop(None, None)
                     if off is not None:
                         self.tools_off[turn.conversation_id] = off
+                        self._save_tools_off(turn.conversation_id, off)
                     self.conversation_id = turn.conversation_id
                     self.conversation_changed.emit(turn.conversation_id)
                     self.history_changed.emit()
@@ -535,8 +536,15 @@ class ChatController(QObject):
         return frozenset(n for n in enabled if n not in off)
 
     def set_tools_off(self, off: set[str]) -> None:
-        """Turn tool servers off (or back on) for the chat shown."""
+        """Turn tool servers off (or back on) for the chat shown; a saved chat keeps it."""
         self.tools_off[self.conversation_id] = set(off)
+        if self.conversation_id is not None:
+            self._save_tools_off(self.conversation_id, set(off))
+
+    def _save_tools_off(self, conversation_id: int, off: set[str]) -> None:
+        history = self.services.history
+        if history is not None:
+            self.services.submit_io(history.set_tools_off, conversation_id, off)
 
     def _take_asked(self, server: str, name: str) -> str:
         for i, (call_id, s, n) in enumerate(self._asked):
@@ -627,6 +635,7 @@ class ChatController(QObject):
                 return
             self.conversation_id = conversation_id
             self.messages = messages
+            self.tools_off[conversation_id] = set(conversation.tools_off)
             if conversation.profile and conversation.profile in self.services.config.profiles:
                 self.settings.profile = conversation.profile
             self.settings.system = conversation.system_prompt

@@ -277,8 +277,18 @@ def test_the_composer_turns_servers_off_for_this_chat(
     assert "tools" not in sim.chat_requests[-1].json
     assert cards(window) == []
     # a new chat has every server on again
+    chat = window.controller.conversation_id
+    assert chat is not None
     window.new_chat()
     assert button.text() == f"Tools: {count}" and button.boxes["fault"].isChecked()
+    # the chat keeps its choice: on disk (for the next start), and when it is opened again
+    history = window.services.history
+    assert history is not None
+    qtbot.waitUntil(lambda: history.get_conversation(chat).tools_off == ("fault",), timeout=5000)
+    window.controller.open_conversation(chat)
+    qtbot.waitUntil(lambda: window.controller.conversation_id == chat, timeout=5000)
+    qtbot.waitUntil(lambda: button.text() == "Tools: off", timeout=5000)
+    assert not button.boxes["fault"].isChecked()
 
 
 def test_settings_tools_add_import_toggle_test_and_policy(

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,23 @@ def test_open_sets_durable_pragmas(history: History, db_path: Path) -> None:
     assert history.schema_version == SCHEMA_VERSION
     assert history.recovered_from is None
     assert db_path.exists()
+
+
+def test_tools_off_is_kept_per_conversation(history: History, clock: FakeClock) -> None:
+    def off(conversation_id: int) -> tuple[str, ...]:
+        conversation = history.get_conversation(conversation_id)
+        assert conversation is not None
+        return conversation.tools_off
+
+    chat = history.create_conversation(title="With tools")
+    other = history.create_conversation(title="Other")
+    assert off(chat.id) == ()
+    history.set_tools_off(chat.id, {"time", "files", "bad\nname", ""})
+    assert off(chat.id) == ("files", "time")
+    assert history.get_conversation(chat.id) == replace(chat, tools_off=("files", "time"))
+    assert off(other.id) == ()
+    history.set_tools_off(chat.id, ())
+    assert off(chat.id) == ()
 
 
 def test_create_get_list_rename_delete(history: History, clock: FakeClock) -> None:
@@ -820,7 +838,7 @@ def test_migrates_a_v1_database(db_path: Path) -> None:
 
     with History(db_path) as history:
         assert history.recovered_from is None
-        assert history.schema_version == SCHEMA_VERSION == 5
+        assert history.schema_version == SCHEMA_VERSION == 6
         conversation = history.latest_conversation()
         assert conversation is not None
         assert (conversation.title, conversation.model) == ("Old chat", "gpt-3.5")
