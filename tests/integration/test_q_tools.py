@@ -140,6 +140,24 @@ def test_tool_errors_are_one_line_each_and_the_answer_goes_on(
     )
 
 
+def test_a_tools_hostile_result_never_reaches_the_terminal_as_control(
+    simt: SimulatorThread,
+    rill_home: Path,
+    mcp_config: Callable[..., Config],
+    fault_stdio: ServerConfig,
+) -> None:
+    """A result carrying a title-setting OSC, a colour and a bell is shown, never obeyed."""
+    _configure(mcp_config, replace(fault_stdio, policies={"echo": "always"}))
+    hostile = "\\u001b]0;pwned\\u0007\\u001b[31mred\\u001b[0m <b>bold</b>"
+    result = q(*base(simt), f'call echo with {{"text": "{hostile}"}}', home=rill_home)
+
+    assert result.returncode == 0, result.stderr
+    (line,) = _tool_lines(result.stderr)
+    for shown in (line, result.stdout):
+        assert "\x1b" not in shown and "\x07" not in shown
+        assert "pwned" in shown and "red" in shown and "<b>bold</b>" in shown
+
+
 def test_a_server_that_cannot_start_is_named_and_the_answer_comes_without_it(
     simt: SimulatorThread, rill_home: Path, mcp_config: Callable[..., Config]
 ) -> None:
