@@ -41,6 +41,11 @@ class AppPaths:
         return self.data_dir / "history.sqlite3"
 
     @property
+    def attachments_dir(self) -> Path:
+        """Attached files, stored once each and named by their SHA-256."""
+        return self.data_dir / "attachments"
+
+    @property
     def response_cache_dir(self) -> Path:
         return self.data_dir / "response-cache"
 

@@ -64,6 +64,33 @@ class ToolPart:
         return asdict(self)
 
 
+AttachmentKind = Literal["image", "text", "pdf"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a prompt. Its bytes are stored once under the data folder, named by
+    their SHA-256; a message refers to them by ``sha256``.
+
+    ``data`` holds the bytes when they have been read (a file just attached, or a stored
+    message whose request is being built); a message read back from the history carries the
+    description only, with ``data`` empty. ``data`` takes no part in equality."""
+
+    sha256: str
+    name: str
+    """The file's own name (no folder), as the user sees it."""
+    kind: AttachmentKind
+    mime: str
+    size: int
+    """Bytes of the file as attached."""
+    width: int = 0
+    """Pixels, for an image."""
+    height: int = 0
+    pages: int = 0
+    """Pages, for a PDF."""
+    data: bytes = field(default=b"", compare=False, repr=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     role: Role
@@ -73,6 +100,8 @@ class Message:
     name: str | None = None
     is_error: bool = False
     """A tool result that is an error (the call failed, was refused, or the tool said so)."""
+    attachments: tuple[Attachment, ...] = ()
+    """Files sent with a user message, in the order they were attached."""
 
 
 @dataclass(frozen=True, slots=True)
