@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QEvent, QMimeData, QObject, QRectF, QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QDesktopServices,
     QEnterEvent,
@@ -61,6 +61,7 @@ from desktop_app.ui.markdown import (
     Segment,
     Segmenter,
     placeholder_image,
+    selection_text,
 )
 
 if TYPE_CHECKING:
@@ -158,6 +159,15 @@ class DocView(QTextBrowser):
         if type == QTextDocument.ResourceType.ImageResource.value:
             return placeholder_image()
         return None
+
+    def createMimeDataFromSelection(self) -> QMimeData:
+        """What copying the selection gives: each formula as its LaTeX."""
+        text = selection_text(self.textCursor())
+        if text is None:
+            return super().createMimeDataFromSelection()
+        mime = QMimeData()
+        mime.setText(text)
+        return mime
 
 
 class RenderScheduler(QObject):
@@ -853,7 +863,7 @@ class MessageWidget(QFrame):
         self.stats.tail_renders += 1
         self.stats.max_tail_chars = max(self.stats.max_tail_chars, len(tail))
         writer.clear()
-        writer.append_prose(tail)
+        writer.append_prose(tail, open_end=True)
         self._tail.show()
 
     def _end_tail(self) -> None:

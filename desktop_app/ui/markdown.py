@@ -24,14 +24,18 @@ from __future__ import annotations
 import bisect
 import html
 import re
+import secrets
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import shiboken6
 from PySide6.QtCore import QObject, QRectF, Qt, QUrl
 from PySide6.QtGui import (
     QColor,
     QFont,
     QFontDatabase,
+    QFontInfo,
+    QFontMetrics,
     QImage,
     QPainter,
     QSyntaxHighlighter,
@@ -43,10 +47,15 @@ from PySide6.QtGui import (
     QTextFormat,
     QTextFrame,
     QTextFrameFormat,
+    QTextImageFormat,
     QTextOption,
 )
 
 from desktop_app.ui import theme as theme_mod
+from desktop_app.ui.math_text import MAX_TEX, MathSpan, display_state, find_math, protect
+
+if TYPE_CHECKING:
+    from desktop_app.ui.math_render import MathImage, MathKey, MathResult
 
 SegmentKind = Literal["prose", "code_open", "code_line", "code_close"]
 
@@ -101,6 +110,9 @@ class Segmenter:
         """The header and delimiter rows of the table being read, repeated in each slice."""
         self._table_body = 0
         self._joined = False
+        self._math = ""
+        """The delimiter of a display formula left open (the paragraph is kept whole)."""
+        self._math_len = 0
 
     @property
     def tail(self) -> str:
@@ -145,6 +157,7 @@ class Segmenter:
         if self.in_code:
             out.append(Segment("code_close"))
             self.in_code = False
+        self._math = ""
         self._commit_prose(out)
         return out
 
@@ -164,6 +177,13 @@ class Segmenter:
                 self.in_code = False
                 return
             out.append(Segment("code_line", line.rstrip("\r\n"), self.lang))
+            return
+        if self._math:
+            # inside a display formula: every line (even a blank one) stays in the paragraph
+            self._lines.append(line)
+            self._lines_len += len(line)
+            self._math_len += len(line)
+            self._math = display_state(line, self._math) if self._math_len <= MAX_TEX else ""
             return
         match = _FENCE.match(line.rstrip("\r\n"))
         if match is not None and not (match.group(1)[0] == "`" and "`" in match.group(2)):
@@ -193,6 +213,10 @@ class Segmenter:
             self._table_body = 0
         self._lines.append(line)
         self._lines_len += len(line)
+        if ("$$" in line or "\\[" in line) and display_state(line, ""):
+            self._math = display_state(line, "")
+            self._math_len = 0
+            return
         if self._lines_len > self.soft_limit and not row:
             self._commit_prose(out)
 
@@ -258,6 +282,15 @@ CODE_LANG = QTextFormat.Property.UserProperty + 1
 """Block property holding the language of a line of fenced code."""
 CODE_HEADER = QTextFormat.Property.UserProperty + 2
 """Block property marking the header line above a code block (its index)."""
+MATH_SOURCE = QTextFormat.Property.UserProperty + 3
+"""Character property of a formula (its image, or its source while it is drawn): the
+formula's LaTeX with its delimiters, which copying gives."""
+
+_MATH_TOKEN = "\ue000" + secrets.token_hex(6)
+"""Stands for a formula while its paragraph goes through the Markdown reader (random, so a
+reply cannot write one)."""
+_MATH_MARK = re.compile(re.escape(_MATH_TOKEN) + "([0-9]+)\ue001")
+_MATH_NOT_DRAWN = "Rill could not typeset this formula; it is shown as written."
 
 QUOTE_INDENT = 16
 """How far each level of a block quote is indented (Qt's own reader uses 40 px)."""
@@ -377,10 +410,14 @@ class DocumentWriter:
         self._frame: QTextFrame | None = None
         self._frame_lines = 0
         self._partial = False
+        self._math_waiting: dict[MathKey, list[tuple[QTextCursor, str, bool]]] = {}
+        """Formulas shown as their source until their image is drawn: (the source's
+        range, the source, whether the formula is a centred block)."""
 
     def clear(self) -> None:
         self.doc.clear()
         self.quotes.clear()
+        self._math_waiting = {}
         self.code_blocks = []
         self._open_code = None
         self._frame = None
@@ -410,17 +447,27 @@ class DocumentWriter:
         self._frame_lines -= 1
         self._partial = False
 
-    def append_prose(self, markdown: str, *, joined: bool = False) -> None:
+    def append_prose(self, markdown: str, *, joined: bool = False, open_end: bool = False) -> None:
         """Render one finished piece of Markdown after everything already in the document.
 
         A ``joined`` piece continues the previous one's last line: no space between them.
+        ``open_end``: the piece is the open end of a stream (a display formula still being
+        written shows as its source).
         """
         self._frame = None
         doc = self.doc
+        spans: list[MathSpan] = []
+        if "$" in markdown or "\\" in markdown:
+            spans = find_math(markdown, open_end=open_end)
+            if spans:
+                sources = [markdown[span.start : span.end] for span in spans]
+                markdown = protect(markdown, spans, _MATH_TOKEN)
         if doc.isEmpty():
             doc.setMarkdown(markdown, MARKDOWN_FEATURES)
             _make_inert(doc)
             self._style_blocks(0)
+            if spans:
+                self._place_math(0, spans, sources)
             return
         piece = SafeDocument()
         piece.setMarkdown(markdown, MARKDOWN_FEATURES)
@@ -446,6 +493,119 @@ class DocumentWriter:
             fix.setPosition(start)
             fix.setBlockFormat(first)
         self._style_blocks(start)
+        if spans:
+            self._place_math(start, spans, sources)
+
+    # -- math -------------------------------------------------------------------------------
+
+    def _place_math(self, start: int, spans: list[MathSpan], sources: list[str]) -> None:
+        """Put each formula of the blocks from ``start`` on where the Markdown reader left
+        its marker: its image if it is drawn, else its source in code style (replaced by the
+        image once drawn). Inside code (an indented block) the source is put back as is."""
+        doc = self.doc
+        block = doc.findBlock(start)
+        while block.isValid():
+            text = block.text()
+            if _MATH_TOKEN in text:
+                marks = list(_MATH_MARK.finditer(text))
+                alone = len(marks) == 1 and text.strip() == marks[0].group()
+                for mark in reversed(marks):
+                    index = int(mark.group(1))
+                    if index >= len(spans):
+                        continue
+                    cursor = QTextCursor(doc)
+                    cursor.setPosition(block.position() + mark.start())
+                    cursor.setPosition(
+                        block.position() + mark.end(), QTextCursor.MoveMode.KeepAnchor
+                    )
+                    probe = QTextCursor(doc)
+                    probe.setPosition(block.position() + mark.start() + 1)
+                    if probe.charFormat().fontFixedPitch():
+                        cursor.insertText(sources[index], probe.charFormat())
+                        continue
+                    self._put_math(cursor, spans[index], sources[index], alone)
+            block = block.next()
+
+    def _put_math(self, cursor: QTextCursor, span: MathSpan, source: str, alone: bool) -> None:
+        from desktop_app.ui.math_render import MathImage, renderer
+
+        block = span.display and alone
+        if block:
+            centred = cursor.blockFormat()
+            centred.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+            cursor.setBlockFormat(centred)
+        result = None
+        key = None
+        if span.closed:
+            font = self.doc.defaultFont()
+            key = renderer().key(
+                span.tex.strip(),
+                span.display,
+                float(QFontInfo(font).pixelSize()),
+                theme_mod.current().text,
+                0 if block else QFontMetrics(font).xHeight(),
+            )
+            result = renderer().request(key, self)
+        if isinstance(result, MathImage):
+            self._put_image(cursor, result, source, block)
+            return
+        shown = source.replace("\n", "\u2028")
+        fmt = self._source_format(source, failed=result is not None)
+        begin = cursor.selectionStart()
+        cursor.insertText(shown, fmt)
+        if key is not None and result is None:
+            waiting = QTextCursor(self.doc)
+            waiting.setPosition(begin)
+            waiting.setPosition(begin + len(shown), QTextCursor.MoveMode.KeepAnchor)
+            self._math_waiting.setdefault(key, []).append((waiting, source, block))
+
+    def _source_format(self, source: str, *, failed: bool) -> QTextCharFormat:
+        """A formula shown as written: code style."""
+        t = theme_mod.current()
+        fmt = QTextCharFormat()
+        fmt.setFont(monospace_font())
+        fmt.setForeground(QColor(t.text))
+        fmt.setBackground(QColor(t.inline_code_bg))
+        fmt.setProperty(MATH_SOURCE, source)
+        if failed:
+            fmt.setToolTip(plain_tooltip(_MATH_NOT_DRAWN))
+        return fmt
+
+    def _put_image(self, cursor: QTextCursor, image: MathImage, source: str, block: bool) -> None:
+        doc = self.doc
+        doc.addResource(
+            QTextDocument.ResourceType.ImageResource.value, QUrl(image.name), image.image
+        )
+        fmt = QTextImageFormat()
+        fmt.setName(image.name)
+        width, height = image.width, image.height
+        room = doc.textWidth() - 2 * doc.documentMargin() - 4
+        if block and room > 0 and width > room:
+            width, height = room, height * room / width
+        fmt.setWidth(width)
+        fmt.setHeight(height)
+        if not block:
+            fmt.setFont(doc.defaultFont())
+            fmt.setVerticalAlignment(QTextCharFormat.VerticalAlignment.AlignMiddle)
+        fmt.setProperty(MATH_SOURCE, source)
+        cursor.insertImage(fmt)
+
+    def math_ready(self, key: MathKey, result: MathResult) -> None:
+        """A formula is drawn (or cannot be): put its image where its source is shown."""
+        from desktop_app.ui.math_render import MathImage
+
+        waiting = self._math_waiting.pop(key, [])
+        if not waiting or not shiboken6.isValid(self.doc):
+            return
+        for cursor, source, block in waiting:
+            if cursor.selectedText() != source.replace("\n", "\u2028"):
+                continue  # the document changed under it
+            if isinstance(result, MathImage):
+                self._put_image(cursor, result, source, block)
+            else:
+                tip = QTextCharFormat()
+                tip.setToolTip(plain_tooltip(_MATH_NOT_DRAWN))
+                cursor.mergeCharFormat(tip)
 
     def _style_blocks(self, start: int) -> None:
         """Style the blocks from position ``start`` on, just written from Markdown.
@@ -614,6 +774,41 @@ def _make_inert(doc: QTextDocument) -> None:
         cursor.setPosition(position)
         cursor.setPosition(position + length, QTextCursor.MoveMode.KeepAnchor)
         cursor.insertText(text * length, shown)
+
+
+def selection_text(cursor: QTextCursor) -> str | None:
+    """The selected text with each formula as its LaTeX (with its delimiters), or None when
+    the selection holds no formula image."""
+    if not cursor.hasSelection():
+        return None
+    doc = cursor.document()
+    start, end = cursor.selectionStart(), cursor.selectionEnd()
+    parts: list[str] = []
+    found = False
+    block = doc.findBlock(start)
+    while block.isValid() and block.position() < end:
+        it = block.begin()
+        while not it.atEnd():
+            frag = it.fragment()
+            if frag.isValid():
+                low = max(frag.position(), start)
+                high = min(frag.position() + frag.length(), end)
+                if low < high:
+                    fmt = frag.charFormat()
+                    source = fmt.property(MATH_SOURCE) if fmt.isImageFormat() else None
+                    if isinstance(source, str):
+                        parts.append(source * (high - low))
+                        found = True
+                    else:
+                        offset = frag.position()
+                        parts.append(frag.text()[low - offset : high - offset])
+            it += 1
+        if block.position() + block.length() <= end and block.next().isValid():
+            parts.append("\n")
+        block = block.next()
+    if not found:
+        return None
+    return "".join(parts).replace("\u2028", "\n").replace("\ufffc", "")
 
 
 def plain_tooltip(text: str) -> str:

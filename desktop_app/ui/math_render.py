@@ -1,0 +1,407 @@
+"""Typeset formulas as images for the chat's documents, without ever blocking the window.
+
+ziamath turns LaTeX into an SVG of glyph outlines (no TeX installation, no fonts of the
+system). Its layout is pure Python and takes about 5–15 ms a formula, and a thread doing it
+would hold Python's lock for as long and stall the window, so it runs in a process of its
+own (:func:`desktop_app.ui.math_text.serve`, started on first use and stopped when idle):
+a formula that takes longer than :data:`RENDER_TIMEOUT_S` is abandoned and the process
+replaced, and the process's memory is capped. The window only turns the SVG into a
+``QImage`` (QtSvg, well under a millisecond) at the screen's pixel ratio in the theme's text
+colour, a bounded slice of them per event-loop turn.
+
+Images are cached (least recently used first out) by TeX, size, colour, pixel ratio and
+baseline offset, and registered in each document under a name with a random per-process
+prefix: a reply cannot name one (and images written in a reply never reach a document).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import queue
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from PySide6.QtCore import QByteArray, QObject, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QGuiApplication, QImage, QPainter
+
+from desktop_app.ui.math_text import Layout, LayoutJob, LayoutResult, read_answer
+
+TYPESET_FLAG = "--typeset-math"
+"""The argument that makes a built ``rill`` the typesetting process."""
+RENDER_TIMEOUT_S = 3.0
+"""A formula not typeset in this long is shown as written, and the process replaced."""
+START_TIMEOUT_S = 60.0
+"""How long the typesetting process may take to start."""
+IDLE_S = 120.0
+"""The typesetting process stops after this long without work."""
+SLICE_S = 0.004
+"""Most time spent drawing formulas and placing them in documents per event-loop turn."""
+MAX_PIXELS = 4_000_000
+"""The largest image of a formula, in device pixels."""
+IMAGE_CACHE_BYTES = 48 << 20
+LAYOUT_CACHE_BYTES = 16 << 20
+SCALE = 1.12
+"""Formulas are set this much larger than the text's pixel size (the math font's letters
+are smaller than the interface font's at the same size)."""
+
+_UNSAFE_SVG = re.compile(
+    rb"<\s*(image|script|foreignObject|feImage|iframe|a)\b|(?:href|src)\s*=\s*\"(?!#)|url\(\s*(?!#)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MathKey:
+    """What an image of a formula depends on."""
+
+    tex: str
+    display: bool
+    size: float
+    colour: str
+    dpr: float
+    x_height: int
+    """The text's x-height: an inline image is padded so its baseline sits on the text's
+    (0: a centred block, not padded)."""
+
+    @property
+    def job(self) -> LayoutJob:
+        return (self.tex, self.display, self.size)
+
+
+@dataclass(frozen=True, slots=True)
+class MathImage:
+    """A formula drawn: the image, its size in the document (pixels), its resource name."""
+
+    image: QImage
+    width: float
+    height: float
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MathFailure:
+    """A formula that cannot be drawn, and the sentence saying why."""
+
+    reason: str
+
+
+MathResult = MathImage | MathFailure
+
+
+class MathClient(Protocol):
+    """A document writer waiting for formulas."""
+
+    def math_ready(self, key: MathKey, result: MathResult) -> None: ...
+
+
+def inline_padding(ascent: float, depth: float, x_height: int) -> tuple[float, float]:
+    """Space to add above and below an inline formula so that, vertically centred on the
+    text's x-height (``QTextCharFormat.AlignMiddle``), its baseline sits on the text's."""
+    shift = depth - ascent + x_height / 2
+    return (shift, 0.0) if shift > 0 else (0.0, -shift)
+
+
+def draw(layout: Layout, key: MathKey, name: str) -> MathResult:
+    """Rasterise ``layout`` for ``key``: its ink in ``key.colour`` at ``key.dpr``."""
+    from PySide6.QtSvg import QSvgRenderer
+
+    if _UNSAFE_SVG.search(layout.svg):
+        return MathFailure("This formula could not be typeset safely.")
+    top, bottom = (
+        (0.0, 0.0) if key.display else inline_padding(layout.ascent, layout.depth, key.x_height)
+    )
+    width = layout.width
+    height = layout.height + top + bottom
+    dpr = key.dpr
+    pixels_w = max(1, math.ceil(width * dpr))
+    pixels_h = max(1, math.ceil(height * dpr))
+    if pixels_w * pixels_h > MAX_PIXELS:
+        return MathFailure("Rill does not typeset this formula: it would be too large to show.")
+    renderer = QSvgRenderer(QByteArray(layout.svg))
+    if not renderer.isValid():
+        return MathFailure("This formula could not be typeset.")
+    image = QImage(pixels_w, pixels_h, QImage.Format.Format_ARGB32_Premultiplied)
+    image.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    renderer.render(painter, QRectF(0, top * dpr, layout.width * dpr, layout.height * dpr))
+    painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceIn)
+    painter.fillRect(image.rect(), QColor(key.colour))
+    painter.end()
+    image.setDevicePixelRatio(dpr)
+    return MathImage(image, width, height, name)
+
+
+def typesetter_command() -> list[str]:
+    """How to start the typesetting process: this executable in a build, else Python."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, TYPESET_FLAG]
+    return [sys.executable, "-m", "desktop_app.ui.math_text"]
+
+
+class _Pump(threading.Thread):
+    """Owns the typesetting process: sends one job at a time and waits for its answer,
+    abandoning it (and replacing the process) after :data:`RENDER_TIMEOUT_S`."""
+
+    def __init__(self, deliver: Any) -> None:
+        super().__init__(name="rill-math", daemon=True)
+        self.jobs: queue.Queue[LayoutJob] = queue.Queue()
+        self._deliver = deliver
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lines: queue.Queue[bytes | None] = queue.Queue()
+        self.import_s: float | None = None
+
+    def run(self) -> None:
+        while True:
+            try:
+                job = self.jobs.get(timeout=IDLE_S)
+            except queue.Empty:
+                self._stop_process()
+                continue
+            self._deliver(job, self._one(job))
+
+    def _one(self, job: LayoutJob) -> LayoutResult:
+        if self._process is None:
+            problem = self._start()
+            if problem is not None:
+                return problem
+        process = self._process
+        assert process is not None and process.stdin is not None
+        tex, display, size = job
+        try:
+            process.stdin.write(
+                json.dumps({"tex": tex, "display": display, "size": size}).encode() + b"\n"
+            )
+            process.stdin.flush()
+            line = self._lines.get(timeout=RENDER_TIMEOUT_S)
+        except queue.Empty:
+            self._stop_process()
+            return "This formula took too long to typeset."
+        except OSError:
+            line = None
+        if line is None:
+            self._stop_process()
+            return "The formula renderer stopped while typesetting this formula."
+        return read_answer(line)
+
+    def _start(self) -> str | None:
+        env = dict(os.environ)
+        if not getattr(sys, "frozen", False):
+            env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+        try:
+            process = subprocess.Popen(
+                typesetter_command(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+            )
+        except OSError:
+            return "The formula renderer could not start."
+        self._lines = queue.Queue()
+        threading.Thread(
+            target=_read_lines, args=(process, self._lines), name="rill-math-read", daemon=True
+        ).start()
+        self._process = process
+        try:
+            first = self._lines.get(timeout=START_TIMEOUT_S)
+            self.import_s = float(json.loads(first or b"")["ready"])
+        except (queue.Empty, ValueError, KeyError, TypeError):
+            self._stop_process()
+            return "The formula renderer could not start."
+        return None
+
+    def _stop_process(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError):
+            if process.stdin is not None:
+                process.stdin.close()
+        try:
+            process.wait(1)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def _read_lines(process: subprocess.Popen[bytes], lines: queue.Queue[bytes | None]) -> None:
+    """Pass each line the typesetting process writes to ``lines``; None when it ends."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.put(line)
+    lines.put(None)
+
+
+class MathRenderer(QObject):
+    """Typesets formulas for document writers and caches the images (one per process)."""
+
+    _arrived = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.prefix = f"rill-math-{secrets.token_hex(8)}"
+        """Every image's resource name starts with this (random for each run of Rill)."""
+        self._names: dict[MathKey, str] = {}
+        self._layouts: OrderedDict[LayoutJob, LayoutResult] = OrderedDict()
+        self._layout_bytes = 0
+        self._images: OrderedDict[MathKey, MathResult] = OrderedDict()
+        self._image_bytes = 0
+        self._clients: dict[MathKey, weakref.WeakSet[Any]] = {}
+        self._by_job: dict[LayoutJob, list[MathKey]] = {}
+        self._ready: deque[MathKey] = deque()
+        self._results: deque[tuple[LayoutJob, LayoutResult]] = deque()
+        self._lock = threading.Lock()
+        self._pump: _Pump | None = None
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self._drain)
+        self._arrived.connect(self._schedule, Qt.ConnectionType.QueuedConnection)
+        self.typeset = 0
+        """Formulas typeset by the process (for tests and benchmarks)."""
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def key(
+        self, tex: str, display: bool, pixel_size: float, colour: str, x_height: int
+    ) -> MathKey:
+        app = QGuiApplication.instance()
+        dpr = float(app.devicePixelRatio()) if isinstance(app, QGuiApplication) else 1.0
+        size = round(pixel_size * SCALE * 2) / 2
+        return MathKey(tex, display, size, colour, dpr, x_height)
+
+    def cached(self, key: MathKey) -> MathResult | None:
+        """The image (or failure) of ``key`` if it is known."""
+        result = self._images.get(key)
+        if result is not None:
+            self._images.move_to_end(key)
+        return result
+
+    def request(self, key: MathKey, client: MathClient) -> MathResult | None:
+        """The image of ``key`` now if it is cached; otherwise None, and
+        ``client.math_ready`` is called on the main thread once it is drawn."""
+        result = self.cached(key)
+        if result is not None:
+            return result
+        self._clients.setdefault(key, weakref.WeakSet()).add(client)
+        job = key.job
+        layout = self._layouts.get(job)
+        if layout is not None:
+            if key not in self._ready:
+                self._ready.append(key)
+            self._schedule()
+            return None
+        waiting = self._by_job.get(job)
+        if waiting is None:
+            self._by_job[job] = [key]
+            self._pump_thread().jobs.put(job)
+        elif key not in waiting:
+            waiting.append(key)
+        return None
+
+    @property
+    def busy(self) -> bool:
+        """Some requested formula is not drawn yet."""
+        return bool(self._by_job or self._ready or self._results)
+
+    @property
+    def import_s(self) -> float | None:
+        """How long the typesetting process took to import ziamath (once started)."""
+        return None if self._pump is None else self._pump.import_s
+
+    # -- results ----------------------------------------------------------------------------
+
+    def _pump_thread(self) -> _Pump:
+        if self._pump is None:
+            self._pump = _Pump(self._deliver)
+            self._pump.start()
+        return self._pump
+
+    def _deliver(self, job: LayoutJob, result: LayoutResult) -> None:
+        """On the pump's thread: hand a result to the main thread."""
+        with self._lock:
+            self._results.append((job, result))
+        self._arrived.emit()
+
+    def _schedule(self) -> None:
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def _drain(self) -> None:
+        """Draw ready formulas and give them to their writers, for at most :data:`SLICE_S`."""
+        deadline = time.perf_counter() + SLICE_S
+        with self._lock:
+            results = list(self._results)
+            self._results.clear()
+        for job, result in results:
+            self.typeset += 1
+            self._remember_layout(job, result)
+            for key in self._by_job.pop(job, []):
+                if key not in self._ready:
+                    self._ready.append(key)
+        while self._ready and time.perf_counter() < deadline:
+            key = self._ready.popleft()
+            layout = self._layouts.get(key.job)
+            if layout is None:  # dropped from the cache meanwhile: typeset it again
+                self._by_job.setdefault(key.job, []).append(key)
+                self._pump_thread().jobs.put(key.job)
+                continue
+            drawn = self._draw(key, layout)
+            for client in list(self._clients.pop(key, ())):
+                client.math_ready(key, drawn)
+        if self._ready:
+            self._timer.start()
+
+    def _draw(self, key: MathKey, layout: LayoutResult) -> MathResult:
+        if isinstance(layout, str):
+            result: MathResult = MathFailure(layout)
+        else:
+            name = self._names.get(key)
+            if name is None:
+                name = f"{self.prefix}/{len(self._names)}"
+                self._names[key] = name
+            result = draw(layout, key, name)
+        self._images[key] = result
+        self._image_bytes += _bytes(result)
+        while self._image_bytes > IMAGE_CACHE_BYTES and len(self._images) > 1:
+            _old, dropped = self._images.popitem(last=False)
+            self._image_bytes -= _bytes(dropped)
+        return result
+
+    def _remember_layout(self, job: LayoutJob, result: LayoutResult) -> None:
+        self._layouts[job] = result
+        self._layout_bytes += _layout_bytes(result)
+        while self._layout_bytes > LAYOUT_CACHE_BYTES and len(self._layouts) > 1:
+            _old, dropped = self._layouts.popitem(last=False)
+            self._layout_bytes -= _layout_bytes(dropped)
+
+
+def _bytes(result: MathResult) -> int:
+    return int(result.image.sizeInBytes()) if isinstance(result, MathImage) else 64
+
+
+def _layout_bytes(result: LayoutResult) -> int:
+    return len(result.svg) if isinstance(result, Layout) else len(result)
+
+
+_RENDERER: list[MathRenderer] = []
+
+
+def renderer() -> MathRenderer:
+    """The process's one renderer (made on first use)."""
+    if not _RENDERER:
+        _RENDERER.append(MathRenderer())
+    return _RENDERER[0]
