@@ -509,6 +509,7 @@ class DocumentWriter:
             if _MATH_TOKEN in text:
                 marks = list(_MATH_MARK.finditer(text))
                 alone = len(marks) == 1 and text.strip() == marks[0].group()
+                code = block.blockFormat().hasProperty(QTextFormat.Property.BlockCodeLanguage)
                 for mark in reversed(marks):
                     index = int(mark.group(1))
                     if index >= len(spans):
@@ -520,7 +521,7 @@ class DocumentWriter:
                     )
                     probe = QTextCursor(doc)
                     probe.setPosition(block.position() + mark.start() + 1)
-                    if probe.charFormat().fontFixedPitch():
+                    if code or probe.charFormat().fontFixedPitch():
                         cursor.insertText(sources[index], probe.charFormat())
                         continue
                     self._put_math(cursor, spans[index], sources[index], alone)
@@ -557,6 +558,7 @@ class DocumentWriter:
             waiting = QTextCursor(self.doc)
             waiting.setPosition(begin)
             waiting.setPosition(begin + len(shown), QTextCursor.MoveMode.KeepAnchor)
+            waiting.setKeepPositionOnInsert(True)  # text appended after it stays outside
             self._math_waiting.setdefault(key, []).append((waiting, source, block))
 
     def _source_format(self, source: str, *, failed: bool) -> QTextCharFormat:
@@ -564,6 +566,7 @@ class DocumentWriter:
         t = theme_mod.current()
         fmt = QTextCharFormat()
         fmt.setFont(monospace_font())
+        fmt.setFontFixedPitch(True)
         fmt.setForeground(QColor(t.text))
         fmt.setBackground(QColor(t.inline_code_bg))
         fmt.setProperty(MATH_SOURCE, source)

@@ -25,6 +25,11 @@ NOT_AT_START = (
     "click",  # httpx's command-line client, never the window's
     "rich",  # the terminal command's output
     "pygments",
+    "ziamath",  # math: only in the typesetting process, started at the first formula
+    "ziafont",
+    "latex2mathml",
+    "desktop_app.ui.math_render",  # when a reply first holds a formula
+    "PySide6.QtSvg",
 )
 
 

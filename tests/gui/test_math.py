@@ -1,0 +1,281 @@
+"""Math in replies: typeset inline and display, shown as source while unfinished or bad, in
+the theme's colour, copied as LaTeX, and never a way for a reply to name a resource."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QColor, QGuiApplication, QImage, QTextDocument, QTextFormat
+from PySide6.QtWidgets import QApplication, QMessageBox
+from pytestqt.qtbot import QtBot
+
+from desktop_app.simulator import SimulatorThread
+from desktop_app.ui import theme
+from desktop_app.ui.chat_view import MessageWidget, RenderStats
+from desktop_app.ui.main_window import MainWindow
+from desktop_app.ui.markdown import MATH_SOURCE, Segmenter, split_all
+from desktop_app.ui.math_render import renderer
+from tests.gui.test_chat import send
+
+DRAWN_MS = 20_000
+
+
+def _math(doc: QTextDocument) -> list[tuple[str, str]]:
+    """(LaTeX with delimiters, resource name) of every formula image in ``doc``."""
+    found: list[tuple[str, str]] = []
+    block = doc.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            frag = it.fragment()
+            fmt = frag.charFormat()
+            if frag.isValid() and fmt.isImageFormat():
+                source = fmt.property(MATH_SOURCE)
+                found.append((source if isinstance(source, str) else "", fmt.toImageFormat().name()))
+            it += 1
+        block = block.next()
+    return found
+
+
+def _image(doc: QTextDocument, name: str) -> QImage:
+    image = doc.resource(QTextDocument.ResourceType.ImageResource.value, QUrl(name))
+    assert isinstance(image, QImage)
+    return image
+
+
+def _ink(image: QImage) -> set[str]:
+    """The opaque colours of ``image`` (its anti-aliased edges left out)."""
+    found: set[str] = set()
+    for y in range(image.height()):
+        for x in range(image.width()):
+            pixel = image.pixelColor(x, y)
+            if pixel.alpha() == 255:
+                found.add(QColor(pixel.red(), pixel.green(), pixel.blue()).name())
+    return found
+
+
+def _echo(qtbot: QtBot, window: MainWindow, text: str) -> MessageWidget:
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=10_000):
+        send(qtbot, window, "/echo " + text)
+    reply = window.view.widgets[-1]
+    qtbot.waitUntil(lambda: not reply.rendering, timeout=5_000)
+    return reply
+
+
+def _wait_math(qtbot: QtBot, doc: QTextDocument, count: int) -> list[tuple[str, str]]:
+    qtbot.waitUntil(lambda: len(_math(doc)) == count, timeout=DRAWN_MS)
+    return _math(doc)
+
+
+@pytest.fixture
+def light(qapp: QApplication) -> Iterator[None]:
+    theme.apply(qapp, "light")
+    yield
+    theme.apply(qapp, "light")
+
+
+def test_inline_and_display_formulas_are_typeset(
+    qtbot: QtBot, window: MainWindow, light: None
+) -> None:
+    text = (
+        "Euler wrote $e^{i\\pi}+1=0$ and \\(a^2+b^2=c^2\\).\n\n"
+        "The integral:\n\\[\n\\int_0^1 x^2\\,dx = \\frac{1}{3}\n\\]\nand $$\\sum_i i$$ too."
+    )
+    reply = _echo(qtbot, window, text)
+    doc = reply.body.document()
+    shown = _wait_math(qtbot, doc, 4)
+    assert [source for source, _ in shown] == [
+        "$e^{i\\pi}+1=0$",
+        "\\(a^2+b^2=c^2\\)",
+        "\\[\n\\int_0^1 x^2\\,dx = \\frac{1}{3}\n\\]",
+        "$$\\sum_i i$$",
+    ]
+    plain = doc.toPlainText()
+    assert "Euler wrote \ufffc and \ufffc." in plain and "where" not in plain
+    for _source, name in shown:
+        assert name.startswith(renderer().prefix + "/")
+        assert not _image(doc, name).isNull()
+    # the display formula on lines of its own is a centred block; inline ones sit on the line
+    block = doc.begin()
+    alignments = {}
+    while block.isValid():
+        alignments[block.text()] = block.blockFormat().alignment()
+        block = block.next()
+    assert alignments["\ufffc"] & Qt.AlignmentFlag.AlignHCenter
+    inline = doc.find("\ufffc").charFormat().toImageFormat()
+    assert inline.verticalAlignment() == inline.VerticalAlignment.AlignMiddle
+    assert reply.text() == text  # the Markdown source keeps the LaTeX
+
+
+def test_prose_dollars_escaped_dollars_and_code_are_not_math(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    text = (
+        "It costs $5 and $10, or $6.50 with tax; \\$7 is \\$7.\n\n"
+        "Code `$x$` stays code.\n\n```\n$y$ and $$z$$\n```\n\nIndented:\n\n    $w$ too"
+    )
+    reply = _echo(qtbot, window, text)
+    doc = reply.body.document()
+    assert _math(doc) == []
+    assert not renderer().busy  # nothing was even asked for
+    plain = doc.toPlainText()
+    assert "It costs $5 and $10, or $6.50 with tax; $7 is $7." in plain
+    assert "Code $x$ stays code." in plain
+    assert "$y$ and $$z$$" in plain
+    assert "$w$ too" in plain
+
+
+def test_a_streaming_formula_shows_its_source_until_it_is_closed(
+    qtbot: QtBot, light: None
+) -> None:
+    widget = MessageWidget("assistant", RenderStats())
+    qtbot.addWidget(widget)
+    widget.resize(600, 400)
+    widget.show()
+    widget.begin_stream()
+    widget.feed("Consider\n$$\n\\int_0^1 f(x)")
+    tail = widget._tail
+    qtbot.waitUntil(lambda: tail is not None or widget._tail is not None, timeout=5_000)
+    tail = widget._tail
+    assert tail is not None
+    qtbot.waitUntil(lambda: "\\int_0^1 f(x)" in tail.document().toPlainText(), timeout=5_000)
+    assert _math(tail.document()) == []
+    cursor = tail.document().find("\\int_0^1")
+    assert cursor.charFormat().fontFixedPitch()  # code style while unfinished
+    # a blank line inside the open formula does not end the paragraph
+    widget.feed("\n\n+ 1\\,dx")
+    qtbot.waitUntil(lambda: "+ 1\\,dx" in tail.document().toPlainText(), timeout=5_000)
+    assert widget.body.document().isEmpty() or "Consider" not in widget.body.toPlainText()
+    widget.feed("\n$$\n\nDone.\n")
+    shown = _wait_math(qtbot, widget.body.document(), 1)
+    assert shown[0][0] == "$$\n\\int_0^1 f(x)\n\n+ 1\\,dx\n$$"
+    widget.end_stream()
+    qtbot.waitUntil(lambda: not widget.rendering, timeout=5_000)
+    assert "Done." in widget.body.toPlainText()
+
+
+def test_segmenter_keeps_an_open_display_formula_in_one_paragraph() -> None:
+    segments = split_all("Before\n\\[\na\n\n| b |\n```\n\\]\nAfter\n\nNext")
+    assert [s.kind for s in segments] == ["prose", "prose"]
+    assert segments[0].text == "Before\n\\[\na\n\n| b |\n```\n\\]\nAfter\n"
+    seg = Segmenter()
+    assert seg.feed("$$\nx\n\n") == []
+    assert seg.tail == "$$\nx\n\n"
+    assert [s.kind for s in seg.feed("$$\n\n")] == ["prose"]
+    # a stray $$ does not hold the text back for long
+    seg = Segmenter()
+    out = seg.feed("$$ stray\n" + "words and more words\n\n" * 200)
+    assert out and sum(len(s.text) for s in out) > 2_000
+
+
+def test_bad_latex_shows_as_source_in_code_style(
+    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dialogs: list[str] = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: dialogs.append(box.text()) or 0)
+    reply = _echo(qtbot, window, "Bad: $\\frac{$ and good: $x_1$.")
+    doc = reply.body.document()
+    shown = _wait_math(qtbot, doc, 1)
+    assert shown[0][0] == "$x_1$"
+    qtbot.waitUntil(lambda: not renderer().busy, timeout=DRAWN_MS)
+    cursor = doc.find("$\\frac{$")
+    assert not cursor.isNull()
+    assert cursor.charFormat().fontFixedPitch()
+    assert "could not typeset" in cursor.charFormat().toolTip()
+    assert dialogs == []
+
+
+def test_hostile_tex_loads_nothing_and_is_bounded(qtbot: QtBot, window: MainWindow) -> None:
+    deep = "x" + "^{x" * 14 + "}" * 14
+    text = (
+        "$\\href{http://127.0.0.1:9/}{x}$ $\\includegraphics{/etc/passwd}$ "
+        f"$\\rule{{100000cm}}{{100000cm}}$ ${'{' * 60}x{'}' * 60}$ ${deep}$ $y$"
+    )
+    reply = _echo(qtbot, window, text)
+    doc = reply.body.document()
+    qtbot.waitUntil(lambda: not renderer().busy, timeout=DRAWN_MS)
+    shown = [source for source, _ in _math(doc)]
+    assert "$y$" in shown
+    # too large, nested too deeply and too slow: shown as written, in code style
+    for source in ("$\\rule{100000cm}{100000cm}$", f"${'{' * 60}x{'}' * 60}$", f"${deep}$"):
+        assert source not in shown
+        cursor = doc.find(source)
+        assert not cursor.isNull() and cursor.charFormat().fontFixedPitch(), source
+    for _source, name in _math(doc):
+        image = _image(doc, name)
+        assert image.width() * image.height() <= 4_000_000
+
+
+def test_theme_change_redraws_formulas_in_the_new_text_colour(
+    qtbot: QtBot, window: MainWindow, qapp: QApplication, light: None
+) -> None:
+    reply = _echo(qtbot, window, "Area $\\pi r^2$ here.")
+    doc = reply.body.document()
+    (_, name), = _wait_math(qtbot, doc, 1)
+    assert _ink(_image(doc, name)) == {theme.LIGHT.text}
+    window.services.config.values["ui.theme"] = "dark"
+    window.apply_theme()
+    reply = window.view.widgets[-1]
+
+    def dark() -> None:
+        found = _math(reply.body.document())
+        assert len(found) == 1 and found[0][1] != name
+
+    qtbot.waitUntil(dark, timeout=DRAWN_MS)
+    (_, dark_name), = _math(reply.body.document())
+    assert _ink(_image(reply.body.document(), dark_name)) == {theme.DARK.text}
+    window.services.config.values["ui.theme"] = "light"
+    window.apply_theme()
+
+
+def test_copying_a_selected_formula_gives_its_latex(qtbot: QtBot, window: MainWindow) -> None:
+    reply = _echo(qtbot, window, "So $x^2$ and\n\n$$\\frac{a}{b}$$\n\nend.")
+    _wait_math(qtbot, reply.body.document(), 2)
+    reply.body.selectAll()
+    reply.body.copy()
+    assert QGuiApplication.clipboard().text() == "So $x^2$ and\n$$\\frac{a}{b}$$\nend."
+    cursor = reply.body.document().find("\ufffc")
+    reply.body.setTextCursor(cursor)
+    reply.body.copy()
+    assert QGuiApplication.clipboard().text() == "$x^2$"
+    # without a formula, copying is Qt's own
+    plain = reply.body.document().find("end")
+    reply.body.setTextCursor(plain)
+    reply.body.copy()
+    assert QGuiApplication.clipboard().text() == "end"
+
+
+def test_a_reply_cannot_name_a_formula_image(qtbot: QtBot, window: MainWindow) -> None:
+    first = _echo(qtbot, window, "Known $k^2$.")
+    ((_, name),) = _wait_math(qtbot, first.body.document(), 1)
+    second = _echo(qtbot, window, f"![stolen]({name}) and ![x](file:///etc/passwd) then $z$.")
+    doc = second.body.document()
+    shown = _wait_math(qtbot, doc, 1)
+    assert [source for source, _ in shown] == ["$z$"]
+    assert "stolen" in doc.toPlainText()
+    block = doc.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fmt = it.fragment().charFormat()
+            if fmt.isImageFormat():
+                assert fmt.property(MATH_SOURCE) == "$z$"
+            it += 1
+        block = block.next()
+    assert QTextFormat.Property.UserProperty + 3 == MATH_SOURCE
+
+
+def test_a_stored_reply_with_math_is_typeset_when_reopened(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    reply = _echo(qtbot, window, "Stored $s_1$ formula.")
+    _wait_math(qtbot, reply.body.document(), 1)
+    conversation = window.controller.conversation_id
+    assert conversation is not None
+    window.new_chat()
+    with qtbot.waitSignal(window.controller.conversation_loaded, timeout=5_000):
+        window.controller.open_conversation(conversation)
+    reopened = window.view.widgets[-1]
+    assert [source for source, _ in _wait_math(qtbot, reopened.body.document(), 1)] == ["$s_1$"]
