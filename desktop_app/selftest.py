@@ -5,7 +5,8 @@ The self-test runs the same way from a source checkout (``python -m desktop_app
 
 - uses a temporary ``RILL_HOME`` (removed afterwards when every check passed) and the
   ``offscreen`` Qt platform, so it touches neither the user's data nor the screen;
-- checks the version from the package metadata, the shipped price list and icons, the Qt
+- checks the version from the package metadata, the shipped price list and icons, that a
+  formula is typeset (by the typesetting process this executable starts) and drawn, the Qt
   binding, its platform plugins and image formats, certifi's CA bundle and the keyring
   backends, and that the real platform plugin (``xcb`` on Linux, not only ``offscreen``)
   finds every system library it needs, naming the command that installs what is missing;
@@ -357,6 +358,32 @@ def check_icons() -> str:
     return f"application icon drawn; {svg} renders at {image.width()}x{image.height()}"
 
 
+def check_math() -> str:
+    """A formula is typeset by the typesetting process (ziamath and its fonts are there,
+    and this executable starts it) and drawn with QtSvg."""
+    from desktop_app.ui.math_render import MathImage, MathKey, draw, typeset_once
+    from desktop_app.ui.math_text import Layout
+
+    tex = "\\frac{1}{2}"
+    layout, import_s = typeset_once(tex, True, 16.0)
+    if not isinstance(layout, Layout):
+        raise CheckFailed(layout)
+    image = draw(layout, MathKey(tex, True, 16.0, "#000000", 1.0, 0), "self-test")
+    if not isinstance(image, MathImage):
+        raise CheckFailed(image.reason)
+    drawn = image.image
+    ink = sum(
+        1
+        for y in range(drawn.height())
+        for x in range(drawn.width())
+        if drawn.pixelColor(x, y).alpha() > 128
+    )
+    if not ink:
+        raise CheckFailed(f"{tex} was typeset but drew nothing")
+    took = f" (ziamath loaded in {import_s:.2f} s)" if import_s is not None else ""
+    return f"{tex} typeset and drawn at {drawn.width()}x{drawn.height()} px{took}"
+
+
 @dataclass(slots=True)
 class _Signals:
     """Futures resolved by the controller's signals for one turn."""
@@ -576,6 +603,7 @@ def run_self_test(out: IO[str] | None = None) -> int:
         qt_ok = report.check("Qt", check_qt)
         report.check("Qt plugins", check_qt_plugins)
         report.check("icons", check_icons)
+        report.check("math", check_math)
         if qt_ok:
             try:
                 _run_on_qasync(lambda: _window_round_trip(report, home))

@@ -37,8 +37,20 @@ BUNDLE_IDENTIFIER: Final = "org.rillchat.Rill"
 """macOS CFBundleIdentifier (and the Windows installer's application id base)."""
 DISTRIBUTION: Final = "rill-chat"
 
-METADATA_OF: Final = ("rill-chat", "keyring")
-"""Distributions whose metadata the bundle needs: Rill's version, keyring's entry points."""
+METADATA_OF: Final = ("rill-chat", "keyring", "latex2mathml")
+"""Distributions whose metadata the bundle needs: Rill's version, keyring's entry points,
+latex2mathml's version (read when it is imported)."""
+
+PACKAGE_DATA: Final = (
+    ("ziamath", "fonts/STIXTwoMath-Regular.ttf"),
+    ("ziafont", "fonts/DejaVuSans.ttf"),
+    ("latex2mathml", "unimathsymbols.txt"),
+)
+"""Data files of the math typesetter's packages: its fonts and its symbol table."""
+
+MATH_IMPORTS: Final = ("ziamath.fonts", "ziafont.fonts", "desktop_app.ui.math_render")
+"""Modules the window loads by name: the font packages ziamath opens as resources, and the
+math renderer (imported when a reply first holds a formula)."""
 
 RESOURCE_FILES: Final = ("rill.svg", "rill.desktop")
 """Files of ``resources/`` the bundle carries under ``resources/``."""
@@ -99,9 +111,9 @@ UNUSED_QT_MODULES: Final = (
     "QtWebView",
     "QtXml",
 )
-"""PySide6 modules Rill never imports. It imports QtCore, QtGui and QtWidgets; Qt's D-Bus
-and SVG libraries come in through Qt's own plugins (platform themes, the SVG image
-format and icon engine)."""
+"""PySide6 modules Rill never imports. It imports QtCore, QtGui, QtWidgets and QtSvg (to
+draw typeset formulas); Qt's D-Bus library comes in through Qt's own plugins (platform
+themes)."""
 
 EXCLUDES: Final = (
     *(f"PySide6.{name}" for name in UNUSED_QT_MODULES),
@@ -198,6 +210,9 @@ def data_files(root: Path = ROOT) -> list[tuple[str, str]]:
     ]
     out += [(str(root / "resources" / name), "resources") for name in RESOURCE_FILES]
     out.append((str(_module_dir("certifi") / "cacert.pem"), "certifi"))
+    for package, name in PACKAGE_DATA:
+        folder = PurePosixPath(package, name).parent
+        out.append((str(_module_dir(package) / name), str(folder)))
     for distribution in METADATA_OF:
         folder = _metadata_dir(distribution)
         out.append((str(folder), folder.name))
@@ -208,7 +223,7 @@ def hidden_imports(*, gui: bool = True) -> list[str]:
     """Modules loaded by name at run time that the analysis cannot see.
 
     keyring finds its backends through entry points, so each backend module is named here;
-    the window's executable also carries the self-test.
+    the window's executable also carries the self-test and what math needs.
     """
     backends = _module_dir("keyring.backends")
     names = sorted(
@@ -217,7 +232,7 @@ def hidden_imports(*, gui: bool = True) -> list[str]:
         if not info.name.startswith("_")
     )
     names.append("keyring.backends.macOS.api")
-    return [*names, "desktop_app.selftest"] if gui else names
+    return [*names, "desktop_app.selftest", *MATH_IMPORTS] if gui else names
 
 
 def _plugin_stem(filename: str) -> str:

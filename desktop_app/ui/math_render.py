@@ -169,9 +169,10 @@ class _Pump(threading.Thread):
             except queue.Empty:
                 self._stop_process()
                 continue
-            self._deliver(job, self._one(job))
+            self._deliver(job, self.typeset(job))
 
-    def _one(self, job: LayoutJob) -> LayoutResult:
+    def typeset(self, job: LayoutJob) -> LayoutResult:
+        """Typeset one formula now (starting the process if it is not running)."""
         if self._process is None:
             problem = self._start()
             if problem is not None:
@@ -235,6 +236,16 @@ class _Pump(threading.Thread):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+def typeset_once(tex: str, display: bool, size: float) -> tuple[LayoutResult, float | None]:
+    """Typeset one formula in a typesetting process of its own, and stop it: the layout
+    (or why there is none) and how long the process took to import ziamath."""
+    pump = _Pump(None)
+    try:
+        return pump.typeset((tex, display, size)), pump.import_s
+    finally:
+        pump._stop_process()
 
 
 def _read_lines(process: subprocess.Popen[bytes], lines: queue.Queue[bytes | None]) -> None:

@@ -33,7 +33,9 @@ def _math(doc: QTextDocument) -> list[tuple[str, str]]:
             fmt = frag.charFormat()
             if frag.isValid() and fmt.isImageFormat():
                 source = fmt.property(MATH_SOURCE)
-                found.append((source if isinstance(source, str) else "", fmt.toImageFormat().name()))
+                found.append(
+                    (source if isinstance(source, str) else "", fmt.toImageFormat().name())
+                )
             it += 1
         block = block.next()
     return found
@@ -127,9 +129,7 @@ def test_prose_dollars_escaped_dollars_and_code_are_not_math(
     assert "$w$ too" in plain
 
 
-def test_a_streaming_formula_shows_its_source_until_it_is_closed(
-    qtbot: QtBot, light: None
-) -> None:
+def test_a_streaming_formula_shows_its_source_until_it_is_closed(qtbot: QtBot, light: None) -> None:
     widget = MessageWidget("assistant", RenderStats())
     qtbot.addWidget(widget)
     widget.resize(600, 400)
@@ -213,7 +213,7 @@ def test_theme_change_redraws_formulas_in_the_new_text_colour(
 ) -> None:
     reply = _echo(qtbot, window, "Area $\\pi r^2$ here.")
     doc = reply.body.document()
-    (_, name), = _wait_math(qtbot, doc, 1)
+    ((_, name),) = _wait_math(qtbot, doc, 1)
     assert _ink(_image(doc, name)) == {theme.LIGHT.text}
     window.services.config.values["ui.theme"] = "dark"
     window.apply_theme()
@@ -224,7 +224,7 @@ def test_theme_change_redraws_formulas_in_the_new_text_colour(
         assert len(found) == 1 and found[0][1] != name
 
     qtbot.waitUntil(dark, timeout=DRAWN_MS)
-    (_, dark_name), = _math(reply.body.document())
+    ((_, dark_name),) = _math(reply.body.document())
     assert _ink(_image(reply.body.document(), dark_name)) == {theme.DARK.text}
     window.services.config.values["ui.theme"] = "light"
     window.apply_theme()

@@ -24,6 +24,7 @@ CHECKS = (
     "Qt",
     "Qt plugins",
     "icons",
+    "math",
     "engine",
     "history",
     "view",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import sys
 import types
 from collections.abc import Iterator
@@ -234,6 +235,41 @@ def test_datas_carry_prices_certificates_resources_and_metadata(run_spec: Any) -
         assert any(n.startswith("keyring-") and n.endswith(".dist-info") for n in names)
         for src, _dest in analysis.kwargs["datas"]:
             assert Path(src).exists(), src
+
+
+def test_the_math_typesetter_has_its_fonts_symbols_and_metadata(run_spec: Any) -> None:
+    gui, cli = run_spec("linux").analyses
+    given = {(Path(src).name, dest) for src, dest in gui.kwargs["datas"]}
+    assert ("STIXTwoMath-Regular.ttf", "ziamath/fonts") in given
+    assert ("DejaVuSans.ttf", "ziafont/fonts") in given
+    assert ("unimathsymbols.txt", "latex2mathml") in given
+    assert any(n.startswith("latex2mathml-") and n.endswith(".dist-info") for n, _ in given)
+    hidden = set(gui.kwargs["hiddenimports"])
+    assert {"ziamath.fonts", "ziafont.fonts", "desktop_app.ui.math_render"} <= hidden
+    assert "PySide6.QtSvg" not in gui.kwargs["excludes"]
+    assert "ziamath.fonts" not in cli.kwargs["hiddenimports"]
+    launcher = (PACKAGING / "launchers" / "rill.py").read_text(encoding="utf-8")
+    assert '"--typeset-math"' in launcher
+
+
+def test_the_window_launcher_becomes_the_typesetting_process_when_asked() -> None:
+    import json
+    import subprocess
+
+    from desktop_app.ui.math_render import TYPESET_FLAG
+
+    job = json.dumps({"tex": "x^2", "display": False, "size": 16}) + "\n"
+    done = subprocess.run(
+        [sys.executable, str(PACKAGING / "launchers" / "rill.py"), TYPESET_FLAG],
+        input=job.encode(),
+        capture_output=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    ready, answer = done.stdout.splitlines()
+    assert "ready" in json.loads(ready)
+    assert json.loads(answer)["svg"].startswith("<svg")
 
 
 def test_keyring_backends_and_self_test_are_hidden_imports(run_spec: Any) -> None:

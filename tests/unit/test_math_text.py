@@ -61,9 +61,10 @@ def test_empty_formulas_are_text() -> None:
         ("$x$, then $y_1$.", [("x", False, True), ("y_1", False, True)]),
         ("$a \\$ b$", [("a \\$ b", False, True)]),
         ("$$a\n\nb$$", [("a\n\nb", True, True)]),
-        ("\\[\n\\begin{aligned}a&=b\\\\c&=d\\end{aligned}\n\\]", [
-            ("\n\\begin{aligned}a&=b\\\\c&=d\\end{aligned}\n", True, True)
-        ]),
+        (
+            "\\[\n\\begin{aligned}a&=b\\\\c&=d\\end{aligned}\n\\]",
+            [("\n\\begin{aligned}a&=b\\\\c&=d\\end{aligned}\n", True, True)],
+        ),
         ("`code` and $z$", [("z", False, True)]),
         ("\\\\[not math]", []),
     ],
