@@ -2,7 +2,8 @@
 and the worst shapes of text (one huge word, a huge table, a flood of unbroken text),
 streaming and when their chat is opened again.
 
-``python -m benchmarks.render --shapes [--quick]`` measures and prints only the shapes' rows.
+``python -m benchmarks.render --shapes [--quick]`` measures and prints only the shapes' rows,
+``python -m benchmarks.render --math`` only the rows of a reply with 200 formulas.
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ LONG_PROFILE = "sim-20k"
 CPU_PROFILE = "sim-1k"
 MB = 1024 * 1024
 SHAPE_STALL_LIMIT_MS = 100.0
+MATH_FORMULAS = 200
+MATH_PROFILE = "sim-math"
+MATH_ROUNDS = 2
+MATH_STALL_LIMIT_MS = 10.0
 SHAPES: dict[str, str] = {
     "long-word": "a 1 MB line without a space, in 16 deltas of 64 KB",
     "flood": "a fast stream of unbroken text: 1 MB in 16,384 deltas of 64 characters, "
@@ -154,7 +159,18 @@ main-thread stall (the same {PROBE_MS} ms probe) is measured twice per shape, ea
 target of < {SHAPE_STALL_LIMIT_MS:.0f} ms: *streaming* — from `send` until the reply is
 recorded, every message has drawn all its text, and {SETTLE_S * 1000:.0f} ms more; and
 *reopening* — after a new chat, from opening that conversation again (a full render from the
-history) until all its text is drawn, and {SETTLE_S * 1000:.0f} ms more."""
+history) until all its text is drawn, and {SETTLE_S * 1000:.0f} ms more.
+
+**A reply with {MATH_FORMULAS} formulas.** A third window asks the simulator (paced at
+{TOKENS_PER_S:,.0f} tokens/s, one SSE event of 4 characters per token) to `/echo` a reply of
+{MATH_FORMULAS} LaTeX formulas — four inline (`$…$`) to one display (`$$…$$`) in short
+paragraphs — in {MATH_ROUNDS} rounds, each with formulas of its
+own (so none comes from the cache); the first round also starts the typesetting process. The
+same {PROBE_MS} ms probe gives the longest main-thread stall from `send` until every formula
+of the reply is shown as an image, plus {SETTLE_S * 1000:.0f} ms; the time from `send` until
+every formula is shown is given beside it, with the time the text alone took to stream. After
+each round the same text without its dollars (the same shape, no formula) is streamed as a
+control, and its stall is in the note; a first control reply warms the window up."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -823,6 +839,193 @@ def _run_shapes(loop: asyncio.AbstractEventLoop) -> list[Row]:
     return _shape_rows(results)
 
 
+# --------------------------------------------------------------------------------------------
+# A reply with many formulas
+# --------------------------------------------------------------------------------------------
+
+
+def math_reply(round_: int, count: int = MATH_FORMULAS) -> str:
+    """A reply of ``count`` formulas, four inline to one display, none like another round's."""
+    parts: list[str] = []
+    for i in range(count):
+        n = round_ * count + i + 2
+        if i % 5 == 4:
+            sum_ = f"\\sum_{{k=1}}^{{{n}}} k^2"
+            parts.append(f"so that\n\n$${sum_} = \\frac{{{n}({n}+1)(2\\cdot {n}+1)}}{{6}}$$\n\n")
+        elif i % 5 == 0:
+            parts.append(f"Step {i + 1}: take $x_{{{n}}}^2 + \\frac{{{n}}}{{\\sqrt{{{n}}}}}$, ")
+        else:
+            parts.append(f"then $\\alpha_{{{n}}} \\leq e^{{-{n} t}}$ ")
+    return "".join(parts)
+
+
+def _math_images(window: MainWindow) -> int:
+    from desktop_app.ui.markdown import MATH_SOURCE
+
+    doc = window.view.widgets[-1].body.document()
+    count = 0
+    block = doc.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fmt = it.fragment().charFormat()
+            if fmt.isImageFormat() and isinstance(fmt.property(MATH_SOURCE), str):
+                count += 1
+            it += 1
+        block = block.next()
+    return count
+
+
+@dataclass(slots=True)
+class MathRun:
+    stall_ms: float
+    drawn_s: float
+    streamed_s: float
+    chars: int
+
+
+def without_math(text: str) -> str:
+    """The same text with its dollars left out: the same length and shape, no formula."""
+    return text.replace("$", "")
+
+
+async def _math_round(window: MainWindow, round_: int, *, control: bool = False) -> MathRun:
+    """One reply of :func:`math_reply` (``control``: :func:`without_math` of it)."""
+    from desktop_app.ui.math_render import renderer
+
+    controller = window.controller
+    window.new_chat()
+    window.select_profile(MATH_PROFILE)
+    await asyncio.sleep(SETTLE_S)
+    gc.collect()
+    text = without_math(math_reply(round_)) if control else math_reply(round_)
+    expected = 0 if control else MATH_FORMULAS
+    probe = LoopProbe(PROBE_MS)
+    finished = asyncio.ensure_future(_next(controller.finished, REPLY_TIMEOUT_S))
+    failed = asyncio.ensure_future(_next(controller.failed, REPLY_TIMEOUT_S))
+    synced = asyncio.ensure_future(_next(controller.conversation_synced, REPLY_TIMEOUT_S))
+    try:
+        await asyncio.sleep(0)
+        probe.start()
+        started = time.perf_counter()
+        window.send("/echo " + text)
+        await asyncio.wait({finished, failed}, return_when=asyncio.FIRST_COMPLETED)
+        if failed.done():
+            raise RuntimeError(f"the math reply failed: {failed.result()[0]}")
+        streamed = time.perf_counter() - started
+        await synced
+        reply = window.view.widgets[-1]
+        await _wait_until(
+            lambda: not reply.rendering and not renderer().busy, 120.0, "every formula"
+        )
+        drawn = time.perf_counter() - started
+        await asyncio.sleep(SETTLE_S)
+        probe.stop()
+    finally:
+        for waiter in (finished, failed, synced):
+            waiter.cancel()
+    shown = _math_images(window)
+    if shown != expected or window.view.widgets[-1].text() != text:
+        raise RuntimeError(f"{shown} of {expected} formulas were shown")
+    run = MathRun(max(probe.lags_ms()), drawn, streamed, len(text))
+    log(
+        f"math round {round_ + 1}: {expected} formulas in {run.chars:,} characters, "
+        f"stall {run.stall_ms:.1f} ms, streamed in {streamed:.2f} s, all drawn after "
+        f"{drawn:.2f} s"
+    )
+    return run
+
+
+async def _measure_math(home: Path, url: str) -> tuple[list[MathRun], list[MathRun], float | None]:
+    from desktop_app.ui.math_render import renderer
+
+    paths = app_paths(home).ensure()
+    config = Config(path=paths.config_file)
+    config.profiles[MATH_PROFILE] = Profile(
+        name=MATH_PROFILE, provider="openai", base_url=url, model="sim-small"
+    )
+    config.values["default_profile"] = MATH_PROFILE
+    services = Services.open(
+        config=config,
+        paths=app_paths(home),
+        secrets=Secrets(backend=keyring.backends.null.Keyring(), environ={}),  # type: ignore[no-untyped-call]
+    )
+    runs: list[MathRun] = []
+    controls: list[MathRun] = []
+    try:
+        window = await _open_window(services)
+        await _math_round(window, MATH_ROUNDS, control=True)  # warms the window up
+        for round_ in range(MATH_ROUNDS):
+            runs.append(await _math_round(window, round_))
+            controls.append(await _math_round(window, round_, control=True))
+        await _close_window(window)
+    finally:
+        await services.aclose()
+    return runs, controls, renderer().import_s
+
+
+def _math_rows(runs: list[MathRun], controls: list[MathRun], import_s: float | None) -> list[Row]:
+    cold, *warm = runs
+    loaded = f"; ziamath imported in {import_s:.2f} s" if import_s is not None else ""
+    rows = [
+        at_most(
+            f"{MATH_FORMULAS} formulas at {TOKENS_PER_S:,.0f} tok/s: longest main-thread stall",
+            max(r.stall_ms for r in runs),
+            "ms",
+            MATH_STALL_LIMIT_MS,
+            note=f"worst of {len(runs)} replies (each: "
+            + ", ".join(f"{r.stall_ms:.1f}" for r in runs)
+            + f" ms), from send until every formula is drawn; {cold.chars:,} characters; "
+            "the same text without its dollars (no formula): "
+            + ", ".join(f"{r.stall_ms:.1f}" for r in controls)
+            + " ms",
+        ),
+        info(
+            f"{MATH_FORMULAS} formulas: send → every formula drawn, first reply",
+            cold.drawn_s,
+            "s",
+            note=f"the typesetting process starts with it{loaded}; the text streamed in "
+            f"{cold.streamed_s:.2f} s",
+        ),
+    ]
+    if warm:
+        rows.append(
+            info(
+                f"{MATH_FORMULAS} formulas: send → every formula drawn, later replies",
+                median([r.drawn_s for r in warm]),
+                "s",
+                note=f"median of {len(warm)}; the text streamed in "
+                + ", ".join(f"{r.streamed_s:.2f}" for r in warm)
+                + " s",
+            )
+        )
+    return rows
+
+
+def _run_math(loop: asyncio.AbstractEventLoop) -> list[Row]:
+    with (
+        paced_simulator(tokens=SHORT, tokens_per_s=TOKENS_PER_S) as sim,
+        tempfile.TemporaryDirectory(prefix="rill-bench-math-") as home,
+    ):
+        runs, controls, import_s = loop.run_until_complete(
+            _measure_math(Path(home), sim.base_url("openai"))
+        )
+    return _math_rows(runs, controls, import_s)
+
+
+def run_math() -> list[Row]:
+    """Only the rows of the reply with many formulas."""
+    import qasync
+
+    loop = qasync.QEventLoop(_app())
+    asyncio.set_event_loop(loop)
+    try:
+        with loop:
+            return _run_math(loop)
+    finally:
+        asyncio.set_event_loop(None)
+
+
 def _app() -> QApplication:
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     app = QApplication.instance() or QApplication(["rill-benchmark"])
@@ -873,14 +1076,16 @@ def run(quick: bool) -> list[Row]:
                     )
                 )
                 shape_rows = _run_shapes(loop)
+                math_rows = _run_math(loop)
         finally:
             asyncio.set_event_loop(None)
-    return _rows(replies) + shape_rows
+    return _rows(replies) + shape_rows + math_rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.render")
     parser.add_argument("--shapes", action="store_true", help="measure only the worst shapes")
+    parser.add_argument("--math", action="store_true", help="measure only the math reply")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--serve", choices=sorted(SHAPES), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -892,7 +1097,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             loop.close()
         return 0
-    rows = run_shapes() if args.shapes else run(args.quick)
+    rows = run_math() if args.math else run_shapes() if args.shapes else run(args.quick)
     for row in rows:
         value = "—" if row.value is None else f"{format_value(row.value)} {row.unit}"
         print(f"{row.name:<58} {value:>12}  {row.target:<9} {verdict(row):<6} {row.note}")

@@ -593,22 +593,28 @@ class DocumentWriter:
         fmt.setProperty(MATH_SOURCE, source)
         cursor.insertImage(fmt)
 
-    def math_ready(self, key: MathKey, result: MathResult) -> None:
-        """A formula is drawn (or cannot be): put its image where its source is shown."""
+    def math_ready(self, results: list[tuple[MathKey, MathResult]]) -> None:
+        """Formulas are drawn (or cannot be): put their images where their sources are
+        shown, as one edit (the document is laid out again once)."""
         from desktop_app.ui.math_render import MathImage
 
-        waiting = self._math_waiting.pop(key, [])
+        waiting = [(r, w) for key, r in results for w in self._math_waiting.pop(key, [])]
         if not waiting or not shiboken6.isValid(self.doc):
             return
-        for cursor, source, block in waiting:
-            if cursor.selectedText() != source.replace("\n", "\u2028"):
-                continue  # the document changed under it
-            if isinstance(result, MathImage):
-                self._put_image(cursor, result, source, block)
-            else:
-                tip = QTextCharFormat()
-                tip.setToolTip(plain_tooltip(_MATH_NOT_DRAWN))
-                cursor.mergeCharFormat(tip)
+        edit = QTextCursor(self.doc)
+        edit.beginEditBlock()
+        try:
+            for result, (cursor, source, block) in waiting:
+                if cursor.selectedText() != source.replace("\n", "\u2028"):
+                    continue  # the document changed under it
+                if isinstance(result, MathImage):
+                    self._put_image(cursor, result, source, block)
+                else:
+                    tip = QTextCharFormat()
+                    tip.setToolTip(plain_tooltip(_MATH_NOT_DRAWN))
+                    cursor.mergeCharFormat(tip)
+        finally:
+            edit.endEditBlock()
 
     def _style_blocks(self, start: int) -> None:
         """Style the blocks from position ``start`` on, just written from Markdown.

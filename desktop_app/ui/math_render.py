@@ -45,8 +45,11 @@ START_TIMEOUT_S = 60.0
 """How long the typesetting process may take to start."""
 IDLE_S = 120.0
 """The typesetting process stops after this long without work."""
-SLICE_S = 0.004
-"""Most time spent drawing formulas and placing them in documents per event-loop turn."""
+SLICE_S = 0.003
+"""Most time spent drawing formulas per event-loop turn."""
+BATCH_MS = 40
+"""Formulas typeset meanwhile are drawn and placed together this often, so a document is
+laid out again once for several of them."""
 MAX_PIXELS = 4_000_000
 """The largest image of a formula, in device pixels."""
 IMAGE_CACHE_BYTES = 48 << 20
@@ -102,7 +105,8 @@ MathResult = MathImage | MathFailure
 class MathClient(Protocol):
     """A document writer waiting for formulas."""
 
-    def math_ready(self, key: MathKey, result: MathResult) -> None: ...
+    def math_ready(self, results: list[tuple[MathKey, MathResult]]) -> None:
+        """Formulas it asked for are drawn (or cannot be), in one batch."""
 
 
 def inline_padding(ascent: float, depth: float, x_height: int) -> tuple[float, float]:
@@ -278,7 +282,7 @@ class MathRenderer(QObject):
         self._pump: _Pump | None = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
-        self._timer.setInterval(0)
+        self._timer.setInterval(BATCH_MS)
         self._timer.timeout.connect(self._drain)
         self._arrived.connect(self._schedule, Qt.ConnectionType.QueuedConnection)
         self.typeset = 0
@@ -303,7 +307,7 @@ class MathRenderer(QObject):
 
     def request(self, key: MathKey, client: MathClient) -> MathResult | None:
         """The image of ``key`` now if it is cached; otherwise None, and
-        ``client.math_ready`` is called on the main thread once it is drawn."""
+        ``client.math_ready`` is given it on the main thread once it is drawn."""
         result = self.cached(key)
         if result is not None:
             return result
@@ -352,7 +356,8 @@ class MathRenderer(QObject):
             self._timer.start()
 
     def _drain(self) -> None:
-        """Draw ready formulas and give them to their writers, for at most :data:`SLICE_S`."""
+        """Draw ready formulas for about :data:`SLICE_S` and give them to their writers,
+        each writer its formulas in one batch."""
         deadline = time.perf_counter() + SLICE_S
         with self._lock:
             results = list(self._results)
@@ -363,6 +368,7 @@ class MathRenderer(QObject):
             for key in self._by_job.pop(job, []):
                 if key not in self._ready:
                     self._ready.append(key)
+        batches: dict[int, tuple[Any, list[tuple[MathKey, MathResult]]]] = {}
         while self._ready and time.perf_counter() < deadline:
             key = self._ready.popleft()
             layout = self._layouts.get(key.job)
@@ -372,7 +378,9 @@ class MathRenderer(QObject):
                 continue
             drawn = self._draw(key, layout)
             for client in list(self._clients.pop(key, ())):
-                client.math_ready(key, drawn)
+                batches.setdefault(id(client), (client, []))[1].append((key, drawn))
+        for client, batch in batches.values():
+            client.math_ready(batch)
         if self._ready:
             self._timer.start()
 
