@@ -290,6 +290,8 @@ _MATH_TOKEN = "\ue000" + secrets.token_hex(6)
 """Stands for a formula while its paragraph goes through the Markdown reader (random, so a
 reply cannot write one)."""
 _MATH_MARK = re.compile(re.escape(_MATH_TOKEN) + "([0-9]+)\ue001")
+_JOINER = "\u2060"
+"""Word joiner: keeps punctuation on the line of the formula before it."""
 _MATH_NOT_DRAWN = "Rill could not typeset this formula; it is shown as written."
 
 QUOTE_INDENT = 16
@@ -591,7 +593,16 @@ class DocumentWriter:
             fmt.setFont(doc.defaultFont())
             fmt.setVerticalAlignment(QTextCharFormat.VerticalAlignment.AlignMiddle)
         fmt.setProperty(MATH_SOURCE, source)
+        at = cursor.selectionStart()
         cursor.insertImage(fmt)
+        after = doc.characterAt(at + 1)
+        if not block and after and not after.isspace() and after != _JOINER:
+            # no line break between a formula and the punctuation after it
+            glue = QTextCursor(doc)
+            glue.setPosition(at + 2)
+            text_format = glue.charFormat()
+            glue.setPosition(at + 1)
+            glue.insertText(_JOINER, text_format)
 
     def math_ready(self, results: list[tuple[MathKey, MathResult]]) -> None:
         """Formulas are drawn (or cannot be): put their images where their sources are
@@ -817,7 +828,8 @@ def selection_text(cursor: QTextCursor) -> str | None:
         block = block.next()
     if not found:
         return None
-    return "".join(parts).replace("\u2028", "\n").replace("\ufffc", "")
+    text = "".join(parts).replace("\u2028", "\n").replace("\ufffc", "")
+    return text.replace(_JOINER, "")
 
 
 def plain_tooltip(text: str) -> str:

@@ -54,7 +54,7 @@ MAX_PIXELS = 4_000_000
 """The largest image of a formula, in device pixels."""
 IMAGE_CACHE_BYTES = 48 << 20
 LAYOUT_CACHE_BYTES = 16 << 20
-SCALE = 1.12
+SCALE = 1.2
 """Formulas are set this much larger than the text's pixel size (the math font's letters
 are smaller than the interface font's at the same size)."""
 
@@ -295,7 +295,7 @@ class MathRenderer(QObject):
     ) -> MathKey:
         app = QGuiApplication.instance()
         dpr = float(app.devicePixelRatio()) if isinstance(app, QGuiApplication) else 1.0
-        size = round(pixel_size * SCALE * 2) / 2
+        size = float(round(pixel_size * SCALE))
         return MathKey(tex, display, size, colour, dpr, x_height)
 
     def cached(self, key: MathKey) -> MathResult | None:

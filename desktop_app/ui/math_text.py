@@ -275,7 +275,7 @@ LayoutJob = tuple[str, bool, float]
 LayoutResult = Layout | str
 """A layout, or the sentence saying why there is none."""
 
-_MARGIN = 1.0
+_MARGIN = 0.5
 
 
 def layout(tex: str, display: bool, size: float) -> LayoutResult:

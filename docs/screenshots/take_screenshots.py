@@ -8,8 +8,10 @@ Writes main-window.png (light, mid-stream, 1400×900), main-window-dark.png, the
 600×700 (small-light.png, small-dark.png), retry-banner.png, settings.png, tool-card.png (a
 reply that called ``mcp-server-time``, light), settings-tools.png, and the Auto shots
 auto-stages.png (an answer being checked, with the Auto stage in the status bar) and
-auto-route.png (the escalated answer, with the route in the reply's details) next to this
-file. Uses a throwaway RILL_HOME. ``--only auto-stages`` takes only the Auto shots.
+auto-route.png (the escalated answer, with the route in the reply's details), and math.png and
+math-dark.png (a reply with inline and display formulas) next to this file. Uses a throwaway
+RILL_HOME. ``--only auto-stages`` takes only the Auto shots, ``--only math`` only the math
+ones.
 """
 
 from __future__ import annotations
@@ -137,9 +139,62 @@ async def auto_shots(app: QApplication) -> None:
     demo.stop()
 
 
+MATH = r"""/echo The roots of $ax^2+bx+c=0$ with $a \neq 0$ are
+
+$$x = \frac{-b \pm \sqrt{b^2-4ac}}{2a}$$
+
+and they are real when the discriminant $\Delta = b^2-4ac$ is at least $0$. For example,
+$x^2-5x+6=0$ has $\Delta = 1$, so $x \in \{2, 3\}$.
+
+The first $n$ squares add up to
+\[
+\sum_{k=1}^{n} k^2 = \frac{n(n+1)(2n+1)}{6},
+\]
+and the Gaussian integral is \(\int_{-\infty}^{\infty} e^{-x^2}\,dx = \sqrt{\pi}\).
+A coffee costs $4 and a cake $5, so both cost $9."""
+
+
+async def math_shots(app: QApplication) -> None:
+    """A reply with inline and display formulas, light and dark."""
+    from desktop_app.ui.math_render import renderer
+
+    demo = DemoSimulator(tokens_per_s=0)
+    paths = app_paths().ensure()
+    config = Config(path=paths.config_file)
+    config.profiles["Simulator"] = simulator_profile(demo.start())
+    services = Services.open(config=config, paths=paths)
+    theme.apply(app, "light")
+    window = MainWindow(services, simulator=demo, demo=True, ephemeral={"Simulator"})
+    window.resize(1000, 720)
+    window.show()
+    await window.start()
+    window.new_chat()
+    await ask(window, "Solve a quadratic and sum some squares.")
+    await until(lambda: not window.controller.busy, 60)
+    await ask(window, MATH)
+    await until(lambda: not window.controller.busy, 60)
+    await until(lambda: not renderer().busy and not window.view.widgets[-1].rendering, 60)
+    await asyncio.sleep(0.6)
+    window.grab().save(str(OUT / "math.png"))
+    window.services.config.values["ui.theme"] = "dark"
+    window.apply_theme()
+    await until(lambda: not renderer().busy and not window.view.widgets[-1].rendering, 60)
+    await asyncio.sleep(0.6)
+    window.grab().save(str(OUT / "math-dark.png"))
+    window.services.config.values["ui.theme"] = "light"
+    window.apply_theme()
+    window.close()
+    await window.wait_closed()
+    await services.aclose()
+    demo.stop()
+
+
 async def main(app: QApplication) -> None:
     if "--only" in sys.argv and "auto-stages" in sys.argv:
         await auto_shots(app)
+        return
+    if "--only" in sys.argv and "math" in sys.argv:
+        await math_shots(app)
         return
     demo = DemoSimulator(tokens_per_s=40)
     paths = app_paths().ensure()
@@ -237,6 +292,7 @@ async def main(app: QApplication) -> None:
     await services.aclose()
     demo.stop()
     await auto_shots(app)
+    await math_shots(app)
 
 
 def run() -> None:
