@@ -191,7 +191,7 @@ class _Pump(threading.Thread):
             process.stdin.flush()
             line = self._lines.get(timeout=RENDER_TIMEOUT_S)
         except queue.Empty:
-            self._stop_process()
+            self._stop_process(kill=True)
             return "This formula took too long to typeset."
         except OSError:
             line = None
@@ -228,10 +228,13 @@ class _Pump(threading.Thread):
             return "The formula renderer could not start."
         return None
 
-    def _stop_process(self) -> None:
+    def _stop_process(self, *, kill: bool = False) -> None:
+        """End the typesetting process: let it finish (its input closed), or ``kill`` it."""
         process, self._process = self._process, None
         if process is None:
             return
+        if kill:
+            process.kill()
         with contextlib.suppress(OSError):
             if process.stdin is not None:
                 process.stdin.close()
@@ -396,8 +399,9 @@ class MathRenderer(QObject):
         self._images[key] = result
         self._image_bytes += _bytes(result)
         while self._image_bytes > IMAGE_CACHE_BYTES and len(self._images) > 1:
-            _old, dropped = self._images.popitem(last=False)
+            old, dropped = self._images.popitem(last=False)
             self._image_bytes -= _bytes(dropped)
+            self._names.pop(old, None)
         return result
 
     def _remember_layout(self, job: LayoutJob, result: LayoutResult) -> None:

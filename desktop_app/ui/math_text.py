@@ -12,6 +12,7 @@ text. ``\\$`` is a literal dollar, and nothing inside a code span is math.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -305,8 +306,10 @@ def main() -> int:
     --typeset-math`` in a build): reads one job a line on stdin (JSON: ``tex``,
     ``display``, ``size``) and answers each with a line on stdout (JSON: ``svg``,
     ``width``, ``ascent`` and ``depth``, or ``error``), after a first line once ready."""
-    channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", newline="\n")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # whatever else is printed
+    # file descriptors, not sys.stdin/stdout: a windowed build may have no such objects
+    channel = os.fdopen(os.dup(1), "w", encoding="utf-8", newline="\n")
+    with contextlib.suppress(OSError):
+        os.dup2(2, 1)  # whatever else is printed goes where errors go
     try:
         import resource
 
@@ -318,7 +321,7 @@ def main() -> int:
 
     channel.write(json.dumps({"ready": time.perf_counter() - started}) + "\n")
     channel.flush()
-    for line in sys.stdin.buffer:
+    for line in os.fdopen(0, "rb"):
         try:
             job = json.loads(line)
             result = layout(str(job["tex"]), bool(job["display"]), float(job["size"]))
