@@ -27,7 +27,6 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -277,7 +276,9 @@ class MathRenderer(QObject):
         self._layout_bytes = 0
         self._images: OrderedDict[MathKey, MathResult] = OrderedDict()
         self._image_bytes = 0
-        self._clients: dict[MathKey, weakref.WeakSet[Any]] = {}
+        self._clients: dict[MathKey, dict[int, MathClient]] = {}
+        """The writers waiting for each image (held until it is drawn, so a writer nobody
+        else keeps still gets its formulas; one whose document is gone ignores them)."""
         self._by_job: dict[LayoutJob, list[MathKey]] = {}
         self._ready: deque[MathKey] = deque()
         self._results: deque[tuple[LayoutJob, LayoutResult]] = deque()
@@ -314,7 +315,7 @@ class MathRenderer(QObject):
         result = self.cached(key)
         if result is not None:
             return result
-        self._clients.setdefault(key, weakref.WeakSet()).add(client)
+        self._clients.setdefault(key, {})[id(client)] = client
         job = key.job
         layout = self._layouts.get(job)
         if layout is not None:
@@ -371,7 +372,7 @@ class MathRenderer(QObject):
             for key in self._by_job.pop(job, []):
                 if key not in self._ready:
                     self._ready.append(key)
-        batches: dict[int, tuple[Any, list[tuple[MathKey, MathResult]]]] = {}
+        batches: dict[int, tuple[MathClient, list[tuple[MathKey, MathResult]]]] = {}
         while self._ready and time.perf_counter() < deadline:
             key = self._ready.popleft()
             layout = self._layouts.get(key.job)
@@ -380,7 +381,7 @@ class MathRenderer(QObject):
                 self._pump_thread().jobs.put(key.job)
                 continue
             drawn = self._draw(key, layout)
-            for client in list(self._clients.pop(key, ())):
+            for client in self._clients.pop(key, {}).values():
                 batches.setdefault(id(client), (client, []))[1].append((key, drawn))
         for client, batch in batches.values():
             client.math_ready(batch)

@@ -280,3 +280,13 @@ def test_a_stored_reply_with_math_is_typeset_when_reopened(
         window.controller.open_conversation(conversation)
     reopened = window.view.widgets[-1]
     assert [source for source, _ in _wait_math(qtbot, reopened.body.document(), 1)] == ["$s_1$"]
+
+
+def test_text_rendered_once_gets_its_formulas_without_keeping_its_writer(qtbot: QtBot) -> None:
+    from desktop_app.ui.chat_view import DocView
+    from desktop_app.ui.tool_card import render_markdown
+
+    view = DocView()
+    qtbot.addWidget(view)
+    render_markdown(view.document(), "Before the tools: $t_{0} + 1$.")  # as tool steps do
+    assert [s for s, _ in _wait_math(qtbot, view.document(), 1)] == ["$t_{0} + 1$"]
