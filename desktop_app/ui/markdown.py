@@ -11,12 +11,18 @@ lists; raw HTML is shown as text). Fenced code is written by :class:`DocumentWri
 itself, one block per line, with a header that names the language and carries a copy
 link, and :class:`CodeHighlighter` colours it.
 
+LaTeX math (:mod:`desktop_app.ui.math_text` finds it) is kept out of the Markdown reader's
+way and put back as an image drawn by :mod:`desktop_app.ui.math_render`, or as its source
+in code style while it is drawn, still being written, or cannot be typeset; a display
+formula still open keeps its paragraph open.
+
 A reply is data, never a source of resources: every document is a :class:`SafeDocument`,
 which loads nothing a text names (no local file, no URL), and images are shown as their
-alt text. No piece is large whatever the shape of the text: an unbroken line is cut into
-pieces of at most :data:`HARD_LIMIT` characters (at a space if there is one, anywhere
-otherwise), and a table is cut into tables of :data:`TABLE_SLICE_ROWS` rows that each
-repeat the header, so laying out any one piece stays cheap.
+alt text (the only images are formulas, under names a reply cannot know). No piece is
+large whatever the shape of the text: an unbroken line is cut into pieces of at most
+:data:`HARD_LIMIT` characters (at a space if there is one, anywhere otherwise), and a
+table is cut into tables of :data:`TABLE_SLICE_ROWS` rows that each repeat the header, so
+laying out any one piece stays cheap.
 """
 
 from __future__ import annotations
