@@ -3,18 +3,23 @@ reading back carries them, deleting frees what nothing refers to, old files migr
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from desktop_app.core.attachments import AttachmentLimits, attachment_from_bytes, human_size
 from desktop_app.core.blobs import AttachmentUnavailable, BlobStore
-from desktop_app.core.history import SCHEMA_VERSION, History
+from desktop_app.core.history import SCHEMA_VERSION, History, ImportFormatError
 from desktop_app.core.types import Attachment, Message
+from tests.unit.test_attachments import bomb_png, pdf_bytes, png_bytes
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -221,3 +226,167 @@ def test_a_schema_6_database_migrates(tmp_path: Path) -> None:
         history.delete_conversation(tokyo.id)
         assert not history.blobs.has(image.sha256)
         assert [c.title for c in history.list_conversations()] == ["Second"]
+
+
+# -- export and import --------------------------------------------------------------------
+
+
+def _chat_with_files(history: History) -> tuple[int, list[Attachment]]:
+    image = attachment_from_bytes(png_bytes(40, 30), "holiday [1].png")
+    notes = attachment_from_bytes(b"one\ntwo\n", "notes.txt")
+    paper = attachment_from_bytes(pdf_bytes(["First page", "Second page"]), "paper.pdf")
+    chat = history.create_conversation(title="Files")
+    history.add_message(chat.id, "user", "What are these?", attachments=[image, notes])
+    history.add_message(chat.id, "assistant", "A picture and notes.")
+    history.add_message(chat.id, "user", "", attachments=[paper])
+    history.add_message(chat.id, "assistant", "A paper.")
+    return chat.id, [image, notes, paper]
+
+
+def test_markdown_lists_each_file_under_its_message_as_a_line(history: History) -> None:
+    chat, (image, notes, paper) = _chat_with_files(history)
+    markdown = history.export_markdown(chat)
+    assert (
+        "**You**\n\nWhat are these?\n\n"
+        f"- Attached image: holiday \\[1\\].png (40×30 pixels, {human_size(image.size)})\n"
+        f"- Attached text file: notes.txt ({human_size(notes.size)})\n\n"
+        "**Assistant**\n\nA picture and notes."
+    ) in markdown
+    assert f"**You**\n\n- Attached PDF: paper.pdf (2 pages, {human_size(paper.size)})" in markdown
+    assert "![" not in markdown and "](" not in markdown and "data:" not in markdown
+
+
+def test_json_export_carries_the_files_and_an_import_brings_them_back(history: History) -> None:
+    chat, files = _chat_with_files(history)
+    exported = json.loads(json.dumps(history.export_json(chat)))
+    first = exported["messages"][0]
+    assert [a["name"] for a in first["attachments"]] == ["holiday [1].png", "notes.txt"]
+    entry = first["attachments"][0]
+    assert base64.b64decode(entry["data"]) == files[0].data
+    assert (entry["kind"], entry["width"], entry["height"], entry["sha256"]) == (
+        "image",
+        40,
+        30,
+        files[0].sha256,
+    )
+    assert "attachments" not in exported["messages"][1]  # a reply carries none
+
+    history.delete_conversation(chat)
+    assert not any(history.blobs.has(f.sha256) for f in files)  # freed with the chat
+
+    report = history.import_conversation(json.dumps(exported))
+    assert report.problems == ()
+    shown = history.messages(report.conversation_id)
+    assert [m.attachments for m in shown] == [(files[0], files[1]), (), (files[2],), ()]
+    assert [m.content for m in shown] == ["What are these?", "A picture and notes.", "", "A paper."]
+    assert all(history.blobs.read(f.sha256) == f.data for f in files)
+    again = history.export_json(report.conversation_id)
+    assert [m.get("attachments") for m in again["messages"]] == [
+        m.get("attachments") for m in exported["messages"]
+    ]
+
+
+def _export_with(entries: list[Any], role: str = "user") -> dict[str, Any]:
+    return {
+        "format": "rill.conversation",
+        "version": 1,
+        "messages": [
+            {"id": 1, "parent": None, "role": "user", "content": "Keep me"},
+            {"id": 2, "parent": 1, "role": "assistant", "content": "Kept"},
+            {"id": 3, "parent": 2, "role": role, "content": "With files", "attachments": entries},
+        ],
+    }
+
+
+def _entry(data: bytes, name: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "data": base64.b64encode(data).decode(),
+        **fields,
+    }
+
+
+BAD_ENTRIES = [
+    (
+        {**_entry(b"real bytes", "changed.txt"), "sha256": hashlib.sha256(b"x").hexdigest()},
+        "changed.txt of message 3 was not imported: its bytes do not match its SHA-256",
+    ),
+    (
+        {**_entry(b"abc", "broken.txt"), "data": "not base64!!"},
+        "broken.txt of message 3 was not imported: its data is not valid base64",
+    ),
+    (
+        {**_entry(b"abc", "nosha.txt"), "sha256": "../../etc/passwd"},
+        "nosha.txt of message 3 was not imported: its SHA-256 is missing or not valid",
+    ),
+    (_entry(bomb_png(20_000, 20_000), "bomb.png"), "Message 3: bomb.png"),
+    (_entry(b"\x7fELF\x02\x01\x01\x00" + bytes(300), "tool.exe"), "Message 3: tool.exe"),
+    (
+        _entry(b"plain text really", "fake.txt", kind="image"),
+        "fake.txt of message 3 was not imported: it says it is image but it is text",
+    ),
+    (
+        {k: v for k, v in _entry(b"never stored here", "gone.txt").items() if k != "data"}
+        | {"kind": "text", "mime": "text/plain", "size": 17},
+        "gone.txt of message 3 was not imported: the export does not carry its bytes",
+    ),
+    ("just a string", "attachment of message 3 was not imported: its entry is not an object"),
+]
+
+
+@pytest.mark.parametrize(("entry", "problem"), BAD_ENTRIES)
+def test_a_bad_file_in_an_import_is_a_sentence_and_the_rest_imports(
+    history: History, entry: Any, problem: str
+) -> None:
+    good = _entry(b"good notes\n", "good.txt")
+    report = history.import_conversation(_export_with([good, entry]))
+    (sentence,) = report.problems
+    assert problem in sentence
+    shown = history.messages(report.conversation_id)
+    assert [m.content.split("\n\n")[0] for m in shown] == ["Keep me", "Kept", "With files"]
+    assert [a.name for a in shown[2].attachments] == ["good.txt"]
+    assert history.blobs.read(good["sha256"]) == b"good notes\n"
+    assert shown[2].content.endswith("could not be imported]")  # the message says so too
+
+
+def test_import_checks_files_against_the_limits_of_attaching(history: History) -> None:
+    small = AttachmentLimits(text_bytes=10, message_bytes=15)
+    big = _entry(b"more than ten bytes", "big.txt")
+    report = history.import_conversation(_export_with([big]), limits=small)
+    assert "big.txt" in report.problems[0] and "10 bytes" in report.problems[0]
+    two = [_entry(b"eight b.", "a.txt"), _entry(b"eight c.", "b.txt")]
+    report = history.import_conversation(_export_with(two), limits=small)
+    assert len(report.problems) == 2 and all("one message" in p for p in report.problems)
+    assert history.messages(report.conversation_id)[2].attachments == ()
+
+
+def test_files_on_a_reply_are_not_imported(history: History) -> None:
+    report = history.import_conversation(_export_with([_entry(b"hi", "r.txt")], role="assistant"))
+    assert report.problems == (
+        "The file r.txt of message 3 was not imported: only prompts carry files.",
+    )
+
+
+def test_a_file_without_bytes_is_kept_when_its_bytes_are_stored(history: History) -> None:
+    data = b"already here\n"
+    history.blobs.put(data)
+    entry = {k: v for k, v in _entry(data, "here.txt").items() if k != "data"}
+    entry |= {"kind": "text", "mime": "text/plain", "size": len(data)}
+    report = history.import_conversation(_export_with([entry]))
+    assert report.problems == ()
+    assert [a.name for a in history.messages(report.conversation_id)[2].attachments] == ["here.txt"]
+
+
+def test_attachments_that_are_not_a_list_make_the_export_invalid(history: History) -> None:
+    with pytest.raises(ImportFormatError, match="attachments must be a list"):
+        history.import_json(_export_with({"name": "x"}))  # type: ignore[arg-type]
+    assert history.list_conversations() == []
+
+
+def test_import_file_report_names_the_problems(history: History, tmp_path: Path) -> None:
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(_export_with([{"name": "x.txt"}])))
+    report = history.import_file_report(path)
+    assert len(report.problems) == 1 and "x.txt" in report.problems[0]
+    assert history.import_file(path) != report.conversation_id
