@@ -16,6 +16,7 @@ import pytest
 from desktop_app.simulator import SimulatorThread
 from tests.attachment_files import bomb_png, pdf_bytes, png_bytes
 from tests.integration.test_cli import q
+from tests.llama_server import LlamaServer, llama_server
 
 KEYS = {"ANTHROPIC_API_KEY": "sk-ant-test", "GEMINI_API_KEY": "gemini-test-key"}
 
@@ -171,3 +172,27 @@ def test_q_continue_keeps_the_earlier_files_in_the_context(
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert base64.b64decode(messages[0]["images"][0]) == files["image"].read_bytes()
     assert "images" not in messages[2]
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    yield from llama_server("tiny.gguf", tmp_path_factory.mktemp("llama"))
+
+
+def test_a_real_llama_cpp_server_without_vision_is_said_once(
+    llama: LlamaServer, rill_home: Path, files: dict[str, Path]
+) -> None:
+    """llama.cpp answers an image for a text-only model with a 500; it is shown at once with
+    the server's words, not tried again as a passing server fault."""
+    at = ["--base-url", llama.base_url, "--model", llama.model, "--max-tokens", "5"]
+    result = run_q(*at, "--image", str(files["image"]), "What is it?", home=rill_home)
+    assert result.returncode == 1
+    assert "retrying" not in result.stderr
+    line = result.stderr.strip()
+    assert line.startswith(f"q: The model {llama.model} cannot read images.")
+    assert "image input is not supported" in line
+    assert line.endswith("Choose a model that can, or send the message without its images.")
+    # the same server reads a text file and a PDF as the text in the prompt
+    text = run_q(*at, "-f", str(files["text"]), "-f", str(files["pdf"]), "Sum up", home=rill_home)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.strip()
