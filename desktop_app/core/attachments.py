@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Final
 from desktop_app.core.errors import RillError
 from desktop_app.core.text import valid_text
 from desktop_app.core.types import (
+    CHARS_PER_TOKEN,
     Attachment,
     AttachmentKind,
     ChatRequest,
@@ -531,11 +532,13 @@ def text_block(att: Attachment) -> str:
     return _fenced(f"File: {safe_name(att.name)}", valid_text(text))
 
 
-def pdf_block(att: Attachment) -> str:
+def pdf_block(att: Attachment, text: str | None = None) -> str:
     """A PDF as text, for a provider that does not read PDFs: ``File: NAME (PDF, N
-    pages)`` and then its text in a fence, each page after a ``--- page N ---`` line."""
+    pages)`` and then its text (``text``, else :func:`pdf_text`) in a fence, each page
+    after a ``--- page N ---`` line."""
     pages = f"{att.pages} page" + ("" if att.pages == 1 else "s")
-    return _fenced(f"File: {safe_name(att.name)} (PDF, {pages})", pdf_text(att))
+    body = pdf_text(att) if text is None else text
+    return _fenced(f"File: {safe_name(att.name)} (PDF, {pages})", body)
 
 
 # ------------------------------------------------------------------------------- tokens
@@ -555,17 +558,25 @@ def image_tokens(width: int, height: int) -> int:
     return min(IMAGE_TOKENS_MAX, max(1, math.ceil(w * h / 750)))
 
 
+PDF_PAGE_TOKENS: Final = 600
+"""Tokens a PDF page is taken for when its text is not at hand: a page of prose."""
+
+
 def estimate_tokens(att: Attachment) -> int:
-    """Tokens ``att`` adds to a request: an image by :func:`image_tokens`, a text file
-    and a PDF by the text the model reads (:func:`text_block`, :func:`pdf_block`)."""
+    """Tokens ``att`` adds to a request: an image by :func:`image_tokens`, a text file by
+    the block the model reads (:func:`text_block`; by its size when its bytes are not at
+    hand), a PDF by its text with page markers when it has been read in this process, else
+    :data:`PDF_PAGE_TOKENS` a page. Never reads a PDF: cheap enough for the window's thread."""
     if att.kind == "image":
         return image_tokens(att.width, att.height)
     if att.kind == "pdf":
-        if not att.data and att.sha256 not in _PDF_TEXTS:
-            return TokenUsage.estimate_tokens("x" * (att.size // 20))
-        return TokenUsage.estimate_tokens(pdf_block(att))
+        with _PDF_TEXTS_LOCK:
+            text = _PDF_TEXTS.get(att.sha256)
+        if text is None:
+            return max(1, att.pages) * PDF_PAGE_TOKENS
+        return TokenUsage.estimate_tokens(pdf_block(att, text))
     if not att.data:
-        return TokenUsage.estimate_tokens("x" * att.size)
+        return -(-att.size // CHARS_PER_TOKEN)
     return TokenUsage.estimate_tokens(text_block(att))
 
 

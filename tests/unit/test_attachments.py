@@ -358,3 +358,12 @@ def test_a_photo_is_fitted_upright_by_its_exif_orientation() -> None:
     with Image.open(io.BytesIO(fitted.data)) as img:
         assert img.size == (392, 1568)
         assert img.getexif().get(0x0112) in (None, 1)
+
+
+def test_estimates_never_read_a_pdf_and_need_no_bytes() -> None:
+    pdf = attachment_from_bytes(pdf_bytes(["alpha beta", "gamma"]), "two.pdf")
+    assert estimate_tokens(pdf) == -(-len(pdf_block(pdf)) // 4)
+    stored = replace(pdf, sha256="f" * 64, data=b"")  # read back from history: no bytes
+    assert estimate_tokens(stored) == 2 * 600
+    text = attachment_from_bytes(b"y" * 1000, "y.txt")
+    assert estimate_tokens(replace(text, data=b"")) == 250
