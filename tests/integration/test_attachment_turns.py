@@ -19,8 +19,11 @@ from desktop_app.core.events import CacheHit, Failed, Finished, StreamEvent, Tex
 from desktop_app.core.paths import app_paths
 from desktop_app.core.types import PROVIDERS, Attachment, Message, ProviderName, TokenUsage
 from desktop_app.simulator import Fault, Simulator, SimulatorThread
+from tests.integration.test_auto import auto_config, judged, open_services
 from tests.integration.test_cli import q
 from tests.unit.test_attachments import pdf_bytes, png_bytes
+
+__all__ = ["judged"]  # the simulator that judges Auto's answers, used as a fixture here
 
 
 @pytest.fixture
@@ -290,3 +293,22 @@ async def test_a_file_that_cannot_be_stored_is_answered_and_said_to_be_unsaved(
     assert problem is not None
     assert "not saved" in str(problem) and str(services.blobs.folder) in str(problem)
     assert services.history is not None and services.history.list_conversations() == []
+
+
+async def test_every_answer_of_an_auto_turn_sends_the_prompts_files(
+    judged: Simulator, rill_home: Path
+) -> None:
+    """The first answer sends the files given; an escalation, a new version of the reply,
+    reads them back from the store."""
+    config = auto_config(rill_home, judged, 'validate = true\njudge = "fast"')
+    services = open_services(rill_home, config)
+    try:
+        shot = image()
+        turn = ChatService(services).send("Describe this", profile="auto", attachments=[shot])
+        events = [event async for event in turn]
+        assert isinstance(events[-1], Finished) and events[-1].response.model == "sim-large"
+        answers = [r.json["model"] for r in judged.chat_requests if sent(shot, r.json)]
+        assert answers == ["sim-small", "sim-large"]
+        assert seen(shot) in events[-1].response.content
+    finally:
+        await services.aclose()
