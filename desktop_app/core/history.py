@@ -581,7 +581,8 @@ class History(SqliteStore):
 
     def delete_conversation(self, conversation_id: int) -> None:
         """Delete the conversation with all its messages and their search entries, and
-        the attached files no other message refers to."""
+        the attached files no other message refers to (and any left over by prompts
+        that were never saved, see :meth:`sweep_blobs`)."""
         with self._write() as conn:
             shas = [
                 row[0]
@@ -593,6 +594,20 @@ class History(SqliteStore):
             ]
             conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
         self.free_blobs(shas)
+        self.sweep_blobs()
+
+    def sweep_blobs(self, grace_s: float = 3600.0) -> list[str]:
+        """Remove the blobs no message refers to that were written more than ``grace_s``
+        ago (a prompt whose transaction never committed: a crash, a full disk); return
+        them. Runs inside a write transaction, like :meth:`free_blobs`."""
+        with self._write() as conn:
+            stored = self.blobs.stored(older_than=self._clock() - grace_s)
+            referenced = {
+                row[0] for row in conn.execute("SELECT DISTINCT sha256 FROM message_attachments")
+            }
+            gone = sorted(set(stored) - referenced)
+            self.blobs.delete(gone)
+        return gone
 
     def unreferenced(self, shas: Iterable[str]) -> list[str]:
         """Those of ``shas`` no message refers to."""
