@@ -20,6 +20,7 @@ price list. An answer from the cache costs nothing; :attr:`Turn.saved` is what i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import sqlite3
@@ -873,6 +874,7 @@ class Turn:
         services = self.services
         if self.mode == "new":
             assert prompt is not None
+            created: int | None = None
             if self.conversation_id is None:
                 conversation = await services.run_io(
                     history.create_conversation,
@@ -882,13 +884,21 @@ class Turn:
                     system_prompt=request.system,
                 )
                 self.conversation_id = conversation.id
-            user = await services.run_io(
-                history.add_message,
-                self.conversation_id,
-                "user",
-                prompt,
-                attachments=self.attachments or (),
-            )
+                created = conversation.id
+            try:
+                user = await services.run_io(
+                    history.add_message,
+                    self.conversation_id,
+                    "user",
+                    prompt,
+                    attachments=self.attachments or (),
+                )
+            except (HistoryError, AttachmentUnavailable):
+                if created is not None:  # leave no empty conversation behind
+                    self.conversation_id = None
+                    with contextlib.suppress(HistoryError):
+                        await services.run_io(history.delete_conversation, created)
+                raise
         elif self.mode == "edit":
             assert prompt is not None and self._edited is not None
             user = await services.run_io(
