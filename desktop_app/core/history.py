@@ -82,7 +82,7 @@ MAX_QUERY_CHARS: Final = 10_000
 """Search text past this many characters is ignored (and the hits say so)."""
 MAX_TERM_CHARS: Final = 200
 """A single search word or phrase is cut to this many characters."""
-MAX_IMPORT_BYTES: Final = 512 * 1024 * 1024
+MAX_IMPORT_BYTES: Final = 256 * 1024 * 1024
 """The largest file :meth:`History.import_file` reads (an export carries its attached
 files, base64-encoded)."""
 MAX_IMPORT_ATTACHMENTS: Final = 100
