@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from desktop_app.core.blobs import AttachmentUnavailable, BlobStore
@@ -109,6 +110,12 @@ class Services:
                 history.blobs if history is not None else BlobStore(self.paths.attachments_dir)
             )
         return self._blobs
+
+    def viewable_copy(self, attachment: Attachment) -> Path:
+        """A copy of an attached file under its own name in the cache folder, for the
+        system's viewer (blocking: run it off the UI thread); see
+        :meth:`BlobStore.named_copy`."""
+        return self.blobs.named_copy(attachment, self.paths.cache_dir / "opened")
 
     def route_cache(self) -> RouteCache:
         """Auto's route cache under the cache folder, opened on first use."""
