@@ -33,7 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from desktop_app.core.blobs import AttachmentUnavailable, BlobStore
+from desktop_app.core.blobs import AttachmentUnavailable, BlobStore, unloaded
 from desktop_app.core.cache import AsyncResponseCache, cache_key
 from desktop_app.core.config import Config, Profile, load_config
 from desktop_app.core.engine import Engine, Generation, KeyLookup, Pricing, check_key
@@ -552,7 +552,7 @@ def with_attachment_data(blobs: BlobStore, messages: Sequence[Message]) -> list[
     learns that a file was there, and the conversation can go on."""
     out: list[Message] = []
     for message in messages:
-        if all(a.data for a in message.attachments):
+        if not any(map(unloaded, message.attachments)):
             out.append(message)
             continue
         kept: list[Attachment] = []
@@ -960,7 +960,7 @@ class Turn:
         """The prompt's files with their bytes (read from the store, off the loop, for any
         given without); kept as :attr:`attachments`. A file whose stored copy is gone fails
         the turn with a sentence naming it, before anything is recorded."""
-        if any(not a.data for a in attachments):
+        if any(map(unloaded, attachments)):
             blobs = self.services.blobs
             attachments = await self.services.run_io(
                 lambda: tuple(blobs.load(a) for a in attachments)
