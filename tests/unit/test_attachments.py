@@ -344,3 +344,17 @@ def test_cache_key_holds_each_attachments_hash_not_its_bytes() -> None:
     assert len({plain, cache_key(request(one)), cache_key(request(two))}) == 3
     assert cache_key(request(one)) == cache_key(request(replace(one, data=b"")))
     assert cache_key(request(one, two)) != cache_key(request(two, one))
+
+
+def test_a_photo_is_fitted_upright_by_its_exif_orientation() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was turned: show the pixels rotated a quarter turn
+    out = io.BytesIO()
+    Image.new("RGB", (4000, 1000), "white").save(out, "JPEG", exif=exif)
+    photo = attachment_from_bytes(out.getvalue(), "turned.jpg")
+    assert (photo.width, photo.height) == (4000, 1000)
+    fitted = fit_image(photo, "anthropic")
+    assert (fitted.width, fitted.height) == (392, 1568)
+    with Image.open(io.BytesIO(fitted.data)) as img:
+        assert img.size == (392, 1568)
+        assert img.getexif().get(0x0112) in (None, 1)
