@@ -19,8 +19,11 @@ from desktop_app.core.events import CacheHit, Failed, Finished, StreamEvent, Tex
 from desktop_app.core.paths import app_paths
 from desktop_app.core.types import PROVIDERS, Attachment, Message, ProviderName, TokenUsage
 from desktop_app.simulator import Fault, Simulator, SimulatorThread
+from tests.attachment_files import pdf_bytes, png_bytes
+from tests.integration.test_auto import auto_config, judged, open_services
 from tests.integration.test_cli import q
-from tests.unit.test_attachments import pdf_bytes, png_bytes
+
+__all__ = ["judged"]  # the simulator that judges Auto's answers, used as a fixture here
 
 
 @pytest.fixture
@@ -290,3 +293,35 @@ async def test_a_file_that_cannot_be_stored_is_answered_and_said_to_be_unsaved(
     assert problem is not None
     assert "not saved" in str(problem) and str(services.blobs.folder) in str(problem)
     assert services.history is not None and services.history.list_conversations() == []
+
+
+async def test_every_answer_of_an_auto_turn_sends_the_prompts_files(
+    judged: Simulator, rill_home: Path
+) -> None:
+    """The first answer sends the files given; an escalation, a new version of the reply,
+    reads them back from the store."""
+    config = auto_config(rill_home, judged, 'validate = true\njudge = "fast"')
+    services = open_services(rill_home, config)
+    try:
+        shot = image()
+        turn = ChatService(services).send("Describe this", profile="auto", attachments=[shot])
+        events = [event async for event in turn]
+        assert isinstance(events[-1], Finished) and events[-1].response.model == "sim-large"
+        answers = [r.json["model"] for r in judged.chat_requests if sent(shot, r.json)]
+        assert answers == ["sim-small", "sim-large"]
+        assert seen(shot) in events[-1].response.content
+    finally:
+        await services.aclose()
+
+
+async def test_a_sent_file_opens_from_a_named_copy_in_the_cache_folder(
+    sim: Simulator, services: Services
+) -> None:
+    paper = attachment_from_bytes(pdf_bytes(["Only page"]), "paper.pdf")
+    turn = ChatService(services).send("Read this", attachments=[paper], **where(sim))
+    await run(turn)
+    assert services.history is not None and turn.conversation_id is not None
+    stored = services.history.messages(turn.conversation_id)[0].attachments[0]
+    copy = await services.run_io(services.viewable_copy, stored)
+    assert copy.name == "paper.pdf" and copy.is_relative_to(services.paths.cache_dir)
+    assert copy.read_bytes() == paper.data

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.blobs import AttachmentUnavailable, BlobStore, valid_sha256
+from desktop_app.core.blobs import AttachmentUnavailable, BlobStore, unloaded, valid_sha256
 from desktop_app.core.errors import RillError
 from desktop_app.core.types import Attachment
 
@@ -152,3 +152,44 @@ def test_a_folder_that_cannot_be_written_is_a_sentence(tmp_path: Path) -> None:
     with pytest.raises(AttachmentUnavailable) as caught:
         store.put(b"data")
     assert str(blocker) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("report.pdf", "report.pdf"),
+        ("../../etc/passwd", "passwd"),
+        ("..", "attachment"),
+        (".", "attachment"),
+        ("C:\\Users\\me\\cat.png", "cat.png"),
+        ("bell\x07.txt", "bell?.txt"),
+    ],
+)
+def test_a_named_copy_opens_under_the_files_own_name_inside_the_folder(
+    store: BlobStore, tmp_path: Path, name: str, expected: str
+) -> None:
+    data = b"%PDF-1.4 pretend"
+    sha = store.put(data)
+    att = Attachment(sha, name, "pdf", "application/pdf", len(data))
+    opened = tmp_path / "opened"
+    copy = store.named_copy(att, opened)
+    assert copy == opened / sha[:16] / expected
+    assert copy.read_bytes() == data
+    # the viewer may change its copy; the blob stays as attached, and a new copy is made
+    copy.write_bytes(b"edited by a viewer")
+    assert store.read(sha) == data
+    assert store.named_copy(att, opened).read_bytes() == data
+
+
+def test_a_named_copy_of_a_missing_blob_is_a_sentence(store: BlobStore, tmp_path: Path) -> None:
+    att = Attachment("0" * 64, "gone.png", "image", "image/png", 3)
+    with pytest.raises(AttachmentUnavailable, match=r"gone\.png"):
+        store.named_copy(att, tmp_path / "opened")
+
+
+def test_an_empty_file_needs_no_reading(store: BlobStore) -> None:
+    empty = Attachment(hashlib.sha256(b"").hexdigest(), "empty.txt", "text", "text/plain", 0)
+    assert not unloaded(empty)
+    assert store.load(empty) is empty  # nothing stored, nothing to read
+    described = Attachment("0" * 64, "notes.txt", "text", "text/plain", 5)
+    assert unloaded(described)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from desktop_app.core.attachments import AttachmentLimits, attachment_from_bytes
 from desktop_app.core.blobs import AttachmentUnavailable, BlobStore
 from desktop_app.core.history import SCHEMA_VERSION, History, ImportFormatError
 from desktop_app.core.types import Attachment, Message
-from tests.unit.test_attachments import bomb_png, pdf_bytes, png_bytes
+from tests.attachment_files import bomb_png, pdf_bytes, png_bytes
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -390,3 +391,27 @@ def test_import_file_report_names_the_problems(history: History, tmp_path: Path)
     report = history.import_file_report(path)
     assert len(report.problems) == 1 and "x.txt" in report.problems[0]
     assert history.import_file(path) != report.conversation_id
+
+
+def test_a_sweep_removes_old_blobs_nothing_refers_to(tmp_path: Path) -> None:
+    now = [1_700_000_000.0]
+    with History(tmp_path / "h.sqlite3", clock=lambda: now[0]) as history:
+        chat = history.create_conversation()
+        used = attachment(b"referred to")
+        history.add_message(chat.id, "user", "hi", attachments=[used])
+        orphan = history.blobs.put(b"a prompt that was never saved")
+        leftover = history.blobs.path(orphan).parent / ".part-abc"
+        leftover.write_bytes(b"half a write")
+        for sha in (used.sha256, orphan):
+            os.utime(history.blobs.path(sha), (now[0] - 7200, now[0] - 7200))
+        os.utime(leftover, (now[0] - 7200, now[0] - 7200))
+        fresh = history.blobs.put(b"being attached right now")
+        os.utime(history.blobs.path(fresh), (now[0] - 10, now[0] - 10))
+
+        assert history.sweep_blobs(grace_s=3600) == [orphan]
+        assert history.blobs.has(used.sha256) and history.blobs.has(fresh)
+        assert not history.blobs.has(orphan) and not leftover.exists()
+        # deleting a conversation sweeps too
+        os.utime(history.blobs.path(fresh), (now[0] - 7200, now[0] - 7200))
+        history.delete_conversation(history.create_conversation().id)
+        assert not history.blobs.has(fresh)
