@@ -367,3 +367,19 @@ def test_estimates_never_read_a_pdf_and_need_no_bytes() -> None:
     assert estimate_tokens(stored) == 2 * 600
     text = attachment_from_bytes(b"y" * 1000, "y.txt")
     assert estimate_tokens(replace(text, data=b"")) == 250
+
+
+def test_files_past_a_providers_request_limit_are_refused_with_a_sentence() -> None:
+    big = 13 * 1024 * 1024
+    pdfs = [
+        Attachment(f"{i}" * 64, f"scan{i}.pdf", "pdf", "application/pdf", big, pages=1, data=b"%")
+        for i in range(2)
+    ]
+    assert fit_images(pdfs[:1], "anthropic") == tuple(pdfs[:1])
+    with pytest.raises(AttachmentRefused) as info:
+        fit_images(pdfs, "anthropic")
+    assert str(info.value) == (
+        "These attachments come to 34.7 MB as Anthropic receives them, more than the 32 MB "
+        "one request may carry. Send some of them with another message."
+    )
+    assert fit_images(pdfs, "openai") == tuple(pdfs)  # sent as their text there
