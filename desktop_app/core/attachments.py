@@ -327,7 +327,8 @@ def _detect(head: bytes, name: str) -> tuple[AttachmentKind, str]:
         raise AttachmentRefused(
             f"{name} cannot be attached: it is named like {what}, but its content is not one."
         )
-    if suffix in _BINARY_EXTENSIONS or b"\x00" in head:
+    utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
+    if suffix in _BINARY_EXTENSIONS or (b"\x00" in head and not utf16):
         raise AttachmentRefused(
             f"{name} cannot be attached: it is not a kind of file Rill sends. {SUPPORTED_SENTENCE}"
         )
@@ -340,29 +341,36 @@ def _detect(head: bytes, name: str) -> tuple[AttachmentKind, str]:
 # -------------------------------------------------------------------------------- images
 
 
+def _pillow_quiet() -> None:
+    """Pillow's own warning for a large image, left unsaid: Rill measures every image from
+    its header against its own limit before decoding, and refuses a bomb with a sentence
+    (Pillow's error for one past twice its limit still comes, and is caught). Set at each
+    read (it is idempotent), since a caller may have reset the filters."""
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def _image(data: bytes, name: str, mime: str, limits: AttachmentLimits) -> Attachment:
     from PIL import Image
 
+    _pillow_quiet()
     width = height = 0
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+        with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
             if width * height > limits.image_pixels:
                 raise _bomb(name, width, height, limits)
             # every byte decoded, to know the image is whole; a JPEG at 1/8 of its size
             img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
             img.load()
-            frames = getattr(img, "n_frames", 1)
-            if frames > 1:
+            if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
-                first = img.convert("RGBA")
-                data = _encode(first, "PNG")
+                data = _encode(img.convert("RGBA"), "PNG")
                 mime = "image/png"
     except AttachmentRefused:
         raise
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
         if not width:
             pixels = re.search(r"\((\d+) pixels\)", str(exc))
             raise AttachmentRefused(
@@ -528,7 +536,10 @@ def _fenced(header: str, body: str, info: str = "") -> str:
 def text_block(att: Attachment) -> str:
     """A text attachment as the model reads it: ``File: NAME`` and then the file in a
     fence longer than any run of backticks inside it."""
-    text = att.data.decode("utf-8", "replace").removeprefix("\ufeff")
+    if att.data.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16, as Windows tools write
+        text = att.data.decode("utf-16", "replace")
+    else:
+        text = att.data.decode("utf-8", "replace").removeprefix("\ufeff")
     return _fenced(f"File: {safe_name(att.name)}", valid_text(text))
 
 

@@ -383,3 +383,19 @@ def test_files_past_a_providers_request_limit_are_refused_with_a_sentence() -> N
         "one request may carry. Send some of them with another message."
     )
     assert fit_images(pdfs, "openai") == tuple(pdfs)  # sent as their text there
+
+
+def test_utf16_text_with_its_bom_is_text() -> None:
+    att = attachment_from_bytes("héllo\nwörld\n".encode("utf-16"), "windows.log")
+    assert att.kind == "text"
+    assert text_block(att) == "File: windows.log\n```\nhéllo\nwörld\n```"
+
+
+def test_an_image_between_rills_and_pillows_limits_warns_nothing(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    path = tmp_path / "large.png"
+    path.write_bytes(bomb_png(10000, 10000))  # 100 MP: past Pillow's warning, under its error
+    with pytest.raises(AttachmentRefused, match=r"large\.png is too large.*10000×10000"):
+        read_attachment(path)
+    assert not [w for w in recwarn if "DecompressionBomb" in w.category.__name__]
