@@ -399,3 +399,9 @@ def test_an_image_between_rills_and_pillows_limits_warns_nothing(
     with pytest.raises(AttachmentRefused, match=r"large\.png is too large.*10000×10000"):
         read_attachment(path)
     assert not [w for w in recwarn if "DecompressionBomb" in w.category.__name__]
+
+
+def test_the_self_test_checks_attaching() -> None:
+    from desktop_app.selftest import check_attachments
+
+    assert check_attachments() == "images (PNG, JPEG, WEBP, GIF), fitting, and a PDF's pages read"
