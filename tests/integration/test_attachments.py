@@ -291,12 +291,13 @@ def test_fit_request_changes_nothing_without_files() -> None:
     assert fit_request(request, "openai") is request
 
 
-async def test_the_official_openai_sdk_sends_an_image_the_simulator_reads(
+async def test_the_official_openai_sdk_sends_files_the_simulator_reads(
     sim: Any, tmp_path: Path
 ) -> None:
     import openai
 
-    att = _files(tmp_path)["image"]
+    files = _files(tmp_path)
+    att, pdf = files["image"], files["pdf"]
     client = openai.AsyncOpenAI(base_url=sim.base_url("openai"), api_key="sk-test-key")
     try:
         reply = await client.chat.completions.create(
@@ -310,12 +311,19 @@ async def test_the_official_openai_sdk_sends_an_image_the_simulator_reads(
                             "type": "image_url",
                             "image_url": {"url": f"data:image/png;base64,{_b64(att)}"},
                         },
+                        {
+                            "type": "file",
+                            "file": {
+                                "filename": "report.pdf",
+                                "file_data": f"data:application/pdf;base64,{_b64(pdf)}",
+                            },
+                        },
                     ],
                 }
             ],
         )
     finally:
         await client.close()
-    assert reply.choices[0].message.content == _line("image", att)
+    assert reply.choices[0].message.content == _line("image", att) + "\nI read a PDF of 3 pages"
     sent = json.loads(sim.chat_requests[-1].body)
     assert sent["messages"][0]["content"][1]["image_url"]["url"].startswith("data:image/png")
