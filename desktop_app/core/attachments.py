@@ -67,6 +67,7 @@ __all__ = [
     "fit_image",
     "fit_images",
     "fit_request",
+    "forget_fitted",
     "human_size",
     "image_tokens",
     "pdf_block",
@@ -663,6 +664,33 @@ def fit_image(att: Attachment, provider: str, *, max_bytes: int = 0) -> Attachme
         and att.mime in limit.mimes
     ):
         return att
+    key = (att.sha256, provider, most)
+    with _FITTED_LOCK:
+        done = _FITTED.get(key)
+    if done is not None:
+        return replace(done, name=att.name)
+    fitted = _fitted(att, limit, most, provider)
+    with _FITTED_LOCK:
+        _FITTED[key] = fitted
+        while len(_FITTED) > _FITTED_KEPT:
+            _FITTED.popitem(last=False)
+    return fitted
+
+
+_FITTED: OrderedDict[tuple[str, str, int], Attachment] = OrderedDict()
+_FITTED_LOCK: Final = threading.Lock()
+_FITTED_KEPT: Final = 8
+"""Images fitted lately, by SHA-256, provider and byte limit: a request sent again (the
+next round of a tool loop, a regenerated reply) does not fit them again."""
+
+
+def forget_fitted() -> None:
+    """Fit every image afresh from now on (a measurement of the fitting itself)."""
+    with _FITTED_LOCK:
+        _FITTED.clear()
+
+
+def _fitted(att: Attachment, limit: ImageLimit, most: int, provider: str) -> Attachment:
     from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(att.data)) as img:

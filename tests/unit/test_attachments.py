@@ -405,3 +405,16 @@ def test_the_self_test_checks_attaching() -> None:
     from desktop_app.selftest import check_attachments
 
     assert check_attachments() == "images (PNG, JPEG, WEBP, GIF), fitting, and a PDF's pages read"
+
+
+def test_an_image_fitted_once_is_not_fitted_again() -> None:
+    from desktop_app.core.attachments import forget_fitted
+
+    forget_fitted()
+    att = attachment_from_bytes(png_bytes(3000, 2000), "big.png")
+    first = fit_image(att, "anthropic")
+    again = fit_image(replace(att, name="renamed.png"), "anthropic")
+    assert again.data is first.data and again.name == "renamed.png"
+    forget_fitted()
+    fresh = fit_image(att, "anthropic")
+    assert fresh.data is not first.data and fresh.data == first.data
