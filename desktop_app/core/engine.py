@@ -530,11 +530,7 @@ class Generation:
         check_key(provider, request, api_key)
         url = provider.url(request)
         headers = provider.headers(api_key, stream=request.stream)
-        if any(m.attachments for m in request.messages):
-            # fitting images and encoding files is CPU work: off the event loop
-            body = await asyncio.to_thread(_prepared_body, provider, request)
-        else:
-            body = provider.encode_body(request)
+        body = await _encoded(provider, request)
         server = _server(provider.title, url)
         breaker = engine.breakers.get(request.endpoint)
         timeout = engine.timeout()
@@ -778,7 +774,7 @@ class Generation:
                     prefill = partial.rstrip()
                     skip_ws = len(partial) - len(prefill)
                     request = _with_prefill(request, prefill)
-                    body = provider.encode_body(request)
+                    body = await _encoded(provider, request)
                     yield Resumed(error.message, partial)
                 else:
                     kept = ""
@@ -1182,6 +1178,14 @@ _NO_IMAGES = re.compile(
 )
 """What servers say when the model takes no images (llama.cpp without a projector, Ollama's
 text models, OpenAI's text models)."""
+
+
+async def _encoded(provider: Provider, request: ChatRequest) -> bytes:
+    """The body of ``request``; with files, fitted to what ``provider`` takes and encoded
+    on a worker thread (CPU work that would stall the event loop)."""
+    if any(m.attachments for m in request.messages):
+        return await asyncio.to_thread(_prepared_body, provider, request)
+    return provider.encode_body(request)
 
 
 def _prepared_body(provider: Provider, request: ChatRequest) -> bytes:

@@ -327,3 +327,25 @@ async def test_the_official_openai_sdk_sends_files_the_simulator_reads(
     assert reply.choices[0].message.content == _line("image", att) + "\nI read a PDF of 3 pages"
     sent = json.loads(sim.chat_requests[-1].body)
     assert sent["messages"][0]["content"][1]["image_url"]["url"].startswith("data:image/png")
+
+
+async def test_a_reply_continued_after_a_drop_sends_the_fitted_image_again(sim: Any) -> None:
+    from desktop_app.core.attachments import attachment_from_bytes
+    from desktop_app.core.events import Resumed
+    from desktop_app.simulator import Fault
+
+    noisy = attachment_from_bytes(png_bytes(1500, 1500, noise=True), "noise.png")
+    sim.script(Fault(drop_after=5))
+    engine = engine_for(replace(NO_RETRY, max_retries=2, mid_stream="continue"))
+    try:
+        events = await collect(engine.stream(_with(sim, "anthropic", noisy)))
+    finally:
+        await engine.aclose()
+    assert any(isinstance(e, Resumed) for e in events)
+    first, second = (
+        base64.b64decode(r.json["messages"][0]["content"][0]["source"]["data"])
+        for r in sim.chat_requests
+    )
+    assert first == second and len(second) <= 5 * 1024 * 1024
+    assert sim.chat_requests[1].json["messages"][-1]["role"] == "assistant"
+    assert _answer(events) == f"I see an image of 1500×1500 pixels ({len(second)} bytes)"
