@@ -155,9 +155,8 @@ def read_attachment(
         raise AttachmentRefused(f"{name} cannot be attached: there is no such file.") from None
     except (OSError, RuntimeError) as exc:  # a symlink loop, a folder without access
         raise AttachmentRefused(f"{name} cannot be attached: {_os_reason(exc)}.") from None
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        fd = os.open(target, flags | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(target, _OPEN_FLAGS)
     except PermissionError:
         raise AttachmentRefused(
             f"{name} cannot be attached: Rill has no permission to read it.",
@@ -185,6 +184,14 @@ def read_attachment(
     if len(data) > cap:
         raise _too_large(name, kind, cap, len(data), grew=True)
     return attachment_from_bytes(data, name, limits=limits)
+
+
+_OPEN_FLAGS: Final = os.O_RDONLY | sum(
+    getattr(os, flag, 0)
+    for flag in ("O_BINARY", "O_NONBLOCK", "O_CLOEXEC", "O_NOCTTY", "O_NOFOLLOW")
+)
+"""Read only, bytes as they are (Windows), never waiting for a writer (a FIFO), never
+becoming a terminal's, and not through a link (the path is resolved already)."""
 
 
 def attachment_from_bytes(
