@@ -130,7 +130,8 @@ def _openai(content: list[Any]) -> tuple[str, ...]:
         if kind == "text" and isinstance(part.get("text"), str):
             out += text_lines(part["text"])
         elif kind == "image_url":
-            url = (part.get("image_url") or {}).get("url")
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
             if not isinstance(url, str) or not url.startswith("data:"):
                 continue  # a web address: the simulator fetches nothing
             unsupported = (
@@ -146,7 +147,7 @@ def _openai(content: list[Any]) -> tuple[str, ...]:
                 )
             out.append(_image_line(data, unsupported))
         elif kind == "file":
-            file = part.get("file") or {}
+            file = part.get("file")
             url = file.get("file_data") if isinstance(file, dict) else None
             if isinstance(url, str) and url.startswith("data:application/pdf;base64,"):
                 refuse = "The file could not be parsed as a PDF."

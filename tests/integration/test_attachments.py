@@ -349,3 +349,36 @@ async def test_a_reply_continued_after_a_drop_sends_the_fitted_image_again(sim: 
     assert first == second and len(second) <= 5 * 1024 * 1024
     assert sim.chat_requests[1].json["messages"][-1]["role"] == "assistant"
     assert _answer(events) == f"I see an image of 1500×1500 pixels ({len(second)} bytes)"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        [{"type": "image_url", "image_url": "data:image/png;base64,!!!"}],
+        [{"type": "image_url", "image_url": {"url": 5}}],
+        [{"type": "image", "source": "x"}, {"type": "document", "source": {"type": "base64"}}],
+        [{"type": "file", "file": ["x"]}, 7, None, "text"],
+        [{"inline_data": {"mime_type": "image/png", "data": "AAAA"}}],
+    ],
+)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_the_simulator_reads_broken_files_as_a_400_or_nothing(
+    provider: str, content: list[Any]
+) -> None:
+    """Whatever shape a client sends, the simulator answers lines or a provider's 400, and
+    never fails itself."""
+    from desktop_app.simulator.attachments import attachment_lines
+    from desktop_app.simulator.protocols import BadRequest
+
+    if provider == "gemini":
+        body: dict[str, Any] = {"contents": [{"role": "user", "parts": content}]}
+    elif provider == "ollama":
+        body = {"messages": [{"role": "user", "content": "hi", "images": content}]}
+    else:
+        body = {"messages": [{"role": "user", "content": content}]}
+    try:
+        lines = attachment_lines(provider, body)
+    except BadRequest as exc:
+        assert str(exc)
+    else:
+        assert isinstance(lines, tuple)
