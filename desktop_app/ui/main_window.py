@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+import shiboken6
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
@@ -487,7 +488,6 @@ class MainWindow(QMainWindow):
         draft = await services.run_io(read_draft, self.draft_path)
         if draft and not self.composer.text():
             self.composer.set_text(draft, restoring=True)
-        await services.run_io(self.keys.check_available)
         conversations: list[Conversation] = []
         if services.history is not None:
             conversations = await services.run_io(services.history.list_conversations)
@@ -610,6 +610,9 @@ class MainWindow(QMainWindow):
 
     def add_key(self) -> None:
         """Open Settings → Profiles for a key; without a keychain, say so and what to do."""
+        if self.keys.available is None and self.keys.secrets is not None:
+            self.controller.spawn(self._add_key_once_checked())
+            return
         if not self.keys.supported:
             text = (
                 f"{self.keys.reason} Rill can read the key from an environment variable "
@@ -620,6 +623,17 @@ class MainWindow(QMainWindow):
                 self.welcome.set_note(text)
             self.status.show_message(text)
         self.open_settings(tab="Profiles")
+
+    async def _add_key_once_checked(self) -> None:
+        await self.services.run_io(self.keys.check_available)
+        self.add_key()
+
+    async def _check_keychain(self, dialog: SettingsDialog) -> None:
+        """Whether keys can be stored, asked once Settings is open: the keychain is never
+        touched at start (its libraries are large, and it may ask to be unlocked)."""
+        available = await self.services.run_io(self.keys.check_available)
+        if not available and shiboken6.isValid(dialog):
+            dialog.keychain_missing()
 
     def add_session_profile(self, profile: Profile) -> None:
         """Add a profile for this session only (saved only if the user asks in Settings)."""
@@ -1087,6 +1101,8 @@ class MainWindow(QMainWindow):
         )
         dialog.tools_page.servers_changed.connect(self.refresh_tools)
         dialog.saved.connect(self.apply_settings)
+        if self.keys.available is None and self.keys.secrets is not None:
+            self.controller.spawn(self._check_keychain(dialog))
         if tab:
             for i in range(dialog.tabs.count()):
                 if dialog.tabs.tabText(i) == tab:
