@@ -35,8 +35,10 @@ from urllib.parse import quote
 import httpx
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
+from desktop_app.core.attachments import fit_request
 from desktop_app.core.errors import (
     AuthError,
+    BadRequest,
     CircuitOpenError,
     ConfigError,
     ConnectionFailed,
@@ -553,7 +555,11 @@ class Generation:
         check_key(provider, request, api_key)
         url = provider.url(request)
         headers = provider.headers(api_key, stream=request.stream)
-        body = provider.encode_body(request)
+        if any(m.attachments for m in request.messages):
+            # fitting images and encoding files is CPU work: off the event loop
+            body = await asyncio.to_thread(_prepared_body, provider, request)
+        else:
+            body = provider.encode_body(request)
         server = _server(provider.title, url)
         breaker = engine.breakers.get(request.endpoint)
         timeout = engine.timeout()
@@ -827,6 +833,16 @@ class Generation:
             hint = _v1_hint(provider, request.base_url)
             if hint:
                 error.action = hint
+        if _NO_IMAGES.search(f"{error.message} {error.detail}") and any(
+            a.kind == "image" for m in request.messages for a in m.attachments
+        ):
+            # sending the same images again cannot help: said once, not retried
+            return BadRequest(
+                f"The model {_printable(request.model, 120)} cannot read images. {error.message}",
+                action="Choose a model that can, or send the message without its images.",
+                status=error.status,
+                detail=error.detail,
+            )
         return error
 
     def _finished(
@@ -1182,6 +1198,20 @@ class _FrameReader:
 
     async def aclose(self) -> None:
         await self.pieces.aclose()
+
+
+_NO_IMAGES = re.compile(
+    r"image input is not supported|(does ?n[o']t|not) support(s|ed)? (image|vision)"
+    r"|images? (are|is) not supported|image_url is only supported|mmproj",
+    re.IGNORECASE,
+)
+"""What servers say when the model takes no images (llama.cpp without a projector, Ollama's
+text models, OpenAI's text models)."""
+
+
+def _prepared_body(provider: Provider, request: ChatRequest) -> bytes:
+    """The body of ``request`` with its files fitted to what ``provider`` takes."""
+    return provider.encode_body(fit_request(request, provider.name))
 
 
 def _mb(size: int) -> str:
