@@ -36,13 +36,22 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, cast, get_args
 
+from desktop_app.core.blobs import BlobStore, valid_sha256
 from desktop_app.core.errors import RillError
 from desktop_app.core.redaction import without_url_credentials
 from desktop_app.core.store import BUSY_TIMEOUT_S, SqliteStore, lenient_text
 from desktop_app.core.text import valid_text
-from desktop_app.core.types import Message, Role, ToolCall, ToolPart
+from desktop_app.core.types import (
+    Attachment,
+    AttachmentKind,
+    Message,
+    Role,
+    ToolCall,
+    ToolPart,
+)
 
 _T = TypeVar("_T")
 
@@ -50,7 +59,7 @@ MessageStatus = Literal["complete", "streaming", "cancelled", "interrupted", "fa
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 STATUSES: Final[tuple[MessageStatus, ...]] = get_args(MessageStatus)
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 EXPORT_FORMAT: Final = "rill.conversation"
 EXPORT_VERSION: Final = 1
 TITLE_LIMIT: Final = 60
@@ -134,10 +143,13 @@ class StoredMessage:
     tool_parts: tuple[ToolPart, ...] = ()
     """The tool calls of a reply, in order (filled in by :meth:`History.messages`; see
     :meth:`History.tool_parts` for any message)."""
+    attachments: tuple[Attachment, ...] = ()
+    """The files sent with a prompt, in the order they were attached, without their bytes
+    (``data`` is empty: :meth:`BlobStore.load` reads them)."""
 
     def to_message(self) -> Message:
-        """This message as a request ``Message``."""
-        return Message(role=self.role, content=self.content)
+        """This message as a request ``Message`` (its attachments without their bytes)."""
+        return Message(role=self.role, content=self.content, attachments=self.attachments)
 
     def to_messages(self) -> list[Message]:
         """This message as the request messages that stand for it: for a reply that used
@@ -370,6 +382,25 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # The tool servers the user turned off for a conversation, one name per line.
         "ALTER TABLE conversations ADD COLUMN tools_off TEXT NOT NULL DEFAULT ''",
     ),
+    (
+        # The files sent with a message; their bytes are in the blob store, by SHA-256.
+        """
+        CREATE TABLE message_attachments (
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            mime TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            width INTEGER NOT NULL DEFAULT 0,
+            height INTEGER NOT NULL DEFAULT 0,
+            pages INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (message_id, position)
+        )
+        """,
+        "CREATE INDEX message_attachments_sha ON message_attachments(sha256)",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -380,6 +411,13 @@ _TOOL_PART_SELECT: Final = """
 """
 TOOL_TEXT_LIMIT: Final = 1_000_000
 """The most characters of a tool call's arguments or result the history keeps."""
+_ATTACHMENT_SELECT: Final = """
+    SELECT message_id, sha256, name, kind, mime, size, width, height, pages
+    FROM message_attachments
+"""
+ATTACHMENT_KINDS: Final[tuple[AttachmentKind, ...]] = get_args(AttachmentKind)
+NAME_LIMIT: Final = 255
+"""The most characters of an attached file's name (or type) the history keeps."""
 
 _CONVERSATION_COLUMNS: Final = (
     "id, title, created_at, updated_at, profile, provider, model, system_prompt, base_url, "
@@ -417,7 +455,12 @@ class History(SqliteStore):
         *,
         clock: Callable[[], float] = time.time,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
+        blobs: BlobStore | None = None,
     ) -> None:
+        self.blobs = blobs if blobs is not None else BlobStore(Path(path).parent / "attachments")
+        """Where the bytes of attached files are kept (``attachments`` beside the file
+        unless given): a prompt's files are written there with it, and a blob nothing
+        refers to any more is removed."""
         self._search_lock = threading.Lock()
         self._search_conn: sqlite3.Connection | None = None
         super().__init__(path, clock=clock, busy_timeout_s=busy_timeout_s)
@@ -510,9 +553,38 @@ class History(SqliteStore):
             )
 
     def delete_conversation(self, conversation_id: int) -> None:
-        """Delete the conversation with all its messages and their search entries."""
+        """Delete the conversation with all its messages and their search entries, and
+        the attached files no other message refers to."""
         with self._write() as conn:
+            shas = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT DISTINCT a.sha256 FROM message_attachments AS a"
+                    " JOIN messages AS m ON m.id = a.message_id WHERE m.conversation_id = ?",
+                    (conversation_id,),
+                )
+            ]
             conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+        self.free_blobs(shas)
+
+    def unreferenced(self, shas: Iterable[str]) -> list[str]:
+        """Those of ``shas`` no message refers to."""
+        with self._read() as conn:
+            return _unreferenced(conn, shas)
+
+    def free_blobs(self, shas: Iterable[str]) -> list[str]:
+        """Remove from the blob store those of ``shas`` no message refers to; return them.
+
+        The check and the removal happen inside one write transaction, so no prompt that
+        refers to one of them (in this process or another) is added in between: a prompt's
+        files are written in the transaction that adds it."""
+        wanted = sorted(set(shas))
+        if not wanted:
+            return []
+        with self._write() as conn:
+            gone = _unreferenced(conn, wanted)
+            self.blobs.delete(gone)
+        return gone
 
     # -- messages ----------------------------------------------------------------------
 
@@ -525,10 +597,16 @@ class History(SqliteStore):
         status: MessageStatus = "complete",
         reply_group: int | None = None,
         after: int | None = None,
+        attachments: Sequence[Attachment] = (),
         **meta: Unpack[MessageMeta],
     ) -> StoredMessage:
         """Add a message after the last one shown, or after the message ``after``, or as a
         new active version of ``reply_group`` when given.
+
+        ``attachments`` are the files sent with it: the bytes of each one given with its
+        ``data`` are written to the blob store in the same transaction; one given without
+        must be stored already (:class:`~desktop_app.core.blobs.AttachmentUnavailable`
+        otherwise).
 
         A message added after one that already has children of its role becomes a new
         version of them. The first user message gives an untitled conversation its title.
@@ -563,7 +641,15 @@ class History(SqliteStore):
                 path = _shown_path(conn, conversation_id)
                 parent = path[-1].id if path else None
             return self._insert_message(
-                conn, conversation_id, role, content, status, reply_group, dict(meta), parent
+                conn,
+                conversation_id,
+                role,
+                content,
+                status,
+                reply_group,
+                dict(meta),
+                parent,
+                attachments,
             )
 
     def add_version(
@@ -572,18 +658,28 @@ class History(SqliteStore):
         content: str = "",
         *,
         status: MessageStatus = "complete",
+        attachments: Sequence[Attachment] = (),
         **meta: Unpack[MessageMeta],
     ) -> StoredMessage:
         """Add a new version to a group (same role, same parent) and make it the active one.
 
-        A new version of a prompt starts with no replies of its own."""
+        A new version of a prompt starts with no replies of its own; ``attachments`` are
+        its files, as for :meth:`add_message`."""
         with self._write() as conn:
             group = _group_info(conn, reply_group)
             if group is None:
                 raise LookupError(f"no reply group {reply_group}")
             conversation_id, role, parent = group
             return self._insert_message(
-                conn, conversation_id, role, content, status, reply_group, dict(meta), parent
+                conn,
+                conversation_id,
+                role,
+                content,
+                status,
+                reply_group,
+                dict(meta),
+                parent,
+                attachments,
             )
 
     def set_conversation_server(
@@ -642,8 +738,15 @@ class History(SqliteStore):
             return _tool_parts(conn, [message_id]).get(message_id, [])
 
     def get_message(self, message_id: int) -> StoredMessage | None:
+        """One message (any version), with its attachments."""
         with self._read() as conn:
-            return _get_message(conn, message_id)
+            message = _get_message(conn, message_id)
+            return None if message is None else _with_attachments(conn, [message])[0]
+
+    def attachments(self, message_id: int) -> list[Attachment]:
+        """The files sent with one message (any version), in order, without their bytes."""
+        with self._read() as conn:
+            return _attachments(conn, [message_id]).get(message_id, [])
 
     def messages(self, conversation_id: int) -> list[StoredMessage]:
         """The shown path: the first prompt, then the active child of each message in turn
@@ -658,7 +761,7 @@ class History(SqliteStore):
                 _MESSAGE_SELECT + " WHERE m.reply_group = ? ORDER BY m.version",
                 (reply_group,),
             ).fetchall()
-        return [_stored_message(row) for row in rows]
+            return _with_attachments(conn, [_stored_message(row) for row in rows])
 
     def set_active_version(self, message_id: int) -> None:
         """Make this message the version its reply group shows. ``LookupError`` if unknown."""
@@ -947,6 +1050,16 @@ class History(SqliteStore):
 
     # -- internals ---------------------------------------------------------------------
 
+    def _store_blobs(self, attachments: Sequence[Attachment]) -> None:
+        """Write the bytes of ``attachments`` to the blob store (called inside the write
+        transaction that refers to them); one without bytes must be there already."""
+        for attachment in attachments:
+            if attachment.data:
+                if self.blobs.put(attachment.data) != attachment.sha256:
+                    raise ValueError(f"the bytes of {attachment.name!r} do not match its SHA-256")
+            elif not self.blobs.has(attachment.sha256):
+                self.blobs.read(attachment.sha256, name=attachment.name)  # raises, naming it
+
     def _insert_message(
         self,
         conn: sqlite3.Connection,
@@ -957,7 +1070,9 @@ class History(SqliteStore):
         reply_group: int | None,
         meta: dict[str, Any],
         parent: int | None,
+        attachments: Sequence[Attachment] = (),
     ) -> StoredMessage:
+        checked = [_checked_attachment(a) for a in attachments]
         values = _check_fields({**meta, "status": status}, frozenset((*_META_FIELDS, "status")))
         conversation = _get_conversation(conn, conversation_id)
         if conversation is None:
@@ -986,6 +1101,9 @@ class History(SqliteStore):
         message_id = _lastrowid(cursor)
         if reply_group is None:
             conn.execute("UPDATE messages SET reply_group = id WHERE id = ?", (message_id,))
+        if checked:
+            self._store_blobs(checked)
+            _put_attachments(conn, message_id, checked)
         title = conversation.title
         if not title and role == "user":
             title = title_from_prompt(content)
@@ -1223,7 +1341,104 @@ def _shown_path(conn: sqlite3.Connection, conversation_id: int) -> list[StoredMe
         path.append(node)
         node = children.get(node.id)
     parts = _tool_parts(conn, [m.id for m in path if m.role == "assistant"])
-    return [replace(m, tool_parts=tuple(parts[m.id])) if m.id in parts else m for m in path]
+    path = [replace(m, tool_parts=tuple(parts[m.id])) if m.id in parts else m for m in path]
+    return _with_attachments(conn, path)
+
+
+def _with_attachments(
+    conn: sqlite3.Connection, messages: list[StoredMessage]
+) -> list[StoredMessage]:
+    """``messages`` with their attachments filled in (prompts only carry any)."""
+    found = _attachments(conn, [m.id for m in messages if m.role == "user"])
+    if not found:
+        return messages
+    return [replace(m, attachments=tuple(found[m.id])) if m.id in found else m for m in messages]
+
+
+def _attachments(
+    conn: sqlite3.Connection, message_ids: Sequence[int]
+) -> dict[int, list[Attachment]]:
+    out: dict[int, list[Attachment]] = {}
+    for start in range(0, len(message_ids), 500):
+        chunk = message_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            _ATTACHMENT_SELECT + f" WHERE message_id IN ({marks}) ORDER BY message_id, position",
+            tuple(chunk),
+        ).fetchall()
+        for row in rows:
+            kind = row[3] if row[3] in ATTACHMENT_KINDS else "text"
+            out.setdefault(row[0], []).append(
+                Attachment(
+                    sha256=row[1],
+                    name=row[2],
+                    kind=cast(AttachmentKind, kind),
+                    mime=row[4],
+                    size=int(row[5]),
+                    width=int(row[6]),
+                    height=int(row[7]),
+                    pages=int(row[8]),
+                )
+            )
+    return out
+
+
+def _checked_attachment(attachment: Attachment) -> Attachment:
+    """``attachment`` as the history keeps it: a valid SHA-256, a known kind, a name and
+    type on one line of bounded length, whole numbers from 0. ``ValueError`` otherwise."""
+    if not valid_sha256(attachment.sha256):
+        raise ValueError(f"not a SHA-256: {attachment.sha256[:80]!r}")
+    if attachment.kind not in ATTACHMENT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(ATTACHMENT_KINDS)}")
+    numbers = (attachment.size, attachment.width, attachment.height, attachment.pages)
+    if any(isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**53 for n in numbers):
+        raise ValueError("size, width, height and pages must be whole numbers from 0")
+    return replace(
+        attachment,
+        name=_one_line(attachment.name) or "file",
+        mime=_one_line(attachment.mime) or "application/octet-stream",
+    )
+
+
+def _one_line(text: str) -> str:
+    """``text`` without control characters, at most :data:`NAME_LIMIT` characters."""
+    clean = "".join(ch if ch.isprintable() else " " for ch in valid_text(text))
+    return " ".join(clean.split())[:NAME_LIMIT]
+
+
+def _put_attachments(
+    conn: sqlite3.Connection, message_id: int, attachments: Sequence[Attachment]
+) -> None:
+    conn.executemany(
+        "INSERT INTO message_attachments (message_id, position, sha256, name, kind, mime,"
+        " size, width, height, pages) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                message_id,
+                position,
+                a.sha256,
+                a.name,
+                a.kind,
+                a.mime,
+                a.size,
+                a.width,
+                a.height,
+                a.pages,
+            )
+            for position, a in enumerate(attachments)
+        ],
+    )
+
+
+def _unreferenced(conn: sqlite3.Connection, shas: Iterable[str]) -> list[str]:
+    return [
+        sha
+        for sha in sorted(set(shas))
+        if conn.execute(
+            "SELECT 1 FROM message_attachments WHERE sha256 = ? LIMIT 1", (sha,)
+        ).fetchone()
+        is None
+    ]
 
 
 def _fenced(text: str, info: str = "") -> str:
