@@ -217,6 +217,16 @@ QFrame#composerBox {{
 }}
 QFrame#composerBox[focused="true"] {{ border-color: {t.muted}; }}
 QPlainTextEdit#promptEdit {{ background: transparent; border: none; }}
+QFrame#attachmentChip {{
+    background: {t.alt_base}; border: 1px solid {t.border}; border-radius: 10px;
+}}
+QFrame#attachmentChip:focus {{ border: 2px solid {t.muted}; }}
+QLabel#attachmentThumb {{
+    background: {t.base}; border-radius: 6px; color: {t.muted}; font-weight: 600;
+}}
+QToolButton#attachmentRemove {{ border: none; color: {t.muted}; padding: 0 2px; }}
+QToolButton#attachmentRemove:hover {{ color: {t.text}; }}
+QScrollArea#attachmentScroll, QWidget#attachmentRow {{ background: transparent; }}
 QToolButton#sendButton {{ background: {t.accent}; border: none; border-radius: 16px; }}
 QToolButton#sendButton:hover {{ background: {t.accent_hover}; }}
 QToolButton#sendButton:disabled {{ background: {t.hover}; }}
