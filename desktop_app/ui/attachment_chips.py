@@ -228,6 +228,8 @@ class AttachmentTray(QWidget):
         super().__init__(parent)
         self.setObjectName("attachmentTray")
         self.chips: dict[int, AttachmentChip] = {}
+        self.focus_target: QWidget | None = None
+        """Where the keyboard goes when the last chip is removed."""
         self._next = 0
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
@@ -299,10 +301,10 @@ class AttachmentTray(QWidget):
                 self.focus_after_last()
 
     def focus_after_last(self) -> None:
-        """Give the keyboard to whatever follows the tray (the prompt)."""
-        parent = self.parentWidget()
-        if parent is not None:
-            parent.setFocus(Qt.FocusReason.OtherFocusReason)
+        """Give the keyboard to what follows the tray (the prompt)."""
+        target = self.focus_target or self.parentWidget()
+        if target is not None:
+            target.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def clear(self) -> None:
         for key in list(self.chips):

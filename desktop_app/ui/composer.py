@@ -196,6 +196,7 @@ class Composer(QWidget):
         self.edit.paste_refused.connect(self._paste_refused)
         self.edit.refused.connect(self.show_warning)
         self.edit.installEventFilter(self)
+        self.tray.focus_target = self.edit
         row.addWidget(self.edit, 1)
         self.tools = ToolPicker()
         row.addWidget(self.tools, 0, Qt.AlignmentFlag.AlignBottom)

@@ -885,7 +885,7 @@ def _read_image(image: QImage, name: str) -> tuple[Attachment, QImage | None, in
     """A pasted image as a PNG attachment, its thumbnail and tokens (on a worker thread)."""
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    if not image.save(buffer, b"PNG"):
+    if not image.save(buffer, "PNG"):  # type: ignore[call-overload]
         raise AttachmentRefused(f"{name} cannot be attached: the image could not be encoded.")
     att = attachment_from_bytes(bytes(buffer.data().data()), name)
     return att, decode_image(att.data), estimate_tokens(att)
