@@ -43,7 +43,13 @@ from typing import TYPE_CHECKING, Final
 
 from desktop_app.core.errors import RillError
 from desktop_app.core.text import valid_text
-from desktop_app.core.types import Attachment, AttachmentKind, TokenUsage, provider_title
+from desktop_app.core.types import (
+    Attachment,
+    AttachmentKind,
+    ChatRequest,
+    TokenUsage,
+    provider_title,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PilImage
@@ -59,6 +65,7 @@ __all__ = [
     "estimate_tokens",
     "fit_image",
     "fit_images",
+    "fit_request",
     "human_size",
     "image_tokens",
     "pdf_block",
@@ -688,3 +695,36 @@ def fit_images(attachments: Iterable[Attachment], provider: str) -> tuple[Attach
         )
     each = (budget - others) * 3 // 4 // len(images)
     return tuple(fit_image(a, provider, max_bytes=each) if a.kind == "image" else a for a in fitted)
+
+
+PDF_AS_TEXT: Final = frozenset({"openai", "ollama"})
+"""The protocols a PDF is sent to as its text, page by page: OpenAI-compatible servers and
+Ollama take no documents. Anthropic (``document``) and Gemini (``inline_data``) get the
+PDF itself and read its pages, pictures included."""
+
+
+def fit_request(request: ChatRequest, provider: str) -> ChatRequest:
+    """``request`` with the files of its user messages made ready for ``provider``: every
+    image fitted (:func:`fit_images`, over the whole request, so a provider's total limit
+    holds for all its messages together) and every PDF's text read. Raises
+    :class:`AttachmentRefused` for a file whose bytes are not there or that cannot be
+    fitted. CPU work: call it off the event loop."""
+    files = [a for m in request.messages if m.role == "user" for a in m.attachments]
+    if not files:
+        return request
+    for a in files:
+        if not a.data:
+            raise AttachmentRefused(
+                f"{a.name} cannot be sent: Rill no longer has its content.",
+                action="Attach the file again.",
+            )
+        if a.kind == "pdf" and provider in PDF_AS_TEXT:
+            pdf_text(a)  # read here, where the CPU time is spent off the event loop
+    fitted = iter(fit_images(files, provider))
+    messages = tuple(
+        replace(m, attachments=tuple(next(fitted) for _ in m.attachments))
+        if m.role == "user" and m.attachments
+        else m
+        for m in request.messages
+    )
+    return replace(request, messages=messages)

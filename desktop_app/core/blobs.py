@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
+from desktop_app.core.attachments import safe_name
 from desktop_app.core.errors import RillError
 from desktop_app.core.paths import FOLDER_MODE
 from desktop_app.core.types import Attachment
@@ -80,19 +81,7 @@ class BlobStore:
             return sha
         try:
             _make_folder(self.folder)
-            _make_folder(target.parent)
-            fd, temp = tempfile.mkstemp(prefix=".part-", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as file:
-                    file.write(data)
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.replace(temp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
-                raise
-            _sync_folder(target.parent)
+            _write_whole(target, data, durable=True)
         except OSError as exc:
             reason = (exc.strerror or str(exc)).lower()
             raise AttachmentUnavailable(
@@ -154,6 +143,57 @@ class BlobStore:
             return attachment
         return replace(attachment, data=self.read(attachment.sha256, name=attachment.name))
 
+    def stored(self, *, older_than: float | None = None) -> list[str]:
+        """The SHA-256 of every blob stored (last written before ``older_than``, a
+        ``time.time()``, when given). Leftovers of writes that never finished (a crash)
+        older than that are removed on the way."""
+        found: list[str] = []
+        try:
+            folders = [f for f in self.folder.iterdir() if len(f.name) == 2]
+        except OSError:
+            return found
+        for folder in folders:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    written = entry.stat(follow_symlinks=False).st_mtime
+                except OSError:
+                    continue
+                if older_than is not None and written >= older_than:
+                    continue
+                if valid_sha256(entry.name) and entry.name.startswith(folder.name):
+                    found.append(entry.name)
+                elif entry.name.startswith(".part-") and older_than is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+        return found
+
+    def named_copy(self, attachment: Attachment, folder: str | os.PathLike[str]) -> Path:
+        """A copy of the attached file under its own name, for the system's viewer (which
+        goes by the name's extension): ``folder/<sha>/<name>``, private to the user, made
+        once. The copy is the viewer's to change; the blob stays as it was.
+
+        Raises :class:`AttachmentUnavailable` as :meth:`read` does, or when the copy
+        cannot be written."""
+        name = _file_name(attachment.name)
+        target = Path(folder) / attachment.sha256[:16] / name
+        if self._intact(target, attachment.sha256, attachment.size):
+            return target
+        data = self.read(attachment.sha256, name=attachment.name)
+        try:
+            _write_whole(target, data, durable=False)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise AttachmentUnavailable(
+                f"Rill could not make a copy of {name} to open ({reason}).",
+                action="Check that the disk is not full, then try again.",
+                detail=str(exc),
+            ) from exc
+        return target
+
     def delete(self, shas: Iterable[str]) -> int:
         """Remove the blobs ``shas`` (names that are not SHA-256s and blobs already gone are
         skipped); return how many were removed. The history decides which ones nothing
@@ -175,8 +215,36 @@ class BlobStore:
         return removed
 
 
+def _file_name(name: str) -> str:
+    """``name`` fit to be a file's name in a folder of Rill's: no folder part, no control
+    characters, not ``.`` or ``..``."""
+    clean = safe_name(name).replace("/", "_").replace("\\", "_")
+    return "attachment" if not clean.strip(". ") else clean
+
+
 def _make_folder(folder: Path) -> None:
     folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+
+
+def _write_whole(target: Path, data: bytes, *, durable: bool) -> None:
+    """Write ``target`` (0600) so that it holds all of ``data`` or is not there: a
+    temporary file in the same folder, renamed into place; ``durable`` flushes both to
+    disk first."""
+    _make_folder(target.parent)
+    fd, temp = tempfile.mkstemp(prefix=".part-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    if durable:
+        _sync_folder(target.parent)
 
 
 def _sync_folder(folder: Path) -> None:

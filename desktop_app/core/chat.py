@@ -853,7 +853,8 @@ class Turn:
             return
         try:
             await self._record_prompt(history, request, prompt)
-        except HistoryError as exc:
+        except (HistoryError, AttachmentUnavailable) as exc:
+            # (a file that cannot be stored: a full disk, a folder Rill may not write)
             if self.mode not in ("new", "edit"):
                 raise
             # Answer anyway; wait_saved() tells that nothing of this exchange was saved.

@@ -35,6 +35,7 @@ from urllib.parse import quote
 import httpx
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
+from desktop_app.core.attachments import fit_request
 from desktop_app.core.errors import (
     AuthError,
     CircuitOpenError,
@@ -528,7 +529,11 @@ class Generation:
         check_key(provider, request, api_key)
         url = provider.url(request)
         headers = provider.headers(api_key, stream=request.stream)
-        body = provider.encode_body(request)
+        if any(m.attachments for m in request.messages):
+            # fitting images and encoding files is CPU work: off the event loop
+            body = await asyncio.to_thread(_prepared_body, provider, request)
+        else:
+            body = provider.encode_body(request)
         server = _server(provider.title, url)
         breaker = engine.breakers.get(request.endpoint)
         timeout = engine.timeout()
@@ -1157,6 +1162,11 @@ class _FrameReader:
 
     async def aclose(self) -> None:
         await self.pieces.aclose()
+
+
+def _prepared_body(provider: Provider, request: ChatRequest) -> bytes:
+    """The body of ``request`` with its files fitted to what ``provider`` takes."""
+    return provider.encode_body(fit_request(request, provider.name))
 
 
 def _mb(size: int) -> str:

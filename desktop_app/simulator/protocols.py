@@ -104,6 +104,8 @@ class ChatInput:
     """Text of a trailing assistant message: the reply continues it instead of starting over."""
     generate: bool = False
     """An Ollama ``/api/generate`` request (a prompt, answered in ``response`` fields)."""
+    attachments: tuple[str, ...] = ()
+    """One answer line for each file of the last user message (:mod:`.attachments`)."""
 
 
 def _typed_text(content: Any) -> str:
@@ -323,6 +325,8 @@ def parse_chat(
     The reply's seed is the last user message and the model the body names, so the body
     alone decides the reply text (Gemini's model is in the URL and does not count).
     """
+    from desktop_app.simulator.attachments import attachment_lines
+
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
     if protocol == "gemini":
@@ -356,6 +360,7 @@ def parse_chat(
             tool_results=quoted,
             seed_model=seed_model,
             prefill=prefill,
+            attachments=attachment_lines(protocol, body),
         )
     # OpenAI and Ollama share the message shape.
     functions = [_dict(t).get("function") for t in _list(body.get("tools")) if isinstance(t, dict)]
@@ -382,6 +387,7 @@ def parse_chat(
             tool_results=quoted,
             seed_model=seed_model,
             prefill=prefill,
+            attachments=attachment_lines(protocol, body),
         )
     limit = body.get("max_completion_tokens")
     if limit is None:
@@ -398,10 +404,13 @@ def parse_chat(
         include_usage=_dict(body.get("stream_options")).get("include_usage") is True,
         seed_model=seed_model,
         prefill=prefill,
+        attachments=attachment_lines(protocol, body),
     )
 
 
 def _parse_gemini(body: dict[str, Any], model: str, stream: bool) -> ChatInput:
+    from desktop_app.simulator.attachments import attachment_lines
+
     contents = _list(body.get("contents"))
     system = body.get("systemInstruction", body.get("system_instruction"))
     words = count_words(
@@ -442,6 +451,7 @@ def _parse_gemini(body: dict[str, Any], model: str, stream: bool) -> ChatInput:
         tool_calls=calls,
         tool_results=quoted,
         prefill=prefill,
+        attachments=attachment_lines("gemini", body),
     )
 
 
@@ -548,6 +558,9 @@ def plan_reply(
     """
     if inp.tool_calls:
         return _call_reply(inp)
+    if inp.attachments:
+        chunks = _continuation(echo_tokens("\n".join(inp.attachments)), inp.prefill)
+        return Reply(chunks=chunks, finish="stop")
     if inp.last_user.startswith("/echo "):
         chunks = _continuation(echo_tokens(inp.last_user[len("/echo ") :]), inp.prefill)
         return Reply(chunks=chunks, finish="stop")
