@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QBuffer, QIODevice, QObject, QSize, Signal
@@ -27,7 +25,6 @@ from desktop_app.core.attachments import (
     check_total,
     estimate_tokens,
     read_attachment,
-    safe_name,
 )
 from desktop_app.core.blobs import BlobStore
 from desktop_app.core.chat import ChatService, Services, Turn
@@ -815,8 +812,12 @@ class ChatController(QObject):
                 else:
                     self.image_ready.emit(att.name, image)
                 return
-            path = await self.services.run_search(_named_copy, blobs, att, folder)
-            self.file_ready.emit(str(path))
+            try:
+                path = await self.services.run_search(blobs.named_copy, att, folder)
+            except RillError as exc:
+                self.notice.emit(str(exc))
+            else:
+                self.file_ready.emit(str(path))
 
         self.spawn(run())
 
@@ -898,23 +899,6 @@ def _stored_image(blobs: BlobStore, sha256: str, fit: QSize | None) -> QImage | 
     except RillError:
         return None
     return decode_image(data) if fit is None else decode_image(data, fit)
-
-
-def _named_copy(blobs: BlobStore, att: Attachment, folder: Path) -> Path:
-    """A copy of a stored file under ``folder``, named as attached (a viewer knows the kind
-    of a file by its extension), readable by the user only."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    place = folder / att.sha256[:16]
-    place.mkdir(exist_ok=True, mode=0o700)
-    target = place / (safe_name(att.name).replace("…", "") or "attachment")
-    if not target.is_file():
-        data = blobs.read(att.sha256, name=att.name)
-        part = place / ".part"
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        os.replace(part, target)
-    return target
 
 
 def _sentence(exc: BaseException) -> str:
