@@ -396,7 +396,10 @@ class AttachmentStrip(QWidget):
             elif att.kind == "image":
                 wanted.append(att.sha256)
             chip.activated.connect(lambda a=att: self.opened.emit(a))
-            self.grid.addWidget(chip, i // STRIP_COLUMNS, i % STRIP_COLUMNS)
+            # aligned, each chip keeps its own height (an image's is taller than a file's)
+            self.grid.addWidget(
+                chip, i // STRIP_COLUMNS, i % STRIP_COLUMNS, Qt.AlignmentFlag.AlignBottom
+            )
             self.chips.append(chip)
         self.setVisible(bool(attachments))
         return wanted

@@ -225,6 +225,9 @@ QLabel#attachmentThumb {{
     background: {t.base}; border-radius: 6px; color: {t.muted}; font-weight: 600;
 }}
 QToolButton#attachmentRemove {{ border: none; color: {t.muted}; padding: 0 2px; }}
+QToolButton#attachButton {{ border: none; border-radius: 16px; }}
+QToolButton#attachButton:hover {{ background: {t.hover}; }}
+QToolButton#attachButton:focus {{ border: 2px solid {t.muted}; }}
 QToolButton#attachmentRemove:hover {{ color: {t.text}; }}
 QScrollArea#attachmentScroll, QWidget#attachmentRow {{ background: transparent; }}
 QToolButton#sendButton {{ background: {t.accent}; border: none; border-radius: 16px; }}
