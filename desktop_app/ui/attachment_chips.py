@@ -346,13 +346,23 @@ class AttachmentTray(QWidget):
 
     def _changed(self) -> None:
         self.setVisible(bool(self.chips))
-        if self.chips:
-            height = max(c.sizeHint().height() for c in self.chips.values())
-            bar = self.scroller.horizontalScrollBar().sizeHint().height()
-            inner = self.scroller.widget()
-            wide = inner is not None and inner.sizeHint().width() > self.scroller.viewport().width()
-            self.scroller.setFixedHeight(height + (bar if wide else 0) + 2)
+        self._fit_height()
         self.changed.emit()
+
+    def _fit_height(self) -> None:
+        """As tall as the chips, plus the scroll bar when they are wider than the tray."""
+        if not self.chips:
+            return
+        height = max(c.sizeHint().height() for c in self.chips.values())
+        inner = self.scroller.widget()
+        wide = inner is not None and inner.sizeHint().width() > self.width()
+        bar = self.scroller.horizontalScrollBar().sizeHint().height() + 2 if wide else 0
+        if self.scroller.height() != height + bar:
+            self.scroller.setFixedHeight(height + bar)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_height()
 
 
 class AttachmentStrip(QWidget):
