@@ -531,6 +531,8 @@ class MessageWidget(QFrame):
         if self.strip is None:
             return
         missing = self.strip.set_attachments(attachments, self.thumbs)
+        if self.bubble is not None:  # files sent without words show no empty bubble
+            self.bubble.setVisible(bool(self.text().strip()) or not attachments)
         if missing:
             self.thumbnails_wanted.emit(missing)
 

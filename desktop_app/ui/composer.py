@@ -306,10 +306,10 @@ class Composer(QWidget):
         """While a prompt with attachments is being stored, its chips cannot be changed."""
         self.tray.setEnabled(not held)
 
-    def pasted_name(self) -> str:
-        """A name for an image pasted from the clipboard: "Pasted image 1.png", 2, …"""
+    def pasted_name(self, how: str = "Pasted") -> str:
+        """A name for an image pasted (or dropped) without a file: "Pasted image 1.png", …"""
         self._pasted += 1
-        return f"Pasted image {self._pasted}.png"
+        return f"{how} image {self._pasted}.png"
 
     def set_context(self, context_length: int | None) -> None:
         self.context_length = context_length

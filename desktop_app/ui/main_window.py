@@ -838,9 +838,9 @@ class MainWindow(QMainWindow):
         if paths and self.controller.known_limits() is None:
             self.controller.look_up_limits()
 
-    def attach_image(self, image: QImage) -> None:
-        """Attach an image from the clipboard as a PNG ("Pasted image 1.png")."""
-        name = self.composer.pasted_name()
+    def attach_image(self, image: QImage, how: str = "Pasted") -> None:
+        """Attach an image from the clipboard (or dropped) as a PNG ("Pasted image 1.png")."""
+        name = self.composer.pasted_name(how)
         key = self.composer.tray.add_pending(name)
         self.controller.read_image(key, image, name)
 
@@ -848,15 +848,15 @@ class MainWindow(QMainWindow):
         """Attach what was dropped: files from this computer, or an image; say why an
         address from elsewhere was not attached. False when there was nothing to take."""
         files, other = local_files(mime)
+        if not files and mime.hasImage():  # an image dragged from a page brings its pixels
+            image = mime.imageData()
+            if isinstance(image, QImage) and not image.isNull():
+                self.attach_image(image, "Dropped")
+                return True
         if files:
             self.attach_files(files)
         if other:
             self.composer.show_warning(remote_sentence(other))
-        if not files and not other and mime.hasImage():
-            image = mime.imageData()
-            if isinstance(image, QImage) and not image.isNull():
-                self.attach_image(image)
-                return True
         return bool(files or other)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

@@ -313,6 +313,34 @@ def test_sending_an_image_the_model_sees_it_and_the_prompt_shows_it(
     assert len(images) == 2
 
 
+def test_an_image_can_be_sent_without_words(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread, tmp_path: Path
+) -> None:
+    window.attach_files([str(_png(tmp_path / "alone.png", (30, 20)))])
+    _read(qtbot, window, 1)
+    assert window.composer.text() == ""
+    wait_reply(qtbot, window, lambda: qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return))
+    reply = window.view.last_assistant()
+    assert reply is not None and "I see an image of 30×20 pixels" in reply.text()
+    user = window.view.last_user()
+    assert user is not None and user.bubble is not None
+    assert not user.bubble.isVisible()
+    assert _user_chip(window).name == "alone.png"
+
+
+def test_an_image_dragged_from_a_web_page_attaches_its_pixels(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    mime = _urls(QUrl("https://example.com/photo.png"))
+    image = QImage(40, 30, QImage.Format.Format_RGB32)
+    image.fill(Qt.GlobalColor.red)
+    mime.setImageData(image)
+    _drop(window, mime)
+    (chip,) = _read(qtbot, window, 1)
+    assert chip.name == "Dropped image 1.png"
+    assert not window.composer.warning.isVisible()
+
+
 def test_editing_puts_the_attachments_back_as_chips(
     qtbot: QtBot, window: MainWindow, sim: SimulatorThread, tmp_path: Path
 ) -> None:
