@@ -259,6 +259,8 @@ class Composer(QWidget):
         self.token_counts: dict[str, int] = {}
         """Each attachment's token estimate, by hash."""
         self._pasted = 0
+        self._held: list[int] = []
+        """Keys of the chips sent with the prompt being stored."""
 
         self._draft_timer = QTimer(self)
         self._draft_timer.setSingleShot(True)
@@ -301,10 +303,19 @@ class Composer(QWidget):
     def clear_attachments(self) -> None:
         self.tray.clear()
         self.tray.setEnabled(True)
+        self._held = []
 
     def hold_attachments(self, held: bool) -> None:
         """While a prompt with attachments is being stored, its chips cannot be changed."""
+        self._held = list(self.tray.chips) if held else []
         self.tray.setEnabled(not held)
+
+    def release_sent(self) -> None:
+        """The prompt is stored: its chips go (any attached since stay)."""
+        for key in self._held:
+            self.tray.discard(key)
+        self._held = []
+        self.tray.setEnabled(True)
 
     def pasted_name(self, how: str = "Pasted") -> str:
         """A name for an image pasted (or dropped) without a file: "Pasted image 1.png", …"""

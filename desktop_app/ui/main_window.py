@@ -231,9 +231,6 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.viewers: list[ImageViewer] = []
         """Images open in windows of their own."""
-        self.choose_files_hook: Any = None
-        """Replaces the file dialog of "Attach files" when set: called with the dialog's
-        callback (a list of paths)."""
         self._build()
         self._make_actions()
         self._wire()
@@ -505,7 +502,7 @@ class MainWindow(QMainWindow):
         composer.edit.image_given.connect(self.attach_image)
         c.attachment_read.connect(self._attachment_read)
         c.attachment_refused.connect(self._attachment_refused)
-        c.prompt_stored.connect(composer.clear_attachments)
+        c.prompt_stored.connect(composer.release_sent)
         c.turn_ended.connect(lambda: composer.hold_attachments(False))
         c.limits_known.connect(self._limits_known)
         c.thumbnail_ready.connect(self.view.set_thumbnail)
@@ -815,9 +812,6 @@ class MainWindow(QMainWindow):
 
     def choose_files(self) -> None:
         """Ask for files to attach (several at once), without blocking the window."""
-        if self.choose_files_hook is not None:
-            self.choose_files_hook(self.attach_files)
-            return
         dialog = QFileDialog(self, "Attach files", str(Path.home()))
         dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
         dialog.setNameFilters(
