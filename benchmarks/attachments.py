@@ -1,6 +1,6 @@
-"""11. Attachments: a 12-megapixel photo attached in the real main window (offscreen) and
-sent to the simulator: time to its chip, time until the request has left, and the longest
-main-thread stall while attaching.
+"""11. Attachments: a 12-megapixel photo, from the file to the request each provider gets,
+and in the real main window (offscreen): time to its chip, the longest main-thread stall while
+attaching, and time until the request has left.
 
 ``python -m benchmarks.attachments [--quick]`` measures and prints the rows.
 """
@@ -15,32 +15,41 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keyring.backends.null
-from PIL import Image
 
-from benchmarks.common import Row, below, format_value, info, log, verdict
-from benchmarks.paced_simulator import paced_simulator
-from benchmarks.render import (
-    PROBE_MS,
-    SETTLE_S,
-    LoopProbe,
-    _app,
-    _close_window,
-    _next,
-    _open_window,
-    _wait_until,
+from benchmarks.common import (
+    Row,
+    below,
+    format_value,
+    info,
+    log,
+    median,
+    simulator_process,
+    verdict,
 )
-from desktop_app.core.chat import Services
-from desktop_app.core.config import Config, Profile
-from desktop_app.core.events import Stage
-from desktop_app.core.paths import app_paths
-from desktop_app.core.secrets import Secrets
-from desktop_app.ui.main_window import MainWindow
+from benchmarks.paced_simulator import paced_simulator
+from benchmarks.render import PROBE_MS
+from desktop_app.core.attachments import fit_request, read_attachment
+from desktop_app.core.engine import Engine
+from desktop_app.core.events import Finished
+from desktop_app.core.providers import get_provider
+from desktop_app.core.types import PROVIDERS, ChatRequest, Message
+
+if TYPE_CHECKING:
+    from desktop_app.core.config import Config
+    from desktop_app.ui.main_window import MainWindow
 
 PHOTO_SIZE = (4000, 3000)
-"""12 megapixels, as a phone camera takes them."""
+REPEATS = 7
+QUICK_REPEATS = 2
+SENDS = 5
+QUICK_SENDS = 1
 ROUNDS = 5
 QUICK_ROUNDS = 1
 CHIP_TARGET_S = 1.0
@@ -49,12 +58,23 @@ STALL_TARGET_MS = 50.0
 TIMEOUT_S = 60.0
 
 METHOD = f"""\
-A photo of {PHOTO_SIZE[0]:,} × {PHOTO_SIZE[1]:,} pixels (12 megapixels) is made once with
-Pillow: camera-like noise over a gradient, saved as a JPEG at quality 90 (a few megabytes, as a
-phone's photo is). The real main window (offscreen Qt, `Services.open` over a fresh temporary
-`RILL_HOME`, the theme applied, a null keychain) has one OpenAI-compatible profile pointing at
-the simulator, which runs in a process of its own (`python -m benchmarks.paced_simulator`) so
-its CPU does not count against the window's. Each of {ROUNDS} rounds starts a new chat and:
+A photo of {PHOTO_SIZE[0]}×{PHOTO_SIZE[1]} pixels (12 megapixels) is written as a JPEG of
+quality 92 whose content (gradients and noise) makes it at least as large as a camera's.
+*Read* is `read_attachment()` on it: the capped read, the kind by its bytes, the header and a
+full decode to prove it is an image. *Time to send* is, for each provider, read plus what the
+engine does on a worker thread before the request goes out: `fit_request()` (downscale and
+re-encode to the provider's limits) and the provider's body encoded (base64 and JSON). The
+median of {REPEATS} runs is shown, each on a fresh read. Then the photo is sent {SENDS} times
+through the engine to the simulator (its own process), Anthropic's protocol, and the longest
+stall of the engine's event loop is measured by a task that wakes every millisecond (after
+one text request has set the engine up): the CPU work runs off the loop, so the loop stays
+free while the photo is fitted.
+
+In the window, the same photo: the real main window (offscreen Qt, `Services.open` over a
+fresh temporary `RILL_HOME`, the theme applied, a null keychain) has one OpenAI-compatible
+profile pointing at the simulator, which runs in a process of its own (`python -m
+benchmarks.paced_simulator`) so its CPU does not count against the window's. One round warms
+the window up and is not counted; each of {ROUNDS} rounds then starts a new chat and:
 
 - **time to chip**: from `MainWindow.attach_files([photo])` — what choosing the file in the
   "Attach files" dialog, dropping it or pasting it does — until its chip above the prompt shows
@@ -71,19 +91,96 @@ answer comes from the response cache.
 """
 
 
-def make_photo(path: Path) -> int:
-    """A 12 MP JPEG that compresses like a photo; returns its size in bytes."""
+@contextmanager
+def photo_file() -> Iterator[Path]:
+    """A 12 MP JPEG like a camera's, in a temporary folder."""
+    from PIL import Image
+
     width, height = PHOTO_SIZE
-    noise = Image.effect_noise((width, height), 48)
     gradient = Image.linear_gradient("L").resize((width, height))
-    photo = Image.merge("RGB", (noise, gradient, Image.blend(noise, gradient, 0.5)))
-    buffer = io.BytesIO()
-    photo.save(buffer, "JPEG", quality=90)
-    path.write_bytes(buffer.getvalue())
-    return len(buffer.getvalue())
+    noise = Image.effect_noise((width, height), 40)
+    mirrored = gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    img = Image.merge("RGB", (gradient, noise, mirrored))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=92)
+    with tempfile.TemporaryDirectory(prefix="rill-bench-attach-") as folder:
+        path = Path(folder) / "photo.jpg"
+        path.write_bytes(out.getvalue())
+        yield path
+
+
+def _timed(action: Callable[[], object], repeats: int) -> list[float]:
+    samples: list[float] = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def _request(provider: str, path: Path) -> ChatRequest:
+    message = Message("user", "What is in this photo?", attachments=(read_attachment(path),))
+    return ChatRequest(provider, "http://127.0.0.1:9", "sim-small", (message,))  # type: ignore[arg-type]
+
+
+def time_to_send(path: Path, repeats: int) -> list[Row]:
+    """Read, and read + fit + encode for each provider (the rows of "time to send")."""
+    size = path.stat().st_size
+    read_ms = _timed(lambda: read_attachment(path), repeats)
+    rows = [info("12 MP photo: read", median(read_ms), "ms", note=f"{size / 1e6:.1f} MB JPEG")]
+    for name in PROVIDERS:
+
+        def send(name: str = name) -> None:
+            get_provider(name).encode_body(fit_request(_request(name, path), name))
+
+        samples = _timed(send, repeats)
+        fitted = fit_request(_request(name, path), name).messages[0].attachments[0]
+        note = f"sent as {fitted.width}×{fitted.height} {fitted.mime}, {fitted.size / 1e6:.2f} MB"
+        log(f"{name}: {median(samples):.0f} ms, {note}")
+        rows.append(info(f"12 MP photo: time to send, {name}", median(samples), "ms", note=note))
+    return rows
+
+
+async def _longest_stall(path: Path, sends: int) -> tuple[float, float]:
+    """(longest event-loop stall, median reply time), in ms, sending the photo ``sends``
+    times through the engine."""
+    stalls: list[float] = []
+    replies: list[float] = []
+    with simulator_process(tokens=20) as sim:
+        engine = Engine(api_key=lambda _r: "sk-bench")
+        running = True
+
+        async def watch() -> None:
+            loop = asyncio.get_running_loop()
+            while running:
+                before = loop.time()
+                await asyncio.sleep(0.001)
+                stalls.append((loop.time() - before - 0.001) * 1000)
+
+        # the file is read before the loop is watched (the window reads it on a thread)
+        photo = replace(_request("anthropic", path), base_url=sim.base_url("anthropic"))
+        warm_up = replace(photo, messages=(Message("user", "Hello"),))
+        [event async for event in engine.stream(warm_up)]  # the first request's set-up
+        watcher = asyncio.create_task(watch())
+        try:
+            for _ in range(sends):
+                request = replace(photo)
+                started = time.perf_counter()
+                events = [event async for event in engine.stream(request, read_cache=False)]
+                if not isinstance(events[-1], Finished):
+                    raise RuntimeError(f"the photo was not answered: {events[-1]!r}")
+                replies.append((time.perf_counter() - started) * 1000)
+        finally:
+            running = False
+            await watcher
+            await engine.aclose()
+    return max(stalls), statistics.median(replies)
 
 
 def _config(home: Path, base_url: str) -> Config:
+    from desktop_app.core.config import Config, Profile
+    from desktop_app.core.paths import app_paths
+
     paths = app_paths(home).ensure()
     config = Config(path=paths.config_file)
     config.profiles["Simulator"] = Profile(
@@ -93,8 +190,11 @@ def _config(home: Path, base_url: str) -> Config:
     return config
 
 
-async def _round(window: MainWindow, photo: Path, n: int) -> tuple[float, float, float]:
+async def _window_round(window: MainWindow, photo: Path, n: int) -> tuple[float, float, float]:
     """One photo attached and sent: (time to chip, longest stall in ms, time to send)."""
+    from benchmarks.render import SETTLE_S, LoopProbe, _next, _wait_until
+    from desktop_app.core.events import Stage
+
     window.new_chat()
     await asyncio.sleep(SETTLE_S)
     gc.collect()
@@ -136,7 +236,14 @@ async def _round(window: MainWindow, photo: Path, n: int) -> tuple[float, float,
     return to_chip, stall, to_send
 
 
-async def _measure(home: Path, base_url: str, photo: Path, size: int, rounds: int) -> list[Row]:
+async def _window_measure(
+    home: Path, base_url: str, photo: Path, size: int, rounds: int
+) -> list[Row]:
+    from benchmarks.render import _close_window, _open_window
+    from desktop_app.core.chat import Services
+    from desktop_app.core.paths import app_paths
+    from desktop_app.core.secrets import Secrets
+
     services = Services.open(
         config=_config(home, base_url),
         paths=app_paths(home),
@@ -145,9 +252,9 @@ async def _measure(home: Path, base_url: str, photo: Path, size: int, rounds: in
     window = await _open_window(services)
     results: list[tuple[float, float, float]] = []
     try:
-        await _round(window, photo, 0)  # warm-up: first chip, first thumbnail, first send
+        await _window_round(window, photo, 0)  # warm-up: first chip, first thumbnail, first send
         for n in range(1, rounds + 1):
-            result = await _round(window, photo, n)
+            result = await _window_round(window, photo, n)
             log(
                 f"round {n}: chip {result[0] * 1000:.0f} ms, stall {result[1]:.1f} ms, "
                 f"send {result[2] * 1000:.0f} ms"
@@ -156,10 +263,10 @@ async def _measure(home: Path, base_url: str, photo: Path, size: int, rounds: in
     finally:
         await _close_window(window)
         await services.aclose()
-    return _rows(results, size)
+    return _window_rows(results, size)
 
 
-def _rows(results: list[tuple[float, float, float]], size: int) -> list[Row]:
+def _window_rows(results: list[tuple[float, float, float]], size: int) -> list[Row]:
     chips = [r[0] for r in results]
     stalls = [r[1] for r in results]
     sends = [r[2] for r in results]
@@ -190,27 +297,46 @@ def _rows(results: list[tuple[float, float, float]], size: int) -> list[Row]:
     ]
 
 
-def run(quick: bool) -> list[Row]:
+def window_rows(path: Path, rounds: int) -> list[Row]:
+    """The photo attached and sent in the real main window, offscreen."""
     import qasync
 
-    rounds = QUICK_ROUNDS if quick else ROUNDS
+    from benchmarks.render import _app
+
     app = _app()
+    size = path.stat().st_size
     with (
         paced_simulator(tokens=20, tokens_per_s=2000) as sim,
-        tempfile.TemporaryDirectory(prefix="rill-bench-attach-") as home,
+        tempfile.TemporaryDirectory(prefix="rill-bench-attach-window-") as home,
     ):
-        photo = Path(home) / "photo.jpg"
-        size = make_photo(photo)
         log(f"simulator {sim.url}; photo {size:,} bytes")
         loop = qasync.QEventLoop(app)
         asyncio.set_event_loop(loop)
         try:
             with loop:
                 return loop.run_until_complete(
-                    _measure(Path(home) / "rill", sim.base_url("openai"), photo, size, rounds)
+                    _window_measure(Path(home), sim.base_url("openai"), path, size, rounds)
                 )
         finally:
             asyncio.set_event_loop(None)
+
+
+def run(quick: bool) -> list[Row]:
+    repeats = QUICK_REPEATS if quick else REPEATS
+    sends = QUICK_SENDS if quick else SENDS
+    with photo_file() as path:
+        rows = time_to_send(path, repeats)
+        stall, reply = asyncio.run(_longest_stall(path, sends))
+        shown = window_rows(path, QUICK_ROUNDS if quick else ROUNDS)
+    rows.append(
+        info(
+            "12 MP photo through the engine: longest event-loop stall",
+            stall,
+            "ms",
+            note=f"Anthropic protocol, {sends} sends; reply in {reply:.0f} ms (median)",
+        )
+    )
+    return rows + shown
 
 
 def main(argv: list[str] | None = None) -> int:

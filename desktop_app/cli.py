@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, NoReturn, TextIO, cast
 
 from desktop_app import __version__
+from desktop_app.core.attachments import AttachmentRefused, check_total, read_attachment
 from desktop_app.core.chat import ChatService, Services, Turn
 from desktop_app.core.config import BUILT_IN_PROFILE, Config, check_base_url, load_config
 from desktop_app.core.errors import RillError
@@ -58,7 +59,13 @@ from desktop_app.core.text import has_surrogates, valid_text
 from desktop_app.core.tools.base import Approver, Decision, ToolInfo
 from desktop_app.core.tools.config import server_configs, set_tool_policy
 from desktop_app.core.tools.mcp import McpHost
-from desktop_app.core.types import PROVIDERS, GenerationResponse, TokenUsage, ToolPart
+from desktop_app.core.types import (
+    PROVIDERS,
+    Attachment,
+    GenerationResponse,
+    TokenUsage,
+    ToolPart,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 EXIT_BROKEN_PIPE = 128 + 13
@@ -261,8 +268,63 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("md", "json"), default="md", help="format for --export (md)"
     )
     p.add_argument("--import", dest="import_file", metavar="FILE", help="import a JSON export")
+    p.add_argument(
+        "-f",
+        "--file",
+        dest="attach",
+        action="append",
+        default=[],
+        type=partial(_attach_spec, "file"),
+        metavar="FILE",
+        help="attach a file (image, text or code, PDF); repeat for more",
+    )
+    p.add_argument(
+        "--image",
+        dest="attach",
+        action="append",
+        type=partial(_attach_spec, "image"),
+        metavar="FILE",
+        help="attach an image (PNG, JPEG, WebP, GIF); repeat for more",
+    )
     p.add_argument("--version", action="version", version=f"q (Rill) {__version__}")
     return p
+
+
+def _attach_spec(option: str, path: str) -> tuple[str, str]:
+    return option, path
+
+
+def read_attachments(specs: Sequence[tuple[str, str]]) -> tuple[Attachment, ...]:
+    """The files of ``-f`` and ``--image``, in the order given, read and checked before
+    anything is sent; raises :class:`AttachmentRefused` with the sentence for the first
+    one refused."""
+    out: list[Attachment] = []
+    for option, path in specs:
+        attachment = read_attachment(path)
+        if option == "image" and attachment.kind != "image":
+            raise AttachmentRefused(
+                f"{attachment.name} is not an image: --image takes PNG, JPEG, WebP and GIF "
+                "files (attach other files with -f)."
+            )
+        out.append(attachment)
+    check_total(out)
+    return tuple(out)
+
+
+def attachment_json(attachment: Attachment) -> dict[str, Any]:
+    """One attached file for ``q --json``'s ``attachments``."""
+    shown: dict[str, Any] = {
+        "name": attachment.name,
+        "kind": attachment.kind,
+        "mime": attachment.mime,
+        "bytes": attachment.size,
+        "sha256": attachment.sha256,
+    }
+    if attachment.kind == "image":
+        shown.update(width=attachment.width, height=attachment.height)
+    elif attachment.kind == "pdf":
+        shown["pages"] = attachment.pages
+    return shown
 
 
 @dataclass
@@ -572,6 +634,7 @@ async def run(
     prompt: str,
     out: Writer,
     err: Writer,
+    attachments: Sequence[Attachment] = (),
 ) -> int:
     services = Services.open(config=config, record=not args.no_log)
     try:
@@ -613,9 +676,10 @@ async def run(
             write_cache=not args.no_cache,
             record=not args.no_log,
             tools=tools,
+            attachments=attachments,
             **given,
         )
-        return await _ask(turn, args, out, err)
+        return await _ask(turn, args, out, err, attachments)
     finally:
         await services.aclose()
 
@@ -740,7 +804,13 @@ async def _list_models(
     return EXIT_OK
 
 
-async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -> int:
+async def _ask(
+    turn: Turn,
+    args: argparse.Namespace,
+    out: Writer,
+    err: Writer,
+    attachments: Sequence[Attachment] = (),
+) -> int:
     output = Output(out, err, stream=out.isatty() and not args.no_stream, json=args.json)
     loop = asyncio.get_running_loop()
     interrupts = 0
@@ -837,6 +907,7 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
         if route is not None:
             shown["route"] = route.to_dict()
         shown["tool_calls_run"] = [tool_call_json(part) for part in turn.tool_parts]
+        shown["attachments"] = [attachment_json(a) for a in attachments]
         out.write(json_for_terminal(json.dumps(shown, ensure_ascii=False)) + "\n")
         out.flush()
     if args.debug:
@@ -1068,6 +1139,7 @@ def _main(args: argparse.Namespace, out: Writer, err: Writer) -> int:
     if config is None:
         return EXIT_USAGE
     prompt = ""
+    attachments: tuple[Attachment, ...] = ()
     commands = (
         args.cache_stats,
         args.clear_cache,
@@ -1082,14 +1154,15 @@ def _main(args: argparse.Namespace, out: Writer, err: Writer) -> int:
         asks = not (args.list_models or args.list_tools or any(commands))
         if asks and args.export is None and not args.import_file:
             prompt = read_prompt(args, sys.stdin)
-            if not prompt:
+            attachments = read_attachments(args.attach)
+            if not prompt and not attachments:
                 _note(err, 'q: no prompt. Try: q "What is the capital of France?"')
                 return EXIT_USAGE
-    except InputError as exc:
+    except (InputError, AttachmentRefused) as exc:
         _note(err, f"q: {exc}")
         return EXIT_USAGE
     try:
-        return asyncio.run(run(args, config, prompt, out, err))
+        return asyncio.run(run(args, config, prompt, out, err, attachments))
     except KeyboardInterrupt:
         return EXIT_CANCELLED
     except RillError as exc:

@@ -64,14 +64,3 @@ def pdf_bytes(pages: list[str]) -> bytes:
         xref,
     )
     return bytes(out)
-
-
-def photo_jpeg(width: int, height: int) -> bytes:
-    """A JPEG with the detail of a photo (smooth gradients and noise), so its size on disk
-    is like a camera's."""
-    gradient = Image.linear_gradient("L").resize((width, height))
-    noise = Image.effect_noise((width, height), 40)
-    img = Image.merge("RGB", (gradient, noise, gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
-    out = io.BytesIO()
-    img.save(out, "JPEG", quality=92)
-    return out.getvalue()

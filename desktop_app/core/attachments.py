@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Final
 from desktop_app.core.errors import RillError
 from desktop_app.core.text import valid_text
 from desktop_app.core.types import (
+    CHARS_PER_TOKEN,
     Attachment,
     AttachmentKind,
     ChatRequest,
@@ -350,6 +351,8 @@ def _image(data: bytes, name: str, mime: str, limits: AttachmentLimits) -> Attac
             width, height = img.size
             if width * height > limits.image_pixels:
                 raise _bomb(name, width, height, limits)
+            # every byte decoded, to know the image is whole; a JPEG at 1/8 of its size
+            img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
             img.load()
             frames = getattr(img, "n_frames", 1)
             if frames > 1:
@@ -529,11 +532,13 @@ def text_block(att: Attachment) -> str:
     return _fenced(f"File: {safe_name(att.name)}", valid_text(text))
 
 
-def pdf_block(att: Attachment) -> str:
+def pdf_block(att: Attachment, text: str | None = None) -> str:
     """A PDF as text, for a provider that does not read PDFs: ``File: NAME (PDF, N
-    pages)`` and then its text in a fence, each page after a ``--- page N ---`` line."""
+    pages)`` and then its text (``text``, else :func:`pdf_text`) in a fence, each page
+    after a ``--- page N ---`` line."""
     pages = f"{att.pages} page" + ("" if att.pages == 1 else "s")
-    return _fenced(f"File: {safe_name(att.name)} (PDF, {pages})", pdf_text(att))
+    body = pdf_text(att) if text is None else text
+    return _fenced(f"File: {safe_name(att.name)} (PDF, {pages})", body)
 
 
 # ------------------------------------------------------------------------------- tokens
@@ -553,17 +558,25 @@ def image_tokens(width: int, height: int) -> int:
     return min(IMAGE_TOKENS_MAX, max(1, math.ceil(w * h / 750)))
 
 
+PDF_PAGE_TOKENS: Final = 600
+"""Tokens a PDF page is taken for when its text is not at hand: a page of prose."""
+
+
 def estimate_tokens(att: Attachment) -> int:
-    """Tokens ``att`` adds to a request: an image by :func:`image_tokens`, a text file
-    and a PDF by the text the model reads (:func:`text_block`, :func:`pdf_block`)."""
+    """Tokens ``att`` adds to a request: an image by :func:`image_tokens`, a text file by
+    the block the model reads (:func:`text_block`; by its size when its bytes are not at
+    hand), a PDF by its text with page markers when it has been read in this process, else
+    :data:`PDF_PAGE_TOKENS` a page. Never reads a PDF: cheap enough for the window's thread."""
     if att.kind == "image":
         return image_tokens(att.width, att.height)
     if att.kind == "pdf":
-        if not att.data and att.sha256 not in _PDF_TEXTS:
-            return TokenUsage.estimate_tokens("x" * (att.size // 20))
-        return TokenUsage.estimate_tokens(pdf_block(att))
+        with _PDF_TEXTS_LOCK:
+            text = _PDF_TEXTS.get(att.sha256)
+        if text is None:
+            return max(1, att.pages) * PDF_PAGE_TOKENS
+        return TokenUsage.estimate_tokens(pdf_block(att, text))
     if not att.data:
-        return TokenUsage.estimate_tokens("x" * att.size)
+        return -(-att.size // CHARS_PER_TOKEN)
     return TokenUsage.estimate_tokens(text_block(att))
 
 
@@ -633,22 +646,30 @@ def fit_image(att: Attachment, provider: str, *, max_bytes: int = 0) -> Attachme
         and att.mime in limit.mimes
     ):
         return att
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(att.data)) as img:
         img.seek(0)
+        scale = min(1.0, limit.long_edge / max(img.size))
+        if scale < 1:  # a JPEG decodes at 1/2, 1/4 or 1/8 of its size at a fraction of the cost
+            img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
         img.load()
         alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
-        work = img.convert("RGBA" if alpha else "RGB")
+        upright = ImageOps.exif_transpose(img)  # the pixels as the camera meant them shown
+        work = upright.convert("RGBA" if alpha else "RGB")
     edge = min(limit.long_edge, max(work.size))
     while True:
         scale = edge / max(work.size)
         size = (max(1, round(work.width * scale)), max(1, round(work.height * scale)))
-        shrunk = work if size == work.size else work.resize(size, Image.Resampling.LANCZOS)
+        shrunk = (
+            work
+            if size == work.size
+            else work.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        )
         if alpha:
             data, mime = _encode(shrunk, "PNG", optimize=False), "image/png"
         else:
-            data, mime = _encode(shrunk, "JPEG", quality=85, optimize=True), "image/jpeg"
+            data, mime = _encode(shrunk, "JPEG", quality=85), "image/jpeg"
         if len(data) <= most or edge <= 64:
             break
         edge = int(edge * 0.75)

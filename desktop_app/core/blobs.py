@@ -45,6 +45,12 @@ def valid_sha256(sha: object) -> bool:
     return isinstance(sha, str) and _SHA256.fullmatch(sha) is not None
 
 
+def unloaded(attachment: Attachment) -> bool:
+    """Whether ``attachment`` is a description still without its bytes (an empty file
+    never needs reading)."""
+    return not attachment.data and attachment.size > 0
+
+
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -139,7 +145,7 @@ class BlobStore:
 
     def load(self, attachment: Attachment) -> Attachment:
         """``attachment`` with its bytes (read and checked) in ``data``; see :meth:`read`."""
-        if attachment.data:
+        if not unloaded(attachment):
             return attachment
         return replace(attachment, data=self.read(attachment.sha256, name=attachment.name))
 

@@ -20,6 +20,7 @@ price list. An answer from the cache costs nothing; :attr:`Turn.saved` is what i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import sqlite3
@@ -29,9 +30,10 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from desktop_app.core.blobs import AttachmentUnavailable, BlobStore
+from desktop_app.core.blobs import AttachmentUnavailable, BlobStore, unloaded
 from desktop_app.core.cache import AsyncResponseCache, cache_key
 from desktop_app.core.config import Config, Profile, load_config
 from desktop_app.core.engine import Engine, Generation, KeyLookup, Pricing, check_key
@@ -108,6 +110,12 @@ class Services:
                 history.blobs if history is not None else BlobStore(self.paths.attachments_dir)
             )
         return self._blobs
+
+    def viewable_copy(self, attachment: Attachment) -> Path:
+        """A copy of an attached file under its own name in the cache folder, for the
+        system's viewer (blocking: run it off the UI thread); see
+        :meth:`BlobStore.named_copy`."""
+        return self.blobs.named_copy(attachment, self.paths.cache_dir / "opened")
 
     def route_cache(self) -> RouteCache:
         """Auto's route cache under the cache folder, opened on first use."""
@@ -544,7 +552,7 @@ def with_attachment_data(blobs: BlobStore, messages: Sequence[Message]) -> list[
     learns that a file was there, and the conversation can go on."""
     out: list[Message] = []
     for message in messages:
-        if all(a.data for a in message.attachments):
+        if not any(map(unloaded, message.attachments)):
             out.append(message)
             continue
         kept: list[Attachment] = []
@@ -873,6 +881,7 @@ class Turn:
         services = self.services
         if self.mode == "new":
             assert prompt is not None
+            created: int | None = None
             if self.conversation_id is None:
                 conversation = await services.run_io(
                     history.create_conversation,
@@ -882,13 +891,21 @@ class Turn:
                     system_prompt=request.system,
                 )
                 self.conversation_id = conversation.id
-            user = await services.run_io(
-                history.add_message,
-                self.conversation_id,
-                "user",
-                prompt,
-                attachments=self.attachments or (),
-            )
+                created = conversation.id
+            try:
+                user = await services.run_io(
+                    history.add_message,
+                    self.conversation_id,
+                    "user",
+                    prompt,
+                    attachments=self.attachments or (),
+                )
+            except (HistoryError, AttachmentUnavailable):
+                if created is not None:  # leave no empty conversation behind
+                    self.conversation_id = None
+                    with contextlib.suppress(HistoryError):
+                        await services.run_io(history.delete_conversation, created)
+                raise
         elif self.mode == "edit":
             assert prompt is not None and self._edited is not None
             user = await services.run_io(
@@ -943,7 +960,7 @@ class Turn:
         """The prompt's files with their bytes (read from the store, off the loop, for any
         given without); kept as :attr:`attachments`. A file whose stored copy is gone fails
         the turn with a sentence naming it, before anything is recorded."""
-        if any(not a.data for a in attachments):
+        if any(map(unloaded, attachments)):
             blobs = self.services.blobs
             attachments = await self.services.run_io(
                 lambda: tuple(blobs.load(a) for a in attachments)

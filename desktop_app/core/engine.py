@@ -38,6 +38,7 @@ from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 from desktop_app.core.attachments import fit_request
 from desktop_app.core.errors import (
     AuthError,
+    BadRequest,
     CircuitOpenError,
     ConfigError,
     ConnectionFailed,
@@ -807,6 +808,16 @@ class Generation:
             hint = _v1_hint(provider, request.base_url)
             if hint:
                 error.action = hint
+        if _NO_IMAGES.search(f"{error.message} {error.detail}") and any(
+            a.kind == "image" for m in request.messages for a in m.attachments
+        ):
+            # sending the same images again cannot help: said once, not retried
+            return BadRequest(
+                f"The model {_printable(request.model, 120)} cannot read images. {error.message}",
+                action="Choose a model that can, or send the message without its images.",
+                status=error.status,
+                detail=error.detail,
+            )
         return error
 
     def _finished(
@@ -1162,6 +1173,15 @@ class _FrameReader:
 
     async def aclose(self) -> None:
         await self.pieces.aclose()
+
+
+_NO_IMAGES = re.compile(
+    r"image input is not supported|(does ?n[o']t|not) support(s|ed)? (image|vision)"
+    r"|images? (are|is) not supported|image_url is only supported|mmproj",
+    re.IGNORECASE,
+)
+"""What servers say when the model takes no images (llama.cpp without a projector, Ollama's
+text models, OpenAI's text models)."""
 
 
 def _prepared_body(provider: Provider, request: ChatRequest) -> bytes:

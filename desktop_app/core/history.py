@@ -51,7 +51,7 @@ from desktop_app.core.attachments import (
     human_size,
     safe_name,
 )
-from desktop_app.core.blobs import AttachmentUnavailable, BlobStore, valid_sha256
+from desktop_app.core.blobs import AttachmentUnavailable, BlobStore, unloaded, valid_sha256
 from desktop_app.core.errors import RillError
 from desktop_app.core.redaction import without_url_credentials
 from desktop_app.core.store import BUSY_TIMEOUT_S, SqliteStore, lenient_text
@@ -82,7 +82,7 @@ MAX_QUERY_CHARS: Final = 10_000
 """Search text past this many characters is ignored (and the hits say so)."""
 MAX_TERM_CHARS: Final = 200
 """A single search word or phrase is cut to this many characters."""
-MAX_IMPORT_BYTES: Final = 512 * 1024 * 1024
+MAX_IMPORT_BYTES: Final = 256 * 1024 * 1024
 """The largest file :meth:`History.import_file` reads (an export carries its attached
 files, base64-encoded)."""
 MAX_IMPORT_ATTACHMENTS: Final = 100
@@ -1160,7 +1160,7 @@ class History(SqliteStore):
         refused: list[str] = []
         for file in files:
             problem, found = file.problem, file.attachment
-            stored = found is not None and (bool(found.data) or self.blobs.has(found.sha256))
+            stored = found is not None and (not unloaded(found) or self.blobs.has(found.sha256))
             if problem is None and found is not None and not stored:
                 problem = file.refused("the export does not carry its bytes")
             if problem is None and found is not None:
@@ -1176,7 +1176,7 @@ class History(SqliteStore):
         """Write the bytes of ``attachments`` to the blob store (called inside the write
         transaction that refers to them); one without bytes must be there already."""
         for attachment in attachments:
-            if attachment.data:
+            if not unloaded(attachment):
                 if self.blobs.put(attachment.data) != attachment.sha256:
                     raise ValueError(f"the bytes of {attachment.name!r} do not match its SHA-256")
             elif not self.blobs.has(attachment.sha256):

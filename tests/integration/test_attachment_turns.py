@@ -19,9 +19,9 @@ from desktop_app.core.events import CacheHit, Failed, Finished, StreamEvent, Tex
 from desktop_app.core.paths import app_paths
 from desktop_app.core.types import PROVIDERS, Attachment, Message, ProviderName, TokenUsage
 from desktop_app.simulator import Fault, Simulator, SimulatorThread
+from tests.attachment_files import pdf_bytes, png_bytes
 from tests.integration.test_auto import auto_config, judged, open_services
 from tests.integration.test_cli import q
-from tests.unit.test_attachments import pdf_bytes, png_bytes
 
 __all__ = ["judged"]  # the simulator that judges Auto's answers, used as a fixture here
 
@@ -312,3 +312,16 @@ async def test_every_answer_of_an_auto_turn_sends_the_prompts_files(
         assert seen(shot) in events[-1].response.content
     finally:
         await services.aclose()
+
+
+async def test_a_sent_file_opens_from_a_named_copy_in_the_cache_folder(
+    sim: Simulator, services: Services
+) -> None:
+    paper = attachment_from_bytes(pdf_bytes(["Only page"]), "paper.pdf")
+    turn = ChatService(services).send("Read this", attachments=[paper], **where(sim))
+    await run(turn)
+    assert services.history is not None and turn.conversation_id is not None
+    stored = services.history.messages(turn.conversation_id)[0].attachments[0]
+    copy = await services.run_io(services.viewable_copy, stored)
+    assert copy.name == "paper.pdf" and copy.is_relative_to(services.paths.cache_dir)
+    assert copy.read_bytes() == paper.data

@@ -344,3 +344,26 @@ def test_cache_key_holds_each_attachments_hash_not_its_bytes() -> None:
     assert len({plain, cache_key(request(one)), cache_key(request(two))}) == 3
     assert cache_key(request(one)) == cache_key(request(replace(one, data=b"")))
     assert cache_key(request(one, two)) != cache_key(request(two, one))
+
+
+def test_a_photo_is_fitted_upright_by_its_exif_orientation() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was turned: show the pixels rotated a quarter turn
+    out = io.BytesIO()
+    Image.new("RGB", (4000, 1000), "white").save(out, "JPEG", exif=exif)
+    photo = attachment_from_bytes(out.getvalue(), "turned.jpg")
+    assert (photo.width, photo.height) == (4000, 1000)
+    fitted = fit_image(photo, "anthropic")
+    assert (fitted.width, fitted.height) == (392, 1568)
+    with Image.open(io.BytesIO(fitted.data)) as img:
+        assert img.size == (392, 1568)
+        assert img.getexif().get(0x0112) in (None, 1)
+
+
+def test_estimates_never_read_a_pdf_and_need_no_bytes() -> None:
+    pdf = attachment_from_bytes(pdf_bytes(["alpha beta", "gamma"]), "two.pdf")
+    assert estimate_tokens(pdf) == -(-len(pdf_block(pdf)) // 4)
+    stored = replace(pdf, sha256="f" * 64, data=b"")  # read back from history: no bytes
+    assert estimate_tokens(stored) == 2 * 600
+    text = attachment_from_bytes(b"y" * 1000, "y.txt")
+    assert estimate_tokens(replace(text, data=b"")) == 250

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.core.blobs import AttachmentUnavailable, BlobStore, valid_sha256
+from desktop_app.core.blobs import AttachmentUnavailable, BlobStore, unloaded, valid_sha256
 from desktop_app.core.errors import RillError
 from desktop_app.core.types import Attachment
 
@@ -185,3 +185,11 @@ def test_a_named_copy_of_a_missing_blob_is_a_sentence(store: BlobStore, tmp_path
     att = Attachment("0" * 64, "gone.png", "image", "image/png", 3)
     with pytest.raises(AttachmentUnavailable, match=r"gone\.png"):
         store.named_copy(att, tmp_path / "opened")
+
+
+def test_an_empty_file_needs_no_reading(store: BlobStore) -> None:
+    empty = Attachment(hashlib.sha256(b"").hexdigest(), "empty.txt", "text", "text/plain", 0)
+    assert not unloaded(empty)
+    assert store.load(empty) is empty  # nothing stored, nothing to read
+    described = Attachment("0" * 64, "notes.txt", "text", "text/plain", 5)
+    assert unloaded(described)

@@ -20,7 +20,7 @@ from desktop_app.core.attachments import AttachmentLimits, attachment_from_bytes
 from desktop_app.core.blobs import AttachmentUnavailable, BlobStore
 from desktop_app.core.history import SCHEMA_VERSION, History, ImportFormatError
 from desktop_app.core.types import Attachment, Message
-from tests.unit.test_attachments import bomb_png, pdf_bytes, png_bytes
+from tests.attachment_files import bomb_png, pdf_bytes, png_bytes
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
