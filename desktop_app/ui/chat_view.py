@@ -317,11 +317,8 @@ class MessageWidget(QFrame):
         self.thumbs: dict[str, QImage] = {}
         """Decoded thumbnails by hash (the view's, shared by its messages)."""
         self.strip: AttachmentStrip | None = None
+        """The prompt's attachments, above its bubble (made for the first one)."""
         if role == "user":
-            # the prompt's attachments, above its bubble at the right
-            self.strip = AttachmentStrip(self)
-            self.strip.opened.connect(self.attachment_opened)
-            outer.addWidget(self.strip, 0, Qt.AlignmentFlag.AlignRight)
             # the prompt: a tinted bubble at the right, as wide as its text up to a share
             self.bubble = QFrame(self)
             self.bubble.setObjectName("userBubble")
@@ -528,8 +525,14 @@ class MessageWidget(QFrame):
 
     def show_attachments(self, attachments: tuple[Attachment, ...]) -> None:
         """Show a prompt's attachments above it (thumbnails for images)."""
-        if self.strip is None:
+        if self.role != "user" or (self.strip is None and not attachments):
             return
+        if self.strip is None:
+            self.strip = AttachmentStrip(self)
+            self.strip.opened.connect(self.attachment_opened)
+            layout = self.layout()
+            assert isinstance(layout, QVBoxLayout)
+            layout.insertWidget(0, self.strip, 0, Qt.AlignmentFlag.AlignRight)
         missing = self.strip.set_attachments(attachments, self.thumbs)
         if self.bubble is not None:  # files sent without words show no empty bubble
             self.bubble.setVisible(bool(self.text().strip()) or not attachments)

@@ -800,7 +800,8 @@ class MainWindow(QMainWindow):
         """Edit the last prompt: its text in the field, its attachments as chips again."""
         self.composer.begin_edit(text)
         user = self.view.last_user()
-        attachments = user.strip.attachments if user is not None and user.strip else ()
+        strip = user.strip if user is not None else None
+        attachments = strip.attachments if strip is not None else ()
         tray = self.composer.tray
         for att in attachments:
             key = tray.add_pending(att.name)
