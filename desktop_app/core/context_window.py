@@ -21,6 +21,7 @@ None: nothing is guessed, and nothing here raises for the server's sake.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,8 @@ from desktop_app.core.types import ChatRequest
 __all__ = ["ContextWindows", "ModelLimits"]
 
 _CONTEXT_FIELDS = ("context_length", "max_model_len", "max_context_length")
+SILENT_RETRY_S = 300.0
+"""A server that said nothing (or was not running) is asked again after this long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +57,14 @@ class ModelLimits:
 
 class ContextWindows:
     """Looks up :class:`ModelLimits` once per (provider, endpoint, model); an answer that
-    said nothing (a server not running yet) is not kept, so the next lookup asks again."""
+    said nothing (a server not running yet) is kept for :data:`SILENT_RETRY_S` only."""
 
     def __init__(self, engine: Engine, *, timeout_s: float = SERVER_INFO_TIMEOUT_S) -> None:
         self.engine = engine
         self.timeout_s = timeout_s
         self._known: dict[tuple[str, str, str], ModelLimits] = {}
+        self._silent: dict[tuple[str, str, str], float] = {}
+        """When each endpoint that said nothing may be asked again (``time.monotonic``)."""
         self._asking: dict[tuple[str, str, str], asyncio.Future[ModelLimits]] = {}
 
     def known(self, provider: str, base_url: str, model: str) -> ModelLimits | None:
@@ -70,10 +75,12 @@ class ContextWindows:
         """Ask again next time (for one endpoint, or all)."""
         if base_url is None:
             self._known.clear()
+            self._silent.clear()
             return
         root = base_url.rstrip("/")
-        for key in [k for k in self._known if k[1] == root]:
-            del self._known[key]
+        for table in (self._known, self._silent):
+            for key in [k for k in table if k[1] == root]:
+                del table[key]
 
     async def limits(
         self, provider: str, base_url: str, model: str, profile: str = "default"
@@ -84,6 +91,8 @@ class ContextWindows:
         found = self._known.get(key)
         if found is not None:
             return found
+        if self._silent.get(key, 0.0) > time.monotonic():
+            return ModelLimits()
         running = self._asking.get(key)
         if running is not None:
             return await asyncio.shield(running)
@@ -92,8 +101,10 @@ class ContextWindows:
         result = ModelLimits()
         try:
             result = await self._look_up(provider, base_url, model, profile)
-            if result != ModelLimits():  # a server that said nothing (or was down) is asked again
+            if result != ModelLimits():
                 self._known[key] = result
+            else:  # a server that said nothing (or was down) is asked again later
+                self._silent[key] = time.monotonic() + SILENT_RETRY_S
         finally:
             del self._asking[key]
             future.set_result(result)

@@ -511,6 +511,8 @@ class MainWindow(QMainWindow):
         c.file_ready.connect(self._open_file)
         c.conversation_loaded.connect(lambda *_a: self._history_tokens())
         c.conversation_synced.connect(lambda *_a: self._history_tokens())
+        # the refresh button asks the server again what its model reads, too
+        self.header.refresh_models.connect(lambda: c.windows.forget(c.profile.resolved_base_url))
         self.view.attachment_opened.connect(self.open_attachment)
         self.view.thumbnails_wanted.connect(self._load_thumbnails)
 

@@ -80,6 +80,8 @@ async def test_lm_studio_context_length_field(sim: Any) -> None:
 async def test_a_server_that_says_nothing_gives_nothing(sim: Any) -> None:
     first, _again = await _limits("openai", sim.base_url("openai"), "sim-small")
     assert first == ModelLimits()
+    # asked once: the second lookup within a few minutes does not ask again
+    assert [r.path for r in sim.requests] == ["/props", "/v1/models"]
     first, _again = await _limits("anthropic", sim.base_url("anthropic"), "sim-small")
     assert first == ModelLimits()
 
@@ -87,6 +89,22 @@ async def test_a_server_that_says_nothing_gives_nothing(sim: Any) -> None:
 async def test_a_refused_port_gives_nothing() -> None:
     first, _again = await _limits("ollama", "http://127.0.0.1:9", "m")
     assert first == ModelLimits()
+
+
+async def test_forgetting_asks_again(sim: Any) -> None:
+    engine = engine_for(FAST)
+    windows = ContextWindows(engine)
+    try:
+        await windows.limits("openai", sim.base_url("openai"), "sim-small")
+        windows.forget(sim.base_url("openai"))
+        await windows.limits("openai", sim.base_url("openai"), "sim-small")
+        await windows.limits("ollama", sim.base_url("ollama"), "sim-small")
+        windows.forget()
+        await windows.limits("ollama", sim.base_url("ollama"), "sim-small")
+    finally:
+        await engine.aclose()
+    assert [r.path for r in sim.requests].count("/props") == 2
+    assert [r.path for r in sim.requests].count("/api/show") == 2
 
 
 async def test_lookups_at_once_ask_once(sim: Any) -> None:
