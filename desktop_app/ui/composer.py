@@ -255,7 +255,8 @@ class Composer(QWidget):
         self.context_length: int | None = None
         """The model's context in tokens, where its server says."""
         self.history_tokens = 0
-        """An estimate of the conversation sent along with the prompt."""
+        """An estimate of the conversation sent along with the prompt (shown beside the
+        total; a long chat is the server's to shorten, so it is not warned about)."""
         self.token_counts: dict[str, int] = {}
         """Each attachment's token estimate, by hash."""
         self._pasted = 0
@@ -331,12 +332,13 @@ class Composer(QWidget):
         self._show_total()
 
     def estimated_tokens(self) -> int:
-        """The prompt, its attachments and the conversation sent along, in tokens."""
+        """The prompt and its attachments, in tokens (estimated)."""
         chars = self.edit.document().characterCount() - 1
-        total = self.history_tokens + -(-chars // CHARS_PER_TOKEN)
+        total = -(-chars // CHARS_PER_TOKEN)
         return total + sum(self.token_counts.get(a.sha256, 0) for a in self.attachments())
 
     def over_context(self) -> bool:
+        """The prompt and its attachments alone are more than the model reads."""
         return self.context_length is not None and self.estimated_tokens() > self.context_length
 
     def _show_total(self) -> None:
@@ -344,12 +346,12 @@ class Composer(QWidget):
             self.tray.set_total("")
             return
         total = self.estimated_tokens()
-        if self.context_length is None:
-            self.tray.set_total(f"~{total:,} tokens with the chat so far")
-        else:
-            self.tray.set_total(
-                f"~{total:,} of {self.context_length:,} tokens", over=self.over_context()
-            )
+        text = f"~{total:,} tokens"
+        if self.context_length is not None:
+            text = f"~{total:,} of {self.context_length:,} tokens"
+        if self.history_tokens:
+            text += f" (and ~{self.history_tokens:,} for the chat so far)"
+        self.tray.set_total(text, over=self.over_context())
         if not self.tray.chips:
             self.tray.show()
 

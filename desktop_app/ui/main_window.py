@@ -932,8 +932,8 @@ class MainWindow(QMainWindow):
         total = self.composer.estimated_tokens()
         if context is not None and total > context:
             doubts.append(
-                f"This message with the chat so far comes to about {total:,} tokens, more than "
-                f"the {context:,} {model} reads; the server may refuse it or drop the start."
+                f"This message comes to about {total:,} tokens, more than the {context:,} "
+                f"{model} reads; the server may refuse it or drop the start."
             )
         images = sum(1 for a in attachments if a.kind == "image")
         if images and limits.vision is False:

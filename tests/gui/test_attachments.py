@@ -354,6 +354,8 @@ def test_editing_puts_the_attachments_back_as_chips(
     qtbot.keyClick(window, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
     assert window.composer.editing
     assert [c.name for c in _chips(window)] == ["log.txt"]
+    total = window.composer.tray.total.text()
+    assert total.startswith("~") and "for the chat so far" in total
     window.composer.set_text("Summarise in one line")
     wait_reply(qtbot, window, lambda: qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return))
     reply = window.view.last_assistant()
