@@ -304,14 +304,14 @@ class ChatController(QObject):
         self._start(turn, "continue", "")
         return True
 
-    def edit_and_resend(self, prompt: str, attachments: Sequence[Attachment] = ()) -> bool:
-        """Ask ``prompt`` with ``attachments`` (those of the prompt edited are sent again
-        from the store) as a new version of the last prompt shown; it gets its own
-        replies, and the earlier version keeps its own."""
+    def edit_and_resend(self, prompt: str, attachments: Sequence[Attachment] | None = None) -> bool:
+        """Ask ``prompt`` with ``attachments`` (None: those of the prompt edited; stored
+        ones are sent again from the store) as a new version of the last prompt shown; it
+        gets its own replies, and the earlier version keeps its own."""
         if (
             self.busy
             or self.conversation_id is None
-            or self.check_prompt(prompt, attachments) is not None
+            or self.check_prompt(prompt, attachments or ()) is not None
         ):
             return False
         user = self._last_prompt()
