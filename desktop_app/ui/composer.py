@@ -318,6 +318,13 @@ class Composer(QWidget):
         self._held = []
         self.tray.setEnabled(True)
 
+    def set_dropping(self, dropping: bool) -> None:
+        """Outline the prompt box while files are dragged over the window."""
+        if bool(self.box.property("dropping")) != dropping:
+            self.box.setProperty("dropping", dropping)
+            self.box.style().unpolish(self.box)
+            self.box.style().polish(self.box)
+
     def pasted_name(self, how: str = "Pasted") -> str:
         """A name for an image pasted (or dropped) without a file: "Pasted image 1.png", …"""
         self._pasted += 1

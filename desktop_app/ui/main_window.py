@@ -20,6 +20,7 @@ from PySide6.QtGui import (
     QCloseEvent,
     QDesktopServices,
     QDragEnterEvent,
+    QDragLeaveEvent,
     QDropEvent,
     QGuiApplication,
     QImage,
@@ -860,10 +861,16 @@ class MainWindow(QMainWindow):
         mime = event.mimeData()
         if mime.hasUrls() or mime.hasImage():
             event.acceptProposedAction()
+            self.composer.set_dropping(True)
             return
         super().dragEnterEvent(event)
 
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
+        self.composer.set_dropping(False)
+        super().dragLeaveEvent(event)
+
     def dropEvent(self, event: QDropEvent) -> None:
+        self.composer.set_dropping(False)
         if self.attach_mime(event.mimeData()):
             event.acceptProposedAction()
             self._focus_prompt()

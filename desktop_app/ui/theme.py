@@ -216,6 +216,7 @@ QFrame#composerBox {{
     background: {t.base}; border: 1px solid {t.border}; border-radius: 16px;
 }}
 QFrame#composerBox[focused="true"] {{ border-color: {t.muted}; }}
+QFrame#composerBox[dropping="true"] {{ border: 2px dashed {t.accent}; }}
 QPlainTextEdit#promptEdit {{ background: transparent; border: none; }}
 QFrame#attachmentChip {{
     background: {t.alt_base}; border: 1px solid {t.border}; border-radius: 10px;

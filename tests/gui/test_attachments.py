@@ -67,6 +67,7 @@ def _drop(window: MainWindow, mime: QMimeData) -> None:
     )
     QApplication.sendEvent(window, enter)
     assert enter.isAccepted()
+    assert window.composer.box.property("dropping") is True  # the prompt box is outlined
     drop = QDropEvent(
         pos,
         Qt.DropAction.CopyAction,
@@ -75,6 +76,7 @@ def _drop(window: MainWindow, mime: QMimeData) -> None:
         Qt.KeyboardModifier.NoModifier,
     )
     QApplication.sendEvent(window, drop)
+    assert not window.composer.box.property("dropping")
 
 
 def _urls(*urls: QUrl) -> QMimeData:
