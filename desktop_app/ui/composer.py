@@ -96,7 +96,8 @@ class PromptEdit(QPlainTextEdit):
             if other:
                 self.refused.emit(remote_sentence(other))
             return
-        has_text = source.hasText() and bool(source.text().strip())
+        text = source.text() if source.hasText() else ""
+        has_text = bool(text) and not text.isspace()
         if not has_text and source.hasImage():
             image = source.imageData()
             if isinstance(image, QImage) and not image.isNull():
@@ -105,8 +106,7 @@ class PromptEdit(QPlainTextEdit):
         if not has_text and other:
             self.refused.emit(remote_sentence(other))
             return
-        if source.hasText():
-            text = source.text()
+        if text:
             if len(text) + self.document().characterCount() - 1 > MAX_PROMPT_CHARS:
                 self.paste_refused.emit(len(text))
                 return
