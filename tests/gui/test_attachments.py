@@ -115,6 +115,22 @@ def test_chips_show_name_size_tokens_and_go_by_button_and_by_key(
     assert window.composer.edit.hasFocus()
 
 
+def test_the_keyboard_reaches_each_chip_and_its_remove_button(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    window.attach_files([str(_text(tmp_path / "a.txt")), str(_text(tmp_path / "b.txt"))])
+    first, second = _read(qtbot, window, 2)
+    assert first.focusPolicy() & Qt.FocusPolicy.TabFocus
+    assert first.remove_button is not None
+    assert first.remove_button.focusPolicy() & Qt.FocusPolicy.TabFocus
+    assert first.remove_button.accessibleName() == "Remove a.txt"
+    first.setFocus()
+    qtbot.waitUntil(first.hasFocus, timeout=WAIT)
+    qtbot.keyClick(first, Qt.Key.Key_Backspace)
+    assert [c.name for c in _chips(window)] == ["b.txt"]
+    assert second.hasFocus()  # the keyboard moves on to the next chip
+
+
 def test_a_long_name_is_cut_in_the_middle_with_the_whole_name_as_tooltip(
     qtbot: QtBot, window: MainWindow, tmp_path: Path
 ) -> None:
