@@ -802,7 +802,6 @@ class ChatController(QObject):
         """Show a stored attachment: an image full size (``image_ready``, scaled to fit
         ``screen``), any other file as a copy named as attached (``file_ready``)."""
         blobs = self.services.blobs
-        folder = self.services.paths.cache_dir / "opened"
 
         async def run() -> None:
             if att.kind == "image":
@@ -813,7 +812,7 @@ class ChatController(QObject):
                     self.image_ready.emit(att.name, image)
                 return
             try:
-                path = await self.services.run_search(blobs.named_copy, att, folder)
+                path = await self.services.run_search(self.services.viewable_copy, att)
             except RillError as exc:
                 self.notice.emit(str(exc))
             else:
