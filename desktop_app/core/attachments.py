@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Final
 from desktop_app.core.errors import RillError
 from desktop_app.core.text import valid_text
 from desktop_app.core.types import (
+    CHARS_PER_TOKEN,
     Attachment,
     AttachmentKind,
     ChatRequest,
@@ -326,7 +327,8 @@ def _detect(head: bytes, name: str) -> tuple[AttachmentKind, str]:
         raise AttachmentRefused(
             f"{name} cannot be attached: it is named like {what}, but its content is not one."
         )
-    if suffix in _BINARY_EXTENSIONS or b"\x00" in head:
+    utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
+    if suffix in _BINARY_EXTENSIONS or (b"\x00" in head and not utf16):
         raise AttachmentRefused(
             f"{name} cannot be attached: it is not a kind of file Rill sends. {SUPPORTED_SENTENCE}"
         )
@@ -339,29 +341,36 @@ def _detect(head: bytes, name: str) -> tuple[AttachmentKind, str]:
 # -------------------------------------------------------------------------------- images
 
 
+def _pillow_quiet() -> None:
+    """Pillow's own warning for a large image, left unsaid: Rill measures every image from
+    its header against its own limit before decoding, and refuses a bomb with a sentence
+    (Pillow's error for one past twice its limit still comes, and is caught). Set at each
+    read (it is idempotent), since a caller may have reset the filters."""
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def _image(data: bytes, name: str, mime: str, limits: AttachmentLimits) -> Attachment:
     from PIL import Image
 
+    _pillow_quiet()
     width = height = 0
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+        with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
             if width * height > limits.image_pixels:
                 raise _bomb(name, width, height, limits)
             # every byte decoded, to know the image is whole; a JPEG at 1/8 of its size
             img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
             img.load()
-            frames = getattr(img, "n_frames", 1)
-            if frames > 1:
+            if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
-                first = img.convert("RGBA")
-                data = _encode(first, "PNG")
+                data = _encode(img.convert("RGBA"), "PNG")
                 mime = "image/png"
     except AttachmentRefused:
         raise
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
         if not width:
             pixels = re.search(r"\((\d+) pixels\)", str(exc))
             raise AttachmentRefused(
@@ -527,15 +536,20 @@ def _fenced(header: str, body: str, info: str = "") -> str:
 def text_block(att: Attachment) -> str:
     """A text attachment as the model reads it: ``File: NAME`` and then the file in a
     fence longer than any run of backticks inside it."""
-    text = att.data.decode("utf-8", "replace").removeprefix("\ufeff")
+    if att.data.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16, as Windows tools write
+        text = att.data.decode("utf-16", "replace")
+    else:
+        text = att.data.decode("utf-8", "replace").removeprefix("\ufeff")
     return _fenced(f"File: {safe_name(att.name)}", valid_text(text))
 
 
-def pdf_block(att: Attachment) -> str:
+def pdf_block(att: Attachment, text: str | None = None) -> str:
     """A PDF as text, for a provider that does not read PDFs: ``File: NAME (PDF, N
-    pages)`` and then its text in a fence, each page after a ``--- page N ---`` line."""
+    pages)`` and then its text (``text``, else :func:`pdf_text`) in a fence, each page
+    after a ``--- page N ---`` line."""
     pages = f"{att.pages} page" + ("" if att.pages == 1 else "s")
-    return _fenced(f"File: {safe_name(att.name)} (PDF, {pages})", pdf_text(att))
+    body = pdf_text(att) if text is None else text
+    return _fenced(f"File: {safe_name(att.name)} (PDF, {pages})", body)
 
 
 # ------------------------------------------------------------------------------- tokens
@@ -555,17 +569,25 @@ def image_tokens(width: int, height: int) -> int:
     return min(IMAGE_TOKENS_MAX, max(1, math.ceil(w * h / 750)))
 
 
+PDF_PAGE_TOKENS: Final = 600
+"""Tokens a PDF page is taken for when its text is not at hand: a page of prose."""
+
+
 def estimate_tokens(att: Attachment) -> int:
-    """Tokens ``att`` adds to a request: an image by :func:`image_tokens`, a text file
-    and a PDF by the text the model reads (:func:`text_block`, :func:`pdf_block`)."""
+    """Tokens ``att`` adds to a request: an image by :func:`image_tokens`, a text file by
+    the block the model reads (:func:`text_block`; by its size when its bytes are not at
+    hand), a PDF by its text with page markers when it has been read in this process, else
+    :data:`PDF_PAGE_TOKENS` a page. Never reads a PDF: cheap enough for the window's thread."""
     if att.kind == "image":
         return image_tokens(att.width, att.height)
     if att.kind == "pdf":
-        if not att.data and att.sha256 not in _PDF_TEXTS:
-            return TokenUsage.estimate_tokens("x" * (att.size // 20))
-        return TokenUsage.estimate_tokens(pdf_block(att))
+        with _PDF_TEXTS_LOCK:
+            text = _PDF_TEXTS.get(att.sha256)
+        if text is None:
+            return max(1, att.pages) * PDF_PAGE_TOKENS
+        return TokenUsage.estimate_tokens(pdf_block(att, text))
     if not att.data:
-        return TokenUsage.estimate_tokens("x" * att.size)
+        return -(-att.size // CHARS_PER_TOKEN)
     return TokenUsage.estimate_tokens(text_block(att))
 
 
@@ -590,33 +612,39 @@ class ImageLimit:
 _COMMON: Final = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
 
 PROVIDER_IMAGE_LIMITS: Final[dict[str, ImageLimit]] = {
-    # Anthropic, "Vision" (platform.claude.com/docs/en/build-with-claude/vision): at most
-    # 8000×8000 px and 5 MB per image through the API; an image whose long edge passes
-    # 1568 px is scaled down by the service, so Rill sends 1568 px.
-    "anthropic": ImageLimit(long_edge=1568, max_bytes=5 * MB, mimes=_COMMON),
-    # OpenAI, "Images and vision" (platform.openai.com/docs/guides/images-vision): PNG,
-    # JPEG, WebP, non-animated GIF, up to 20 MB per image; high detail fits the image in
-    # 2048×2048 first, so Rill sends 2048 px.
+    "anthropic": ImageLimit(long_edge=1568, max_bytes=5 * MB, mimes=_COMMON, request_bytes=32 * MB),
     "openai": ImageLimit(long_edge=2048, max_bytes=20 * MB, mimes=_COMMON),
-    # Gemini, "Supported input files and requirements"
-    # (firebase.google.com/docs/ai-logic/input-file-requirements) and "Image understanding"
-    # (ai.google.dev/gemini-api/docs/image-understanding): inline data may make a request
-    # of at most 20 MB in all, base64 included; PNG, JPEG, WebP, HEIC, HEIF. Large images are
-    # tiled at 768 px; Rill sends at most 3072 px.
     "gemini": ImageLimit(
         long_edge=3072,
         max_bytes=20 * MB,
         mimes=frozenset({"image/png", "image/jpeg", "image/webp"}),
         request_bytes=20 * MB,
     ),
-    # Ollama documents no limit ("images": base64 PNG or JPEG on the message); its vision
-    # models read 336 to 1344 px (LLaVA 336/672, Llama 3.2 Vision 1120, Qwen2.5-VL up to
-    # about 1344), and the whole JSON body is held in memory by the local server, so Rill
-    # sends at most 2048 px, PNG or JPEG.
     "ollama": ImageLimit(
         long_edge=2048, max_bytes=20 * MB, mimes=frozenset({"image/png", "image/jpeg"})
     ),
 }
+"""What each protocol's provider documents, and what Rill sends within it:
+
+- Anthropic, "Vision" (docs.anthropic.com/en/docs/vision,
+  platform.claude.com/docs/en/build-with-claude/vision): an image larger than 8000×8000 px
+  is rejected, 5 MB at most per image through the API, a request at most 32 MB on the
+  standard endpoints; an image whose long edge passes 1568 px (or of more than ~1,600
+  tokens) is first scaled down by the service, which only adds latency, so Rill sends at
+  most 1568 px. JPEG, PNG, GIF, WebP.
+- OpenAI, "Images and vision" (platform.openai.com/docs/guides/images-vision): PNG, JPEG,
+  WebP and non-animated GIF, up to 20 MB per image and 50 MB of images per request; high
+  detail first fits the image within 2048×2048, so Rill sends at most 2048 px.
+- Gemini, "Supported input files and requirements"
+  (firebase.google.com/docs/ai-logic/input-file-requirements): inline data may make a
+  request of at most 20 MB in all, base64 included; PNG, JPEG, WebP, HEIC, HEIF. Gemini
+  reads a large image as tiles of 768×768 px; Rill sends at most 3072 px (four tiles a
+  side), which keeps a photo's detail and leaves room in the 20 MB for several.
+- Ollama documents no limit (``images``: base64 on the message; its Go server decodes PNG
+  and JPEG). Its vision models read 336 to about 1344 px (LLaVA 336/672, Llama 3.2 Vision
+  1120, Qwen2.5-VL about 1344), and the local server holds the whole request in memory, so
+  Rill sends at most 2048 px, PNG or JPEG.
+"""
 
 
 def fit_image(att: Attachment, provider: str, *, max_bytes: int = 0) -> Attachment:

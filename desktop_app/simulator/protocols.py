@@ -558,15 +558,15 @@ def plan_reply(
     """
     if inp.tool_calls:
         return _call_reply(inp)
-    if inp.attachments:
-        chunks = _continuation(echo_tokens("\n".join(inp.attachments)), inp.prefill)
-        return Reply(chunks=chunks, finish="stop")
     if inp.last_user.startswith("/echo "):
         chunks = _continuation(echo_tokens(inp.last_user[len("/echo ") :]), inp.prefill)
         return Reply(chunks=chunks, finish="stop")
     verdict = routing_reply(inp.last_user, judge_scores or {})
     if verdict is not None:
         return Reply(chunks=echo_tokens(verdict, 8), finish="stop")
+    if inp.attachments:
+        chunks = _continuation(echo_tokens("\n".join(inp.attachments)), inp.prefill)
+        return Reply(chunks=chunks, finish="stop")
     seed = seed_for(inp.last_user, inp.seed_model, variant)
     kind = demo_kind(inp.last_user)
     if kind is None:

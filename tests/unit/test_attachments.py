@@ -358,3 +358,44 @@ def test_a_photo_is_fitted_upright_by_its_exif_orientation() -> None:
     with Image.open(io.BytesIO(fitted.data)) as img:
         assert img.size == (392, 1568)
         assert img.getexif().get(0x0112) in (None, 1)
+
+
+def test_estimates_never_read_a_pdf_and_need_no_bytes() -> None:
+    pdf = attachment_from_bytes(pdf_bytes(["alpha beta", "gamma"]), "two.pdf")
+    assert estimate_tokens(pdf) == -(-len(pdf_block(pdf)) // 4)
+    stored = replace(pdf, sha256="f" * 64, data=b"")  # read back from history: no bytes
+    assert estimate_tokens(stored) == 2 * 600
+    text = attachment_from_bytes(b"y" * 1000, "y.txt")
+    assert estimate_tokens(replace(text, data=b"")) == 250
+
+
+def test_files_past_a_providers_request_limit_are_refused_with_a_sentence() -> None:
+    big = 13 * 1024 * 1024
+    pdfs = [
+        Attachment(f"{i}" * 64, f"scan{i}.pdf", "pdf", "application/pdf", big, pages=1, data=b"%")
+        for i in range(2)
+    ]
+    assert fit_images(pdfs[:1], "anthropic") == tuple(pdfs[:1])
+    with pytest.raises(AttachmentRefused) as info:
+        fit_images(pdfs, "anthropic")
+    assert str(info.value) == (
+        "These attachments come to 34.7 MB as Anthropic receives them, more than the 32 MB "
+        "one request may carry. Send some of them with another message."
+    )
+    assert fit_images(pdfs, "openai") == tuple(pdfs)  # sent as their text there
+
+
+def test_utf16_text_with_its_bom_is_text() -> None:
+    att = attachment_from_bytes("héllo\nwörld\n".encode("utf-16"), "windows.log")
+    assert att.kind == "text"
+    assert text_block(att) == "File: windows.log\n```\nhéllo\nwörld\n```"
+
+
+def test_an_image_between_rills_and_pillows_limits_warns_nothing(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    path = tmp_path / "large.png"
+    path.write_bytes(bomb_png(10000, 10000))  # 100 MP: past Pillow's warning, under its error
+    with pytest.raises(AttachmentRefused, match=r"large\.png is too large.*10000×10000"):
+        read_attachment(path)
+    assert not [w for w in recwarn if "DecompressionBomb" in w.category.__name__]
