@@ -217,14 +217,39 @@ class Engine:
                 raise asyncio.CancelledError
         raise RuntimeError("the stream ended without a result")
 
+    async def key_for(self, request: ChatRequest) -> str | None:
+        """The API key for ``request``, looked up on a worker thread: a keychain may block
+        (a D-Bus round trip, an unlock prompt), and the event loop may be the window's."""
+        return await asyncio.to_thread(self.api_key, request)
+
     async def list_models(
         self, provider_name: str, base_url: str, profile: str = "default"
     ) -> list[str]:
+        """The models the server at ``base_url`` offers.
+
+        A server on this machine (Ollama, LM Studio, llama.cpp) is asked without a key
+        first, and again with the profile's key only if it refuses: listing a local
+        server's models, as the window does when it starts, never opens the keychain for a
+        key that such servers seldom need."""
         provider = get_provider(provider_name)
         probe = ChatRequest(
             provider=provider.name, base_url=base_url, model="", messages=(), profile=profile
         )
-        api_key = self.api_key(probe)
+        if not _is_loopback(base_url):
+            return await self._list_models(provider, probe, await self.key_for(probe))
+        try:
+            return await self._list_models(provider, probe, None)
+        except AuthError:
+            api_key = await self.key_for(probe)
+            if not api_key:
+                raise
+        return await self._list_models(provider, probe, api_key)
+
+    async def _list_models(
+        self, provider: Provider, probe: ChatRequest, api_key: str | None
+    ) -> list[str]:
+        base_url = probe.base_url
+        profile = probe.profile
         headers = provider.headers(api_key)
         headers["Accept"] = "application/json"
         url = provider.models_url(base_url)
@@ -316,7 +341,7 @@ class Engine:
         probe = ChatRequest(
             provider=provider.name, base_url=base_url, model=model, messages=(), profile=profile
         )
-        headers = provider.headers(self.api_key(probe))
+        headers = provider.headers(await self.key_for(probe))
         headers["Accept"] = "application/json"
         ask = _InfoAsker(self.client, headers, timeout_s, provider.title)
         root = base_url.rstrip("/")
@@ -525,7 +550,7 @@ class Generation:
         engine = self.engine
         settings = engine.settings
         provider = get_provider(request.provider)
-        api_key = engine.api_key(request)
+        api_key = await engine.key_for(request)
         register_secret(api_key)  # every log line masks it
         check_key(provider, request, api_key)
         url = provider.url(request)
