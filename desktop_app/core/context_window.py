@@ -117,7 +117,7 @@ class ContextWindows:
         probe = ChatRequest(
             provider=provider.name, base_url=base_url, model=model, messages=(), profile=profile
         )
-        headers = provider.headers(self.engine.api_key(probe))
+        headers = provider.headers(await self.engine.info_key(probe))
         headers["Accept"] = "application/json"
         ask = _InfoAsker(self.engine.client, headers, self.timeout_s, provider.title)
         root = base_url.rstrip("/")

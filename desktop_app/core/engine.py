@@ -222,6 +222,12 @@ class Engine:
         (a D-Bus round trip, an unlock prompt), and the event loop may be the window's."""
         return await asyncio.to_thread(self.api_key, request)
 
+    async def info_key(self, probe: ChatRequest) -> str | None:
+        """The key for questions a server answers about itself (its version, a model's
+        context): none for a server on this machine, which answers them without one, so
+        such questions never open the keychain; the profile's key for any other."""
+        return None if _is_loopback(probe.base_url) else await self.key_for(probe)
+
     async def list_models(
         self, provider_name: str, base_url: str, profile: str = "default"
     ) -> list[str]:
@@ -341,7 +347,7 @@ class Engine:
         probe = ChatRequest(
             provider=provider.name, base_url=base_url, model=model, messages=(), profile=profile
         )
-        headers = provider.headers(await self.key_for(probe))
+        headers = provider.headers(await self.info_key(probe))
         headers["Accept"] = "application/json"
         ask = _InfoAsker(self.client, headers, timeout_s, provider.title)
         root = base_url.rstrip("/")

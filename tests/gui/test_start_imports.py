@@ -25,6 +25,9 @@ NOT_AT_START = (
     "click",  # httpx's command-line client, never the window's
     "rich",  # the terminal command's output
     "pygments",
+    "PIL",  # images: when a file is attached
+    "pypdf",  # PDFs: when one is attached
+    "ziamath",  # math: when a reply holds a formula
     "keyring",  # the keychain: when a key is first needed (its backends bring D-Bus and
     "secretstorage",  # cryptography libraries, and a keychain may ask to be unlocked)
     "jeepney",

@@ -133,3 +133,18 @@ async def test_a_reply_looks_the_key_up_off_the_event_loop(sim: object) -> None:
         await engine.aclose()
     assert events and lookups.threads
     assert all(name != threading.main_thread().name for name in lookups.threads)
+
+
+@pytest.mark.parametrize("key_server", [False], indirect=True)
+async def test_a_local_servers_context_is_asked_without_a_lookup(key_server: KeyServer) -> None:
+    from desktop_app.core.context_window import ContextWindows
+
+    lookups = Lookups(KEY)
+    engine = Engine(resilience=SETTINGS, api_key=lookups)
+    try:
+        await ContextWindows(engine).limits("openai", key_server.url, "local-model")
+        await engine.server_info("openai", key_server.url, model="local-model")
+    finally:
+        await engine.aclose()
+    assert lookups.threads == []
+    assert key_server.authorizations and set(key_server.authorizations) == {None}
