@@ -27,6 +27,7 @@ from desktop_app import __version__
 from desktop_app.core.attachments import AttachmentRefused, check_total, read_attachment
 from desktop_app.core.chat import ChatService, Services, Turn
 from desktop_app.core.config import BUILT_IN_PROFILE, Config, check_base_url, load_config
+from desktop_app.core.context_window import ContextWindows
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
     AutoRoute,
@@ -53,6 +54,7 @@ from desktop_app.core.history import MAX_SEARCH_TERMS, Conversation, shorten
 from desktop_app.core.ledger import format_usage_report
 from desktop_app.core.logs import setup_logging
 from desktop_app.core.paths import AppPaths, app_paths
+from desktop_app.core.pricing import is_local_url
 from desktop_app.core.redaction import known_secrets, redact
 from desktop_app.core.terminal import for_terminal, json_for_terminal
 from desktop_app.core.text import has_surrogates, valid_text
@@ -309,6 +311,39 @@ def read_attachments(specs: Sequence[tuple[str, str]]) -> tuple[Attachment, ...]
         out.append(attachment)
     check_total(out)
     return tuple(out)
+
+
+async def images_refused(
+    services: Services,
+    chat: ChatService,
+    config: Config,
+    profile_name: str | None,
+    given: dict[str, Any],
+) -> str | None:
+    """The sentence for images to a model its own server says takes none, before anything
+    is sent; None when it takes them or nobody says. Only a server on this computer or
+    its network is asked (Ollama's ``/api/show``, llama.cpp's ``/props``): one short
+    request, where a cloud API would answer with its whole model list and no word on
+    images."""
+    try:
+        profile = config.named_profile(profile_name or str(config["default_profile"]))
+    except ValueError:
+        return None
+    if profile.auto is not None:
+        return None
+    request = chat.request_for(profile, (), **given)
+    if request.provider not in ("ollama", "openai") or not is_local_url(request.base_url):
+        return None
+    windows = ContextWindows(services.engine)
+    limits = await windows.limits(
+        request.provider, request.base_url, request.model, request.profile
+    )
+    if limits.vision is not False:
+        return None
+    return (
+        f"The model {request.model} does not take images, as its server says "
+        f"({limits.source}). Choose a model that can, or send the prompt without its images."
+    )
 
 
 def attachment_json(attachment: Attachment) -> dict[str, Any]:
@@ -668,6 +703,11 @@ async def run(
             if latest is not None:
                 conversation_id = latest.id
                 profile, given = continued(latest, args, config, given)
+        if any(a.kind == "image" for a in attachments):
+            refusal = await images_refused(services, chat, config, profile, given)
+            if refusal is not None:
+                _note(err, f"q: {refusal}")
+                return EXIT_USAGE
         turn = chat.send(
             prompt,
             conversation_id=conversation_id,

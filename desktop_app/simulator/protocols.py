@@ -1502,7 +1502,9 @@ def ollama_tags(models: tuple[str, ...]) -> bytes:
 
 def ollama_show(model: str) -> bytes:
     """``POST /api/show``: the Modelfile, parameters, template, details, ``model_info``
-    (GGUF metadata, ``<arch>.context_length`` among it) and capabilities."""
+    (GGUF metadata, ``<arch>.context_length`` among it) and capabilities: ``vision`` for a
+    model named like a vision model (``sim-vision``, ``…-vl``), as Ollama lists it for
+    LLaVA or Qwen2.5-VL."""
     template = (
         "<|start_header_id|>user<|end_header_id|>\n\n{{ .Prompt }}<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\n{{ .Response }}<|eot_id|>"
@@ -1539,10 +1541,16 @@ def ollama_show(model: str) -> bytes:
             "tokenizer.ggml.pre": "llama-bpe",
         },
         "tensors": [],
-        "capabilities": ["completion", "tools"],
+        "capabilities": ["completion", "tools", *(["vision"] if _sees(model) else [])],
         "modified_at": "2025-01-01T00:00:00.000000000Z",
     }
     return go_json(body).encode()
+
+
+def _sees(model: str) -> bool:
+    """Whether the simulator's Ollama lists ``model`` as taking images."""
+    name = model.lower()
+    return "vision" in name or "llava" in name or re.search(r"[-_.]vl\b", name) is not None
 
 
 def ollama_ps(loaded: dict[str, float]) -> bytes:

@@ -382,3 +382,22 @@ def test_the_simulator_reads_broken_files_as_a_400_or_nothing(
         assert str(exc)
     else:
         assert isinstance(lines, tuple)
+
+
+@pytest.mark.parametrize(
+    ("model", "vision"),
+    [("sim-small", False), ("sim-vision", True), ("qwen2.5-vl", True), ("llava:7b", True)],
+)
+async def test_the_simulators_ollama_lists_vision_for_vision_models(
+    model: str, vision: bool
+) -> None:
+    from desktop_app.core.context_window import ContextWindows
+    from desktop_app.simulator import Simulator
+
+    engine = engine_for(NO_RETRY)
+    async with Simulator(tokens_per_s=0, models=(model,)) as sim:
+        try:
+            limits = await ContextWindows(engine).limits("ollama", sim.base_url("ollama"), model)
+        finally:
+            await engine.aclose()
+    assert limits.vision is vision

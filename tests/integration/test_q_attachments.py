@@ -27,12 +27,13 @@ def run_q(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def simt() -> Iterator[SimulatorThread]:
-    with SimulatorThread(tokens_per_s=0) as sim:
+    with SimulatorThread(tokens_per_s=0, models=("sim-small", "sim-vision")) as sim:
         yield sim
 
 
 def _base(sim: SimulatorThread, provider: str = "openai") -> list[str]:
-    return ["--provider", provider, "--base-url", sim.base_url(provider)]
+    # a model the simulator's Ollama lists with "vision" (q asks a local server first)
+    return ["--provider", provider, "--base-url", sim.base_url(provider), "--model", "sim-vision"]
 
 
 @pytest.fixture
@@ -179,20 +180,64 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
     yield from llama_server("tiny.gguf", tmp_path_factory.mktemp("llama"))
 
 
-def test_a_real_llama_cpp_server_without_vision_is_said_once(
+def test_q_says_before_sending_that_a_model_takes_no_images(
+    simt: SimulatorThread, rill_home: Path, files: dict[str, Path]
+) -> None:
+    url = simt.base_url("ollama")
+    base = ["--provider", "ollama", "--base-url", url, "--model", "sim-small"]
+    result = run_q(*base, "--image", str(files["image"]), "What is it?", home=rill_home)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "q: The model sim-small does not take images, as its server says (Ollama /api/show). "
+        "Choose a model that can, or send the prompt without its images."
+    )
+    assert simt.sim.chat_requests == []
+    assert [r.path for r in simt.sim.requests] == ["/api/show"]
+    # files that are not images go to it as text
+    text = run_q(*base, "-f", str(files["text"]), "Explain", home=rill_home)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.strip() == "I read main.py (2 lines)"
+
+
+def test_a_real_llama_cpp_server_without_vision_is_said_before_sending(
     llama: LlamaServer, rill_home: Path, files: dict[str, Path]
 ) -> None:
-    """llama.cpp answers an image for a text-only model with a 500; it is shown at once with
-    the server's words, not tried again as a passing server fault."""
     at = ["--base-url", llama.base_url, "--model", llama.model, "--max-tokens", "5"]
     result = run_q(*at, "--image", str(files["image"]), "What is it?", home=rill_home)
-    assert result.returncode == 1
-    assert "retrying" not in result.stderr
-    line = result.stderr.strip()
-    assert line.startswith(f"q: The model {llama.model} cannot read images.")
-    assert "image input is not supported" in line
-    assert line.endswith("Choose a model that can, or send the message without its images.")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"q: The model {llama.model} does not take images, as its server says "
+        "(llama.cpp /props). Choose a model that can, or send the prompt without its images."
+    )
     # the same server reads a text file and a PDF as the text in the prompt
     text = run_q(*at, "-f", str(files["text"]), "-f", str(files["pdf"]), "Sum up", home=rill_home)
     assert text.returncode == 0, text.stderr
     assert text.stdout.strip()
+
+
+async def test_a_real_llama_cpp_servers_refusal_of_an_image_is_said_once(
+    llama: LlamaServer, files: dict[str, Path]
+) -> None:
+    """Sent anyway, an image gets llama.cpp's 500 for a text-only model; the engine shows
+    it at once with the server's words, not tried again as a passing server fault."""
+    from desktop_app.core.attachments import read_attachment
+    from desktop_app.core.events import Failed, Retrying
+    from desktop_app.core.types import ChatRequest, Message
+    from tests.helpers import collect, engine_for
+
+    image = read_attachment(files["image"])
+    message = Message("user", "What is it?", attachments=(image,))
+    request = ChatRequest("openai", llama.base_url, llama.model, (message,), max_tokens=5)
+    engine = engine_for()
+    try:
+        events = await collect(engine.stream(request))
+    finally:
+        await engine.aclose()
+    assert not any(isinstance(e, Retrying) for e in events)
+    failed = events[-1]
+    assert isinstance(failed, Failed)
+    assert str(failed.error).startswith(f"The model {llama.model} cannot read images.")
+    assert "image input is not supported" in str(failed.error)
+    assert str(failed.error).endswith(
+        "Choose a model that can, or send the message without its images."
+    )
