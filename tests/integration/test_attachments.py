@@ -401,3 +401,13 @@ async def test_the_simulators_ollama_lists_vision_for_vision_models(
         finally:
             await engine.aclose()
     assert limits.vision is vision
+
+
+def test_the_simulator_serves_the_models_it_is_told() -> None:
+    from desktop_app.simulator.__main__ import _parser
+
+    assert _parser().parse_args([]).models == ("sim-small", "sim-large")
+    args = _parser().parse_args(["--models", "sim-small, sim-vision"])
+    assert args.models == ("sim-small", "sim-vision")
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--models", " , "])
