@@ -58,7 +58,8 @@ QT_PLATFORM_PLUGINS: Final[dict[str, tuple[str, ...]]] = {
 }
 """The Qt platform plugins a build for each platform must carry."""
 
-IMAGE_FORMATS: Final = ("png", "svg")
+IMAGE_FORMATS: Final = ("png", "svg", "jpeg", "gif", "webp")
+"""The formats Qt must read: its icons, and the thumbnails of attached images."""
 
 
 class CheckFailed(Exception):

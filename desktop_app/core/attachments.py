@@ -786,7 +786,7 @@ def fit_request(request: ChatRequest, provider: str) -> ChatRequest:
     if not files:
         return request
     for a in files:
-        if not a.data:
+        if not a.data and a.size > 0:
             raise AttachmentRefused(
                 f"{a.name} cannot be sent: Rill no longer has its content.",
                 action="Attach the file again.",
