@@ -78,6 +78,7 @@ SPECS: tuple[Spec, ...] = (
     Spec(8, "hostile", "Hostile input"),
     Spec(9, "auto", "Auto routing"),
     Spec(10, "peer", "Against a peer (PyGPT)"),
+    Spec(11, "attachments", "Attachments"),
 )
 
 NAMES: tuple[str, ...] = tuple(spec.name for spec in SPECS)

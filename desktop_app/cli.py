@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any, ClassVar, NoReturn, TextIO, cast
 
 from desktop_app import __version__
+from desktop_app.core.attachments import AttachmentRefused, check_total, read_attachment
 from desktop_app.core.chat import ChatService, Services, Turn
 from desktop_app.core.config import BUILT_IN_PROFILE, Config, check_base_url, load_config
+from desktop_app.core.context_window import ContextWindows
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
     AutoRoute,
@@ -52,13 +54,20 @@ from desktop_app.core.history import MAX_SEARCH_TERMS, Conversation, shorten
 from desktop_app.core.ledger import format_usage_report
 from desktop_app.core.logs import setup_logging
 from desktop_app.core.paths import AppPaths, app_paths
+from desktop_app.core.pricing import is_local_url
 from desktop_app.core.redaction import known_secrets, redact
 from desktop_app.core.terminal import for_terminal, json_for_terminal
 from desktop_app.core.text import has_surrogates, valid_text
 from desktop_app.core.tools.base import Approver, Decision, ToolInfo
 from desktop_app.core.tools.config import server_configs, set_tool_policy
 from desktop_app.core.tools.mcp import McpHost
-from desktop_app.core.types import PROVIDERS, GenerationResponse, TokenUsage, ToolPart
+from desktop_app.core.types import (
+    PROVIDERS,
+    Attachment,
+    GenerationResponse,
+    TokenUsage,
+    ToolPart,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 EXIT_BROKEN_PIPE = 128 + 13
@@ -261,8 +270,96 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("md", "json"), default="md", help="format for --export (md)"
     )
     p.add_argument("--import", dest="import_file", metavar="FILE", help="import a JSON export")
+    p.add_argument(
+        "-f",
+        "--file",
+        dest="attach",
+        action="append",
+        default=[],
+        type=partial(_attach_spec, "file"),
+        metavar="FILE",
+        help="attach a file (image, text or code, PDF); repeat for more",
+    )
+    p.add_argument(
+        "--image",
+        dest="attach",
+        action="append",
+        type=partial(_attach_spec, "image"),
+        metavar="FILE",
+        help="attach an image (PNG, JPEG, WebP, GIF); repeat for more",
+    )
     p.add_argument("--version", action="version", version=f"q (Rill) {__version__}")
     return p
+
+
+def _attach_spec(option: str, path: str) -> tuple[str, str]:
+    return option, path
+
+
+def read_attachments(specs: Sequence[tuple[str, str]]) -> tuple[Attachment, ...]:
+    """The files of ``-f`` and ``--image``, in the order given, read and checked before
+    anything is sent; raises :class:`AttachmentRefused` with the sentence for the first
+    one refused."""
+    out: list[Attachment] = []
+    for option, path in specs:
+        attachment = read_attachment(path)
+        if option == "image" and attachment.kind != "image":
+            raise AttachmentRefused(
+                f"{attachment.name} is not an image: --image takes PNG, JPEG, WebP and GIF "
+                "files (attach other files with -f)."
+            )
+        out.append(attachment)
+    check_total(out)
+    return tuple(out)
+
+
+async def images_refused(
+    services: Services,
+    chat: ChatService,
+    config: Config,
+    profile_name: str | None,
+    given: dict[str, Any],
+) -> str | None:
+    """The sentence for images to a model its own server says takes none, before anything
+    is sent; None when it takes them or nobody says. Only a server on this computer or
+    its network is asked (Ollama's ``/api/show``, llama.cpp's ``/props``): one short
+    request, where a cloud API would answer with its whole model list and no word on
+    images."""
+    try:
+        profile = config.named_profile(profile_name or str(config["default_profile"]))
+    except ValueError:
+        return None
+    if profile.auto is not None:
+        return None
+    request = chat.request_for(profile, (), **given)
+    if request.provider not in ("ollama", "openai") or not is_local_url(request.base_url):
+        return None
+    windows = ContextWindows(services.engine)
+    limits = await windows.limits(
+        request.provider, request.base_url, request.model, request.profile
+    )
+    if limits.vision is not False:
+        return None
+    return (
+        f"The model {request.model} does not take images, as its server says "
+        f"({limits.source}). Choose a model that can, or send the prompt without its images."
+    )
+
+
+def attachment_json(attachment: Attachment) -> dict[str, Any]:
+    """One attached file for ``q --json``'s ``attachments``."""
+    shown: dict[str, Any] = {
+        "name": attachment.name,
+        "kind": attachment.kind,
+        "mime": attachment.mime,
+        "bytes": attachment.size,
+        "sha256": attachment.sha256,
+    }
+    if attachment.kind == "image":
+        shown.update(width=attachment.width, height=attachment.height)
+    elif attachment.kind == "pdf":
+        shown["pages"] = attachment.pages
+    return shown
 
 
 @dataclass
@@ -572,6 +669,7 @@ async def run(
     prompt: str,
     out: Writer,
     err: Writer,
+    attachments: Sequence[Attachment] = (),
 ) -> int:
     services = Services.open(config=config, record=not args.no_log)
     try:
@@ -605,6 +703,11 @@ async def run(
             if latest is not None:
                 conversation_id = latest.id
                 profile, given = continued(latest, args, config, given)
+        if any(a.kind == "image" for a in attachments):
+            refusal = await images_refused(services, chat, config, profile, given)
+            if refusal is not None:
+                _note(err, f"q: {refusal}")
+                return EXIT_USAGE
         turn = chat.send(
             prompt,
             conversation_id=conversation_id,
@@ -613,9 +716,10 @@ async def run(
             write_cache=not args.no_cache,
             record=not args.no_log,
             tools=tools,
+            attachments=attachments,
             **given,
         )
-        return await _ask(turn, args, out, err)
+        return await _ask(turn, args, out, err, attachments)
     finally:
         await services.aclose()
 
@@ -740,7 +844,13 @@ async def _list_models(
     return EXIT_OK
 
 
-async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -> int:
+async def _ask(
+    turn: Turn,
+    args: argparse.Namespace,
+    out: Writer,
+    err: Writer,
+    attachments: Sequence[Attachment] = (),
+) -> int:
     output = Output(out, err, stream=out.isatty() and not args.no_stream, json=args.json)
     loop = asyncio.get_running_loop()
     interrupts = 0
@@ -837,6 +947,7 @@ async def _ask(turn: Turn, args: argparse.Namespace, out: Writer, err: Writer) -
         if route is not None:
             shown["route"] = route.to_dict()
         shown["tool_calls_run"] = [tool_call_json(part) for part in turn.tool_parts]
+        shown["attachments"] = [attachment_json(a) for a in attachments]
         out.write(json_for_terminal(json.dumps(shown, ensure_ascii=False)) + "\n")
         out.flush()
     if args.debug:
@@ -1068,6 +1179,7 @@ def _main(args: argparse.Namespace, out: Writer, err: Writer) -> int:
     if config is None:
         return EXIT_USAGE
     prompt = ""
+    attachments: tuple[Attachment, ...] = ()
     commands = (
         args.cache_stats,
         args.clear_cache,
@@ -1082,14 +1194,15 @@ def _main(args: argparse.Namespace, out: Writer, err: Writer) -> int:
         asks = not (args.list_models or args.list_tools or any(commands))
         if asks and args.export is None and not args.import_file:
             prompt = read_prompt(args, sys.stdin)
-            if not prompt:
+            attachments = read_attachments(args.attach)
+            if not prompt and not attachments:
                 _note(err, 'q: no prompt. Try: q "What is the capital of France?"')
                 return EXIT_USAGE
-    except InputError as exc:
+    except (InputError, AttachmentRefused) as exc:
         _note(err, f"q: {exc}")
         return EXIT_USAGE
     try:
-        return asyncio.run(run(args, config, prompt, out, err))
+        return asyncio.run(run(args, config, prompt, out, err, attachments))
     except KeyboardInterrupt:
         return EXIT_CANCELLED
     except RillError as exc:

@@ -5,11 +5,12 @@ The self-test runs the same way from a source checkout (``python -m desktop_app
 
 - uses a temporary ``RILL_HOME`` (removed afterwards when every check passed) and the
   ``offscreen`` Qt platform, so it touches neither the user's data nor the screen;
-- checks the version from the package metadata, the shipped price list and icons, that a
-  formula is typeset (by the typesetting process this executable starts) and drawn, the Qt
-  binding, its platform plugins and image formats, certifi's CA bundle and the keyring
-  backends, and that the real platform plugin (``xcb`` on Linux, not only ``offscreen``)
-  finds every system library it needs, naming the command that installs what is missing;
+- checks the version from the package metadata, the shipped price list and icons, that
+  files can be attached (Pillow's image formats, pypdf), that a formula is typeset (by the
+  typesetting process this executable starts) and drawn, the Qt binding, its platform
+  plugins and image formats, certifi's CA bundle and the keyring backends, and that the real
+  platform plugin (``xcb`` on Linux, not only ``offscreen``) finds every system library it
+  needs, naming the command that installs what is missing;
 - starts the built-in simulator at full speed on a free port and streams one reply through
   the real engine, controller and main window on a qasync loop, then checks that the reply
   is in the history database and in the chat view.
@@ -58,7 +59,8 @@ QT_PLATFORM_PLUGINS: Final[dict[str, tuple[str, ...]]] = {
 }
 """The Qt platform plugins a build for each platform must carry."""
 
-IMAGE_FORMATS: Final = ("png", "svg")
+IMAGE_FORMATS: Final = ("png", "svg", "jpeg", "gif", "webp")
+"""The formats Qt must read: its icons, and the thumbnails of attached images."""
 
 
 class CheckFailed(Exception):
@@ -206,6 +208,39 @@ def check_mcp() -> str:
         return f"listed {len(tools.tools)} tool, called it: 2 + 3 = {text}"
 
     return asyncio.run(session())
+
+
+def check_attachments() -> str:
+    """Attaching works in this build: Pillow reads and writes each image format Rill takes
+    (its plugins are loaded by name), an image is fitted for a provider, and pypdf reads
+    a PDF's pages."""
+    import io
+
+    from PIL import Image
+    from pypdf import PdfWriter
+
+    from desktop_app.core.attachments import attachment_from_bytes, fit_image
+
+    read: list[str] = []
+    for fmt in ("PNG", "JPEG", "WEBP", "GIF"):
+        out = io.BytesIO()
+        Image.new("RGB", (40, 30), "teal").save(out, fmt)
+        att = attachment_from_bytes(out.getvalue(), f"check.{fmt.lower()}")
+        if (att.kind, att.width, att.height) != ("image", 40, 30):
+            raise CheckFailed(f"a {fmt} image was read as {att.kind} {att.width}×{att.height}")
+        read.append(fmt)
+    fitted = fit_image(att, "ollama")  # a GIF, which Ollama takes as PNG or JPEG
+    if fitted.mime not in ("image/png", "image/jpeg"):
+        raise CheckFailed(f"an image fitted for Ollama came out as {fitted.mime}")
+    writer = PdfWriter()
+    writer.add_blank_page(width=72, height=72)
+    writer.add_blank_page(width=72, height=72)
+    out = io.BytesIO()
+    writer.write(out)
+    pdf = attachment_from_bytes(out.getvalue(), "check.pdf")
+    if pdf.pages != 2:
+        raise CheckFailed(f"a PDF of 2 pages was read as {pdf.pages}")
+    return f"images ({', '.join(read)}), fitting, and a PDF's pages read"
 
 
 def check_keyring() -> str:
@@ -594,6 +629,7 @@ def run_self_test(out: IO[str] | None = None) -> int:
     report.check("CA bundle", check_ca_bundle)
     report.check("keyring", check_keyring)
     report.check("MCP", check_mcp)
+    report.check("attachments", check_attachments)
     report.check("Qt platform", lambda: check_platform(environ))
     try:
         _application()

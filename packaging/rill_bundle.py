@@ -140,7 +140,7 @@ QT_PLUGINS: Final[dict[str, frozenset[str] | None]] = {
         {"composeplatforminputcontextplugin", "ibusplatforminputcontextplugin"}
     ),
     "iconengines": None,
-    "imageformats": frozenset({"svg", "ico", "icns", "gif", "jpeg"}),
+    "imageformats": frozenset({"svg", "ico", "icns", "gif", "jpeg", "webp"}),
     "styles": None,
     "xcbglintegrations": None,
     "wayland-decoration-client": None,

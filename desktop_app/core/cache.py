@@ -158,6 +158,9 @@ def normalise_base_url(url: str) -> str:
 
 
 def _message_form(message: Message) -> dict[str, Any]:
+    """The parts of a message that decide the reply; an attachment by its kind, name (a
+    text block is headed by it) and SHA-256, never its bytes."""
+    files = [[a.kind, a.name, a.sha256] for a in message.attachments]
     return {
         "role": message.role,
         "content": message.content,
@@ -168,6 +171,7 @@ def _message_form(message: Message) -> dict[str, Any]:
         "tool_call_id": message.tool_call_id,
         "name": message.name,
         **({"is_error": True} if message.is_error else {}),
+        **({"attachments": files} if files else {}),
     }
 
 

@@ -20,6 +20,7 @@ price list. An answer from the cache costs nothing; :attr:`Turn.saved` is what i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import sqlite3
@@ -29,8 +30,10 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from desktop_app.core.blobs import AttachmentUnavailable, BlobStore, unloaded
 from desktop_app.core.cache import AsyncResponseCache, cache_key
 from desktop_app.core.config import Config, Profile, load_config
 from desktop_app.core.engine import Engine, Generation, KeyLookup, Pricing, check_key
@@ -57,7 +60,14 @@ from desktop_app.core.secrets import Secrets, key_lookup
 from desktop_app.core.tools.base import Approver, ToolHost, ToolInfo
 from desktop_app.core.tools.loop import ToolLoop, deny_all
 from desktop_app.core.tools.mcp import McpHost
-from desktop_app.core.types import ChatRequest, GenerationResponse, Message, TokenUsage, ToolPart
+from desktop_app.core.types import (
+    Attachment,
+    ChatRequest,
+    GenerationResponse,
+    Message,
+    TokenUsage,
+    ToolPart,
+)
 
 if TYPE_CHECKING:
     from desktop_app.core.routing.cache import RouteCache
@@ -88,6 +98,24 @@ class Services:
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="rill-search")
     )
     _route_cache: RouteCache | None = None
+    _blobs: BlobStore | None = None
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The attached files under the data folder (the history's own store when there is
+        a history, so both see the same files)."""
+        if self._blobs is None:
+            history = self.history
+            self._blobs = (
+                history.blobs if history is not None else BlobStore(self.paths.attachments_dir)
+            )
+        return self._blobs
+
+    def viewable_copy(self, attachment: Attachment) -> Path:
+        """A copy of an attached file under its own name in the cache folder, for the
+        system's viewer (blocking: run it off the UI thread); see
+        :meth:`BlobStore.named_copy`."""
+        return self.blobs.named_copy(attachment, self.paths.cache_dir / "opened")
 
     def route_cache(self) -> RouteCache:
         """Auto's route cache under the cache folder, opened on first use."""
@@ -122,7 +150,7 @@ class Services:
         history_problem: RillError | None = None
         if record and config["history.enabled"]:
             try:
-                history = History(paths.history_db)
+                history = History(paths.history_db, blobs=BlobStore(paths.attachments_dir))
             except HistoryError as exc:
                 history_problem = exc
                 warnings.append(f"{exc.message} Conversations are not saved in this session.")
@@ -404,15 +432,19 @@ class ChatService:
         write_cache: bool = True,
         record: bool = True,
         tools: Collection[str] | None = None,
+        attachments: Sequence[Attachment] = (),
         **overrides: Any,
     ) -> Turn:
         """Ask ``prompt`` in a conversation (a new one when ``conversation_id`` is None).
 
         ``tools`` chooses the tool servers the model may use: None for every enabled one,
-        a set of server names for those, an empty set for none."""
+        a set of server names for those, an empty set for none. ``attachments`` are the
+        files sent with the prompt (with their bytes, as read when attached); the turn keeps
+        their bytes in the blob store and the prompt refers to them."""
         return self._turn(
             mode="new",
             prompt=prompt,
+            attachments=tuple(attachments),
             conversation_id=conversation_id,
             profile=self.config.profile(profile),
             read_cache=read_cache,
@@ -453,13 +485,18 @@ class ChatService:
         *,
         profile: str | None = None,
         tools: Collection[str] | None = None,
+        attachments: Sequence[Attachment] | None = None,
         **overrides: Any,
     ) -> Turn:
         """Ask ``prompt`` as a new version of the prompt ``message_id``: the new version
-        follows the same message and gets replies of its own."""
+        follows the same message and gets replies of its own.
+
+        ``attachments`` are the new version's files; None keeps those of the prompt being
+        edited (an empty sequence sends none)."""
         return self._turn(
             mode="edit",
             prompt=prompt,
+            attachments=None if attachments is None else tuple(attachments),
             conversation_id=conversation_id,
             profile=self.config.profile(profile),
             read_cache=True,
@@ -502,6 +539,35 @@ def context_messages(stored: Sequence[StoredMessage], *, tools: bool = True) -> 
     return out
 
 
+MISSING_ATTACHMENT = "[file {name} is no longer available]"
+"""The line sent in place of an earlier message's file whose stored copy is gone."""
+
+
+def with_attachment_data(blobs: BlobStore, messages: Sequence[Message]) -> list[Message]:
+    """``messages`` with the bytes of each attached file read from ``blobs`` (blocking: run
+    it off the event loop).
+
+    A file of an earlier message whose copy has gone missing or is damaged is left out,
+    and a line saying so (:data:`MISSING_ATTACHMENT`) ends that message's text: the model
+    learns that a file was there, and the conversation can go on."""
+    out: list[Message] = []
+    for message in messages:
+        if not any(map(unloaded, message.attachments)):
+            out.append(message)
+            continue
+        kept: list[Attachment] = []
+        lines: list[str] = []
+        for attachment in message.attachments:
+            try:
+                kept.append(blobs.load(attachment))
+            except AttachmentUnavailable as exc:
+                log.warning("sending a conversation without a file: %s", exc.message)
+                lines.append(MISSING_ATTACHMENT.format(name=attachment.name))
+        content = "\n\n".join([message.content, *lines]) if message.content else "\n".join(lines)
+        out.append(replace(message, content=content, attachments=tuple(kept)))
+    return out
+
+
 class Turn:
     """One prompt and its reply, recorded as it streams. Iterate it for events."""
 
@@ -521,11 +587,17 @@ class Turn:
         message_id: int | None = None,
         edit_of: int | None = None,
         tools: Collection[str] | None = None,
+        attachments: Sequence[Attachment] | None = (),
     ) -> None:
         self.chat = chat
         self.services = chat.services
         self.mode = mode
         self.prompt = prompt
+        self.attachments: tuple[Attachment, ...] | None = (
+            None if attachments is None else tuple(attachments)
+        )
+        """The files sent with the prompt of a "new" or "edit" turn, with their bytes once
+        the turn is prepared (None in an edit: those of the prompt edited)."""
         self.conversation_id = conversation_id
         self.profile = profile
         self.read_cache = read_cache
@@ -748,7 +820,8 @@ class Turn:
             if history is not None and self.conversation_id is not None:
                 stored = await services.run_io(history.messages, self.conversation_id)
                 earlier = context_messages(stored, tools=self.uses_tools)
-            messages = [*earlier, Message("user", prompt)]
+            attached = await self._attached(self.attachments or ())
+            messages = [*earlier, Message("user", prompt, attachments=attached)]
         elif self.mode == "edit":
             assert prompt is not None and history is not None and self.conversation_id is not None
             stored = await services.run_io(history.messages, self.conversation_id)
@@ -759,9 +832,11 @@ class Turn:
                     action="Reload the conversation and try again.",
                 )
             self._edited = stored[index]
+            chosen = self.attachments
+            attached = await self._attached(self._edited.attachments if chosen is None else chosen)
             messages = [
                 *context_messages(stored[:index], tools=self.uses_tools),
-                Message("user", prompt),
+                Message("user", prompt, attachments=attached),
             ]
         else:
             assert history is not None and self.conversation_id is not None
@@ -771,6 +846,7 @@ class Turn:
                 self.kept = target.content.rstrip()
                 self.reply_group = target.reply_group
                 messages.append(Message("assistant", self.kept))
+        messages = await services.run_io(with_attachment_data, services.blobs, messages)
         self.request = request = self.chat.request_for(self.profile, messages, **self.overrides)
         budget = float(services.config["budget.monthly_usd"])
         if services.ledger is not None and budget > 0:
@@ -785,7 +861,8 @@ class Turn:
             return
         try:
             await self._record_prompt(history, request, prompt)
-        except HistoryError as exc:
+        except (HistoryError, AttachmentUnavailable) as exc:
+            # (a file that cannot be stored: a full disk, a folder Rill may not write)
             if self.mode not in ("new", "edit"):
                 raise
             # Answer anyway; wait_saved() tells that nothing of this exchange was saved.
@@ -804,6 +881,7 @@ class Turn:
         services = self.services
         if self.mode == "new":
             assert prompt is not None
+            created: int | None = None
             if self.conversation_id is None:
                 conversation = await services.run_io(
                     history.create_conversation,
@@ -813,10 +891,29 @@ class Turn:
                     system_prompt=request.system,
                 )
                 self.conversation_id = conversation.id
-            user = await services.run_io(history.add_message, self.conversation_id, "user", prompt)
+                created = conversation.id
+            try:
+                user = await services.run_io(
+                    history.add_message,
+                    self.conversation_id,
+                    "user",
+                    prompt,
+                    attachments=self.attachments or (),
+                )
+            except (HistoryError, AttachmentUnavailable):
+                if created is not None:  # leave no empty conversation behind
+                    self.conversation_id = None
+                    with contextlib.suppress(HistoryError):
+                        await services.run_io(history.delete_conversation, created)
+                raise
         elif self.mode == "edit":
             assert prompt is not None and self._edited is not None
-            user = await services.run_io(history.add_version, self._edited.reply_group, prompt)
+            user = await services.run_io(
+                history.add_version,
+                self._edited.reply_group,
+                prompt,
+                attachments=self.attachments or (),
+            )
         if self.mode in ("new", "edit"):
             assert self.conversation_id is not None
             self.user_message_id = user.id
@@ -858,6 +955,18 @@ class Turn:
             model=request.model,
             base_url=request.base_url,
         )
+
+    async def _attached(self, attachments: Sequence[Attachment]) -> tuple[Attachment, ...]:
+        """The prompt's files with their bytes (read from the store, off the loop, for any
+        given without); kept as :attr:`attachments`. A file whose stored copy is gone fails
+        the turn with a sentence naming it, before anything is recorded."""
+        if any(map(unloaded, attachments)):
+            blobs = self.services.blobs
+            attachments = await self.services.run_io(
+                lambda: tuple(blobs.load(a) for a in attachments)
+            )
+        self.attachments = tuple(attachments)
+        return self.attachments
 
     def _context_for(self, stored: Sequence[StoredMessage]) -> tuple[list[Message], StoredMessage]:
         """The messages before the reply being regenerated or continued, and that reply."""

@@ -35,8 +35,10 @@ from urllib.parse import quote
 import httpx
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
+from desktop_app.core.attachments import fit_request
 from desktop_app.core.errors import (
     AuthError,
+    BadRequest,
     CircuitOpenError,
     ConfigError,
     ConnectionFailed,
@@ -215,14 +217,45 @@ class Engine:
                 raise asyncio.CancelledError
         raise RuntimeError("the stream ended without a result")
 
+    async def key_for(self, request: ChatRequest) -> str | None:
+        """The API key for ``request``, looked up on a worker thread: a keychain may block
+        (a D-Bus round trip, an unlock prompt), and the event loop may be the window's."""
+        return await asyncio.to_thread(self.api_key, request)
+
+    async def info_key(self, probe: ChatRequest) -> str | None:
+        """The key for questions a server answers about itself (its version, a model's
+        context): none for a server on this machine, which answers them without one, so
+        such questions never open the keychain; the profile's key for any other."""
+        return None if _is_loopback(probe.base_url) else await self.key_for(probe)
+
     async def list_models(
         self, provider_name: str, base_url: str, profile: str = "default"
     ) -> list[str]:
+        """The models the server at ``base_url`` offers.
+
+        A server on this machine (Ollama, LM Studio, llama.cpp) is asked without a key
+        first, and again with the profile's key only if it refuses: listing a local
+        server's models, as the window does when it starts, never opens the keychain for a
+        key that such servers seldom need."""
         provider = get_provider(provider_name)
         probe = ChatRequest(
             provider=provider.name, base_url=base_url, model="", messages=(), profile=profile
         )
-        api_key = self.api_key(probe)
+        if not _is_loopback(base_url):
+            return await self._list_models(provider, probe, await self.key_for(probe))
+        try:
+            return await self._list_models(provider, probe, None)
+        except AuthError:
+            api_key = await self.key_for(probe)
+            if not api_key:
+                raise
+        return await self._list_models(provider, probe, api_key)
+
+    async def _list_models(
+        self, provider: Provider, probe: ChatRequest, api_key: str | None
+    ) -> list[str]:
+        base_url = probe.base_url
+        profile = probe.profile
         headers = provider.headers(api_key)
         headers["Accept"] = "application/json"
         url = provider.models_url(base_url)
@@ -314,7 +347,7 @@ class Engine:
         probe = ChatRequest(
             provider=provider.name, base_url=base_url, model=model, messages=(), profile=profile
         )
-        headers = provider.headers(self.api_key(probe))
+        headers = provider.headers(await self.info_key(probe))
         headers["Accept"] = "application/json"
         ask = _InfoAsker(self.client, headers, timeout_s, provider.title)
         root = base_url.rstrip("/")
@@ -523,12 +556,12 @@ class Generation:
         engine = self.engine
         settings = engine.settings
         provider = get_provider(request.provider)
-        api_key = engine.api_key(request)
+        api_key = await engine.key_for(request)
         register_secret(api_key)  # every log line masks it
         check_key(provider, request, api_key)
         url = provider.url(request)
         headers = provider.headers(api_key, stream=request.stream)
-        body = provider.encode_body(request)
+        body = await _encoded(provider, request)
         server = _server(provider.title, url)
         breaker = engine.breakers.get(request.endpoint)
         timeout = engine.timeout()
@@ -772,7 +805,7 @@ class Generation:
                     prefill = partial.rstrip()
                     skip_ws = len(partial) - len(prefill)
                     request = _with_prefill(request, prefill)
-                    body = provider.encode_body(request)
+                    body = await _encoded(provider, request)
                     yield Resumed(error.message, partial)
                 else:
                     kept = ""
@@ -802,6 +835,16 @@ class Generation:
             hint = _v1_hint(provider, request.base_url)
             if hint:
                 error.action = hint
+        if _NO_IMAGES.search(f"{error.message} {error.detail}") and any(
+            a.kind == "image" for m in request.messages for a in m.attachments
+        ):
+            # sending the same images again cannot help: said once, not retried
+            return BadRequest(
+                f"The model {_printable(request.model, 120)} cannot read images. {error.message}",
+                action="Choose a model that can, or send the message without its images.",
+                status=error.status,
+                detail=error.detail,
+            )
         return error
 
     def _finished(
@@ -1157,6 +1200,28 @@ class _FrameReader:
 
     async def aclose(self) -> None:
         await self.pieces.aclose()
+
+
+_NO_IMAGES = re.compile(
+    r"image input is not supported|(does ?n[o']t|not) support(s|ed)? (image|vision)"
+    r"|images? (are|is) not supported|image_url is only supported|mmproj",
+    re.IGNORECASE,
+)
+"""What servers say when the model takes no images (llama.cpp without a projector, Ollama's
+text models, OpenAI's text models)."""
+
+
+async def _encoded(provider: Provider, request: ChatRequest) -> bytes:
+    """The body of ``request``; with files, fitted to what ``provider`` takes and encoded
+    on a worker thread (CPU work that would stall the event loop)."""
+    if any(m.attachments for m in request.messages):
+        return await asyncio.to_thread(_prepared_body, provider, request)
+    return provider.encode_body(request)
+
+
+def _prepared_body(provider: Provider, request: ChatRequest) -> bytes:
+    """The body of ``request`` with its files fitted to what ``provider`` takes."""
+    return provider.encode_body(fit_request(request, provider.name))
 
 
 def _mb(size: int) -> str:

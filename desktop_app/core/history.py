@@ -25,7 +25,10 @@ the old file.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -36,13 +39,31 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final, Literal, TypedDict, TypeVar, Unpack, cast, get_args
 
+from desktop_app.core.attachments import (
+    DEFAULT_LIMITS,
+    AttachmentLimits,
+    AttachmentRefused,
+    attachment_from_bytes,
+    check_total,
+    human_size,
+    safe_name,
+)
+from desktop_app.core.blobs import AttachmentUnavailable, BlobStore, unloaded, valid_sha256
 from desktop_app.core.errors import RillError
 from desktop_app.core.redaction import without_url_credentials
 from desktop_app.core.store import BUSY_TIMEOUT_S, SqliteStore, lenient_text
 from desktop_app.core.text import valid_text
-from desktop_app.core.types import Message, Role, ToolCall, ToolPart
+from desktop_app.core.types import (
+    Attachment,
+    AttachmentKind,
+    Message,
+    Role,
+    ToolCall,
+    ToolPart,
+)
 
 _T = TypeVar("_T")
 
@@ -50,7 +71,7 @@ MessageStatus = Literal["complete", "streaming", "cancelled", "interrupted", "fa
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 STATUSES: Final[tuple[MessageStatus, ...]] = get_args(MessageStatus)
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 EXPORT_FORMAT: Final = "rill.conversation"
 EXPORT_VERSION: Final = 1
 TITLE_LIMIT: Final = 60
@@ -61,8 +82,13 @@ MAX_QUERY_CHARS: Final = 10_000
 """Search text past this many characters is ignored (and the hits say so)."""
 MAX_TERM_CHARS: Final = 200
 """A single search word or phrase is cut to this many characters."""
-MAX_IMPORT_BYTES: Final = 64 * 1024 * 1024
-"""The largest file :meth:`History.import_file` reads."""
+MAX_IMPORT_BYTES: Final = 256 * 1024 * 1024
+"""The largest file :meth:`History.import_file` reads (an export carries its attached
+files, base64-encoded)."""
+MAX_IMPORT_ATTACHMENTS: Final = 100
+"""The most files one imported message may carry."""
+UNAVAILABLE_LINE: Final = "[file {name} could not be imported]"
+"""The line that takes the place of an imported file that was refused."""
 # Exported and imported times must be ones a calendar can show: years 1 to 9999.
 _FIRST_TIME: Final = -62_135_596_800.0
 _LAST_TIME: Final = 253_402_300_799.0
@@ -82,6 +108,17 @@ class ImportFormatError(RillError, ValueError):
             f"{subject} is not a conversation Rill can import: {problem}.",
             action="Choose a file exported by Rill (Export → JSON).",
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What :meth:`History.import_conversation` made of an export."""
+
+    conversation_id: int
+    problems: tuple[str, ...] = ()
+    """A sentence for each attached file that was not imported (naming it and its
+    message); the rest of the conversation was imported, and the message says in its
+    text that the file is missing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +171,13 @@ class StoredMessage:
     tool_parts: tuple[ToolPart, ...] = ()
     """The tool calls of a reply, in order (filled in by :meth:`History.messages`; see
     :meth:`History.tool_parts` for any message)."""
+    attachments: tuple[Attachment, ...] = ()
+    """The files sent with a prompt, in the order they were attached, without their bytes
+    (``data`` is empty: :meth:`BlobStore.load` reads them)."""
 
     def to_message(self) -> Message:
-        """This message as a request ``Message``."""
-        return Message(role=self.role, content=self.content)
+        """This message as a request ``Message`` (its attachments without their bytes)."""
+        return Message(role=self.role, content=self.content, attachments=self.attachments)
 
     def to_messages(self) -> list[Message]:
         """This message as the request messages that stand for it: for a reply that used
@@ -370,6 +410,25 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # The tool servers the user turned off for a conversation, one name per line.
         "ALTER TABLE conversations ADD COLUMN tools_off TEXT NOT NULL DEFAULT ''",
     ),
+    (
+        # The files sent with a message; their bytes are in the blob store, by SHA-256.
+        """
+        CREATE TABLE message_attachments (
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            mime TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            width INTEGER NOT NULL DEFAULT 0,
+            height INTEGER NOT NULL DEFAULT 0,
+            pages INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (message_id, position)
+        )
+        """,
+        "CREATE INDEX message_attachments_sha ON message_attachments(sha256)",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -380,6 +439,12 @@ _TOOL_PART_SELECT: Final = """
 """
 TOOL_TEXT_LIMIT: Final = 1_000_000
 """The most characters of a tool call's arguments or result the history keeps."""
+_ATTACHMENT_SELECT: Final = """
+    SELECT message_id, sha256, name, kind, mime, size, width, height, pages
+    FROM message_attachments
+"""
+ATTACHMENT_KINDS: Final[tuple[AttachmentKind, ...]] = get_args(AttachmentKind)
+_MIME: Final = re.compile(r"[\w.+-]{1,60}/[\w.+-]{1,60}", re.ASCII)
 
 _CONVERSATION_COLUMNS: Final = (
     "id, title, created_at, updated_at, profile, provider, model, system_prompt, base_url, "
@@ -417,7 +482,12 @@ class History(SqliteStore):
         *,
         clock: Callable[[], float] = time.time,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
+        blobs: BlobStore | None = None,
     ) -> None:
+        self.blobs = blobs if blobs is not None else BlobStore(Path(path).parent / "attachments")
+        """Where the bytes of attached files are kept (``attachments`` beside the file
+        unless given): a prompt's files are written there with it, and a blob nothing
+        refers to any more is removed."""
         self._search_lock = threading.Lock()
         self._search_conn: sqlite3.Connection | None = None
         super().__init__(path, clock=clock, busy_timeout_s=busy_timeout_s)
@@ -510,9 +580,53 @@ class History(SqliteStore):
             )
 
     def delete_conversation(self, conversation_id: int) -> None:
-        """Delete the conversation with all its messages and their search entries."""
+        """Delete the conversation with all its messages and their search entries, and
+        the attached files no other message refers to (and any left over by prompts
+        that were never saved, see :meth:`sweep_blobs`)."""
         with self._write() as conn:
+            shas = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT DISTINCT a.sha256 FROM message_attachments AS a"
+                    " JOIN messages AS m ON m.id = a.message_id WHERE m.conversation_id = ?",
+                    (conversation_id,),
+                )
+            ]
             conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+        self.free_blobs(shas)
+        self.sweep_blobs()
+
+    def sweep_blobs(self, grace_s: float = 3600.0) -> list[str]:
+        """Remove the blobs no message refers to that were written more than ``grace_s``
+        ago (a prompt whose transaction never committed: a crash, a full disk); return
+        them. Runs inside a write transaction, like :meth:`free_blobs`."""
+        with self._write() as conn:
+            stored = self.blobs.stored(older_than=self._clock() - grace_s)
+            referenced = {
+                row[0] for row in conn.execute("SELECT DISTINCT sha256 FROM message_attachments")
+            }
+            gone = sorted(set(stored) - referenced)
+            self.blobs.delete(gone)
+        return gone
+
+    def unreferenced(self, shas: Iterable[str]) -> list[str]:
+        """Those of ``shas`` no message refers to."""
+        with self._read() as conn:
+            return _unreferenced(conn, shas)
+
+    def free_blobs(self, shas: Iterable[str]) -> list[str]:
+        """Remove from the blob store those of ``shas`` no message refers to; return them.
+
+        The check and the removal happen inside one write transaction, so no prompt that
+        refers to one of them (in this process or another) is added in between: a prompt's
+        files are written in the transaction that adds it."""
+        wanted = sorted(set(shas))
+        if not wanted:
+            return []
+        with self._write() as conn:
+            gone = _unreferenced(conn, wanted)
+            self.blobs.delete(gone)
+        return gone
 
     # -- messages ----------------------------------------------------------------------
 
@@ -525,10 +639,16 @@ class History(SqliteStore):
         status: MessageStatus = "complete",
         reply_group: int | None = None,
         after: int | None = None,
+        attachments: Sequence[Attachment] = (),
         **meta: Unpack[MessageMeta],
     ) -> StoredMessage:
         """Add a message after the last one shown, or after the message ``after``, or as a
         new active version of ``reply_group`` when given.
+
+        ``attachments`` are the files sent with it: the bytes of each one given with its
+        ``data`` are written to the blob store in the same transaction; one given without
+        must be stored already (:class:`~desktop_app.core.blobs.AttachmentUnavailable`
+        otherwise).
 
         A message added after one that already has children of its role becomes a new
         version of them. The first user message gives an untitled conversation its title.
@@ -563,7 +683,15 @@ class History(SqliteStore):
                 path = _shown_path(conn, conversation_id)
                 parent = path[-1].id if path else None
             return self._insert_message(
-                conn, conversation_id, role, content, status, reply_group, dict(meta), parent
+                conn,
+                conversation_id,
+                role,
+                content,
+                status,
+                reply_group,
+                dict(meta),
+                parent,
+                attachments,
             )
 
     def add_version(
@@ -572,18 +700,28 @@ class History(SqliteStore):
         content: str = "",
         *,
         status: MessageStatus = "complete",
+        attachments: Sequence[Attachment] = (),
         **meta: Unpack[MessageMeta],
     ) -> StoredMessage:
         """Add a new version to a group (same role, same parent) and make it the active one.
 
-        A new version of a prompt starts with no replies of its own."""
+        A new version of a prompt starts with no replies of its own; ``attachments`` are
+        its files, as for :meth:`add_message`."""
         with self._write() as conn:
             group = _group_info(conn, reply_group)
             if group is None:
                 raise LookupError(f"no reply group {reply_group}")
             conversation_id, role, parent = group
             return self._insert_message(
-                conn, conversation_id, role, content, status, reply_group, dict(meta), parent
+                conn,
+                conversation_id,
+                role,
+                content,
+                status,
+                reply_group,
+                dict(meta),
+                parent,
+                attachments,
             )
 
     def set_conversation_server(
@@ -642,8 +780,15 @@ class History(SqliteStore):
             return _tool_parts(conn, [message_id]).get(message_id, [])
 
     def get_message(self, message_id: int) -> StoredMessage | None:
+        """One message (any version), with its attachments."""
         with self._read() as conn:
-            return _get_message(conn, message_id)
+            message = _get_message(conn, message_id)
+            return None if message is None else _with_attachments(conn, [message])[0]
+
+    def attachments(self, message_id: int) -> list[Attachment]:
+        """The files sent with one message (any version), in order, without their bytes."""
+        with self._read() as conn:
+            return _attachments(conn, [message_id]).get(message_id, [])
 
     def messages(self, conversation_id: int) -> list[StoredMessage]:
         """The shown path: the first prompt, then the active child of each message in turn
@@ -658,7 +803,7 @@ class History(SqliteStore):
                 _MESSAGE_SELECT + " WHERE m.reply_group = ? ORDER BY m.version",
                 (reply_group,),
             ).fetchall()
-        return [_stored_message(row) for row in rows]
+            return _with_attachments(conn, [_stored_message(row) for row in rows])
 
     def set_active_version(self, message_id: int) -> None:
         """Make this message the version its reply group shows. ``LookupError`` if unknown."""
@@ -798,33 +943,43 @@ class History(SqliteStore):
                 heading = f"**{message.role.capitalize()}**"
             if message.status != "complete":
                 heading += f" _({message.status})_"
-            parts.append(f"{heading}\n\n{_markdown_body(message)}")
+            body = "\n\n".join(
+                piece for piece in (_markdown_body(message), _markdown_files(message)) if piece
+            )
+            parts.append(f"{heading}\n\n{body}")
         return "\n\n".join(parts) + "\n"
 
     def export_json(self, conversation_id: int) -> dict[str, Any]:
         """The conversation with every version of every reply, as a JSON-ready dict.
 
-        Format (``version`` 1)::
+                Format (``version`` 1)::
 
-            {"format": "rill.conversation", "version": 1, "exported_at": ISO,
-             "conversation": {"title", "profile", "provider", "model", "system_prompt",
-                              "created_at": ISO, "updated_at": ISO},
-             "messages": [{"role", "content", "status", "model", "provider",
-                           "input_tokens", "output_tokens", "cost", "ttft_s", "total_s",
-                           "cached", "error", "finish_reason", "estimated",
-                           "id": n, "parent": n | null,
-                           "group": n, "version": n, "active": bool,
-                           "created_at": ISO, "updated_at": ISO,
-                           "tool_parts": [{"call_id", "server", "name", "exposed",
-                                           "arguments", "ok", "result", "is_error",
-                                           "denied", "duration_s", "round", "offset"}, ...]
-                           (only for a reply that called tools)}, ...]}
+                    {"format": "rill.conversation", "version": 1, "exported_at": ISO,
+                     "conversation": {"title", "profile", "provider", "model", "system_prompt",
+                                      "created_at": ISO, "updated_at": ISO},
+                     "messages": [{"role", "content", "status", "model", "provider",
+                                   "input_tokens", "output_tokens", "cost", "ttft_s", "total_s",
+                                   "cached", "error", "finish_reason", "estimated",
+                                   "id": n, "parent": n | null,
+                                   "group": n, "version": n, "active": bool,
+                                   "created_at": ISO, "updated_at": ISO,
+                                   "tool_parts": [{"call_id", "server", "name", "exposed",
+                                                   "arguments", "ok", "result", "is_error",
+                                                   "denied", "duration_s", "round", "offset"}, ...]
+                                   (only for a reply that called tools),
+                                   "attachments": [{"name", "kind", "mime", "size", "width",
+                                                    "height", "pages", "sha256",
+                                                    "data": base64}, ...]
+                                   (only for a prompt sent with files)}, ...]}
 
-        Messages come in conversation order, each after its parent; ``id`` numbers them
-        (1, 2, …) and ``parent`` is the ``id`` of the message it follows (null for a first
-        prompt). The versions of one prompt or reply share a ``group`` number (1, 2, … in
-        order of appearance) and are listed oldest first. Timestamps are ISO 8601 in UTC.
-        ``LookupError`` if the conversation does not exist.
+        An export is self-contained: each attached file's bytes are in its ``data`` (left out
+        only when Rill's copy is gone; importing it then needs the same bytes stored already).
+
+                Messages come in conversation order, each after its parent; ``id`` numbers them
+                (1, 2, …) and ``parent`` is the ``id`` of the message it follows (null for a first
+                prompt). The versions of one prompt or reply share a ``group`` number (1, 2, … in
+                order of appearance) and are listed oldest first. Timestamps are ISO 8601 in UTC.
+                ``LookupError`` if the conversation does not exist.
         """
         with self._read() as conn:
             conversation = _get_conversation(conn, conversation_id)
@@ -835,6 +990,7 @@ class History(SqliteStore):
                 (conversation_id,),
             ).fetchall()
             tool_parts = _tool_parts(conn, [row[0] for row in rows if row[2] == "assistant"])
+            attachments = _attachments(conn, [row[0] for row in rows if row[2] == "user"])
         groups: dict[int, int] = {}
         numbers: dict[int, int] = {}
         messages: list[dict[str, Any]] = []
@@ -858,6 +1014,10 @@ class History(SqliteStore):
             )
             if message.id in tool_parts:
                 messages[-1]["tool_parts"] = [p.to_dict() for p in tool_parts[message.id]]
+            if message.id in attachments:
+                messages[-1]["attachments"] = [
+                    self._exported_attachment(a) for a in attachments[message.id]
+                ]
         return {
             "format": EXPORT_FORMAT,
             "version": EXPORT_VERSION,
@@ -874,6 +1034,24 @@ class History(SqliteStore):
             "messages": messages,
         }
 
+    def _exported_attachment(self, attachment: Attachment) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "name": attachment.name,
+            "kind": attachment.kind,
+            "mime": attachment.mime,
+            "size": attachment.size,
+            "width": attachment.width,
+            "height": attachment.height,
+            "pages": attachment.pages,
+            "sha256": attachment.sha256,
+        }
+        try:
+            data = self.blobs.read(attachment.sha256, name=attachment.name)
+        except AttachmentUnavailable:
+            return entry
+        entry["data"] = base64.b64encode(data).decode("ascii")
+        return entry
+
     def import_file(self, path: str | os.PathLike[str]) -> int:
         """Import the JSON export in the file at ``path``; see :meth:`import_json`.
 
@@ -881,6 +1059,10 @@ class History(SqliteStore):
         an export) raises :class:`ImportFormatError` naming the file, and nothing is
         imported.
         """
+        return self.import_file_report(path).conversation_id
+
+    def import_file_report(self, path: str | os.PathLike[str]) -> ImportReport:
+        """:meth:`import_file`, saying which attached files were not imported."""
         try:
             with open(path, "rb") as file:
                 data = file.read(MAX_IMPORT_BYTES + 1)
@@ -892,7 +1074,7 @@ class History(SqliteStore):
                 f"it is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB", path
             )
         try:
-            return self.import_json(data)
+            return self.import_conversation(data)
         except ImportFormatError as exc:
             raise ImportFormatError(exc.problem, path) from exc
 
@@ -903,8 +1085,24 @@ class History(SqliteStore):
         ``ValueError``) saying what is wrong when the data is not a valid export. A message
         exported while still ``streaming`` is imported as ``interrupted``.
         """
-        parsed = _parse_export(data, self._clock())
-        conversation, groups = parsed
+        return self.import_conversation(data).conversation_id
+
+    def import_conversation(
+        self,
+        data: Mapping[str, Any] | str | bytes,
+        *,
+        limits: AttachmentLimits = DEFAULT_LIMITS,
+    ) -> ImportReport:
+        """:meth:`import_json`, saying which attached files were not imported.
+
+        Each attached file is checked as if it were attached now (its kind, type and size
+        against ``limits``, the whole message's too) and its SHA-256 recomputed; a file
+        that fails is left out with a sentence in :attr:`ImportReport.problems`, and a line
+        in its message's text, while the rest imports. The files' bytes go to the blob
+        store in the transaction that adds the conversation.
+        """
+        conversation, groups = _parse_export(data, self._clock(), limits)
+        problems: list[str] = []
         with self._write() as conn:
             cursor = conn.execute(
                 "INSERT INTO conversations"
@@ -925,8 +1123,12 @@ class History(SqliteStore):
                 for message in versions:
                     ident = message.pop("_id")
                     parts = message.pop("_tool_parts")
+                    files, refused = self._importable(message.pop("_attachments"), problems)
                     del message["_tree"], message["_parent"]
                     columns = {**message, "conversation_id": conversation_id}
+                    if refused:
+                        lines = [UNAVAILABLE_LINE.format(name=name) for name in refused]
+                        columns["content"] = "\n\n".join(filter(None, [columns["content"], *lines]))
                     columns["parent_id"] = parent_id
                     if reply_group is not None:
                         columns["reply_group"] = reply_group
@@ -934,6 +1136,9 @@ class History(SqliteStore):
                     row_id = _lastrowid(cursor)
                     if parts:
                         _put_tool_parts(conn, row_id, parts)
+                    if files:
+                        self._store_blobs(files)
+                        _put_attachments(conn, row_id, files)
                     if ident is not None:
                         ids[ident] = row_id
                     if message["active"]:
@@ -943,9 +1148,39 @@ class History(SqliteStore):
                         conn.execute(
                             "UPDATE messages SET reply_group = id WHERE id = ?", (reply_group,)
                         )
-        return conversation_id
+        return ImportReport(conversation_id, tuple(problems))
+
+    def _importable(
+        self, files: Sequence[_ImportedFile], problems: list[str]
+    ) -> tuple[list[Attachment], list[str]]:
+        """The files of an imported message that can be kept (those with their bytes, and
+        those without whose bytes are stored already), and the names of the rest, whose
+        sentences join ``problems``."""
+        kept: list[Attachment] = []
+        refused: list[str] = []
+        for file in files:
+            problem, found = file.problem, file.attachment
+            stored = found is not None and (not unloaded(found) or self.blobs.has(found.sha256))
+            if problem is None and found is not None and not stored:
+                problem = file.refused("the export does not carry its bytes")
+            if problem is None and found is not None:
+                kept.append(found)
+            else:
+                refused.append(file.name)
+                problems.append(problem or file.refused("it is not valid"))
+        return kept, refused
 
     # -- internals ---------------------------------------------------------------------
+
+    def _store_blobs(self, attachments: Sequence[Attachment]) -> None:
+        """Write the bytes of ``attachments`` to the blob store (called inside the write
+        transaction that refers to them); one without bytes must be there already."""
+        for attachment in attachments:
+            if not unloaded(attachment):
+                if self.blobs.put(attachment.data) != attachment.sha256:
+                    raise ValueError(f"the bytes of {attachment.name!r} do not match its SHA-256")
+            elif not self.blobs.has(attachment.sha256):
+                self.blobs.read(attachment.sha256, name=attachment.name)  # raises, naming it
 
     def _insert_message(
         self,
@@ -957,7 +1192,9 @@ class History(SqliteStore):
         reply_group: int | None,
         meta: dict[str, Any],
         parent: int | None,
+        attachments: Sequence[Attachment] = (),
     ) -> StoredMessage:
+        checked = [_checked_attachment(a) for a in attachments]
         values = _check_fields({**meta, "status": status}, frozenset((*_META_FIELDS, "status")))
         conversation = _get_conversation(conn, conversation_id)
         if conversation is None:
@@ -986,6 +1223,9 @@ class History(SqliteStore):
         message_id = _lastrowid(cursor)
         if reply_group is None:
             conn.execute("UPDATE messages SET reply_group = id WHERE id = ?", (message_id,))
+        if checked:
+            self._store_blobs(checked)
+            _put_attachments(conn, message_id, checked)
         title = conversation.title
         if not title and role == "user":
             title = title_from_prompt(content)
@@ -993,7 +1233,7 @@ class History(SqliteStore):
             "UPDATE conversations SET title = ?, updated_at = ? WHERE id = ?",
             (title, now, conversation_id),
         )
-        return _require(_get_message(conn, message_id))
+        return _with_attachments(conn, [_require(_get_message(conn, message_id))])[0]
 
 
 class StreamingWriter:
@@ -1223,7 +1463,97 @@ def _shown_path(conn: sqlite3.Connection, conversation_id: int) -> list[StoredMe
         path.append(node)
         node = children.get(node.id)
     parts = _tool_parts(conn, [m.id for m in path if m.role == "assistant"])
-    return [replace(m, tool_parts=tuple(parts[m.id])) if m.id in parts else m for m in path]
+    path = [replace(m, tool_parts=tuple(parts[m.id])) if m.id in parts else m for m in path]
+    return _with_attachments(conn, path)
+
+
+def _with_attachments(
+    conn: sqlite3.Connection, messages: list[StoredMessage]
+) -> list[StoredMessage]:
+    """``messages`` with their attachments filled in (prompts only carry any)."""
+    found = _attachments(conn, [m.id for m in messages if m.role == "user"])
+    if not found:
+        return messages
+    return [replace(m, attachments=tuple(found[m.id])) if m.id in found else m for m in messages]
+
+
+def _attachments(
+    conn: sqlite3.Connection, message_ids: Sequence[int]
+) -> dict[int, list[Attachment]]:
+    out: dict[int, list[Attachment]] = {}
+    for start in range(0, len(message_ids), 500):
+        chunk = message_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            _ATTACHMENT_SELECT + f" WHERE message_id IN ({marks}) ORDER BY message_id, position",
+            tuple(chunk),
+        ).fetchall()
+        for row in rows:
+            kind = row[3] if row[3] in ATTACHMENT_KINDS else "text"
+            out.setdefault(row[0], []).append(
+                Attachment(
+                    sha256=row[1],
+                    name=row[2],
+                    kind=cast(AttachmentKind, kind),
+                    mime=row[4],
+                    size=int(row[5]),
+                    width=int(row[6]),
+                    height=int(row[7]),
+                    pages=int(row[8]),
+                )
+            )
+    return out
+
+
+def _checked_attachment(attachment: Attachment) -> Attachment:
+    """``attachment`` as the history keeps it: a valid SHA-256, a known kind, a name fit
+    to show, a media type, whole numbers from 0. ``ValueError`` otherwise."""
+    if not valid_sha256(attachment.sha256):
+        raise ValueError(f"not a SHA-256: {attachment.sha256[:80]!r}")
+    if attachment.kind not in ATTACHMENT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(ATTACHMENT_KINDS)}")
+    numbers = (attachment.size, attachment.width, attachment.height, attachment.pages)
+    if any(isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**53 for n in numbers):
+        raise ValueError("size, width, height and pages must be whole numbers from 0")
+    mime = attachment.mime.strip()
+    if not _MIME.fullmatch(mime):
+        mime = "application/octet-stream"
+    return replace(attachment, name=safe_name(attachment.name), mime=mime)
+
+
+def _put_attachments(
+    conn: sqlite3.Connection, message_id: int, attachments: Sequence[Attachment]
+) -> None:
+    conn.executemany(
+        "INSERT INTO message_attachments (message_id, position, sha256, name, kind, mime,"
+        " size, width, height, pages) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                message_id,
+                position,
+                a.sha256,
+                a.name,
+                a.kind,
+                a.mime,
+                a.size,
+                a.width,
+                a.height,
+                a.pages,
+            )
+            for position, a in enumerate(attachments)
+        ],
+    )
+
+
+def _unreferenced(conn: sqlite3.Connection, shas: Iterable[str]) -> list[str]:
+    return [
+        sha
+        for sha in sorted(set(shas))
+        if conn.execute(
+            "SELECT 1 FROM message_attachments WHERE sha256 = ? LIMIT 1", (sha,)
+        ).fetchone()
+        is None
+    ]
 
 
 def _fenced(text: str, info: str = "") -> str:
@@ -1262,6 +1592,25 @@ def _markdown_body(message: StoredMessage) -> str:
     if message.content[start:].strip():
         pieces.append(message.content[start:].strip("\n"))
     return "\n\n".join(pieces)
+
+
+_KIND_TITLES: Final[dict[str, str]] = {"image": "image", "text": "text file", "pdf": "PDF"}
+_MARKDOWN_SPECIAL: Final = re.compile(r"([\\`*_\[\]<>!|~&])")
+
+
+def _markdown_files(message: StoredMessage) -> str:
+    """The files sent with a message, one line each (never an embedded image or link)."""
+    lines: list[str] = []
+    for a in message.attachments:
+        facts = []
+        if a.kind == "image" and a.width and a.height:
+            facts.append(f"{a.width}×{a.height} pixels")
+        if a.kind == "pdf" and a.pages:
+            facts.append(f"{a.pages} page" + ("" if a.pages == 1 else "s"))
+        facts.append(human_size(a.size))
+        name = _MARKDOWN_SPECIAL.sub(r"\\\1", a.name)
+        lines.append(f"- Attached {_KIND_TITLES.get(a.kind, a.kind)}: {name} ({', '.join(facts)})")
+    return "\n".join(lines)
 
 
 def _tool_parts(conn: sqlite3.Connection, message_ids: Sequence[int]) -> dict[int, list[ToolPart]]:
@@ -1438,8 +1787,106 @@ def _parse_tool_parts(raw: Any, where: str) -> list[ToolPart]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _ImportedFile:
+    """One attached file of an imported message: checked, or the sentence why not."""
+
+    name: str
+    message: int
+    """The message's number in the export (from 1)."""
+    attachment: Attachment | None = None
+    problem: str | None = None
+
+    def refused(self, why: str) -> str:
+        return f"The file {self.name} of message {self.message} was not imported: {why}."
+
+
+def _parse_attachments(
+    raw: Any, index: int, role: object, limits: AttachmentLimits
+) -> list[_ImportedFile]:
+    """The files of an exported message, each checked as if attached now; a file that
+    fails carries the sentence why (the rest of the export still imports)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ImportFormatError(f"messages[{index}].attachments must be a list")
+    number = index + 1
+    out: list[_ImportedFile] = []
+    for position, item in enumerate(raw):
+        name = "attachment"
+        if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+            name = safe_name(item["name"])
+        file = _ImportedFile(name, number)
+        if position >= MAX_IMPORT_ATTACHMENTS:
+            why = f"a message carries at most {MAX_IMPORT_ATTACHMENTS} files"
+        elif role != "user":
+            why = "only prompts carry files"
+        elif not isinstance(item, Mapping):
+            why = "its entry is not an object"
+        else:
+            try:
+                out.append(replace(file, attachment=_imported_attachment(item, name, limits)))
+                continue
+            except AttachmentRefused as exc:
+                out.append(replace(file, problem=f"Message {number}: {exc.message}"))
+                continue
+            except ValueError as exc:
+                why = str(exc)
+        out.append(replace(file, problem=file.refused(why)))
+    kept = [f.attachment for f in out if f.attachment is not None and f.attachment.data]
+    try:
+        check_total(kept, limits)
+    except AttachmentRefused as exc:
+        return [
+            replace(f, attachment=None, problem=f"Message {number}: {exc.message}")
+            if f.attachment is not None and f.attachment.data
+            else f
+            for f in out
+        ]
+    return out
+
+
+def _imported_attachment(
+    item: Mapping[str, Any], name: str, limits: AttachmentLimits
+) -> Attachment:
+    """An exported file, checked: its bytes decoded, their SHA-256 recomputed, the file
+    recognised and measured as when attached (:class:`AttachmentRefused` past a limit);
+    without bytes, its description. ``ValueError`` says what else is wrong."""
+    sha = item.get("sha256")
+    if not valid_sha256(sha):
+        raise ValueError("its SHA-256 is missing or not valid")
+    assert isinstance(sha, str)
+    encoded = item.get("data")
+    if encoded is None:
+        kind = item.get("kind")
+        numbers = {n: item.get(n, 0) for n in ("size", "width", "height", "pages")}
+        described = Attachment(
+            sha256=sha,
+            name=name,
+            kind=cast(AttachmentKind, kind),
+            mime=str(item.get("mime") or ""),
+            **numbers,
+        )
+        return _checked_attachment(described)
+    if not isinstance(encoded, str):
+        raise ValueError("its data is not base64 text")
+    if len(encoded) > 4 * (limits.largest // 3 + 1):
+        raise ValueError(f"it is larger than the {human_size(limits.largest)} Rill attaches")
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("its data is not valid base64") from exc
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise ValueError("its bytes do not match its SHA-256 (the file was changed)")
+    found = attachment_from_bytes(data, name, limits=limits)
+    declared = item.get("kind")
+    if declared is not None and declared != found.kind:
+        raise ValueError(f"it says it is {declared!s:.20} but it is {found.kind}")
+    return found
+
+
 def _parse_export(
-    data: Mapping[str, Any] | str | bytes, now: float
+    data: Mapping[str, Any] | str | bytes, now: float, limits: AttachmentLimits = DEFAULT_LIMITS
 ) -> tuple[_ExportedConversation, _ExportedGroups]:
     """Validate an export and return conversation columns and message columns by group."""
     if isinstance(data, bytes):
@@ -1530,6 +1977,7 @@ def _parse_export(
                 "_tree": tree,
                 "_parent": parent,
                 "_tool_parts": _parse_tool_parts(raw.get("tool_parts"), where),
+                "_attachments": _parse_attachments(raw.get("attachments"), index, role, limits),
                 "role": role,
                 "content": valid_text(content),
                 "status": "interrupted" if status == "streaming" else status,

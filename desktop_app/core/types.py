@@ -174,15 +174,20 @@ class TokenUsage:
     def estimate(
         cls, request: ChatRequest, reply: str, tool_calls: tuple[ToolCall, ...] = ()
     ) -> TokenUsage:
-        """Usage estimated from the text: the prompt (system prompt, messages and tool
-        definitions, plus :data:`MESSAGE_OVERHEAD_TOKENS` per message) and the reply (its
-        text and tool-call arguments), marked ``estimated``."""
+        """Usage estimated from the text: the prompt (system prompt, messages, their
+        attached files and tool definitions, plus :data:`MESSAGE_OVERHEAD_TOKENS` per
+        message) and the reply (its text and tool-call arguments), marked ``estimated``."""
+        from desktop_app.core.attachments import estimate_tokens
+
         prompt = [request.system or ""]
         prompt += [m.content for m in request.messages]
         prompt += [tc.name + tc.arguments for m in request.messages for tc in m.tool_calls]
         prompt += [t.name + t.description + json.dumps(t.parameters) for t in request.tools]
         messages = len(request.messages) + (1 if request.system else 0)
-        input_tokens = sum(map(cls.estimate_tokens, prompt)) + MESSAGE_OVERHEAD_TOKENS * messages
+        files = sum(estimate_tokens(a) for m in request.messages for a in m.attachments)
+        input_tokens = (
+            sum(map(cls.estimate_tokens, prompt)) + files + MESSAGE_OVERHEAD_TOKENS * messages
+        )
         output = cls.estimate_tokens(reply) + sum(
             cls.estimate_tokens(tc.name + tc.arguments) for tc in tool_calls
         )

@@ -28,6 +28,13 @@ def _judge_scores(text: str) -> dict[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _models(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one model, e.g. sim-small,sim-vision")
+    return names
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m desktop_app.simulator",
@@ -62,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
         "drop@20, stall@10:5s, malformed@5 (repeatable; the spec language is below)",
     )
     parser.add_argument(
+        "--models",
+        type=_models,
+        default=("sim-small", "sim-large"),
+        metavar="NAME,...",
+        help="the models it serves (default sim-small,sim-large); one named like a vision "
+        "model (sim-vision, …-vl, llava…) is listed by its Ollama as taking images",
+    )
+    parser.add_argument(
         "--judge-scores",
         type=_judge_scores,
         default={},
@@ -85,6 +100,7 @@ async def _serve(args: argparse.Namespace) -> None:
         default_tokens=args.tokens,
         always=hostile.CASES[args.hostile] if args.hostile else None,
         judge_scores=args.judge_scores,
+        models=args.models,
     )
     for faults in args.fault:
         sim.script(*faults)

@@ -104,6 +104,8 @@ class ChatInput:
     """Text of a trailing assistant message: the reply continues it instead of starting over."""
     generate: bool = False
     """An Ollama ``/api/generate`` request (a prompt, answered in ``response`` fields)."""
+    attachments: tuple[str, ...] = ()
+    """One answer line for each file of the last user message (:mod:`.attachments`)."""
 
 
 def _typed_text(content: Any) -> str:
@@ -323,6 +325,8 @@ def parse_chat(
     The reply's seed is the last user message and the model the body names, so the body
     alone decides the reply text (Gemini's model is in the URL and does not count).
     """
+    from desktop_app.simulator.attachments import attachment_lines
+
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
     if protocol == "gemini":
@@ -356,6 +360,7 @@ def parse_chat(
             tool_results=quoted,
             seed_model=seed_model,
             prefill=prefill,
+            attachments=attachment_lines(protocol, body),
         )
     # OpenAI and Ollama share the message shape.
     functions = [_dict(t).get("function") for t in _list(body.get("tools")) if isinstance(t, dict)]
@@ -382,6 +387,7 @@ def parse_chat(
             tool_results=quoted,
             seed_model=seed_model,
             prefill=prefill,
+            attachments=attachment_lines(protocol, body),
         )
     limit = body.get("max_completion_tokens")
     if limit is None:
@@ -398,10 +404,13 @@ def parse_chat(
         include_usage=_dict(body.get("stream_options")).get("include_usage") is True,
         seed_model=seed_model,
         prefill=prefill,
+        attachments=attachment_lines(protocol, body),
     )
 
 
 def _parse_gemini(body: dict[str, Any], model: str, stream: bool) -> ChatInput:
+    from desktop_app.simulator.attachments import attachment_lines
+
     contents = _list(body.get("contents"))
     system = body.get("systemInstruction", body.get("system_instruction"))
     words = count_words(
@@ -442,6 +451,7 @@ def _parse_gemini(body: dict[str, Any], model: str, stream: bool) -> ChatInput:
         tool_calls=calls,
         tool_results=quoted,
         prefill=prefill,
+        attachments=attachment_lines("gemini", body),
     )
 
 
@@ -554,6 +564,9 @@ def plan_reply(
     verdict = routing_reply(inp.last_user, judge_scores or {})
     if verdict is not None:
         return Reply(chunks=echo_tokens(verdict, 8), finish="stop")
+    if inp.attachments:
+        chunks = _continuation(echo_tokens("\n".join(inp.attachments)), inp.prefill)
+        return Reply(chunks=chunks, finish="stop")
     seed = seed_for(inp.last_user, inp.seed_model, variant)
     kind = demo_kind(inp.last_user)
     if kind is None:
@@ -1489,7 +1502,9 @@ def ollama_tags(models: tuple[str, ...]) -> bytes:
 
 def ollama_show(model: str) -> bytes:
     """``POST /api/show``: the Modelfile, parameters, template, details, ``model_info``
-    (GGUF metadata, ``<arch>.context_length`` among it) and capabilities."""
+    (GGUF metadata, ``<arch>.context_length`` among it) and capabilities: ``vision`` for a
+    model named like a vision model (``sim-vision``, ``…-vl``), as Ollama lists it for
+    LLaVA or Qwen2.5-VL."""
     template = (
         "<|start_header_id|>user<|end_header_id|>\n\n{{ .Prompt }}<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\n{{ .Response }}<|eot_id|>"
@@ -1526,10 +1541,16 @@ def ollama_show(model: str) -> bytes:
             "tokenizer.ggml.pre": "llama-bpe",
         },
         "tensors": [],
-        "capabilities": ["completion", "tools"],
+        "capabilities": ["completion", "tools", *(["vision"] if _sees(model) else [])],
         "modified_at": "2025-01-01T00:00:00.000000000Z",
     }
     return go_json(body).encode()
+
+
+def _sees(model: str) -> bool:
+    """Whether the simulator's Ollama lists ``model`` as taking images."""
+    name = model.lower()
+    return "vision" in name or "llava" in name or re.search(r"[-_.]vl\b", name) is not None
 
 
 def ollama_ps(loaded: dict[str, float]) -> bytes:

@@ -27,6 +27,7 @@ from PySide6.QtGui import (
     QEnterEvent,
     QFocusEvent,
     QGuiApplication,
+    QImage,
     QPainter,
     QPaintEvent,
     QResizeEvent,
@@ -50,7 +51,8 @@ from PySide6.QtWidgets import (
 
 from desktop_app.core.errors import human_seconds
 from desktop_app.core.history import StoredMessage
-from desktop_app.core.types import GenerationResponse
+from desktop_app.core.types import Attachment, GenerationResponse
+from desktop_app.ui.attachment_chips import AttachmentStrip
 from desktop_app.ui.icons import set_icon
 from desktop_app.ui.labels import PlainLabel
 from desktop_app.ui.markdown import (
@@ -261,6 +263,10 @@ class MessageWidget(QFrame):
     copy_clicked = Signal()
     version_clicked = Signal(int)
     tool_decided = Signal(str, str)
+    attachment_opened = Signal(object)
+    """A prompt's :class:`Attachment` was clicked (or Enter on it)."""
+    thumbnails_wanted = Signal(list)
+    """Hashes of a prompt's images whose thumbnails are not decoded yet."""
 
     def __init__(
         self,
@@ -318,6 +324,10 @@ class MessageWidget(QFrame):
         self.body.quotes = self.writer.quotes
         self.highlighter = CodeHighlighter(self.body.document())
         self.bubble: QFrame | None = None
+        self.thumbs: dict[str, QImage] = {}
+        """Decoded thumbnails by hash (the view's, shared by its messages)."""
+        self.strip: AttachmentStrip | None = None
+        """The prompt's attachments, above its bubble (made for the first one)."""
         if role == "user":
             # the prompt: a tinted bubble at the right, as wide as its text up to a share
             self.bubble = QFrame(self)
@@ -520,7 +530,28 @@ class MessageWidget(QFrame):
 
         text = show_stored_tools(self, message)
         self.render_text(text)
+        self.show_attachments(message.attachments)
         self.update_meta(message)
+
+    def show_attachments(self, attachments: tuple[Attachment, ...]) -> None:
+        """Show a prompt's attachments above it (thumbnails for images)."""
+        if self.role != "user" or (self.strip is None and not attachments):
+            return
+        if self.strip is None:
+            self.strip = AttachmentStrip(self)
+            self.strip.opened.connect(self.attachment_opened)
+            layout = self.layout()
+            assert isinstance(layout, QVBoxLayout)
+            layout.insertWidget(0, self.strip, 0, Qt.AlignmentFlag.AlignRight)
+        missing = self.strip.set_attachments(attachments, self.thumbs)
+        if self.bubble is not None:  # files sent without words show no empty bubble
+            self.bubble.setVisible(bool(self.text().strip()) or not attachments)
+        if missing:
+            self.thumbnails_wanted.emit(missing)
+
+    def set_thumbnail(self, sha256: str, image: QImage) -> None:
+        if self.strip is not None:
+            self.strip.set_image(sha256, image)
 
     # -- tool calls --------------------------------------------------------------------------
 
@@ -914,6 +945,10 @@ class ChatView(QScrollArea):
     cost_changed = Signal(object)
     tool_decided = Signal(str, str)
     """(call id, "once" | "always" | "deny") from a tool card's approval row."""
+    attachment_opened = Signal(object)
+    """An :class:`Attachment` of a prompt to open (an image full size, a file in its viewer)."""
+    thumbnails_wanted = Signal(list)
+    """Hashes of stored images whose thumbnails are to be decoded (``set_thumbnail``)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -925,6 +960,8 @@ class ChatView(QScrollArea):
         self.widgets: list[MessageWidget] = []
         self.routes: dict[int, tuple[str, str]] = {}
         """Auto's route for each reply it chose, by message id (the replies' details)."""
+        self.thumbs: dict[str, QImage] = {}
+        """Thumbnails of the prompts' images, by hash, decoded once."""
         self.conversation_id: int | None = None
         self.busy = False
         self._stream_widget: MessageWidget | None = None
@@ -1046,6 +1083,9 @@ class ChatView(QScrollArea):
     def _add(self, role: str) -> MessageWidget:
         widget = MessageWidget(role, self.stats, self.column, self.scheduler)
         widget.routes = self.routes
+        widget.thumbs = self.thumbs
+        widget.attachment_opened.connect(self.attachment_opened)
+        widget.thumbnails_wanted.connect(self.thumbnails_wanted)
         widget.link_clicked.connect(self._link)
         widget.copy_clicked.connect(lambda w=widget: self._copy(w))
         widget.retry_clicked.connect(lambda w=widget: self._retry(w))
@@ -1094,6 +1134,22 @@ class ChatView(QScrollArea):
     def refresh_theme(self) -> None:
         for w in self.widgets:
             w.refresh_theme()
+
+    def set_thumbnail(self, sha256: str, image: QImage) -> None:
+        """A stored image's thumbnail is decoded: show it wherever that image is."""
+        self.thumbs[sha256] = image
+        for w in self.widgets:
+            if w.role == "user":
+                w.set_thumbnail(sha256, image)
+
+    def show_sent_attachments(
+        self, attachments: tuple[Attachment, ...], images: dict[str, QImage]
+    ) -> None:
+        """The prompt just sent shows its attachments (with the thumbnails already made)."""
+        self.thumbs.update(images)
+        user = self.last_user()
+        if user is not None:
+            user.show_attachments(attachments)
 
     # -- streaming -------------------------------------------------------------------------
 

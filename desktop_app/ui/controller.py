@@ -12,14 +12,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QBuffer, QIODevice, QObject, QSize, Signal
+from PySide6.QtGui import QImage
 
+from desktop_app.core.attachments import (
+    AttachmentRefused,
+    attachment_from_bytes,
+    check_total,
+    estimate_tokens,
+    read_attachment,
+)
+from desktop_app.core.blobs import BlobStore
 from desktop_app.core.chat import ChatService, Services, Turn
 from desktop_app.core.config import Config, Profile
+from desktop_app.core.context_window import ContextWindows, ModelLimits
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
     AutoRoute,
@@ -49,6 +59,8 @@ from desktop_app.core.events import (
 from desktop_app.core.history import Conversation, SearchHit, StoredMessage
 from desktop_app.core.tools.base import POLICIES, Decision, ToolInfo
 from desktop_app.core.tools.config import server_configs, set_tool_policy
+from desktop_app.core.types import Attachment, TokenUsage
+from desktop_app.ui.attachment_chips import decode_image
 
 log = logging.getLogger("rill.ui")
 
@@ -146,6 +158,21 @@ class ChatController(QObject):
     """A :class:`ToolFailed`."""
     tool_round = Signal(int, int)
     """(round, max rounds): the model is asked again with the tools' results."""
+    attachment_read = Signal(int, object, object, int)
+    """(key, the :class:`Attachment` with its bytes, its thumbnail ``QImage`` or None, its
+    token estimate) for a file or image given to :meth:`read_file` / :meth:`read_image`."""
+    attachment_refused = Signal(int, str)
+    """(key, a sentence naming the file) for one that cannot be attached."""
+    prompt_stored = Signal()
+    """The prompt of the turn in flight (and its attachments) is in the history."""
+    limits_known = Signal(str, str, object)
+    """(profile, model, :class:`ModelLimits`) as the model's server says."""
+    thumbnail_ready = Signal(str, object)
+    """(hash, thumbnail ``QImage``) of a stored image asked for with :meth:`load_thumbnail`."""
+    image_ready = Signal(str, object)
+    """(name, ``QImage`` to fit the screen) of a stored image to show full size."""
+    file_ready = Signal(str)
+    """The path of a copy of a stored file, named as attached, to open in its viewer."""
 
     def __init__(self, services: Services, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -178,6 +205,8 @@ class ChatController(QObject):
         """Tool servers the user turned off, per conversation (None: the new chat)."""
         self._text: list[str] = []
         """Streamed text not yet emitted: what arrived together goes out in one signal."""
+        self.windows = ContextWindows(services.engine)
+        """Context lengths and image support, as the servers say."""
 
     # -- state -------------------------------------------------------------------------------
 
@@ -207,9 +236,14 @@ class ChatController(QObject):
 
     # -- turns -------------------------------------------------------------------------------
 
-    def check_prompt(self, prompt: str) -> str | None:
-        """Why ``prompt`` cannot be sent, or None when it can."""
-        if not prompt.strip():
+    def check_prompt(self, prompt: str, attachments: Sequence[Attachment] = ()) -> str | None:
+        """Why ``prompt`` (with ``attachments``) cannot be sent, or None when it can."""
+        if attachments:
+            try:
+                check_total(attachments)
+            except AttachmentRefused as exc:
+                return str(exc)
+        if not prompt.strip() and not attachments:
             return "There is nothing to send."
         if len(prompt) > MAX_PROMPT_CHARS:
             return (
@@ -219,15 +253,17 @@ class ChatController(QObject):
             )
         return None
 
-    def send(self, prompt: str) -> bool:
-        """Ask ``prompt`` in the current conversation (a new one if none is open)."""
-        if self.busy or self.check_prompt(prompt) is not None:
+    def send(self, prompt: str, attachments: Sequence[Attachment] = ()) -> bool:
+        """Ask ``prompt`` (with ``attachments``, read with their bytes) in the current
+        conversation (a new one if none is open)."""
+        if self.busy or self.check_prompt(prompt, attachments) is not None:
             return False
         turn = self.chat.send(
             prompt,
             conversation_id=self.conversation_id,
             profile=self.settings.profile or None,
             tools=self.turn_tools(),
+            attachments=attachments,
             **self._overrides(),
         )
         self._start(turn, "new", prompt)
@@ -268,10 +304,15 @@ class ChatController(QObject):
         self._start(turn, "continue", "")
         return True
 
-    def edit_and_resend(self, prompt: str) -> bool:
-        """Ask ``prompt`` as a new version of the last prompt shown; it gets its own
-        replies, and the earlier version keeps its own."""
-        if self.busy or self.conversation_id is None or self.check_prompt(prompt) is not None:
+    def edit_and_resend(self, prompt: str, attachments: Sequence[Attachment] | None = None) -> bool:
+        """Ask ``prompt`` with ``attachments`` (None: those of the prompt edited; stored
+        ones are sent again from the store) as a new version of the last prompt shown; it
+        gets its own replies, and the earlier version keeps its own."""
+        if (
+            self.busy
+            or self.conversation_id is None
+            or self.check_prompt(prompt, attachments or ()) is not None
+        ):
             return False
         user = self._last_prompt()
         if user is None or self.services.history is None:
@@ -282,6 +323,7 @@ class ChatController(QObject):
             prompt,
             profile=self.settings.profile or None,
             tools=self.turn_tools(),
+            attachments=attachments,
             **self._overrides(),
         )
         self._start(turn, "regenerate", prompt)  # the view redoes the last exchange
@@ -343,8 +385,12 @@ class ChatController(QObject):
 
     async def _consume(self, turn: Turn) -> None:
         before = self.conversation_id
+        stored = False
         try:
             async for event in turn:
+                if not stored and turn.recorded:
+                    stored = True
+                    self.prompt_stored.emit()
                 if self._adopt and turn.conversation_id is not None:
                     # the turn created the conversation the window is showing
                     self._adopt = False
@@ -373,6 +419,8 @@ class ChatController(QObject):
             self.failed.emit(_sentence(exc), type(exc).__name__)
         finally:
             self._emit_text()
+            if not stored and turn.recorded:
+                self.prompt_stored.emit()
             self.turn = None
             self.task = None
             retry = self._retry_now
@@ -714,6 +762,94 @@ class ChatController(QObject):
 
         self.spawn(run())
 
+    # -- attachments -------------------------------------------------------------------------
+
+    def read_file(self, key: int, path: str) -> None:
+        """Read a file to attach off the UI thread: ``attachment_read`` or
+        ``attachment_refused`` follows with ``key``."""
+        self._attach(key, _read_file, path)
+
+    def read_image(self, key: int, image: QImage, name: str) -> None:
+        """Attach an image (pasted) as a PNG named ``name``, encoded off the UI thread."""
+        self._attach(key, _read_image, image, name)
+
+    def _attach(self, key: int, fn: Callable[..., Any], *args: Any) -> None:
+        async def run() -> None:
+            try:
+                att, image, tokens = await self.services.run_search(fn, *args)
+            except AttachmentRefused as exc:
+                self.attachment_refused.emit(key, str(exc))
+            except Exception as exc:
+                log.warning("attaching failed: %s", type(exc).__name__)
+                self.attachment_refused.emit(key, _sentence(exc))
+            else:
+                self.attachment_read.emit(key, att, image, tokens)
+
+        self.spawn(run())
+
+    def load_thumbnail(self, sha256: str) -> None:
+        """Decode a stored image's thumbnail off the UI thread (``thumbnail_ready``)."""
+        blobs = self.services.blobs
+
+        async def run() -> None:
+            image = await self.services.run_search(_stored_image, blobs, sha256, None)
+            if image is not None:
+                self.thumbnail_ready.emit(sha256, image)
+
+        self.spawn(run())
+
+    def open_attachment(self, att: Attachment, screen: QSize) -> None:
+        """Show a stored attachment: an image full size (``image_ready``, scaled to fit
+        ``screen``), any other file as a copy named as attached (``file_ready``)."""
+        blobs = self.services.blobs
+
+        async def run() -> None:
+            if att.kind == "image":
+                image = await self.services.run_search(_stored_image, blobs, att.sha256, screen)
+                if image is None:
+                    self.notice.emit(f"The image {att.name} cannot be shown.")
+                else:
+                    self.image_ready.emit(att.name, image)
+                return
+            try:
+                path = await self.services.run_search(self.services.viewable_copy, att)
+            except RillError as exc:
+                self.notice.emit(str(exc))
+            else:
+                self.file_ready.emit(str(path))
+
+        self.spawn(run())
+
+    def history_tokens(self) -> int:
+        """An estimate of the conversation shown, as it is sent with the next prompt."""
+        total = 0
+        for m in self.messages:
+            total += TokenUsage.estimate_tokens(m.content)
+            total += sum(estimate_tokens(a) for a in m.attachments)
+        return total
+
+    def look_up_limits(self) -> None:
+        """Ask the server of the profile in use what its model reads (``limits_known``)."""
+        profile = self.profile
+        model = self.settings.model or profile.resolved_model
+        if profile.auto is not None:
+            self.limits_known.emit(profile.name, model, ModelLimits())
+            return
+
+        async def run() -> None:
+            limits = await self.windows.limits(
+                profile.provider, profile.resolved_base_url, model, profile.name
+            )
+            self.limits_known.emit(profile.name, model, limits)
+
+        self.spawn(run())
+
+    def known_limits(self) -> ModelLimits | None:
+        """What is known of the model in use now (None until it has been looked up)."""
+        profile = self.profile
+        model = self.settings.model or profile.resolved_model
+        return self.windows.known(profile.provider, profile.resolved_base_url, model)
+
     # -- models ------------------------------------------------------------------------------
 
     def list_models(self, profile_name: str) -> None:
@@ -736,6 +872,32 @@ class ChatController(QObject):
                 self.models_listed.emit(profile.name, models)
 
         self.spawn(run())
+
+
+def _read_file(path: str) -> tuple[Attachment, QImage | None, int]:
+    """A file read to attach, its thumbnail and its token estimate (on a worker thread)."""
+    att = read_attachment(path)
+    image = decode_image(att.data) if att.kind == "image" else None
+    return att, image, estimate_tokens(att)
+
+
+def _read_image(image: QImage, name: str) -> tuple[Attachment, QImage | None, int]:
+    """A pasted image as a PNG attachment, its thumbnail and tokens (on a worker thread)."""
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, "PNG"):  # type: ignore[call-overload]
+        raise AttachmentRefused(f"{name} cannot be attached: the image could not be encoded.")
+    att = attachment_from_bytes(bytes(buffer.data().data()), name)
+    return att, decode_image(att.data), estimate_tokens(att)
+
+
+def _stored_image(blobs: BlobStore, sha256: str, fit: QSize | None) -> QImage | None:
+    """A stored image decoded (a thumbnail, or to fit ``fit``); None when it is gone."""
+    try:
+        data = blobs.read(sha256)
+    except RillError:
+        return None
+    return decode_image(data) if fit is None else decode_image(data, fit)
 
 
 def _sentence(exc: BaseException) -> str:

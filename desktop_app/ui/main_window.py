@@ -14,8 +14,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QResizeEvent
+import shiboken6
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QUrl, Signal, Slot
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDragLeaveEvent,
+    QDropEvent,
+    QGuiApplication,
+    QImage,
+    QKeySequence,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -27,19 +39,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.core.attachments import estimate_tokens
 from desktop_app.core.chat import Services
 from desktop_app.core.config import Config, Profile, save_config
+from desktop_app.core.context_window import ModelLimits
 from desktop_app.core.errors import RillError
 from desktop_app.core.history import Conversation, History, StoredMessage
 from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.text import valid_text
 from desktop_app.core.tools.config import server_configs
 from desktop_app.core.tools.mcp import McpHost
-from desktop_app.core.types import GenerationResponse
+from desktop_app.core.types import Attachment, GenerationResponse
 from desktop_app.ui import theme
+from desktop_app.ui.attachment_chips import ImageViewer
 from desktop_app.ui.auto_view import AutoPresenter
 from desktop_app.ui.chat_view import ChatView
-from desktop_app.ui.composer import Composer, read_draft, write_draft
+from desktop_app.ui.composer import Composer, local_files, read_draft, remote_sentence, write_draft
 from desktop_app.ui.controller import ChatController
 from desktop_app.ui.first_run import (
     LOCAL_SERVERS,
@@ -215,6 +230,9 @@ class MainWindow(QMainWindow):
         self.sidebar_wanted = True
         """Whether the user wants the chat list (it also hides while the window is narrow)."""
         self.setWindowTitle(APP_TITLE)
+        self.setAcceptDrops(True)
+        self.viewers: list[ImageViewer] = []
+        """Images open in windows of their own."""
         self._build()
         self._make_actions()
         self._wire()
@@ -341,6 +359,7 @@ class MainWindow(QMainWindow):
         self.actions_["continue"] = cont
         chat.addAction(cont)
         chat.addAction(action("copy_last", "&Copy the last reply", self.copy_last_reply))
+        chat.addAction(action("attach", "&Attach files…", self.choose_files))
         chat.addSeparator()
         chat.addAction(action("search", "Search &conversations", self.sidebar.focus_search))
         chat.addAction(action("focus_composer", "&Focus the prompt", self.focus_composer))
@@ -436,7 +455,7 @@ class MainWindow(QMainWindow):
         ):
             signal.connect(self._focus_prompt)
         view.regenerate_requested.connect(self.regenerate)
-        view.edit_requested.connect(self.composer.begin_edit)
+        view.edit_requested.connect(self.begin_edit)
         view.version_requested.connect(c.switch_version)
         view.link_refused.connect(
             lambda url: status.show_message(
@@ -448,6 +467,7 @@ class MainWindow(QMainWindow):
 
         self.composer.send_requested.connect(self.send)
         self.composer.stop_requested.connect(c.stop)
+        self._wire_attachments()
         self.auto = AutoPresenter(c, view, status)
         self.composer.draft_changed.connect(self._save_draft)
 
@@ -475,6 +495,29 @@ class MainWindow(QMainWindow):
 
         QGuiApplication.styleHints().colorSchemeChanged.connect(self._scheme_changed)
 
+    def _wire_attachments(self) -> None:
+        c = self.controller
+        composer = self.composer
+        composer.attach_requested.connect(self.choose_files)
+        composer.confirmed.connect(lambda: self.send(composer.text(), confirmed=True))
+        composer.edit.files_given.connect(self.attach_files)
+        composer.edit.image_given.connect(self.attach_image)
+        c.attachment_read.connect(self._attachment_read)
+        c.attachment_refused.connect(self._attachment_refused)
+        c.prompt_stored.connect(composer.release_sent)
+        c.turn_ended.connect(lambda: composer.hold_attachments(False))
+        c.limits_known.connect(self._limits_known)
+        c.thumbnail_ready.connect(self.view.set_thumbnail)
+        c.thumbnail_ready.connect(composer.tray.set_image)
+        c.image_ready.connect(self.show_image)
+        c.file_ready.connect(self._open_file)
+        c.conversation_loaded.connect(lambda *_a: self._history_tokens())
+        c.conversation_synced.connect(lambda *_a: self._history_tokens())
+        # the refresh button asks the server again what its model reads, too
+        self.header.refresh_models.connect(lambda: c.windows.forget(c.profile.resolved_base_url))
+        self.view.attachment_opened.connect(self.open_attachment)
+        self.view.thumbnails_wanted.connect(self._load_thumbnails)
+
     # -- start and stop ------------------------------------------------------------------------
 
     def start(self) -> asyncio.Future[Any]:
@@ -487,7 +530,6 @@ class MainWindow(QMainWindow):
         draft = await services.run_io(read_draft, self.draft_path)
         if draft and not self.composer.text():
             self.composer.set_text(draft, restoring=True)
-        await services.run_io(self.keys.check_available)
         conversations: list[Conversation] = []
         if services.history is not None:
             conversations = await services.run_io(services.history.list_conversations)
@@ -610,6 +652,9 @@ class MainWindow(QMainWindow):
 
     def add_key(self) -> None:
         """Open Settings → Profiles for a key; without a keychain, say so and what to do."""
+        if self.keys.available is None and self.keys.secrets is not None:
+            self.controller.spawn(self._add_key_once_checked())
+            return
         if not self.keys.supported:
             text = (
                 f"{self.keys.reason} Rill can read the key from an environment variable "
@@ -620,6 +665,17 @@ class MainWindow(QMainWindow):
                 self.welcome.set_note(text)
             self.status.show_message(text)
         self.open_settings(tab="Profiles")
+
+    async def _add_key_once_checked(self) -> None:
+        await self.services.run_io(self.keys.check_available)
+        self.add_key()
+
+    async def _check_keychain(self, dialog: SettingsDialog) -> None:
+        """Whether keys can be stored, asked once Settings is open: the keychain is never
+        touched at start (its libraries are large, and it may ask to be unlocked)."""
+        available = await self.services.run_io(self.keys.check_available)
+        if not available and shiboken6.isValid(dialog):
+            dialog.keychain_missing()
 
     def add_session_profile(self, profile: Profile) -> None:
         """Add a profile for this session only (saved only if the user asks in Settings)."""
@@ -709,21 +765,40 @@ class MainWindow(QMainWindow):
 
     # -- turns ---------------------------------------------------------------------------------
 
-    def send(self, text: str) -> None:
-        if not text.strip():
+    def send(self, text: str, *, confirmed: bool = False) -> None:
+        composer = self.composer
+        attachments = composer.attachments()
+        if not text.strip() and not attachments:
             return
-        reason = self.controller.check_prompt(text)
+        if composer.tray.pending:
+            composer.show_warning(
+                "An attached file is still being read; it is sent once it shows in its chip. "
+                "Send again in a moment."
+            )
+            return
+        reason = self.controller.check_prompt(text, attachments)
         if reason is not None:
-            self.composer.show_warning(reason)
+            composer.show_warning(reason)
             return
-        if self.composer.editing:
-            ok = self.controller.edit_and_resend(text)
-            self.composer.end_edit()
+        if not confirmed:
+            doubt = self.send_doubts(attachments)
+            if doubt:
+                composer.ask_confirm(doubt)
+                return
+        composer.dismiss_confirm()
+        images = composer.tray.images()
+        if composer.editing:
+            ok = self.controller.edit_and_resend(text, attachments)
+            composer.end_edit()
         else:
-            ok = self.controller.send(text)
+            ok = self.controller.send(text, attachments)
         if ok:
-            self.composer.clear()
-            self.composer.flush_draft()
+            composer.clear()
+            composer.flush_draft()
+            if attachments:
+                # the chips go once the prompt is stored; a turn that fails before keeps them
+                composer.hold_attachments(True)
+                self.view.show_sent_attachments(attachments, images)
             if self.welcome is not None:
                 self.view.set_welcome(None)
                 self.welcome = None
@@ -736,7 +811,159 @@ class MainWindow(QMainWindow):
         user = self.view.last_user()
         if user is None or self.controller.busy:
             return
-        self.composer.begin_edit(user.text())
+        self.begin_edit(user.text())
+
+    def begin_edit(self, text: str) -> None:
+        """Edit the last prompt: its text in the field, its attachments as chips again."""
+        self.composer.begin_edit(text)
+        user = self.view.last_user()
+        strip = user.strip if user is not None else None
+        attachments = strip.attachments if strip is not None else ()
+        tray = self.composer.tray
+        for att in attachments:
+            key = tray.add_pending(att.name)
+            tokens = estimate_tokens(att)
+            self.composer.token_counts[att.sha256] = tokens
+            tray.fill(key, att, self.view.thumbs.get(att.sha256), tokens)
+
+    # -- attachments ---------------------------------------------------------------------------
+
+    def choose_files(self) -> None:
+        """Ask for files to attach (several at once), without blocking the window."""
+        dialog = QFileDialog(self, "Attach files", str(Path.home()))
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
+        dialog.setNameFilters(
+            [
+                "Images, text, code and PDFs (*.png *.jpg *.jpeg *.webp *.gif *.pdf *.txt *.md "
+                "*.py *.json *.csv *.log *.*)",
+                "All files (*)",
+            ]
+        )
+        dialog.filesSelected.connect(self.attach_files)
+        self._open_dialog(dialog)
+
+    def attach_files(self, paths: list[str]) -> None:
+        """Read files to attach off the UI thread; each shows as a chip at once."""
+        for path in paths:
+            key = self.composer.tray.add_pending(Path(path).name)
+            self.controller.read_file(key, path)
+        if paths and self.controller.known_limits() is None:
+            self.controller.look_up_limits()
+
+    def attach_image(self, image: QImage, how: str = "Pasted") -> None:
+        """Attach an image from the clipboard (or dropped) as a PNG ("Pasted image 1.png")."""
+        name = self.composer.pasted_name(how)
+        key = self.composer.tray.add_pending(name)
+        self.controller.read_image(key, image, name)
+
+    def attach_mime(self, mime: Any) -> bool:
+        """Attach what was dropped: files from this computer, or an image; say why an
+        address from elsewhere was not attached. False when there was nothing to take."""
+        files, other = local_files(mime)
+        if not files and mime.hasImage():  # an image dragged from a page brings its pixels
+            image = mime.imageData()
+            if isinstance(image, QImage) and not image.isNull():
+                self.attach_image(image, "Dropped")
+                return True
+        if files:
+            self.attach_files(files)
+        if other:
+            self.composer.show_warning(remote_sentence(other))
+        return bool(files or other)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        mime = event.mimeData()
+        if mime.hasUrls() or mime.hasImage():
+            event.acceptProposedAction()
+            self.composer.set_dropping(True)
+            return
+        super().dragEnterEvent(event)
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
+        self.composer.set_dropping(False)
+        super().dragLeaveEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        self.composer.set_dropping(False)
+        if self.attach_mime(event.mimeData()):
+            event.acceptProposedAction()
+            self._focus_prompt()
+            return
+        super().dropEvent(event)
+
+    def _attachment_read(
+        self, key: int, att: Attachment, image: QImage | None, tokens: int
+    ) -> None:
+        self.composer.token_counts[att.sha256] = tokens
+        if self.composer.tray.fill(key, att, image, tokens) and image is not None:
+            self.view.thumbs.setdefault(att.sha256, image)
+
+    def _attachment_refused(self, key: int, sentence: str) -> None:
+        self.composer.tray.discard(key)
+        self.composer.show_warning(sentence)
+
+    def _load_thumbnails(self, hashes: list[str]) -> None:
+        for sha in hashes:
+            self.controller.load_thumbnail(sha)
+
+    def open_attachment(self, att: Attachment) -> None:
+        """Open a prompt's attachment: an image full size, a file with the system viewer."""
+        screen = self.screen().availableGeometry().size()
+        self.controller.open_attachment(att, QSize(screen.width(), screen.height()))
+
+    def show_image(self, name: str, image: QImage) -> None:
+        viewer = ImageViewer(name, image, self)
+        self.viewers.append(viewer)
+        viewer.destroyed.connect(lambda *_a, v=viewer: self._viewer_closed(v))
+        viewer.show()
+        viewer.activateWindow()
+
+    def _viewer_closed(self, viewer: ImageViewer) -> None:
+        if viewer in self.viewers:
+            self.viewers.remove(viewer)
+
+    def _open_file(self, path: str) -> None:
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(path)):
+            self.status.show_error(
+                f"No program opened {Path(path).name}; Rill's copy is at {path}."
+            )
+
+    # -- context and images --------------------------------------------------------------------
+
+    def _limits_known(self, profile: str, model: str, limits: ModelLimits) -> None:
+        settings = self.controller.settings
+        current = self.controller.profile
+        if profile != current.name or model != (settings.model or current.resolved_model):
+            return
+        self.composer.set_context(limits.context_length)
+
+    def _history_tokens(self) -> None:
+        self.composer.set_history_tokens(self.controller.history_tokens())
+
+    def send_doubts(self, attachments: tuple[Attachment, ...]) -> str:
+        """Why sending now may not go well (too much for the model's context, images to a
+        model that takes none), as the model's server says; "" when nothing is known
+        against it."""
+        limits = self.controller.known_limits()
+        if limits is None:
+            return ""
+        doubts: list[str] = []
+        model = self.controller.settings.model or self.controller.profile.resolved_model
+        context = limits.context_length
+        total = self.composer.estimated_tokens()
+        if context is not None and total > context:
+            doubts.append(
+                f"This message comes to about {total:,} tokens, more than the {context:,} "
+                f"{model} reads; the server may refuse it or drop the start."
+            )
+        images = sum(1 for a in attachments if a.kind == "image")
+        if images and limits.vision is False:
+            which = "the image" if images == 1 else f"the {images} images"
+            doubts.append(
+                f"{model} does not take images (its server says so in {limits.source}), so "
+                f"{which} may be refused or ignored."
+            )
+        return " ".join(doubts)
 
     def copy_last_reply(self) -> None:
         last = self.view.last_assistant()
@@ -1045,6 +1272,8 @@ class MainWindow(QMainWindow):
     def refresh_models(self) -> None:
         self.header.models_error.hide()
         self.controller.list_models(self.controller.settings.profile)
+        self.composer.set_context(None)
+        self.controller.look_up_limits()
 
     def _models_listed(self, profile: str, models: list[str]) -> None:
         if profile != self.controller.profile.name:
@@ -1059,6 +1288,10 @@ class MainWindow(QMainWindow):
     def _model_changed(self, name: str) -> None:
         profile = self.controller.profile
         self.controller.settings.model = "" if name == profile.resolved_model else name
+        limits = self.controller.known_limits()
+        self.composer.set_context(limits.context_length if limits is not None else None)
+        if limits is None:
+            self.controller.look_up_limits()
 
     def _system_changed(self, text: str) -> None:
         self.controller.settings.system = text if text.strip() else None
@@ -1087,6 +1320,8 @@ class MainWindow(QMainWindow):
         )
         dialog.tools_page.servers_changed.connect(self.refresh_tools)
         dialog.saved.connect(self.apply_settings)
+        if self.keys.available is None and self.keys.secrets is not None:
+            self.controller.spawn(self._check_keychain(dialog))
         if tab:
             for i in range(dialog.tabs.count()):
                 if dialog.tabs.tabText(i) == tab:

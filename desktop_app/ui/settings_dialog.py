@@ -281,6 +281,16 @@ class SettingsDialog(QDialog):
 
     # -- tabs --------------------------------------------------------------------------------
 
+    def keychain_missing(self) -> None:
+        """No keychain can store keys: the key field is off, and the note says what to do."""
+        self.p_key.setEnabled(False)
+        self.p_key.setPlaceholderText("not available")
+        self.key_note.setText(
+            f"{self.keys.reason} Set the provider's environment variable "
+            "(OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY) instead, then restart Rill."
+        )
+        self.key_note.show()
+
     def _schema_tab(self, *prefixes: str) -> QWidget:
         page = QWidget()
         form = _form()
@@ -458,16 +468,10 @@ class SettingsDialog(QDialog):
         key_box.setSpacing(SPACING // 2)
         key_box.addWidget(self.p_key)
         key_box.addWidget(self.key_note)
+        self.p_key.setPlaceholderText("stored in the system keychain; empty keeps the key")
+        self.key_note.hide()
         if not self.keys.supported:
-            self.p_key.setEnabled(False)
-            self.p_key.setPlaceholderText("not available")
-            self.key_note.setText(
-                f"{self.keys.reason} Set the provider's environment variable "
-                "(OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY) instead, then restart Rill."
-            )
-        else:
-            self.p_key.setPlaceholderText("stored in the system keychain; empty keeps the key")
-            self.key_note.hide()
+            self.keychain_missing()
         form.addRow("Name", name_box)
         form.addRow("Provider", self.p_provider)
         form.addRow("Base URL", self.p_base_url)

@@ -38,6 +38,7 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("toggle_sidebar", "Ctrl+B", "Show or hide the chat list"),
     Shortcut("focus_composer", "Ctrl+L", "Focus the prompt field"),
     Shortcut("copy_last", "Ctrl+Shift+C", "Copy the last reply"),
+    Shortcut("attach", "Ctrl+O", "Attach files"),
     Shortcut("settings", "Ctrl+,", "Settings"),
     Shortcut("shortcuts", "F1", "Keyboard shortcuts"),
     Shortcut("quit", "Ctrl+Q", "Quit"),

@@ -216,7 +216,21 @@ QFrame#composerBox {{
     background: {t.base}; border: 1px solid {t.border}; border-radius: 16px;
 }}
 QFrame#composerBox[focused="true"] {{ border-color: {t.muted}; }}
+QFrame#composerBox[dropping="true"] {{ border: 2px dashed {t.accent}; }}
 QPlainTextEdit#promptEdit {{ background: transparent; border: none; }}
+QFrame#attachmentChip {{
+    background: {t.alt_base}; border: 1px solid {t.border}; border-radius: 10px;
+}}
+QFrame#attachmentChip:focus {{ border: 2px solid {t.muted}; }}
+QLabel#attachmentThumb {{
+    background: {t.base}; border-radius: 6px; color: {t.muted}; font-weight: 600;
+}}
+QToolButton#attachmentRemove {{ border: none; color: {t.muted}; padding: 0 2px; }}
+QToolButton#attachButton {{ border: none; border-radius: 16px; }}
+QToolButton#attachButton:hover {{ background: {t.hover}; }}
+QToolButton#attachButton:focus {{ border: 2px solid {t.muted}; }}
+QToolButton#attachmentRemove:hover {{ color: {t.text}; }}
+QScrollArea#attachmentScroll, QWidget#attachmentRow {{ background: transparent; }}
 QToolButton#sendButton {{ background: {t.accent}; border: none; border-radius: 16px; }}
 QToolButton#sendButton:hover {{ background: {t.accent_hover}; }}
 QToolButton#sendButton:disabled {{ background: {t.hover}; }}

@@ -8,10 +8,13 @@ Writes main-window.png (light, mid-stream, 1400×900), main-window-dark.png, the
 600×700 (small-light.png, small-dark.png), retry-banner.png, settings.png, tool-card.png (a
 reply that called ``mcp-server-time``, light), settings-tools.png, and the Auto shots
 auto-stages.png (an answer being checked, with the Auto stage in the status bar) and
-auto-route.png (the escalated answer, with the route in the reply's details), and math.png and
-math-dark.png (a reply with inline and display formulas) next to this file. Uses a throwaway
-RILL_HOME. ``--only auto-stages`` takes only the Auto shots, ``--only math`` only the math
-ones.
+auto-route.png (the escalated answer, with the route in the reply's details), and the
+attachment shots attachments.png (a sent prompt with its photo and notes, and the composer
+holding an image chip and a text chip; light, 1400×900), attachments-dark.png and
+attachments-small.png (600×700), and math.png and math-dark.png (a reply with inline and
+display formulas) next to this file. Uses a throwaway RILL_HOME. ``--only auto-stages``
+takes only the Auto shots, ``--only attachments`` only the attachment ones, ``--only math``
+only the math ones.
 """
 
 from __future__ import annotations
@@ -139,6 +142,83 @@ async def auto_shots(app: QApplication) -> None:
     demo.stop()
 
 
+def harbour_photo(path: Path, size: tuple[int, int] = (1600, 1000)) -> Path:
+    """A made-up photo: an evening sky over water, a sun and three sails."""
+    from PIL import Image, ImageDraw
+
+    width, height = size
+    sky = Image.linear_gradient("L").resize((width, height))
+    image = Image.merge(
+        "RGB",
+        (
+            sky.point(lambda v: 255 - v // 3),
+            sky.point(lambda v: 150 + v // 3),
+            sky.point(lambda v: 120 + v // 2),
+        ),
+    )
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((width * 0.62, height * 0.22, width * 0.74, height * 0.41), fill="#ffd27a")
+    draw.rectangle((0, height * 0.62, width, height), fill="#23507a")
+    for x in (0.18, 0.36, 0.5):
+        mast = width * x
+        draw.polygon(
+            [(mast, height * 0.3), (mast, height * 0.6), (mast + width * 0.09, height * 0.6)],
+            fill="#fbfbf5",
+        )
+        draw.rectangle((mast - 40, height * 0.6, mast + 160, height * 0.64), fill="#5b3a24")
+    image.save(path, "JPEG", quality=88)
+    return path
+
+
+async def attachment_shots(app: QApplication) -> None:
+    """A prompt sent with a photo and notes, and the next one being written with an image
+    and a log file attached."""
+    demo = DemoSimulator(tokens_per_s=0)
+    paths = app_paths().ensure()
+    config = Config(path=paths.config_file)
+    config.profiles["Simulator"] = simulator_profile(demo.start())
+    services = Services.open(config=config, paths=paths)
+    theme.apply(app, "light")
+    window = MainWindow(services, simulator=demo, demo=True, ephemeral={"Simulator"})
+    window.resize(1400, 900)
+    window.show()
+    await window.start()
+    files = HOME / "files"
+    files.mkdir(exist_ok=True)
+    photo = harbour_photo(files / "harbour at dusk.jpg")
+    notes = files / "trip notes.md"
+    notes.write_text(
+        "# Sailing weekend\n\n- leave Friday 18:00\n- moor at the old harbour\n", "utf-8"
+    )
+    second = harbour_photo(files / "IMG_2041.jpg", (1200, 900))
+    log_file = files / "engine.log"
+    log_file.write_text("".join(f"12:{i:02d} rpm 2100 temp 78\n" for i in range(40)), "utf-8")
+    window.new_chat()
+    window.attach_files([str(photo), str(notes)])
+    tray = window.composer.tray
+    await until(lambda: len(window.composer.attachments()) == 2)
+    await ask(window, "Which boats are in this photo? My notes for the trip are attached.")
+    await until(lambda: not window.controller.busy, 60)
+    await until(lambda: not tray.chips)
+    window.attach_files([str(second), str(log_file)])
+    await until(lambda: len(window.composer.attachments()) == 2)
+    window.composer.set_text("And this one — is the engine log normal?")
+    await asyncio.sleep(0.6)
+    window.grab().save(str(OUT / "attachments.png"))
+    window.resize(600, 700)
+    await asyncio.sleep(0.6)
+    window.grab().save(str(OUT / "attachments-small.png"))
+    window.resize(1400, 900)
+    window.services.config.values["ui.theme"] = "dark"
+    window.apply_theme()
+    await asyncio.sleep(0.6)
+    window.grab().save(str(OUT / "attachments-dark.png"))
+    window.close()
+    await window.wait_closed()
+    await services.aclose()
+    demo.stop()
+
+
 MATH = r"""/echo The roots of $ax^2+bx+c=0$ with $a \neq 0$ are
 
 $$x = \frac{-b \pm \sqrt{b^2-4ac}}{2a}$$
@@ -195,6 +275,9 @@ async def main(app: QApplication) -> None:
         return
     if "--only" in sys.argv and "math" in sys.argv:
         await math_shots(app)
+        return
+    if "--only" in sys.argv and "attachments" in sys.argv:
+        await attachment_shots(app)
         return
     demo = DemoSimulator(tokens_per_s=40)
     paths = app_paths().ensure()
@@ -292,6 +375,7 @@ async def main(app: QApplication) -> None:
     await services.aclose()
     demo.stop()
     await auto_shots(app)
+    await attachment_shots(app)
     await math_shots(app)
 
 

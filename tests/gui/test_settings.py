@@ -227,3 +227,18 @@ def test_a_huge_test_result_stays_inside_the_dialog(qtbot: QtBot, window: MainWi
     assert "<img src='file:///etc/passwd'>" in shown
     assert isinstance(dialog.profile_list, QListWidget)
     dialog.close()
+
+
+def test_the_keychain_is_asked_about_only_once_settings_opens(
+    qtbot: QtBot, windows: Windows, sim: SimulatorThread, rill_home: Path
+) -> None:
+    import keyring.backends.fail
+
+    windows.keyring = keyring.backends.fail.Keyring()
+    window = windows.make(sim_config(sim, rill_home))
+    assert window.keys.available is None  # the start did not touch the keychain
+    dialog = _dialog(window)
+    qtbot.waitUntil(lambda: not dialog.p_key.isEnabled(), timeout=5000)
+    assert window.keys.available is False
+    assert "OPENAI_API_KEY" in dialog.key_note.text()
+    dialog.close()

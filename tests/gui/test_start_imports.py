@@ -1,5 +1,5 @@
 """The window's start imports only what it uses: no MCP SDK, no simulator server (aiohttp),
-no command-line client libraries."""
+no command-line client libraries, no keychain."""
 
 from __future__ import annotations
 
@@ -25,11 +25,17 @@ NOT_AT_START = (
     "click",  # httpx's command-line client, never the window's
     "rich",  # the terminal command's output
     "pygments",
+    "PIL",  # images: when a file is attached
+    "pypdf",  # PDFs: when one is attached
     "ziamath",  # math: only in the typesetting process, started at the first formula
     "ziafont",
     "latex2mathml",
     "desktop_app.ui.math_render",  # when a reply first holds a formula
     "PySide6.QtSvg",
+    "keyring",  # the keychain: when a key is first needed (its backends bring D-Bus and
+    "secretstorage",  # cryptography libraries, and a keychain may ask to be unlocked)
+    "jeepney",
+    "cryptography",
 )
 
 

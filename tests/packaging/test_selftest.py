@@ -20,6 +20,7 @@ CHECKS = (
     "CA bundle",
     "keyring",
     "MCP",
+    "attachments",
     "Qt platform",
     "Qt",
     "Qt plugins",

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
+from desktop_app.core.attachments import safe_name, text_block
 from desktop_app.core.events import StreamEvent, UsageUpdate
 from desktop_app.core.providers.base import (
     Provider,
     StreamParser,
+    attached,
+    b64,
     corrupt_chunk,
     grouped_tool_results,
     in_stream_error,
@@ -150,7 +153,28 @@ def _content(group: list[Message]) -> Any:
             args = tool_arguments(tc.arguments)
             blocks.append({"type": "tool_use", "id": tc.id, "name": tc.name, "input": args})
         return blocks
+    if attached(m):
+        return _blocks_with_files(m)
     return m.content
+
+
+def _blocks_with_files(m: Message) -> list[dict[str, Any]]:
+    """A user message with files as Anthropic content blocks, in the order they were
+    attached and the text last: an image as an ``image`` block and a PDF as a
+    ``document`` block (base64 sources), a text file as a ``text`` block."""
+    blocks: list[dict[str, Any]] = []
+    for a in m.attachments:
+        if a.kind == "text":
+            blocks.append({"type": "text", "text": text_block(a)})
+            continue
+        source = {"type": "base64", "media_type": a.mime, "data": b64(a.data)}
+        if a.kind == "image":
+            blocks.append({"type": "image", "source": source})
+        else:
+            blocks.append({"type": "document", "source": source, "title": safe_name(a.name)})
+    if m.content:
+        blocks.append({"type": "text", "text": m.content})
+    return blocks
 
 
 class AnthropicProvider(Provider):

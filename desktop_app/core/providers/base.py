@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
+from desktop_app.core.attachments import pdf_block, text_block
 from desktop_app.core.errors import (
     CorruptStream,
     IncompleteStream,
@@ -464,7 +466,8 @@ def openai_style_tools(request: ChatRequest) -> list[dict[str, Any]]:
 
 
 def openai_style_messages(request: ChatRequest) -> list[dict[str, Any]]:
-    """Messages as OpenAI and Ollama take them (system prompt first)."""
+    """Messages as OpenAI and Ollama take them (system prompt first); a user message's
+    attachments as OpenAI's content parts (Ollama's provider rewrites them)."""
     out: list[dict[str, Any]] = []
     if request.system:
         out.append({"role": "system", "content": request.system})
@@ -473,8 +476,49 @@ def openai_style_messages(request: ChatRequest) -> list[dict[str, Any]]:
     return out
 
 
+def b64(data: bytes) -> str:
+    """``data`` in standard base64, as every protocol carries a file inline."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def attached(m: Message) -> bool:
+    """Whether ``m`` is a user message with files to send."""
+    return bool(m.attachments) and m.role == "user"
+
+
+def text_with_files(m: Message) -> str:
+    """A user message's text with its text files and PDFs before it, each as a fenced
+    block headed by its name (a PDF as its text, page by page), for a protocol that takes
+    no documents; its images are left to the caller."""
+    blocks = [
+        text_block(a) if a.kind == "text" else pdf_block(a)
+        for a in m.attachments
+        if a.kind != "image"
+    ]
+    return "\n\n".join([*blocks, m.content] if m.content else blocks)
+
+
+def openai_content_parts(m: Message) -> list[dict[str, Any]]:
+    """A user message with files as OpenAI content parts, in the order they were attached
+    and the text last: an image as an ``image_url`` holding a ``data:`` URL, a text file
+    and a PDF (its text, page by page) as ``text``."""
+    parts: list[dict[str, Any]] = []
+    for a in m.attachments:
+        if a.kind == "image":
+            url = f"data:{a.mime};base64,{b64(a.data)}"
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        else:
+            parts.append(
+                {"type": "text", "text": text_block(a) if a.kind == "text" else pdf_block(a)}
+            )
+    if m.content:
+        parts.append({"type": "text", "text": m.content})
+    return parts
+
+
 def _openai_message(m: Message) -> dict[str, Any]:
-    msg: dict[str, Any] = {"role": m.role, "content": m.content}
+    content: Any = openai_content_parts(m) if attached(m) else m.content
+    msg: dict[str, Any] = {"role": m.role, "content": content}
     if m.tool_calls:
         msg["tool_calls"] = [
             {

@@ -7,10 +7,13 @@ import json
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from desktop_app.core.attachments import text_block
 from desktop_app.core.events import StreamEvent, UsageUpdate
 from desktop_app.core.providers.base import (
     Provider,
     StreamParser,
+    attached,
+    b64,
     corrupt_chunk,
     grouped_tool_results,
     in_stream_error,
@@ -19,7 +22,7 @@ from desktop_app.core.providers.base import (
     raw_json,
     tool_arguments,
 )
-from desktop_app.core.types import ChatRequest, FinishReason, ProviderName, TokenUsage
+from desktop_app.core.types import ChatRequest, FinishReason, Message, ProviderName, TokenUsage
 
 _FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY")
 
@@ -95,6 +98,18 @@ class GeminiParser(StreamParser):
         return out
 
 
+def _parts_with_files(m: Message) -> list[dict[str, Any]]:
+    """A user message's files as Gemini parts, in the order they were attached: an image
+    and a PDF as ``inline_data`` (base64, with its MIME type), a text file as ``text``."""
+    parts: list[dict[str, Any]] = []
+    for a in m.attachments:
+        if a.kind == "text":
+            parts.append({"text": text_block(a)})
+        else:
+            parts.append({"inline_data": {"mime_type": a.mime, "data": b64(a.data)}})
+    return parts
+
+
 class GeminiProvider(Provider):
     name: ClassVar[ProviderName] = "gemini"
     title = "Gemini"
@@ -128,7 +143,9 @@ class GeminiProvider(Provider):
                 ]
                 contents.append({"role": "user", "parts": responses})
                 continue
-            parts: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
+            parts = _parts_with_files(m) if attached(m) else []
+            if m.content:
+                parts.append({"text": m.content})
             for tc in m.tool_calls:
                 call: dict[str, Any] = {
                     "functionCall": {"name": tc.name, "args": tool_arguments(tc.arguments)}

@@ -9,6 +9,8 @@ from desktop_app.core.events import StreamEvent, UsageUpdate
 from desktop_app.core.providers.base import (
     Provider,
     StreamParser,
+    attached,
+    b64,
     corrupt_chunk,
     in_stream_error,
     loads_chunk,
@@ -16,14 +18,16 @@ from desktop_app.core.providers.base import (
     openai_style_messages,
     openai_style_tools,
     raw_json,
+    text_with_files,
     tool_arguments,
 )
 from desktop_app.core.types import ChatRequest, FinishReason, ProviderName, TokenUsage
 
 
 def ollama_messages(request: ChatRequest) -> list[dict[str, Any]]:
-    """Messages as Ollama's ``/api/chat`` takes them: a call's arguments as an object, and
-    a tool result named by ``tool_name``."""
+    """Messages as Ollama's ``/api/chat`` takes them: a call's arguments as an object, a
+    tool result named by ``tool_name``, and a user message's images as base64 in
+    ``images`` with its text files and PDFs (as text) in ``content``."""
     out = openai_style_messages(request)
     for msg in out:
         for call in msg.get("tool_calls") or ():
@@ -36,6 +40,11 @@ def ollama_messages(request: ChatRequest) -> list[dict[str, Any]]:
     for msg, m in zip(out[len(out) - len(request.messages) :], request.messages, strict=True):
         if m.role == "tool" and m.name:
             msg["tool_name"] = m.name
+        if attached(m):
+            msg["content"] = text_with_files(m)
+            images = [b64(a.data) for a in m.attachments if a.kind == "image"]
+            if images:
+                msg["images"] = images
     return out
 
 
