@@ -101,6 +101,18 @@ class RenderStats:
     max_slice_chars: int = 0
 
 
+_MATH_READY: list[bool] = []
+
+
+def _prepare_math() -> None:
+    """Load what drawing a formula needs (not ziamath: that runs in a process of its own)."""
+    if not _MATH_READY:
+        from desktop_app.ui.math_render import prepare
+
+        prepare()
+        _MATH_READY.append(True)
+
+
 def open_link(url: QUrl) -> bool:
     """Open an http(s) link in the system browser; refuse every other scheme."""
     if url.scheme().lower() not in SAFE_SCHEMES or not url.isValid():
@@ -813,6 +825,9 @@ class MessageWidget(QFrame):
 
     def begin_stream(self, *, keep: bool = False) -> None:
         """Start receiving a reply (``keep``: continue after the text already shown)."""
+        if not _MATH_READY:
+            # load the math renderer in a turn of its own, not in the middle of drawing text
+            QTimer.singleShot(0, _prepare_math)
         kept = self.text().rstrip() if keep else ""
         if not keep:
             self.message = None

@@ -210,7 +210,8 @@ class _Pump(threading.Thread):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 env=env,
-                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0)
+                | getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0),
             )
         except OSError:
             return "The formula renderer could not start."
@@ -422,6 +423,14 @@ def _layout_bytes(result: LayoutResult) -> int:
 
 
 _RENDERER: list[MathRenderer] = []
+
+
+def prepare() -> None:
+    """Load QtSvg and make the renderer now (the typesetting process still starts only with
+    the first formula)."""
+    import PySide6.QtSvg  # noqa: F401
+
+    renderer()
 
 
 def renderer() -> MathRenderer:

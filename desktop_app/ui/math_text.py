@@ -27,6 +27,8 @@ MAX_DEPTH = 16
 MAX_WIDTH = 3_000.0
 MAX_HEIGHT = 1_000.0
 """A formula whose layout is larger than this (in pixels) is not drawn."""
+NICENESS = 10
+"""How much lower than the window the typesetting process runs (where there is ``nice``)."""
 MEMORY_LIMIT = 1 << 30
 """The address space the typesetting process may use (where the system enforces it)."""
 
@@ -316,6 +318,9 @@ def main() -> int:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     except (ImportError, ValueError, OSError):
         pass
+    if hasattr(os, "nice"):
+        with contextlib.suppress(OSError):
+            os.nice(NICENESS)  # the window comes first when the cores are busy
     started = time.perf_counter()
     import ziamath  # noqa: F401
 
