@@ -482,6 +482,8 @@ class DocumentWriter:
         _make_inert(piece)
         first = piece.begin().blockFormat()
         cursor = self._end_cursor()
+        if spans:  # the piece and its formulas: one edit, laid out once
+            cursor.beginEditBlock()
         if joined:
             before = cursor.blockFormat()
             before.setBottomMargin(0)
@@ -503,13 +505,24 @@ class DocumentWriter:
         self._style_blocks(start)
         if spans:
             self._place_math(start, spans, sources)
+            cursor.endEditBlock()
 
     # -- math -------------------------------------------------------------------------------
 
     def _place_math(self, start: int, spans: list[MathSpan], sources: list[str]) -> None:
         """Put each formula of the blocks from ``start`` on where the Markdown reader left
         its marker: its image if it is drawn, else its source in code style (replaced by the
-        image once drawn). Inside code (an indented block) the source is put back as is."""
+        image once drawn). Inside code (an indented block) the source is put back as is.
+        All of it is one edit: the document is laid out again once."""
+        doc = self.doc
+        edit = QTextCursor(doc)
+        edit.beginEditBlock()
+        try:
+            self._place_marks(start, spans, sources)
+        finally:
+            edit.endEditBlock()
+
+    def _place_marks(self, start: int, spans: list[MathSpan], sources: list[str]) -> None:
         doc = self.doc
         block = doc.findBlock(start)
         while block.isValid():

@@ -12,9 +12,11 @@ text. ``\\$`` is a literal dollar, and nothing inside a code span is math.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -68,34 +70,64 @@ def _skip_code_span(text: str, i: int) -> int:
         k = m
 
 
-def _find_closer(text: str, i: int, closer: str, *, inline_dollar: bool = False) -> int:
-    """The index of ``closer`` at or after ``i`` inside math (TeX escapes skipped), or -1.
+_NOTABLE = re.compile(r"[`\\$]")
+"""The characters that can start a code span, an escape or a formula."""
 
-    ``inline_dollar``: the closer of ``$…$`` — the first unescaped ``$`` decides: it closes
-    the formula when a non-space precedes it and no digit follows it; otherwise there is
-    no formula. The formula may not span lines.
-    """
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            if closer[0] == "\\" and text.startswith(closer, i):
-                return i
-            i += 2
-            continue
-        if inline_dollar:
-            if c == "\n":
-                return -1
-            if c == "$":
-                before = text[i - 1]
-                after = text[i + 1] if i + 1 < n else ""
-                if before.isspace() or after.isdigit():
+
+def _escaped(text: str, j: int, start: int) -> bool:
+    """Whether ``text[j]`` is escaped: an odd run of backslashes (from ``start`` on) before it."""
+    k = j
+    while k > start and text[k - 1] == "\\":
+        k -= 1
+    return (j - k) % 2 == 1
+
+
+class _Closers:
+    """Where each closing delimiter of a text is, found once, so that finding the end of a
+    formula costs a binary search however many openers the text holds."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._found: dict[str, list[int]] = {}
+
+    def _positions(self, closer: str) -> list[int]:
+        found = self._found.get(closer)
+        if found is None:
+            found = [m.start() for m in re.finditer("(?=" + re.escape(closer) + ")", self.text)]
+            self._found[closer] = found
+        return found
+
+    def find(self, closer: str, body: int) -> int:
+        """The first ``closer`` at or after ``body`` and within :data:`MAX_TEX` characters of
+        it that is not escaped, or -1."""
+        text = self.text
+        positions = self._positions(closer)
+        at = bisect.bisect_left(positions, body)
+        while at < len(positions) and positions[at] - body <= MAX_TEX:
+            j = positions[at]
+            if not _escaped(text, j, body):
+                return j
+            at += 1
+        return -1
+
+    def inline_dollar(self, i: int) -> int:
+        """The end of the ``$…$`` opened at ``i``, or -1. The first unescaped ``$`` decides:
+        it closes the formula when a non-space precedes it and no digit follows it; a line
+        break first means no formula."""
+        text = self.text
+        stop = text.find("\n", i + 1, i + 2 + MAX_TEX)
+        limit = stop if stop >= 0 else min(len(text), i + 2 + MAX_TEX)
+        positions = self._positions("$")
+        at = bisect.bisect_right(positions, i)
+        while at < len(positions) and positions[at] < limit:
+            j = positions[at]
+            if not _escaped(text, j, i + 1):
+                after = text[j + 1] if j + 1 < len(text) else ""
+                if text[j - 1].isspace() or after.isdigit():
                     return -1
-                return i
-        elif text.startswith(closer, i):
-            return i
-        i += 1
-    return -1
+                return j
+            at += 1
+        return -1
 
 
 def find_math(text: str, *, open_end: bool = False) -> list[MathSpan]:
@@ -105,9 +137,14 @@ def find_math(text: str, *, open_end: bool = False) -> list[MathSpan]:
     runs to the end of the text as an unfinished span (an unclosed ``$`` stays prose).
     """
     spans: list[MathSpan] = []
+    closers = _Closers(text)
     n = len(text)
     i = 0
     while i < n:
+        found = _NOTABLE.search(text, i)
+        if found is None:
+            break
+        i = found.start()
         c = text[i]
         if c == "`":
             i = _skip_code_span(text, i)
@@ -116,8 +153,7 @@ def find_math(text: str, *, open_end: bool = False) -> list[MathSpan]:
             nxt = text[i + 1] if i + 1 < n else ""
             if nxt in ("(", "["):
                 display = nxt == "["
-                closer = "\\]" if display else "\\)"
-                span = _span(text, i, 2, closer, display, open_end)
+                span = _span(closers, i, 2, "\\]" if display else "\\)", display, open_end)
                 if span is not None:
                     spans.append(span)
                     i = span.end
@@ -126,37 +162,35 @@ def find_math(text: str, *, open_end: bool = False) -> list[MathSpan]:
                 continue
             i += 2 if nxt in _ESCAPABLE else 1
             continue
-        if c == "$":
-            if text.startswith("$$", i):
-                span = _span(text, i, 2, "$$", True, open_end)
-                if span is not None:
-                    spans.append(span)
-                    i = span.end
-                    continue
-                i += 2
+        if text.startswith("$$", i):
+            span = _span(closers, i, 2, "$$", True, open_end)
+            if span is not None:
+                spans.append(span)
+                i = span.end
                 continue
-            nxt = text[i + 1] if i + 1 < n else ""
-            if nxt and not nxt.isspace():
-                end = _find_closer(text, i + 1, "$", inline_dollar=True)
-                if 0 < end - i - 1 <= MAX_TEX:
-                    spans.append(MathSpan(i, end + 1, text[i + 1 : end], False))
-                    i = end + 1
-                    continue
-            i += 1
+            i += 2
             continue
+        nxt = text[i + 1] if i + 1 < n else ""
+        if nxt and not nxt.isspace():
+            end = closers.inline_dollar(i)
+            if end > i + 1:
+                spans.append(MathSpan(i, end + 1, text[i + 1 : end], False))
+                i = end + 1
+                continue
         i += 1
     return spans
 
 
 def _span(
-    text: str, i: int, width: int, closer: str, display: bool, open_end: bool
+    closers: _Closers, i: int, width: int, closer: str, display: bool, open_end: bool
 ) -> MathSpan | None:
     """The formula opened at ``i`` by a delimiter of ``width`` characters, if any."""
+    text = closers.text
     body = i + width
-    end = _find_closer(text, body, closer)
+    end = closers.find(closer, body)
     if end >= 0:
         tex = text[body:end]
-        if tex.strip() and len(tex) <= MAX_TEX:
+        if tex.strip():
             return MathSpan(i, end + len(closer), tex, display)
         return None
     if open_end and len(text) - body <= MAX_TEX:
@@ -195,23 +229,25 @@ def display_state(line: str, state: str) -> str:
     ``state`` is the one open before it. Used to keep a paragraph whole while a display
     formula in it is open (a formula may span lines, even blank ones).
     """
+    closers = _Closers(line)
     n = len(line)
     i = 0
     while i < n:
         if state:
-            closer = "$$" if state == "$$" else "\\]"
-            end = _find_closer(line, i, closer)
+            end = closers.find("$$" if state == "$$" else "\\]", i)
             if end < 0:
                 return state
             state = ""
             i = end + 2
             continue
-        c = line[i]
-        if c == "`":
+        found = _NOTABLE.search(line, i)
+        if found is None:
+            return state
+        i = found.start()
+        if line[i] == "`":
             i = _skip_code_span(line, i)
-        elif c == "\\":
-            nxt = line[i + 1] if i + 1 < n else ""
-            if nxt == "[":
+        elif line[i] == "\\":
+            if line.startswith("[", i + 1):
                 state = "\\["
             i += 2
         elif line.startswith("$$", i):

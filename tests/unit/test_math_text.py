@@ -185,3 +185,22 @@ def test_no_qt_here() -> None:
     source = math_text.__file__
     with open(source, encoding="utf-8") as f:
         assert "PySide6" not in f.read()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\\[" * 50_000,
+        "$$ " * 30_000,
+        "$x\\$ " * 20_000,
+        "\\(" * 50_000,
+        ("$a" + "\\" * 999 + " ") * 100,
+    ],
+)
+def test_finding_math_takes_time_linear_in_the_text(text: str) -> None:
+    import time
+
+    started = time.perf_counter()
+    find_math(text, open_end=True)
+    display_state(text, "")
+    assert time.perf_counter() - started < 1.0  # quadratic work would take minutes
