@@ -862,20 +862,9 @@ def math_reply(round_: int, count: int = MATH_FORMULAS) -> str:
 
 
 def _math_images(window: MainWindow) -> int:
-    from desktop_app.ui.markdown import MATH_SOURCE
+    from desktop_app.ui.markdown import formulas
 
-    doc = window.view.widgets[-1].body.document()
-    count = 0
-    block = doc.begin()
-    while block.isValid():
-        it = block.begin()
-        while not it.atEnd():
-            fmt = it.fragment().charFormat()
-            if fmt.isImageFormat() and isinstance(fmt.property(MATH_SOURCE), str):
-                count += 1
-            it += 1
-        block = block.next()
-    return count
+    return len(formulas(window.view.widgets[-1].body.document()))
 
 
 @dataclass(slots=True)

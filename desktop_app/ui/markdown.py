@@ -815,6 +815,24 @@ def _make_inert(doc: QTextDocument) -> None:
         cursor.insertText(text * length, shown)
 
 
+def formulas(doc: QTextDocument) -> list[tuple[str, str]]:
+    """(LaTeX with its delimiters, image name) of every formula shown as an image in
+    ``doc``, in order."""
+    found: list[tuple[str, str]] = []
+    block = doc.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fmt = it.fragment().charFormat()
+            if fmt.isImageFormat():
+                source = fmt.property(MATH_SOURCE)
+                if isinstance(source, str):
+                    found.append((source, fmt.toImageFormat().name()))
+            it += 1
+        block = block.next()
+    return found
+
+
 def selection_text(cursor: QTextCursor) -> str | None:
     """The selected text with each formula as its LaTeX (with its delimiters), or None when
     the selection holds no formula image."""

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QColor, QGuiApplication, QImage, QTextDocument, QTextFormat
+from PySide6.QtGui import QGuiApplication, QImage, QTextDocument, QTextFormat
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
@@ -15,27 +15,30 @@ from desktop_app.simulator import SimulatorThread
 from desktop_app.ui import theme
 from desktop_app.ui.chat_view import MessageWidget, RenderStats
 from desktop_app.ui.main_window import MainWindow
-from desktop_app.ui.markdown import MATH_SOURCE, Segmenter, split_all
+from desktop_app.ui.markdown import MATH_SOURCE, Segmenter, formulas, split_all
 from desktop_app.ui.math_render import renderer
 from tests.gui.test_chat import send
+from tests.gui.test_look import _ink
 
 DRAWN_MS = 20_000
 
 
 def _math(doc: QTextDocument) -> list[tuple[str, str]]:
-    """(LaTeX with delimiters, resource name) of every formula image in ``doc``."""
-    found: list[tuple[str, str]] = []
+    """(LaTeX with delimiters, resource name) of every image in ``doc``: all must be formulas."""
+    assert len(_images(doc)) == len(formulas(doc))
+    return formulas(doc)
+
+
+def _images(doc: QTextDocument) -> list[int]:
+    """The position of every image in ``doc``."""
+    found: list[int] = []
     block = doc.begin()
     while block.isValid():
         it = block.begin()
         while not it.atEnd():
             frag = it.fragment()
-            fmt = frag.charFormat()
-            if frag.isValid() and fmt.isImageFormat():
-                source = fmt.property(MATH_SOURCE)
-                found.append(
-                    (source if isinstance(source, str) else "", fmt.toImageFormat().name())
-                )
+            if frag.charFormat().isImageFormat():
+                found.append(frag.position())
             it += 1
         block = block.next()
     return found
@@ -45,17 +48,6 @@ def _image(doc: QTextDocument, name: str) -> QImage:
     image = doc.resource(QTextDocument.ResourceType.ImageResource.value, QUrl(name))
     assert isinstance(image, QImage)
     return image
-
-
-def _ink(image: QImage) -> set[str]:
-    """The opaque colours of ``image`` (its anti-aliased edges left out)."""
-    found: set[str] = set()
-    for y in range(image.height()):
-        for x in range(image.width()):
-            pixel = image.pixelColor(x, y)
-            if pixel.alpha() == 255:
-                found.add(QColor(pixel.red(), pixel.green(), pixel.blue()).name())
-    return found
 
 
 def _echo(qtbot: QtBot, window: MainWindow, text: str) -> MessageWidget:
