@@ -31,6 +31,7 @@ import bisect
 import html
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -615,7 +616,7 @@ class DocumentWriter:
         at = cursor.selectionStart()
         cursor.insertImage(fmt)
         after = doc.characterAt(at + 1)
-        if not block and after and not after.isspace() and after != _JOINER:
+        if not block and after and unicodedata.category(after)[0] == "P":
             # no line break between a formula and the punctuation after it
             glue = QTextCursor(doc)
             glue.setPosition(at + 2)
