@@ -42,6 +42,9 @@ RENDER_TIMEOUT_S = 3.0
 """A formula not typeset in this long is shown as written, and the process replaced."""
 START_TIMEOUT_S = 60.0
 """How long the typesetting process may take to start."""
+RETRY_START_S = 30.0
+"""After the typesetting process failed to start, formulas are shown as written for this
+long before it is tried again."""
 IDLE_S = 120.0
 """The typesetting process stops after this long without work."""
 SLICE_S = 0.003
@@ -164,6 +167,7 @@ class _Pump(threading.Thread):
         self._process: subprocess.Popen[bytes] | None = None
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         self.import_s: float | None = None
+        self._failed_at = -RETRY_START_S
 
     def run(self) -> None:
         while True:
@@ -200,6 +204,14 @@ class _Pump(threading.Thread):
         return read_answer(line)
 
     def _start(self) -> str | None:
+        if time.monotonic() - self._failed_at < RETRY_START_S:
+            return "The formula renderer could not start."
+        problem = self._spawn()
+        if problem is not None:
+            self._failed_at = time.monotonic()
+        return problem
+
+    def _spawn(self) -> str | None:
         env = dict(os.environ)
         if not getattr(sys, "frozen", False):
             env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)

@@ -282,3 +282,36 @@ def test_text_rendered_once_gets_its_formulas_without_keeping_its_writer(qtbot: 
     qtbot.addWidget(view)
     render_markdown(view.document(), "Before the tools: $t_{0} + 1$.")  # as tool steps do
     assert [s for s, _ in _wait_math(qtbot, view.document(), 1)] == ["$t_{0} + 1$"]
+
+
+def test_a_typesetting_process_that_cannot_start_is_not_tried_for_every_formula(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+    import time
+
+    from desktop_app.ui import math_render
+
+    monkeypatch.setattr(math_render, "typesetter_command", lambda: [sys.executable, "-c", "0"])
+    pump = math_render._Pump(None)
+    assert pump.typeset(("x", False, 16.0)) == "The formula renderer could not start."
+    started = time.perf_counter()
+    assert pump.typeset(("y", False, 16.0)) == "The formula renderer could not start."
+    assert time.perf_counter() - started < 0.05  # no new process was started
+
+
+def test_a_formula_that_takes_too_long_is_abandoned_and_the_next_one_typeset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from desktop_app.ui import math_render
+    from desktop_app.ui.math_text import Layout
+
+    monkeypatch.setattr(math_render, "RENDER_TIMEOUT_S", 1.0)
+    pump = math_render._Pump(None)
+    try:
+        assert isinstance(pump.typeset(("x", False, 16.0)), Layout)
+        deep = "x" + "^{x" * 14 + "}" * 14
+        assert pump.typeset((deep, False, 16.0)) == "This formula took too long to typeset."
+        assert isinstance(pump.typeset(("y", False, 16.0)), Layout)
+    finally:
+        pump._stop_process()
