@@ -125,7 +125,7 @@ def draw(layout: Layout, key: MathKey, name: str) -> MathResult:
     if _UNSAFE_SVG.search(layout.svg):
         return MathFailure("This formula could not be typeset safely.")
     top, bottom = (
-        (0.0, 0.0) if key.display else inline_padding(layout.ascent, layout.depth, key.x_height)
+        inline_padding(layout.ascent, layout.depth, key.x_height) if key.x_height else (0.0, 0.0)
     )
     width = layout.width
     height = layout.height + top + bottom

@@ -315,3 +315,34 @@ def test_a_formula_that_takes_too_long_is_abandoned_and_the_next_one_typeset(
         assert isinstance(pump.typeset(("y", False, 16.0)), Layout)
     finally:
         pump._stop_process()
+
+
+@pytest.mark.parametrize(
+    ("ascent", "depth", "x_height"), [(10.0, 3.0, 7), (12.0, 18.0, 7), (5.0, 0.5, 9)]
+)
+def test_inline_padding_puts_the_formula_baseline_on_the_text_baseline(
+    ascent: float, depth: float, x_height: int
+) -> None:
+    from desktop_app.ui.math_render import inline_padding
+
+    top, bottom = inline_padding(ascent, depth, x_height)
+    assert top >= 0 and bottom >= 0 and min(top, bottom) == 0
+    height = ascent + depth + top + bottom
+    # Qt centres an AlignMiddle object on half the x-height: its ascent is (h + x/2) / 2
+    assert ascent + top == pytest.approx((height + x_height / 2) / 2)
+
+
+def test_a_display_formula_inside_a_line_is_padded_to_the_line(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    inside = _echo(qtbot, window, "so $$\\frac{a}{b}$$ holds").body.document()
+    _wait_math(qtbot, inside, 1)
+    fmt = inside.find("\ufffc").charFormat().toImageFormat()
+    assert fmt.verticalAlignment() == fmt.VerticalAlignment.AlignMiddle
+    alone = _echo(qtbot, window, "$$\\frac{a}{b}$$").body.document()
+    _wait_math(qtbot, alone, 1)
+    block = alone.find("\ufffc").charFormat().toImageFormat()
+    assert block.verticalAlignment() != fmt.VerticalAlignment.AlignMiddle
+    assert alone.begin().blockFormat().alignment() & Qt.AlignmentFlag.AlignHCenter
+    # the same formula, padded in the line so that its baseline sits on the text's
+    assert fmt.height() > block.height() + 1
