@@ -419,9 +419,9 @@ class DocumentWriter:
         self._frame: QTextFrame | None = None
         self._frame_lines = 0
         self._partial = False
-        self._math_waiting: dict[MathKey, list[tuple[QTextCursor, str, bool]]] = {}
+        self._math_waiting: dict[MathKey, list[tuple[QTextCursor, str, bool, QFont]]] = {}
         """Formulas shown as their source until their image is drawn: (the source's
-        range, the source, whether the formula is a centred block)."""
+        range, the source, whether the formula is a centred block, the text's font)."""
 
     def clear(self) -> None:
         self.doc.clear()
@@ -559,8 +559,8 @@ class DocumentWriter:
             cursor.setBlockFormat(centred)
         result = None
         key = None
+        font = self._text_font(cursor.charFormat())
         if span.closed:
-            font = self.doc.defaultFont()
             key = renderer().key(
                 span.tex.strip(),
                 span.display,
@@ -570,7 +570,7 @@ class DocumentWriter:
             )
             result = renderer().request(key, self)
         if isinstance(result, MathImage):
-            self._put_image(cursor, result, source, block)
+            self._put_image(cursor, result, source, block, font)
             return
         shown = source.replace("\n", "\u2028")
         fmt = self._source_format(source, failed=result is not None)
@@ -581,7 +581,19 @@ class DocumentWriter:
             waiting.setPosition(begin)
             waiting.setPosition(begin + len(shown), QTextCursor.MoveMode.KeepAnchor)
             waiting.setKeepPositionOnInsert(True)  # text appended after it stays outside
-            self._math_waiting.setdefault(key, []).append((waiting, source, block))
+            self._math_waiting.setdefault(key, []).append((waiting, source, block, font))
+
+    def _text_font(self, fmt: QTextCharFormat) -> QFont:
+        """The font of the text a formula stands in: the document's, scaled in a heading."""
+        font = QFont(self.doc.defaultFont())
+        if fmt.hasProperty(QTextFormat.Property.FontSizeAdjustment):
+            # Qt sizes a heading relative to the application's default font
+            scale = fmt.font().pointSizeF() / max(1.0, QFont().pointSizeF())
+            if font.pointSizeF() > 0:
+                font.setPointSizeF(font.pointSizeF() * scale)
+            elif font.pixelSize() > 0:
+                font.setPixelSize(round(font.pixelSize() * scale))
+        return font
 
     def _source_format(self, source: str, *, failed: bool) -> QTextCharFormat:
         """A formula shown as written: code style."""
@@ -596,7 +608,9 @@ class DocumentWriter:
             fmt.setToolTip(plain_tooltip(_MATH_NOT_DRAWN))
         return fmt
 
-    def _put_image(self, cursor: QTextCursor, image: MathImage, source: str, block: bool) -> None:
+    def _put_image(
+        self, cursor: QTextCursor, image: MathImage, source: str, block: bool, font: QFont
+    ) -> None:
         doc = self.doc
         doc.addResource(
             QTextDocument.ResourceType.ImageResource.value, QUrl(image.name), image.image
@@ -610,7 +624,7 @@ class DocumentWriter:
         fmt.setWidth(width)
         fmt.setHeight(height)
         if not block:
-            fmt.setFont(doc.defaultFont())
+            fmt.setFont(font)  # the x-height the formula was padded for
             fmt.setVerticalAlignment(QTextCharFormat.VerticalAlignment.AlignMiddle)
         fmt.setProperty(MATH_SOURCE, source)
         at = cursor.selectionStart()
@@ -635,11 +649,11 @@ class DocumentWriter:
         edit = QTextCursor(self.doc)
         edit.beginEditBlock()
         try:
-            for result, (cursor, source, block) in waiting:
+            for result, (cursor, source, block, font) in waiting:
                 if cursor.selectedText() != source.replace("\n", "\u2028"):
                     continue  # the document changed under it
                 if isinstance(result, MathImage):
-                    self._put_image(cursor, result, source, block)
+                    self._put_image(cursor, result, source, block, font)
                 else:
                     tip = QTextCharFormat()
                     tip.setToolTip(plain_tooltip(_MATH_NOT_DRAWN))

@@ -346,3 +346,13 @@ def test_a_display_formula_inside_a_line_is_padded_to_the_line(
     assert alone.begin().blockFormat().alignment() & Qt.AlignmentFlag.AlignHCenter
     # the same formula, padded in the line so that its baseline sits on the text's
     assert fmt.height() > block.height() + 1
+
+
+def test_a_formula_in_a_heading_is_set_at_the_heading_size(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    doc = _echo(qtbot, window, "# Energy $E=mc^2$\n\nIn text $E=mc^2$ too.").body.document()
+    _wait_math(qtbot, doc, 2)
+    heading = doc.find("\ufffc").charFormat().toImageFormat()
+    text = doc.find("\ufffc", doc.find("In text").position()).charFormat().toImageFormat()
+    assert heading.height() > text.height() * 1.3
