@@ -128,9 +128,15 @@ EXCLUDES: Final = (
     "ruff",
     "openai",
     "psutil",
+    "PIL._avif",
+    "PIL._imagingft",
+    "PIL._imagingtk",
+    "PIL._imagingcms",
 )
 """Modules the analysis must not follow into the bundle (the MCP SDK needs pydantic, so
-it stays)."""
+it stays). Of Pillow, Rill reads and writes PNG, JPEG, WebP and GIF: AVIF (libavif), text
+drawing (FreeType, HarfBuzz), Tk and colour management (LittleCMS) stay out; Pillow loads
+its format plugins only where their parts are there."""
 
 QT_PLUGINS: Final[dict[str, frozenset[str] | None]] = {
     # plugin folder: the plugins kept (stem without "lib"/"q" prefixes), None = all

@@ -349,6 +349,11 @@ def _detect(head: bytes, name: str) -> tuple[AttachmentKind, str]:
 # -------------------------------------------------------------------------------- images
 
 
+IMAGE_DECODERS: Final = ("PNG", "JPEG", "WEBP", "GIF")
+"""The only Pillow decoders an attached image reaches: whatever its bytes claim, no other
+of Pillow's readers (EPS through Ghostscript, for one) ever sees them."""
+
+
 def _pillow_quiet() -> None:
     """Pillow's own warning for a large image, left unsaid: Rill measures every image from
     its header against its own limit before decoding, and refuses a bomb with a sentence
@@ -365,7 +370,7 @@ def _image(data: bytes, name: str, mime: str, limits: AttachmentLimits) -> Attac
     _pillow_quiet()
     width = height = 0
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=IMAGE_DECODERS) as img:
             width, height = img.size
             if width * height > limits.image_pixels:
                 raise _bomb(name, width, height, limits)
@@ -700,7 +705,7 @@ def forget_fitted() -> None:
 def _fitted(att: Attachment, limit: ImageLimit, most: int, provider: str) -> Attachment:
     from PIL import Image, ImageOps
 
-    with Image.open(io.BytesIO(att.data)) as img:
+    with Image.open(io.BytesIO(att.data), formats=IMAGE_DECODERS) as img:
         img.seek(0)
         scale = min(1.0, limit.long_edge / max(img.size))
         if scale < 1:  # a JPEG decodes at 1/2, 1/4 or 1/8 of its size at a fraction of the cost

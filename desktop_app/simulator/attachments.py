@@ -68,7 +68,7 @@ def image_size(data: bytes, refuse: str) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=("PNG", "JPEG", "WEBP", "GIF")) as img:
             return img.size
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise BadRequest(refuse) from None

@@ -57,6 +57,21 @@ def test_a_file_named_like_an_image_that_is_not_one_is_refused(tmp_path: Path) -
         read_attachment(path)
 
 
+@pytest.mark.parametrize("kind", ["TIFF", "BMP", "EPS", "ICO"])
+def test_other_image_formats_named_like_ours_never_reach_their_decoders(
+    tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "photo.png"
+    if kind == "EPS":  # an EPS would go to Ghostscript in Pillow's own reader
+        path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    else:
+        Image.new("RGB", (16, 16)).save(path, kind)
+    with pytest.raises(AttachmentRefused, match=r"photo\.png"):
+        read_attachment(path)
+    with pytest.raises(AttachmentRefused, match=r"photo\.png"):
+        attachment_from_bytes(path.read_bytes(), "photo.png")
+
+
 def test_animated_gif_keeps_its_first_frame_as_png(tmp_path: Path) -> None:
     frames = [Image.new("RGB", (40, 30), colour) for colour in ("red", "lime", "blue")]
     path = tmp_path / "anim.gif"
