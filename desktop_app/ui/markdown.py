@@ -32,6 +32,7 @@ import html
 import re
 import secrets
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,6 +53,7 @@ from PySide6.QtGui import (
     QTextDocument,
     QTextDocumentFragment,
     QTextFormat,
+    QTextFragment,
     QTextFrame,
     QTextFrameFormat,
     QTextImageFormat,
@@ -794,26 +796,17 @@ def _make_inert(doc: QTextDocument) -> None:
     """
     t = theme_mod.current()
     images: list[tuple[int, int, QTextCharFormat]] = []
-    block = doc.begin()
-    while block.isValid():
-        it = block.begin()
-        while not it.atEnd():
-            frag = it.fragment()
-            if frag.isValid():
-                fmt = frag.charFormat()
-                if fmt.isImageFormat():
-                    images.append((frag.position(), frag.length(), fmt))
-                elif fmt.toolTip():
-                    cursor = QTextCursor(doc)
-                    cursor.setPosition(frag.position())
-                    cursor.setPosition(
-                        frag.position() + frag.length(), QTextCursor.MoveMode.KeepAnchor
-                    )
-                    tip = QTextCharFormat()
-                    tip.setToolTip(plain_tooltip(fmt.toolTip()))
-                    cursor.mergeCharFormat(tip)
-            it += 1
-        block = block.next()
+    for frag in fragments(doc):
+        fmt = frag.charFormat()
+        if fmt.isImageFormat():
+            images.append((frag.position(), frag.length(), fmt))
+        elif fmt.toolTip():
+            cursor = QTextCursor(doc)
+            cursor.setPosition(frag.position())
+            cursor.setPosition(frag.position() + frag.length(), QTextCursor.MoveMode.KeepAnchor)
+            tip = QTextCharFormat()
+            tip.setToolTip(plain_tooltip(fmt.toolTip()))
+            cursor.mergeCharFormat(tip)
     for position, length, fmt in reversed(images):
         alt = fmt.property(QTextFormat.Property.ImageAltText)
         text = alt if isinstance(alt, str) and alt else "[image]"
@@ -830,21 +823,29 @@ def _make_inert(doc: QTextDocument) -> None:
         cursor.insertText(text * length, shown)
 
 
-def formulas(doc: QTextDocument) -> list[tuple[str, str]]:
-    """(LaTeX with its delimiters, image name) of every formula shown as an image in
-    ``doc``, in order."""
-    found: list[tuple[str, str]] = []
+def fragments(doc: QTextDocument) -> Iterator[QTextFragment]:
+    """Every fragment of ``doc`` (a run of text in one format, or an image), in order."""
     block = doc.begin()
     while block.isValid():
         it = block.begin()
         while not it.atEnd():
-            fmt = it.fragment().charFormat()
-            if fmt.isImageFormat():
-                source = fmt.property(MATH_SOURCE)
-                if isinstance(source, str):
-                    found.append((source, fmt.toImageFormat().name()))
+            fragment = it.fragment()
+            if fragment.isValid():
+                yield fragment
             it += 1
         block = block.next()
+
+
+def formulas(doc: QTextDocument) -> list[tuple[str, str]]:
+    """(LaTeX with its delimiters, image name) of every formula shown as an image in
+    ``doc``, in order."""
+    found: list[tuple[str, str]] = []
+    for fragment in fragments(doc):
+        fmt = fragment.charFormat()
+        if fmt.isImageFormat():
+            source = fmt.property(MATH_SOURCE)
+            if isinstance(source, str):
+                found.append((source, fmt.toImageFormat().name()))
     return found
 
 

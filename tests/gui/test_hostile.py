@@ -29,6 +29,7 @@ from desktop_app.ui.markdown import (
     DocumentWriter,
     SafeDocument,
     Segmenter,
+    fragments,
     split_all,
 )
 from tests.gui.util import Windows, sim_config, wait_reply
@@ -113,15 +114,10 @@ def tooltips(doc: QTextDocument) -> list[str]:
 
 def _formats(doc: QTextDocument) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
-    block = doc.begin()
-    while block.isValid():
-        it = block.begin()
-        while not it.atEnd():
-            fmt = it.fragment().charFormat()
-            name = fmt.toImageFormat().name() if fmt.isImageFormat() else ""
-            found.append((name, fmt.toolTip()))
-            it += 1
-        block = block.next()
+    for fragment in fragments(doc):
+        fmt = fragment.charFormat()
+        name = fmt.toImageFormat().name() if fmt.isImageFormat() else ""
+        found.append((name, fmt.toolTip()))
     return found
 
 

@@ -15,7 +15,7 @@ from desktop_app.simulator import SimulatorThread
 from desktop_app.ui import theme
 from desktop_app.ui.chat_view import MessageWidget, RenderStats
 from desktop_app.ui.main_window import MainWindow
-from desktop_app.ui.markdown import MATH_SOURCE, Segmenter, formulas, split_all
+from desktop_app.ui.markdown import MATH_SOURCE, Segmenter, formulas, fragments, split_all
 from desktop_app.ui.math_render import renderer
 from tests.gui.test_chat import send
 from tests.gui.test_look import _ink
@@ -31,17 +31,7 @@ def _math(doc: QTextDocument) -> list[tuple[str, str]]:
 
 def _images(doc: QTextDocument) -> list[int]:
     """The position of every image in ``doc``."""
-    found: list[int] = []
-    block = doc.begin()
-    while block.isValid():
-        it = block.begin()
-        while not it.atEnd():
-            frag = it.fragment()
-            if frag.charFormat().isImageFormat():
-                found.append(frag.position())
-            it += 1
-        block = block.next()
-    return found
+    return [f.position() for f in fragments(doc) if f.charFormat().isImageFormat()]
 
 
 def _image(doc: QTextDocument, name: str) -> QImage:
@@ -248,15 +238,10 @@ def test_a_reply_cannot_name_a_formula_image(qtbot: QtBot, window: MainWindow) -
     shown = _wait_math(qtbot, doc, 1)
     assert [source for source, _ in shown] == ["$z$"]
     assert "stolen" in doc.toPlainText()
-    block = doc.begin()
-    while block.isValid():
-        it = block.begin()
-        while not it.atEnd():
-            fmt = it.fragment().charFormat()
-            if fmt.isImageFormat():
-                assert fmt.property(MATH_SOURCE) == "$z$"
-            it += 1
-        block = block.next()
+    for fragment in fragments(doc):
+        fmt = fragment.charFormat()
+        if fmt.isImageFormat():
+            assert fmt.property(MATH_SOURCE) == "$z$"
     assert QTextFormat.Property.UserProperty + 3 == MATH_SOURCE
 
 

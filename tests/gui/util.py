@@ -21,6 +21,7 @@ from desktop_app.core.secrets import Secrets
 from desktop_app.simulator import SimulatorThread
 from desktop_app.ui.first_run import ProbeTarget
 from desktop_app.ui.main_window import MainWindow
+from desktop_app.ui.markdown import fragments
 
 _T = TypeVar("_T")
 
@@ -47,18 +48,12 @@ class MemoryKeyring(keyring.backend.KeyringBackend):
 def anchor_point(view: QTextBrowser, href: str) -> QPoint:
     """Where the link to ``href`` is drawn in ``view`` (viewport coordinates)."""
     doc = view.document()
-    block = doc.begin()
-    while block.isValid():
-        it = block.begin()
-        while not it.atEnd():
-            fragment = it.fragment()
-            fmt = fragment.charFormat()
-            if fmt.isAnchor() and fmt.anchorHref() == href:
-                cursor = QTextCursor(doc)
-                cursor.setPosition(fragment.position() + fragment.length() // 2)
-                return view.cursorRect(cursor).center()
-            it += 1
-        block = block.next()
+    for fragment in fragments(doc):
+        fmt = fragment.charFormat()
+        if fmt.isAnchor() and fmt.anchorHref() == href:
+            cursor = QTextCursor(doc)
+            cursor.setPosition(fragment.position() + fragment.length() // 2)
+            return view.cursorRect(cursor).center()
     raise AssertionError(f"no link to {href!r}")
 
 
