@@ -1020,17 +1020,22 @@ def _run_math(loop: asyncio.AbstractEventLoop) -> list[Row]:
     return _math_rows(runs, controls, import_s)
 
 
-def run_math() -> list[Row]:
-    """Only the rows of the reply with many formulas."""
+def _on_qt_loop(run: Callable[[asyncio.AbstractEventLoop], list[Row]]) -> list[Row]:
+    """``run`` on a qasync loop over the benchmark's application."""
     import qasync
 
     loop = qasync.QEventLoop(_app())
     asyncio.set_event_loop(loop)
     try:
         with loop:
-            return _run_math(loop)
+            return run(loop)
     finally:
         asyncio.set_event_loop(None)
+
+
+def run_math() -> list[Row]:
+    """Only the rows of the reply with many formulas."""
+    return _on_qt_loop(_run_math)
 
 
 def _app() -> QApplication:
@@ -1043,15 +1048,7 @@ def _app() -> QApplication:
 
 def run_shapes() -> list[Row]:
     """Only the worst shapes' rows."""
-    import qasync
-
-    loop = qasync.QEventLoop(_app())
-    asyncio.set_event_loop(loop)
-    try:
-        with loop:
-            return _run_shapes(loop)
-    finally:
-        asyncio.set_event_loop(None)
+    return _on_qt_loop(_run_shapes)
 
 
 def run(quick: bool) -> list[Row]:
