@@ -32,13 +32,13 @@ from desktop_app.core.engine import (
     _field,
     _InfoAsker,
     _ollama_context,
+    listed_context,
 )
 from desktop_app.core.providers import get_provider
 from desktop_app.core.types import ChatRequest
 
 __all__ = ["ContextWindows", "ModelLimits"]
 
-_CONTEXT_FIELDS = ("context_length", "max_model_len", "max_context_length")
 SILENT_RETRY_S = 300.0
 """A server that said nothing (or was not running) is asked again after this long."""
 
@@ -156,7 +156,7 @@ async def _openai_limits(ask: _InfoAsker, root: str, models_url: str, model: str
         listed = _field(await ask.get(models_url), "data")
         entry = _model_entry(listed, model)
         if entry is not None:
-            context = _entry_context(entry)
+            context = listed_context(entry)
             if context is not None:
                 source = "the server's model list"
     return ModelLimits(context, vision, source if context is not None or vision is not None else "")
@@ -168,12 +168,3 @@ def _model_entry(listed: Any, model: str) -> Any:
         if _field(entry, "id") == model:
             return entry
     return entries[0] if len(entries) == 1 and not model else None
-
-
-def _entry_context(entry: Any) -> int | None:
-    for name in _CONTEXT_FIELDS:
-        found = _count(_field(entry, name))
-        if found is not None:
-            return found
-    meta = _field(entry, "meta")
-    return _count(_field(meta, "n_ctx")) or _count(_field(meta, "n_ctx_train"))

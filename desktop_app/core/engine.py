@@ -368,10 +368,7 @@ class Engine:
                 listed = _field(await ask.get(root + "/v1/models"), "data")
                 for entry in listed if isinstance(listed, list) else ():
                     if not model or _field(entry, "id") == model:
-                        meta = _field(entry, "meta")
-                        context = _count(_field(meta, "n_ctx")) or _count(
-                            _field(meta, "n_ctx_train")
-                        )
+                        context = listed_context(entry)
                         break
             return ServerInfo("llama.cpp", build, context)
         if provider.name == "gemini" and model:
@@ -1641,6 +1638,22 @@ def _count(value: Any) -> int | None:
 
 
 _NUM_CTX = re.compile(r"^\s*num_ctx\s+(\d{1,10})\s*$", re.MULTILINE)
+
+
+_LISTED_CONTEXT_FIELDS = ("context_length", "max_model_len", "max_context_length")
+"""Where OpenAI-compatible servers put a model's context in their model list: LM Studio
+and OpenRouter, vLLM, others."""
+
+
+def listed_context(entry: Any) -> int | None:
+    """The context of a model's entry in an OpenAI-compatible model list: one of
+    :data:`_LISTED_CONTEXT_FIELDS`, else llama.cpp's ``meta.n_ctx`` / ``meta.n_ctx_train``."""
+    for name in _LISTED_CONTEXT_FIELDS:
+        found = _count(_field(entry, name))
+        if found is not None:
+            return found
+    meta = _field(entry, "meta")
+    return _count(_field(meta, "n_ctx")) or _count(_field(meta, "n_ctx_train"))
 
 
 def _ollama_context(shown: Any) -> int | None:
