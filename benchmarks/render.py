@@ -59,6 +59,7 @@ from desktop_app.core.paths import app_paths
 from desktop_app.core.secrets import Secrets
 from desktop_app.core.types import GenerationResponse
 from desktop_app.ui import chat_view, theme
+from desktop_app.ui.controller import ChatController
 from desktop_app.ui.main_window import MainWindow
 
 SHORT = 2_000
@@ -374,6 +375,26 @@ def _cpu_s(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+class _ReplyWaiters:
+    """The controller's signals that end one reply (finished, failed, the view synced),
+    awaited from before the reply is sent."""
+
+    def __init__(self, controller: ChatController) -> None:
+        self.finished = asyncio.ensure_future(_next(controller.finished, REPLY_TIMEOUT_S))
+        self.failed = asyncio.ensure_future(_next(controller.failed, REPLY_TIMEOUT_S))
+        self.synced = asyncio.ensure_future(_next(controller.conversation_synced, REPLY_TIMEOUT_S))
+
+    async def answered(self, what: str) -> None:
+        """Wait until the reply finished; raise if it failed instead."""
+        await asyncio.wait({self.finished, self.failed}, return_when=asyncio.FIRST_COMPLETED)
+        if self.failed.done():
+            raise RuntimeError(f"the {what} failed: {self.failed.result()[0]}")
+
+    def cancel(self) -> None:
+        for waiter in (self.finished, self.failed, self.synced):
+            waiter.cancel()
+
+
 async def _reply(
     window: MainWindow,
     profile: str,
@@ -397,9 +418,7 @@ async def _reply(
     ping = PingProbe(PING_MS) if probed else None
     pings: list[float] = []
     flush.reset()
-    finished = asyncio.ensure_future(_next(controller.finished, REPLY_TIMEOUT_S))
-    failed = asyncio.ensure_future(_next(controller.failed, REPLY_TIMEOUT_S))
-    synced = asyncio.ensure_future(_next(controller.conversation_synced, REPLY_TIMEOUT_S))
+    waiters = _ReplyWaiters(controller)
     try:
         await asyncio.sleep(0)  # the three waiters connect to their signals
         probe.start()
@@ -410,10 +429,8 @@ async def _reply(
         cpu_before = _cpu_s(process)
         main_before = time.thread_time()
         window.send(prompt)
-        await asyncio.wait({finished, failed}, return_when=asyncio.FIRST_COMPLETED)
-        if failed.done():
-            raise RuntimeError(f"the reply failed: {failed.result()[0]}")
-        await synced
+        await waiters.answered("reply")
+        await waiters.synced
         await asyncio.sleep(SETTLE_S)
         main_cpu = time.thread_time() - main_before
         process_cpu = _cpu_s(process) - cpu_before
@@ -421,9 +438,8 @@ async def _reply(
     finally:
         if ping is not None:
             pings = ping.stop()
-        for waiter in (finished, failed, synced):
-            waiter.cancel()
-    response = finished.result()[0]
+        waiters.cancel()
+    response = waiters.finished.result()[0]
     assert isinstance(response, GenerationResponse)
     usage = response.usage
     if usage is None or usage.output_tokens != tokens:
@@ -747,23 +763,18 @@ async def _one_shape(window: MainWindow, shape: str) -> ShapeResult:
     await asyncio.sleep(SETTLE_S)
     gc.collect()
     probe = LoopProbe(PROBE_MS)
-    finished = asyncio.ensure_future(_next(controller.finished, REPLY_TIMEOUT_S))
-    failed = asyncio.ensure_future(_next(controller.failed, REPLY_TIMEOUT_S))
-    synced = asyncio.ensure_future(_next(controller.conversation_synced, REPLY_TIMEOUT_S))
+    waiters = _ReplyWaiters(controller)
     try:
         await asyncio.sleep(0)
         probe.start()
         window.send(f"Show me {shape}")
-        await asyncio.wait({finished, failed}, return_when=asyncio.FIRST_COMPLETED)
-        if failed.done():
-            raise RuntimeError(f"the {shape} reply failed: {failed.result()[0]}")
-        await synced
+        await waiters.answered(f"{shape} reply")
+        await waiters.synced
         await _drawn(window)
         await asyncio.sleep(SETTLE_S)
         probe.stop()
     finally:
-        for waiter in (finished, failed, synced):
-            waiter.cancel()
+        waiters.cancel()
     stream_ms = max(probe.lags_ms())
     chars = len(window.view.widgets[-1].text())
     conversation = controller.conversation_id
@@ -895,9 +906,7 @@ async def _math_round(window: MainWindow, round_: int, *, control: bool = False)
     text = without_math(math_reply(round_)) if control else math_reply(round_)
     expected = 0 if control else MATH_FORMULAS
     probe = LoopProbe(PROBE_MS)
-    finished = asyncio.ensure_future(_next(controller.finished, REPLY_TIMEOUT_S))
-    failed = asyncio.ensure_future(_next(controller.failed, REPLY_TIMEOUT_S))
-    synced = asyncio.ensure_future(_next(controller.conversation_synced, REPLY_TIMEOUT_S))
+    waiters = _ReplyWaiters(controller)
     try:
         await asyncio.sleep(0)
         first: list[float] = []
@@ -910,11 +919,9 @@ async def _math_round(window: MainWindow, round_: int, *, control: bool = False)
         probe.start()
         started = time.perf_counter()
         window.send("/echo " + text)
-        await asyncio.wait({finished, failed}, return_when=asyncio.FIRST_COMPLETED)
-        if failed.done():
-            raise RuntimeError(f"the math reply failed: {failed.result()[0]}")
+        await waiters.answered("math reply")
         streamed = time.perf_counter() - started
-        await synced
+        await waiters.synced
         reply = window.view.widgets[-1]
         await _wait_until(
             lambda: not reply.rendering and not renderer().busy, 120.0, "every formula"
@@ -923,8 +930,7 @@ async def _math_round(window: MainWindow, round_: int, *, control: bool = False)
         await asyncio.sleep(SETTLE_S)
         probe.stop()
     finally:
-        for waiter in (finished, failed, synced):
-            waiter.cancel()
+        waiters.cancel()
     shown = _math_images(window)
     if shown != expected or window.view.widgets[-1].text() != text:
         raise RuntimeError(f"{shown} of {expected} formulas were shown")
