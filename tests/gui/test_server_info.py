@@ -62,9 +62,13 @@ def test_test_connection_shows_a_hostile_version_as_plain_text(
         )
 
     window = _window(windows, sim, rill_home, "ollama", sim.base_url("ollama"), "sim-small")
-    qtbot.waitUntil(  # the window's own list of models has been answered
-        lambda: any(r.path == "/api/tags" and r.status for r in sim.sim.requests), timeout=5000
-    )
+
+    def answered(path: str) -> bool:
+        return any(r.path == path and r.status for r in sim.sim.requests)
+
+    # the window's own questions (its list of models, the model's context) have been
+    # answered, so the answers scripted below go to Test alone
+    qtbot.waitUntil(lambda: answered("/api/tags") and answered("/api/show"), timeout=5000)
     answer({"models": [{"name": "sim-small"}]})
     answer({"version": '<img src="file:///etc/passwd">\x1b[31m'})
     dialog = _tested(qtbot, window)
