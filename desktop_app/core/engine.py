@@ -571,14 +571,15 @@ class Generation:
             if self.cancelled:
                 raise _UserCancel
             if not breaker.acquire():
+                now = engine.clock()
                 log.warning(
                     "the circuit of %s (%s) is open for %s more: not asking it",
                     server,
                     _loggable(request.model),
-                    human_seconds(max(0.0, breaker.until - engine.clock())),
+                    human_seconds(max(0.0, breaker.until - now)),
                 )
                 yield CircuitOpen(request.endpoint, breaker.until)
-                raise CircuitOpenError(request.endpoint, breaker.until)
+                raise CircuitOpenError(request.endpoint, breaker.until, now)
             hold = engine.gate.hold_until(gate_key)
             if hold is not None:
                 delay = hold - engine.clock()

@@ -151,8 +151,9 @@ class RateLimitTooLong(FatalError):
 class CircuitOpenError(RillError):
     """The endpoint failed repeatedly; requests fail fast until ``until``."""
 
-    def __init__(self, endpoint: str, until: float) -> None:
-        wait = max(0.0, until - time.time())
+    def __init__(self, endpoint: str, until: float, now: float | None = None) -> None:
+        """``now`` is read from the same clock as ``until`` (the engine's); wall time if omitted."""
+        wait = max(0.0, until - (time.time() if now is None else now))
         super().__init__(
             f"This endpoint failed several times in a row; Rill will try it again in "
             f"{human_seconds(wait)}.",

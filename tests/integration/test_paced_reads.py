@@ -44,8 +44,9 @@ async def test_a_paced_stream_is_read_in_a_few_bursts_with_all_its_text(sim: Any
     finally:
         await engine.aclose()
     assert text == content and len(times) == TOKENS
-    # about 0.3 s of stream read every 50 ms: a handful of bursts, not one per token
-    assert _wake_ups(times) <= 12
+    # about 0.3 s of stream read every 50 ms: about 7 bursts, not one per token (60);
+    # the bound leaves room for a busy machine splitting a burst now and then
+    assert _wake_ups(times) <= TOKENS // 3
 
 
 async def test_without_an_interval_each_token_is_read_as_it_arrives(sim: Any) -> None:
