@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image as PilImage
 
 __all__ = [
+    "DOCUMENT_PAGES",
     "PROVIDER_IMAGE_LIMITS",
     "SUPPORTED_SENTENCE",
     "AttachmentLimits",
@@ -63,6 +64,7 @@ __all__ = [
     "ImageLimit",
     "attachment_from_bytes",
     "check_total",
+    "documents_for",
     "estimate_tokens",
     "fit_image",
     "fit_images",
@@ -759,7 +761,7 @@ def fit_images(attachments: Iterable[Attachment], provider: str) -> tuple[Attach
     if limit is None or not limit.request_bytes:
         return fitted
     budget = limit.request_bytes - 256 * 1024  # room for the prompt and the JSON around it
-    inline = sum(_b64_size(a.size) for a in fitted if a.kind != "text")
+    inline = sum(_b64_size(a.size) for a in fitted if a.kind != "text" and not a.as_text)
     if inline <= budget:
         return fitted
     images = [a for a in fitted if a.kind == "image"]
@@ -773,6 +775,39 @@ def fit_images(attachments: Iterable[Attachment], provider: str) -> tuple[Attach
         )
     each = (budget - others) * 3 // 4 // len(images)
     return tuple(fit_image(a, provider, max_bytes=each) if a.kind == "image" else a for a in fitted)
+
+
+DOCUMENT_PAGES: Final[dict[str, int]] = {"anthropic": 100, "gemini": 1000}
+"""Pages of PDF one request may carry as documents: Anthropic reads at most 100 PDF pages a
+request, Gemini 1,000 pages a document."""
+DOCUMENT_SHARE: Final = 0.75
+"""The share of a request's size limit its documents may fill, leaving room for its images
+(which are shrunk to fit the rest)."""
+
+
+def documents_for(files: Sequence[Attachment], provider: str) -> tuple[Attachment, ...]:
+    """``files`` (a request's, oldest first) with each PDF that goes to ``provider`` as a
+    document kept so, and the others marked ``as_text``. Newest first, a PDF stays a
+    document if the request's document pages stay within :data:`DOCUMENT_PAGES` and their
+    size within :data:`DOCUMENT_SHARE` of the request's limit with it; one that does not
+    fit goes as its text, page by page, which the model still reads (pictures aside)."""
+    pages_left = DOCUMENT_PAGES.get(provider)
+    if pages_left is None:
+        return tuple(files)
+    limit = PROVIDER_IMAGE_LIMITS.get(provider)
+    bytes_left = int(limit.request_bytes * DOCUMENT_SHARE) if limit and limit.request_bytes else 0
+    out = list(files)
+    for i in reversed(range(len(out))):
+        a = out[i]
+        if a.kind != "pdf":
+            continue
+        size = _b64_size(a.size)
+        if a.pages <= pages_left and (not bytes_left or size <= bytes_left):
+            pages_left -= a.pages
+            bytes_left -= size if bytes_left else 0
+        else:
+            out[i] = replace(a, as_text=True)
+    return tuple(out)
 
 
 PDF_AS_TEXT: Final = frozenset({"openai", "ollama"})
@@ -796,7 +831,9 @@ def fit_request(request: ChatRequest, provider: str) -> ChatRequest:
                 f"{a.name} cannot be sent: Rill no longer has its content.",
                 action="Attach the file again.",
             )
-        if a.kind == "pdf" and provider in PDF_AS_TEXT:
+    files = list(documents_for(files, provider))
+    for a in files:
+        if a.kind == "pdf" and (provider in PDF_AS_TEXT or a.as_text):
             pdf_text(a)  # read here, where the CPU time is spent off the event loop
     fitted = iter(fit_images(files, provider))
     messages = tuple(

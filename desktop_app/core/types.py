@@ -89,6 +89,9 @@ class Attachment:
     pages: int = 0
     """Pages, for a PDF."""
     data: bytes = field(default=b"", compare=False, repr=False)
+    as_text: bool = field(default=False, compare=False)
+    """A PDF sent as its text to a provider that otherwise reads the PDF itself, because the
+    request's documents would pass what it takes (set per request, never stored)."""
 
 
 @dataclass(frozen=True, slots=True)

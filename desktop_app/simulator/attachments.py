@@ -27,6 +27,7 @@ from desktop_app.simulator.protocols import BadRequest
 MB: Final = 1024 * 1024
 ANTHROPIC_IMAGE_BYTES: Final = 5 * MB
 ANTHROPIC_IMAGE_EDGE: Final = 8000
+ANTHROPIC_PDF_PAGES: Final = 100
 OPENAI_IMAGE_BYTES: Final = 20 * MB
 GEMINI_INLINE_BYTES: Final = 20 * MB
 
@@ -117,6 +118,7 @@ def attachment_lines(protocol: str, body: Any) -> tuple[str, ...]:
     if not isinstance(content, list):
         return tuple(text_lines(content)) if isinstance(content, str) else ()
     if protocol == "anthropic":
+        _anthropic_pages(messages)
         return _anthropic(index, content)
     return _openai(content)
 
@@ -154,6 +156,23 @@ def _openai(content: list[Any]) -> tuple[str, ...]:
                 data = _decoded(url.partition(";base64,")[2], refuse)
                 out.append(f"I read a PDF of {_plural(pdf_pages(data, refuse), 'page')}")
     return tuple(out)
+
+
+def _anthropic_pages(messages: list[Any]) -> None:
+    """Anthropic reads at most :data:`ANTHROPIC_PDF_PAGES` pages of PDF documents in one
+    request, over all its messages."""
+    pages = 0
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in content if isinstance(content, list) else ():
+            if not isinstance(block, dict) or block.get("type") != "document":
+                continue
+            source = block.get("source")
+            if isinstance(source, dict) and source.get("type") == "base64":
+                refuse = "The PDF specified was not valid."
+                pages += pdf_pages(_decoded(source.get("data"), refuse), refuse)
+    if pages > ANTHROPIC_PDF_PAGES:
+        raise BadRequest(f"A maximum of {ANTHROPIC_PDF_PAGES} PDF pages may be provided.")
 
 
 def _anthropic(message_index: int, content: list[Any]) -> tuple[str, ...]:

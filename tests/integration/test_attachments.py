@@ -261,6 +261,53 @@ async def test_gemini_refuses_more_than_20_mb_inline_and_rill_fits_them(sim: Any
     assert sum(len(base64.b64encode(s)) for s in sent) <= 20 * 1024 * 1024
 
 
+async def test_anthropic_refuses_over_100_pdf_pages_a_request_and_rill_sends_older_ones_as_text(
+    sim: Any,
+) -> None:
+    from desktop_app.core.attachments import attachment_from_bytes
+
+    old = attachment_from_bytes(pdf_bytes([f"Old page {i}" for i in range(80)]), "old.pdf")
+    new = attachment_from_bytes(pdf_bytes([f"New page {i}" for i in range(60)]), "new.pdf")
+    request = replace(
+        request_for(sim, "anthropic", "and this one?"),
+        messages=(
+            Message("user", "read this", attachments=(old,)),
+            Message("assistant", "I read a PDF of 80 pages"),
+            Message("user", "and this one?", attachments=(new,)),
+        ),
+    )
+    response = await _post_unfitted(sim, request)
+    assert response.status_code == 400
+    err = response.json()["error"]
+    assert err == {
+        "type": "invalid_request_error",
+        "message": "A maximum of 100 PDF pages may be provided.",
+    }
+    # the newest PDF stays a document; the older one goes as its text, which still fits
+    assert _answer(await _run(request)) == "I read a PDF of 60 pages"
+    sent = sim.chat_requests[-1].json["messages"]
+    assert sent[2]["content"][0]["type"] == "document"
+    first = sent[0]["content"][0]
+    assert first["type"] == "text"
+    assert first["text"].startswith("File: old.pdf (PDF, 80 pages)")
+    assert "--- page 80 ---" in first["text"] and "Old page 79" in first["text"]
+
+
+def test_a_request_keeps_the_newest_pdfs_as_documents_within_each_providers_pages() -> None:
+    from desktop_app.core.attachments import documents_for
+
+    def pdf(name: str, pages: int) -> Attachment:
+        return Attachment("0" * 64, name, "pdf", "application/pdf", 1000, pages=pages)
+
+    files = (pdf("a", 30), pdf("b", 50), pdf("c", 40), pdf("d", 20))
+    as_text = {a.name for a in documents_for(files, "anthropic") if a.as_text}
+    # newest first: d and c (60 pages) stay; b would make 110 and goes as text; a still fits
+    assert as_text == {"b"}
+    assert not any(a.as_text for a in documents_for(files, "gemini"))  # 1,000 pages
+    assert documents_for(files, "openai") == files  # PDFs go as text there anyway
+    assert documents_for((pdf("big", 101),), "anthropic")[0].as_text
+
+
 async def test_a_file_without_its_content_fails_with_a_sentence(sim: Any) -> None:
     att = Attachment(sha256="0" * 64, name="gone.png", kind="image", mime="image/png", size=10)
     events = await _run(_with(sim, "openai", att))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from desktop_app.core.attachments import safe_name, text_block
+from desktop_app.core.attachments import safe_name
 from desktop_app.core.events import StreamEvent, UsageUpdate
 from desktop_app.core.providers.base import (
     Provider,
@@ -13,10 +13,12 @@ from desktop_app.core.providers.base import (
     attached,
     b64,
     corrupt_chunk,
+    file_text,
     grouped_tool_results,
     in_stream_error,
     loads_chunk,
     model_list,
+    sent_as_text,
     status_for_type,
     tool_arguments,
 )
@@ -161,11 +163,12 @@ def _content(group: list[Message]) -> Any:
 def _blocks_with_files(m: Message) -> list[dict[str, Any]]:
     """A user message with files as Anthropic content blocks, in the order they were
     attached and the text last: an image as an ``image`` block and a PDF as a
-    ``document`` block (base64 sources), a text file as a ``text`` block."""
+    ``document`` block (base64 sources), a text file (and a PDF marked ``as_text``) as a
+    ``text`` block."""
     blocks: list[dict[str, Any]] = []
     for a in m.attachments:
-        if a.kind == "text":
-            blocks.append({"type": "text", "text": text_block(a)})
+        if sent_as_text(a):
+            blocks.append({"type": "text", "text": file_text(a)})
             continue
         source = {"type": "base64", "media_type": a.mime, "data": b64(a.data)}
         if a.kind == "image":

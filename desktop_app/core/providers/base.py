@@ -20,6 +20,7 @@ from desktop_app.core.errors import (
 from desktop_app.core.events import StreamEvent, TextDelta, ToolCallDelta
 from desktop_app.core.text import has_surrogates, valid_text
 from desktop_app.core.types import (
+    Attachment,
     ChatRequest,
     FinishReason,
     Message,
@@ -486,15 +487,22 @@ def attached(m: Message) -> bool:
     return bool(m.attachments) and m.role == "user"
 
 
+def file_text(a: Attachment) -> str:
+    """A text file or a PDF as the fenced block a model reads: :func:`text_block` or
+    :func:`pdf_block` (the PDF's text, page by page)."""
+    return text_block(a) if a.kind == "text" else pdf_block(a)
+
+
+def sent_as_text(a: Attachment) -> bool:
+    """Whether ``a`` goes to a provider that reads documents as text rather than itself."""
+    return a.kind == "text" or a.as_text
+
+
 def text_with_files(m: Message) -> str:
     """A user message's text with its text files and PDFs before it, each as a fenced
     block headed by its name (a PDF as its text, page by page), for a protocol that takes
     no documents; its images are left to the caller."""
-    blocks = [
-        text_block(a) if a.kind == "text" else pdf_block(a)
-        for a in m.attachments
-        if a.kind != "image"
-    ]
+    blocks = [file_text(a) for a in m.attachments if a.kind != "image"]
     return "\n\n".join([*blocks, m.content] if m.content else blocks)
 
 
@@ -508,9 +516,7 @@ def openai_content_parts(m: Message) -> list[dict[str, Any]]:
             url = f"data:{a.mime};base64,{b64(a.data)}"
             parts.append({"type": "image_url", "image_url": {"url": url}})
         else:
-            parts.append(
-                {"type": "text", "text": text_block(a) if a.kind == "text" else pdf_block(a)}
-            )
+            parts.append({"type": "text", "text": file_text(a)})
     if m.content:
         parts.append({"type": "text", "text": m.content})
     return parts

@@ -7,7 +7,6 @@ import json
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from desktop_app.core.attachments import text_block
 from desktop_app.core.events import StreamEvent, UsageUpdate
 from desktop_app.core.providers.base import (
     Provider,
@@ -15,11 +14,13 @@ from desktop_app.core.providers.base import (
     attached,
     b64,
     corrupt_chunk,
+    file_text,
     grouped_tool_results,
     in_stream_error,
     loads_chunk,
     model_list,
     raw_json,
+    sent_as_text,
     tool_arguments,
 )
 from desktop_app.core.types import ChatRequest, FinishReason, Message, ProviderName, TokenUsage
@@ -100,11 +101,12 @@ class GeminiParser(StreamParser):
 
 def _parts_with_files(m: Message) -> list[dict[str, Any]]:
     """A user message's files as Gemini parts, in the order they were attached: an image
-    and a PDF as ``inline_data`` (base64, with its MIME type), a text file as ``text``."""
+    and a PDF as ``inline_data`` (base64, with its MIME type), a text file (and a PDF
+    marked ``as_text``) as ``text``."""
     parts: list[dict[str, Any]] = []
     for a in m.attachments:
-        if a.kind == "text":
-            parts.append({"text": text_block(a)})
+        if sent_as_text(a):
+            parts.append({"text": file_text(a)})
         else:
             parts.append({"inline_data": {"mime_type": a.mime, "data": b64(a.data)}})
     return parts
