@@ -22,7 +22,9 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +36,9 @@ from desktop_app.core.paths import FOLDER_MODE
 from desktop_app.core.types import Attachment
 
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
+_COPY_FOLDER: Final = re.compile(r"[0-9a-f]{16}")
+COPY_KEEP_S: Final = 24 * 3600.0
+"""How long a copy made for the system's viewer is kept after it was last opened."""
 
 
 class AttachmentUnavailable(RillError):
@@ -187,6 +192,8 @@ class BlobStore:
         name = _file_name(attachment.name)
         target = Path(folder) / attachment.sha256[:16] / name
         if self._intact(target, attachment.sha256, attachment.size):
+            with contextlib.suppress(OSError):
+                os.utime(target)  # opened again: kept for another COPY_KEEP_S
             return target
         data = self.read(attachment.sha256, name=attachment.name)
         try:
@@ -199,6 +206,41 @@ class BlobStore:
                 detail=str(exc),
             ) from exc
         return target
+
+    def prune_copies(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        now: float | None = None,
+        keep_s: float = COPY_KEEP_S,
+    ) -> int:
+        """Remove the copies :meth:`named_copy` made under ``folder`` that were last opened
+        more than ``keep_s`` ago, and those whose blob is gone (its conversation was
+        deleted); return how many were removed. Only folders named as ``named_copy`` names
+        them are touched, and nothing is followed out of ``folder`` (links are removed, not
+        followed)."""
+        cutoff = (time.time() if now is None else now) - keep_s
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return 0
+        removed = 0
+        for entry in entries:
+            if not _COPY_FOLDER.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
+                continue
+            if self._has_blob(entry.name) and _newest_mtime(entry.path) >= cutoff:
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+        return removed
+
+    def _has_blob(self, prefix: str) -> bool:
+        """Whether a blob whose SHA-256 starts with ``prefix`` is stored."""
+        try:
+            with os.scandir(self.folder / prefix[:2]) as names:
+                return any(n.name.startswith(prefix) and valid_sha256(n.name) for n in names)
+        except OSError:
+            return False
 
     def delete(self, shas: Iterable[str]) -> int:
         """Remove the blobs ``shas`` (names that are not SHA-256s and blobs already gone are
@@ -219,6 +261,19 @@ class BlobStore:
             with contextlib.suppress(OSError):
                 path.parent.rmdir()  # only when empty
         return removed
+
+
+def _newest_mtime(folder: str) -> float:
+    """When a regular file in ``folder`` (not below it, no link) last changed; 0 when there
+    is none."""
+    try:
+        with os.scandir(folder) as names:
+            return max(
+                (n.stat().st_mtime for n in names if n.is_file(follow_symlinks=False)),
+                default=0.0,
+            )
+    except OSError:
+        return 0.0
 
 
 def _file_name(name: str) -> str:

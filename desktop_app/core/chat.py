@@ -114,8 +114,16 @@ class Services:
     def viewable_copy(self, attachment: Attachment) -> Path:
         """A copy of an attached file under its own name in the cache folder, for the
         system's viewer (blocking: run it off the UI thread); see
-        :meth:`BlobStore.named_copy`."""
-        return self.blobs.named_copy(attachment, self.paths.cache_dir / "opened")
+        :meth:`BlobStore.named_copy`. Copies not opened for a day, and those of files no
+        chat holds any more, are removed first."""
+        folder = self.paths.cache_dir / "opened"
+        self.blobs.prune_copies(folder)
+        return self.blobs.named_copy(attachment, folder)
+
+    def prune_viewer_copies(self) -> int:
+        """Remove the viewer copies :meth:`viewable_copy` made that are old or whose file no
+        chat holds any more (blocking: run it off the UI thread)."""
+        return self.blobs.prune_copies(self.paths.cache_dir / "opened")
 
     def route_cache(self) -> RouteCache:
         """Auto's route cache under the cache folder, opened on first use."""

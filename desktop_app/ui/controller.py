@@ -742,6 +742,8 @@ class ChatController(QObject):
         async def run() -> None:
             await self.services.run_io(history.delete_conversation, conversation_id)
             self.history_changed.emit()
+            # the copies made to open its files go with them
+            await self.services.run_io(self.services.prune_viewer_copies)
 
         self.spawn(run())
 

@@ -325,3 +325,7 @@ async def test_a_sent_file_opens_from_a_named_copy_in_the_cache_folder(
     copy = await services.run_io(services.viewable_copy, stored)
     assert copy.name == "paper.pdf" and copy.is_relative_to(services.paths.cache_dir)
     assert copy.read_bytes() == paper.data
+    # deleting the chat frees the file, and the copy made to open it goes with it
+    await services.run_io(services.history.delete_conversation, turn.conversation_id)
+    assert await services.run_io(services.prune_viewer_copies) == 1
+    assert not copy.exists()

@@ -187,6 +187,37 @@ def test_a_named_copy_of_a_missing_blob_is_a_sentence(store: BlobStore, tmp_path
         store.named_copy(att, tmp_path / "opened")
 
 
+def test_viewer_copies_go_a_day_after_their_last_opening_or_with_their_blob(
+    store: BlobStore, tmp_path: Path
+) -> None:
+    import time
+
+    opened = tmp_path / "opened"
+    kept = store.put(b"kept")
+    old = store.put(b"old")
+    freed = store.put(b"freed")
+    copies = {
+        sha: store.named_copy(Attachment(sha, f"{sha[:4]}.txt", "text", "text/plain", n), opened)
+        for sha, n in ((kept, 4), (old, 3), (freed, 5))
+    }
+    day_ago = time.time() - 25 * 3600
+    os.utime(copies[old], (day_ago, day_ago))
+    os.utime(copies[kept], (day_ago, day_ago))
+    # opening it again keeps it for another day
+    store.named_copy(Attachment(kept, f"{kept[:4]}.txt", "text", "text/plain", 4), opened)
+    store.delete([freed])
+    stranger = opened / "notes"  # not a folder named_copy makes: left alone
+    stranger.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("mine")
+    (opened / old[:16] / "link").symlink_to(outside)
+    assert store.prune_copies(opened) == 2
+    assert sorted(p.name for p in opened.iterdir()) == sorted([kept[:16], "notes"])
+    assert copies[kept].read_bytes() == b"kept"
+    assert outside.read_text() == "mine"  # the link was removed, not followed
+    assert store.prune_copies(tmp_path / "never-made") == 0
+
+
 def test_an_empty_file_needs_no_reading(store: BlobStore) -> None:
     empty = Attachment(hashlib.sha256(b"").hexdigest(), "empty.txt", "text", "text/plain", 0)
     assert not unloaded(empty)
