@@ -1040,7 +1040,11 @@ class _FrameReader:
         self._size = 0  # decoded bytes of the body so far
         self._max_body = settings.max_body_bytes
         self.mode = ""
-        self.decode: Callable[[Any], list[tuple[str, str]]] = self._decode_first
+        # the decoder as a plain function, not a method bound to the reader, so the reader
+        # (and the response and socket it holds) is freed when the reply ends, not at the
+        # garbage collector's next full pass
+        self._decoder: Callable[[_FrameReader, Any], list[tuple[str, str]]]
+        self._decoder = _FrameReader._decode_first
         self._head = b""  # the first bytes, until they tell what the body is
         kind = self.content_type.lower()
         if "text/event-stream" in kind and (self.framing == "sse" or not self.stream):
@@ -1056,14 +1060,18 @@ class _FrameReader:
             self._events = SSEDecoder()
             self._event_size = 0  # characters of the event being read, lines complete
             self._line_size = 0  # characters of the line being read
-            self.decode = self._decode_sse
+            self._decoder = _FrameReader._decode_sse
         elif mode == "ndjson":
             self._parts: list[bytes] = []
             self._pending = 0
-            self.decode = self._decode_ndjson
+            self._decoder = _FrameReader._decode_ndjson
         else:
             self._whole: list[bytes] = []
-            self.decode = self._decode_whole
+            self._decoder = _FrameReader._decode_whole
+
+    def decode(self, piece: bytes) -> list[tuple[str, str]]:
+        """The frames ``piece`` completes (see the class)."""
+        return self._decoder(self, piece)
 
     def _decode_first(self, piece: bytes) -> list[tuple[str, str]]:
         """Hold the first bytes until they tell how to read the body, then read it so."""
