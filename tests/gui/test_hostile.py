@@ -247,7 +247,9 @@ def test_no_label_renders_a_servers_error_as_rich_text(
     qtbot: QtBot, windows: Windows, sim: SimulatorThread, rill_home: Path, fifo: FifoWatch
 ) -> None:
     html = HTML_ERROR + f'<img src="{fifo.path}"><img src="file://{fifo.path}">'
-    sim.script(hostile.error("models", 500, html))
+    # the window asks the model list twice at start, in either order: for the header's
+    # list and for the model's context length; both get the error
+    sim.script(hostile.error("models", 500, html), hostile.error("models", 500, html))
     window = windows.make(sim_config(sim, rill_home))
     header = window.header
     qtbot.waitUntil(lambda: header.models_error.isVisible(), timeout=5000)
