@@ -387,8 +387,15 @@ class Composer(QWidget):
         self.confirmed.emit()
 
     def set_busy(self, busy: bool) -> None:
-        self.send_button.setVisible(not busy)
-        self.stop_button.setVisible(busy)
+        """Stop in place of Send while a reply is on its way, and back. The outgoing button
+        is hidden before the other is shown: showing a widget lays its parents out at once,
+        and with both shown the composer would grow for a moment and the whole chat be laid
+        out again twice."""
+        outgoing, incoming = (
+            (self.send_button, self.stop_button) if busy else (self.stop_button, self.send_button)
+        )
+        outgoing.hide()
+        incoming.show()
 
     def show_warning(self, text: str) -> None:
         self.warning.setText(text)

@@ -176,6 +176,35 @@ def test_the_shortcuts_dialog_shows_every_row(qtbot: QtBot, window: MainWindow) 
     assert ("Ctrl+B", "Show or hide the chat list") in dialog.rows()
 
 
+def test_a_reply_changes_neither_the_composers_size_nor_the_chats(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    """Send turning into Stop and back is a swap in place: the chat above is not shortened
+    for a moment (each change lays out every message of the chat again)."""
+    from PySide6.QtCore import QEvent, QObject
+
+    class Sizes(QObject):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[tuple[str, int]] = []
+
+        def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+            if event.type() == QEvent.Type.Resize:
+                self.seen.append((watched.objectName(), watched.height()))
+            return False
+
+    qtbot.waitUntil(lambda: window.view.height() > 0, timeout=5000)
+    sizes = Sizes()
+    for widget in (window.composer.box, window.view):
+        widget.installEventFilter(sizes)
+    box, view = window.composer.box.height(), window.view.height()
+    wait_reply(qtbot, window, lambda: window.send("hello"))
+    assert window.composer.send_button.isVisible()
+    assert not window.composer.stop_button.isVisible()
+    assert sizes.seen == []
+    assert (window.composer.box.height(), window.view.height()) == (box, view)
+
+
 def test_the_status_bar_marks_an_error_until_the_next_message(window: MainWindow) -> None:
     window.status.show_error("The server said <b>no</b>")
     assert window.status.state == "error"
