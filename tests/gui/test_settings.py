@@ -3,6 +3,7 @@ that keeps its rows apart at any size the dialog allows."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from PySide6.QtCore import QRect, Qt
@@ -209,7 +210,9 @@ def test_no_row_overlaps_another_at_the_smallest_size_even_after_a_long_test_res
         dialog.tabs.setCurrentIndex(i)
         page = dialog.tabs.widget(i)
         assert page is not None
-        QApplication.processEvents()
+        # a wrapped label's height follows its width: the layout settles over a few passes
+        with contextlib.suppress(qtbot.TimeoutError):
+            qtbot.waitUntil(lambda p=page: not _overlaps(dialog, p), timeout=3_000)  # type: ignore[misc]
         assert _overlaps(dialog, page) == [], dialog.tabs.tabText(i)
     dialog.close()
 
