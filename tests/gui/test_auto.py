@@ -3,13 +3,13 @@ and each escalated attempt as a version of the reply."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QApplication,
     QComboBox,
     QDoubleSpinBox,
     QLineEdit,
@@ -141,8 +141,11 @@ def test_settings_add_an_auto_profile_with_targets_and_show_the_route_cache(
     for title in ("Profiles", "Auto"):  # the Auto editor, and the Auto tab
         index = titles.index(title)
         dialog.tabs.setCurrentIndex(index)
-        QApplication.processEvents()
-        assert _overlaps(dialog, dialog.tabs.widget(index)) == [], title
+        page = dialog.tabs.widget(index)
+        # a wrapped label's height follows its width: the layout settles over a few passes
+        with contextlib.suppress(qtbot.TimeoutError):
+            qtbot.waitUntil(lambda p=page: not _overlaps(dialog, p), timeout=3_000)  # type: ignore[misc]
+        assert _overlaps(dialog, page) == [], title
     dialog.save()
     path = window.services.paths.config_file
     qtbot.waitUntil(lambda: path.exists() and "Auto" in load_config(path).profiles, timeout=5000)
