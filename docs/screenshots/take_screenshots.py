@@ -20,10 +20,11 @@ only the math ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent
@@ -170,9 +171,10 @@ def harbour_photo(path: Path, size: tuple[int, int] = (1600, 1000)) -> Path:
     return path
 
 
-async def attachment_shots(app: QApplication) -> None:
-    """A prompt sent with a photo and notes, and the next one being written with an image
-    and a log file attached."""
+@contextlib.asynccontextmanager
+async def simulator_window(app: QApplication, width: int, height: int) -> AsyncIterator[MainWindow]:
+    """A light window of ``width`` × ``height`` over a simulator at full speed, started as
+    ``rill --demo`` starts it, closed again (with its services and simulator) at the end."""
     demo = DemoSimulator(tokens_per_s=0)
     paths = app_paths().ensure()
     config = Config(path=paths.config_file)
@@ -180,43 +182,52 @@ async def attachment_shots(app: QApplication) -> None:
     services = Services.open(config=config, paths=paths)
     theme.apply(app, "light")
     window = MainWindow(services, simulator=demo, demo=True, ephemeral={"Simulator"})
-    window.resize(1400, 900)
+    window.resize(width, height)
     window.show()
-    await window.start()
-    files = HOME / "files"
-    files.mkdir(exist_ok=True)
-    photo = harbour_photo(files / "harbour at dusk.jpg")
-    notes = files / "trip notes.md"
-    notes.write_text(
-        "# Sailing weekend\n\n- leave Friday 18:00\n- moor at the old harbour\n", "utf-8"
-    )
-    second = harbour_photo(files / "IMG_2041.jpg", (1200, 900))
-    log_file = files / "engine.log"
-    log_file.write_text("".join(f"12:{i:02d} rpm 2100 temp 78\n" for i in range(40)), "utf-8")
-    window.new_chat()
-    window.attach_files([str(photo), str(notes)])
-    tray = window.composer.tray
-    await until(lambda: len(window.composer.attachments()) == 2)
-    await ask(window, "Which boats are in this photo? My notes for the trip are attached.")
-    await until(lambda: not window.controller.busy, 60)
-    await until(lambda: not tray.chips)
-    window.attach_files([str(second), str(log_file)])
-    await until(lambda: len(window.composer.attachments()) == 2)
-    window.composer.set_text("And this one — is the engine log normal?")
-    await asyncio.sleep(0.6)
-    window.grab().save(str(OUT / "attachments.png"))
-    window.resize(600, 700)
-    await asyncio.sleep(0.6)
-    window.grab().save(str(OUT / "attachments-small.png"))
-    window.resize(1400, 900)
-    window.services.config.values["ui.theme"] = "dark"
-    window.apply_theme()
-    await asyncio.sleep(0.6)
-    window.grab().save(str(OUT / "attachments-dark.png"))
-    window.close()
-    await window.wait_closed()
-    await services.aclose()
-    demo.stop()
+    try:
+        await window.start()
+        yield window
+    finally:
+        window.close()
+        await window.wait_closed()
+        await services.aclose()
+        demo.stop()
+
+
+async def attachment_shots(app: QApplication) -> None:
+    """A prompt sent with a photo and notes, and the next one being written with an image
+    and a log file attached."""
+    async with simulator_window(app, 1400, 900) as window:
+        files = HOME / "files"
+        files.mkdir(exist_ok=True)
+        photo = harbour_photo(files / "harbour at dusk.jpg")
+        notes = files / "trip notes.md"
+        notes.write_text(
+            "# Sailing weekend\n\n- leave Friday 18:00\n- moor at the old harbour\n", "utf-8"
+        )
+        second = harbour_photo(files / "IMG_2041.jpg", (1200, 900))
+        log_file = files / "engine.log"
+        log_file.write_text("".join(f"12:{i:02d} rpm 2100 temp 78\n" for i in range(40)), "utf-8")
+        window.new_chat()
+        window.attach_files([str(photo), str(notes)])
+        tray = window.composer.tray
+        await until(lambda: len(window.composer.attachments()) == 2)
+        await ask(window, "Which boats are in this photo? My notes for the trip are attached.")
+        await until(lambda: not window.controller.busy, 60)
+        await until(lambda: not tray.chips)
+        window.attach_files([str(second), str(log_file)])
+        await until(lambda: len(window.composer.attachments()) == 2)
+        window.composer.set_text("And this one — is the engine log normal?")
+        await asyncio.sleep(0.6)
+        window.grab().save(str(OUT / "attachments.png"))
+        window.resize(600, 700)
+        await asyncio.sleep(0.6)
+        window.grab().save(str(OUT / "attachments-small.png"))
+        window.resize(1400, 900)
+        window.services.config.values["ui.theme"] = "dark"
+        window.apply_theme()
+        await asyncio.sleep(0.6)
+        window.grab().save(str(OUT / "attachments-dark.png"))
 
 
 MATH = r"""/echo The roots of $ax^2+bx+c=0$ with $a \neq 0$ are
@@ -238,35 +249,22 @@ async def math_shots(app: QApplication) -> None:
     """A reply with inline and display formulas, light and dark."""
     from desktop_app.ui.math_render import renderer
 
-    demo = DemoSimulator(tokens_per_s=0)
-    paths = app_paths().ensure()
-    config = Config(path=paths.config_file)
-    config.profiles["Simulator"] = simulator_profile(demo.start())
-    services = Services.open(config=config, paths=paths)
-    theme.apply(app, "light")
-    window = MainWindow(services, simulator=demo, demo=True, ephemeral={"Simulator"})
-    window.resize(1000, 720)
-    window.show()
-    await window.start()
-    window.new_chat()
-    await ask(window, "Solve a quadratic and sum some squares.")
-    await until(lambda: not window.controller.busy, 60)
-    await ask(window, MATH)
-    await until(lambda: not window.controller.busy, 60)
-    await until(lambda: not renderer().busy and not window.view.widgets[-1].rendering, 60)
-    await asyncio.sleep(0.6)
-    window.grab().save(str(OUT / "math.png"))
-    window.services.config.values["ui.theme"] = "dark"
-    window.apply_theme()
-    await until(lambda: not renderer().busy and not window.view.widgets[-1].rendering, 60)
-    await asyncio.sleep(0.6)
-    window.grab().save(str(OUT / "math-dark.png"))
-    window.services.config.values["ui.theme"] = "light"
-    window.apply_theme()
-    window.close()
-    await window.wait_closed()
-    await services.aclose()
-    demo.stop()
+    async with simulator_window(app, 1000, 720) as window:
+        window.new_chat()
+        await ask(window, "Solve a quadratic and sum some squares.")
+        await until(lambda: not window.controller.busy, 60)
+        await ask(window, MATH)
+        await until(lambda: not window.controller.busy, 60)
+        await until(lambda: not renderer().busy and not window.view.widgets[-1].rendering, 60)
+        await asyncio.sleep(0.6)
+        window.grab().save(str(OUT / "math.png"))
+        window.services.config.values["ui.theme"] = "dark"
+        window.apply_theme()
+        await until(lambda: not renderer().busy and not window.view.widgets[-1].rendering, 60)
+        await asyncio.sleep(0.6)
+        window.grab().save(str(OUT / "math-dark.png"))
+        window.services.config.values["ui.theme"] = "light"
+        window.apply_theme()
 
 
 async def main(app: QApplication) -> None:
