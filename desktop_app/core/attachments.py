@@ -795,16 +795,16 @@ def documents_for(files: Sequence[Attachment], provider: str) -> tuple[Attachmen
     if pages_left is None:
         return tuple(files)
     limit = PROVIDER_IMAGE_LIMITS.get(provider)
-    bytes_left = int(limit.request_bytes * DOCUMENT_SHARE) if limit and limit.request_bytes else 0
+    bytes_left = limit.request_bytes * DOCUMENT_SHARE if limit and limit.request_bytes else math.inf
     out = list(files)
     for i in reversed(range(len(out))):
         a = out[i]
         if a.kind != "pdf":
             continue
         size = _b64_size(a.size)
-        if a.pages <= pages_left and (not bytes_left or size <= bytes_left):
+        if a.pages <= pages_left and size <= bytes_left:
             pages_left -= a.pages
-            bytes_left -= size if bytes_left else 0
+            bytes_left -= size
         else:
             out[i] = replace(a, as_text=True)
     return tuple(out)
