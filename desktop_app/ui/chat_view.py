@@ -70,8 +70,6 @@ if TYPE_CHECKING:
     from desktop_app.ui.tool_card import ToolCard, ToolSteps
 
 FLUSH_INTERVAL_MS = 16
-MESSAGE_SPACING = 16
-"""Pixels between two messages."""
 USER_TEXT_SHOWN = 8000
 """A longer user message is shown cut to this many characters (copying gives all of it)."""
 SAFE_SCHEMES = frozenset({"http", "https"})
@@ -1002,21 +1000,10 @@ class ChatView(QScrollArea):
         row.addStretch(1)
         self.layout_ = QVBoxLayout(self.column)
         self.layout_.setContentsMargins(0, 0, 0, 0)
-        self.layout_.setSpacing(MESSAGE_SPACING)
-        # Every message but the newest is kept in one box of its own. A reply growing as it
-        # streams then asks the column to lay out two items, the box (whose size Qt keeps)
-        # and the reply, not every message of the chat: without it each frame's layout took
-        # time in proportion to the chat's length (0.9 ms with 2 messages, 6 ms with 60).
-        self.earlier = QWidget(self.column)
-        self.earlier.setObjectName("chatEarlier")
-        self._earlier_layout = QVBoxLayout(self.earlier)
-        self._earlier_layout.setContentsMargins(0, 0, 0, 0)
-        self._earlier_layout.setSpacing(MESSAGE_SPACING)
-        self.earlier.hide()
-        self.layout_.addWidget(self.earlier)
+        self.layout_.setSpacing(16)
         self.layout_.addStretch(1)
         # growing (a reply streaming in) repaints only the new area, not what is drawn
-        for static in (page, self.column, self.earlier):
+        for static in (page, self.column):
             static.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
         self.setWidget(page)
 
@@ -1058,7 +1045,6 @@ class ChatView(QScrollArea):
             w.setParent(None)
             w.deleteLater()
         self.widgets = []
-        self._tidy_earlier()
         if self._welcome is not None:
             self._welcome.show()
 
@@ -1107,7 +1093,6 @@ class ChatView(QScrollArea):
                 widget.hide()
                 widget.setParent(None)
                 widget.deleteLater()
-        self._tidy_earlier()
         self._after_change()
 
     def _add(self, role: str) -> MessageWidget:
@@ -1124,34 +1109,11 @@ class ChatView(QScrollArea):
         widget.edit_clicked.connect(lambda w=widget: self.edit_requested.emit(w.text()))
         widget.version_clicked.connect(lambda v, w=widget: self._version(w, v))
         widget.tool_decided.connect(self.tool_decided)
-        self._settle()
         self.layout_.insertWidget(self.layout_.count() - 1, widget)
         self.widgets.append(widget)
         if self._welcome is not None:
             self._welcome.hide()
         return widget
-
-    def _settle(self) -> None:
-        """Move the messages shown after :attr:`earlier` into it, in order (each keeps its
-        place on screen: the box's spacing is the column's)."""
-        moved = False
-        after = self.layout_.indexOf(self.earlier) + 1
-        while self.layout_.count() - 1 > after:  # the last item is the stretch
-            item = self.layout_.itemAt(after)
-            widget = item.widget() if item is not None else None
-            if widget is None:
-                break
-            self.layout_.removeWidget(widget)
-            self._earlier_layout.addWidget(widget)
-            widget.show()
-            moved = True
-        if moved:
-            self.earlier.show()
-
-    def _tidy_earlier(self) -> None:
-        """Hide the box once it holds nothing (an empty one would still take spacing)."""
-        if self._earlier_layout.count() == 0:
-            self.earlier.hide()
 
     def _after_change(self) -> None:
         self.refresh_actions()

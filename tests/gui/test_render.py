@@ -3,7 +3,6 @@ links, and huge pastes."""
 
 from __future__ import annotations
 
-import itertools
 import random
 
 from PySide6.QtCore import QEvent, QObject, Qt, QUrl
@@ -296,31 +295,3 @@ def test_following_a_stream_repaints_only_what_changed(
     assert len(areas.heights) > 20  # it did paint while following
     whole = [h for h in areas.heights if h > viewport // 2]
     assert len(whole) <= len(areas.heights) // 10, areas.heights
-
-
-def test_every_message_but_the_newest_is_kept_in_one_box_with_the_same_gaps(
-    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
-) -> None:
-    """A streaming reply lays out the column's two items, not every message of the chat;
-    on screen nothing tells the box from the column."""
-    from PySide6.QtCore import QPoint
-
-    from desktop_app.ui.chat_view import MESSAGE_SPACING
-
-    view = window.view
-    for prompt in ("one", "two", "three"):
-        wait_reply(qtbot, window, lambda p=prompt: window.send(p))  # type: ignore[misc]
-    box = view.earlier.layout()
-    assert box is not None
-    held = [box.itemAt(i).widget() for i in range(box.count())]
-    assert held == view.widgets[:-1]
-    assert view.widgets[-1].parentWidget() is view.column
-    qtbot.waitUntil(lambda: all(w.height() > 0 for w in view.widgets), timeout=5_000)
-    spans = [(w.mapTo(view.column, QPoint(0, 0)).y(), w.height()) for w in view.widgets]
-    gaps = [top - (above + height) for (above, height), (top, _) in itertools.pairwise(spans)]
-    assert gaps == [MESSAGE_SPACING] * (len(view.widgets) - 1)
-    # a new chat empties the box, which then takes no room at all
-    window.new_chat()
-    assert box.count() == 0 and view.earlier.isHidden()
-    wait_reply(qtbot, window, lambda: window.send("four"))
-    assert [w.parentWidget() for w in view.widgets] == [view.earlier, view.column]
