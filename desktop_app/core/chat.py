@@ -116,14 +116,18 @@ class Services:
         system's viewer (blocking: run it off the UI thread); see
         :meth:`BlobStore.named_copy`. Copies not opened for a day, and those of files no
         chat holds any more, are removed first."""
-        folder = self.paths.cache_dir / "opened"
-        self.blobs.prune_copies(folder)
-        return self.blobs.named_copy(attachment, folder)
+        self.prune_viewer_copies()
+        return self.blobs.named_copy(attachment, self._viewer_copies)
 
     def prune_viewer_copies(self) -> int:
         """Remove the viewer copies :meth:`viewable_copy` made that are old or whose file no
         chat holds any more (blocking: run it off the UI thread)."""
-        return self.blobs.prune_copies(self.paths.cache_dir / "opened")
+        return self.blobs.prune_copies(self._viewer_copies)
+
+    @property
+    def _viewer_copies(self) -> Path:
+        """The folder of the copies made for the system's viewer."""
+        return self.paths.cache_dir / "opened"
 
     def route_cache(self) -> RouteCache:
         """Auto's route cache under the cache folder, opened on first use."""
