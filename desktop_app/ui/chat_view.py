@@ -63,6 +63,7 @@ from desktop_app.ui.markdown import (
     Segment,
     Segmenter,
     placeholder_image,
+    plain_extension,
     selection_text,
 )
 
@@ -70,6 +71,9 @@ if TYPE_CHECKING:
     from desktop_app.ui.tool_card import ToolCard, ToolSteps
 
 FLUSH_INTERVAL_MS = 16
+LAYOUT_LEVELS = 4
+"""Layouts between a reply's text and the scroll bar: the message, the column, the page and
+the scroll area's viewport."""
 USER_TEXT_SHOWN = 8000
 """A longer user message is shown cut to this many characters (copying gives all of it)."""
 SAFE_SCHEMES = frozenset({"http", "https"})
@@ -93,6 +97,8 @@ class RenderStats:
 
     full_renders: int = 0
     tail_renders: int = 0
+    tail_extends: int = 0
+    """Open tails drawn by appending plain text instead of rendering them again."""
     flushes: int = 0
     segments: int = 0
     max_tail_chars: int = 0
@@ -314,6 +320,8 @@ class MessageWidget(QFrame):
         self._tail: DocView | None = None
         self._tail_writer: DocumentWriter | None = None
         self._tail_highlighter: CodeHighlighter | None = None
+        self._tail_text = ""
+        """The open tail whose rendering the tail view shows ("" when it shows none)."""
         self.steps: ToolSteps | None = None
         """The text and tool cards a reply showed before its last text (None without tools)."""
         self.setObjectName("message")
@@ -887,6 +895,7 @@ class MessageWidget(QFrame):
             # inside a code fence the open line is written in place, in the code's frame
             if self._tail is not None:
                 self._tail.hide()
+            self._tail_text = ""
             self.stats.tail_renders += 1
             self.stats.max_tail_chars = max(self.stats.max_tail_chars, len(tail))
             self.writer.set_partial_code_line(tail, seg.lang)
@@ -894,7 +903,17 @@ class MessageWidget(QFrame):
         if not tail:
             if self._tail is not None:
                 self._tail.hide()
+            self._tail_text = ""
             return
+        if self._tail_writer is not None and self._tail_text:
+            added = plain_extension(self._tail_text, tail)
+            if added is not None:
+                # the paragraph only grew by plain text: append it, nothing is read again
+                self.stats.tail_extends += 1
+                if added:
+                    self._tail_writer.extend_prose(added)
+                self._tail_text = tail
+                return
         if self._tail is None:
             self._tail = DocView(self)
             self._tail.anchorClicked.connect(self._anchor)
@@ -910,9 +929,11 @@ class MessageWidget(QFrame):
         self.stats.max_tail_chars = max(self.stats.max_tail_chars, len(tail))
         writer.clear()
         writer.append_prose(tail, open_end=True)
+        self._tail_text = tail
         self._tail.show()
 
     def _end_tail(self) -> None:
+        self._tail_text = ""
         if self._tail is not None:
             self._tail.hide()
             if self._tail_writer is not None:
@@ -1210,6 +1231,12 @@ class ChatView(QScrollArea):
             return
         self._take_pending()
         self.scheduler.run()
+        # The new text changed the reply's height: lay that out now, up to the page and the
+        # scroll bar, so the frame is painted once. Left to the event loop, the change climbs
+        # one posted event per level (message, column, page, view), and the window is
+        # painted between two of them.
+        for _ in range(LAYOUT_LEVELS):
+            QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
 
     def _take_pending(self) -> None:
         """Hand the buffered text to the streaming message (it is drawn by the scheduler)."""

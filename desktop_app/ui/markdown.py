@@ -295,6 +295,42 @@ MATH_SOURCE = QTextFormat.Property.UserProperty + 3
 """Character property of a formula (its image, or its source while it is drawn): the
 formula's LaTeX with its delimiters, which copying gives."""
 
+_PLAIN_UNSAFE = frozenset("\\`*_[]<>&~$|#\n\r\t")
+"""Characters that can open, close or change a Markdown construct (and line breaks)."""
+_PLAIN_LINE = re.compile(r"^ {0,3}(?:(?:[>*+\-]|\d{1,9}[.)]) {0,4})*[^\W\d_]")
+"""A line whose block is settled and is not code: at most three spaces, container
+markers, then a letter (not a digit, which could still become an ordered list's number)."""
+_LINK_WORD = re.compile(r"[&@:]|www\.", re.IGNORECASE)
+"""Text that could be, or become, an autolink or an entity."""
+
+
+def plain_extension(shown: str, tail: str) -> str | None:
+    """The text to append to the rendering of ``shown`` to get the rendering of ``tail``.
+
+    ``None`` unless the rendering of the open tail ``tail`` is exactly the rendering of
+    ``shown`` followed by plain characters in the format of its last one: ``tail``
+    extends ``shown`` with characters that can neither open nor close any construct, on a
+    line whose block is already settled, after a character that closes nothing, and no
+    word they touch can be an autolink or an entity. This is what lets a streaming
+    paragraph grow by an insertion at its end instead of being read again as Markdown.
+    """
+    kept = shown.rstrip()
+    grown = tail.rstrip()
+    if not kept or not grown.startswith(kept) or "$" in grown or "\\" in grown:
+        return None  # formulas are found in the whole text, so they are read again
+    added = grown[len(kept) :]
+    if kept[-1] in _PLAIN_UNSAFE or not _PLAIN_UNSAFE.isdisjoint(added):
+        return None
+    first = tail[: tail.find("\n")] if "\n" in tail else tail
+    line = kept[kept.rfind("\n") + 1 :]
+    if not _PLAIN_LINE.match(first) or not _PLAIN_LINE.match(line):
+        return None
+    touched = grown[max(kept.rfind(" "), kept.rfind("\n")) + 1 :]
+    if _LINK_WORD.search(touched):
+        return None
+    return added
+
+
 _MATH_TOKEN = "\ue000" + secrets.token_hex(6)
 """Stands for a formula while its paragraph goes through the Markdown reader (random, so a
 reply cannot write one)."""
@@ -509,6 +545,11 @@ class DocumentWriter:
         if spans:
             self._place_math(start, spans, sources)
             cursor.endEditBlock()
+
+    def extend_prose(self, text: str) -> None:
+        """Append plain ``text`` (see :func:`plain_extension`) to the last paragraph, in
+        the format of its last character: only that paragraph is laid out again."""
+        self._end_cursor().insertText(text)
 
     # -- math -------------------------------------------------------------------------------
 

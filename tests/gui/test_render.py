@@ -13,7 +13,16 @@ from pytestqt.qtbot import QtBot
 from desktop_app.simulator import SimulatorThread
 from desktop_app.ui.controller import MAX_PROMPT_CHARS
 from desktop_app.ui.main_window import MainWindow
-from desktop_app.ui.markdown import HARD_LIMIT, SOFT_LIMIT, Segment, Segmenter, split_all
+from desktop_app.ui.markdown import (
+    HARD_LIMIT,
+    SOFT_LIMIT,
+    DocumentWriter,
+    SafeDocument,
+    Segment,
+    Segmenter,
+    plain_extension,
+    split_all,
+)
 from tests.gui.util import anchor_point, wait_reply
 
 SAMPLE = """# Title
@@ -295,3 +304,133 @@ def test_following_a_stream_repaints_only_what_changed(
     assert len(areas.heights) > 20  # it did paint while following
     whole = [h for h in areas.heights if h > viewport // 2]
     assert len(whole) <= len(areas.heights) // 10, areas.heights
+
+
+def _rendered(shown: str, added: str | None = None) -> str:
+    doc = SafeDocument()
+    writer = DocumentWriter(doc)
+    writer.append_prose(shown, open_end=True)
+    if added:
+        writer.extend_prose(added)
+    return doc.toHtml()
+
+
+def test_an_open_paragraph_grown_in_place_looks_as_if_read_again(qtbot: QtBot) -> None:
+    """Appending plain text to the open tail gives exactly the document a new render gives,
+    for every pair of consecutive tails of randomly cut Markdown; text that could change
+    what came before is read again."""
+    rng = random.Random(7)
+    words = [
+        "the",
+        "model",
+        "streams",
+        "text",
+        "while",
+        "you",
+        "wait",
+        "for",
+        "answers",
+        "and",
+        "Rill",
+        "shows",
+    ]
+    pieces = [
+        *words * 3,
+        "**bold**",
+        "*it*",
+        "_u_",
+        "snake_case",
+        "`code`",
+        "[a](http://x.y)",
+        "www.ex.com",
+        "a@b.co",
+        "&amp;",
+        "&copy",
+        "1.",
+        "2)",
+        "\n",
+        "\n- ",
+        "\n1. ",
+        "\n> ",
+        "\n    ",
+        "  ",
+        "~~s~~",
+        "<b>",
+        "$x$",
+        "$5",
+        "e.g.",
+        "Note:",
+        "|",
+        "---",
+        "===",
+        "42",
+        "(",
+        ")",
+        "!",
+        "\t",
+        "#",
+    ]
+    grown = 0
+    for _ in range(250):
+        text = "".join(rng.choice(pieces) + rng.choice(("", " ", " ")) for _ in range(25))
+        seg, shown, at = Segmenter(), "", 0
+        while at < len(text):
+            step = rng.randint(1, 8)
+            seg.feed(text[at : at + step])
+            at += step
+            tail = seg.tail
+            if seg.in_code or not tail:
+                shown = ""
+                continue
+            added = plain_extension(shown, tail) if shown else None
+            if added is not None:
+                grown += 1
+                assert _rendered(shown, added) == _rendered(tail), (shown, tail)
+            shown = tail
+    assert grown > 300  # the fast path was taken, not always refused
+
+    assert plain_extension("The river", "The river runs on") == " runs on"
+    assert plain_extension("The river ", "The river runs") == " runs"  # a space kept
+    for shown, tail in [
+        ("a _b_", "a _b_c"),  # a closing underscore stops closing before a letter
+        ("see &amp", "see &amp;"),  # an entity completed
+        ("see www", "see www.example.com"),  # an autolink
+        ("mail me", "mail me@example.com"),
+        ("1", "1. first"),  # a list's number
+        ("    code", "    code\t"),  # code keeps its trailing blanks
+        ("cost $5", "cost $5 and"),  # formulas are found in the whole text
+        ("a", "a\nb"),  # a new line
+        ("a *b", "a *b*"),
+    ]:
+        assert plain_extension(shown, tail) is None, (shown, tail)
+
+
+def test_a_frame_lays_out_its_text_before_anything_is_painted(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    """New text changes the reply's height; the change reaches the page and the scroll bar
+    in the same frame, so the window is painted once for it, not once per level."""
+    sim.tokens_per_s = 200
+    sim.default_tokens = 2_000
+    window.resize(900, 600)
+    window.composer.set_text("Write a long essay")
+    with qtbot.waitSignal(window.controller.turn_started, timeout=5_000):
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    view = window.view
+    reply = view.widgets[-1]
+    qtbot.waitUntil(lambda: bool(reply.text()), timeout=10_000)
+    page = view.widget()
+    bar = view.verticalScrollBar()
+    view.append_text("\n\n" + "A paragraph of words. " * 200 + "\n\n")
+    view.flush()
+    qtbot.waitUntil(lambda: page.height() > view.viewport().height(), timeout=5_000)
+    for _ in range(5):
+        before = page.height()
+        view.append_text(" and the river ran on" * 12 + "\n\n")
+        view.flush()
+        after = page.height()
+        assert after > before
+        QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+        assert page.height() == after  # nothing was left for a later pass
+        assert bar.value() == bar.maximum()  # and the view follows it
+    wait_reply(qtbot, window, window.controller.stop, timeout=10_000)
