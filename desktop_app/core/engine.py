@@ -16,15 +16,12 @@ import logging
 import os
 import re
 import time
-import types
 import uuid
 import zlib
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
-    Awaitable,
     Callable,
-    Generator,
     Iterator,
     Sequence,
 )
@@ -76,6 +73,7 @@ from desktop_app.core.events import (
     UsageUpdate,
 )
 from desktop_app.core.http import make_client
+from desktop_app.core.net import SocketStream
 from desktop_app.core.providers import Provider, StreamParser, get_provider
 from desktop_app.core.providers.base import UNPARSABLE, WHOLE_BODY, NoModelList
 from desktop_app.core.redaction import register_secret
@@ -410,38 +408,11 @@ class Generation:
         self._wake: asyncio.Event | None = None
         self._shown: list[str] = []
         self._started = 0.0
-        self._turned = False
 
     @property
     def partial(self) -> str:
         """The text given to the consumer for the answer now in progress."""
         return "".join(self._shown)
-
-    @types.coroutine
-    def _noting_turns(self, awaitable: Awaitable[bytes]) -> Generator[Any, Any, bytes]:
-        """Await ``awaitable``; set ``_turned`` if it suspended (let the event loop turn)."""
-        inner = awaitable.__await__()
-        try:
-            value = inner.send(None)
-        except StopIteration as done:
-            return cast(bytes, done.value)
-        self._turned = True
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                inner.close()
-                raise
-            except BaseException as exc:
-                try:
-                    value = inner.throw(exc)
-                except StopIteration as done:
-                    return cast(bytes, done.value)
-            else:
-                try:
-                    value = inner.send(sent)
-                except StopIteration as done:
-                    return cast(bytes, done.value)
 
     def cancel(self) -> None:
         if self.cancelled:
@@ -595,6 +566,7 @@ class Generation:
             )
             response: httpx.Response | None = None
             reader: _FrameReader | None = None
+            paced: SocketStream | None = None
             first = True
             ttft: float | None = None
             try:
@@ -625,8 +597,9 @@ class Generation:
                     feed = parser.feed
                     shown = self._shown
                     at_end = False
-                    interval = engine.read_interval_s
-                    waited = False  # the last read went to the socket
+                    connection = response.extensions.get("network_stream")
+                    if isinstance(connection, SocketStream):
+                        paced = connection
                     now = loop.time()
                     pause_at = now + _YIELD_EVERY_S
                     while not at_end:
@@ -634,20 +607,7 @@ class Generation:
                             raise _UserCancel
                         self._reading = True
                         try:
-                            if not interval or first:
-                                frames = reader.decode(await next_piece())
-                            else:
-                                if waited:
-                                    # let the next frame's worth gather in the kernel's buffer
-                                    wait = now + interval - loop.time()
-                                    if wait > 0:
-                                        await asyncio.sleep(wait)
-                                # a read served from the bytes already received does not let
-                                # the event loop turn; one that goes to the socket does
-                                self._turned = False
-                                piece = await self._noting_turns(next_piece())
-                                waited = self._turned
-                                frames = reader.decode(piece)
+                            frames = reader.decode(await next_piece())
                         except StopAsyncIteration:
                             frames = reader.finish()
                             at_end = True
@@ -665,6 +625,10 @@ class Generation:
                                     type(event) is TextDelta or type(event) is ToolCallDelta
                                 ):
                                     first = False
+                                    if paced is not None and engine.read_interval_s:
+                                        # from now on what arrives within a frame is read
+                                        # at once (the first text was shown at once)
+                                        paced.pace(engine.read_interval_s)
                                     if not watchdog.streaming:
                                         watchdog.start_streaming()
                                     ttft = time.perf_counter() - self._started
@@ -692,6 +656,8 @@ class Generation:
                         yield event
                 finally:
                     watchdog.stop()
+                    if paced is not None:
+                        paced.pace(0)  # the connection goes back to the pool
                     if reader is not None:
                         await reader.aclose()
                     if response is not None:

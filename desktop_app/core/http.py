@@ -16,9 +16,11 @@ import ssl
 import threading
 import urllib.request
 
+import httpcore
 import httpx
 
 from desktop_app import __version__
+from desktop_app.core.net import SocketBackend
 
 _LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=8)
 
@@ -69,9 +71,22 @@ class LazyTransport(httpx.AsyncBaseTransport):
         return self._context is not None
 
     def _pool(self, verify: ssl.SSLContext | bool) -> httpx.AsyncHTTPTransport:
-        return httpx.AsyncHTTPTransport(
+        transport = httpx.AsyncHTTPTransport(
             verify=verify, trust_env=False, http1=True, http2=False, limits=self._limits
         )
+        made = getattr(transport, "_pool", None)
+        if isinstance(made, httpcore.AsyncConnectionPool):
+            # the same pool, over Rill's sockets (httpx has no parameter for the backend)
+            transport._pool = httpcore.AsyncConnectionPool(
+                ssl_context=verify if isinstance(verify, ssl.SSLContext) else None,
+                max_connections=self._limits.max_connections,
+                max_keepalive_connections=self._limits.max_keepalive_connections,
+                keepalive_expiry=self._limits.keepalive_expiry,
+                http1=True,
+                http2=False,
+                network_backend=SocketBackend(),
+            )
+        return transport
 
     def load_tls(self) -> concurrent.futures.Future[ssl.SSLContext]:
         """Start loading the TLS context on its own thread (once); its future."""

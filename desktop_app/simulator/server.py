@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import ssl
 import threading
 import time
 from collections import deque
@@ -209,10 +210,13 @@ class Simulator:
         models: tuple[str, ...] = ("sim-small", "sim-large"),
         always: Callable[[ProtocolName], Fault] | None = None,
         judge_scores: Mapping[str, int] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """``always`` gives the fault for a chat request when none is scripted;
-        ``judge_scores`` is the score the simulated judge gives each model's answers."""
+        ``judge_scores`` is the score the simulated judge gives each model's answers;
+        ``tls``: serve ``https://`` with this server context."""
         self.host = host
+        self.tls = tls
         self.judge_scores: dict[str, int] = dict(judge_scores or {})
         self.always = always
         self.port = port
@@ -237,7 +241,7 @@ class Simulator:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def base_url(self, provider: str) -> str:
         """What to give a client as its base URL for ``provider``."""
@@ -265,7 +269,7 @@ class Simulator:
             app, handler_cancellation=True, access_log=None, shutdown_timeout=0.25
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
+        site = web.TCPSite(runner, self.host, self.port, ssl_context=self.tls)
         try:
             await site.start()
         except BaseException:

@@ -1,0 +1,330 @@
+"""Connections that take what the kernel already holds without a turn of the event loop.
+
+httpcore's default network backend reads through anyio's asyncio streams, and every read
+costs a turn of the event loop, a timer for the read's timeout and (on Qt's event loop) a
+socket notifier made and destroyed, whether or not the bytes are already there. A streamed
+reply is many small reads, so that is most of what reading it costs. This backend keeps
+each connection's socket itself: a read takes what the kernel holds at once, and only a
+read that finds nothing waits, through the event loop, for the socket to become readable
+(with the read's timeout). TLS is anyio's ``TLSStream`` over that socket, as in httpcore's
+own backend. Connecting resolves the name off the loop and tries the addresses as anyio
+does: IPv6 first, the next address after 250 ms ("happy eyeballs").
+
+A connection can be *paced* (:meth:`SocketStream.pace`): it then reads its socket at most
+once per interval, so what a fast server sends in the meantime waits in the kernel's buffer
+and is read, decoded and shown at once, one wake-up per frame instead of one per token.
+Bytes already read are never held back: the pause comes only before going to the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import select
+import socket
+import ssl
+from asyncio import staggered
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+import httpcore
+from anyio.streams.tls import TLSAttribute, TLSStream
+
+HAPPY_EYEBALLS_S = 0.25
+"""How long an address is given before the next one is tried too (anyio's and asyncio's)."""
+
+READ_SIZE = 65536
+
+SocketOption = (
+    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+)
+
+
+class _Socket(anyio.abc.ByteStream):
+    """A connected non-blocking socket as an anyio byte stream (what ``TLSStream`` wraps).
+
+    ``timeout`` bounds a wait for the socket (set by the caller before each operation);
+    ``pace_s`` is the least time between two reads that go to the socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        self.timeout: float | None = None
+        self.pace_s = 0.0
+        self.read_at = 0.0
+
+    async def receive(self, max_bytes: int = READ_SIZE) -> bytes:
+        loop = self.loop
+        if self.pace_s:
+            wait = self.read_at + self.pace_s - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        try:
+            data = self.sock.recv(max_bytes)
+        except (BlockingIOError, InterruptedError):
+            try:
+                async with asyncio.timeout(self.timeout):
+                    data = await loop.sock_recv(self.sock, max_bytes)
+            except TimeoutError:
+                raise
+            except OSError as exc:
+                raise anyio.BrokenResourceError from exc
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
+        self.read_at = loop.time()
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+    async def send(self, item: bytes) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.loop.sock_sendall(self.sock, item)
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
+
+    async def send_eof(self) -> None:
+        self.sock.shutdown(socket.SHUT_WR)
+
+    async def aclose(self) -> None:
+        self.sock.close()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        sock = self.sock
+        return {
+            anyio.abc.SocketAttribute.raw_socket: lambda: sock,
+            anyio.abc.SocketAttribute.family: lambda: sock.family,
+            anyio.abc.SocketAttribute.local_address: sock.getsockname,
+            anyio.abc.SocketAttribute.remote_address: sock.getpeername,
+        }
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether reading would not block (for an idle pooled connection: the server closed it
+    or sent something unasked, so it cannot be used again)."""
+    if sock.fileno() < 0:
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+class SocketStream(httpcore.AsyncNetworkStream):
+    """One connection, plain or TLS, as httpcore uses it (see the module)."""
+
+    def __init__(self, raw: _Socket, tls: TLSStream | None = None) -> None:
+        self._raw = raw
+        self._tls = tls
+        self._stream: anyio.abc.ByteStream = tls if tls is not None else raw
+
+    def pace(self, seconds: float) -> None:
+        """Read the socket at most once every ``seconds`` from now on (0: as data comes)."""
+        self._raw.pace_s = seconds
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        self._raw.timeout = timeout
+        try:
+            return await self._stream.receive(max_bytes)
+        except anyio.EndOfStream:
+            return b""
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            if _timed_out(exc):
+                raise httpcore.ReadTimeout("timed out") from exc
+            raise httpcore.ReadError(_reason(exc)) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        if not buffer:
+            return
+        self._raw.timeout = timeout
+        try:
+            await self._stream.send(buffer)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            if _timed_out(exc):
+                raise httpcore.WriteTimeout("timed out") from exc
+            raise httpcore.WriteError(_reason(exc)) from exc
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+    ) -> SocketStream:
+        self._raw.timeout = None  # the handshake as a whole has the timeout
+        try:
+            async with asyncio.timeout(timeout):
+                tls = await TLSStream.wrap(
+                    self._stream,
+                    server_side=False,
+                    hostname=server_hostname,
+                    ssl_context=ssl_context,
+                    standard_compatible=False,
+                )
+        except TimeoutError as exc:
+            await self.aclose()
+            raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
+        except (anyio.BrokenResourceError, anyio.EndOfStream, ssl.SSLError, OSError) as exc:
+            await self.aclose()
+            raise httpcore.ConnectError(_reason(exc)) from exc
+        except BaseException:
+            await self.aclose()
+            raise
+        return SocketStream(self._raw, tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        sock = self._raw.sock
+        if info == "ssl_object":
+            return None if self._tls is None else self._tls.extra(TLSAttribute.ssl_object, None)
+        if info == "client_addr":
+            return sock.getsockname()
+        if info == "server_addr":
+            return sock.getpeername()
+        if info == "socket":
+            return sock
+        if info == "is_readable":
+            return _readable(sock)
+        return None
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a failure was a wait that ran out of time (TLS reports it as a broken stream)."""
+    return isinstance(exc, TimeoutError) or isinstance(exc.__cause__, TimeoutError)
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, from an exception or the one it came from."""
+    while not str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc) or type(exc).__name__
+
+
+def _addresses(infos: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Addresses in the order to try them: the first IPv6 one, the first IPv4 one, the rest."""
+    ordered: list[tuple[Any, ...]] = []
+    v6 = v4 = False
+    for info in infos:
+        if info[0] == socket.AF_INET6 and not v6:
+            v6 = True
+            ordered.insert(0, info)
+        elif info[0] == socket.AF_INET and not v4 and v6:
+            v4 = True
+            ordered.insert(1, info)
+        else:
+            ordered.append(info)
+    return ordered
+
+
+async def _connect(
+    host: str,
+    port: int,
+    local_address: str | None,
+    options: Iterable[SocketOption],
+) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        infos = _addresses(await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+    else:
+        family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+        infos = [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+    options = list(options)
+    errors: list[OSError] = []
+    won: list[socket.socket] = []
+
+    async def attempt(info: tuple[Any, ...]) -> socket.socket:
+        family, kind, proto, _name, address = info
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for option in options:
+                sock.setsockopt(*option)
+            if local_address:
+                sock.bind((local_address, 0))
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            errors.append(exc)
+            raise
+        except BaseException:
+            sock.close()
+            raise
+        if won:  # another address answered first
+            sock.close()
+            raise OSError("another address answered first")
+        won.append(sock)
+        return sock
+
+    def starter(info: tuple[Any, ...]) -> Callable[[], Any]:
+        return lambda: attempt(info)
+
+    try:
+        await staggered.staggered_race([starter(info) for info in infos], HAPPY_EYEBALLS_S)
+    except BaseException:
+        for sock in won:
+            sock.close()
+        raise
+    if won:
+        return won[0]
+    cause: BaseException = (
+        errors[0] if len(errors) == 1 else ExceptionGroup("every address failed", errors)
+    )
+    raise OSError("All connection attempts failed") from cause
+
+
+class SocketBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend for Rill's connection pools (see the module)."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        local_address: str | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> SocketStream:
+        try:
+            async with asyncio.timeout(timeout):
+                sock = await _connect(host, port, local_address, socket_options or ())
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        return SocketStream(_Socket(sock))
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> SocketStream:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            async with asyncio.timeout(timeout):
+                await asyncio.get_running_loop().sock_connect(sock, path)
+        except TimeoutError as exc:
+            sock.close()
+            raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
+        except OSError as exc:
+            sock.close()
+            raise httpcore.ConnectError(str(exc)) from exc
+        except BaseException:
+            sock.close()
+            raise
+        return SocketStream(_Socket(sock))
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

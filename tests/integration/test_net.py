@@ -1,0 +1,202 @@
+"""Rill's own connections (``desktop_app.core.net``) over real sockets: plain and TLS, pacing,
+timeouts, refusals, and idle connections the server closed."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+
+from desktop_app.core.errors import ConnectionFailed, ConnectionRefused, ConnectTimeout
+from desktop_app.core.events import Failed, Finished, TextDelta
+from desktop_app.core.http import make_client
+from desktop_app.core.net import SocketStream
+from desktop_app.core.types import ChatRequest, Message
+from desktop_app.simulator import Fault, Simulator
+from tests.helpers import FAST, collect, engine_for, request_for
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients made from now on trust the test CA (as SSL_CERT_FILE makes them)."""
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+
+def _server_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+async def tls_sim(ca: trustme.CA) -> AsyncIterator[Simulator]:
+    simulator = Simulator(tokens_per_s=0, tls=_server_context(ca))
+    await simulator.start()
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
+
+
+async def _serve(handler: Handler, tls: ssl.SSLContext | None = None) -> asyncio.Server:
+    return await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls)
+
+
+def _request(base_url: str) -> ChatRequest:
+    return ChatRequest(
+        provider="openai", base_url=base_url, model="m", messages=(Message("user", "Hi"),)
+    )
+
+
+def _port(server: asyncio.Server) -> int:
+    return int(server.sockets[0].getsockname()[1])
+
+
+async def test_the_shared_client_reads_through_rill_sockets(
+    sim: Any, tls_sim: Simulator, trusted: None
+) -> None:
+    async with make_client() as client:
+        for url in (sim.url, tls_sim.url):
+            response = await client.get(url + "/v1/models")
+            assert response.status_code == 200
+            stream = response.extensions["network_stream"]
+            assert isinstance(stream, SocketStream)
+            secure = stream.get_extra_info("ssl_object")
+            assert (secure is not None) == url.startswith("https://")
+            assert stream.get_extra_info("server_addr")[1] == int(url.rsplit(":", 1)[1])
+
+
+async def test_a_reply_over_tls_is_read_whole_and_at_most_once_a_frame(
+    tls_sim: Simulator, trusted: None
+) -> None:
+    tls_sim.script(Fault(tokens=60, tokens_per_s=200.0))
+    engine = engine_for()
+    engine.read_interval_s = 0.05
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+    try:
+        events = []
+        async for event in engine.stream(request_for(tls_sim, "openai"), read_cache=False):
+            events.append(event)
+            if isinstance(event, TextDelta):
+                times.append(loop.time())
+    finally:
+        await engine.aclose()
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text == finished.response.content and len(times) == 60
+    bursts = 1 + sum(1 for a, b in itertools.pairwise(times) if b - a > 0.002)
+    assert bursts <= 20  # about 7 reads of the socket over 0.3 s, not one per token
+
+
+async def test_an_untrusted_certificate_is_refused_with_the_reason(tls_sim: Simulator) -> None:
+    engine = engine_for()
+    try:
+        events = await collect(engine.stream(request_for(tls_sim, "openai"), read_cache=False))
+    finally:
+        await engine.aclose()
+    failed = events[-1]
+    assert isinstance(failed, Failed) and isinstance(failed.error, ConnectionFailed)
+    assert "certificate verify failed" in (failed.error.detail or "").lower()
+
+
+async def test_nothing_listening_here_is_said_at_once() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    engine = engine_for()
+    request = _request(f"http://127.0.0.1:{port}/v1")
+    try:
+        events = await collect(engine.stream(request, read_cache=False))
+    finally:
+        await engine.aclose()
+    failed = events[-1]
+    assert isinstance(failed, Failed) and isinstance(failed.error, ConnectionRefused)
+
+
+async def test_a_name_is_connected_at_the_address_that_listens(sim: Any) -> None:
+    async with make_client() as client:
+        response = await client.get(f"http://localhost:{sim.port}/v1/models")
+    assert response.status_code == 200
+
+
+async def test_a_server_that_says_nothing_times_out_plain_and_over_tls(
+    ca: trustme.CA, trusted: None
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)  # the request, then nothing
+        await asyncio.sleep(5)
+        writer.close()
+
+    timeout = httpx.Timeout(1.0, read=0.2)
+    for tls in (None, _server_context(ca)):
+        server = await _serve(silent, tls)
+        scheme = "https" if tls else "http"
+        try:
+            async with make_client() as client:
+                with pytest.raises(httpx.ReadTimeout):
+                    await client.get(f"{scheme}://127.0.0.1:{_port(server)}/", timeout=timeout)
+        finally:
+            server.close()
+
+
+async def test_a_server_that_never_answers_the_tls_handshake_is_a_connect_timeout(
+    trusted: None,
+) -> None:
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await _serve(mute)
+    engine = engine_for(FAST, client=make_client(connect_timeout_s=0.3))
+    request = _request(f"https://127.0.0.1:{_port(server)}/v1")
+    try:
+        async with asyncio.timeout(10):
+            events = await collect(engine.stream(request, read_cache=False))
+    finally:
+        await engine.aclose()
+        server.close()
+    failed = events[-1]
+    assert isinstance(failed, Failed) and isinstance(failed.error, ConnectTimeout)
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_used_again() -> None:
+    connections = 0
+
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()  # without saying so: the client must notice before reusing it
+
+    server = await _serve(once)
+    try:
+        async with make_client() as client:
+            url = f"http://127.0.0.1:{_port(server)}/"
+            assert (await client.get(url)).text == "ok"
+            await asyncio.sleep(0.1)  # the close reaches the client's idle connection
+            assert (await client.get(url)).text == "ok"
+    finally:
+        server.close()
+    assert connections == 2
