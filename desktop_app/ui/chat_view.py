@@ -71,6 +71,10 @@ if TYPE_CHECKING:
     from desktop_app.ui.tool_card import ToolCard, ToolSteps
 
 FLUSH_INTERVAL_MS = 16
+SPARE_DELAY_MS = 500
+"""A spare message widget is made after this much time without a new message or a reply."""
+SPARE_NEXT_MS = 50
+"""And the next one this much later (each is one short piece of work, not both at once)."""
 LAYOUT_LEVELS = 4
 """Layouts between a reply's text and the scroll bar: the message, the column, the page and
 the scroll area's viewport."""
@@ -1032,6 +1036,13 @@ class ChatView(QScrollArea):
         self._flush_timer.setSingleShot(True)
         self._flush_timer.setInterval(FLUSH_INTERVAL_MS)
         self._flush_timer.timeout.connect(self.flush)
+        self._spares: dict[str, MessageWidget] = {}
+        """A prompt's and a reply's widget made ahead of need (see ``_make_spare``)."""
+        self._spare_timer = QTimer(self)
+        self._spare_timer.setSingleShot(True)
+        self._spare_timer.setInterval(SPARE_DELAY_MS)
+        self._spare_timer.timeout.connect(self._make_spare)
+        self._spare_timer.start()
 
         self.jump_button = QPushButton("↓ Jump to latest", self)
         self.jump_button.setObjectName("jumpButton")
@@ -1117,6 +1128,15 @@ class ChatView(QScrollArea):
         self._after_change()
 
     def _add(self, role: str) -> MessageWidget:
+        widget = self._spares.pop(role, None) or self._message(role)
+        self.layout_.insertWidget(self.layout_.count() - 1, widget)
+        self.widgets.append(widget)
+        if self._welcome is not None:
+            self._welcome.hide()
+        self._spare_timer.start(SPARE_DELAY_MS)
+        return widget
+
+    def _message(self, role: str) -> MessageWidget:
         widget = MessageWidget(role, self.stats, self.column, self.scheduler)
         widget.routes = self.routes
         widget.thumbs = self.thumbs
@@ -1130,11 +1150,29 @@ class ChatView(QScrollArea):
         widget.edit_clicked.connect(lambda w=widget: self.edit_requested.emit(w.text()))
         widget.version_clicked.connect(lambda v, w=widget: self._version(w, v))
         widget.tool_decided.connect(self.tool_decided)
-        self.layout_.insertWidget(self.layout_.count() - 1, widget)
-        self.widgets.append(widget)
-        if self._welcome is not None:
-            self._welcome.hide()
         return widget
+
+    def _make_spare(self) -> None:
+        """Make a message widget ahead of need, one per idle moment: Enter then shows the
+        prompt and the empty reply without building them (about 4 ms each)."""
+        if self.busy or self._stream_widget is not None:
+            self._spare_timer.start(SPARE_DELAY_MS)
+            return
+        for role in ("user", "assistant"):
+            if role not in self._spares:
+                spare = self._message(role)
+                spare.ensurePolished()
+                self._spares[role] = spare
+                if len(self._spares) < 2:
+                    self._spare_timer.start(SPARE_NEXT_MS)
+                return
+
+    def _drop_spares(self) -> None:
+        for spare in self._spares.values():
+            spare.setParent(None)
+            spare.deleteLater()
+        self._spares = {}
+        self._spare_timer.start(SPARE_DELAY_MS)
 
     def _after_change(self) -> None:
         self.refresh_actions()
@@ -1170,6 +1208,7 @@ class ChatView(QScrollArea):
     def refresh_theme(self) -> None:
         for w in self.widgets:
             w.refresh_theme()
+        self._drop_spares()  # made with the old theme's colours
 
     def set_thumbnail(self, sha256: str, image: QImage) -> None:
         """A stored image's thumbnail is decoded: show it wherever that image is."""

@@ -434,3 +434,34 @@ def test_a_frame_lays_out_its_text_before_anything_is_painted(
         assert page.height() == after  # nothing was left for a later pass
         assert bar.value() == bar.maximum()  # and the view follows it
     wait_reply(qtbot, window, window.controller.stop, timeout=10_000)
+
+
+def test_enter_shows_the_prompt_and_the_reply_in_widgets_made_ahead(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    """Building a message's widgets takes milliseconds; they are made while the window is
+    idle, so sending does not build them, and they are made again after the reply."""
+    view = window.view
+    qtbot.waitUntil(lambda: len(view._spares) == 2, timeout=5_000)
+    spares = dict(view._spares)
+    wait_reply(qtbot, window, lambda: window.send("Hello"))
+    assert view.widgets[-2] is spares["user"] and view.widgets[-1] is spares["assistant"]
+    assert view.widgets[-1].text()
+    qtbot.waitUntil(lambda: len(view._spares) == 2, timeout=5_000)
+    assert not set(view._spares.values()) & set(view.widgets)
+    assert all(not spare.isVisible() for spare in view._spares.values())
+    # a theme change makes them again, in the new colours
+    old = set(view._spares.values())
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    sheet, palette = app.styleSheet(), app.palette()
+    window.services.config.values["ui.theme"] = "dark"
+    try:
+        window.apply_theme()
+        qtbot.waitUntil(lambda: len(view._spares) == 2, timeout=5_000)
+        assert not old & set(view._spares.values())
+    finally:
+        window.services.config.values["ui.theme"] = "system"
+        window.apply_theme()
+        app.setStyleSheet(sheet)
+        app.setPalette(palette)
