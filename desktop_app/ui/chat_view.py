@@ -1042,7 +1042,8 @@ class ChatView(QScrollArea):
         self._spare_timer.setSingleShot(True)
         self._spare_timer.setInterval(SPARE_DELAY_MS)
         self._spare_timer.timeout.connect(self._make_spare)
-        self._spare_timer.start()
+        # (the first spares are made once the first message is shown: an idle window
+        # that never sends keeps its memory)
 
         self.jump_button = QPushButton("↓ Jump to latest", self)
         self.jump_button.setObjectName("jumpButton")
@@ -1154,7 +1155,8 @@ class ChatView(QScrollArea):
 
     def _make_spare(self) -> None:
         """Make a message widget ahead of need, one per idle moment: Enter then shows the
-        prompt and the empty reply without building them (about 4 ms each)."""
+        prompt and the empty reply without building them (about 4 ms each). The first
+        are made after the first message is shown."""
         if self.busy or self._stream_widget is not None:
             self._spare_timer.start(SPARE_DELAY_MS)
             return
@@ -1172,7 +1174,8 @@ class ChatView(QScrollArea):
             spare.setParent(None)
             spare.deleteLater()
         self._spares = {}
-        self._spare_timer.start(SPARE_DELAY_MS)
+        if self.widgets:
+            self._spare_timer.start(SPARE_DELAY_MS)
 
     def _after_change(self) -> None:
         self.refresh_actions()

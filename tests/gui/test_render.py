@@ -439,9 +439,12 @@ def test_a_frame_lays_out_its_text_before_anything_is_painted(
 def test_enter_shows_the_prompt_and_the_reply_in_widgets_made_ahead(
     qtbot: QtBot, window: MainWindow, sim: SimulatorThread
 ) -> None:
-    """Building a message's widgets takes milliseconds; they are made while the window is
-    idle, so sending does not build them, and they are made again after the reply."""
+    """Building a message's widgets takes milliseconds; once a chat has begun they are made
+    while the window is idle, so sending does not build them, and they are made again after
+    the reply. A window that has shown no message makes none (its memory stays small)."""
     view = window.view
+    assert not view._spares
+    wait_reply(qtbot, window, lambda: window.send("Good morning"))
     qtbot.waitUntil(lambda: len(view._spares) == 2, timeout=5_000)
     spares = dict(view._spares)
     wait_reply(qtbot, window, lambda: window.send("Hello"))
