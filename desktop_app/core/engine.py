@@ -26,7 +26,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import quote
 
 import httpx
@@ -73,7 +73,6 @@ from desktop_app.core.events import (
     UsageUpdate,
 )
 from desktop_app.core.http import make_client
-from desktop_app.core.net import SocketStream
 from desktop_app.core.providers import Provider, StreamParser, get_provider
 from desktop_app.core.providers.base import UNPARSABLE, WHOLE_BODY, NoModelList
 from desktop_app.core.redaction import register_secret
@@ -86,6 +85,9 @@ from desktop_app.core.resilience import (
 )
 from desktop_app.core.text import valid_text
 from desktop_app.core.types import ChatRequest, GenerationResponse, Message, Timing, TokenUsage
+
+if TYPE_CHECKING:
+    from desktop_app.core.net import SocketStream
 
 log = logging.getLogger("rill.engine")
 
@@ -597,6 +599,8 @@ class Generation:
                     feed = parser.feed
                     shown = self._shown
                     at_end = False
+                    from desktop_app.core.net import SocketStream  # loaded with the client
+
                     connection = response.extensions.get("network_stream")
                     if isinstance(connection, SocketStream):
                         paced = connection

@@ -16,11 +16,9 @@ import ssl
 import threading
 import urllib.request
 
-import httpcore
 import httpx
 
 from desktop_app import __version__
-from desktop_app.core.net import SocketBackend
 
 _LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=8)
 
@@ -71,6 +69,12 @@ class LazyTransport(httpx.AsyncBaseTransport):
         return self._context is not None
 
     def _pool(self, verify: ssl.SSLContext | bool) -> httpx.AsyncHTTPTransport:
+        # (imported with the first request: httpcore and anyio take about 50 ms to load,
+        # which the window's start does not wait for)
+        import httpcore
+
+        from desktop_app.core.net import SocketBackend
+
         transport = httpx.AsyncHTTPTransport(
             verify=verify, trust_env=False, http1=True, http2=False, limits=self._limits
         )
