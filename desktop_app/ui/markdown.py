@@ -521,8 +521,7 @@ class DocumentWriter:
         _make_inert(piece)
         first = piece.begin().blockFormat()
         cursor = self._end_cursor()
-        if spans:  # the piece and its formulas: one edit, laid out once
-            cursor.beginEditBlock()
+        cursor.beginEditBlock()  # the piece, its styles and formulas: laid out once
         if joined:
             before = cursor.blockFormat()
             before.setBottomMargin(0)
@@ -544,7 +543,7 @@ class DocumentWriter:
         self._style_blocks(start)
         if spans:
             self._place_math(start, spans, sources)
-            cursor.endEditBlock()
+        cursor.endEditBlock()
 
     def extend_prose(self, text: str) -> None:
         """Append plain ``text`` (see :func:`plain_extension`) to the last paragraph, in
