@@ -69,7 +69,7 @@ class LazyTransport(httpx.AsyncBaseTransport):
         return self._context is not None
 
     def _pool(self, verify: ssl.SSLContext | bool) -> httpx.AsyncHTTPTransport:
-        # (imported with the first request: httpcore and anyio take about 50 ms to load,
+        # (imported with the first request: httpcore and anyio take about 60 ms to load,
         # which the window's start does not wait for)
         import httpcore
 

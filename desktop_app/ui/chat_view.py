@@ -897,17 +897,13 @@ class MessageWidget(QFrame):
         tail = seg.tail
         if seg.in_code:
             # inside a code fence the open line is written in place, in the code's frame
-            if self._tail is not None:
-                self._tail.hide()
-            self._tail_text = ""
+            self._hide_tail()
             self.stats.tail_renders += 1
             self.stats.max_tail_chars = max(self.stats.max_tail_chars, len(tail))
             self.writer.set_partial_code_line(tail, seg.lang)
             return
         if not tail:
-            if self._tail is not None:
-                self._tail.hide()
-            self._tail_text = ""
+            self._hide_tail()
             return
         if self._tail_writer is not None and self._tail_text:
             added = plain_extension(self._tail_text, tail)
@@ -936,12 +932,16 @@ class MessageWidget(QFrame):
         self._tail_text = tail
         self._tail.show()
 
-    def _end_tail(self) -> None:
+    def _hide_tail(self) -> None:
+        """Show no open tail (its document is kept, and rendered again before it is shown)."""
         self._tail_text = ""
         if self._tail is not None:
             self._tail.hide()
-            if self._tail_writer is not None:
-                self._tail_writer.clear()
+
+    def _end_tail(self) -> None:
+        self._hide_tail()
+        if self._tail_writer is not None:
+            self._tail_writer.clear()
 
     # -- interaction -----------------------------------------------------------------------
 

@@ -321,7 +321,7 @@ def plain_extension(shown: str, tail: str) -> str | None:
     added = grown[len(kept) :]
     if kept[-1] in _PLAIN_UNSAFE or not _PLAIN_UNSAFE.isdisjoint(added):
         return None
-    first = tail[: tail.find("\n")] if "\n" in tail else tail
+    first = tail.partition("\n")[0]
     line = kept[kept.rfind("\n") + 1 :]
     if not _PLAIN_LINE.match(first) or not _PLAIN_LINE.match(line):
         return None
@@ -522,28 +522,30 @@ class DocumentWriter:
         first = piece.begin().blockFormat()
         cursor = self._end_cursor()
         cursor.beginEditBlock()  # the piece, its styles and formulas: laid out once
-        if joined:
-            before = cursor.blockFormat()
-            before.setBottomMargin(0)
-            cursor.setBlockFormat(before)
-            first.setTopMargin(0)
-        cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
-        start = cursor.position()
-        cursor.insertFragment(QTextDocumentFragment(piece))
-        block = doc.findBlock(start)
-        fix = QTextCursor(doc)
-        if block.length() == 1 and block.next().isValid():
-            # The fragment began with a list or table and left an empty block before it.
-            fix.setPosition(start - 1)
-            fix.deleteChar()
-            start -= 1
-        else:
-            fix.setPosition(start)
-            fix.setBlockFormat(first)
-        self._style_blocks(start)
-        if spans:
-            self._place_math(start, spans, sources)
-        cursor.endEditBlock()
+        try:
+            if joined:
+                before = cursor.blockFormat()
+                before.setBottomMargin(0)
+                cursor.setBlockFormat(before)
+                first.setTopMargin(0)
+            cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+            start = cursor.position()
+            cursor.insertFragment(QTextDocumentFragment(piece))
+            block = doc.findBlock(start)
+            fix = QTextCursor(doc)
+            if block.length() == 1 and block.next().isValid():
+                # The fragment began with a list or table and left an empty block before it.
+                fix.setPosition(start - 1)
+                fix.deleteChar()
+                start -= 1
+            else:
+                fix.setPosition(start)
+                fix.setBlockFormat(first)
+            self._style_blocks(start)
+            if spans:
+                self._place_math(start, spans, sources)
+        finally:
+            cursor.endEditBlock()
 
     def extend_prose(self, text: str) -> None:
         """Append plain ``text`` (see :func:`plain_extension`) to the last paragraph, in
