@@ -4,6 +4,7 @@ timeouts, refusals, and idle connections the server closed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import socket
 import ssl
@@ -143,8 +144,9 @@ async def test_a_server_that_says_nothing_times_out_plain_and_over_tls(
     ca: trustme.CA, trusted: None
 ) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(65536)  # the request, then nothing
-        await asyncio.sleep(5)
+        await reader.read(65536)  # the request, then nothing until the client gives up
+        with contextlib.suppress(OSError):
+            await reader.read()
         writer.close()
 
     timeout = httpx.Timeout(1.0, read=0.2)
@@ -163,7 +165,8 @@ async def test_a_server_that_never_answers_the_tls_handshake_is_a_connect_timeou
     trusted: None,
 ) -> None:
     async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(5)
+        with contextlib.suppress(OSError):
+            await reader.read()  # the client's hello, unanswered, until it gives up
         writer.close()
 
     server = await _serve(mute)
@@ -181,6 +184,7 @@ async def test_a_server_that_never_answers_the_tls_handshake_is_a_connect_timeou
 
 async def test_a_connection_the_server_closed_while_idle_is_not_used_again() -> None:
     connections = 0
+    closed = asyncio.Event()
 
     async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
@@ -189,13 +193,16 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used_again() -> 
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         await writer.drain()
         writer.close()  # without saying so: the client must notice before reusing it
+        await writer.wait_closed()
+        closed.set()
 
     server = await _serve(once)
     try:
         async with make_client() as client:
             url = f"http://127.0.0.1:{_port(server)}/"
             assert (await client.get(url)).text == "ok"
-            await asyncio.sleep(0.1)  # the close reaches the client's idle connection
+            async with asyncio.timeout(5):
+                await closed.wait()  # the server has closed the client's idle connection
             assert (await client.get(url)).text == "ok"
     finally:
         server.close()
