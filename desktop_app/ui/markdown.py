@@ -295,8 +295,9 @@ MATH_SOURCE = QTextFormat.Property.UserProperty + 3
 """Character property of a formula (its image, or its source while it is drawn): the
 formula's LaTeX with its delimiters, which copying gives."""
 
-_PLAIN_UNSAFE = frozenset("\\`*_[]<>&~$|#\n\r\t")
-"""Characters that can open, close or change a Markdown construct (and line breaks)."""
+_PLAIN_UNSAFE = frozenset("\\`*_[]<>&~$|#\n\r\t\0")
+"""Characters that can open, close or change a Markdown construct, line breaks, and NUL
+(which the Markdown reader shows as U+FFFD)."""
 _PLAIN_LINE = re.compile(r"^ {0,3}(?:(?:[>*+\-]|\d{1,9}[.)]) {0,4})*[^\W\d_]")
 """A line whose block is settled and is not code: at most three spaces, container
 markers, then a letter (not a digit, which could still become an ordered list's number)."""

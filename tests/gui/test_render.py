@@ -369,6 +369,7 @@ def test_an_open_paragraph_grown_in_place_looks_as_if_read_again(qtbot: QtBot) -
         "!",
         "\t",
         "#",
+        "\0",
     ]
     grown = 0
     for _ in range(250):
@@ -401,6 +402,7 @@ def test_an_open_paragraph_grown_in_place_looks_as_if_read_again(qtbot: QtBot) -
         ("cost $5", "cost $5 and"),  # formulas are found in the whole text
         ("a", "a\nb"),  # a new line
         ("a *b", "a *b*"),
+        ("a", "a b\0c"),  # NUL, which the Markdown reader shows as U+FFFD
     ]:
         assert plain_extension(shown, tail) is None, (shown, tail)
 
