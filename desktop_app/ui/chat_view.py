@@ -18,10 +18,23 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QMimeData, QObject, QRectF, QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import (
+    QEvent,
+    QMimeData,
+    QObject,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
+)
 from PySide6.QtGui import (
     QDesktopServices,
     QEnterEvent,
@@ -157,14 +170,27 @@ class DocView(QTextBrowser):
         self.document().setDocumentMargin(4)
         layout = self.document().documentLayout()
         layout.documentSizeChanged.connect(self._fit)
+        self._held = False
         self.setFixedHeight(8)
         self.quotes: QuoteBars | None = None
         """The quotes of the document, drawn with a bar at their left."""
 
     def _fit(self, size: Any) -> None:
+        if self._held:
+            return
         height = math.ceil(size.height()) + 2
         if height != self.height():
             self.setFixedHeight(height)
+
+    @contextmanager
+    def holding_height(self) -> Iterator[None]:
+        """Keep this height while the document is laid out at trial widths; fit it after."""
+        self._held = True
+        try:
+            yield
+        finally:
+            self._held = False
+            self._fit(self.document().size())
 
     def sizeHint(self) -> QSize:
         return QSize(400, self.height())
@@ -192,6 +218,23 @@ class DocView(QTextBrowser):
         mime = QMimeData()
         mime.setText(text)
         return mime
+
+
+class MessageColumn(QVBoxLayout):
+    """The column of messages, placed only in a rect that holds them all.
+
+    When a message grows (a reply streaming in), Qt lays out the column before its parents
+    have made it taller, in the height it had: a box layout then squeezes the messages
+    above, and places them again moments later when the column has grown. Each squeeze
+    moves every message below it and repaints them; a prompt in a bubble would also lay
+    its text out again. That first placement is skipped: the column's own growth comes
+    straight after it and places everything once, where it belongs.
+    """
+
+    def setGeometry(self, rect: QRect) -> None:
+        if rect.height() < self.minimumSize().height():
+            return
+        super().setGeometry(rect)
 
 
 class RenderScheduler(QObject):
@@ -337,6 +380,8 @@ class MessageWidget(QFrame):
         self._pinned = False
         """The actions stay shown (the last reply's)."""
         self._beside_shown: tuple[bool, ...] = ()
+        self._bubble_fit: tuple[int, int] | None = None
+        """The row width and the room beside the prompt its bubble was last fitted to."""
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -481,7 +526,8 @@ class MessageWidget(QFrame):
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
-        self._fit_bubble()
+        if event.size().width() != event.oldSize().width():
+            self._fit_bubble()
 
     def _beside_bubble(self) -> tuple[QWidget, ...]:
         return (
@@ -501,20 +547,31 @@ class MessageWidget(QFrame):
             self._beside_shown = shown
             self._fit_bubble()
 
-    def _fit_bubble(self) -> None:
-        """Make the prompt's bubble as wide as its longest line, up to a share of the row."""
+    def _fit_bubble(self, *, text_changed: bool = False) -> None:
+        """Make the prompt's bubble as wide as its longest line, up to a share of the row.
+
+        The text is laid out again only when the row's width, the room beside the bubble or
+        the text changed: a change of height alone (the reply growing below) leaves it be.
+        """
         if self.bubble is None:
             return
         beside = 8 + sum(
             w.sizeHint().width() + 2 for w in self._beside_bubble() if w.isVisibleTo(self)
         )
+        key = (self.width(), beside)
+        if key == self._bubble_fit and not text_changed:
+            return
+        self._bubble_fit = key
         limit = max(160, min(int(self.width() * BUBBLE_SHARE), self.width() - beside))
         pad = 2 * BUBBLE_PAD_X + 2
         doc = self.body.document()
-        doc.setTextWidth(limit - pad)
-        width = min(limit, math.ceil(doc.idealWidth()) + pad)
-        # lay the text out at the width it is shown at (the view keeps it there on resize)
-        doc.setTextWidth(width - 2 * BUBBLE_PAD_X)
+        # the longest line at the widest the bubble may be; the body keeps its height
+        # meanwhile, so this trial width never reaches the layout
+        with self.body.holding_height():
+            doc.setTextWidth(limit - pad)
+            width = min(limit, math.ceil(doc.idealWidth()) + pad)
+            # lay the text out at the width it is shown at (the view keeps it there on resize)
+            doc.setTextWidth(width - 2 * BUBBLE_PAD_X)
         if self.bubble.minimumWidth() != width or self.bubble.maximumWidth() != width:
             self.bubble.setFixedWidth(width)
 
@@ -613,7 +670,7 @@ class MessageWidget(QFrame):
             self._parts = []
             self._render_plain(text)
             self._show_body()
-            self._fit_bubble()
+            self._fit_bubble(text_changed=True)
             return
         self._full_text = None
         self._parts = [text] if text else []
@@ -1023,7 +1080,7 @@ class ChatView(QScrollArea):
         self.column.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         row.addWidget(self.column, 40)
         row.addStretch(1)
-        self.layout_ = QVBoxLayout(self.column)
+        self.layout_ = MessageColumn(self.column)
         self.layout_.setContentsMargins(0, 0, 0, 0)
         self.layout_.setSpacing(16)
         self.layout_.addStretch(1)

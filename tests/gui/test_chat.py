@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, QSizeF, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QWidget
 from pytestqt.qtbot import QtBot
@@ -459,3 +459,54 @@ def test_the_streaming_badge_is_as_wide_as_its_words(
     assert reply.badge.mapTo(reply, reply.badge.rect().topLeft()).x() < reply.width() / 4
     with qtbot.waitSignal(window.controller.conversation_synced, timeout=5000):
         qtbot.keyClick(window, Qt.Key.Key_Escape)
+
+
+def test_a_long_prompt_keeps_its_layout_while_the_reply_grows_below_it(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    """The bubble is fitted to the row's width, and the column is laid out once it holds
+    its messages: a reply growing below a long prompt neither squeezes the prompt (moving
+    it and all below) nor lays its text out again."""
+    window.resize(1100, 760)
+    prompt = "".join(
+        f"Step {i}: take x_{{{i}}}^2 + \\frac{{{i}}}{{\\sqrt{{{i}}}}}, then \\alpha_{{{i}}} "
+        f"\\leq e^{{-{i} t}} so that\n\n\\sum_{{k=1}}^{{{i}}} k^2 = {i * (i + 1) * (2 * i + 1) // 6}\n\n"
+        for i in range(2, 60)
+    )
+    sim.tokens_per_s = 400
+    sim.default_tokens = 400
+    send(qtbot, window, prompt)
+    qtbot.waitUntil(lambda: window.view.stream_widget is not None, timeout=5000)
+    shown = window.view.widgets[0]
+    assert shown.bubble is not None and shown.text() == prompt
+    stream = window.view.stream_widget
+    assert stream is not None
+    qtbot.waitUntil(lambda: len(stream.text()) > 200, timeout=5000)
+    heights: list[int] = []
+    layouts: list[float] = []
+    doc = shown.body.document()
+
+    def laid_out(size: QSizeF) -> None:
+        if stream.streaming:
+            layouts.append(size.height())
+
+    doc.documentLayout().documentSizeChanged.connect(laid_out)
+
+    class Heights(QObject):
+        def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+            if event.type() == QEvent.Type.Resize and stream.streaming:
+                heights.append(shown.height())
+            return False
+
+    watcher = Heights()
+    shown.installEventFilter(watcher)
+    before = shown.height()
+    grown = stream.height()
+    qtbot.waitUntil(lambda: not stream.streaming, timeout=20_000)
+    shown.removeEventFilter(watcher)
+    doc.documentLayout().documentSizeChanged.disconnect(laid_out)
+    assert len(stream.text()) > 1000 and stream.height() > grown + 100
+    assert heights == []
+    assert layouts == []
+    assert shown.height() == before
+    assert shown.body.height() >= doc.size().height()

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from desktop_app.simulator import SimulatorThread
+from desktop_app.ui.chat_view import MessageWidget, RenderStats
 from desktop_app.ui.controller import MAX_PROMPT_CHARS
 from desktop_app.ui.main_window import MainWindow
 from desktop_app.ui.markdown import (
@@ -405,6 +406,31 @@ def test_an_open_paragraph_grown_in_place_looks_as_if_read_again(qtbot: QtBot) -
         ("a", "a b\0c"),  # NUL, which the Markdown reader shows as U+FFFD
     ]:
         assert plain_extension(shown, tail) is None, (shown, tail)
+
+
+def test_a_prompt_is_fitted_again_only_when_its_width_or_text_changes(qtbot: QtBot) -> None:
+    widget = MessageWidget("user", RenderStats())
+    qtbot.addWidget(widget)
+    widget.resize(800, 400)
+    widget.show()
+    widget.render_text("A prompt long enough to wrap in its bubble, " * 40)
+    qtbot.waitUntil(lambda: widget.body.height() > 100, timeout=5_000)
+    doc = widget.body.document()
+    layouts: list[float] = []
+    doc.documentLayout().documentSizeChanged.connect(lambda size: layouts.append(size.width()))
+    height = widget.body.height()
+    assert widget.bubble is not None
+    wide = widget.bubble.width()
+    widget.resize(800, widget.height() + 60)  # taller only: the text stays as it is
+    QApplication.processEvents()
+    assert layouts == [] and widget.body.height() == height
+    widget.resize(500, widget.height())  # narrower: fitted again, taller
+    qtbot.waitUntil(lambda: widget.body.height() > height, timeout=5_000)
+    assert layouts and widget.body.height() >= doc.size().height()
+    assert widget.bubble.width() < wide
+    widget.render_text("Short now")
+    qtbot.waitUntil(lambda: widget.body.height() < 60, timeout=5_000)
+    assert widget.bubble.width() < 200
 
 
 def test_a_frame_lays_out_its_text_before_anything_is_painted(
