@@ -67,7 +67,7 @@ from desktop_app.core.history import StoredMessage
 from desktop_app.core.types import Attachment, GenerationResponse
 from desktop_app.ui.attachment_chips import AttachmentStrip
 from desktop_app.ui.icons import set_icon
-from desktop_app.ui.labels import PlainLabel
+from desktop_app.ui.labels import PlainLabel, WrapLabel
 from desktop_app.ui.markdown import (
     CodeHighlighter,
     DocumentWriter,
@@ -414,15 +414,13 @@ class MessageWidget(QFrame):
         else:
             outer.addWidget(self.body)
 
-        self.notice = PlainLabel()
+        self.notice = WrapLabel()
         self.notice.setObjectName("noticeText")
-        self.notice.setWordWrap(True)
         self.notice.hide()
         outer.addWidget(self.notice)
 
-        self.error_label = PlainLabel()
+        self.error_label = WrapLabel()
         self.error_label.setObjectName("errorText")
-        self.error_label.setWordWrap(True)
         self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error_label.hide()
         outer.addWidget(self.error_label)
@@ -473,9 +471,8 @@ class MessageWidget(QFrame):
             self.regen_button,
             self.edit_button,
         )
-        self.details = PlainLabel()
+        self.details = WrapLabel()
         self.details.setObjectName("details")
-        self.details.setWordWrap(True)
         self.details.hide()
         versions = (self.prev_button, self.version_label, self.next_button)
         if role == "user":

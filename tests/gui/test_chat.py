@@ -510,3 +510,35 @@ def test_a_long_prompt_keeps_its_layout_while_the_reply_grows_below_it(
     assert layouts == []
     assert shown.height() == before
     assert shown.body.height() >= doc.size().height()
+
+
+def test_details_wrap_in_a_narrow_window_without_height_for_width_in_the_column(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    """A reply's details wrap when the row is narrow, yet the column of messages does not
+    ask every message its height for a width each time a reply grows."""
+    window.resize(1100, 760)
+    for prompt in ("Tell me about rivers", "And lakes?"):
+        with qtbot.waitSignal(window.controller.conversation_synced, timeout=10_000):
+            send(qtbot, window, prompt)
+    reply = window.view.widgets[1]
+    details = reply.details
+    assert details.isVisible() and details.text()
+    assert not window.view.layout_.hasHeightForWidth()
+    assert not reply.hasHeightForWidth()
+    line = details.fontMetrics().lineSpacing()
+    qtbot.waitUntil(lambda: details.height() < 2 * line, timeout=5000)
+    details.setText(details.text() + " · " + "a long note about this reply " * 6)
+    window.resize(420, 700)
+
+    def wrapped() -> None:
+        assert details.height() >= 2 * line
+        assert details.height() >= details.heightForWidth(details.width())
+        assert reply.height() >= details.geometry().bottom()
+
+    qtbot.waitUntil(wrapped, timeout=5000)
+    window.resize(1100, 760)
+    qtbot.waitUntil(
+        lambda: details.height() == details.heightForWidth(details.width()), timeout=5000
+    )
+    assert not window.view.layout_.hasHeightForWidth()
