@@ -84,6 +84,9 @@ REPLY_TIMEOUT_S = 120.0
 SHORT_PROFILE = "sim-2k"
 LONG_PROFILE = "sim-20k"
 CPU_PROFILE = "sim-1k"
+LONG_CHAT_EXCHANGES = 20
+"""Prompts and replies in the stored chat that the last CPU replies continue."""
+LONG_CHAT_REPLIES = 3
 MB = 1024 * 1024
 SHAPE_STALL_LIMIT_MS = 100.0
 MATH_FORMULAS = 200
@@ -127,6 +130,13 @@ view updated from it) plus {SETTLE_S * 1000:.0f} ms for the last repaint.
   cache) over a {CPU_TOKENS:,}-token reply streamed at {CPU_TOKENS_PER_S:,.0f} tokens/s,
   divided by its tokens; median of the rounds. No probe runs during these replies, so none of
   the probes' own work is counted.
+- **The same in a long chat** (a figure for context): after the rounds the window opens a
+  stored chat of {LONG_CHAT_EXCHANGES} prompts and {LONG_CHAT_EXCHANGES} replies (each reply
+  about 1,500 characters of paragraphs, a list and a code block), as a user opens an old chat,
+  waits until every message is drawn, and asks {LONG_CHAT_REPLIES} more {CPU_TOKENS:,}-token
+  replies at {CPU_TOKENS_PER_S:,.0f} tokens/s in it, measured the same way. The view then
+  holds {2 * LONG_CHAT_EXCHANGES} messages or more above the reply, so this shows what a chat's
+  length adds to each frame.
 - **What this machine charges for waking up**: a thread that sleeps {IDLE_WAKE_S * 1000:.0f} ms
   and wakes, {IDLE_WAKES} times, doing nothing else; the CPU time it is charged per wake-up
   (`time.thread_time()`, median of three runs) is reported after the replies, so the CPU
@@ -355,6 +365,8 @@ class Reply:
     rate: float
     pings_ms: list[float]
     retained: int = 0
+    earlier: int = 0
+    """Messages the chat already showed when this reply was asked for."""
 
     @property
     def stall_ms(self) -> float:
@@ -409,13 +421,17 @@ async def _reply(
     flush: FlushTimer,
     *,
     probed: bool = True,
+    new_chat: bool = True,
 ) -> Reply:
     """Send ``prompt`` in a new chat with ``profile`` and measure the reply.
 
     ``probed``: run the stall probe and the ping probe beside it (a reply measured for its
-    CPU alone runs neither, so their own work is not counted)."""
+    CPU alone runs neither, so their own work is not counted). ``new_chat`` False: ask in
+    the chat the window shows."""
     controller = window.controller
-    window.new_chat()
+    earlier = 0 if new_chat else len(window.view.widgets)
+    if new_chat:
+        window.new_chat()
     window.select_profile(profile)
     await asyncio.sleep(SETTLE_S)
     gc.collect()
@@ -467,6 +483,7 @@ async def _reply(
         rss_peak=probe.peak_rss,
         rate=tokens / streaming_s if streaming_s > 0 else 0.0,
         pings_ms=pings,
+        earlier=earlier,
     )
 
 
@@ -518,6 +535,61 @@ async def _close_window(window: MainWindow) -> None:
     window.close()
     await closed.wait()
     await window.wait_closed()
+
+
+def stored_reply(number: int) -> str:
+    """A reply of a stored chat: paragraphs, a list and a code block (about 1,500 characters)."""
+    prose = (
+        f"Rivers carry water from the hills to the sea, part {number}. They cut valleys, "
+        "feed lakes and wetlands, and move sand and stones downstream over the years. "
+    )
+    return (
+        f"{prose * 3}\n\n"
+        f"- the source, where river {number} begins\n- the middle course\n- the mouth\n\n"
+        f"```python\ndef flow(river):\n    return river.length * {number}\n```\n\n"
+        f"{prose * 4}"
+    )
+
+
+async def _in_a_long_chat(window: MainWindow, services: Services, flush: FlushTimer) -> list[Reply]:
+    """Open a stored chat of :data:`LONG_CHAT_EXCHANGES` prompts and replies, as a user
+    opens an old chat, and measure CPU replies that continue it."""
+    history = services.history
+    assert history is not None
+    chat = history.create_conversation(title="A long chat", profile=CPU_PROFILE)
+    for number in range(LONG_CHAT_EXCHANGES):
+        history.add_message(chat.id, "user", f"Tell me about river {number}, please.")
+        history.add_message(chat.id, "assistant", stored_reply(number), output_tokens=400)
+    loaded = window.controller.conversation_loaded
+    opened = asyncio.ensure_future(_next(loaded, 30.0))
+    await asyncio.sleep(0)
+    window.controller.open_conversation(chat.id)
+    await opened
+    shown = 2 * LONG_CHAT_EXCHANGES
+    await _wait_until(
+        lambda: (
+            len(window.view.widgets) == shown and not any(w.rendering for w in window.view.widgets)
+        ),
+        60.0,
+        "the stored chat to be shown",
+    )
+    replies = []
+    for number in range(LONG_CHAT_REPLIES):
+        reply = await _reply(
+            window,
+            CPU_PROFILE,
+            f"And what about the sea, take {number}?",
+            CPU_TOKENS,
+            flush,
+            probed=False,
+            new_chat=False,
+        )
+        log(
+            f"{CPU_TOKENS:,} tokens at {reply.rate:,.0f} tok/s after {reply.earlier} messages: "
+            f"process CPU {reply.process_cpu_s * 1e6 / CPU_TOKENS:.0f} µs/token"
+        )
+        replies.append(reply)
+    return replies
 
 
 def _plan(rounds: int) -> list[tuple[str, int]]:
@@ -572,6 +644,7 @@ async def _measure(
             gc.collect()
             if previous is not None:
                 previous.retained = int(psutil.Process().memory_info().rss) - previous.rss_before
+            measured += await _in_a_long_chat(window, services, flush)
             await _close_window(window)
     finally:
         await services.aclose()
@@ -610,8 +683,9 @@ def _idle_row(charge_us: float) -> Row:
 def _rows(replies: list[Reply]) -> list[Row]:
     by_length = {n: [r for r in replies if r.tokens == n] for n in (SHORT, LONG)}
     rows: list[Row] = []
-    cpu_replies = [r for r in replies if r.tokens == CPU_TOKENS]
+    cpu_replies = [r for r in replies if r.tokens == CPU_TOKENS and not r.earlier]
     per_token_cpu = [r.process_cpu_s / r.tokens * 1e6 for r in cpu_replies]
+    in_long_chat = [r for r in replies if r.earlier]
     rows.append(
         at_most(
             f"whole-process CPU per token, window streaming at {CPU_TOKENS_PER_S:,.0f} tok/s",
@@ -625,6 +699,22 @@ def _rows(replies: list[Reply]) -> list[Row]:
             f"{median(per_token_cpu) * CPU_TOKENS_PER_S / 1e4:.0f}% of one core",
         )
     )
+    if in_long_chat:
+        long_cpu = [r.process_cpu_s / r.tokens * 1e6 for r in in_long_chat]
+        rows.append(
+            info(
+                f"whole-process CPU per token at {CPU_TOKENS_PER_S:,.0f} tok/s, continuing a "
+                f"stored chat of {2 * LONG_CHAT_EXCHANGES} messages",
+                median(long_cpu),
+                "µs",
+                note=f"{CPU_TOKENS:,}-token replies asked after "
+                + ", ".join(str(r.earlier) for r in in_long_chat)
+                + " messages, median of "
+                + f"{len(long_cpu)} ("
+                + ", ".join(f"{v:.0f}" for v in long_cpu)
+                + f" µs); {median(long_cpu) / median(per_token_cpu):.2f}× the figure in a new chat",
+            )
+        )
     pings = [p for n in (SHORT, LONG) for r in by_length[n] for p in r.pings_ms]
     for what, value, limit in (
         ("median", median(pings), PING_MEDIAN_LIMIT_MS),
