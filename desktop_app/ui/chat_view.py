@@ -1211,7 +1211,9 @@ class ChatView(QScrollArea):
         """Make a message widget ahead of need, one per idle moment: Enter then shows the
         prompt and the empty reply without building them (about 4 ms each). The first
         are made after the first message is shown."""
-        if self.busy or self._stream_widget is not None:
+        if self.busy:
+            return  # made once the reply has ended (``set_busy``)
+        if self._stream_widget is not None:
             self._spare_timer.start(SPARE_DELAY_MS)
             return
         for role in ("user", "assistant"):
@@ -1249,6 +1251,9 @@ class ChatView(QScrollArea):
     def set_busy(self, busy: bool) -> None:
         self.busy = busy
         self.refresh_actions()
+        if not busy and self.widgets and len(self._spares) < 2:
+            # the reply has just ended and is being settled: the spares wait for the pause
+            self._spare_timer.start(SPARE_DELAY_MS)
 
     def last_assistant(self) -> MessageWidget | None:
         for w in reversed(self.widgets):

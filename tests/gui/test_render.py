@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from desktop_app.simulator import SimulatorThread
-from desktop_app.ui.chat_view import MessageWidget, RenderStats
+from desktop_app.ui.chat_view import SPARE_DELAY_MS, MessageWidget, RenderStats
 from desktop_app.ui.controller import MAX_PROMPT_CHARS
 from desktop_app.ui.main_window import MainWindow
 from desktop_app.ui.markdown import (
@@ -475,9 +475,21 @@ def test_enter_shows_the_prompt_and_the_reply_in_widgets_made_ahead(
     wait_reply(qtbot, window, lambda: window.send("Good morning"))
     qtbot.waitUntil(lambda: len(view._spares) == 2, timeout=5_000)
     spares = dict(view._spares)
-    wait_reply(qtbot, window, lambda: window.send("Hello"))
-    assert view.widgets[-2] is spares["user"] and view.widgets[-1] is spares["assistant"]
+    ended: list[int] = []
+    window.controller.busy_changed.connect(
+        lambda busy: ended.append(view._spare_timer.remainingTime()) if not busy else None
+    )
+    sim.tokens_per_s = 40
+    sim.default_tokens = 60
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=10_000):
+        window.send("Hello")
+        assert view.widgets[-2] is spares["user"] and view.widgets[-1] is spares["assistant"]
+        # none is made while the reply streams, nor waited for by polling
+        qtbot.waitUntil(lambda: not view._spare_timer.isActive(), timeout=5_000)
+        assert window.controller.busy and not view._spares
     assert view.widgets[-1].text()
+    # nor while the ended reply is settled (saved, its details shown): a pause after its end
+    assert ended and ended[-1] > SPARE_DELAY_MS - 100
     qtbot.waitUntil(lambda: len(view._spares) == 2, timeout=5_000)
     assert not set(view._spares.values()) & set(view.widgets)
     assert all(not spare.isVisible() for spare in view._spares.values())
