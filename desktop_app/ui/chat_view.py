@@ -228,11 +228,14 @@ class MessageColumn(QVBoxLayout):
     above, and places them again moments later when the column has grown. Each squeeze
     moves every message below it and repaints them; a prompt in a bubble would also lay
     its text out again. That first placement is skipped: the column's own growth comes
-    straight after it and places everything once, where it belongs.
+    straight after it and places everything once, where it belongs. A column that cannot
+    grow that tall (its widget's maximum height) is placed as it is.
     """
 
     def setGeometry(self, rect: QRect) -> None:
-        if rect.height() < self.minimumSize().height():
+        needed = self.minimumSize().height()
+        column = self.parentWidget()
+        if rect.height() < needed and (column is None or needed <= column.maximumHeight()):
             return
         super().setGeometry(rect)
 

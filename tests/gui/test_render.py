@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import random
 
-from PySide6.QtCore import QEvent, QObject, Qt, QUrl
+from PySide6.QtCore import QEvent, QObject, QRect, Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QPaintEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from desktop_app.simulator import SimulatorThread
-from desktop_app.ui.chat_view import SPARE_DELAY_MS, MessageWidget, RenderStats
+from desktop_app.ui.chat_view import SPARE_DELAY_MS, MessageColumn, MessageWidget, RenderStats
 from desktop_app.ui.controller import MAX_PROMPT_CHARS
 from desktop_app.ui.main_window import MainWindow
 from desktop_app.ui.markdown import (
@@ -508,3 +508,24 @@ def test_enter_shows_the_prompt_and_the_reply_in_widgets_made_ahead(
         window.apply_theme()
         app.setStyleSheet(sheet)
         app.setPalette(palette)
+
+
+def test_the_column_places_its_messages_once_it_holds_them(qtbot: QtBot) -> None:
+    """A placement in a rect too small for the messages is left for the growth that follows;
+    a column that cannot grow (its maximum height) is still placed."""
+    column = QWidget()
+    qtbot.addWidget(column)
+    layout = MessageColumn(column)
+    layout.setContentsMargins(0, 0, 0, 0)
+    tall = QWidget()
+    tall.setMinimumHeight(300)
+    layout.addWidget(tall)
+    layout.setGeometry(QRect(0, 0, 200, 100))
+    assert layout.geometry() != QRect(0, 0, 200, 100)  # left for the growth
+    assert tall.geometry().height() != 100  # not squeezed into the old height
+    layout.setGeometry(QRect(0, 0, 200, 300))
+    assert layout.geometry() == QRect(0, 0, 200, 300)
+    assert tall.geometry() == QRect(0, 0, 200, 300)
+    column.setMaximumHeight(100)
+    layout.setGeometry(QRect(0, 0, 200, 100))
+    assert layout.geometry() == QRect(0, 0, 200, 100)  # it cannot grow: placed as it is
