@@ -293,27 +293,35 @@ def _start(
     click: tuple[float, float] | None = None,
 ) -> Start:
     """Start the application, note when its window is shown and its idle memory, and with
-    ``port`` (the simulator's) send a prompt and measure the reply."""
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        command,
-        env={**env, "DISPLAY": display},
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        shown = _shown(display, name, process, started)
-        time.sleep(IDLE_S)
-        rss, pss, count = _tree_memory(process.pid)
-        result = Start(shown, rss, pss, count)
-        if port:
-            time.sleep(SETTLE_S - min(SETTLE_S, IDLE_S))
-            _ask(display, name, click)
-            result.reply_cpu_s, result.reply_growth = _reply(process.pid, port)
-    finally:
-        _stop(process)
+    ``port`` (the simulator's) send a prompt and measure the reply. An application that
+    does not show its window fails with the first lines it wrote on stderr."""
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command,
+            env={**env, "DISPLAY": display},
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            start_new_session=True,
+        )
+        try:
+            try:
+                shown = _shown(display, name, process, started)
+            except RuntimeError as exc:
+                errors.seek(0)
+                said = errors.read().decode("utf-8", "replace").strip().splitlines()[:3]
+                told = f" ({' / '.join(said)})" if said else ""
+                raise RuntimeError(f"{name}: {exc}{told}") from None
+            time.sleep(IDLE_S)
+            rss, pss, count = _tree_memory(process.pid)
+            result = Start(shown, rss, pss, count)
+            if port:
+                time.sleep(SETTLE_S - min(SETTLE_S, IDLE_S))
+                _ask(display, name, click)
+                result.reply_cpu_s, result.reply_growth = _reply(process.pid, port)
+        finally:
+            _stop(process)
     return result
 
 
