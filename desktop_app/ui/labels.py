@@ -8,7 +8,7 @@ a stored chat or a file must never be read as markup, so every label in Rill is 
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QEvent, QSize, Qt
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QLabel, QWidget
 
@@ -39,8 +39,8 @@ class WrapLabel(PlainLabel):
     A word-wrapped ``QLabel`` tells layouts that its height depends on its width, and such
     an item makes every layout above it ask each of its items their height for a width at
     every pass. In the chat that is every message's details, each time a reply grows. This
-    label answers with one height instead, worked out again only when its width or its text
-    changes.
+    label answers with one height instead, worked out again only when its width, its text or
+    its font changes.
     """
 
     def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
@@ -68,6 +68,11 @@ class WrapLabel(PlainLabel):
         super().resizeEvent(event)
         if event.size().width() != event.oldSize().width():
             self._refit()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self._refit()  # a new font or style sheet (a theme) changes the lines' height
 
     def _refit(self) -> None:
         height = self.heightForWidth(self.width()) if self.width() > 0 else -1

@@ -13,6 +13,7 @@ from pytestqt.qtbot import QtBot
 from desktop_app.simulator import SimulatorThread
 from desktop_app.ui.chat_view import SPARE_DELAY_MS, MessageColumn, MessageWidget, RenderStats
 from desktop_app.ui.controller import MAX_PROMPT_CHARS
+from desktop_app.ui.labels import WrapLabel
 from desktop_app.ui.main_window import MainWindow
 from desktop_app.ui.markdown import (
     HARD_LIMIT,
@@ -529,3 +530,22 @@ def test_the_column_places_its_messages_once_it_holds_them(qtbot: QtBot) -> None
     column.setMaximumHeight(100)
     layout.setGeometry(QRect(0, 0, 200, 100))
     assert layout.geometry() == QRect(0, 0, 200, 100)  # it cannot grow: placed as it is
+
+
+def test_a_wrapping_label_keeps_the_height_of_its_text_at_its_width(qtbot: QtBot) -> None:
+    label = WrapLabel("sim-small · 300 tokens · 50.1 tok/s · first token 22 ms · " * 3)
+    qtbot.addWidget(label)
+    label.show()
+    assert not label.hasHeightForWidth()
+    label.resize(600, 20)
+    height = label.sizeHint().height()
+    assert height == label.heightForWidth(600) and height > label.fontMetrics().lineSpacing()
+    label.resize(200, 20)  # narrower: more lines
+    assert label.sizeHint().height() == label.heightForWidth(200) > height
+    narrow = label.sizeHint().height()
+    font = label.font()
+    font.setPointSizeF(font.pointSizeF() * 2)
+    label.setFont(font)  # a theme's larger font: taller lines
+    assert label.sizeHint().height() == label.heightForWidth(200) > narrow
+    label.setText("short")
+    assert label.sizeHint().height() == label.heightForWidth(200) < narrow
