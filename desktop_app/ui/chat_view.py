@@ -1,9 +1,9 @@
 """The conversation: message cards in a scroll area, with a streaming reply at the bottom.
 
 Streaming text is buffered and flushed at most once per frame (a 16 ms timer). A flush
-appends newly finished Markdown segments to the reply's document and re-renders only the
-open tail (see :mod:`desktop_app.ui.markdown`), so the work per flush does not grow with the
-reply. The view follows the stream unless the user scrolled up; then a "Jump to latest"
+appends newly finished Markdown segments to the reply's document and grows or re-renders
+only the open tail at its end (see :mod:`desktop_app.ui.markdown`), so the work per flush
+does not grow with the reply. The view follows the stream unless the user scrolled up; then a "Jump to latest"
 button appears.
 
 Text waits in a message's backlog until a :class:`RenderScheduler` turns it into document
@@ -76,7 +76,6 @@ from desktop_app.ui.markdown import (
     Segment,
     Segmenter,
     placeholder_image,
-    plain_extension,
     selection_text,
 )
 
@@ -367,11 +366,6 @@ class MessageWidget(QFrame):
         self._ending = False
         """The text is whole: once the backlog is rendered, the open tail is committed."""
         self._scheduler = scheduler if scheduler is not None else RenderScheduler(stats, self)
-        self._tail: DocView | None = None
-        self._tail_writer: DocumentWriter | None = None
-        self._tail_highlighter: CodeHighlighter | None = None
-        self._tail_text = ""
-        """The open tail whose rendering the tail view shows ("" when it shows none)."""
         self.steps: ToolSteps | None = None
         """The text and tool cards a reply showed before its last text (None without tools)."""
         self.setObjectName("message")
@@ -951,54 +945,31 @@ class MessageWidget(QFrame):
         self.body.setVisible(not self.body.document().isEmpty())
 
     def _render_tail(self, seg: Segmenter) -> None:
+        """Show the open tail at the end of the body: the paragraph still arriving, or the
+        open line of a code block."""
         tail = seg.tail
         if seg.in_code:
             # inside a code fence the open line is written in place, in the code's frame
-            self._hide_tail()
+            self.writer.drop_open()
             self.stats.tail_renders += 1
             self.stats.max_tail_chars = max(self.stats.max_tail_chars, len(tail))
             self.writer.set_partial_code_line(tail, seg.lang)
             return
         if not tail:
-            self._hide_tail()
+            self.writer.drop_open()
             return
-        if self._tail_writer is not None and self._tail_text:
-            added = plain_extension(self._tail_text, tail)
-            if added is not None:
-                # the paragraph only grew by plain text: append it, nothing is read again
-                self.stats.tail_extends += 1
-                if added:
-                    self._tail_writer.extend_prose(added)
-                self._tail_text = tail
-                return
-        if self._tail is None:
-            self._tail = DocView(self)
-            self._tail.anchorClicked.connect(self._anchor)
-            self._tail_writer = DocumentWriter(self._tail.document())
-            self._tail.quotes = self._tail_writer.quotes
-            self._tail_highlighter = CodeHighlighter(self._tail.document())
-            layout = self.layout()
-            assert isinstance(layout, QVBoxLayout)
-            layout.insertWidget(layout.indexOf(self.body) + 1, self._tail)
-        writer = self._tail_writer
-        assert writer is not None
-        self.stats.tail_renders += 1
-        self.stats.max_tail_chars = max(self.stats.max_tail_chars, len(tail))
-        writer.clear()
-        writer.append_prose(tail, open_end=True)
-        self._tail_text = tail
-        self._tail.show()
-
-    def _hide_tail(self) -> None:
-        """Show no open tail (its document is kept, and rendered again before it is shown)."""
-        self._tail_text = ""
-        if self._tail is not None:
-            self._tail.hide()
+        if tail == self.writer.open_text:
+            return
+        if self.writer.show_open(tail):
+            # the paragraph only grew by plain text: appended, nothing is read again
+            self.stats.tail_extends += 1
+        else:
+            self.stats.tail_renders += 1
+            self.stats.max_tail_chars = max(self.stats.max_tail_chars, len(tail))
 
     def _end_tail(self) -> None:
-        self._hide_tail()
-        if self._tail_writer is not None:
-            self._tail_writer.clear()
+        """Show no open tail."""
+        self.writer.drop_open()
 
     # -- interaction -----------------------------------------------------------------------
 
@@ -1019,8 +990,6 @@ class MessageWidget(QFrame):
     def refresh_theme(self) -> None:
         """Re-render with the current theme's colours."""
         self.highlighter.refresh_colours()
-        if self._tail_highlighter is not None:
-            self._tail_highlighter.refresh_colours()
         if not self.streaming:
             self.render_text(self.text())
         if self.steps is not None:

@@ -3,8 +3,11 @@
 A reply arrives a few characters at a time. :class:`Segmenter` cuts the text seen so far
 into *committed* pieces (finished paragraphs, lists, tables, and complete lines of fenced
 code) and an open *tail* (the paragraph or code line still being written). Committed
-pieces are appended to a message's QTextDocument once; only the tail is rendered again as
-text arrives, so the work per update stays constant however long the reply grows.
+pieces are appended to a message's QTextDocument once. The tail is shown at the end of the
+same document: plain text arriving is appended to it in place, anything else renders the
+tail again, and the piece it becomes keeps what is shown when it is the same text. So the
+work per update stays constant however long the reply grows, and each paragraph is laid
+out and drawn as it grows, not again when it is finished.
 
 Prose is rendered by Qt's own Markdown reader (CommonMark with GitHub tables and task
 lists; raw HTML is shown as text). Fenced code is written by :class:`DocumentWriter`
@@ -332,6 +335,36 @@ def plain_extension(shown: str, tail: str) -> str | None:
     return added
 
 
+_PLAIN_START = re.compile(r"[^\W\d_]")
+"""A paragraph that starts with a letter is not a list, a heading, a quote or code."""
+
+
+def plain_paragraph(markdown: str) -> str | None:
+    """The text of the paragraph ``markdown`` when its rendering is that text in the plain
+    paragraph format (see :func:`plain_extension`), else None."""
+    text = markdown.rstrip()
+    if (
+        not text
+        or not _PLAIN_START.match(text)
+        or not _PLAIN_UNSAFE.isdisjoint(text)
+        or _LINK_WORD.search(text)
+    ):
+        return None
+    return text
+
+
+_PARAGRAPH: list[QTextBlockFormat] = []
+
+
+def paragraph_format() -> QTextBlockFormat:
+    """The block format the Markdown reader gives a paragraph (read once)."""
+    if not _PARAGRAPH:
+        doc = SafeDocument()
+        doc.setMarkdown("Text", MARKDOWN_FEATURES)
+        _PARAGRAPH.append(doc.begin().blockFormat())
+    return QTextBlockFormat(_PARAGRAPH[0])
+
+
 _MATH_TOKEN = "\ue000" + secrets.token_hex(6)
 """Stands for a formula while its paragraph goes through the Markdown reader (random, so a
 reply cannot write one)."""
@@ -405,6 +438,17 @@ class QuoteBars:
     def clear(self) -> None:
         self.runs = {}
 
+    def truncate(self, number: int) -> None:
+        """Forget the blocks from ``number`` on (they were removed from the document)."""
+        for depth in list(self.runs):
+            runs = [run for run in self.runs[depth] if run[0] < number]
+            if runs and runs[-1][1] >= number:
+                runs[-1][1] = number - 1
+            if runs:
+                self.runs[depth] = runs
+            else:
+                del self.runs[depth]
+
     def add(self, number: int, level: int) -> None:
         """Block ``number`` is inside ``level`` nested quotes."""
         for depth in range(1, level + 1):
@@ -445,6 +489,10 @@ class QuoteBars:
 class DocumentWriter:
     """Appends rendered segments to the end of a QTextDocument; never rewrites earlier text.
 
+    The open end of a stream (the paragraph still arriving) is shown after them with
+    :meth:`show_open`: it grows in place, and the finished segment it becomes keeps what is
+    drawn when it is the same text, so each paragraph is laid out and drawn once as it grows.
+
     A fenced code block becomes a header line (language and a copy link) followed by a
     frame with the code's background, one block per line. Block quotes are indented by
     :data:`QUOTE_INDENT` per level and recorded in :attr:`quotes` for their bars.
@@ -461,9 +509,15 @@ class DocumentWriter:
         self._math_waiting: dict[MathKey, list[tuple[QTextCursor, str, bool, QFont]]] = {}
         """Formulas shown as their source until their image is drawn: (the source's
         range, the source, whether the formula is a centred block, the text's font)."""
+        self._open_at: int | None = None
+        """Where the open end shown by :meth:`show_open` begins (None: none is shown)."""
+        self._open_text = ""
+        """The Markdown the open end shows."""
 
     def clear(self) -> None:
         self.doc.clear()
+        self._open_at = None
+        self._open_text = ""
         self.quotes.clear()
         self._math_waiting = {}
         self.code_blocks = []
@@ -471,7 +525,108 @@ class DocumentWriter:
         self._frame = None
         self._partial = False
 
+    @property
+    def open_text(self) -> str:
+        """The Markdown the open end shows ("" when none is shown)."""
+        return self._open_text if self._open_at is not None else ""
+
+    def show_open(self, markdown: str) -> bool:
+        """Show ``markdown``, the open end of a stream, after everything written, in place of
+        the open end shown before. Returns True when that one only grew by plain text (it
+        was extended in place, see :func:`plain_extension`), False when it was rendered
+        again."""
+        if self._open_at is not None:
+            added = plain_extension(self._open_text, markdown)
+            if added is not None:
+                if added:
+                    self.extend_prose(added)
+                self._open_text = markdown
+                return True
+        elif not self.doc.isEmpty() and (text := plain_paragraph(markdown)) is not None:
+            # a new paragraph of plain text: a block and its text, nothing to read
+            at = self.doc.characterCount() - 1
+            cursor = self._end_cursor()
+            cursor.beginEditBlock()
+            try:
+                cursor.insertBlock(paragraph_format(), QTextCharFormat())
+                cursor.insertText(text, QTextCharFormat())
+            finally:
+                cursor.endEditBlock()
+            self._open_at = at
+            self._open_text = markdown
+            self._frame = None
+            return True
+        self._replace_open(markdown, open_end=True)
+        return False
+
+    def drop_open(self) -> None:
+        """Remove the open end shown (if any)."""
+        if self._open_at is None:
+            return
+        at = self._open_at
+        self._open_at = None
+        self._open_text = ""
+        before = self.doc.findBlock(at)
+        first = before.blockNumber() + (1 if at else 0)
+        block_format, char_format = before.blockFormat(), before.charFormat()
+        cursor = QTextCursor(self.doc)
+        cursor.setPosition(at)
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        if at == 0:
+            self.doc.clear()
+        elif cursor.blockFormat() != block_format or cursor.blockCharFormat() != char_format:
+            # the block the open end followed took the format of the first block removed
+            cursor.setBlockFormat(block_format)
+            cursor.setBlockCharFormat(char_format)
+        self.quotes.truncate(first)
+        for key in list(self._math_waiting):
+            kept = [w for w in self._math_waiting[key] if w[0].hasSelection()]
+            if kept:
+                self._math_waiting[key] = kept
+            else:
+                del self._math_waiting[key]
+
+    def _replace_open(self, markdown: str, *, open_end: bool) -> None:
+        """Render ``markdown`` in place of the open end, as one edit (laid out once)."""
+        edit = QTextCursor(self.doc)
+        whole = self._open_at == 0 or self.doc.isEmpty()  # (set whole, not edited)
+        if not whole:
+            edit.beginEditBlock()
+        try:
+            self.drop_open()
+            at = self.doc.characterCount() - 1 if not self.doc.isEmpty() else 0
+            self.append_prose(markdown, open_end=open_end)
+            if open_end:
+                self._open_at = at
+                self._open_text = markdown
+        finally:
+            if not whole:
+                edit.endEditBlock()
+
+    def _settle_open(self, segment: Segment) -> bool:
+        """The open end was finished as ``segment``: keep what is drawn when it shows the
+        same text (or grew by plain text); else render the segment in its place."""
+        if segment.joined:
+            return False
+        shown = self._open_text
+        if shown.rstrip() == segment.text.rstrip() and "$" not in shown and "\\" not in shown:
+            self._open_at = None
+            self._open_text = ""
+            return True
+        if plain_extension(shown, segment.text) is not None:
+            self.show_open(segment.text)
+            self._open_at = None
+            self._open_text = ""
+            return True
+        self._replace_open(segment.text, open_end=False)
+        return True
+
     def write(self, segment: Segment) -> None:
+        if self._open_at is not None:
+            if segment.kind == "prose" and self._settle_open(segment):
+                return
+            self.drop_open()
         if segment.kind == "prose":
             self.append_prose(segment.text, joined=segment.joined)
         elif segment.kind == "code_open":
