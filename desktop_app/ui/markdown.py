@@ -509,8 +509,9 @@ class DocumentWriter:
         self._math_waiting: dict[MathKey, list[tuple[QTextCursor, str, bool, QFont]]] = {}
         """Formulas shown as their source until their image is drawn: (the source's
         range, the source, whether the formula is a centred block, the text's font)."""
-        self._open_at: int | None = None
-        """Where the open end shown by :meth:`show_open` begins (None: none is shown)."""
+        self._open_at: QTextCursor | None = None
+        """Where the open end shown by :meth:`show_open` begins (None: none is shown): a
+        cursor, which Qt keeps in place as formulas before it get their images."""
         self._open_text = ""
         """The Markdown the open end shows."""
 
@@ -552,7 +553,7 @@ class DocumentWriter:
                 cursor.insertText(text, QTextCharFormat())
             finally:
                 cursor.endEditBlock()
-            self._open_at = at
+            self._open_at = self._mark(at)
             self._open_text = markdown
             self._frame = None
             return True
@@ -563,7 +564,7 @@ class DocumentWriter:
         """Remove the open end shown (if any)."""
         if self._open_at is None:
             return
-        at = self._open_at
+        at = self._open_at.position()
         self._open_at = None
         self._open_text = ""
         before = self.doc.findBlock(at)
@@ -590,7 +591,9 @@ class DocumentWriter:
     def _replace_open(self, markdown: str, *, open_end: bool) -> None:
         """Render ``markdown`` in place of the open end, as one edit (laid out once)."""
         edit = QTextCursor(self.doc)
-        whole = self._open_at == 0 or self.doc.isEmpty()  # (set whole, not edited)
+        whole = self.doc.isEmpty() or (
+            self._open_at is not None and self._open_at.position() == 0
+        )  # (set whole, not edited)
         if not whole:
             edit.beginEditBlock()
         try:
@@ -598,11 +601,20 @@ class DocumentWriter:
             at = self.doc.characterCount() - 1 if not self.doc.isEmpty() else 0
             self.append_prose(markdown, open_end=open_end)
             if open_end:
-                self._open_at = at
+                self._open_at = self._mark(at)
                 self._open_text = markdown
         finally:
             if not whole:
                 edit.endEditBlock()
+
+    def _mark(self, at: int) -> QTextCursor:
+        """A cursor at ``at``, where the open end begins: at the separator before its first
+        block (or at 0, when the open end is the whole document). Text put at its place
+        (a formula's image at the end of the paragraph before) moves it on."""
+        cursor = QTextCursor(self.doc)
+        cursor.setPosition(at)
+        cursor.setKeepPositionOnInsert(at == 0)  # at 0 all of the document is the open end
+        return cursor
 
     def _settle_open(self, segment: Segment) -> bool:
         """The open end was finished as ``segment``: keep what is drawn when it shows the

@@ -138,6 +138,42 @@ def test_a_streaming_formula_shows_its_source_until_it_is_closed(qtbot: QtBot, l
     assert "Done." in widget.body.toPlainText()
 
 
+def test_formulas_drawn_while_a_paragraph_is_open_keep_the_text_before_and_after(
+    qtbot: QtBot, light: None
+) -> None:
+    """Each formula's image replaces its source in the paragraphs before the open one, and in
+    the open one, while it grows: what is shown stays the whole text, every formula drawn."""
+    parts = []
+    for n in range(12):
+        if n % 4 == 3:
+            parts.append(f"so that\n\n$$\\sum_{{k=1}}^{{{n}}} k = {n}$$\n\n")
+        else:
+            parts.append(f"Step {n}: take $x_{{{n}}}^2$, then $y_{{{n}}}$ ")
+    text = "".join(parts) + "The end."
+    widget = MessageWidget("assistant", RenderStats())
+    qtbot.addWidget(widget)
+    widget.resize(600, 400)
+    widget.show()
+    widget.begin_stream()
+    at = 0
+    while at < len(text):
+        widget.feed(text[at : at + 23])
+        widget.render_some(1 << 20, float("inf"))
+        at += 23
+        # the formulas asked for so far are drawn and put in before the next frame
+        qtbot.waitUntil(lambda: not renderer().busy, timeout=DRAWN_MS)
+    widget.end_stream()
+    widget.render_some(1 << 20, float("inf"))
+    expected = sum(1 if n % 4 == 3 else 2 for n in range(12))
+    shown = _wait_math(qtbot, widget.body.document(), expected)
+    plain = widget.body.toPlainText()
+    for n in range(12):
+        if n % 4 != 3:
+            assert f"Step {n}: take" in plain
+    assert plain.rstrip().endswith("The end.")
+    assert [source for source, _name in shown][:2] == ["$x_{0}^2$", "$y_{0}$"]
+
+
 def test_segmenter_keeps_an_open_display_formula_in_one_paragraph() -> None:
     segments = split_all("Before\n\\[\na\n\n| b |\n```\n\\]\nAfter\n\nNext")
     assert [s.kind for s in segments] == ["prose", "prose"]
