@@ -3,8 +3,8 @@
 Streaming text is buffered and flushed at most once per frame (a 16 ms timer). A flush
 appends newly finished Markdown segments to the reply's document and grows or re-renders
 only the open tail at its end (see :mod:`desktop_app.ui.markdown`), so the work per flush
-does not grow with the reply. The view follows the stream unless the user scrolled up; then a "Jump to latest"
-button appears.
+does not grow with the reply. The view follows the stream unless the user scrolled up; then
+a "Jump to latest" button appears.
 
 Text waits in a message's backlog until a :class:`RenderScheduler` turns it into document
 content, at most :data:`SLICE_CHARS` characters (and about :data:`SLICE_S` seconds) per
