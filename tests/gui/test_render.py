@@ -510,6 +510,32 @@ def test_a_reply_streamed_in_any_pieces_ends_as_the_document_of_its_whole_text(
         assert widget.stats.tail_extends > 0  # the open paragraph grew in place
 
 
+def test_a_plain_paragraph_opened_in_place_looks_as_if_read(qtbot: QtBot) -> None:
+    """A new open paragraph of plain text is written as a block and its text, unread; the
+    document is the one the Markdown reader gives. Anything else is read."""
+    for text in [
+        "two  spaces here",
+        "nbsp\u00a0here",
+        "Arabic \u0645\u0631\u062d\u0628\u0627 and more",
+        "ends with two spaces  ",
+        "Zero\u200bwidth and soft\u00adhyphen",
+        "emoji \U0001f30a wave, déjà vu!",
+        'quote "x" and (paren) and %',
+        "x" * 5000,
+    ]:
+        read, opened = SafeDocument(), SafeDocument()
+        DocumentWriter(read).append_prose("First.")
+        DocumentWriter(read).append_prose(text, open_end=True)
+        writer = DocumentWriter(opened)
+        writer.append_prose("First.")
+        assert writer.show_open(text), text  # written in place, not read
+        assert opened.toHtml() == read.toHtml(), text
+    for text in ["- item", "1. one", "# head", "> quote", "a *b*", "see www.x.y", "a\nb", "$x$"]:
+        writer = DocumentWriter(SafeDocument())
+        writer.append_prose("First.")
+        assert not writer.show_open(text), text  # read as Markdown
+
+
 def test_a_prompt_is_fitted_again_only_when_its_width_or_text_changes(qtbot: QtBot) -> None:
     widget = MessageWidget("user", RenderStats())
     qtbot.addWidget(widget)
