@@ -546,9 +546,10 @@ class DocumentWriter:
         elif not self.doc.isEmpty() and (text := plain_paragraph(markdown)) is not None:
             # a new paragraph of plain text: a block and its text, nothing to read
             at = self.doc.characterCount() - 1
-            cursor = self._end_cursor()
+            cursor = QTextCursor(self.doc)
             cursor.beginEditBlock()
             try:
+                cursor.movePosition(QTextCursor.MoveOperation.End)
                 cursor.insertBlock(paragraph_format(), QTextCharFormat())
                 cursor.insertText(text, QTextCharFormat())
             finally:
@@ -688,9 +689,10 @@ class DocumentWriter:
         piece.setMarkdown(markdown, MARKDOWN_FEATURES)
         _make_inert(piece)
         first = piece.begin().blockFormat()
-        cursor = self._end_cursor()
+        cursor = QTextCursor(doc)
         cursor.beginEditBlock()  # the piece, its styles and formulas: laid out once
         try:
+            cursor.movePosition(QTextCursor.MoveOperation.End)
             if joined:
                 before = cursor.blockFormat()
                 before.setBottomMargin(0)
@@ -718,7 +720,13 @@ class DocumentWriter:
     def extend_prose(self, text: str) -> None:
         """Append plain ``text`` (see :func:`plain_extension`) to the last paragraph, in
         the format of its last character: only that paragraph is laid out again."""
-        self._end_cursor().insertText(text)
+        cursor = QTextCursor(self.doc)
+        cursor.beginEditBlock()  # (a cursor placed outside one lays out its line to place x)
+        try:
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            cursor.insertText(text)
+        finally:
+            cursor.endEditBlock()
 
     # -- math -------------------------------------------------------------------------------
 
