@@ -152,7 +152,10 @@ view updated from it) plus {SETTLE_S * 1000:.0f} ms for the last repaint.
 - **Main-thread stall / event-loop lag**: a `QTimer` (`Qt.PreciseTimer`, every {PROBE_MS} ms)
   on the Qt main thread records `perf_counter()` at each firing; the lag of a firing is the
   gap since the previous one minus {PROBE_MS} ms. The longest stall is the largest lag over all
-  replies of that length; p99 is over all firings of those replies.
+  replies of that length; p99 is over all firings of those replies. The note gives, for each
+  reply's longest lag, the main thread's own CPU time (`time.thread_time()` at each firing)
+  between the two firings around it: most of that gap when Rill's work held the thread,
+  little when the machine did not run the thread.
 - **Render time per token**: `ChatView.flush` — the one place the view turns buffered text
   into document content (the Markdown segmenter, the document writer, the open tail's
   re-render, and the synchronous relayout they cause) — is wrapped by the benchmark with a
@@ -209,23 +212,39 @@ class LoopProbe(QObject):
         self.timer.timeout.connect(self._tick)
         self.process = psutil.Process()
         self.times: list[float] = []
+        self.cpu: list[float] = []
+        """The main thread's CPU time (``time.thread_time()``) at each of ``times``."""
         self.start_rss = 0
         self.peak_rss = 0
 
     def start(self) -> None:
         self.start_rss = self.peak_rss = int(self.process.memory_info().rss)
         self.times = [time.perf_counter()]
+        self.cpu = [time.thread_time()]
         self.timer.start()
 
     def stop(self) -> None:
         self.timer.stop()
         self.times.append(time.perf_counter())
+        self.cpu.append(time.thread_time())
         self.peak_rss = max(self.peak_rss, int(self.process.memory_info().rss))
 
     def _tick(self) -> None:
         self.times.append(time.perf_counter())
+        self.cpu.append(time.thread_time())
         if len(self.times) % RSS_EVERY == 0:
             self.peak_rss = max(self.peak_rss, int(self.process.memory_info().rss))
+
+    def ran_in_worst_ms(self) -> tuple[float, float]:
+        """The gap between the two firings around the longest lag, and how long the main
+        thread ran (its CPU time) in it, in ms: most of the gap when Rill's own work held the
+        thread, little when the machine did not run the thread."""
+        lags = self.lags_ms()
+        if not lags:
+            return 0.0, 0.0
+        worst = max(range(len(lags)), key=lags.__getitem__)
+        gap = (self.times[worst + 1] - self.times[worst]) * 1000
+        return gap, (self.cpu[worst + 1] - self.cpu[worst]) * 1000
 
     def lags_ms(self) -> list[float]:
         """How late each firing was, in ms (the last entry: from the last firing to stop)."""
@@ -355,6 +374,8 @@ class Reply:
 
     tokens: int
     lags_ms: list[float]
+    ran_in_worst_ms: tuple[float, float]
+    """The gap around the longest lag and the main thread's CPU time in it (ms)."""
     flush_s: float
     flushes: int
     longest_flush_ms: float
@@ -474,6 +495,7 @@ async def _reply(
     return Reply(
         tokens=tokens,
         lags_ms=probe.lags_ms(),
+        ran_in_worst_ms=probe.ran_in_worst_ms(),
         flush_s=flush.total_s,
         flushes=flush.calls,
         longest_flush_ms=flush.longest_s * 1000,
@@ -742,7 +764,12 @@ def _rows(replies: list[Reply]) -> list[Row]:
                 STALL_LIMIT_MS,
                 note=f"worst of {len(group)} replies (each: "
                 + ", ".join(f"{r.stall_ms:.1f}" for r in group)
-                + f" ms); arrived at {min(rates):,.0f}–{max(rates):,.0f} tok/s",
+                + " ms; the main thread ran "
+                + ", ".join(
+                    f"{r.ran_in_worst_ms[1]:.1f} of {r.ran_in_worst_ms[0]:.1f}" for r in group
+                )
+                + " ms between the firings around each); "
+                + f"arrived at {min(rates):,.0f}–{max(rates):,.0f} tok/s",
             )
         )
     for n, group in by_length.items():
