@@ -961,7 +961,7 @@ class MessageWidget(QFrame):
         if tail == self.writer.open_text:
             return
         if self.writer.show_open(tail):
-            # the paragraph only grew by plain text: appended, nothing is read again
+            # plain text (the paragraph grew, or a new one began): written in place, not read
             self.stats.tail_extends += 1
         else:
             self.stats.tail_renders += 1
