@@ -36,6 +36,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -546,14 +547,9 @@ class DocumentWriter:
         elif not self.doc.isEmpty() and (text := plain_paragraph(markdown)) is not None:
             # a new paragraph of plain text: a block and its text, nothing to read
             at = self.doc.characterCount() - 1
-            cursor = QTextCursor(self.doc)
-            cursor.beginEditBlock()
-            try:
-                cursor.movePosition(QTextCursor.MoveOperation.End)
+            with self._appending() as cursor:
                 cursor.insertBlock(paragraph_format(), QTextCharFormat())
                 cursor.insertText(text, QTextCharFormat())
-            finally:
-                cursor.endEditBlock()
             self._open_at = self._mark(at)
             self._open_text = markdown
             self._frame = None
@@ -689,10 +685,7 @@ class DocumentWriter:
         piece.setMarkdown(markdown, MARKDOWN_FEATURES)
         _make_inert(piece)
         first = piece.begin().blockFormat()
-        cursor = QTextCursor(doc)
-        cursor.beginEditBlock()  # the piece, its styles and formulas: laid out once
-        try:
-            cursor.movePosition(QTextCursor.MoveOperation.End)
+        with self._appending() as cursor:  # the piece, its styles and formulas: laid out once
             if joined:
                 before = cursor.blockFormat()
                 before.setBottomMargin(0)
@@ -714,19 +707,12 @@ class DocumentWriter:
             self._style_blocks(start)
             if spans:
                 self._place_math(start, spans, sources)
-        finally:
-            cursor.endEditBlock()
 
     def extend_prose(self, text: str) -> None:
         """Append plain ``text`` (see :func:`plain_extension`) to the last paragraph, in
         the format of its last character: only that paragraph is laid out again."""
-        cursor = QTextCursor(self.doc)
-        cursor.beginEditBlock()  # (a cursor placed outside one lays out its line to place x)
-        try:
-            cursor.movePosition(QTextCursor.MoveOperation.End)
+        with self._appending() as cursor:
             cursor.insertText(text)
-        finally:
-            cursor.endEditBlock()
 
     # -- math -------------------------------------------------------------------------------
 
@@ -992,6 +978,19 @@ class DocumentWriter:
             cursor.insertBlock(fmt, char)
             self._frame_lines += 1
         cursor.insertText(text, char)
+
+    @contextmanager
+    def _appending(self) -> Iterator[QTextCursor]:
+        """A cursor at the end of the document inside one edit: what is written through it
+        is laid out once, when the edit ends. (A cursor placed outside an edit lays out the
+        line it lands on at once, to know its x.)"""
+        cursor = QTextCursor(self.doc)
+        cursor.beginEditBlock()
+        try:
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            yield cursor
+        finally:
+            cursor.endEditBlock()
 
     def _end_cursor(self) -> QTextCursor:
         cursor = QTextCursor(self.doc)
