@@ -534,9 +534,9 @@ class DocumentWriter:
 
     def show_open(self, markdown: str) -> bool:
         """Show ``markdown``, the open end of a stream, after everything written, in place of
-        the open end shown before. Returns True when that one only grew by plain text (it
-        was extended in place, see :func:`plain_extension`), False when it was rendered
-        again."""
+        the open end shown before. Returns True when it was written in place as plain text
+        (the open end grew by plain text, see :func:`plain_extension`, or a new paragraph
+        of plain text began, see :func:`plain_paragraph`), False when it was rendered."""
         if self._open_at is not None:
             added = plain_extension(self._open_text, markdown)
             if added is not None:
@@ -623,8 +623,10 @@ class DocumentWriter:
             self._open_at = None
             self._open_text = ""
             return True
-        if plain_extension(shown, segment.text) is not None:
-            self.show_open(segment.text)
+        added = plain_extension(shown, segment.text)
+        if added is not None:
+            if added:
+                self.extend_prose(added)
             self._open_at = None
             self._open_text = ""
             return True
