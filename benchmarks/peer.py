@@ -29,6 +29,8 @@ PEER_VENV = "RILL_PEER_VENV"
 ROUNDS = 3
 QUICK_ROUNDS = 1
 IDLE_S = 5.0
+STDERR_SHOWN = 200
+"""Characters of each of the first stderr lines quoted when an application fails."""
 SHOWN_TIMEOUT_S = 120.0
 POLL_S = 0.01
 MB = 1024 * 1024
@@ -310,7 +312,8 @@ def _start(
                 shown = _shown(display, name, process, started)
             except RuntimeError as exc:
                 errors.seek(0)
-                said = errors.read().decode("utf-8", "replace").strip().splitlines()[:3]
+                head = errors.read(STDERR_SHOWN * 3).decode("utf-8", "replace")
+                said = [line[:STDERR_SHOWN] for line in head.strip().splitlines()[:3]]
                 told = f" ({' / '.join(said)})" if said else ""
                 raise RuntimeError(f"{name}: {exc}{told}") from None
             time.sleep(IDLE_S)
