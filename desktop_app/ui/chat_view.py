@@ -82,7 +82,10 @@ from desktop_app.ui.markdown import (
 if TYPE_CHECKING:
     from desktop_app.ui.tool_card import ToolCard, ToolSteps
 
-FLUSH_INTERVAL_MS = 16
+FRAME_MS = 40
+"""A frame of a streaming reply: text is drawn as soon as it arrives after a quiet spell,
+then at most once a frame (25 frames a second). Each frame lays out, paints and scrolls the
+view once whatever it adds, so a fast stream costs per frame, not per token."""
 SPARE_DELAY_MS = 500
 """A spare message widget is made after this much time without a new message or a reply."""
 SPARE_NEXT_MS = 50
@@ -1034,6 +1037,8 @@ class ChatView(QScrollArea):
         self._pending: list[str] = []
         self._follow = True
         self._welcome: QWidget | None = None
+        self._drawn_at = -math.inf
+        """When the last frame was drawn (``time.monotonic``)."""
 
         page = QWidget()
         # The page fills its background from the palette (the theme's window colour), not
@@ -1060,7 +1065,6 @@ class ChatView(QScrollArea):
 
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
-        self._flush_timer.setInterval(FLUSH_INTERVAL_MS)
         self._flush_timer.timeout.connect(self.flush)
         self._spares: dict[str, MessageWidget] = {}
         """A prompt's and a reply's widget made ahead of need (see ``_make_spare``)."""
@@ -1294,11 +1298,13 @@ class ChatView(QScrollArea):
             return
         self._pending.append(text)
         if not self._flush_timer.isActive():
-            self._flush_timer.start()
+            wait = self._drawn_at + FRAME_MS / 1000 - time.monotonic()
+            self._flush_timer.start(math.ceil(wait * 1000) if wait > 0 else 0)
 
     def flush(self) -> None:
         """Draw the buffered text now."""
         self._flush_timer.stop()
+        self._drawn_at = time.monotonic()
         if not self._pending or self._stream_widget is None:
             self._pending = []
             return

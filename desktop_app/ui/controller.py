@@ -61,13 +61,14 @@ from desktop_app.core.tools.base import POLICIES, Decision, ToolInfo
 from desktop_app.core.tools.config import server_configs, set_tool_policy
 from desktop_app.core.types import Attachment, TokenUsage
 from desktop_app.ui.attachment_chips import decode_image
+from desktop_app.ui.chat_view import FRAME_MS
 
 log = logging.getLogger("rill.ui")
 
 MAX_PROMPT_CHARS = 2_000_000
 """Longest prompt Rill sends (about half a million tokens, beyond any model's context)."""
 
-READ_INTERVAL_S = 0.016
+READ_INTERVAL_S = FRAME_MS / 1000
 """A frame: while the window shows a stream, its body is read at most this often (the
 window draws no more often anyway), so a fast stream costs one wake-up per frame."""
 

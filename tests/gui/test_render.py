@@ -4,14 +4,21 @@ links, and huge pastes."""
 from __future__ import annotations
 
 import random
+import time
 
-from PySide6.QtCore import QEvent, QObject, QRect, Qt, QUrl
+from PySide6.QtCore import QEvent, QObject, QRect, Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QPaintEvent, QTextDocument, QTextFormat
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from desktop_app.simulator import SimulatorThread
-from desktop_app.ui.chat_view import SPARE_DELAY_MS, MessageColumn, MessageWidget, RenderStats
+from desktop_app.ui.chat_view import (
+    FRAME_MS,
+    SPARE_DELAY_MS,
+    MessageColumn,
+    MessageWidget,
+    RenderStats,
+)
 from desktop_app.ui.controller import MAX_PROMPT_CHARS
 from desktop_app.ui.labels import WrapLabel
 from desktop_app.ui.main_window import MainWindow
@@ -306,6 +313,41 @@ def test_following_a_stream_repaints_only_what_changed(
     assert len(areas.heights) > 20  # it did paint while following
     whole = [h for h in areas.heights if h > viewport // 2]
     assert len(whole) <= len(areas.heights) // 10, areas.heights
+
+
+def test_a_stream_is_drawn_as_it_arrives_then_once_a_frame(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    """The first text after a quiet spell is drawn on the next turn of the event loop; text
+    that keeps arriving is drawn at most once every :data:`FRAME_MS`, however often it comes."""
+    sim.tokens_per_s = 1  # a token a second: quiet between them
+    sim.default_tokens = 100
+    window.composer.set_text("Write a long essay")
+    with qtbot.waitSignal(window.controller.turn_started, timeout=5_000):
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    view = window.view
+    reply = view.widgets[-1]
+    qtbot.waitUntil(lambda: bool(reply.text()), timeout=10_000)
+    view.flush()
+    qtbot.wait(FRAME_MS + 10)  # a quiet spell
+    drawn = view.stats.flushes
+    view.append_text(" quickly")
+    assert view._flush_timer.isActive() and view._flush_timer.interval() == 0
+    qtbot.waitUntil(lambda: view.stats.flushes > drawn, timeout=1_000)
+    assert reply.writer.open_text.endswith("quickly") or "quickly" in reply.body.toPlainText()
+    # now a piece every 2 ms for 0.4 s: no more than one frame per FRAME_MS
+    started = time.monotonic()
+    drawn = view.stats.flushes
+    pieces = iter(range(200))
+    feeder = QTimer()
+    feeder.timeout.connect(lambda: view.append_text(f" w{next(pieces, 0)}"))
+    feeder.start(2)
+    qtbot.waitUntil(lambda: time.monotonic() - started > 0.4, timeout=5_000)
+    feeder.stop()
+    frames = view.stats.flushes - drawn
+    elapsed_ms = (time.monotonic() - started) * 1000
+    assert 1 <= frames <= elapsed_ms / FRAME_MS + 1, (frames, elapsed_ms)
+    wait_reply(qtbot, window, window.controller.stop, timeout=10_000)
 
 
 def _rendered(shown: str, added: str | None = None) -> str:
