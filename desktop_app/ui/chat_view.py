@@ -43,6 +43,7 @@ from PySide6.QtGui import (
     QImage,
     QPainter,
     QPaintEvent,
+    QPalette,
     QResizeEvent,
     QTextCursor,
     QTextDocument,
@@ -1084,6 +1085,13 @@ class ChatView(QScrollArea):
         bar = self.verticalScrollBar()
         bar.rangeChanged.connect(self._on_range)
         bar.valueChanged.connect(self._on_value)
+        # The bar's track is transparent: its container fills the window colour, as the view
+        # does, so that redrawing the bar (every frame of a stream) does not redraw the
+        # window, the splitter and the view under it.
+        track = bar.parentWidget()
+        if track is not None:
+            track.setBackgroundRole(QPalette.ColorRole.Window)
+            track.setAutoFillBackground(True)
 
     # -- conversation ----------------------------------------------------------------------
 
@@ -1510,8 +1518,13 @@ class ChatView(QScrollArea):
             if bar.value() != maximum:
                 # Paint what changed where it is now, so that scrolling copies the pixels
                 # already drawn (Qt copies only a clean area) and paints just the strip
-                # scrolled into view, not the whole conversation.
-                QApplication.sendPostedEvents(self.window(), QEvent.Type.UpdateRequest)
+                # scrolled into view, not the whole conversation. The bar itself is not
+                # painted here: it changes again in a moment, and is painted once, after.
+                bar.setUpdatesEnabled(False)
+                try:
+                    QApplication.sendPostedEvents(self.window(), QEvent.Type.UpdateRequest)
+                finally:
+                    bar.setUpdatesEnabled(True)
             bar.setValue(maximum)
 
     def _on_value(self, value: int) -> None:

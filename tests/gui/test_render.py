@@ -274,11 +274,13 @@ class _PaintAreas(QObject):
     def __init__(self) -> None:
         super().__init__()
         self.heights: list[int] = []
+        self.rects: list[QRect] = []
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Type.Paint:
             assert isinstance(event, QPaintEvent)
             self.heights.append(event.rect().height())
+            self.rects.append(event.rect())
         return False
 
 
@@ -296,23 +298,35 @@ def test_following_a_stream_repaints_only_what_changed(
         sim.default_tokens = 5_000
         window.resize(900, 600)
         window.composer.set_text("Write a long essay")
-        areas = _PaintAreas()
+        areas, behind, bar = _PaintAreas(), _PaintAreas(), _PaintAreas()
         with qtbot.waitSignal(window.controller.turn_started, timeout=5_000):
             qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
-        reply = window.view.widgets[-1]
-        viewport = window.view.viewport().height()
+        view = window.view
+        reply = view.widgets[-1]
+        viewport = view.viewport().height()
         # once the reply is taller than the view, follow it for the rest of the stream
         qtbot.waitUntil(lambda: reply.body.height() > 2 * viewport, timeout=20_000)
-        reply.body.viewport().installEventFilter(areas)
+        watched = ((reply.body.viewport(), areas), (view, behind), (view.verticalScrollBar(), bar))
+        for widget, counter in watched:
+            widget.installEventFilter(counter)
+        frames = view.stats.flushes
         wait_reply(qtbot, window, lambda: None, timeout=20_000)
-        reply.body.viewport().removeEventFilter(areas)
+        frames = view.stats.flushes - frames
+        for widget, counter in watched:
+            widget.removeEventFilter(counter)
     finally:
         app.setStyleSheet(sheet)
         app.setPalette(palette)
-    assert window.view.following
+    assert view.following
     assert len(areas.heights) > 20  # it did paint while following
     whole = [h for h in areas.heights if h > viewport // 2]
     assert len(whole) <= len(areas.heights) // 10, areas.heights
+    # the scroll bar is drawn once a frame, over its own background: the view (and the
+    # window, the splitter) under it are not drawn again for it
+    assert frames > 20
+    assert len(bar.heights) <= frames + 2, (len(bar.heights), frames)
+    track = view.verticalScrollBar().parentWidget().geometry()
+    assert not [r for r in behind.rects if r.intersects(track)]
 
 
 def test_a_stream_is_drawn_as_it_arrives_then_once_a_frame(
