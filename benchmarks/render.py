@@ -68,7 +68,8 @@ TOKENS_PER_S = 2_000.0
 CPU_TOKENS = 4_000
 CPU_TOKENS_PER_S = 1_000.0
 CPU_LIMIT_US = 100.0
-IDLE_WAKE_S = 0.016
+IDLE_WAKE_S = chat_view.FRAME_MS / 1000
+"""A frame of the streaming view: the connection is read and the view drawn once in each."""
 IDLE_WAKES = 60
 PING_MS = 4
 PING_MEDIAN_LIMIT_MS = 8.0
