@@ -890,7 +890,7 @@ class _Watchdog:
 
 _PIECE = 256 * 1024
 """The most decoded bytes handled between two chances for the event loop to run."""
-_YIELD_EVERY_S = 0.02
+_YIELD_EVERY_S = 0.004
 """How long the read loop may keep the event loop busy before letting it run."""
 
 

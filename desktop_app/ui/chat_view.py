@@ -99,7 +99,7 @@ USER_TEXT_SHOWN = 8000
 SAFE_SCHEMES = frozenset({"http", "https"})
 SLICE_CHARS = 16_384
 """Most characters of text turned into document content in one event-loop turn."""
-SLICE_S = 0.008
+SLICE_S = 0.004
 """A slice stops taking new pieces of text after this long."""
 PIECE_CHARS = 4_096
 """Text enters the segmenter this many characters at a time."""
