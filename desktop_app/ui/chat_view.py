@@ -87,6 +87,10 @@ FRAME_MS = 40
 """A frame of a streaming reply: text is drawn as soon as it arrives after a quiet spell,
 then at most once a frame (25 frames a second). Each frame lays out, paints and scrolls the
 view once whatever it adds, so a fast stream costs per frame, not per token."""
+FRAME_EARLY_MS = 10
+"""Text arriving this close to the end of a frame is drawn at once: the connection is read
+once a frame, so the text of the next read is drawn in the wake-up that read it, not in a
+second one a few milliseconds later."""
 SPARE_DELAY_MS = 500
 """A spare message widget is made after this much time without a new message or a reply."""
 SPARE_NEXT_MS = 50
@@ -1019,6 +1023,9 @@ class ChatView(QScrollArea):
     """An :class:`Attachment` of a prompt to open (an image full size, a file in its viewer)."""
     thumbnails_wanted = Signal(list)
     """Hashes of stored images whose thumbnails are to be decoded (``set_thumbnail``)."""
+    frame_drawn = Signal()
+    """A frame of streamed text was drawn (what else moves while a reply streams can move
+    with it, in the same wake-up and the same paint)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -1306,8 +1313,8 @@ class ChatView(QScrollArea):
             return
         self._pending.append(text)
         if not self._flush_timer.isActive():
-            wait = self._drawn_at + FRAME_MS / 1000 - time.monotonic()
-            self._flush_timer.start(math.ceil(wait * 1000) if wait > 0 else 0)
+            wait_ms = (self._drawn_at - time.monotonic()) * 1000 + FRAME_MS
+            self._flush_timer.start(math.ceil(wait_ms) if wait_ms > FRAME_EARLY_MS else 0)
 
     def flush(self) -> None:
         """Draw the buffered text now."""
@@ -1324,6 +1331,7 @@ class ChatView(QScrollArea):
         # painted between two of them.
         for _ in range(LAYOUT_LEVELS):
             QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+        self.frame_drawn.emit()
 
     def _take_pending(self) -> None:
         """Hand the buffered text to the streaming message (it is drawn by the scheduler)."""

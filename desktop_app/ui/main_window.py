@@ -464,6 +464,7 @@ class MainWindow(QMainWindow):
         )
         view.copied.connect(lambda _what: status.show_message("Copied the message"))
         view.cost_changed.connect(status.set_cost)
+        view.frame_drawn.connect(status.on_frame)
 
         self.composer.send_requested.connect(self.send)
         self.composer.stop_requested.connect(c.stop)

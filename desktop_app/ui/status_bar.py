@@ -17,6 +17,10 @@ from desktop_app.ui.retry_banner import Countdown
 from desktop_app.ui.tool_card import shown_name
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+SPIN_MS = 90
+"""The spinner's next frame comes this often."""
+TICK_MS = 250
+"""What is happening (speed, tokens, a countdown) is written again this often."""
 TOOL_NAME_SHOWN = 60
 
 
@@ -84,11 +88,13 @@ class StatusPanel(QWidget):
         layout.addWidget(self.cost)
 
         self._spin_timer = QTimer(self)
-        self._spin_timer.setInterval(90)
+        self._spin_timer.setInterval(SPIN_MS)
         self._spin_timer.timeout.connect(self._spin)
         self._tick_timer = QTimer(self)
-        self._tick_timer.setInterval(250)
+        self._tick_timer.setInterval(TICK_MS)
         self._tick_timer.timeout.connect(self._tick)
+        self._spun_at = 0.0
+        self._ticked_at = 0.0
 
     @property
     def text(self) -> str:
@@ -199,13 +205,29 @@ class StatusPanel(QWidget):
         """Show what is happening now (a tool started, a call waits for approval)."""
         self._tick()
 
+    def on_frame(self) -> None:
+        """A frame of the streaming reply was drawn: move the spinner and the line now if
+        they are due, and start their timers again. While frames come, the status bar
+        changes in the frames' wake-ups and paints, and its timers never wake the window."""
+        if not self._busy:
+            return
+        now = time.monotonic()
+        if now - self._spun_at >= SPIN_MS / 1000:
+            self._spin()
+        self._spin_timer.start()
+        if now - self._ticked_at >= TICK_MS / 1000:
+            self._tick()
+        self._tick_timer.start()
+
     def _spin(self) -> None:
+        self._spun_at = time.monotonic()
         self._frame = (self._frame + 1) % len(SPINNER)
         self.spinner.setText(SPINNER[self._frame])
 
     def _tick(self) -> None:
         if not self._busy:
             return
+        self._ticked_at = time.monotonic()
         stats = self._stats()
         suffix = f" (attempt {self._attempt})" if self._attempt > 1 else ""
         tools = tool_status(stats)
