@@ -281,11 +281,13 @@ class RenderScheduler(QObject):
         deadline = time.perf_counter() + SLICE_S
         budget = SLICE_CHARS
         used = 0
-        while self._waiting and used < budget and time.perf_counter() < deadline:
+        while self._waiting and used < budget:
             widget = self._waiting[0]
             used += widget.render_some(budget - used, deadline)
             if not widget.rendering:
                 self._waiting.pop(0)
+            if time.perf_counter() >= deadline:
+                break  # (after one step at least: a slow machine still gets on)
         self.stats.slices += 1
         self.stats.max_slice_chars = max(self.stats.max_slice_chars, used)
         if self._waiting:
@@ -682,7 +684,7 @@ class MessageWidget(QFrame):
             self._backlog.append(text)
         if len(text) <= PIECE_CHARS:
             self.render_some(PIECE_CHARS, time.perf_counter() + SLICE_S)
-        else:
+        if self.rendering:  # (a short text whose slice ran out of time too)
             self._scheduler.want(self)
         self._show_body()
 

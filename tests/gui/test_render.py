@@ -6,12 +6,14 @@ from __future__ import annotations
 import random
 import time
 
+import pytest
 from PySide6.QtCore import QEvent, QObject, QRect, Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QPaintEvent, QTextDocument, QTextFormat
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from desktop_app.simulator import SimulatorThread
+from desktop_app.ui import chat_view
 from desktop_app.ui.chat_view import (
     FRAME_EARLY_MS,
     FRAME_MS,
@@ -725,6 +727,20 @@ def test_enter_shows_the_prompt_and_the_reply_in_widgets_made_ahead(
         window.apply_theme()
         app.setStyleSheet(sheet)
         app.setPalette(palette)
+
+
+def test_a_short_text_whose_first_slice_runs_out_of_time_is_finished_later(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stored reply is rendered in one slice when it is short; on a machine slow enough
+    for that slice to run out of time, the rest is drawn in the next ones, not left."""
+    monkeypatch.setattr(chat_view, "SLICE_S", 0.0)  # every slice runs out after one step
+    text = "\n\n".join(f"Paragraph {n} of a stored reply." for n in range(12))
+    widget = MessageWidget("assistant", RenderStats())
+    qtbot.addWidget(widget)
+    widget.render_text(text)
+    qtbot.waitUntil(lambda: not widget.rendering, timeout=5_000)
+    assert widget.body.document().toPlainText() == text.replace("\n\n", "\n")
 
 
 def test_the_column_places_its_messages_once_it_holds_them(qtbot: QtBot) -> None:
