@@ -332,6 +332,16 @@ def test_following_a_stream_repaints_only_what_changed(
     assert not [r for r in behind.rects if r.intersects(track)]
 
 
+def _essay_begun(qtbot: QtBot, window: MainWindow) -> MessageWidget:
+    """Ask for an essay with Enter; return its reply's widget once its first text is shown."""
+    window.composer.set_text("Write a long essay")
+    with qtbot.waitSignal(window.controller.turn_started, timeout=5_000):
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    reply = window.view.widgets[-1]
+    qtbot.waitUntil(lambda: bool(reply.text()), timeout=10_000)
+    return reply
+
+
 def test_a_stream_is_drawn_as_it_arrives_then_once_a_frame(
     qtbot: QtBot, window: MainWindow, sim: SimulatorThread
 ) -> None:
@@ -340,12 +350,8 @@ def test_a_stream_is_drawn_as_it_arrives_then_once_a_frame(
     than in a second wake-up), however often it comes."""
     sim.tokens_per_s = 1  # a token a second: quiet between them
     sim.default_tokens = 100
-    window.composer.set_text("Write a long essay")
-    with qtbot.waitSignal(window.controller.turn_started, timeout=5_000):
-        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     view = window.view
-    reply = view.widgets[-1]
-    qtbot.waitUntil(lambda: bool(reply.text()), timeout=10_000)
+    reply = _essay_begun(qtbot, window)
     view.flush()
     qtbot.wait(FRAME_MS + 10)  # a quiet spell
     drawn = view.stats.flushes
@@ -660,12 +666,8 @@ def test_a_frame_lays_out_its_text_before_anything_is_painted(
     sim.tokens_per_s = 200
     sim.default_tokens = 2_000
     window.resize(900, 600)
-    window.composer.set_text("Write a long essay")
-    with qtbot.waitSignal(window.controller.turn_started, timeout=5_000):
-        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     view = window.view
-    reply = view.widgets[-1]
-    qtbot.waitUntil(lambda: bool(reply.text()), timeout=10_000)
+    _essay_begun(qtbot, window)
     page = view.widget()
     bar = view.verticalScrollBar()
     view.append_text("\n\n" + "A paragraph of words. " * 200 + "\n\n")
