@@ -353,7 +353,9 @@ def test_a_stream_is_drawn_as_it_arrives_then_once_a_frame(
     view = window.view
     reply = _essay_begun(qtbot, window)
     view.flush()
-    qtbot.wait(FRAME_MS + 10)  # a quiet spell
+    drawn_at = time.monotonic()
+    # a quiet spell: a whole frame with nothing new (the next token is a second away)
+    qtbot.waitUntil(lambda: time.monotonic() - drawn_at > FRAME_MS / 1000, timeout=1_000)
     drawn = view.stats.flushes
     view.append_text(" quickly")
     assert view._flush_timer.isActive() and view._flush_timer.interval() == 0
