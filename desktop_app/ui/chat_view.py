@@ -1,6 +1,6 @@
 """The conversation: message cards in a scroll area, with a streaming reply at the bottom.
 
-Streaming text is buffered and flushed at most once per frame (a 16 ms timer). A flush
+Streaming text is buffered and flushed at most once per frame (:data:`FRAME_MS`). A flush
 appends newly finished Markdown segments to the reply's document and grows or re-renders
 only the open tail at its end (see :mod:`desktop_app.ui.markdown`), so the work per flush
 does not grow with the reply. The view follows the stream unless the user scrolled up; then
@@ -1321,10 +1321,10 @@ class ChatView(QScrollArea):
     def flush(self) -> None:
         """Draw the buffered text now."""
         self._flush_timer.stop()
-        self._drawn_at = time.monotonic()
         if not self._pending or self._stream_widget is None:
             self._pending = []
             return
+        self._drawn_at = time.monotonic()
         self._take_pending()
         self.scheduler.run()
         # The new text changed the reply's height: lay that out now, up to the page and the
