@@ -619,18 +619,15 @@ class DocumentWriter:
         if segment.joined:
             return False
         shown = self._open_text
-        if shown.rstrip() == segment.text.rstrip() and "$" not in shown and "\\" not in shown:
-            self._open_at = None
-            self._open_text = ""
+        same = shown.rstrip() == segment.text.rstrip() and "$" not in shown and "\\" not in shown
+        added = "" if same else plain_extension(shown, segment.text)
+        if added is None:
+            self._replace_open(segment.text, open_end=False)
             return True
-        added = plain_extension(shown, segment.text)
-        if added is not None:
-            if added:
-                self.extend_prose(added)
-            self._open_at = None
-            self._open_text = ""
-            return True
-        self._replace_open(segment.text, open_end=False)
+        if added:
+            self.extend_prose(added)
+        self._open_at = None
+        self._open_text = ""
         return True
 
     def write(self, segment: Segment) -> None:
