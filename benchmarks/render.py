@@ -158,14 +158,15 @@ view updated from it) plus {SETTLE_S * 1000:.0f} ms for the last repaint.
   between the two firings around it: most of that gap when Rill's work held the thread,
   little when the machine did not run the thread.
 - **Render time per token**: `ChatView.flush` — the one place the view turns buffered text
-  into document content (the Markdown segmenter, the document writer, the open tail's
-  re-render, and the synchronous relayout they cause) — is wrapped by the benchmark with a
-  `perf_counter()` accumulator (a monkeypatch installed before the window is built and kept
-  until it is closed; the app's code is not changed). Its total over a reply divided by the
-  reply's tokens is the figure; the median over the rounds is reported, and the ratio is of
-  the two medians. Qt's own deferred work (layout requests and painting) runs outside
-  `flush`, so **main-thread CPU per token** (`time.thread_time()` of the main thread over the
-  reply: engine, signals, view, layout, paint) is reported beside it for context.
+  into document content and draws a frame (the Markdown segmenter, the document writer, the
+  open tail's re-render, the relayout up to the scroll bar, the scroll and the frame's
+  paint) — is wrapped by the benchmark with a `perf_counter()` accumulator (a monkeypatch
+  installed before the window is built and kept until it is closed; the app's code is not
+  changed). Its total over a reply divided by the reply's tokens is the figure; the median
+  over the rounds is reported, and the ratio is of the two medians. Formulas typeset later
+  and the window's other work run outside `flush`, so **main-thread CPU per token**
+  (`time.thread_time()` of the main thread over the reply: engine, signals, view, layout,
+  paint) is reported beside it for context.
 - **CPU per reply**: user + system CPU seconds of the whole process (`psutil`, all its
   threads: the GUI, the services' I/O thread, the cache) over the reply; median of the rounds.
 - **Memory per reply**: RSS is read after `gc.collect()` before the reply and every

@@ -1334,6 +1334,9 @@ class ChatView(QScrollArea):
         for _ in range(LAYOUT_LEVELS):
             QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
         self.frame_drawn.emit()
+        # ...and paint it now, with what moved beside it (the scroll bar, the status bar):
+        # the frame is whole when the flush returns, and costs what it costs in the flush.
+        QApplication.sendPostedEvents(self.window(), QEvent.Type.UpdateRequest)
 
     def _take_pending(self) -> None:
         """Hand the buffered text to the streaming message (it is drawn by the scheduler)."""

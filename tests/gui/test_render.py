@@ -376,6 +376,26 @@ def test_a_stream_is_drawn_as_it_arrives_then_once_a_frame(
     wait_reply(qtbot, window, window.controller.stop, timeout=10_000)
 
 
+def test_a_frame_is_painted_before_its_flush_returns(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    """A frame is laid out, scrolled and painted in one piece of work: the reply's new text
+    is on screen when ``flush`` returns, not at some later turn of the event loop."""
+    sim.tokens_per_s = 1  # a token a second: nothing else arrives meanwhile
+    sim.default_tokens = 100
+    view = window.view
+    reply = _essay_begun(qtbot, window)
+    painted = _PaintAreas()
+    reply.body.viewport().installEventFilter(painted)
+    try:
+        view.append_text(" and a few more words")
+        view.flush()
+    finally:
+        reply.body.viewport().removeEventFilter(painted)
+    assert painted.heights
+    wait_reply(qtbot, window, window.controller.stop, timeout=10_000)
+
+
 def test_while_a_reply_streams_the_status_bar_moves_with_its_frames(
     qtbot: QtBot, window: MainWindow, sim: SimulatorThread
 ) -> None:
