@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer
+from PySide6.QtGui import QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QSizePolicy, QWidget
 
 from desktop_app.core.errors import human_seconds
 from desktop_app.core.types import GenerationResponse
 from desktop_app.ui.controller import StreamStats
-from desktop_app.ui.labels import PlainLabel
+from desktop_app.ui.labels import PlainLabel, plain_tooltip
 from desktop_app.ui.retry_banner import Countdown
 from desktop_app.ui.tool_card import shown_name
 
@@ -22,6 +23,8 @@ SPIN_MS = 90
 TICK_MS = 250
 """What is happening (speed, tokens, a countdown) is written again this often."""
 TOOL_NAME_SHOWN = 60
+LINE_CHARS_DRAWN = 1_000
+"""The most characters of a status line looked at when it is drawn (it is elided anyway)."""
 
 
 def tool_status(stats: StreamStats, now: float | None = None) -> str:
@@ -37,6 +40,57 @@ def tool_status(stats: StreamStats, now: float | None = None) -> str:
     name = shown_name(name, TOOL_NAME_SHOWN)
     more = f" and {len(running) - 1} more" if len(running) > 1 else ""
     return f"Running {name}{more} ({int(now - started)} s)…"
+
+
+class StatusText(QWidget):
+    """One line of plain text in the status bar whose size does not follow its text.
+
+    A ``QLabel`` asks its parent to lay out again whenever its text changes, and a
+    ``QStatusBar`` answers that by building its layout anew and painting all of itself (and
+    the window under it): several times a second while a reply streams, for the spinner and
+    the speed. This line keeps its size; a new text only paints the line again, elided to
+    its width. The text is drawn literally, on one line, never read as markup.
+    """
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._text = text
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setAccessibleName(text)
+
+    def text(self) -> str:
+        return self._text
+
+    def setText(self, text: str) -> None:
+        if text != self._text:
+            self._text = text
+            self.setAccessibleName(text)
+            self.update()
+
+    def setToolTip(self, text: str) -> None:
+        super().setToolTip(plain_tooltip(text))
+
+    def sizeHint(self) -> QSize:
+        return QSize(self.fontMetrics().averageCharWidth() * 8, self.fontMetrics().height())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(0, self.fontMetrics().height())
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self.updateGeometry()  # a new font (a theme) is a new height
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        one_line = Qt.TextFlag.TextSingleLine
+        shown = self.fontMetrics().elidedText(
+            self._text[:LINE_CHARS_DRAWN], Qt.TextElideMode.ElideRight, self.width(), one_line
+        )
+        align = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(QPalette.ColorRole.WindowText))
+        painter.drawText(self.rect(), int(align) | int(one_line), shown)
+        painter.end()
 
 
 class StatusPanel(QWidget):
@@ -59,14 +113,18 @@ class StatusPanel(QWidget):
         self.countdown = countdown if countdown is not None else Countdown(self)
         self.countdown.changed.connect(lambda _left: self._tick())
 
+        # The panel paints its own background, so that the spinner and the line, which
+        # change while a reply streams, are painted over it alone, not over the bar and
+        # the window too.
+        self.setBackgroundRole(QPalette.ColorRole.Window)
+        self.setAutoFillBackground(True)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 2, 8, 2)
         layout.setSpacing(8)
-        self.spinner = PlainLabel(" ")
+        self.spinner = StatusText(" ")
         self.spinner.setFixedWidth(16)
         layout.addWidget(self.spinner)
-        self.label = PlainLabel("Ready")
-        self.label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.label = StatusText("Ready")
         layout.addWidget(self.label, 1)
         self.progress = QProgressBar()
         self.progress.setObjectName("tokenBar")

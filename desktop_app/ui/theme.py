@@ -286,8 +286,8 @@ QWidget#sidebarRail {{ background: {t.window}; }}
 QSplitter::handle {{ background: {t.border}; }}
 QStatusBar {{ background: {t.window}; border-top: 1px solid {t.border}; }}
 QStatusBar::item {{ border: none; }}
-QStatusBar QLabel {{ color: {t.muted}; }}
-QStatusBar QLabel[state="error"] {{ color: {t.error}; }}
+QStatusBar QLabel, QStatusBar StatusText {{ color: {t.muted}; }}
+QStatusBar StatusText[state="error"] {{ color: {t.error}; }}
 QFrame#retryBanner {{ border: none; }}
 QFrame#toolCard {{
     background: {t.alt_base}; border: 1px solid {t.border}; border-radius: 8px;

@@ -5,9 +5,12 @@ dialog showing every row."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+import pytest
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
@@ -16,6 +19,8 @@ from desktop_app.simulator import SimulatorThread
 from desktop_app.ui.main_window import NARROW_WIDTH, TITLE_CHARS, MainWindow, window_title
 from desktop_app.ui.shortcuts import SHORTCUTS
 from desktop_app.ui.sidebar import GROUPS, SECTION_ROLE, date_group
+from desktop_app.ui.status_bar import StatusText
+from desktop_app.ui.theme import current
 from tests.gui.util import Windows, sim_config, wait_reply
 
 DAY = 86400.0
@@ -211,3 +216,66 @@ def test_the_status_bar_marks_an_error_until_the_next_message(window: MainWindow
     assert window.status.text == "⚠ The server said <b>no</b>"
     window.status.show_message("Ready")
     assert window.status.state == ""
+
+
+@pytest.fixture
+def themed(window: MainWindow) -> Iterator[None]:
+    """The window as the app shows it, with the theme's style sheet; the app's own after."""
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    sheet, palette = app.styleSheet(), app.palette()
+    window.apply_theme()
+    yield
+    app.setStyleSheet(sheet)
+    app.setPalette(palette)
+
+
+class _Paints(QObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            self.count += 1
+        return False
+
+
+def test_the_spinner_and_the_status_line_change_without_repainting_the_bar(
+    qtbot: QtBot, window: MainWindow, themed: None
+) -> None:
+    """While a reply streams the spinner turns and the line says the speed several times a
+    second: each change paints the line again, not the status bar or the window under it."""
+    status = window.status
+    qtbot.waitUntil(lambda: status.label.width() > 100, timeout=5_000)
+    bar, line, under = _Paints(), _Paints(), _Paints()
+    status.label.installEventFilter(line)
+    status.show_message("Connecting…")  # the window, themed, is painted first
+    qtbot.waitUntil(lambda: line.count > 0, timeout=2_000)
+    line.count = 0
+    window.statusBar().installEventFilter(bar)
+    window.installEventFilter(under)
+    try:
+        for step in range(1, 6):
+            status._spin()
+            status.show_message(f"Streaming at {step * 111} tok/s · {step * 1_000:,} tokens")
+            qtbot.waitUntil(lambda step=step: line.count >= step, timeout=2_000)  # type: ignore[misc]
+    finally:
+        for widget, counter in ((window.statusBar(), bar), (window, under), (status.label, line)):
+            widget.removeEventFilter(counter)
+    assert (bar.count, under.count) == (0, 0)
+
+
+def test_the_status_line_is_one_line_of_plain_text_in_the_theme_colours(
+    window: MainWindow, themed: None
+) -> None:
+    line = window.status.label
+    assert isinstance(line, StatusText)
+    hostile = "<img src='file:///etc/passwd'>\n\x1b[31m" + "x" * 5_000_000
+    window.status.show_error(hostile)
+    assert line.text() == "⚠ " + hostile
+    assert line.palette().color(QPalette.ColorRole.WindowText) == QColor(current().error)
+    image = line.grab().toImage()  # drawn in one line, cut to its width, at once
+    assert image.height() == line.height() < 40
+    window.status.show_message("Ready")
+    assert line.palette().color(QPalette.ColorRole.WindowText) == QColor(current().muted)
