@@ -53,7 +53,8 @@ METHOD = f"""\
 Runs only when `{PEER_VENV}` names a virtual environment with `pygpt-net` installed
 (`python3.11 -m venv … && …/bin/pip install pygpt-net`, about 2.8 GB; it needs the system's
 PortAudio headers to build PyAudio and `libpulse0` to start). Both applications run under
-their own `Xvfb` server (1280×900, 24-bit, no window manager) with Qt's `xcb` platform, one
+their own `Xvfb` server (1280×900, 24-bit, no window manager, `-noreset` so that it stays up
+between one application's exit and the next one's start) with Qt's `xcb` platform, one
 after the other, interleaved, {ROUNDS} rounds, against one simulator process
 (`benchmarks.paced_simulator`) that answers every chat with {REPLY_TOKENS:,} tokens paced at
 {REPLY_TOKENS_PER_S:,.0f} tokens/s. Rill starts as `python -m desktop_app` over a `RILL_HOME`
@@ -139,7 +140,19 @@ def _xvfb() -> Iterator[str]:
     """An Xvfb server of its own; yields its DISPLAY."""
     read, write = os.pipe()
     process = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
+        # -noreset: by default an X server resets when its last client leaves, and refuses
+        # the next one meanwhile (the next application's start then fails to connect)
+        [
+            "Xvfb",
+            "-displayfd",
+            str(write),
+            "-screen",
+            "0",
+            "1280x900x24",
+            "-nolisten",
+            "tcp",
+            "-noreset",
+        ],
         pass_fds=(write,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
