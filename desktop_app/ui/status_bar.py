@@ -24,7 +24,8 @@ TICK_MS = 250
 """What is happening (speed, tokens, a countdown) is written again this often."""
 TOOL_NAME_SHOWN = 60
 LINE_CHARS_DRAWN = 1_000
-"""The most characters of a status line looked at when it is drawn (it is elided anyway)."""
+"""The most characters of a status line drawn or given to assistive technology (it is
+elided to its width anyway)."""
 
 
 def tool_status(stats: StreamStats, now: float | None = None) -> str:
@@ -56,7 +57,7 @@ class StatusText(QWidget):
         super().__init__(parent)
         self._text = text
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setAccessibleName(text)
+        self.setAccessibleName(text[:LINE_CHARS_DRAWN])
 
     def text(self) -> str:
         return self._text
@@ -64,7 +65,7 @@ class StatusText(QWidget):
     def setText(self, text: str) -> None:
         if text != self._text:
             self._text = text
-            self.setAccessibleName(text)
+            self.setAccessibleName(text[:LINE_CHARS_DRAWN])
             self.update()
 
     def setToolTip(self, text: str) -> None:

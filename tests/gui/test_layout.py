@@ -19,7 +19,7 @@ from desktop_app.simulator import SimulatorThread
 from desktop_app.ui.main_window import NARROW_WIDTH, TITLE_CHARS, MainWindow, window_title
 from desktop_app.ui.shortcuts import SHORTCUTS
 from desktop_app.ui.sidebar import GROUPS, SECTION_ROLE, date_group
-from desktop_app.ui.status_bar import StatusText
+from desktop_app.ui.status_bar import LINE_CHARS_DRAWN, StatusText
 from desktop_app.ui.theme import current
 from tests.gui.util import Windows, sim_config, wait_reply
 
@@ -274,6 +274,7 @@ def test_the_status_line_is_one_line_of_plain_text_in_the_theme_colours(
     hostile = "<img src='file:///etc/passwd'>\n\x1b[31m" + "x" * 5_000_000
     window.status.show_error(hostile)
     assert line.text() == "⚠ " + hostile
+    assert line.accessibleName() == line.text()[:LINE_CHARS_DRAWN]
     assert line.palette().color(QPalette.ColorRole.WindowText) == QColor(current().error)
     image = line.grab().toImage()  # drawn in one line, cut to its width, at once
     assert image.height() == line.height() < 40
