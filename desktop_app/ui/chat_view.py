@@ -54,6 +54,7 @@ from PySide6.QtWidgets import (
     QApplication,
     QFrame,
     QHBoxLayout,
+    QLayout,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -95,9 +96,14 @@ SPARE_DELAY_MS = 500
 """A spare message widget is made after this much time without a new message or a reply."""
 SPARE_NEXT_MS = 50
 """And the next one this much later (each is one short piece of work, not both at once)."""
-LAYOUT_LEVELS = 4
-"""Layouts between a reply's text and the scroll bar: the message, the column, the page and
-the scroll area's viewport."""
+LAYOUT_LEVELS = 5
+"""Layouts between a reply's text and the scroll bar: the message, its block, the column,
+the page and the scroll area's viewport."""
+BLOCK_MESSAGES = 8
+"""The column holds its first messages itself and the rest in blocks of this many, so a
+frame of a streaming reply lays out and paints its own block and the column, whose items
+are at most this many messages and the blocks: its cost does not grow with the number of
+messages above it."""
 USER_TEXT_SHOWN = 8000
 """A longer user message is shown cut to this many characters (copying gives all of it)."""
 SAFE_SCHEMES = frozenset({"http", "https"})
@@ -228,7 +234,7 @@ class DocView(QTextBrowser):
 
 
 class MessageColumn(QVBoxLayout):
-    """The column of messages, placed only in a rect that holds them all.
+    """A column of messages (or of blocks of them), placed only in a rect that holds them all.
 
     When a message grows (a reply streaming in), Qt lays out the column before its parents
     have made it taller, in the height it had: a box layout then squeezes the messages
@@ -245,6 +251,10 @@ class MessageColumn(QVBoxLayout):
         if rect.height() < needed and (column is None or needed <= column.maximumHeight()):
             return
         super().setGeometry(rect)
+
+
+def _count(layout: QLayout | None) -> int:
+    return 0 if layout is None else layout.count()
 
 
 class RenderScheduler(QObject):
@@ -1047,6 +1057,9 @@ class ChatView(QScrollArea):
         self._pending: list[str] = []
         self._follow = True
         self._welcome: QWidget | None = None
+        self._blocks: list[QWidget] = []
+        """The column's blocks of at most :data:`BLOCK_MESSAGES` messages, in order (after
+        the first messages, which the column holds itself)."""
         self._drawn_at = -math.inf
         """When the last frame was drawn (``time.monotonic``)."""
 
@@ -1125,6 +1138,7 @@ class ChatView(QScrollArea):
             w.setParent(None)
             w.deleteLater()
         self.widgets = []
+        self._drop_empty_blocks()
         if self._welcome is not None:
             self._welcome.show()
 
@@ -1173,16 +1187,46 @@ class ChatView(QScrollArea):
                 widget.hide()
                 widget.setParent(None)
                 widget.deleteLater()
+        self._drop_empty_blocks()
         self._after_change()
 
     def _add(self, role: str) -> MessageWidget:
         widget = self._spares.pop(role, None) or self._message(role)
-        self.layout_.insertWidget(self.layout_.count() - 1, widget)
+        if not self._blocks and len(self.widgets) < BLOCK_MESSAGES:
+            self.layout_.insertWidget(self.layout_.count() - 1, widget)
+        else:
+            self._last_block().addWidget(widget)
         self.widgets.append(widget)
         if self._welcome is not None:
             self._welcome.hide()
         self._spare_timer.start(SPARE_DELAY_MS)
         return widget
+
+    def _last_block(self) -> MessageColumn:
+        """The layout of the block the next message goes in (a new one when the last is full,
+        or when the column holds all the messages it holds itself)."""
+        if self._blocks:
+            layout = self._blocks[-1].layout()
+            if isinstance(layout, MessageColumn) and layout.count() < BLOCK_MESSAGES:
+                return layout
+        block = QWidget(self.column)
+        block.setObjectName("chatBlock")
+        block.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
+        layout = MessageColumn(block)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(self.layout_.spacing())
+        self.layout_.insertWidget(self.layout_.count() - 1, block)
+        self._blocks.append(block)
+        return layout
+
+    def _drop_empty_blocks(self) -> None:
+        """Remove the blocks whose messages have all been removed (an empty block would still
+        take the column's spacing)."""
+        for block in [b for b in self._blocks if not _count(b.layout())]:
+            self._blocks.remove(block)
+            block.hide()
+            block.setParent(None)
+            block.deleteLater()
 
     def _message(self, role: str) -> MessageWidget:
         widget = MessageWidget(role, self.stats, self.column, self.scheduler)

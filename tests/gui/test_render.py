@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QEvent, QObject, QRect, Qt, QTimer, QUrl
+from PySide6.QtCore import QEvent, QObject, QPoint, QRect, Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QPaintEvent, QTextDocument, QTextFormat
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
+from desktop_app.core.history import History
 from desktop_app.simulator import SimulatorThread
 from desktop_app.ui import chat_view
 from desktop_app.ui.chat_view import (
     FRAME_EARLY_MS,
     FRAME_MS,
     SPARE_DELAY_MS,
+    ChatView,
     MessageColumn,
     MessageWidget,
     RenderStats,
@@ -313,6 +316,9 @@ def test_following_a_stream_repaints_only_what_changed(
         for widget, counter in watched:
             widget.installEventFilter(counter)
         frames = view.stats.flushes
+        grown: list[int] = []  # each time the view grew (a frame, or the rest of its text
+        # drawn in a later slice when the machine is slow)
+        view.verticalScrollBar().rangeChanged.connect(lambda _low, high: grown.append(high))
         wait_reply(qtbot, window, lambda: None, timeout=20_000)
         frames = view.stats.flushes - frames
         for widget, counter in watched:
@@ -324,10 +330,10 @@ def test_following_a_stream_repaints_only_what_changed(
     assert len(areas.heights) > 20  # it did paint while following
     whole = [h for h in areas.heights if h > viewport // 2]
     assert len(whole) <= len(areas.heights) // 10, areas.heights
-    # the scroll bar is drawn once a frame, over its own background: the view (and the
-    # window, the splitter) under it are not drawn again for it
+    # the scroll bar is drawn once each time the view grows (once a frame), over its own
+    # background: the view (and the window, the splitter) under it are not drawn again for it
     assert frames > 20
-    assert len(bar.heights) <= frames + 2, (len(bar.heights), frames)
+    assert len(bar.heights) <= len(grown) + 2, (len(bar.heights), len(grown), frames)
     track = view.verticalScrollBar().parentWidget().geometry()
     assert not [r for r in behind.rects if r.intersects(track)]
 
@@ -374,6 +380,100 @@ def test_a_stream_is_drawn_as_it_arrives_then_once_a_frame(
     elapsed_ms = (time.monotonic() - started) * 1000
     assert 1 <= frames <= elapsed_ms / (FRAME_MS - FRAME_EARLY_MS) + 1, (frames, elapsed_ms)
     wait_reply(qtbot, window, window.controller.stop, timeout=10_000)
+
+
+class _LayoutRequests(QObject):
+    """Counts the layout requests a widget receives (its layout is placed for each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.LayoutRequest:
+            self.count += 1
+        return False
+
+
+def test_a_reply_in_a_long_chat_lays_out_its_own_block_not_every_message(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    """The column keeps the messages after its first ones in blocks: a frame of a streaming
+    reply lays out the reply's block and the column, not the layouts that hold the
+    messages of a long chat above it."""
+    history = window.services.history
+    assert history is not None
+    chat = history.create_conversation(title="A long chat")
+    for number in range(12):
+        history.add_message(chat.id, "user", f"Question {number}?")
+        history.add_message(chat.id, "assistant", f"Answer {number}, in a few words.")
+    view = window.view
+    with qtbot.waitSignal(window.controller.conversation_loaded, timeout=10_000):
+        window.controller.open_conversation(chat.id)
+    qtbot.waitUntil(
+        lambda: len(view.widgets) == 24 and not any(w.rendering for w in view.widgets),
+        timeout=10_000,
+    )
+    sim.tokens_per_s = 300
+    sim.default_tokens = 600
+    earlier = view.widgets[16]
+    reply = _essay_begun(qtbot, window)
+    first_block, reply_block = earlier.parentWidget(), reply.parentWidget()
+    assert first_block is not None and reply_block is not None
+    above, own = _LayoutRequests(), _LayoutRequests()
+    first_block.installEventFilter(above)
+    reply_block.installEventFilter(own)
+    frames = view.stats.flushes
+    try:
+        qtbot.waitUntil(lambda: view.stats.flushes > frames + 10, timeout=10_000)
+    finally:
+        first_block.removeEventFilter(above)
+        reply_block.removeEventFilter(own)
+    assert own.count > 0  # the frames that grew the reply laid out its block
+    assert above.count == 0
+    wait_reply(qtbot, window, window.controller.stop, timeout=10_000)
+
+
+def test_messages_stay_in_order_as_blocks_fill_and_empty(qtbot: QtBot, tmp_path: Path) -> None:
+    """Messages past the column's first ones go in blocks; showing fewer drops the blocks
+    left empty (no stray spacing), and the messages read top to bottom in their order."""
+    with History(tmp_path / "history.sqlite3") as history:
+        chat = history.create_conversation(title="Blocks")
+        for number in range(10):
+            history.add_message(chat.id, "user", f"Question {number}?")
+            history.add_message(chat.id, "assistant", f"Answer {number}.")
+        messages = history.messages(chat.id)
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.resize(700, 500)
+    view.show()
+    page = view.widget()
+
+    def in_order(count: int) -> bool:
+        if len(view.widgets) != count or any(
+            w.rendering or not w.isVisible() for w in view.widgets
+        ):
+            return False
+        tops = [w.mapTo(page, QPoint(0, 0)).y() for w in view.widgets]
+        return tops == sorted(tops) and len(set(tops)) == count
+
+    view.show_messages(chat.id, messages)
+    qtbot.waitUntil(lambda: in_order(20), timeout=10_000)
+    assert len(view._blocks) == 2  # 8 in the column, then 8 and 4
+    assert [w.text() for w in view.widgets] == [m.content for m in messages]
+    view.sync(chat.id, messages[:9])
+    qtbot.waitUntil(lambda: in_order(9), timeout=10_000)
+    assert len(view._blocks) == 1 and view._blocks[0].layout().count() == 1
+    gap = view.widgets[8].mapTo(page, QPoint(0, 0)).y() - (
+        view.widgets[7].mapTo(page, QPoint(0, 0)).y() + view.widgets[7].height()
+    )
+    assert gap == view.layout_.spacing()
+    view.sync(chat.id, messages[:8])
+    qtbot.waitUntil(lambda: in_order(8), timeout=10_000)
+    assert view._blocks == []
+    view.sync(chat.id, messages)
+    qtbot.waitUntil(lambda: in_order(20), timeout=10_000)
+    assert [w.text() for w in view.widgets] == [m.content for m in messages]
 
 
 def test_a_frame_is_painted_before_its_flush_returns(
