@@ -21,7 +21,7 @@ from desktop_app.ui.shortcuts import SHORTCUTS
 from desktop_app.ui.sidebar import GROUPS, SECTION_ROLE, date_group
 from desktop_app.ui.status_bar import LINE_CHARS_DRAWN, StatusText
 from desktop_app.ui.theme import current
-from tests.gui.util import Windows, sim_config, wait_reply
+from tests.gui.util import EventCounter, Windows, sim_config, wait_reply
 
 DAY = 86400.0
 
@@ -230,17 +230,6 @@ def themed(window: MainWindow) -> Iterator[None]:
     app.setPalette(palette)
 
 
-class _Paints(QObject):
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Paint:
-            self.count += 1
-        return False
-
-
 def test_the_spinner_and_the_status_line_change_without_repainting_the_bar(
     qtbot: QtBot, window: MainWindow, themed: None
 ) -> None:
@@ -248,7 +237,7 @@ def test_the_spinner_and_the_status_line_change_without_repainting_the_bar(
     second: each change paints the line again, not the status bar or the window under it."""
     status = window.status
     qtbot.waitUntil(lambda: status.label.width() > 100, timeout=5_000)
-    bar, line, under = _Paints(), _Paints(), _Paints()
+    bar, line, under = (EventCounter(QEvent.Type.Paint) for _ in range(3))
     status.label.installEventFilter(line)
     status.show_message("Connecting…")  # the window, themed, is painted first
     qtbot.waitUntil(lambda: line.count > 0, timeout=2_000)

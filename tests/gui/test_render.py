@@ -38,7 +38,7 @@ from desktop_app.ui.markdown import (
     plain_extension,
     split_all,
 )
-from tests.gui.util import anchor_point, wait_reply
+from tests.gui.util import EventCounter, anchor_point, wait_reply
 
 SAMPLE = """# Title
 
@@ -382,19 +382,6 @@ def test_a_stream_is_drawn_as_it_arrives_then_once_a_frame(
     wait_reply(qtbot, window, window.controller.stop, timeout=10_000)
 
 
-class _LayoutRequests(QObject):
-    """Counts the layout requests a widget receives (its layout is placed for each)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.LayoutRequest:
-            self.count += 1
-        return False
-
-
 def test_a_reply_in_a_long_chat_lays_out_its_own_block_not_every_message(
     qtbot: QtBot, window: MainWindow, sim: SimulatorThread
 ) -> None:
@@ -420,7 +407,7 @@ def test_a_reply_in_a_long_chat_lays_out_its_own_block_not_every_message(
     reply = _essay_begun(qtbot, window)
     first_block, reply_block = earlier.parentWidget(), reply.parentWidget()
     assert first_block is not None and reply_block is not None
-    above, own = _LayoutRequests(), _LayoutRequests()
+    above, own = (EventCounter(QEvent.Type.LayoutRequest) for _ in range(2))
     first_block.installEventFilter(above)
     reply_block.installEventFilter(own)
     frames = view.stats.flushes
