@@ -1192,7 +1192,7 @@ class ChatView(QScrollArea):
 
     def _add(self, role: str) -> MessageWidget:
         widget = self._spares.pop(role, None) or self._message(role)
-        if not self._blocks and len(self.widgets) < BLOCK_MESSAGES:
+        if self._home() is self.column:
             self.layout_.insertWidget(self.layout_.count() - 1, widget)
         else:
             self._last_block().addWidget(widget)
@@ -1201,6 +1201,15 @@ class ChatView(QScrollArea):
             self._welcome.hide()
         self._spare_timer.start(SPARE_DELAY_MS)
         return widget
+
+    def _home(self) -> QWidget | None:
+        """Where the next message goes: the column while it holds fewer than
+        :data:`BLOCK_MESSAGES` messages itself, else the last block while it has room;
+        ``None`` when it needs a new block."""
+        if not self._blocks:
+            return self.column if len(self.widgets) < BLOCK_MESSAGES else None
+        last = self._blocks[-1]
+        return last if _count(last.layout()) < BLOCK_MESSAGES else None
 
     def _last_block(self) -> MessageColumn:
         """The layout of the block the next message goes in (a new one when the last is full,
@@ -1223,13 +1232,18 @@ class ChatView(QScrollArea):
         """Remove the blocks whose messages have all been removed (an empty block would still
         take the column's spacing)."""
         for block in [b for b in self._blocks if not _count(b.layout())]:
+            for spare in self._spares.values():
+                if spare.parentWidget() is block:
+                    spare.setParent(self.column)
             self._blocks.remove(block)
             block.hide()
             block.setParent(None)
             block.deleteLater()
 
     def _message(self, role: str) -> MessageWidget:
-        widget = MessageWidget(role, self.stats, self.column, self.scheduler)
+        # made in the widget it will be shown in, when that is known: moving a polished
+        # widget to another parent polishes it again (about a millisecond)
+        widget = MessageWidget(role, self.stats, self._home() or self.column, self.scheduler)
         widget.routes = self.routes
         widget.thumbs = self.thumbs
         widget.attachment_opened.connect(self.attachment_opened)

@@ -448,6 +448,33 @@ def test_messages_stay_in_order_as_blocks_fill_and_empty(qtbot: QtBot, tmp_path:
     qtbot.waitUntil(lambda: in_order(20), timeout=10_000)
     assert len(view._blocks) == 2  # 8 in the column, then 8 and 4
     assert [w.text() for w in view.widgets] == [m.content for m in messages]
+    # the widgets made ahead are made where they will be shown: adding them moves nothing
+    view._make_spare()
+    view._make_spare()
+    spares = list(view._spares.values())
+    assert len(spares) == 2 and all(w.parentWidget() is view._blocks[-1] for w in spares)
+    moved = EventCounter(QEvent.Type.ParentChange)
+    for spare in spares:
+        spare.installEventFilter(moved)
+    view.sync(chat.id, messages[:16])  # the last block is emptied: the spares stay
+    assert len(view._blocks) == 1 and all(w.parentWidget() is view.column for w in spares)
+    view._drop_spares()
+    view._make_spare()
+    view._make_spare()
+    spares = list(view._spares.values())
+    assert all(w.parentWidget() is view.column for w in spares)  # a new block is needed
+    view.sync(chat.id, messages[:9])
+    qtbot.waitUntil(lambda: in_order(9), timeout=10_000)
+    view._drop_spares()
+    view._make_spare()
+    view._make_spare()
+    spares = list(view._spares.values())
+    assert all(w.parentWidget() is view._blocks[-1] for w in spares)
+    moved.count = 0
+    for spare in spares:
+        spare.installEventFilter(moved)
+    prompt, reply = view._add("user"), view._add("assistant")
+    assert [prompt, reply] == spares and moved.count == 0
     view.sync(chat.id, messages[:9])
     qtbot.waitUntil(lambda: in_order(9), timeout=10_000)
     assert len(view._blocks) == 1 and view._blocks[0].layout().count() == 1
