@@ -54,7 +54,6 @@ from PySide6.QtWidgets import (
     QApplication,
     QFrame,
     QHBoxLayout,
-    QLayout,
     QPushButton,
     QScrollArea,
     QSizePolicy,
@@ -251,10 +250,6 @@ class MessageColumn(QVBoxLayout):
         if rect.height() < needed and (column is None or needed <= column.maximumHeight()):
             return
         super().setGeometry(rect)
-
-
-def _count(layout: QLayout | None) -> int:
-    return 0 if layout is None else layout.count()
 
 
 class RenderScheduler(QObject):
@@ -1057,9 +1052,9 @@ class ChatView(QScrollArea):
         self._pending: list[str] = []
         self._follow = True
         self._welcome: QWidget | None = None
-        self._blocks: list[QWidget] = []
-        """The column's blocks of at most :data:`BLOCK_MESSAGES` messages, in order (after
-        the first messages, which the column holds itself)."""
+        self._blocks: list[MessageColumn] = []
+        """The layouts of the column's blocks of at most :data:`BLOCK_MESSAGES` messages, in
+        order (after the first messages, which the column holds itself)."""
         self._drawn_at = -math.inf
         """When the last frame was drawn (``time.monotonic``)."""
 
@@ -1192,32 +1187,28 @@ class ChatView(QScrollArea):
 
     def _add(self, role: str) -> MessageWidget:
         widget = self._spares.pop(role, None) or self._message(role)
-        if self._home() is self.column:
+        home = self._home()
+        if home is self.layout_:
             self.layout_.insertWidget(self.layout_.count() - 1, widget)
         else:
-            self._last_block().addWidget(widget)
+            (home or self._new_block()).addWidget(widget)
         self.widgets.append(widget)
         if self._welcome is not None:
             self._welcome.hide()
         self._spare_timer.start(SPARE_DELAY_MS)
         return widget
 
-    def _home(self) -> QWidget | None:
-        """Where the next message goes: the column while it holds fewer than
-        :data:`BLOCK_MESSAGES` messages itself, else the last block while it has room;
+    def _home(self) -> MessageColumn | None:
+        """The layout the next message goes in: the column's while it holds fewer than
+        :data:`BLOCK_MESSAGES` messages itself, else the last block's while it has room;
         ``None`` when it needs a new block."""
         if not self._blocks:
-            return self.column if len(self.widgets) < BLOCK_MESSAGES else None
+            return self.layout_ if len(self.widgets) < BLOCK_MESSAGES else None
         last = self._blocks[-1]
-        return last if _count(last.layout()) < BLOCK_MESSAGES else None
+        return last if last.count() < BLOCK_MESSAGES else None
 
-    def _last_block(self) -> MessageColumn:
-        """The layout of the block the next message goes in (a new one when the last is full,
-        or when the column holds all the messages it holds itself)."""
-        if self._blocks:
-            layout = self._blocks[-1].layout()
-            if isinstance(layout, MessageColumn) and layout.count() < BLOCK_MESSAGES:
-                return layout
+    def _new_block(self) -> MessageColumn:
+        """A new, empty block at the end of the column; its layout."""
         block = QWidget(self.column)
         block.setObjectName("chatBlock")
         block.setAttribute(Qt.WidgetAttribute.WA_StaticContents)
@@ -1225,25 +1216,29 @@ class ChatView(QScrollArea):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(self.layout_.spacing())
         self.layout_.insertWidget(self.layout_.count() - 1, block)
-        self._blocks.append(block)
+        self._blocks.append(layout)
         return layout
 
     def _drop_empty_blocks(self) -> None:
         """Remove the blocks whose messages have all been removed (an empty block would still
         take the column's spacing)."""
-        for block in [b for b in self._blocks if not _count(b.layout())]:
+        for layout in [b for b in self._blocks if not b.count()]:
+            block = layout.parentWidget()
             for spare in self._spares.values():
                 if spare.parentWidget() is block:
                     spare.setParent(self.column)
-            self._blocks.remove(block)
-            block.hide()
-            block.setParent(None)
-            block.deleteLater()
+            self._blocks.remove(layout)
+            if block is not None:
+                block.hide()
+                block.setParent(None)
+                block.deleteLater()
 
     def _message(self, role: str) -> MessageWidget:
         # made in the widget it will be shown in, when that is known: moving a polished
         # widget to another parent polishes it again (about a millisecond)
-        widget = MessageWidget(role, self.stats, self._home() or self.column, self.scheduler)
+        home = self._home()
+        parent = self.column if home is None else home.parentWidget()
+        widget = MessageWidget(role, self.stats, parent, self.scheduler)
         widget.routes = self.routes
         widget.thumbs = self.thumbs
         widget.attachment_opened.connect(self.attachment_opened)
