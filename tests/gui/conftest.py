@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from desktop_app.simulator import SimulatorThread
@@ -77,3 +78,15 @@ def windows(qtbot: QtBot, rill_home: Path, qloop: asyncio.AbstractEventLoop) -> 
 @pytest.fixture
 def window(windows: Windows, sim: SimulatorThread, rill_home: Path) -> MainWindow:
     return windows.make(sim_config(sim, rill_home))
+
+
+@pytest.fixture
+def themed(window: MainWindow) -> Iterator[None]:
+    """The window as the app shows it, with the theme's style sheet; the app's own after."""
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    sheet, palette = app.styleSheet(), app.palette()
+    window.apply_theme()
+    yield
+    app.setStyleSheet(sheet)
+    app.setPalette(palette)

@@ -5,10 +5,8 @@ dialog showing every row."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
@@ -216,18 +214,6 @@ def test_the_status_bar_marks_an_error_until_the_next_message(window: MainWindow
     assert window.status.text == "⚠ The server said <b>no</b>"
     window.status.show_message("Ready")
     assert window.status.state == ""
-
-
-@pytest.fixture
-def themed(window: MainWindow) -> Iterator[None]:
-    """The window as the app shows it, with the theme's style sheet; the app's own after."""
-    app = QApplication.instance()
-    assert isinstance(app, QApplication)
-    sheet, palette = app.styleSheet(), app.palette()
-    window.apply_theme()
-    yield
-    app.setStyleSheet(sheet)
-    app.setPalette(palette)
 
 
 def test_the_spinner_and_the_status_line_change_without_repainting_the_bar(

@@ -291,41 +291,33 @@ class _PaintAreas(QObject):
 
 
 def test_following_a_stream_repaints_only_what_changed(
-    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread, themed: None
 ) -> None:
     """Scrolling to follow new lines copies what is drawn; the reply's text already on
-    screen is not painted again on every frame."""
-    app = QApplication.instance()
-    assert isinstance(app, QApplication)
-    sheet, palette = app.styleSheet(), app.palette()
-    window.apply_theme()  # as the app shows it: the style sheet on
-    try:
-        sim.tokens_per_s = 2_000
-        sim.default_tokens = 5_000
-        window.resize(900, 600)
-        window.composer.set_text("Write a long essay")
-        areas, behind, bar = _PaintAreas(), _PaintAreas(), _PaintAreas()
-        with qtbot.waitSignal(window.controller.turn_started, timeout=5_000):
-            qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
-        view = window.view
-        reply = view.widgets[-1]
-        viewport = view.viewport().height()
-        # once the reply is taller than the view, follow it for the rest of the stream
-        qtbot.waitUntil(lambda: reply.body.height() > 2 * viewport, timeout=20_000)
-        watched = ((reply.body.viewport(), areas), (view, behind), (view.verticalScrollBar(), bar))
-        for widget, counter in watched:
-            widget.installEventFilter(counter)
-        frames = view.stats.flushes
-        grown: list[int] = []  # each time the view grew (a frame, or the rest of its text
-        # drawn in a later slice when the machine is slow)
-        view.verticalScrollBar().rangeChanged.connect(lambda _low, high: grown.append(high))
-        wait_reply(qtbot, window, lambda: None, timeout=20_000)
-        frames = view.stats.flushes - frames
-        for widget, counter in watched:
-            widget.removeEventFilter(counter)
-    finally:
-        app.setStyleSheet(sheet)
-        app.setPalette(palette)
+    screen is not painted again on every frame (the style sheet on, as the app shows it)."""
+    sim.tokens_per_s = 2_000
+    sim.default_tokens = 5_000
+    window.resize(900, 600)
+    window.composer.set_text("Write a long essay")
+    areas, behind, bar = _PaintAreas(), _PaintAreas(), _PaintAreas()
+    with qtbot.waitSignal(window.controller.turn_started, timeout=5_000):
+        qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
+    view = window.view
+    reply = view.widgets[-1]
+    viewport = view.viewport().height()
+    # once the reply is taller than the view, follow it for the rest of the stream
+    qtbot.waitUntil(lambda: reply.body.height() > 2 * viewport, timeout=20_000)
+    watched = ((reply.body.viewport(), areas), (view, behind), (view.verticalScrollBar(), bar))
+    for widget, counter in watched:
+        widget.installEventFilter(counter)
+    frames = view.stats.flushes
+    grown: list[int] = []  # each time the view grew (a frame, or the rest of its text
+    # drawn in a later slice when the machine is slow)
+    view.verticalScrollBar().rangeChanged.connect(lambda _low, high: grown.append(high))
+    wait_reply(qtbot, window, lambda: None, timeout=20_000)
+    frames = view.stats.flushes - frames
+    for widget, counter in watched:
+        widget.removeEventFilter(counter)
     assert view.following
     assert len(areas.heights) > 20  # it did paint while following
     whole = [h for h in areas.heights if h > viewport // 2]
