@@ -402,7 +402,7 @@ class Simulator:
     # -- recording -------------------------------------------------------------------
 
     def _record(self, request: web.Request, protocol: RecordedProtocol) -> RecordedRequest:
-        record = RecordedRequest(
+        return RecordedRequest(
             protocol=protocol,
             method=request.method,
             path=request.path,
@@ -412,8 +412,6 @@ class Simulator:
             json=None,
             received_at=time.monotonic(),
         )
-        self.requests.append(record)
-        return record
 
     @staticmethod
     async def _read_body(request: web.Request, record: RecordedRequest) -> None:
@@ -470,7 +468,12 @@ class Simulator:
         exchange = _Exchange(request, self._record(request, protocol))
         self._active.add(exchange)
         try:
-            await self._read_body(request, exchange.record)
+            # Listed once its body is read (or failed to be): a test reading the list from
+            # its own thread never sees a request whose JSON is still on its way.
+            try:
+                await self._read_body(request, exchange.record)
+            finally:
+                self.requests.append(exchange.record)
             if protocol == "models":
                 fault = self._take_fault("models")
                 if fault is not None:

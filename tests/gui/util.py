@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import keyring.backend
-from PySide6.QtCore import QEvent, QObject, QPoint
-from PySide6.QtGui import QTextCursor
+from PySide6.QtCore import QEvent, QObject, QPoint, QRect
+from PySide6.QtGui import QPaintEvent, QTextCursor
 from PySide6.QtWidgets import QTextBrowser
 from pytestqt.qtbot import QtBot
 
@@ -46,16 +46,27 @@ class MemoryKeyring(keyring.backend.KeyringBackend):
 
 
 class EventCounter(QObject):
-    """Counts the events of one type a widget receives (install it as an event filter)."""
+    """Counts the events of one type a widget receives (install it as an event filter).
 
-    def __init__(self, kind: QEvent.Type) -> None:
+    With ``within``, only paint events whose region meets that rectangle (in the watched
+    widget's coordinates) are counted: a paint elsewhere in a window is not this one's."""
+
+    def __init__(self, kind: QEvent.Type, within: QRect | None = None) -> None:
         super().__init__()
         self.kind = kind
+        self.within = within
         self.count = 0
+        self.rects: list[QRect] = []
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == self.kind:
-            self.count += 1
+        if event.type() != self.kind:
+            return False
+        if isinstance(event, QPaintEvent):
+            rect = event.rect()
+            if self.within is not None and not event.region().intersects(self.within):
+                return False
+            self.rects.append(QRect(rect))
+        self.count += 1
         return False
 
 
