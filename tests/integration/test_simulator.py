@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from desktop_app.simulator import Fault, Simulator, SimulatorThread
+from tests.helpers import wait_until
 
 PROTOCOLS = ("openai", "anthropic", "gemini", "ollama")
 
@@ -410,6 +412,29 @@ async def test_client_closing_the_stream_is_seen_at_once(
     assert record.disconnected_at is not None
     assert record.disconnected_at - closed_at < 0.1
     assert not record.completed and record.tokens_sent < 40
+
+
+def test_a_request_is_listed_once_its_body_has_been_read() -> None:
+    """A test reading the list from its own thread never sees a request without its body."""
+    body = {"model": "sim-small", "stream": False, "messages": [{"role": "user", "content": "hi"}]}
+    payload = json.dumps(body).encode()
+    half = len(payload) // 2
+    with (
+        SimulatorThread(tokens_per_s=0, default_tokens=5) as thread_sim,
+        socket.create_connection(("127.0.0.1", thread_sim.port), timeout=5.0) as conn,
+    ):
+        conn.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: sim\r\n"
+            b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload[:half]
+        )
+        wait_until(lambda: thread_sim.sim._active)  # the server is reading the body
+        assert thread_sim.requests == []
+        conn.sendall(payload[half:])
+        wait_until(lambda: thread_sim.chat_requests)
+        assert thread_sim.chat_requests[0].json == body
+        assert conn.recv(64).startswith(b"HTTP/1.1 200")
 
 
 async def test_replay_serves_the_exact_bytes(sim: Simulator, client: httpx.AsyncClient) -> None:
