@@ -62,10 +62,9 @@ class EventCounter(QObject):
         if event.type() != self.kind:
             return False
         if isinstance(event, QPaintEvent):
-            rect = event.rect()
             if self.within is not None and not event.region().intersects(self.within):
                 return False
-            self.rects.append(QRect(rect))
+            self.rects.append(QRect(event.rect()))
         self.count += 1
         return False
 
