@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QEvent, QObject, QPoint, QRect, Qt, QTimer, QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QPaintEvent, QTextDocument, QTextFormat
+from PySide6.QtCore import QEvent, QPoint, QRect, Qt, QTimer, QUrl
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextDocument, QTextFormat
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -274,22 +274,6 @@ def test_a_block_quote_has_a_bar_at_its_left(
     assert not marked("Before the quote.") and not marked("After it.")
 
 
-class _PaintAreas(QObject):
-    """Notes the height of every area painted in a widget."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.heights: list[int] = []
-        self.rects: list[QRect] = []
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Paint:
-            assert isinstance(event, QPaintEvent)
-            self.heights.append(event.rect().height())
-            self.rects.append(event.rect())
-        return False
-
-
 def test_following_a_stream_repaints_only_what_changed(
     qtbot: QtBot, window: MainWindow, sim: SimulatorThread, themed: None
 ) -> None:
@@ -299,7 +283,7 @@ def test_following_a_stream_repaints_only_what_changed(
     sim.default_tokens = 5_000
     window.resize(900, 600)
     window.composer.set_text("Write a long essay")
-    areas, behind, bar = _PaintAreas(), _PaintAreas(), _PaintAreas()
+    areas, behind, bar = (EventCounter(QEvent.Type.Paint) for _ in range(3))
     with qtbot.waitSignal(window.controller.turn_started, timeout=5_000):
         qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return)
     view = window.view
@@ -319,13 +303,14 @@ def test_following_a_stream_repaints_only_what_changed(
     for widget, counter in watched:
         widget.removeEventFilter(counter)
     assert view.following
-    assert len(areas.heights) > 20  # it did paint while following
-    whole = [h for h in areas.heights if h > viewport // 2]
-    assert len(whole) <= len(areas.heights) // 10, areas.heights
+    heights = [r.height() for r in areas.rects]
+    assert len(heights) > 20  # it did paint while following
+    whole = [h for h in heights if h > viewport // 2]
+    assert len(whole) <= len(heights) // 10, heights
     # the scroll bar is drawn once each time the view grows (once a frame), over its own
     # background: the view (and the window, the splitter) under it are not drawn again for it
     assert frames > 20
-    assert len(bar.heights) <= len(grown) + 2, (len(bar.heights), len(grown), frames)
+    assert bar.count <= len(grown) + 2, (bar.count, len(grown), frames)
     track = view.verticalScrollBar().parentWidget().geometry()
     assert not [r for r in behind.rects if r.intersects(track)]
 
@@ -493,14 +478,14 @@ def test_a_frame_is_painted_before_its_flush_returns(
     sim.default_tokens = 100
     view = window.view
     reply = _essay_begun(qtbot, window)
-    painted = _PaintAreas()
+    painted = EventCounter(QEvent.Type.Paint)
     reply.body.viewport().installEventFilter(painted)
     try:
         view.append_text(" and a few more words")
         view.flush()
     finally:
         reply.body.viewport().removeEventFilter(painted)
-    assert painted.heights
+    assert painted.count > 0
     wait_reply(qtbot, window, window.controller.stop, timeout=10_000)
 
 
