@@ -5,9 +5,10 @@ system). Its layout is pure Python and takes about 5–15 ms a formula, and a th
 would hold Python's lock for as long and stall the window, so it runs in a process of its
 own (:func:`desktop_app.ui.math_text.serve`, started on first use and stopped when idle):
 a formula that takes longer than :data:`RENDER_TIMEOUT_S` is abandoned and the process
-replaced, and the process's memory is capped. The window only turns the SVG into a
-``QImage`` (QtSvg, well under a millisecond) at the screen's pixel ratio in the theme's text
-colour, a bounded slice of them per event-loop turn.
+replaced, and the process's memory is capped. The SVG is turned into a ``QImage`` (QtSvg,
+about 1–7 ms a formula) at the screen's pixel ratio in the theme's text colour on a thread
+of its own, which holds Python's lock only between Qt's calls; the window's thread only
+places the finished images, the ones drawn meanwhile together.
 
 Images are cached (least recently used first out) by TeX, size, colour, pixel ratio and
 baseline offset, and registered in each document under a name with a random per-process
@@ -17,6 +18,7 @@ prefix: a reply cannot name one (and images written in a reply never reach a doc
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -47,10 +49,8 @@ RETRY_START_S = 30.0
 long before it is tried again."""
 IDLE_S = 120.0
 """The typesetting process stops after this long without work."""
-SLICE_S = 0.003
-"""Most time spent drawing formulas per event-loop turn."""
 BATCH_MS = 40
-"""Formulas typeset meanwhile are drawn and placed together this often, so a document is
+"""Formulas typeset or drawn meanwhile are handed on together this often, so a document is
 laid out again once for several of them."""
 MAX_PIXELS = 4_000_000
 """The largest image of a formula, in device pixels."""
@@ -267,6 +267,24 @@ def typeset_once(tex: str, display: bool, size: float) -> tuple[LayoutResult, fl
         pump._stop_process()
 
 
+class _Drawer(threading.Thread):
+    """Rasterises typeset formulas (:func:`draw`) off the window's thread, in order."""
+
+    def __init__(self, deliver: Any) -> None:
+        super().__init__(name="rill-math-draw", daemon=True)
+        self.jobs: queue.Queue[tuple[MathKey, Layout, str]] = queue.Queue()
+        self._deliver = deliver
+
+    def run(self) -> None:
+        while True:
+            key, layout, name = self.jobs.get()
+            try:
+                result = draw(layout, key, name)
+            except Exception:  # (a Qt failure on one formula must not stop the others)
+                result = MathFailure("This formula could not be typeset.")
+            self._deliver(key, result)
+
+
 def _read_lines(process: subprocess.Popen[bytes], lines: queue.Queue[bytes | None]) -> None:
     """Pass each line the typesetting process writes to ``lines``; None when it ends."""
     assert process.stdout is not None
@@ -285,6 +303,7 @@ class MathRenderer(QObject):
         self.prefix = f"rill-math-{secrets.token_hex(8)}"
         """Every image's resource name starts with this (random for each run of Rill)."""
         self._names: dict[MathKey, str] = {}
+        self._named = itertools.count()
         self._layouts: OrderedDict[LayoutJob, LayoutResult] = OrderedDict()
         self._layout_bytes = 0
         self._images: OrderedDict[MathKey, MathResult] = OrderedDict()
@@ -294,9 +313,13 @@ class MathRenderer(QObject):
         else keeps still gets its formulas; one whose document is gone ignores them)."""
         self._by_job: dict[LayoutJob, list[MathKey]] = {}
         self._ready: deque[MathKey] = deque()
+        self._drawing: set[MathKey] = set()
+        """Formulas with the drawing thread."""
         self._results: deque[tuple[LayoutJob, LayoutResult]] = deque()
+        self._drawn: deque[tuple[MathKey, MathResult]] = deque()
         self._lock = threading.Lock()
         self._pump: _Pump | None = None
+        self._drawer: _Drawer | None = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(BATCH_MS)
@@ -332,7 +355,7 @@ class MathRenderer(QObject):
         job = key.job
         layout = self._layouts.get(job)
         if layout is not None:
-            if key not in self._ready:
+            if key not in self._ready and key not in self._drawing:
                 self._ready.append(key)
             self._schedule()
             return None
@@ -347,7 +370,7 @@ class MathRenderer(QObject):
     @property
     def busy(self) -> bool:
         """Some requested formula is not drawn yet."""
-        return bool(self._by_job or self._ready or self._results)
+        return bool(self._by_job or self._ready or self._drawing or self._results or self._drawn)
 
     @property
     def import_s(self) -> float | None:
@@ -362,10 +385,22 @@ class MathRenderer(QObject):
             self._pump.start()
         return self._pump
 
+    def _drawer_thread(self) -> _Drawer:
+        if self._drawer is None:
+            self._drawer = _Drawer(self._deliver_drawn)
+            self._drawer.start()
+        return self._drawer
+
     def _deliver(self, job: LayoutJob, result: LayoutResult) -> None:
-        """On the pump's thread: hand a result to the main thread."""
+        """On the pump's thread: hand a layout to the main thread."""
         with self._lock:
             self._results.append((job, result))
+        self._arrived.emit()
+
+    def _deliver_drawn(self, key: MathKey, result: MathResult) -> None:
+        """On the drawing thread: hand an image to the main thread."""
+        with self._lock:
+            self._drawn.append((key, result))
         self._arrived.emit()
 
     def _schedule(self) -> None:
@@ -373,50 +408,54 @@ class MathRenderer(QObject):
             self._timer.start()
 
     def _drain(self) -> None:
-        """Draw ready formulas for about :data:`SLICE_S` and give them to their writers,
-        each writer its formulas in one batch."""
-        deadline = time.perf_counter() + SLICE_S
+        """Send the formulas typeset meanwhile to be drawn, and give the ones drawn meanwhile
+        to their writers, each writer its formulas in one batch."""
         with self._lock:
             results = list(self._results)
             self._results.clear()
+            drawn = list(self._drawn)
+            self._drawn.clear()
         for job, result in results:
             self.typeset += 1
             self._remember_layout(job, result)
             for key in self._by_job.pop(job, []):
-                if key not in self._ready:
+                if key not in self._ready and key not in self._drawing:
                     self._ready.append(key)
-        batches: dict[int, tuple[MathClient, list[tuple[MathKey, MathResult]]]] = {}
-        while self._ready and time.perf_counter() < deadline:
+        while self._ready:
             key = self._ready.popleft()
             layout = self._layouts.get(key.job)
             if layout is None:  # dropped from the cache meanwhile: typeset it again
                 self._by_job.setdefault(key.job, []).append(key)
                 self._pump_thread().jobs.put(key.job)
-                continue
-            drawn = self._draw(key, layout)
+            elif isinstance(layout, str):
+                drawn.append((key, MathFailure(layout)))
+            else:
+                self._drawing.add(key)
+                self._drawer_thread().jobs.put((key, layout, self._name(key)))
+        batches: dict[int, tuple[MathClient, list[tuple[MathKey, MathResult]]]] = {}
+        for key, image in drawn:
+            self._drawing.discard(key)
+            self._keep(key, image)
             for client in self._clients.pop(key, {}).values():
-                batches.setdefault(id(client), (client, []))[1].append((key, drawn))
+                batches.setdefault(id(client), (client, []))[1].append((key, image))
         for client, batch in batches.values():
             client.math_ready(batch)
-        if self._ready:
-            self._timer.start()
 
-    def _draw(self, key: MathKey, layout: LayoutResult) -> MathResult:
-        if isinstance(layout, str):
-            result: MathResult = MathFailure(layout)
-        else:
-            name = self._names.get(key)
-            if name is None:
-                name = f"{self.prefix}/{len(self._names)}"
-                self._names[key] = name
-            result = draw(layout, key, name)
+    def _name(self, key: MathKey) -> str:
+        """The resource name of ``key``'s image (the same while the image is cached)."""
+        name = self._names.get(key)
+        if name is None:
+            name = f"{self.prefix}/{next(self._named)}"
+            self._names[key] = name
+        return name
+
+    def _keep(self, key: MathKey, result: MathResult) -> None:
         self._images[key] = result
         self._image_bytes += _bytes(result)
         while self._image_bytes > IMAGE_CACHE_BYTES and len(self._images) > 1:
             old, dropped = self._images.popitem(last=False)
             self._image_bytes -= _bytes(dropped)
             self._names.pop(old, None)
-        return result
 
     def _remember_layout(self, job: LayoutJob, result: LayoutResult) -> None:
         self._layouts[job] = result

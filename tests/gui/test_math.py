@@ -380,3 +380,56 @@ def test_a_formula_in_a_heading_is_set_at_the_heading_size(
     heading = doc.find("\ufffc").charFormat().toImageFormat()
     text = doc.find("\ufffc", doc.find("In text").position()).charFormat().toImageFormat()
     assert heading.height() > text.height() * 1.3
+
+
+class _Client:
+    """A writer stand-in: keeps what the renderer gives it."""
+
+    def __init__(self) -> None:
+        self.results: list[tuple[object, object]] = []
+
+    def math_ready(self, results: list[tuple[object, object]]) -> None:
+        self.results += results
+
+
+def test_formulas_are_drawn_off_the_window_thread(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from desktop_app.ui import math_render
+
+    threads: list[threading.Thread] = []
+    draw = math_render.draw
+
+    def watched(*args: object) -> object:
+        threads.append(threading.current_thread())
+        return draw(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(math_render, "draw", watched)
+    own = math_render.MathRenderer()
+    client = _Client()
+    key = own.key(r"\frac{a}{b}", True, 16.0, "#000000", 0)
+    assert own.request(key, client) is None
+    qtbot.waitUntil(lambda: bool(client.results), timeout=DRAWN_MS)
+    assert not own.busy
+    ((got, image),) = client.results
+    assert got == key and isinstance(image, math_render.MathImage)
+    assert threads and threading.main_thread() not in threads
+    assert own.cached(key) is image  # and kept: asked again, it is given at once
+    assert own.request(key, client) is image
+
+
+def test_image_names_stay_unique_as_the_cache_lets_images_go(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from desktop_app.ui import math_render
+
+    monkeypatch.setattr(math_render, "IMAGE_CACHE_BYTES", 1)  # every new image pushes one out
+    own = math_render.MathRenderer()
+    client = _Client()
+    for n in range(4):
+        own.request(own.key(f"x_{n}", False, 16.0, "#000000", 0), client)
+        qtbot.waitUntil(lambda n=n: len(client.results) == n + 1, timeout=DRAWN_MS)
+    names = [image.name for _, image in client.results]  # type: ignore[attr-defined]
+    assert len(set(names)) == 4, names
