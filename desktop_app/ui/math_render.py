@@ -355,8 +355,7 @@ class MathRenderer(QObject):
         job = key.job
         layout = self._layouts.get(job)
         if layout is not None:
-            if key not in self._ready and key not in self._drawing:
-                self._ready.append(key)
+            self._want_drawn(key)
             self._schedule()
             return None
         waiting = self._by_job.get(job)
@@ -419,8 +418,7 @@ class MathRenderer(QObject):
             self.typeset += 1
             self._remember_layout(job, result)
             for key in self._by_job.pop(job, []):
-                if key not in self._ready and key not in self._drawing:
-                    self._ready.append(key)
+                self._want_drawn(key)
         while self._ready:
             key = self._ready.popleft()
             layout = self._layouts.get(key.job)
@@ -440,6 +438,11 @@ class MathRenderer(QObject):
                 batches.setdefault(id(client), (client, []))[1].append((key, image))
         for client, batch in batches.values():
             client.math_ready(batch)
+
+    def _want_drawn(self, key: MathKey) -> None:
+        """Draw ``key`` at the next drain, unless it is already waiting or being drawn."""
+        if key not in self._ready and key not in self._drawing:
+            self._ready.append(key)
 
     def _name(self, key: MathKey) -> str:
         """The resource name of ``key``'s image (the same while the image is cached)."""
