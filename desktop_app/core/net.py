@@ -14,6 +14,10 @@ A connection can be *paced* (:meth:`SocketStream.pace`): it then reads its socke
 once per interval, so what a fast server sends in the meantime waits in the kernel's buffer
 and is read, decoded and shown at once, one wake-up per frame instead of one per token.
 Bytes already read are never held back: the pause comes only before going to the socket.
+
+A chunked body's chunks are handed on together (:class:`JoinedChunkReader`): streaming
+servers send each event as a chunk of its own, and what one read brings is one piece of the
+body instead of one per event.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import h11
+import h11._readers
 import httpcore
 from anyio.streams.tls import TLSAttribute, TLSStream
 
@@ -328,3 +334,60 @@ class SocketBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+class JoinedChunkReader(h11._readers.ChunkedReader):
+    """h11's reader of a chunked body, giving every chunk its buffer holds as one piece.
+
+    Streaming servers (llama.cpp, Ollama, the hosted APIs) send each event as a chunk of its
+    own, and h11 gives each chunk as an event of its own, which httpcore and httpx then hand
+    on one at a time through their generators: per event, that cost more than decoding the
+    event. This reader still parses every chunk with h11's own reader, one by one, and joins
+    the data of those the buffer holds, so what one read of the socket brings (a frame's
+    worth, on a paced connection) is one piece. Chunk boundaries mean nothing in HTTP.
+
+    What comes after the joined data (the body's end, or a framing error) is given at the
+    next call, so data that arrived before an error is never dropped with it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._held: h11.EndOfMessage | BaseException | None = None
+
+    def __call__(self, buf: Any) -> h11.Data | h11.EndOfMessage | None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if isinstance(held, BaseException):
+                raise held
+            return held
+        first = super().__call__(buf)
+        if type(first) is not h11.Data or not buf:
+            return first
+        parts = [first.data]
+        while buf:
+            try:
+                event = super().__call__(buf)
+            except h11.ProtocolError as exc:
+                self._held = exc
+                break
+            if event is None:
+                break
+            if not isinstance(event, h11.Data):
+                self._held = event
+                break
+            parts.append(event.data)
+        if len(parts) == 1:
+            return first
+        return h11.Data(data=b"".join(parts))
+
+
+def _join_chunks() -> None:
+    """Have h11 read chunked bodies with :class:`JoinedChunkReader` (if its readers are the
+    table this was written for; otherwise h11 is left as it is)."""
+    readers = h11._readers.READERS.get(h11.SEND_BODY)
+    if isinstance(readers, dict) and readers.get("chunked") is h11._readers.ChunkedReader:
+        readers["chunked"] = JoinedChunkReader
+
+
+_join_chunks()

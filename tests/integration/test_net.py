@@ -1,5 +1,6 @@
 """Rill's own connections (``desktop_app.core.net``) over real sockets: plain and TLS, pacing,
-timeouts, refusals, and idle connections the server closed."""
+timeouts, refusals, idle connections the server closed, and chunked bodies read a read at a
+time."""
 
 from __future__ import annotations
 
@@ -207,3 +208,69 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used_again() -> 
     finally:
         server.close()
     assert connections == 2
+
+
+def _chunked(*parts: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts)
+
+
+async def _write_once(body: bytes) -> tuple[asyncio.Server, list[int]]:
+    """A server that answers each request on a connection with ``body`` in one write (after a
+    chunked response's head); it counts the requests of each connection."""
+    connections: list[int] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(0)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                connections[-1] += 1
+                writer.write(head + body)
+                await writer.drain()
+        writer.close()
+
+    return await _serve(answer), connections
+
+
+async def test_the_chunks_one_read_brings_are_one_piece_of_the_body() -> None:
+    events = [b'data: {"n": %d}\n\n' % n for n in range(200)]
+    server, _ = await _write_once(_chunked(*events) + b"0\r\n\r\n")
+    try:
+        async with make_client() as client, asyncio.timeout(10):
+            url = f"http://127.0.0.1:{_port(server)}/"
+            async with client.stream("GET", url) as response:
+                pieces = [piece async for piece in response.aiter_raw()]
+    finally:
+        server.close()
+    assert b"".join(pieces) == b"".join(events)
+    assert len(pieces) <= 4  # one per read of the socket, not one per chunk
+
+
+async def test_a_body_that_ends_with_its_last_chunk_ends_and_its_connection_is_reused() -> None:
+    body = _chunked(b"one ", b"two ", b"three") + b"0\r\nX-Checksum: 1\r\n\r\n"
+    server, connections = await _write_once(body)
+    try:
+        async with make_client() as client, asyncio.timeout(10):
+            url = f"http://127.0.0.1:{_port(server)}/"
+            texts = [(await client.get(url)).text for _ in range(3)]
+    finally:
+        server.close()
+    assert texts == ["one two three"] * 3
+    assert connections == [3]  # the end (and its trailer) was read, so the connection went on
+
+
+async def test_the_data_before_a_broken_chunk_is_given_before_the_error() -> None:
+    body = _chunked(b"kept ", b"and kept") + b"zz\r\nnot a chunk\r\n"
+    server, _ = await _write_once(body)
+    pieces: list[bytes] = []
+    try:
+        async with make_client() as client, asyncio.timeout(10):
+            url = f"http://127.0.0.1:{_port(server)}/"
+            async with client.stream("GET", url) as response:
+                with pytest.raises(httpx.RemoteProtocolError, match="chunk header"):
+                    async for piece in response.aiter_raw():
+                        pieces.append(piece)
+    finally:
+        server.close()
+    assert b"".join(pieces) == b"kept and kept"
