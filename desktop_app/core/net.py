@@ -137,13 +137,39 @@ class SocketStream(httpcore.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         self._raw.timeout = timeout
         try:
-            return await self._stream.receive(max_bytes)
+            data = await self._stream.receive(max_bytes)
         except anyio.EndOfStream:
             return b""
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             if _timed_out(exc):
                 raise httpcore.ReadTimeout("timed out") from exc
             raise httpcore.ReadError(_reason(exc)) from exc
+        if self._tls is not None and len(data) < max_bytes:
+            data = self._decrypted(data, max_bytes)
+        return data
+
+    def _decrypted(self, data: bytes, max_bytes: int) -> bytes:
+        """``data`` and what TLS can decrypt after it from the bytes already read.
+
+        ``TLSStream`` gives one TLS record a call, and a streaming server sends each event
+        in a record of its own: what one read of the socket brought would come out an event
+        at a time. Anything but plain data (the peer closing, an error) is left for the next
+        call to meet the usual way."""
+        tls = self._tls
+        assert tls is not None
+        ssl_object = tls.extra(TLSAttribute.ssl_object)
+        parts = [data]
+        size = len(data)
+        while size < max_bytes:
+            try:
+                more = ssl_object.read(max_bytes - size)
+            except ssl.SSLError:  # nothing more decrypted yet (SSLWantReadError), or not data
+                break
+            if not more:
+                break
+            parts.append(more)
+            size += len(more)
+        return data if len(parts) == 1 else b"".join(parts)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
         if not buffer:
