@@ -623,8 +623,15 @@ class Generation:
                             # one) must still let a cancel and the rest of the app run
                             pause_at = now + _YIELD_EVERY_S
                             await asyncio.sleep(0)
+                        texts: list[str] = []  # the text of this read: one delta
+                        broken: Exception | None = None
                         for event_name, data in frames:
-                            for event in feed(event_name, data):
+                            try:
+                                events = feed(event_name, data)
+                            except Exception as exc:  # after the text that came before it
+                                broken = exc
+                                break
+                            for event in events:
                                 if first and (
                                     type(event) is TextDelta or type(event) is ToolCallDelta
                                 ):
@@ -642,10 +649,22 @@ class Generation:
                                         event, skip_ws = _skip_leading_space(event, skip_ws)
                                         if not event.text:
                                             continue
-                                    shown.append(event.text)
+                                    texts.append(event.text)
+                                    continue
+                                if texts:
+                                    text = "".join(texts)
+                                    shown.append(text)
+                                    yield TextDelta(text, len(texts))
+                                    texts = []
                                 yield event
                             if self.cancelled:
                                 raise _UserCancel
+                        if texts:
+                            text = "".join(texts)
+                            shown.append(text)
+                            yield TextDelta(text, len(texts))
+                        if broken is not None:
+                            raise broken
                         if parser.begun and not watchdog.streaming:
                             # the content began (a block, a role chunk, a candidate): a
                             # silence from now on is a stall, not a wait for the first token

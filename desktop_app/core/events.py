@@ -27,7 +27,11 @@ class StageChanged:
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
+    """Text of the reply. The engine gives one per read of the body: ``text`` joins the
+    text of the ``pieces`` events (chunks, lines) of the stream that read brought."""
+
     text: str
+    pieces: int = 1
 
 
 @dataclass(frozen=True, slots=True)

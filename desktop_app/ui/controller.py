@@ -441,7 +441,7 @@ class ChatController(QObject):
         stats = self.stats
         if stats.first_token is None:
             stats.first_token = time.monotonic()
-        stats.deltas += 1
+        stats.deltas += event.pieces
         stats.chars += len(event.text)
         if not self._text:
             asyncio.get_running_loop().call_soon(self._emit_text)

@@ -73,6 +73,21 @@ def test_reply_streams_into_the_view_and_lands_in_history(
     assert window.sidebar.ids() == [window.controller.conversation_id]
 
 
+def test_the_speed_counts_every_token_however_many_one_read_brings(
+    qtbot: QtBot, window: MainWindow, sim: SimulatorThread
+) -> None:
+    sim.tokens_per_s = 500  # a frame's read brings about 20 of them, as one delta
+    sim.default_tokens = 100
+    texts: list[str] = []
+    window.controller.text_appended.connect(texts.append)
+    send(qtbot, window, "Tell me about rivers")
+    with qtbot.waitSignal(window.controller.conversation_synced, timeout=10_000):
+        pass
+    assert window.view.widgets[-1].text() == expected_reply(sim)
+    assert len(texts) < 50  # the reads were joined...
+    assert window.controller.stats.deltas == 100  # ...and each of their tokens counted
+
+
 def test_escape_stops_the_reply_and_keeps_the_partial_text(
     qtbot: QtBot, window: MainWindow, sim: SimulatorThread
 ) -> None:
