@@ -1,5 +1,5 @@
-"""``q`` against a real llama.cpp server: what the simulator agrees with us on, checked
-against software nobody here wrote."""
+"""``q`` and the engine against a real llama.cpp server: what the simulator agrees with us
+on, checked against software nobody here wrote."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_until
+from desktop_app.core.events import Finished, TextDelta
+from desktop_app.core.types import ChatRequest, Message
+from tests.helpers import collect, engine_for, wait_until
 from tests.integration.test_cli import q
 from tests.llama_server import CONTEXT, LlamaServer, llama_server
 
@@ -114,3 +116,30 @@ def test_ctrl_c_closes_the_request_on_the_server(llama_long: LlamaServer, rill_h
     assert proc.returncode == 130, err
     assert out.strip()  # the partial answer is kept
     wait_until(lambda: "cancel task" in llama_long.log(), timeout=10)
+
+
+async def test_a_paced_read_hands_on_the_events_it_brings_as_one_delta(
+    llama_long: LlamaServer,
+) -> None:
+    # llama.cpp sends each event in an HTTP chunk of its own (its log: "streamed chunk")
+    engine = engine_for()
+    engine.read_interval_s = 0.04  # as while the window shows a stream
+    request = ChatRequest(
+        provider="openai",
+        base_url=llama_long.base_url,
+        model=llama_long.model,
+        messages=(Message("user", "hello"),),
+        max_tokens=400,
+    )
+    try:
+        events = await collect(engine.stream(request, read_cache=False, write_cache=False))
+    finally:
+        await engine.aclose()
+    finished = events[-1]
+    assert isinstance(finished, Finished), finished
+    deltas = [e for e in events if isinstance(e, TextDelta)]
+    assert "".join(e.text for e in deltas) == finished.response.content
+    pieces = sum(e.pieces for e in deltas)
+    usage = finished.response.usage
+    assert usage is not None and 200 <= pieces <= usage.output_tokens == 400
+    assert len(deltas) <= pieces // 2  # a read brings several events, handed on together
