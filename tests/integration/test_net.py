@@ -243,29 +243,20 @@ async def _pieces(url: str) -> list[bytes]:
         return [piece async for piece in response.aiter_raw()]
 
 
-async def test_the_chunks_one_read_brings_are_one_piece_of_the_body() -> None:
-    events = [b'data: {"n": %d}\n\n' % n for n in range(200)]
-    server, _ = await _serve_body(_chunked(*events) + b"0\r\n\r\n")
-    try:
-        pieces = await _pieces(f"http://127.0.0.1:{_port(server)}/")
-    finally:
-        server.close()
-    assert b"".join(pieces) == b"".join(events)
-    assert len(pieces) <= 4  # one per read of the socket, not one per chunk
-
-
-async def test_the_tls_records_one_read_brings_are_one_piece_of_the_body(
-    ca: trustme.CA, trusted: None
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_the_chunks_one_read_brings_are_one_piece_of_the_body(
+    scheme: str, ca: trustme.CA, trusted: None
 ) -> None:
     events = [b'data: {"n": %d}\n\n' % n for n in range(200)]
-    records = [_chunked(event) for event in events]  # an event a chunk, a chunk a record
-    server, _ = await _serve_body(*records, b"0\r\n\r\n", tls=_server_context(ca))
+    writes = [_chunked(event) for event in events]  # an event a chunk (over TLS, a record)
+    tls = _server_context(ca) if scheme == "https" else None
+    server, _ = await _serve_body(*writes, b"0\r\n\r\n", tls=tls)
     try:
-        pieces = await _pieces(f"https://127.0.0.1:{_port(server)}/")
+        pieces = await _pieces(f"{scheme}://127.0.0.1:{_port(server)}/")
     finally:
         server.close()
     assert b"".join(pieces) == b"".join(events)
-    assert len(pieces) <= 4  # one per read of the socket, not one per record
+    assert len(pieces) <= 4  # one per read of the socket, not one per chunk or record
 
 
 async def test_a_body_that_ends_with_its_last_chunk_ends_and_its_connection_is_reused() -> None:
