@@ -15,9 +15,9 @@ once per interval, so what a fast server sends in the meantime waits in the kern
 and is read, decoded and shown at once, one wake-up per frame instead of one per token.
 Bytes already read are never held back: the pause comes only before going to the socket.
 
-A chunked body's chunks are handed on together (:class:`JoinedChunkReader`): streaming
-servers send each event as a chunk of its own, and what one read brings is one piece of the
-body instead of one per event.
+What one read brings is handed on as one piece, however the server framed it: streaming
+servers send each event in a chunk of its own (:class:`JoinedChunkReader` joins the chunks
+a read holds) and, over TLS, in a record of its own (a read decrypts every record it holds).
 """
 
 from __future__ import annotations
