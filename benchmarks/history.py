@@ -36,6 +36,7 @@ QUERIES: tuple[tuple[str, str], ...] = (
     ('"slow current"', "a quoted phrase"),
     ("velmorin", "one rare word"),
     ("bri", "a prefix (as typed)"),
+    ("b", "the first letter typed"),
 )
 
 METHOD = f"""\

@@ -71,7 +71,7 @@ MessageStatus = Literal["complete", "streaming", "cancelled", "interrupted", "fa
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 STATUSES: Final[tuple[MessageStatus, ...]] = get_args(MessageStatus)
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 EXPORT_FORMAT: Final = "rill.conversation"
 EXPORT_VERSION: Final = 1
 TITLE_LIMIT: Final = 60
@@ -428,6 +428,24 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
         "CREATE INDEX message_attachments_sha ON message_attachments(sha256)",
+    ),
+    (
+        # The search index keeps the first one, two and three characters of every word
+        # as words of their own. A search typed letter by letter is a prefix query each
+        # time, and without these FTS5 merges the entries of every word that begins so:
+        # "b" took 0.4 s over 100,000 messages, "bri" 55 ms; with them both take 20-30 ms,
+        # for an index about 45% larger. The triggers name the table, so they carry on.
+        "DROP TABLE messages_fts",
+        """
+        CREATE VIRTUAL TABLE messages_fts USING fts5(
+            content,
+            content='messages',
+            content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2',
+            prefix='1 2 3'
+        )
+        """,
+        "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION

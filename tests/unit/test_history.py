@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -30,6 +31,7 @@ from desktop_app.core.history import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data"
 
 
 class FakeClock:
@@ -838,7 +840,7 @@ def test_migrates_a_v1_database(db_path: Path) -> None:
 
     with History(db_path) as history:
         assert history.recovered_from is None
-        assert history.schema_version == SCHEMA_VERSION == 7
+        assert history.schema_version == SCHEMA_VERSION == 8
         conversation = history.latest_conversation()
         assert conversation is not None
         assert (conversation.title, conversation.model) == ("Old chat", "gpt-3.5")
@@ -853,6 +855,65 @@ def test_migrates_a_v1_database(db_path: Path) -> None:
 
     with History(db_path) as history:  # already current: nothing to do
         assert history.schema_version == SCHEMA_VERSION
+
+
+def _fts_sql(path: Path) -> str:
+    conn = raw(path)
+    try:
+        return str(
+            conn.execute("SELECT sql FROM sqlite_master WHERE name = 'messages_fts'").fetchone()[0]
+        )
+    finally:
+        conn.close()
+
+
+def _found(history: History, query: str) -> set[int]:
+    return {hit.message_id for hit in history.search(query)}
+
+
+def test_a_schema_7_database_is_indexed_again_with_the_beginnings_of_words(
+    db_path: Path,
+) -> None:
+    """A history written by the previous version (schema 7) gets the search index with
+    prefix indexes: every prefix finds what it found before, and the index follows the
+    edits made after (FTS5's own integrity check compares it with the messages)."""
+    db_path.parent.mkdir(parents=True)
+    shutil.copy(DATA / "history_v7.sqlite3", db_path)
+    conn = raw(db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+    conn.close()
+    assert "prefix" not in _fts_sql(db_path)
+
+    with History(db_path) as history:
+        assert history.recovered_from is None
+        assert history.schema_version == SCHEMA_VERSION == 8
+        # 1 "Which bridge is the oldest in Zürich?", 2 and 3 two versions of a reply about
+        # the bridge, 4 "Bring me a brief summary…", 5 "Boats rest against…"
+        assert _found(history, "b") == {1, 2, 3, 4, 5}
+        assert _found(history, "br") == _found(history, "bri") == {1, 2, 3, 4}
+        assert _found(history, "brid") == {1, 2, 3}
+        assert _found(history, "bright") == {2}
+        assert _found(history, "zu") == {1}  # Zürich, accents ignored
+        assert _found(history, "oldest b") == {1, 2, 3}
+
+        chat = history.create_conversation(title="Weather")
+        added = history.add_message(chat.id, "user", "A brisk breeze on the bay")
+        assert _found(history, "bris") == {added.id}
+        history.update_message(4, content="Give me the walk along the harbour.")
+        assert _found(history, "bri") == {1, 2, 3, added.id}
+        history.delete_conversation(chat.id)
+        assert _found(history, "b") == {1, 2, 3, 5}
+    assert "prefix='1 2 3'" in _fts_sql(db_path)
+    conn = raw(db_path)
+    conn.execute("INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)")
+    conn.close()
+
+
+def test_a_new_history_has_the_prefix_indexes(history: History, db_path: Path) -> None:
+    chat = history.create_conversation()
+    first = history.add_message(chat.id, "user", "Bridges and brooks")
+    assert _found(history, "b") == _found(history, "bro") == {first.id}
+    assert "prefix='1 2 3'" in _fts_sql(db_path)
 
 
 def test_failed_migration_rolls_back_and_moves_file_aside(db_path: Path) -> None:
