@@ -59,6 +59,35 @@ def test_each_signal_gives_its_category(question: str, category: str) -> None:
     assert analyse(question).category == category
 
 
+@pytest.mark.parametrize(
+    ("question", "arithmetic"),
+    [
+        ("tell me 12 + 30", True),
+        ("tell me 7*(3", True),
+        ("tell me 7 ×  2", True),
+        ("up 50% today", True),
+        ("tell me 5!", True),
+        ("tell me x^2", True),
+        ("tell me x ^ 3 now", True),
+        ("tell me box^2", False),  # x ends a word: no power of x
+        ("tell me x^y", False),
+        ("version 2 of the plan", False),
+        ("tell me 12 plus 30", False),
+    ],
+)
+def test_arithmetic_is_a_digit_with_an_operator_or_a_power_of_x(
+    question: str, arithmetic: bool
+) -> None:
+    assert (dict(analyse(question).scores)["math"] == 2) is arithmetic
+
+
+def test_a_question_of_any_length_past_1000_words_is_as_long() -> None:
+    words = " ".join(["river"] * 999)
+    assert analyse(words + " sea").complexity == analyse(words).complexity
+    assert analyse(words + " sea sea").complexity == analyse(words + " sea").complexity + 1
+    assert analyse(words + " sea" * 5000).complexity == analyse(words + " sea sea").complexity
+
+
 def test_complexity_grows_with_length_code_structure_and_asked_size() -> None:
     short = analyse("Write a function that adds two numbers.").complexity
     longer = analyse("Write a function that adds two numbers. " * 30).complexity

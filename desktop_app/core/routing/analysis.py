@@ -49,7 +49,9 @@ SCAN_CHARS: Final = 1500
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9+#'-]*")
 _FENCE = re.compile(r"^\s*(```|~~~)", re.M)
 _LISTED = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S", re.M)
-_ARITHMETIC = re.compile(r"\d\s*(?:[-+*/^×÷=]\s*\(?\d|%|!)|\bx\s*\^\s*\d")
+# A digit with an operator after it, or x to a power. It begins with the one character class
+# both start with, which lets the regex engine skip to the next digit or x (3-4 times faster).
+_ARITHMETIC = re.compile(r"[\dx](?:(?<=\d)\s*(?:[-+*/^×÷=]\s*\(?\d|%|!)|(?<=\bx)\s*\^\s*\d)")
 _DOLLAR_MATH = re.compile(r"\$[^$\n]{1,80}\$")
 _WORD_COUNT = re.compile(r"^(\d{3,5})(?:-words?)?$")
 _MATH_SYMBOLS: Final = ("\\frac", "\\int", "\\sum", "\\sqrt", *"∫∑√π≤≥≠∞")
@@ -437,7 +439,8 @@ def analyse(question: str, *, earlier_messages: int = 0, attachments: int = 0) -
     best, points = max(scores, key=lambda kv: (kv[1], -CATEGORIES.index(kv[0])))
     category = best if points > 0 else "chat"
 
-    words = len(question.split()) if len(question) < 200_000 else len(question) // 6
+    # (counted up to the largest limit below: a longer question's words need not be split)
+    words = len(question.split(None, 1001)) if len(question) < 200_000 else len(question) // 6
     complexity = (1 if category == "chat" else 2) + sum(
         words > limit for limit in (25, 50, 100, 300, 1000)
     )
