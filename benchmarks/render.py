@@ -71,6 +71,7 @@ CPU_LIMIT_US = 100.0
 IDLE_WAKE_S = chat_view.FRAME_MS / 1000
 """A frame of the streaming view: the connection is read and the view drawn once in each."""
 IDLE_WAKES = 60
+BARE_RUNS = 3
 PING_MS = 4
 PING_MEDIAN_LIMIT_MS = 8.0
 PING_MAX_LIMIT_MS = 30.0
@@ -142,6 +143,14 @@ view updated from it) plus {SETTLE_S * 1000:.0f} ms for the last repaint.
   and wakes, {IDLE_WAKES} times, doing nothing else; the CPU time it is charged per wake-up
   (`time.thread_time()`, median of three runs) is reported after the replies, so the CPU
   figures can be read against the machine's own accounting.
+- **Qt's own floor**: after the replies, a bare `QTextBrowser` (a window of the main
+  window's default size, 1,180 × 780) is fed the words of a {CPU_TOKENS:,}-token simulator
+  reply at {CPU_TOKENS_PER_S:,.0f} tokens/s the way the window gets them: every
+  {IDLE_WAKE_S * 1000:.0f} ms frame, that frame's tokens in one edit at the end of the
+  document (a new paragraph where the reply starts one) and a scroll to the bottom. The
+  process CPU per token (median of {BARE_RUNS} runs) is what showing the same text at the
+  same pace costs with Qt alone, no network, no Markdown, no other widget; the note gives
+  Rill's figure as a multiple of it.
 - **Main-thread responsiveness**: what the window system's ping (`_NET_WM_PING`) would see,
   imitated inside the process. During the {SHORT:,}- and {LONG:,}-token replies a `QThread`
   runs a precise `QTimer` every {PING_MS} ms that notes `perf_counter()` and posts an event
@@ -690,6 +699,84 @@ def idle_wake_charge_us() -> float:
             time.sleep(IDLE_WAKE_S)
         runs.append((time.thread_time() - before) / IDLE_WAKES * 1e6)
     return median(runs)
+
+
+async def _bare_view_cpu_us() -> float:
+    """Process CPU per token of a bare ``QTextBrowser`` fed the CPU reply's words as the
+    window gets them: a frame's worth of tokens every frame, each frame one edit at the end
+    of the document and a scroll to the bottom. No network, no Markdown, no other widget:
+    what Qt alone costs to show the same text at the same pace. Median of :data:`BARE_RUNS`.
+    """
+    from PySide6.QtGui import QTextCursor
+    from PySide6.QtWidgets import QTextBrowser
+
+    from desktop_app.simulator.text import reply_tokens
+
+    tokens = reply_tokens(1, CPU_TOKENS)
+    per_frame = round(CPU_TOKENS_PER_S * IDLE_WAKE_S)
+    process = psutil.Process()
+    runs: list[float] = []
+    view = QTextBrowser()
+    view.resize(1180, 780)
+    view.show()
+
+    async def feed() -> None:
+        done = asyncio.get_running_loop().create_future()
+        at = 0
+
+        def frame() -> None:
+            nonlocal at
+            cursor = QTextCursor(view.document())
+            cursor.beginEditBlock()
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            for token in tokens[at : at + per_frame]:
+                if token.startswith("\n\n"):
+                    cursor.insertBlock()
+                    token = token[2:]
+                cursor.insertText(token)
+            cursor.endEditBlock()
+            bar = view.verticalScrollBar()
+            bar.setValue(bar.maximum())
+            at += per_frame
+            if at >= len(tokens) and not done.done():
+                done.set_result(None)
+
+        timer = QTimer()
+        timer.setTimerType(Qt.TimerType.PreciseTimer)
+        timer.setInterval(chat_view.FRAME_MS)
+        timer.timeout.connect(frame)
+        timer.start()
+        try:
+            await done
+        finally:
+            timer.stop()
+
+    try:
+        for _ in range(BARE_RUNS):
+            view.clear()
+            await asyncio.sleep(SETTLE_S)
+            before = _cpu_s(process)
+            await feed()
+            await asyncio.sleep(SETTLE_S)  # the last frame's paint
+            runs.append((_cpu_s(process) - before) / len(tokens) * 1e6)
+    finally:
+        view.close()
+        view.deleteLater()
+    log("a bare QTextBrowser fed the same words: " + ", ".join(f"{v:.0f}" for v in runs) + " µs")
+    return median(runs)
+
+
+def _bare_row(bare_us: float, replies: list[Reply]) -> Row:
+    cpu = [r.process_cpu_s / r.tokens * 1e6 for r in replies if r.tokens == CPU_TOKENS]
+    ratio = median(cpu) / bare_us if cpu and bare_us > 0 else float("nan")
+    return info(
+        f"the same {CPU_TOKENS:,} tokens at {CPU_TOKENS_PER_S:,.0f} tok/s in a bare "
+        "QTextBrowser, process CPU per token (Qt's own floor, this machine)",
+        bare_us,
+        "µs",
+        note=f"median of {BARE_RUNS}; no network, no Markdown, one edit and a scroll per "
+        f"{chat_view.FRAME_MS} ms frame; Rill's whole process is {ratio:.2f}× this",
+    )
 
 
 def _idle_row(charge_us: float) -> Row:
@@ -1241,11 +1328,18 @@ def run(quick: bool) -> list[Row]:
                 )
                 shape_rows = _run_shapes(loop)
                 math_rows = _run_math(loop)
+                bare_us = loop.run_until_complete(_bare_view_cpu_us())
         finally:
             asyncio.set_event_loop(None)
     charge = idle_wake_charge_us()
     log(f"an idle thread's wake-up every {IDLE_WAKE_S * 1000:.0f} ms is charged {charge:.0f} µs")
-    return [*_rows(replies), _idle_row(charge), *shape_rows, *math_rows]
+    return [
+        *_rows(replies),
+        _idle_row(charge),
+        _bare_row(bare_us, replies),
+        *shape_rows,
+        *math_rows,
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
