@@ -182,10 +182,56 @@ class DocView(QTextBrowser):
         self.document().setDocumentMargin(4)
         layout = self.document().documentLayout()
         layout.documentSizeChanged.connect(self._fit)
+        # What the layout reports as changed is repainted through _repaint (see there),
+        # in place of QTextEdit's own forwarding, its only other receiver.
+        layout.update.disconnect()
+        layout.update.connect(self._repaint)
+        self.document().contentsChange.connect(self._changed)
+        self._changed_at = -1
+        """Where the edit being laid out began (-1: no edit, or not one to narrow)."""
         self._held = False
         self.setFixedHeight(8)
         self.quotes: QuoteBars | None = None
         """The quotes of the document, drawn with a bar at their left."""
+
+    def _changed(self, position: int, _removed: int, _added: int) -> None:
+        # the layout reports this edit's changed area right after this signal, when it has
+        # a page size to lay out at; without one it reports nothing, so nothing is noted
+        self._changed_at = -1 if self.document().pageSize().isNull() else position
+
+    def _repaint(self, rect: QRectF) -> None:
+        """Repaint ``rect`` of the document (what QTextEdit does with the layout's report),
+        from no higher than the top of the block an edit changed.
+
+        QTextDocumentLayout lays an edit out from its last checkpoint before it (one every
+        2,000 px of document) and reports as changed everything from the first block it
+        laid out. When the edit is in the very block the checkpoint is at (a streamed
+        paragraph, for a frame or two every 2,000 px), that is from the document's top:
+        the whole visible reply would be painted again, 4-5 ms at the window's size. The
+        blocks before the edited one did not change, so the repaint starts where it does.
+        """
+        changed, self._changed_at = self._changed_at, -1
+        viewport = self.viewport()
+        if not rect.isValid():
+            viewport.update()
+            return
+        if changed > 0 and rect.top() <= 0:
+            block = self.document().findBlock(changed).previous()
+            if block.isValid():
+                top = self.document().documentLayout().blockBoundingRect(block).bottom()
+                rect = QRectF(rect.left(), top, rect.width(), rect.bottom() - top)
+        bar = self.horizontalScrollBar()
+        x = bar.maximum() - bar.value() if self.isRightToLeft() else bar.value()
+        y = self.verticalScrollBar().value()
+        shown = rect.intersected(QRectF(x, y, viewport.width(), viewport.height()))
+        area = shown.toAlignedRect()
+        if not area.isEmpty():
+            viewport.update(area.translated(-x, -y))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        if event.size().width() != event.oldSize().width():
+            self._changed_at = -1  # a new width lays out (and reports) the whole document
+        super().resizeEvent(event)
 
     def _fit(self, size: Any) -> None:
         if self._held:
@@ -249,6 +295,28 @@ class MessageColumn(QVBoxLayout):
         column = self.parentWidget()
         if rect.height() < needed and (column is None or needed <= column.maximumHeight()):
             return
+        super().setGeometry(rect)
+
+
+class PageRow(QHBoxLayout):
+    """The row across the chat's page, laid out as wide as it is with the scroll bar shown.
+
+    The bar is shown once the chat is taller than the view: the page then narrows by the
+    bar's width, and every message would be laid out again at the new width in the frame
+    where a streaming reply first reaches the bottom (15-25 ms at the window's size, the
+    longest frame of a reply). Keeping the bar's room free while it is hidden gives the
+    messages the same width either way.
+    """
+
+    def __init__(self, view: QScrollArea, page: QWidget) -> None:
+        super().__init__(page)
+        self._view = view
+
+    def setGeometry(self, rect: QRect) -> None:
+        room = self._view.maximumViewportSize().width()
+        room -= self._view.verticalScrollBar().sizeHint().width()
+        if 0 < room < rect.width():
+            rect = QRect(rect.x(), rect.y(), room, rect.height())
         super().setGeometry(rect)
 
 
@@ -1063,7 +1131,7 @@ class ChatView(QScrollArea):
         # from the style sheet: a widget with a style-sheet background is not opaque, and Qt
         # scrolls only an opaque widget by copying what is drawn.
         page.setObjectName("chatPage")
-        row = QHBoxLayout(page)
+        row = PageRow(self, page)
         row.setContentsMargins(24, 16, 24, 16)
         row.addStretch(1)
         self.column = QWidget()
