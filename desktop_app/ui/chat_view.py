@@ -298,6 +298,23 @@ class MessageColumn(QVBoxLayout):
         super().setGeometry(rect)
 
 
+def _set_text_width(doc: QTextDocument, width: float) -> None:
+    """Lay ``doc`` out at ``width`` unless it already is (setting a width lays it all out)."""
+    if doc.textWidth() != width:
+        doc.setTextWidth(width)
+
+
+def _wraps(doc: QTextDocument) -> bool:
+    """Whether a paragraph of ``doc`` is laid out on more than one line."""
+    block = doc.begin()
+    while block.isValid():
+        layout = block.layout()
+        if layout is not None and layout.lineCount() > 1:
+            return True
+        block = block.next()
+    return False
+
+
 class PageRow(QHBoxLayout):
     """The row across the chat's page, laid out as wide as it is with the scroll bar shown.
 
@@ -639,18 +656,26 @@ class MessageWidget(QFrame):
         if key == self._bubble_fit and not text_changed:
             return
         self._bubble_fit = key
-        limit = max(160, min(int(self.width() * BUBBLE_SHARE), self.width() - beside))
-        pad = 2 * BUBBLE_PAD_X + 2
+        limit = self._bubble_limit(beside)
         doc = self.body.document()
-        # the longest line at the widest the bubble may be; the body keeps its height
-        # meanwhile, so this trial width never reaches the layout
+        # the text at the widest the bubble may be; the body keeps its height meanwhile, so
+        # this trial width never reaches the layout. A text that wraps there keeps that
+        # width (as a web page's bubble does); a shorter one gets a bubble as wide as its
+        # longest line. Each width set lays all of the text out, so a width already set
+        # is not set again: a long prompt is laid out once, at the width it is shown at.
         with self.body.holding_height():
-            doc.setTextWidth(limit - pad)
-            width = min(limit, math.ceil(doc.idealWidth()) + pad)
+            _set_text_width(doc, limit - 2 * BUBBLE_PAD_X)
+            width = limit
+            if not _wraps(doc):
+                width = min(limit, math.ceil(doc.idealWidth()) + 2 * BUBBLE_PAD_X + 2)
             # lay the text out at the width it is shown at (the view keeps it there on resize)
-            doc.setTextWidth(width - 2 * BUBBLE_PAD_X)
+            _set_text_width(doc, width - 2 * BUBBLE_PAD_X)
         if self.bubble.minimumWidth() != width or self.bubble.maximumWidth() != width:
             self.bubble.setFixedWidth(width)
+
+    def _bubble_limit(self, beside: int) -> int:
+        """The widest the prompt's bubble may be, with ``beside`` pixels next to it."""
+        return max(160, min(int(self.width() * BUBBLE_SHARE), self.width() - beside))
 
     # -- content ---------------------------------------------------------------------------
 
@@ -745,6 +770,11 @@ class MessageWidget(QFrame):
         if self.role == "user":
             self._full_text = text
             self._parts = []
+            if self.bubble is not None and self._bubble_fit is not None:
+                # the text is laid out as it is set: at the bubble's widest, where a long
+                # prompt stays, not at the width of the text it replaces
+                limit = self._bubble_limit(self._bubble_fit[1])
+                _set_text_width(self.body.document(), limit - 2 * BUBBLE_PAD_X)
             self._render_plain(text)
             self._show_body()
             self._fit_bubble(text_changed=True)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QEvent, QPoint, QRect, Qt, QTimer, QUrl
+from PySide6.QtCore import QEvent, QPoint, QRect, QRectF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextDocument, QTextFormat
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
@@ -898,3 +898,33 @@ def test_a_wrapping_label_keeps_the_height_of_its_text_at_its_width(qtbot: QtBot
     assert label.sizeHint().height() == label.heightForWidth(200) > narrow
     label.setText("short")
     assert label.sizeHint().height() == label.heightForWidth(200) < narrow
+
+
+def test_a_long_prompt_is_laid_out_once_at_the_width_its_bubble_shows_it(qtbot: QtBot) -> None:
+    """Setting a document's width lays all of its text out again. A prompt that wraps is
+    set at the bubble's widest and stays there, as a web page's bubble does: one layout,
+    not one when the text is set and two more to find and take the bubble's width."""
+    prompt = MessageWidget("user", RenderStats())
+    qtbot.addWidget(prompt)
+    prompt.resize(800, 400)
+    prompt.show()
+    long = "A question that goes on and on about rivers and their valleys. " * 120
+    prompt.render_text(long)  # (the first fit finds the room beside the bubble)
+    layouts: list[float] = []
+
+    def reported(rect: QRectF) -> None:
+        # what a layout of all the text reports (an empty document's costs nothing)
+        if rect.top() <= 0 and rect.height() >= 1e9 and not prompt.body.document().isEmpty():
+            layouts.append(rect.height())
+
+    prompt.body.document().documentLayout().update.connect(reported)
+    prompt.render_text(long + "And one more.")
+    assert len(layouts) == 1
+    assert prompt.bubble is not None
+    assert prompt.bubble.width() == int(prompt.width() * 0.75)
+    assert prompt.body.document().textWidth() == prompt.body.viewport().width()
+    assert prompt.body.height() >= prompt.body.document().size().height()
+    # a short prompt still gets a bubble as wide as its text
+    prompt.render_text("Hi")
+    assert prompt.bubble.width() < 100
+    assert prompt.body.document().textWidth() == prompt.body.viewport().width()
