@@ -766,8 +766,13 @@ async def _bare_view_cpu_us() -> float:
     return median(runs)
 
 
+def _cpu_replies(replies: list[Reply]) -> list[Reply]:
+    """The replies the CPU-per-token row is of: the CPU profile's, each in a new chat."""
+    return [r for r in replies if r.tokens == CPU_TOKENS and not r.earlier]
+
+
 def _bare_row(bare_us: float, replies: list[Reply]) -> Row:
-    cpu = [r.process_cpu_s / r.tokens * 1e6 for r in replies if r.tokens == CPU_TOKENS]
+    cpu = [r.process_cpu_s / r.tokens * 1e6 for r in _cpu_replies(replies)]
     ratio = median(cpu) / bare_us if cpu and bare_us > 0 else float("nan")
     return info(
         f"the same {CPU_TOKENS:,} tokens at {CPU_TOKENS_PER_S:,.0f} tok/s in a bare "
@@ -794,7 +799,7 @@ def _idle_row(charge_us: float) -> Row:
 def _rows(replies: list[Reply]) -> list[Row]:
     by_length = {n: [r for r in replies if r.tokens == n] for n in (SHORT, LONG)}
     rows: list[Row] = []
-    cpu_replies = [r for r in replies if r.tokens == CPU_TOKENS and not r.earlier]
+    cpu_replies = _cpu_replies(replies)
     per_token_cpu = [r.process_cpu_s / r.tokens * 1e6 for r in cpu_replies]
     in_long_chat = [r for r in replies if r.earlier]
     rows.append(
