@@ -253,7 +253,9 @@ async def run(app: Any, args: argparse.Namespace, paths: AppPaths) -> int:
             ephemeral.add(SIMULATOR_PROFILE)
         config.profiles[SIMULATOR_PROFILE] = simulator_profile(base_url)
     try:
-        services = Services.open(config=config, paths=paths)
+        # SQLite's integrity check of the history reads the whole file: the window runs it
+        # once it is shown (MainWindow.start), not before.
+        services = Services.open(config=config, paths=paths, check_stores=False)
     except RillError as exc:
         log.error("cannot start: %s", exc)
         await loop.run_in_executor(None, demo.stop)

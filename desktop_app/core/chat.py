@@ -154,7 +154,11 @@ class Services:
         api_key: KeyLookup | None = None,
         pricing: Pricing | None = None,
         secrets: Secrets | None = None,
+        check_stores: bool = True,
     ) -> Services:
+        """Open everything once. With ``check_stores`` false the history and the ledger
+        skip SQLite's integrity check (it reads the whole file) until
+        :meth:`verify_stores` runs it."""
         paths = (paths or app_paths()).ensure()
         config = config if config is not None else load_config(paths.config_file)
         warnings = [f"Config problem: {p}" for p in config.problems]
@@ -162,7 +166,11 @@ class Services:
         history_problem: RillError | None = None
         if record and config["history.enabled"]:
             try:
-                history = History(paths.history_db, blobs=BlobStore(paths.attachments_dir))
+                history = History(
+                    paths.history_db,
+                    blobs=BlobStore(paths.attachments_dir),
+                    check_on_open=check_stores,
+                )
             except HistoryError as exc:
                 history_problem = exc
                 warnings.append(f"{exc.message} Conversations are not saved in this session.")
@@ -180,7 +188,7 @@ class Services:
             )
         ledger: Ledger | None = None
         try:
-            ledger = Ledger(ledger_path(paths))
+            ledger = Ledger(ledger_path(paths), check_on_open=check_stores)
         except LedgerError as exc:
             warnings.append(f"{exc.message} Usage and cost are not recorded in this session.")
         if ledger is not None and ledger.recovered_from is not None:
@@ -220,6 +228,30 @@ class Services:
         # the servers of the config as it is when each is used (none starts before then)
         services.tools = McpHost(lambda: services.config, secrets=secrets)
         return services
+
+    def verify_stores(self) -> list[str]:
+        """Check the history and the ledger files with SQLite's integrity check; return a
+        sentence for each that is damaged (blocking: run it off the UI thread). A damaged
+        file is checked again, and moved aside if it still is, the next time it is opened."""
+        found: list[str] = []
+        stores = (
+            (self.history, "conversation history", "Export the conversations you need now. "),
+            (self.ledger, "usage ledger", ""),
+        )
+        for store, name, advice in stores:
+            if store is None:
+                continue
+            try:
+                problem = store.verify()
+            except RuntimeError:  # closed meanwhile: the window is quitting
+                continue
+            if problem is not None:
+                found.append(
+                    f"Rill found damage in its {name} at {store.path} ({problem[:300]}). "
+                    f"{advice}When Rill next starts it checks the file again, and if the "
+                    "damage is still there it moves the file aside and starts a new one."
+                )
+        return found
 
     def cost(
         self,

@@ -501,6 +501,7 @@ class History(SqliteStore):
         clock: Callable[[], float] = time.time,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
         blobs: BlobStore | None = None,
+        check_on_open: bool = True,
     ) -> None:
         self.blobs = blobs if blobs is not None else BlobStore(Path(path).parent / "attachments")
         """Where the bytes of attached files are kept (``attachments`` beside the file
@@ -508,7 +509,9 @@ class History(SqliteStore):
         refers to any more is removed."""
         self._search_lock = threading.Lock()
         self._search_conn: sqlite3.Connection | None = None
-        super().__init__(path, clock=clock, busy_timeout_s=busy_timeout_s)
+        super().__init__(
+            path, clock=clock, busy_timeout_s=busy_timeout_s, check_on_open=check_on_open
+        )
         try:
             self.recover_interrupted()
         except BaseException:

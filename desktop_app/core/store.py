@@ -8,7 +8,14 @@ connection, guarded by a lock.
 A file that is not SQLite, fails ``PRAGMA quick_check``, or has a schema newer than the
 code knows is moved aside as ``<name>.corrupt-YYYYmmdd-HHMMSS`` (with its ``-wal`` and
 ``-shm`` files) and a fresh one is created; :attr:`SqliteStore.recovered_from` names the
-old file. A busy or locked database, a full disk or a missing permission is never taken
+old file.
+
+SQLite's check reads the whole file (about 200 ms for a history of 100,000 messages), so
+the window opens its stores with ``check_on_open=False`` and runs :meth:`SqliteStore.verify`
+off its UI thread once it is shown: the file is checked on a connection of its own, while
+it is in use. Damage found then is reported, and leaves a marker (``<name>-check``) that
+makes the next open check the file before using it, and move it aside if it is still
+damaged. A busy or locked database, a full disk or a missing permission is never taken
 for a broken file: those raise the store's error class, with a sentence naming the path,
 and nothing is moved.
 
@@ -74,8 +81,15 @@ class SqliteStore:
         *,
         clock: Callable[[], float] = time.time,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
+        check_on_open: bool = True,
     ) -> None:
+        """Open (or create) the file at ``path``.
+
+        With ``check_on_open`` false, SQLite's integrity check is left to a later
+        :meth:`verify`, unless a previous one found damage.
+        """
         self.path = Path(path)
+        self._check_on_open = check_on_open
         self.recovered_from = None
         self.recovered_reason = None
         self._clock = clock
@@ -121,6 +135,43 @@ class SqliteStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA optimize")
             conn.close()
+
+    @property
+    def check_marker(self) -> Path:
+        """The file whose presence makes the next open check the database first."""
+        return Path(f"{self.path}-check")
+
+    def verify(self) -> str | None:
+        """Run SQLite's quick integrity check over the file; return what it found, as a
+        sentence fragment, or None when the file is sound (or could not be read just now).
+
+        Blocking, for a worker thread. It reads on a connection of its own, so reads and
+        saves carry on meanwhile. When it finds damage it leaves :attr:`check_marker`, so the
+        next open checks the file again and moves it aside if it is still damaged.
+        """
+        if self._conn is None:
+            raise RuntimeError(f"the {self.noun} is closed")
+        try:
+            with contextlib.closing(
+                sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    timeout=self._busy_timeout_s,
+                    check_same_thread=False,
+                )
+            ) as conn:
+                problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is None or code & 0xFF in TRANSIENT_CODES:
+                return None  # busy, locked, an I/O error: says nothing about the contents
+            problems = [str(exc)]
+        if problems == ["ok"]:
+            return None
+        reason = f"the integrity check failed: {'; '.join(problems[:3])}"
+        with contextlib.suppress(OSError):
+            self.check_marker.write_text(reason[:2000] + "\n", encoding="utf-8")
+        return reason
 
     @property
     def schema_version(self) -> int:
@@ -186,9 +237,14 @@ class SqliteStore:
                     f"it was written by a newer version of Rill (schema {version}, this "
                     f"version knows up to {self.schema_version_known})"
                 )
-            problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
-            if problems != ["ok"]:
-                raise Unusable(f"the integrity check failed: {'; '.join(problems[:3])}")
+            marked = self.check_marker.exists()
+            if self._check_on_open or marked:
+                problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
+                if problems != ["ok"]:
+                    raise Unusable(f"the integrity check failed: {'; '.join(problems[:3])}")
+                if marked:
+                    with contextlib.suppress(OSError):
+                        self.check_marker.unlink()
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal":
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -284,6 +340,7 @@ class SqliteStore:
                 companion = Path(f"{self.path}{suffix}")
                 if companion.exists():
                     os.replace(companion, Path(f"{target}{suffix}"))
+            self.check_marker.unlink(missing_ok=True)
         except OSError as exc:
             raise self.error_class(
                 f"The {self.file_noun} at {self.path} is unusable ({self.recovered_reason}) "
@@ -306,6 +363,15 @@ class SqliteStore:
             return self.error_class(
                 f"The disk is full, so Rill could not save the {self.noun}.",
                 action="Free some disk space and try again.",
+                detail=str(exc),
+            )
+        if primary in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB: the file itself is damaged
+            with contextlib.suppress(OSError):
+                self.check_marker.write_text(f"{exc}\n"[:2000], encoding="utf-8")
+            return self.error_class(
+                f"The {self.file_noun} at {self.path} is damaged ({exc}).",
+                action="Export what you can now, then restart Rill: it checks the file when it "
+                "starts, and moves a damaged one aside and starts a new one.",
                 detail=str(exc),
             )
         if primary in PERMISSION_CODES:

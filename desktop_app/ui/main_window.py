@@ -533,7 +533,10 @@ class MainWindow(QMainWindow):
             self.composer.set_text(draft, restoring=True)
         conversations: list[Conversation] = []
         if services.history is not None:
-            conversations = await services.run_io(services.history.list_conversations)
+            try:
+                conversations = await services.run_io(services.history.list_conversations)
+            except RillError as exc:  # a damaged file: say so, and start all the same
+                self.status.show_error(str(exc))
         self.sidebar.set_conversations(conversations)
         last = self.qsettings.value("last_conversation")
         try:
@@ -553,6 +556,13 @@ class MainWindow(QMainWindow):
         self.refresh_models()
         self.composer.edit.setFocus()
         self.controller.spawn(self._start_tools())
+        self.controller.spawn(self._verify_stores())
+
+    async def _verify_stores(self) -> None:
+        """Check the history and ledger files in a thread of their own (a save does not
+        wait for it) and say what is damaged."""
+        for problem in await asyncio.to_thread(self.services.verify_stores):
+            self.status.show_error(problem)
 
     def _show_demo_card(self) -> None:
         card = self._make_welcome()

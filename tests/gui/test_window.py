@@ -190,6 +190,40 @@ def test_the_draft_survives_a_restart(
     assert again.composer.text() == "half-written thought"
 
 
+def test_a_damaged_history_is_checked_after_the_window_shows_and_set_aside_next_start(
+    qtbot: QtBot, windows: Windows, sim: SimulatorThread, rill_home: Path
+) -> None:
+    """The window opens its history without SQLite's whole-file check, runs the check once
+    it is shown, and says what it found; the next start moves the damaged file aside."""
+    config = sim_config(sim, rill_home)
+    window = windows.make(config)
+    history = window.services.history
+    assert history is not None
+    conversation = history.create_conversation(title="kept")
+    for number in range(300):
+        history.add_message(conversation.id, "user", f"message number {number} " * 20)
+    windows.close(window)
+    path = app_paths(rill_home).history_db
+    with path.open("r+b") as file:
+        file.seek(4096 * 5)
+        file.write(b"\xff" * 4096)
+
+    window = windows.make(config)
+    assert window.services.history is not None
+    assert window.services.history.recovered_from is None  # opened without the check
+    label = window.status.label
+    qtbot.waitUntil(
+        lambda: "found damage in its conversation history" in label.text(), timeout=10_000
+    )
+    assert "Export the conversations you need now" in label.text()
+    windows.close(window)
+
+    window = windows.make(config)
+    moved = window.services.history.recovered_from if window.services.history else None
+    assert moved is not None and moved.name.startswith("history.sqlite3.corrupt-")
+    assert any("a new one was started" in w for w in window.services.warnings)
+
+
 def test_settings_test_connection_save_and_theme(
     qtbot: QtBot, window: MainWindow, sim: SimulatorThread
 ) -> None:

@@ -119,7 +119,10 @@ class Windows:
 
     def services(self, config: Config) -> Services:
         secrets = Secrets(backend=self.keyring, environ={})
-        return Services.open(config=config, paths=app_paths(self.home), secrets=secrets)
+        # as the app opens them: the stores' integrity check runs once the window is shown
+        return Services.open(
+            config=config, paths=app_paths(self.home), secrets=secrets, check_stores=False
+        )
 
     def make(
         self,

@@ -934,6 +934,107 @@ def test_failed_migration_rolls_back_and_moves_file_aside(db_path: Path) -> None
 # -- recovery from unusable files ---------------------------------------------------------
 
 
+def _damaged_history(db_path: Path) -> bytes:
+    """A history of 300 messages closed cleanly, then one of its pages overwritten (the
+    header is intact, so only SQLite's integrity check finds it); returns the page."""
+    with History(db_path) as history:
+        conversation = history.create_conversation(title="kept")
+        for number in range(300):
+            history.add_message(conversation.id, "user", f"message number {number} " * 20)
+    page = b"\xff" * 4096
+    with db_path.open("r+b") as file:
+        file.seek(4096 * 5)
+        file.write(page)
+    return page
+
+
+def test_a_damaged_page_is_found_at_open_and_the_file_moved_aside(db_path: Path) -> None:
+    page = _damaged_history(db_path)
+    with History(db_path) as history:
+        assert history.recovered_from is not None
+        assert "integrity check failed" in (history.recovered_reason or "")
+        assert history.recovered_from.read_bytes()[4096 * 5 : 4096 * 6] == page
+        assert history.list_conversations() == []
+
+
+def test_opened_unchecked_the_damage_is_found_by_verify_and_set_aside_at_the_next_open(
+    db_path: Path,
+) -> None:
+    page = _damaged_history(db_path)
+    history = History(db_path, check_on_open=False)
+    try:
+        assert history.recovered_from is None
+        assert not history.check_marker.exists()
+        problem = history.verify()
+        assert problem is not None and "integrity check failed" in problem
+        assert "Page 6" in problem
+        assert history.check_marker.exists()
+    finally:
+        history.close()
+    # the marker makes even an unchecked open check the file first
+    with History(db_path, check_on_open=False) as history:
+        moved = history.recovered_from
+        assert moved is not None
+        assert moved.read_bytes()[4096 * 5 : 4096 * 6] == page
+        assert not history.check_marker.exists()
+        assert history.list_conversations() == []
+        assert history.verify() is None
+    with History(db_path, check_on_open=False) as history:
+        assert history.recovered_from is None
+
+
+def test_damage_met_while_reading_is_said_and_checked_at_the_next_open(db_path: Path) -> None:
+    _damaged_history(db_path)
+    with History(db_path, check_on_open=False) as history:
+        with pytest.raises(HistoryError) as raised:
+            history.list_conversations()
+        assert "is damaged" in raised.value.message
+        assert "restart Rill" in (raised.value.action or "")
+        assert history.check_marker.exists()
+    with History(db_path, check_on_open=False) as history:
+        assert history.recovered_from is not None
+        assert history.list_conversations() == []
+
+
+def test_a_marked_file_that_checks_out_is_kept_and_unmarked(db_path: Path) -> None:
+    with History(db_path) as history:
+        history.create_conversation(title="kept")
+        assert history.verify() is None
+        assert not history.check_marker.exists()
+        history.check_marker.write_text("the integrity check failed: a disk hiccup\n")
+    with History(db_path, check_on_open=False) as history:
+        assert history.recovered_from is None
+        assert not history.check_marker.exists()
+        assert [c.title for c in history.list_conversations()] == ["kept"]
+
+
+def test_verify_reads_beside_a_save_in_progress(db_path: Path) -> None:
+    """The check has its own connection: it runs while another thread holds the store's
+    lock in a write transaction (a save), and the save commits after it."""
+    with History(db_path, check_on_open=False) as history:
+        conversation = history.create_conversation(title="t")
+        writing = threading.Event()
+        release = threading.Event()
+
+        def slow_save() -> None:
+            with history._write() as conn:
+                conn.execute(
+                    "UPDATE conversations SET title = 'saved' WHERE id = ?", (conversation.id,)
+                )
+                writing.set()
+                release.wait(10)
+
+        saver = threading.Thread(target=slow_save)
+        saver.start()
+        try:
+            assert writing.wait(10)
+            assert history.verify() is None
+        finally:
+            release.set()
+            saver.join(10)
+        assert [c.title for c in history.list_conversations()] == ["saved"]
+
+
 def test_random_bytes_are_moved_aside(db_path: Path) -> None:
     db_path.parent.mkdir(parents=True)
     garbage = os.urandom(8192)
