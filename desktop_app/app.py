@@ -10,17 +10,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import linecache
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 import traceback
 import types
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 
 def _without_httpx_cli() -> None:
@@ -51,6 +54,15 @@ from desktop_app.platform_check import startup_problem  # noqa: E402
 log = logging.getLogger("rill.app")
 
 DEMO_TOKENS_PER_S = 50.0
+PROGRESS_AFTER_S = 0.4
+"""Opening the stores longer than this shows a window saying what is happening."""
+UPGRADING_TEXT = (
+    "Rill is updating your conversation history for this version. This happens once; a "
+    "large history can take a minute. Your conversations are safe."
+)
+OPENING_TEXT = "Rill is opening your conversation history…"
+
+_T = TypeVar("_T")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 async def run(app: Any, args: argparse.Namespace, paths: AppPaths) -> int:
     """Open the services, show the window, and wait until it is closed."""
     from desktop_app.core.chat import Services
+    from desktop_app.core.history import History
     from desktop_app.ui import theme
     from desktop_app.ui.keys import KeyStore
     from desktop_app.ui.main_window import SIMULATOR_PROFILE, MainWindow, simulator_profile
@@ -252,17 +265,20 @@ async def run(app: Any, args: argparse.Namespace, paths: AppPaths) -> int:
         if SIMULATOR_PROFILE not in config.profiles:
             ephemeral.add(SIMULATOR_PROFILE)
         config.profiles[SIMULATOR_PROFILE] = simulator_profile(base_url)
+    theme.apply(app, str(config["ui.theme"]))
     try:
         # SQLite's integrity check of the history reads the whole file: the window runs it
         # once it is shown (MainWindow.start), not before.
-        services = Services.open(config=config, paths=paths, check_stores=False)
+        services = await open_services(
+            functools.partial(Services.open, config=config, paths=paths, check_stores=False),
+            upgrading=History.upgrade_pending(paths.history_db),
+        )
     except RillError as exc:
         log.error("cannot start: %s", exc)
         await loop.run_in_executor(None, demo.stop)
         await _show_fatal(str(exc))
         return 1
     keys = KeyStore(services.secrets)
-    theme.apply(app, str(config["ui.theme"]))
     # PySide's import hook reads the source of every module imported after it (looking for
     # ``from __feature__ import``), which leaves ~14 MB of source lines in linecache; drop
     # them before the window is built so its memory reuses that space (tracebacks re-read).
@@ -284,6 +300,58 @@ async def run(app: Any, args: argparse.Namespace, paths: AppPaths) -> int:
         await services.aclose()
         await loop.run_in_executor(None, demo.stop)
     return 0
+
+
+async def open_services(open_them: Callable[[], _T], *, upgrading: bool) -> _T:
+    """Run ``open_them`` (opening the history and the other stores) in a thread; when it
+    takes longer than :data:`PROGRESS_AFTER_S` (a history being updated for this version,
+    a slow disk, a file another process keeps locked), show a small window saying what is
+    happening, with the seconds gone by, until it is done."""
+    from PySide6.QtCore import Qt, QTimer
+    from PySide6.QtGui import QCloseEvent
+    from PySide6.QtWidgets import QLabel, QProgressDialog
+
+    opening = asyncio.get_running_loop().run_in_executor(None, open_them)
+    done, _ = await asyncio.wait({opening}, timeout=PROGRESS_AFTER_S)
+    if done:
+        return opening.result()
+
+    class Opening(QProgressDialog):
+        """The only sign that Rill is at work: Esc and closing do not hide it (the update
+        runs in one transaction, to its end)."""
+
+        def reject(self) -> None:
+            pass
+
+        def closeEvent(self, event: QCloseEvent) -> None:
+            event.ignore()
+
+    text = UPGRADING_TEXT if upgrading else OPENING_TEXT
+    dialog = Opening(text, "", 0, 0)
+    dialog.setWindowTitle(APP_NAME)
+    label = QLabel(dialog)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setWordWrap(True)
+    label.setFixedWidth(400)
+    dialog.setLabel(label)
+    dialog.setCancelButton(None)
+    dialog.setMinimumDuration(0)
+    started = time.monotonic()
+
+    def tick() -> None:
+        dialog.setLabelText(f"{text}\n\n{time.monotonic() - started + PROGRESS_AFTER_S:.0f} s")
+
+    timer = QTimer(dialog)
+    timer.timeout.connect(tick)
+    timer.start(1000)
+    tick()
+    dialog.show()
+    try:
+        return await opening
+    finally:
+        timer.stop()
+        dialog.hide()
+        dialog.deleteLater()
 
 
 async def _show_fatal(text: str) -> None:

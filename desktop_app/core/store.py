@@ -136,6 +136,22 @@ class SqliteStore:
                 conn.execute("PRAGMA optimize")
             conn.close()
 
+    @classmethod
+    def upgrade_pending(cls, path: str | os.PathLike[str]) -> bool:
+        """Whether opening the file at ``path`` brings an existing store up to this
+        version's schema, which can take a while (a migration may rebuild an index).
+
+        Reads the schema version from the file's header, without opening it in SQLite."""
+        try:
+            with Path(path).open("rb") as file:
+                header = file.read(64)
+        except OSError:
+            return False
+        if len(header) < 64 or not header.startswith(SQLITE_MAGIC):
+            return False
+        version = int.from_bytes(header[60:64], "big")
+        return 0 < version < cls.schema_version_known
+
     @property
     def check_marker(self) -> Path:
         """The file whose presence makes the next open check the database first."""

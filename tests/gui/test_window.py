@@ -3,17 +3,19 @@ theme and the unhandled-exception dialog."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import threading
 import tomllib
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QApplication, QComboBox, QMenu, QMessageBox
+from PySide6.QtWidgets import QApplication, QComboBox, QMenu, QMessageBox, QProgressDialog
 from pytestqt.qtbot import QtBot
 
-from desktop_app.app import ExceptionReporter, build_parser
+from desktop_app.app import UPGRADING_TEXT, ExceptionReporter, build_parser, open_services
 from desktop_app.core.config import Config
 from desktop_app.core.paths import app_paths
 from desktop_app.simulator import SimulatorThread
@@ -222,6 +224,42 @@ def test_a_damaged_history_is_checked_after_the_window_shows_and_set_aside_next_
     moved = window.services.history.recovered_from if window.services.history else None
     assert moved is not None and moved.name.startswith("history.sqlite3.corrupt-")
     assert any("a new one was started" in w for w in window.services.warnings)
+
+
+def _progress_dialogs() -> list[QProgressDialog]:
+    return [
+        w
+        for w in QApplication.topLevelWidgets()
+        if isinstance(w, QProgressDialog) and w.isVisible()
+    ]
+
+
+def test_a_slow_open_shows_what_is_happening_until_it_is_done(qtbot: QtBot) -> None:
+    """Opening the stores runs in a thread; past PROGRESS_AFTER_S a window says what is
+    happening (Esc does not hide it), and it goes when the stores are open."""
+    assert run(qtbot, open_services(lambda: "quick", upgrading=True)) == "quick"
+    assert _progress_dialogs() == []
+
+    release = threading.Event()
+
+    def slow() -> str:
+        release.wait(20)
+        return "opened"
+
+    task = asyncio.ensure_future(open_services(slow, upgrading=True))
+    try:
+        qtbot.waitUntil(lambda: len(_progress_dialogs()) == 1, timeout=5000)
+        dialog = _progress_dialogs()[0]
+        assert dialog.labelText().startswith(UPGRADING_TEXT)
+        qtbot.waitUntil(lambda: dialog.labelText().endswith("2 s"), timeout=5000)
+        qtbot.keyClick(dialog, Qt.Key.Key_Escape)
+        qtbot.waitUntil(lambda: len(_progress_dialogs()) == 1, timeout=2000)
+        assert not task.done()
+    finally:
+        release.set()
+    qtbot.waitUntil(task.done, timeout=5000)
+    assert task.result() == "opened"
+    assert _progress_dialogs() == []
 
 
 def test_settings_test_connection_save_and_theme(

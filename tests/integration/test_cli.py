@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -18,6 +19,7 @@ from desktop_app.simulator import Fault, SimulatorThread
 from tests.helpers import wait_until
 
 PLANTED = "sk-test-PLANTED-0123456789abcdef"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -404,6 +406,20 @@ def test_history_list_search_export_import(simt: SimulatorThread, rill_home: Pat
     bad.write_text("{not json")
     refused = q("--import", str(bad), home=rill_home)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
+
+
+def test_a_history_from_an_earlier_version_is_updated_with_a_note(
+    simt: SimulatorThread, rill_home: Path
+) -> None:
+    data = rill_home / "data"
+    data.mkdir(parents=True)
+    shutil.copy(REPO / "tests" / "data" / "history_v7.sqlite3", data / "history.sqlite3")
+    result = q("--search", "bri", home=rill_home)
+    assert result.returncode == 0, result.stderr
+    assert "updating the conversation history for this version of Rill" in result.stderr
+    again = q("--history", home=rill_home)
+    assert again.returncode == 0
+    assert "updating" not in again.stderr
 
 
 def test_corrupt_history_and_cache_are_set_aside_with_a_message(

@@ -996,6 +996,21 @@ def test_damage_met_while_reading_is_said_and_checked_at_the_next_open(db_path: 
         assert history.list_conversations() == []
 
 
+def test_an_upgrade_is_known_from_the_files_header(db_path: Path) -> None:
+    assert not History.upgrade_pending(db_path)  # no file yet
+    db_path.parent.mkdir(parents=True)
+    shutil.copy(DATA / "history_v7.sqlite3", db_path)
+    assert History.upgrade_pending(db_path)
+    History(db_path).close()
+    assert not History.upgrade_pending(db_path)
+    with raw(db_path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    assert not History.upgrade_pending(db_path)  # newer: moved aside, not updated
+    db_path.write_bytes(b"not a database" * 10)
+    assert not History.upgrade_pending(db_path)
+
+
 def test_a_marked_file_that_checks_out_is_kept_and_unmarked(db_path: Path) -> None:
     with History(db_path) as history:
         history.create_conversation(title="kept")
