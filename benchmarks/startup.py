@@ -40,7 +40,8 @@ changed. The benchmark takes `time.perf_counter()` just before `subprocess.Popen
 in an environment variable; the child subtracts it from its own `perf_counter()` (on Linux
 `CLOCK_MONOTONIC`, one clock for every process). So the figure includes starting the
 interpreter, every import, creating the `QApplication` and the qasync loop, reading the
-config, opening the history, response cache and usage ledger (`Services.open`), building the
+config, opening the history, response cache and usage ledger (`Services.open`, on a worker
+thread, without SQLite's integrity check, which runs after the window is shown), building the
 window and `show()`, up to **the first frame painted**: the first paint event of the window
 after its `showEvent`, timed when the event loop next runs, once that paint pass is done. That
 frame has the whole window — menus, conversation list, header, composer and status bar — with
@@ -48,7 +49,8 @@ the chat area still empty. The offscreen platform (`QT_QPA_PLATFORM=offscreen`) 
 memory, so a real display server's window mapping and compositing are not included.
 
 What `rill` does after the window is shown is timed separately (**start-up work done**): the
-draft, the conversation list and the model list are loaded, and — on a first start, as
+draft, the conversation list and the model list are loaded (the engine, and with it the HTTP
+stack, is made for that), and — on a first start, as
 nothing is configured — the local servers are probed (Ollama on 11434, LM Studio on 1234,
 llama.cpp on 8080; nothing listens here, so each probe is refused at once) and the built-in
 simulator is started (importing aiohttp and its server). **Idle RSS** is read

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +81,25 @@ def run_q(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def while_held(hold: Callable[[], AbstractContextManager[object]]) -> Iterator[None]:
+    """Run the block while another thread is inside ``hold()`` (a store's lock, a write
+    transaction, as a slow save holds them); the thread leaves it when the block ends."""
+    inside = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with hold():
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        yield
+    finally:
+        release.set()
+        thread.join(10)

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from desktop_app.core.blobs import AttachmentUnavailable, BlobStore, unloaded
 from desktop_app.core.cache import AsyncResponseCache, cache_key
 from desktop_app.core.config import Config, Profile, load_config
-from desktop_app.core.engine import Engine, Generation, KeyLookup, Pricing, check_key
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
     Cancelled,
@@ -54,11 +53,8 @@ from desktop_app.core.history import History, HistoryError, MessageStatus, Store
 from desktop_app.core.ledger import Ledger, LedgerError, LedgerStatus, ledger_path
 from desktop_app.core.paths import AppPaths, app_paths
 from desktop_app.core.pricing import PriceTable, load_price_table, profile_price, reply_cost
-from desktop_app.core.providers import get_provider
-from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.secrets import Secrets, key_lookup
-from desktop_app.core.tools.base import Approver, ToolHost, ToolInfo
-from desktop_app.core.tools.loop import ToolLoop, deny_all
+from desktop_app.core.tools.base import Approver, ToolHost, ToolInfo, deny_all
 from desktop_app.core.tools.mcp import McpHost
 from desktop_app.core.types import (
     Attachment,
@@ -70,7 +66,9 @@ from desktop_app.core.types import (
 )
 
 if TYPE_CHECKING:
+    from desktop_app.core.engine import Engine, Generation, KeyLookup, Pricing
     from desktop_app.core.routing.cache import RouteCache
+    from desktop_app.core.tools.loop import ToolLoop
 
 log = logging.getLogger("rill.chat")
 _T = TypeVar("_T")
@@ -84,7 +82,6 @@ class Services:
 
     paths: AppPaths
     config: Config
-    engine: Engine
     history: History | None
     cache: AsyncResponseCache | None
     io: ThreadPoolExecutor
@@ -99,6 +96,33 @@ class Services:
     )
     _route_cache: RouteCache | None = None
     _blobs: BlobStore | None = None
+    _engine: Engine | None = None
+    _engine_options: dict[str, Any] = field(default_factory=dict)
+    """What the engine is made with, when it is first used."""
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, made when it is first used: importing it brings in the HTTP stack
+        (httpx, TLS, retries, the providers' parsers), which the window's first frame does
+        not need. Made with the config's resilience settings of that moment."""
+        if self._engine is None:
+            from desktop_app.core.engine import Engine
+            from desktop_app.core.resilience import ResilienceSettings
+
+            options = dict(self._engine_options)
+            read_interval_s = float(options.pop("read_interval_s", 0.0))
+            engine = Engine(
+                resilience=ResilienceSettings.from_values(self.config.values), **options
+            )
+            engine.read_interval_s = read_interval_s
+            self._engine = engine
+        return self._engine
+
+    def set_read_interval(self, seconds: float) -> None:
+        """Read a stream at most once per ``seconds`` (the window's frame), from now on."""
+        self._engine_options["read_interval_s"] = seconds
+        if self._engine is not None:
+            self._engine.read_interval_s = seconds
 
     @property
     def blobs(self) -> BlobStore:
@@ -204,18 +228,10 @@ class Services:
         if api_key is None:
             secrets = secrets or Secrets()
             api_key = key_lookup(secrets)
-        engine = Engine(
-            resilience=ResilienceSettings.from_values(config.values),
-            api_key=api_key,
-            cache=cache,
-            cache_key=cache_key,
-            pricing=pricing,
-        )
         io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rill-io")
         services = cls(
             paths,
             config,
-            engine,
             history,
             cache,
             io,
@@ -226,6 +242,12 @@ class Services:
             history_problem,
         )
         # the servers of the config as it is when each is used (none starts before then)
+        services._engine_options = {
+            "api_key": api_key,
+            "cache": cache,
+            "cache_key": cache_key,
+            "pricing": pricing,
+        }
         services.tools = McpHost(lambda: services.config, secrets=secrets)
         return services
 
@@ -300,7 +322,8 @@ class Services:
     async def aclose(self) -> None:
         if self.tools is not None:
             await self.tools.aclose()
-        await self.engine.aclose()
+        if self._engine is not None:
+            await self._engine.aclose()
         if self.cache is not None:
             await self.cache.aclose()
         if self._route_cache is not None:
@@ -789,12 +812,16 @@ class Turn:
     @property
     def tool_parts(self) -> list[ToolPart]:
         """The tool calls of this turn so far, in the order the model made them."""
+        from desktop_app.core.tools.loop import ToolLoop
+
         loop = self.generation
         return list(loop.records) if isinstance(loop, ToolLoop) else []
 
     def _generation(
         self, request: ChatRequest, fallbacks: Sequence[ChatRequest]
     ) -> Generation | ToolLoop:
+        from desktop_app.core.tools.loop import ToolLoop
+
         engine = self.services.engine
         host = self.services.tools
         if host is None or not self.uses_tools:
@@ -818,6 +845,8 @@ class Turn:
         )
 
     def _save_tool_parts(self) -> None:
+        from desktop_app.core.tools.loop import ToolLoop
+
         loop = self.generation
         history = self.services.history
         if not isinstance(loop, ToolLoop) or history is None or not self.record:
@@ -899,6 +928,9 @@ class Turn:
             # the keychain may be slow (D-Bus, an unlock prompt): ask it off the loop
             await services.run_io(services.secrets.get, request.profile, request.provider)
         # A turn that cannot be sent (no key) fails here, before anything is recorded.
+        from desktop_app.core.engine import check_key
+        from desktop_app.core.providers import get_provider
+
         api_key = await services.run_io(services.engine.api_key, request)
         check_key(get_provider(request.provider), request, api_key)
         if history is None:

@@ -4,6 +4,7 @@ the docs. The file is TOML in the user config folder; a broken file never stops 
 from __future__ import annotations
 
 import copy
+import ipaddress
 import math
 import os
 import re
@@ -14,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import tomli_w
 
 from desktop_app.core.routing.profile import AutoSettings, auto_to_toml, parse_auto
@@ -45,19 +45,62 @@ class Key:
         return value
 
 
+_PLAIN_URL = re.compile(
+    r"(https?)://([a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?)(?::([0-9]{1,5}))?(/[A-Za-z0-9._~/-]*)?",
+    re.ASCII,
+)
+"""An address of a plain form: lower-case scheme and host name of letters, digits, dots and
+hyphens, a port, a path of unreserved characters. httpx reads such an address as it is."""
+_IPV4_STYLE = re.compile(r"^[0-9]+.[0-9]+.[0-9]+.[0-9]+$")
+"""httpx's own test for a host it checks as an IPv4 address (its dots match any character)."""
+
+
+def plain_url_parts(url: str) -> tuple[str, str, int | None] | None:
+    """Scheme, host and port of an address of the plain form, read without httpx; None
+    for any other address (see :func:`url_parts`)."""
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is None:
+        return None
+    scheme, host, port = plain[1], plain[2], plain[3]
+    if _IPV4_STYLE.match(host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return None  # httpx refuses it, in its own words
+    number = None if port is None else int(port)
+    if number == {"http": 80, "https": 443}[scheme]:
+        number = None  # as httpx: a scheme's own port is no port
+    return scheme, host, number
+
+
+def url_parts(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of ``url`` as httpx reads it; ValueError, with httpx's reason,
+    when httpx refuses it. Plain addresses (a profile's usual ``http://127.0.0.1:8080/v1``)
+    are read without importing httpx, which the window's first frame does not need."""
+    parts = plain_url_parts(url)
+    if parts is not None:
+        return parts
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+        return parsed.scheme, parsed.host, parsed.port
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise ValueError(str(exc)) from None
+
+
 def check_base_url(url: str) -> None:
     """Raise ValueError, with a sentence, unless ``url`` is empty or an http(s) address
     with a host (and a port from 1 to 65535, when it has one)."""
     if not url:
         return
     try:
-        parsed = httpx.URL(url)
-        port = parsed.port
-    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        scheme, host, port = url_parts(url)
+    except ValueError as exc:
         raise ValueError(f"'{url}' is not a valid address ({exc})") from None
-    if parsed.scheme not in ("http", "https"):
+    if scheme not in ("http", "https"):
         raise ValueError(f"'{url}' is not an http:// or https:// address")
-    if not parsed.host:
+    if not host:
         raise ValueError(f"'{url}' has no host name")
     if port is not None and not 1 <= port <= 65535:
         raise ValueError(f"'{url}' has port {port}; a port is a number from 1 to 65535")

@@ -39,9 +39,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-import httpx
-
-from desktop_app.core.config import Problem, Profile
+from desktop_app.core.config import Problem, Profile, url_parts
 from desktop_app.core.types import TokenUsage
 
 __all__ = [
@@ -118,8 +116,8 @@ def is_local_url(base_url: str) -> bool:
     URL is not local.
     """
     try:
-        host = httpx.URL(base_url.strip()).host
-    except (httpx.InvalidURL, ValueError, TypeError):
+        host = url_parts(base_url.strip())[1]
+    except ValueError:
         return False
     host = host.strip("[]").rstrip(".").lower()
     if not host:

@@ -13,6 +13,7 @@ back to the environment and :meth:`Secrets.set` raises a ``ConfigError`` that sa
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -20,7 +21,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final, Literal
 
 from desktop_app.core.errors import ConfigError
-from desktop_app.core.providers import REGISTRY
 from desktop_app.core.redaction import (
     MASK,
     MIN_SECRET_LENGTH,
@@ -37,12 +37,12 @@ if TYPE_CHECKING:
 # tens of milliseconds that the window's start does not need to wait for.
 
 __all__ = [
-    "ENV_VARS",
     "MASK",
     "MIN_SECRET_LENGTH",
     "SERVICE",
     "KeySource",
     "Secrets",
+    "env_vars",
     "key_lookup",
     "known_secrets",
     "redact",
@@ -54,11 +54,15 @@ log = logging.getLogger("rill.secrets")
 SERVICE: Final = "Rill"
 """The keychain service name every key is stored under."""
 
-ENV_VARS: Final[Mapping[str, str]] = {
-    name: provider.key_env for name, provider in REGISTRY.items() if provider.key_env
-}
-"""The environment variable that holds each provider's key (as each provider declares it);
-ollama needs none."""
+
+@functools.cache
+def env_vars() -> Mapping[str, str]:
+    """The environment variable that holds each provider's key (as each provider declares
+    it); ollama needs none. (The providers are imported when a key is first looked up.)"""
+    from desktop_app.core.providers import REGISTRY
+
+    return {name: provider.key_env for name, provider in REGISTRY.items() if provider.key_env}
+
 
 KeySource = Literal["keychain", "environment", "none"]
 
@@ -69,7 +73,7 @@ def _username(profile: str) -> str:
 
 def _env_action(provider: str | None, *, lead: str = "") -> str:
     """The sentence that points to ``provider``'s environment variable, after ``lead``."""
-    variable = ENV_VARS.get(provider or "")
+    variable = env_vars().get(provider or "")
     if variable:
         what = variable
     elif provider is None:
@@ -129,7 +133,7 @@ class Secrets:
     @staticmethod
     def env_var(provider: str) -> str | None:
         """The environment variable that holds ``provider``'s key, if it has one."""
-        return ENV_VARS.get(provider)
+        return env_vars().get(provider)
 
     # -- changes -------------------------------------------------------------------
 
@@ -287,7 +291,7 @@ class Secrets:
         return value
 
     def _from_environment(self, provider: str) -> str | None:
-        variable = ENV_VARS.get(provider)
+        variable = env_vars().get(provider)
         if variable is None:
             return None
         environ = self._environ if self._environ is not None else os.environ

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QBuffer, QIODevice, QObject, QSize, Signal
 from PySide6.QtGui import QImage
@@ -29,7 +29,6 @@ from desktop_app.core.attachments import (
 from desktop_app.core.blobs import BlobStore
 from desktop_app.core.chat import ChatService, Services, Turn
 from desktop_app.core.config import Config, Profile
-from desktop_app.core.context_window import ContextWindows, ModelLimits
 from desktop_app.core.errors import RillError
 from desktop_app.core.events import (
     AutoRoute,
@@ -62,6 +61,9 @@ from desktop_app.core.tools.config import server_configs, set_tool_policy
 from desktop_app.core.types import Attachment, TokenUsage
 from desktop_app.ui.attachment_chips import decode_image
 from desktop_app.ui.chat_view import FRAME_MS
+
+if TYPE_CHECKING:
+    from desktop_app.core.context_window import ContextWindows, ModelLimits
 
 log = logging.getLogger("rill.ui")
 
@@ -181,7 +183,7 @@ class ChatController(QObject):
         self.chat = ChatService(services)
         self.chat.approver = self.approve
         self.chat.on_always = self._always
-        services.engine.read_interval_s = READ_INTERVAL_S
+        services.set_read_interval(READ_INTERVAL_S)
         self.conversation_id: int | None = None
         self.messages: list[StoredMessage] = []
         self.settings = Settings(profile=str(services.config["default_profile"]))
@@ -206,10 +208,19 @@ class ChatController(QObject):
         """Tool servers the user turned off, per conversation (None: the new chat)."""
         self._text: list[str] = []
         """Streamed text not yet emitted: what arrived together goes out in one signal."""
-        self.windows = ContextWindows(services.engine)
-        """Context lengths and image support, as the servers say."""
+        self._windows: ContextWindows | None = None
 
     # -- state -------------------------------------------------------------------------------
+
+    @property
+    def windows(self) -> ContextWindows:
+        """Context lengths and image support, as the servers say (made at first use, with
+        the engine)."""
+        if self._windows is None:
+            from desktop_app.core.context_window import ContextWindows
+
+            self._windows = ContextWindows(self.services.engine)
+        return self._windows
 
     @property
     def busy(self) -> bool:
@@ -836,6 +847,8 @@ class ChatController(QObject):
         profile = self.profile
         model = self.settings.model or profile.resolved_model
         if profile.auto is not None:
+            from desktop_app.core.context_window import ModelLimits
+
             self.limits_known.emit(profile.name, model, ModelLimits())
             return
 

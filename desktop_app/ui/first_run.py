@@ -20,9 +20,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.core.engine import Engine
-from desktop_app.core.http import make_client
-from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.types import ProviderName
 from desktop_app.ui.labels import PlainLabel
 
@@ -61,6 +58,10 @@ async def probe(
     targets: tuple[ProbeTarget, ...] = LOCAL_SERVERS, wait_s: float = PROBE_TIMEOUT_S
 ) -> list[LocalServer]:
     """The targets that list their models within ``wait_s``, in the order given."""
+    from desktop_app.core.engine import Engine
+    from desktop_app.core.http import make_client
+    from desktop_app.core.resilience import ResilienceSettings
+
     engine = Engine(
         resilience=ResilienceSettings(connect_timeout_s=wait_s),
         api_key=lambda _r: None,

@@ -42,10 +42,8 @@ from PySide6.QtWidgets import (
 from desktop_app.core.attachments import estimate_tokens
 from desktop_app.core.chat import Services
 from desktop_app.core.config import Config, Profile, save_config
-from desktop_app.core.context_window import ModelLimits
 from desktop_app.core.errors import RillError
 from desktop_app.core.history import Conversation, History, StoredMessage
-from desktop_app.core.resilience import ResilienceSettings
 from desktop_app.core.text import valid_text
 from desktop_app.core.tools.config import server_configs
 from desktop_app.core.tools.mcp import McpHost
@@ -73,6 +71,8 @@ from desktop_app.ui.status_bar import StatusPanel
 from desktop_app.ui.tool_picker import ServerChoice, StateRelay
 
 if TYPE_CHECKING:
+    from desktop_app.core.context_window import ModelLimits
+
     # imported where the dialog is opened: the first frame does not need it
     from desktop_app.ui.settings_dialog import SettingsDialog
 
@@ -1346,6 +1346,8 @@ class MainWindow(QMainWindow):
         self.ephemeral = set(ephemeral)
         services.config = config
         self.file_default = str(config["default_profile"])
+        from desktop_app.core.resilience import ResilienceSettings
+
         services.engine.apply_settings(ResilienceSettings.from_values(config.values))
         self.composer.edit.set_send_with(str(config["ui.send_with"]))
         self.apply_theme()

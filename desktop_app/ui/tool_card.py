@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from desktop_app.core.errors import human_seconds
 from desktop_app.core.history import StoredMessage
 from desktop_app.core.text import valid_text
-from desktop_app.core.tools.loop import NEVER, STOPPED
+from desktop_app.core.tools.base import NEVER, STOPPED
 from desktop_app.ui import icons
 from desktop_app.ui.labels import PlainLabel
 from desktop_app.ui.markdown import (

@@ -18,7 +18,9 @@ from desktop_app.core.config import (
     check_base_url,
     describe_schema,
     load_config,
+    plain_url_parts,
     save_config,
+    url_parts,
 )
 
 
@@ -154,6 +156,54 @@ def test_a_bad_base_url_is_refused_with_a_sentence(url: str) -> None:
 )
 def test_good_base_urls_pass(url: str) -> None:
     check_base_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/v1",
+        "http://localhost:11434",
+        "https://api.openai.com/v1",
+        "http://h:99999",
+        "http://h:0/v1",
+        "http://h:80",
+        "https://h:443/",
+        "http://a..b/v1",
+        "http://999.1.1.1/v1",
+        "http://1a2b3c4",
+        "http://1234567/x",
+        "http://127.000.0.1",
+        "http://10.0.0.1:1234/v1/",
+        "http://my-server.lan:8000/v1",
+        "http://x.local/v1",
+        "http://ab-/v1",
+        "HTTP://Host/v1",
+        "http://[::1]:11434",
+        "http://h/v1?x=1",
+        "http://h/caf%C3%A9",
+        "http://hé.example/v1",
+        "http://h /v1",
+    ],
+)
+def test_a_plain_address_is_read_as_httpx_reads_it(url: str) -> None:
+    """The window reads a profile's plain address without importing httpx; where it does,
+    the result is httpx's (scheme, host, and a port httpx keeps), or httpx refuses it too."""
+    import httpx
+
+    plain = plain_url_parts(url)
+    try:
+        parsed = httpx.URL(url)
+        expected: tuple[str, str, int | None] | None = (parsed.scheme, parsed.host, parsed.port)
+    except httpx.InvalidURL:
+        expected = None
+        assert plain is None
+    if plain is not None:
+        assert plain == expected
+    if expected is None:
+        with pytest.raises(ValueError):
+            url_parts(url)
+    else:
+        assert url_parts(url) == expected
 
 
 def test_the_settings_dialog_config_is_validated_like_the_file() -> None:

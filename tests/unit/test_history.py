@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from desktop_app.core.history import (
     fts_query,
     title_from_prompt,
 )
+from tests.helpers import while_held
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
@@ -1028,25 +1030,17 @@ def test_verify_reads_beside_a_save_in_progress(db_path: Path) -> None:
     lock in a write transaction (a save), and the save commits after it."""
     with History(db_path, check_on_open=False) as history:
         conversation = history.create_conversation(title="t")
-        writing = threading.Event()
-        release = threading.Event()
 
-        def slow_save() -> None:
+        @contextlib.contextmanager
+        def saving() -> Iterator[None]:
             with history._write() as conn:
                 conn.execute(
                     "UPDATE conversations SET title = 'saved' WHERE id = ?", (conversation.id,)
                 )
-                writing.set()
-                release.wait(10)
+                yield
 
-        saver = threading.Thread(target=slow_save)
-        saver.start()
-        try:
-            assert writing.wait(10)
+        with while_held(saving):
             assert history.verify() is None
-        finally:
-            release.set()
-            saver.join(10)
         assert [c.title for c in history.list_conversations()] == ["saved"]
 
 

@@ -29,6 +29,7 @@ from desktop_app.core.history import (
 from desktop_app.core.logs import setup_logging, shutdown_logging
 from desktop_app.core.paths import app_paths
 from desktop_app.simulator import hostile
+from tests.helpers import while_held
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
 
@@ -175,26 +176,12 @@ def test_ten_megabyte_query_is_cut_short(history: History) -> None:
 def test_a_search_does_not_wait_for_the_write_lock(history: History) -> None:
     conversation = history.create_conversation()
     history.add_message(conversation.id, "user", "rivers and lakes")
-    held = threading.Event()
-    release = threading.Event()
-
-    def long_save() -> None:
-        with history._lock:  # what a slow save holds
-            held.set()
-            release.wait(10)
-
-    saver = threading.Thread(target=long_save)
-    saver.start()
-    try:
-        assert held.wait(5)
+    with while_held(lambda: history._lock):  # what a slow save holds
         result: list[object] = []
         searcher = threading.Thread(target=lambda: result.append(history.search("rivers")))
         searcher.start()
         searcher.join(5)
         assert result and len(result[0]) == 1  # type: ignore[arg-type]
-    finally:
-        release.set()
-        saver.join(5)
 
 
 async def test_a_search_never_holds_up_a_save(tmp_path: Path) -> None:

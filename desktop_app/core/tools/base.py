@@ -96,3 +96,12 @@ class Approver(Protocol):
     """Asks the user about one call whose policy is "ask"."""
 
     async def __call__(self, info: ToolInfo, arguments: str) -> Decision: ...
+
+
+NEVER = "This tool is set never to run."
+STOPPED = "The tool call was stopped."
+
+
+async def deny_all(info: ToolInfo, arguments: str) -> Decision:
+    """The approver where there is no one to ask: every call that needs approval is denied."""
+    return "deny"

@@ -48,7 +48,9 @@ from desktop_app.core.events import (
 from desktop_app.core.text import valid_text
 from desktop_app.core.tools.base import (
     DEFAULT_MAX_ROUNDS,
+    NEVER,
     RESULT_LIMIT_CHARS,
+    STOPPED,
     Approver,
     Decision,
     ToolError,
@@ -74,13 +76,6 @@ NAME_LIMIT = 64
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 DECLINED = "The user declined to run this tool."
-NEVER = "This tool is set never to run."
-STOPPED = "The tool call was stopped."
-
-
-async def deny_all(info: ToolInfo, arguments: str) -> Decision:
-    """The approver where there is no one to ask: every call that needs approval is denied."""
-    return "deny"
 
 
 def limit_sentence(max_rounds: int) -> str:

@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from desktop_app import __version__
+import desktop_app
 from desktop_app.core.config import Config
 from desktop_app.core.errors import ConfigError, RillError
 from desktop_app.core.redaction import known_secrets, redact
@@ -176,7 +176,7 @@ class _Connection:
                 client = Client(
                     transport,
                     cache=None,
-                    client_info=Implementation(name="Rill", version=__version__),
+                    client_info=Implementation(name="Rill", version=desktop_app.__version__),
                 )
                 self.client = await stack.enter_async_context(client)
                 self._ready.set_result(None)
