@@ -240,14 +240,14 @@ class Services:
             prices,
             warnings,
             history_problem,
+            _engine_options={
+                "api_key": api_key,
+                "cache": cache,
+                "cache_key": cache_key,
+                "pricing": pricing,
+            },
         )
         # the servers of the config as it is when each is used (none starts before then)
-        services._engine_options = {
-            "api_key": api_key,
-            "cache": cache,
-            "cache_key": cache_key,
-            "pricing": pricing,
-        }
         services.tools = McpHost(lambda: services.config, secrets=secrets)
         return services
 
