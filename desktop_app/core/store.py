@@ -56,6 +56,15 @@ class Unusable(Exception):
     """The file cannot be used as this store; ``str`` says why, as a sentence fragment."""
 
 
+def _integrity_problem(conn: sqlite3.Connection) -> str | None:
+    """What SQLite's quick integrity check finds in ``conn``'s file, as a sentence
+    fragment (its first three findings), or None when the file is sound."""
+    problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+    if problems == ["ok"]:
+        return None
+    return f"the integrity check failed: {'; '.join(problems[:3])}"
+
+
 class SqliteStore:
     """Base of Rill's SQLite stores. Subclasses give the schema and how to name it."""
 
@@ -176,18 +185,20 @@ class SqliteStore:
                     check_same_thread=False,
                 )
             ) as conn:
-                problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
+                reason = _integrity_problem(conn)
         except sqlite3.Error as exc:
             code = getattr(exc, "sqlite_errorcode", None)
             if code is None or code & 0xFF in TRANSIENT_CODES:
                 return None  # busy, locked, an I/O error: says nothing about the contents
-            problems = [str(exc)]
-        if problems == ["ok"]:
-            return None
-        reason = f"the integrity check failed: {'; '.join(problems[:3])}"
+            reason = f"the integrity check failed: {exc}"
+        if reason is not None:
+            self._mark_for_check(reason)
+        return reason
+
+    def _mark_for_check(self, reason: str) -> None:
+        """Leave :attr:`check_marker`, saying why, so the next open checks the file."""
         with contextlib.suppress(OSError):
             self.check_marker.write_text(reason[:2000] + "\n", encoding="utf-8")
-        return reason
 
     @property
     def schema_version(self) -> int:
@@ -255,9 +266,9 @@ class SqliteStore:
                 )
             marked = self.check_marker.exists()
             if self._check_on_open or marked:
-                problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
-                if problems != ["ok"]:
-                    raise Unusable(f"the integrity check failed: {'; '.join(problems[:3])}")
+                problem = _integrity_problem(conn)
+                if problem is not None:
+                    raise Unusable(problem)
                 if marked:
                     with contextlib.suppress(OSError):
                         self.check_marker.unlink()
@@ -382,8 +393,7 @@ class SqliteStore:
                 detail=str(exc),
             )
         if primary in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB: the file itself is damaged
-            with contextlib.suppress(OSError):
-                self.check_marker.write_text(f"{exc}\n"[:2000], encoding="utf-8")
+            self._mark_for_check(str(exc))
             return self.error_class(
                 f"The {self.file_noun} at {self.path} is damaged ({exc}).",
                 action="Export what you can now, then restart Rill: it checks the file when it "
