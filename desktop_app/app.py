@@ -247,7 +247,6 @@ def main(argv: list[str] | None = None) -> int:
 async def run(app: Any, args: argparse.Namespace, paths: AppPaths) -> int:
     """Open the services, show the window, and wait until it is closed."""
     from desktop_app.core.chat import Services
-    from desktop_app.core.history import History
     from desktop_app.ui import theme
     from desktop_app.ui.keys import KeyStore
     from desktop_app.ui.main_window import SIMULATOR_PROFILE, MainWindow, simulator_profile
@@ -271,7 +270,7 @@ async def run(app: Any, args: argparse.Namespace, paths: AppPaths) -> int:
         # once it is shown (MainWindow.start), not before.
         services = await open_services(
             functools.partial(Services.open, config=config, paths=paths, check_stores=False),
-            upgrading=History.upgrade_pending(paths.history_db),
+            upgrading=Services.history_upgrade_pending(config, paths),
         )
     except RillError as exc:
         log.error("cannot start: %s", exc)

@@ -50,7 +50,7 @@ from desktop_app.core.events import (
     ToolProgress,
     ToolResult,
 )
-from desktop_app.core.history import MAX_SEARCH_TERMS, Conversation, History, shorten
+from desktop_app.core.history import MAX_SEARCH_TERMS, Conversation, shorten
 from desktop_app.core.ledger import format_usage_report
 from desktop_app.core.logs import setup_logging
 from desktop_app.core.paths import AppPaths, app_paths
@@ -671,8 +671,7 @@ async def run(
     err: Writer,
     attachments: Sequence[Attachment] = (),
 ) -> int:
-    records = not args.no_log and bool(config["history.enabled"])
-    if records and History.upgrade_pending(app_paths().history_db):
+    if Services.history_upgrade_pending(config, record=not args.no_log):
         _note(
             err,
             "q: updating the conversation history for this version of Rill (once; a large "

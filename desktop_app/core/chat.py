@@ -168,6 +168,16 @@ class Services:
     tools: ToolHost | None = None
     """The tools turns may offer the model (the MCP servers of the config); None: no tools."""
 
+    @staticmethod
+    def history_upgrade_pending(
+        config: Config, paths: AppPaths | None = None, *, record: bool = True
+    ) -> bool:
+        """Whether :meth:`open` with these arguments brings an existing history up to this
+        version's schema (once; it can take a while, see :meth:`History.upgrade_pending`)."""
+        if not (record and config["history.enabled"]):
+            return False
+        return History.upgrade_pending((paths or app_paths()).history_db)
+
     @classmethod
     def open(
         cls,
