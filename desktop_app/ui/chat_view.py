@@ -19,7 +19,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -812,6 +812,16 @@ class MessageWidget(QFrame):
             self._segments.clear()
             self._ending = False
             return 0
+        # A frame of a stream (a few hundred characters: often the end of one paragraph
+        # and the start of the next) is written as one edit, laid out once. More text than
+        # a piece is written edit by edit, so that the slice's deadline sees the layout.
+        small = self._live and sum(map(len, self._backlog)) - self._backlog_at <= PIECE_CHARS
+        with self.writer.one_edit() if small else nullcontext():
+            used = self._write_some(seg, budget, deadline)
+        self._show_body()
+        return used
+
+    def _write_some(self, seg: Segmenter, budget: int, deadline: float) -> int:
         used = 0
         did = False
         while True:
@@ -843,7 +853,6 @@ class MessageWidget(QFrame):
                 self._end_tail()
             elif self._live:
                 self._render_tail(seg)
-        self._show_body()
         return used
 
     def _render_plain(self, text: str) -> None:

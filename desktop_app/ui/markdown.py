@@ -585,24 +585,35 @@ class DocumentWriter:
             else:
                 del self._math_waiting[key]
 
+    def _set_whole(self) -> bool:
+        """Whether what is written next sets the whole document (it is empty, or all of it
+        is the open end), which is no edit: it is not put in an edit block."""
+        return self.doc.isEmpty() or (self._open_at is not None and self._open_at.position() == 0)
+
+    @contextmanager
+    def one_edit(self) -> Iterator[None]:
+        """What is written inside is one edit of the document: laid out, and reported to
+        the view, once, when it ends (a frame of a stream often finishes a paragraph and
+        begins the next: two edits, each laying the text out, made one)."""
+        if self._set_whole():
+            yield
+            return
+        edit = QTextCursor(self.doc)
+        edit.beginEditBlock()
+        try:
+            yield
+        finally:
+            edit.endEditBlock()
+
     def _replace_open(self, markdown: str, *, open_end: bool) -> None:
         """Render ``markdown`` in place of the open end, as one edit (laid out once)."""
-        edit = QTextCursor(self.doc)
-        whole = self.doc.isEmpty() or (
-            self._open_at is not None and self._open_at.position() == 0
-        )  # (set whole, not edited)
-        if not whole:
-            edit.beginEditBlock()
-        try:
+        with self.one_edit():
             self.drop_open()
             at = self.doc.characterCount() - 1 if not self.doc.isEmpty() else 0
             self.append_prose(markdown, open_end=open_end)
             if open_end:
                 self._open_at = self._mark(at)
                 self._open_text = markdown
-        finally:
-            if not whole:
-                edit.endEditBlock()
 
     def _mark(self, at: int) -> QTextCursor:
         """A cursor at ``at``, where the open end begins: at the separator before its first

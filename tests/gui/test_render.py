@@ -722,6 +722,41 @@ def test_a_reply_streamed_in_any_pieces_ends_as_the_document_of_its_whole_text(
         assert widget.stats.tail_extends > 0  # the open paragraph grew in place
 
 
+def test_a_frame_that_ends_a_paragraph_and_begins_the_next_is_laid_out_once(
+    qtbot: QtBot,
+) -> None:
+    """A frame of a stream often holds the end of one paragraph and the start of the next:
+    written as one edit, the document is laid out (and reported changed) once for it. A
+    larger frame, more than a piece, is written edit by edit, under the slice's deadline."""
+    widget = MessageWidget("assistant", RenderStats())
+    qtbot.addWidget(widget)
+    widget.resize(700, 400)
+    widget.show()
+    widget.begin_stream()
+    widget.feed("An opening line.\n\nThe first paragraph begins")
+    widget.render_some(1 << 20, float("inf"))
+    changes: list[int] = []
+    widget.body.document().contentsChange.connect(lambda at, _r, _a: changes.append(at))
+    for frame in (" and ends here.\n\nThe second begins", " and ends.\n\nThe third"):
+        changes.clear()
+        widget.feed(frame)
+        widget.render_some(1 << 20, float("inf"))
+        assert len(changes) == 1, frame
+    assert widget.writer.open_text == "The third"
+    changes.clear()
+    widget.feed(" ends.\n\n" + "A long paragraph of many words. " * 200 + "\n\nLast")
+    widget.render_some(1 << 20, float("inf"))
+    assert len(changes) > 1  # more than a piece: not one edit
+    widget.end_stream()
+    widget.render_some(1 << 20, float("inf"))
+    whole = MessageWidget("assistant", RenderStats())
+    qtbot.addWidget(whole)
+    whole.render_text(widget.text())
+    while whole.rendering:
+        whole.render_some(1 << 20, float("inf"))
+    assert _signature(widget.body.document()) == _signature(whole.body.document())
+
+
 def test_a_plain_paragraph_opened_in_place_looks_as_if_read(qtbot: QtBot) -> None:
     """A new open paragraph of plain text is written as a block and its text, unread; the
     document is the one the Markdown reader gives. Anything else is read."""
