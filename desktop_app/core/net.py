@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import select
 import socket
 import ssl
@@ -35,6 +36,7 @@ import anyio
 import anyio.abc
 import h11
 import h11._readers
+import h11._receivebuffer
 import httpcore
 from anyio.streams.tls import TLSAttribute, TLSStream
 
@@ -362,15 +364,25 @@ class SocketBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
+_CHUNK_HEADER: re.Pattern[bytes] | None = getattr(h11._readers, "chunk_header_re", None)
+"""h11's pattern of a chunk's header line (its size, extensions, CRLF)."""
+
+
 class JoinedChunkReader(h11._readers.ChunkedReader):
     """h11's reader of a chunked body, giving every chunk its buffer holds as one piece.
 
     Streaming servers (llama.cpp, Ollama, the hosted APIs) send each event as a chunk of its
     own, and h11 gives each chunk as an event of its own, which httpcore and httpx then hand
     on one at a time through their generators: per event, that cost more than decoding the
-    event. This reader still parses every chunk with h11's own reader, one by one, and joins
-    the data of those the buffer holds, so what one read of the socket brings (a frame's
-    worth, on a paced connection) is one piece. Chunk boundaries mean nothing in HTTP.
+    event. This reader joins the data of the chunks the buffer holds, so what one read of the
+    socket brings (a frame's worth, on a paced connection) is one piece. Chunk boundaries
+    mean nothing in HTTP.
+
+    The whole chunks at the front of the buffer are taken in one pass: each header checked
+    with h11's own pattern, each chunk's data followed by its CRLF, the buffer cut once
+    (h11 cuts it three times a chunk). Anything else (a chunk not all here yet, the last
+    chunk and its trailer, a header or an ending h11 would refuse) is read by h11's reader,
+    as before, which gives its data or its error.
 
     What comes after the joined data (the body's end, or a framing error) is given at the
     next call, so data that arrived before an error is never dropped with it.
@@ -387,10 +399,12 @@ class JoinedChunkReader(h11._readers.ChunkedReader):
             if isinstance(held, BaseException):
                 raise held
             return held
-        first = super().__call__(buf)
-        if type(first) is not h11.Data or not buf:
-            return first
-        parts = [first.data]
+        parts = self._whole_chunks(buf)
+        if not parts:
+            first = super().__call__(buf)
+            if type(first) is not h11.Data or not buf:
+                return first
+            parts = [first.data]
         while buf:
             try:
                 event = super().__call__(buf)
@@ -403,16 +417,45 @@ class JoinedChunkReader(h11._readers.ChunkedReader):
                 self._held = event
                 break
             parts.append(event.data)
-        if len(parts) == 1:
-            return first
-        return h11.Data(data=b"".join(parts))
+        return h11.Data(data=parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def _whole_chunks(self, buf: Any) -> list[bytes]:
+        """The data of the whole chunks at the front of ``buf``, taken out of it (none
+        unless the reader is between two chunks)."""
+        if self._bytes_in_chunk or self._bytes_to_discard or self._reading_trailer:
+            return []
+        data = getattr(buf, "_data", None)
+        if type(data) is not bytearray or _CHUNK_HEADER is None:
+            return []  # (an h11 of another shape: its reader reads it all)
+        header = _CHUNK_HEADER.fullmatch
+        size = len(data)
+        parts: list[bytes] = []
+        at = 0
+        while (line_end := data.find(b"\r\n", at)) >= 0:
+            match = header(data, at, line_end + 2)
+            if match is None:
+                break
+            start = line_end + 2
+            end = start + int(match["chunk_size"], 16)
+            if end == start or end + 2 > size or data[end : end + 2] != b"\r\n":
+                break  # the last chunk, one not all here, or a bad ending: h11's to read
+            parts.append(bytes(data[start:end]))
+            at = end + 2
+        if at:
+            buf._extract(at)
+        return parts
 
 
 def _join_chunks() -> None:
     """Have h11 read chunked bodies with :class:`JoinedChunkReader` (if its readers are the
     table this was written for; otherwise h11 is left as it is)."""
     readers = h11._readers.READERS.get(h11.SEND_BODY)
-    if isinstance(readers, dict) and readers.get("chunked") is h11._readers.ChunkedReader:
+    if (
+        isinstance(readers, dict)
+        and readers.get("chunked") is h11._readers.ChunkedReader
+        and _CHUNK_HEADER is not None
+        and callable(getattr(h11._receivebuffer.ReceiveBuffer, "_extract", None))
+    ):
         readers["chunked"] = JoinedChunkReader
 
 
