@@ -338,7 +338,8 @@ async def open_services(open_them: Callable[[], _T], *, upgrading: bool) -> _T:
     started = time.monotonic()
 
     def tick() -> None:
-        dialog.setLabelText(f"{text}\n\n{time.monotonic() - started + PROGRESS_AFTER_S:.0f} s")
+        # whole seconds gone by (rounded, a late tick would skip a number)
+        dialog.setLabelText(f"{text}\n\n{int(time.monotonic() - started + PROGRESS_AFTER_S)} s")
 
     timer = QTimer(dialog)
     timer.timeout.connect(tick)
