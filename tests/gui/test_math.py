@@ -13,12 +13,13 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.simulator import SimulatorThread
 from desktop_app.ui import theme
-from desktop_app.ui.chat_view import MessageWidget, RenderStats
+from desktop_app.ui.chat_view import MessageWidget
 from desktop_app.ui.main_window import MainWindow
 from desktop_app.ui.markdown import MATH_SOURCE, Segmenter, formulas, fragments, split_all
 from desktop_app.ui.math_render import renderer
 from tests.gui.test_chat import send
 from tests.gui.test_look import _ink
+from tests.gui.util import streaming_reply
 
 DRAWN_MS = 20_000
 
@@ -113,11 +114,7 @@ def test_prose_dollars_escaped_dollars_and_code_are_not_math(
 
 
 def test_a_streaming_formula_shows_its_source_until_it_is_closed(qtbot: QtBot, light: None) -> None:
-    widget = MessageWidget("assistant", RenderStats())
-    qtbot.addWidget(widget)
-    widget.resize(600, 400)
-    widget.show()
-    widget.begin_stream()
+    widget = streaming_reply(qtbot)
     widget.feed("Consider\n$$\n\\int_0^1 f(x)")
     doc = widget.body.document()  # the open paragraph is shown at the end of the body
     qtbot.waitUntil(lambda: "\\int_0^1 f(x)" in doc.toPlainText(), timeout=5_000)
@@ -150,11 +147,7 @@ def test_formulas_drawn_while_a_paragraph_is_open_keep_the_text_before_and_after
         else:
             parts.append(f"Step {n}: take $x_{{{n}}}^2$, then $y_{{{n}}}$ ")
     text = "".join(parts) + "The end."
-    widget = MessageWidget("assistant", RenderStats())
-    qtbot.addWidget(widget)
-    widget.resize(600, 400)
-    widget.show()
-    widget.begin_stream()
+    widget = streaming_reply(qtbot)
     at = 0
     while at < len(text):
         widget.feed(text[at : at + 23])

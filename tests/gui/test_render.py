@@ -38,7 +38,7 @@ from desktop_app.ui.markdown import (
     plain_extension,
     split_all,
 )
-from tests.gui.util import EventCounter, anchor_point, wait_reply
+from tests.gui.util import EventCounter, anchor_point, streaming_reply, wait_reply
 
 SAMPLE = """# Title
 
@@ -728,11 +728,7 @@ def test_a_frame_that_ends_a_paragraph_and_begins_the_next_is_laid_out_once(
     """A frame of a stream often holds the end of one paragraph and the start of the next:
     written as one edit, the document is laid out (and reported changed) once for it. A
     larger frame, more than a piece, is written edit by edit, under the slice's deadline."""
-    widget = MessageWidget("assistant", RenderStats())
-    qtbot.addWidget(widget)
-    widget.resize(700, 400)
-    widget.show()
-    widget.begin_stream()
+    widget = streaming_reply(qtbot)
     widget.feed("An opening line.\n\nThe first paragraph begins")
     widget.render_some(1 << 20, float("inf"))
     changes: list[int] = []

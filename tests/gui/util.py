@@ -19,6 +19,7 @@ from desktop_app.core.config import Config, Profile
 from desktop_app.core.paths import app_paths
 from desktop_app.core.secrets import Secrets
 from desktop_app.simulator import SimulatorThread
+from desktop_app.ui.chat_view import MessageWidget, RenderStats
 from desktop_app.ui.first_run import ProbeTarget
 from desktop_app.ui.main_window import MainWindow
 from desktop_app.ui.markdown import fragments
@@ -79,6 +80,16 @@ def anchor_point(view: QTextBrowser, href: str) -> QPoint:
             cursor.setPosition(fragment.position() + fragment.length() // 2)
             return view.cursorRect(cursor).center()
     raise AssertionError(f"no link to {href!r}")
+
+
+def streaming_reply(qtbot: QtBot) -> MessageWidget:
+    """A reply's widget on screen (600 x 400), its stream begun: fed and rendered by hand."""
+    widget = MessageWidget("assistant", RenderStats())
+    qtbot.addWidget(widget)
+    widget.resize(600, 400)
+    widget.show()
+    widget.begin_stream()
+    return widget
 
 
 def run(qtbot: QtBot, coro: Coroutine[Any, Any, _T], timeout: int = 10_000) -> _T:
