@@ -338,7 +338,7 @@ async def open_services(open_them: Callable[[], _T], *, upgrading: bool) -> _T:
     started = time.monotonic()
 
     def tick() -> None:
-        # whole seconds gone by (rounded, a late tick would skip a number)
+        # whole seconds gone by (not rounded: a late tick would then skip a number)
         dialog.setLabelText(f"{text}\n\n{int(time.monotonic() - started + PROGRESS_AFTER_S)} s")
 
     timer = QTimer(dialog)
