@@ -991,6 +991,39 @@ class _Body:
             ) from exc
 
 
+class _SSELines(SSELineDecoder):
+    """httpx-sse's line decoder, copying a long line once instead of three times.
+
+    A line that comes in many pieces is kept as a list of them. The library joins the list
+    and then adds the piece that ends the line, a second copy of the whole line; here that
+    piece goes into the list first, so the join is the only copy. And a ``data: `` line is
+    kept as ``data:``: the field reader drops one space after the colon by copying the whole
+    value, and without the space it has nothing to drop. That is only done when the value
+    does not itself begin with a space (the reader drops one space, not two). For a 16 MB
+    event, the largest Rill reads by default, that is two fewer copies of 16 MB."""
+
+    def decode(self, text: str) -> list[str]:
+        if self.buffer and not self.trailing_cr:  # a line goes on; text may end it
+            end = _line_end(text)
+            if end > 0:
+                self.buffer.append(text[:end])
+                text = text[end:]
+        lines = super().decode(text)
+        if len(self.buffer) == 1:  # a line has begun and not ended
+            first = self.buffer[0]
+            if first.startswith("data: ") and first[6:7] not in ("", " "):
+                self.buffer[0] = "data:" + first[6:]
+        return lines
+
+
+def _line_end(text: str) -> int:
+    """Where the first line break in ``text`` is, or -1 (``str.find`` scans at memory
+    speed; a regular expression looks at each character)."""
+    lf = text.find("\n")
+    cr = text.find("\r", 0, lf if lf >= 0 else len(text))
+    return cr if cr >= 0 else lf
+
+
 class _FrameReader:
     """Splits a response body into frames, one decoded piece at a time.
 
@@ -1045,7 +1078,7 @@ class _FrameReader:
         self.mode = mode
         if mode == "sse":
             self._utf8 = codecs.getincrementaldecoder("utf-8")("replace").decode
-            self._lines = SSELineDecoder()
+            self._lines = _SSELines()
             self._events = SSEDecoder()
             self._event_size = 0  # characters of the event being read, lines complete
             self._line_size = 0  # characters of the line being read
