@@ -336,6 +336,70 @@ def plain_extension(shown: str, tail: str) -> str | None:
     return added
 
 
+@dataclass(frozen=True, slots=True)
+class MathExtension:
+    """What to append to a paragraph with formulas (see :func:`math_extension`)."""
+
+    added: str
+    """The characters to append, formulas included."""
+    spans: list[MathSpan]
+    """The formulas of ``added`` (positions in ``added``), all inline and closed."""
+
+
+def math_extension(shown: str, tail: str, *, open_end: bool) -> MathExtension | None:
+    """:func:`plain_extension` for a paragraph with formulas: what to append to the
+    rendering of ``shown`` (an open end) to get the rendering of ``tail``.
+
+    ``None`` unless ``tail`` extends ``shown`` with plain characters (as
+    :func:`plain_extension` takes them) and whole inline formulas, and finding the formulas
+    in all of ``tail`` gives the ones of ``shown``, unchanged and closed, then the new ones,
+    all after it. The last character of ``shown`` outside its formulas must close nothing, so
+    what the appended text follows is plain text. A paragraph of formulas then grows
+    by what arrives instead of being read again whole at each frame."""
+    kept = shown.rstrip()
+    grown = tail.rstrip()
+    if not kept or not grown.startswith(kept):
+        return None
+    old = find_math(shown, open_end=True)
+    new = find_math(tail, open_end=open_end)
+    size = len(kept)
+    if new[: len(old)] != old or any(not span.closed or span.end > size for span in old):
+        return None
+    spans = new[len(old) :]
+    if any(span.start < size or span.display or not span.closed for span in spans):
+        return None
+    last = size - 1  # the last character of ``shown`` outside its formulas
+    for span in reversed(old):
+        if span.end == last + 1:
+            last = span.start - 1
+    if last < 0 or kept[last] in _PLAIN_UNSAFE:
+        return None
+    masked = _masked(grown, [*old, *spans])  # formulas as letters: what is outside them
+    added = masked[size:]
+    if not _PLAIN_UNSAFE.isdisjoint(added):
+        return None
+    first = tail.partition("\n")[0]
+    line = kept[kept.rfind("\n") + 1 :]
+    if not _PLAIN_LINE.match(first) or not _PLAIN_LINE.match(line):
+        return None
+    touched = masked[max(masked.rfind(" ", 0, size), masked.rfind("\n", 0, size)) + 1 :]
+    if _LINK_WORD.search(touched):
+        return None
+    moved = [MathSpan(span.start - size, span.end - size, span.tex, span.display) for span in spans]
+    return MathExtension(grown[size:], moved)
+
+
+def _masked(text: str, spans: list[MathSpan]) -> str:
+    """``text`` with each formula of ``spans`` replaced by as many letters."""
+    parts = []
+    at = 0
+    for span in spans:
+        parts += [text[at : span.start], "x" * (span.end - span.start)]
+        at = span.end
+    parts.append(text[at:])
+    return "".join(parts)
+
+
 _PLAIN_START = re.compile(r"[^\W\d_]")
 """A paragraph that starts with a letter is not a list, a heading, a quote or code."""
 
@@ -487,6 +551,11 @@ class QuoteBars:
                 index += 1
 
 
+_Waiting = tuple[QTextCursor, str, bool, QFont]
+"""A formula shown as its source until its image is drawn: (the source's range, the source,
+whether the formula is a centred block, the text's font)."""
+
+
 class DocumentWriter:
     """Appends rendered segments to the end of a QTextDocument; never rewrites earlier text.
 
@@ -507,9 +576,13 @@ class DocumentWriter:
         self._frame: QTextFrame | None = None
         self._frame_lines = 0
         self._partial = False
-        self._math_waiting: dict[MathKey, list[tuple[QTextCursor, str, bool, QFont]]] = {}
+        self._math_waiting: dict[MathKey, list[_Waiting]] = {}
         """Formulas shown as their source until their image is drawn: (the source's
         range, the source, whether the formula is a centred block, the text's font)."""
+        self._open_waiting: list[tuple[MathKey, _Waiting]] = []
+        """The formulas of :attr:`_math_waiting` that the open end shows (dropped with it)."""
+        self._placed: list[tuple[MathKey, _Waiting]] | None = None
+        """While the open end is rendered: the waiting formulas it places."""
         self._open_at: QTextCursor | None = None
         """Where the open end shown by :meth:`show_open` begins (None: none is shown): a
         cursor, which Qt keeps in place as formulas before it get their images."""
@@ -522,6 +595,7 @@ class DocumentWriter:
         self._open_text = ""
         self.quotes.clear()
         self._math_waiting = {}
+        self._open_waiting = []
         self.code_blocks = []
         self._open_code = None
         self._frame = None
@@ -542,6 +616,11 @@ class DocumentWriter:
             if added is not None:
                 if added:
                     self.extend_prose(added)
+                self._open_text = markdown
+                return True
+            more = math_extension(self._open_text, markdown, open_end=True)
+            if more is not None:
+                self._extend_math(more)
                 self._open_text = markdown
                 return True
         elif not self.doc.isEmpty() and (text := plain_paragraph(markdown)) is not None:
@@ -578,12 +657,18 @@ class DocumentWriter:
             cursor.setBlockFormat(block_format)
             cursor.setBlockCharFormat(char_format)
         self.quotes.truncate(first)
-        for key in list(self._math_waiting):
-            kept = [w for w in self._math_waiting[key] if w[0].hasSelection()]
+        # Only the open end's formulas went with it: the others are not looked at, so a
+        # frame costs the same with two or two hundred formulas still being typeset.
+        for key, gone in self._open_waiting:
+            entries = self._math_waiting.get(key)
+            if entries is None:
+                continue  # drawn meanwhile
+            kept = [w for w in entries if w is not gone]
             if kept:
                 self._math_waiting[key] = kept
             else:
                 del self._math_waiting[key]
+        self._open_waiting = []
 
     def _set_whole(self) -> bool:
         """Whether what is written next sets the whole document (it is empty, or all of it
@@ -610,10 +695,15 @@ class DocumentWriter:
         with self.one_edit():
             self.drop_open()
             at = self.doc.characterCount() - 1 if not self.doc.isEmpty() else 0
-            self.append_prose(markdown, open_end=open_end)
+            self._placed = [] if open_end else None
+            try:
+                self.append_prose(markdown, open_end=open_end)
+            finally:
+                placed, self._placed = self._placed, None
             if open_end:
                 self._open_at = self._mark(at)
                 self._open_text = markdown
+                self._open_waiting = placed or []
 
     def _mark(self, at: int) -> QTextCursor:
         """A cursor at ``at``, where the open end begins: at the separator before its first
@@ -633,12 +723,16 @@ class DocumentWriter:
         same = shown.rstrip() == segment.text.rstrip() and "$" not in shown and "\\" not in shown
         added = "" if same else plain_extension(shown, segment.text)
         if added is None:
-            self._replace_open(segment.text, open_end=False)
-            return True
-        if added:
+            more = math_extension(shown, segment.text, open_end=False)
+            if more is None:
+                self._replace_open(segment.text, open_end=False)
+                return True
+            self._extend_math(more)
+        elif added:
             self.extend_prose(added)
         self._open_at = None
         self._open_text = ""
+        self._open_waiting = []  # its formulas stay: it is the finished segment now
         return True
 
     def write(self, segment: Segment) -> None:
@@ -724,6 +818,35 @@ class DocumentWriter:
         with self._appending() as cursor:
             cursor.insertText(text)
 
+    def _extend_math(self, more: MathExtension) -> None:
+        """Append ``more`` (see :func:`math_extension`) to the open end, the last paragraph:
+        its text as plain text (not in the format of a formula before it), its formulas
+        placed as a rendering places them. Only that paragraph is laid out again."""
+        if not more.added:
+            return
+        text = protect(more.added, more.spans, _MATH_TOKEN) if more.spans else more.added
+        with self._appending() as cursor:
+            start = cursor.position()
+            if unicodedata.category(more.added[0])[0] == "P" and self._image_before(start):
+                text = _JOINER + text  # as :meth:`_put_image` glues punctuation to a formula
+            cursor.insertText(text, QTextCharFormat())  # plain text's, as the reader's
+            if more.spans:
+                sources = [more.added[span.start : span.end] for span in more.spans]
+                self._placed = self._open_waiting  # these formulas are the open end's
+                try:
+                    self._place_marks(start, more.spans, sources)
+                finally:
+                    self._placed = None
+
+    def _image_before(self, at: int) -> bool:
+        """Whether the character before ``at`` is a formula's image."""
+        if at <= 0 or self.doc.characterAt(at - 1) != "\ufffc":
+            return False
+        cursor = QTextCursor(self.doc)
+        cursor.setPosition(at)
+        fmt = cursor.charFormat()
+        return fmt.isImageFormat() and fmt.hasProperty(MATH_SOURCE)
+
     # -- math -------------------------------------------------------------------------------
 
     def _place_math(self, start: int, spans: list[MathSpan], sources: list[str]) -> None:
@@ -797,7 +920,10 @@ class DocumentWriter:
             waiting.setPosition(begin)
             waiting.setPosition(begin + len(shown), QTextCursor.MoveMode.KeepAnchor)
             waiting.setKeepPositionOnInsert(True)  # text appended after it stays outside
-            self._math_waiting.setdefault(key, []).append((waiting, source, block, font))
+            entry = (waiting, source, block, font)
+            self._math_waiting.setdefault(key, []).append(entry)
+            if self._placed is not None:
+                self._placed.append((key, entry))
 
     def _text_font(self, fmt: QTextCharFormat) -> QFont:
         """The font of the text a formula stands in: the document's, scaled in a heading."""

@@ -426,3 +426,70 @@ def test_image_names_stay_unique_as_the_cache_lets_images_go(
         qtbot.waitUntil(lambda n=n: len(client.results) == n + 1, timeout=DRAWN_MS)
     names = [image.name for _, image in client.results]  # type: ignore[attr-defined]
     assert len(set(names)) == 4, names
+
+
+def test_a_paragraph_of_formulas_grows_in_place_showing_what_its_text_renders_to(
+    qtbot: QtBot, light: None
+) -> None:
+    """The open paragraph grows by its new text and formulas, not read again whole at each
+    frame; at every frame the document is the one the text so far renders to (formulas
+    already drawn shown as images, with the joiner that keeps punctuation beside them), and
+    at the end the one the whole text renders to."""
+    from tests.gui.test_render import _signature, _so_far
+
+    drawn = streaming_reply(qtbot)
+    drawn.end_stream()
+    drawn.render_text("Known: $a_{1}$ and $b_{2}$ and $c^{3}$.")
+    _wait_math(qtbot, drawn.body.document(), 3)
+    parts = []
+    for n in range(6):
+        parts.append(
+            f"Step {n}: take $a_{{1}}$, then the value grows by a plain sentence that goes "
+            f"on for a while, as prose does. Then $x_{{{n}}}$ and *so* on, with more words "
+            f"after it; then $b_{{2}}$. Also $c^{{3}}$ then `{n}` and $y_{{{n}}}$ and the "
+            "rest of the paragraph, which is plain words to its end\n\n"
+        )
+        if n % 3 == 2:
+            parts.append(f"$$z_{{{n}}}$$\n\n")
+    parts.append("> Quoted $a_{1}$, and words after it in the quote\n\n")
+    parts.append("- an item with $b_{2}$, and words after it\n- the next item\n\n")
+    parts.append("# A heading with $c^{3}$, and words\n\n")
+    text = "".join(parts) + "The end."
+    rng = __import__("random").Random(5)
+    for _ in range(4):
+        widget = streaming_reply(qtbot)
+        at = 0
+        while at < len(text):
+            step = rng.randint(1, 30)
+            widget.feed(text[at : at + step])
+            widget.render_some(1 << 20, float("inf"))  # one frame
+            at += step
+            assert _signature(widget.body.document()) == _so_far(text[:at]), text[:at]
+        widget.end_stream()
+        widget.render_some(1 << 20, float("inf"))
+        assert _signature(widget.body.document()) == _so_far(text)
+        # most frames grew the open paragraph; reading it again was for new paragraphs
+        assert widget.stats.tail_extends > widget.stats.tail_renders
+        assert "\u2060" in widget.body.toPlainText()  # a drawn formula's punctuation glued
+
+
+def test_what_a_paragraph_of_formulas_may_grow_by() -> None:
+    from desktop_app.ui.markdown import math_extension
+
+    more = math_extension("a $x$", "a $x$, then $y$ b", open_end=True)
+    assert more is not None
+    assert more.added == ", then $y$ b"
+    assert [(s.start, s.end, s.tex) for s in more.spans] == [(7, 10, "y")]
+    assert math_extension("a $x$ b", "a $x$ b c", open_end=False) is not None
+    for shown, tail in [
+        ("take $x", "take $x$"),  # a formula closed over what is shown
+        ("a $x$", "a $x$5"),  # a closing dollar before a digit closes nothing
+        ("see $x$", "see $x$ www.example.com"),  # an autolink
+        ("a $x$", "a $x$ *b*"),  # emphasis
+        ("a $x$", "a $x$ and $$y$$"),  # a display formula
+        ("a $x$", "a $x$\nb"),  # a new line
+        ("a $x$ `c`", "a $x$ `c` d"),  # after a code span
+        ("cost $5", "cost $5 and $6"),  # a dollar that is no formula
+        ("$x$ is", "$x$ is y"),  # a paragraph that begins with a formula
+    ]:
+        assert math_extension(shown, tail, open_end=True) is None, (shown, tail)
