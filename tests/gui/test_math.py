@@ -3,6 +3,7 @@ the theme's colour, copied as LaTeX, and never a way for a reply to name a resou
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -435,7 +436,7 @@ def test_a_paragraph_of_formulas_grows_in_place_showing_what_its_text_renders_to
     frame; at every frame the document is the one the text so far renders to (formulas
     already drawn shown as images, with the joiner that keeps punctuation beside them), and
     at the end the one the whole text renders to."""
-    from tests.gui.test_render import _signature, _so_far
+    from tests.gui.test_render import _signature, _so_far, frames
 
     drawn = streaming_reply(qtbot)
     drawn.end_stream()
@@ -455,16 +456,11 @@ def test_a_paragraph_of_formulas_grows_in_place_showing_what_its_text_renders_to
     parts.append("- an item with $b_{2}$, and words after it\n- the next item\n\n")
     parts.append("# A heading with $c^{3}$, and words\n\n")
     text = "".join(parts) + "The end."
-    rng = __import__("random").Random(5)
+    rng = random.Random(5)
     for _ in range(4):
         widget = streaming_reply(qtbot)
-        at = 0
-        while at < len(text):
-            step = rng.randint(1, 30)
-            widget.feed(text[at : at + step])
-            widget.render_some(1 << 20, float("inf"))  # one frame
-            at += step
-            assert _signature(widget.body.document()) == _so_far(text[:at]), text[:at]
+        for so_far in frames(widget, text, rng, 30):
+            assert _signature(widget.body.document()) == _so_far(so_far), so_far
         widget.end_stream()
         widget.render_some(1 << 20, float("inf"))
         assert _signature(widget.body.document()) == _so_far(text)

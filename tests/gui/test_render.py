@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -688,6 +689,18 @@ def _so_far(text: str) -> list[tuple[str, object, list[tuple[str, object]]]]:
     return _signature(doc)
 
 
+def frames(widget: MessageWidget, text: str, rng: random.Random, most: int) -> Iterator[str]:
+    """Stream ``text`` into ``widget`` in random pieces of 1 to ``most`` characters, each
+    drawn as a frame; after each, yield the text streamed so far."""
+    at = 0
+    while at < len(text):
+        step = rng.randint(1, most)
+        widget.feed(text[at : at + step])
+        widget.render_some(1 << 20, float("inf"))
+        at += step
+        yield text[:at]
+
+
 def test_a_reply_streamed_in_any_pieces_ends_as_the_document_of_its_whole_text(
     qtbot: QtBot,
 ) -> None:
@@ -704,15 +717,10 @@ def test_a_reply_streamed_in_any_pieces_ends_as_the_document_of_its_whole_text(
         widget = MessageWidget("assistant", RenderStats())
         qtbot.addWidget(widget)
         widget.begin_stream()
-        at = 0
-        while at < len(STREAMED):
-            step = rng.randint(1, 40)
-            widget.feed(STREAMED[at : at + step])
-            widget.render_some(1 << 20, float("inf"))  # one frame
-            at += step
-            if "$" not in STREAMED[:at]:
+        for so_far in frames(widget, STREAMED, rng, 40):
+            if "$" not in so_far:
                 # what is shown is what the text so far renders to, its open end included
-                assert _signature(widget.body.document()) == _so_far(STREAMED[:at])
+                assert _signature(widget.body.document()) == _so_far(so_far)
         widget.end_stream()
         widget.render_some(1 << 20, float("inf"))
         assert not widget.rendering
