@@ -1185,16 +1185,20 @@ class _FrameReader:
             if self._pending > self.max_event:
                 raise self.too_large()
             return []
+        lines: list[bytes] = []
         if self._parts:
-            self._parts.append(piece)
-            piece = b"".join(self._parts)
+            # the line that goes on ends in this piece: joined once (not joined and split,
+            # which copies a long line twice)
+            head, _, piece = piece.partition(b"\n")
+            lines.append(b"".join([*self._parts, head]))
         *complete, rest = piece.split(b"\n")
+        lines += complete
         self._parts = [rest] if rest else []
         self._pending = len(rest)
         if self._pending > self.max_event:
             raise self.too_large()
         provider = self.provider
-        return [("", _decode_line(raw, provider)) for raw in complete if raw.strip()]
+        return [("", _decode_line(raw, provider)) for raw in lines if raw.strip()]
 
     def finish(self) -> list[tuple[str, str]]:
         """The frames left at the end of the body."""
