@@ -577,8 +577,7 @@ class DocumentWriter:
         self._frame_lines = 0
         self._partial = False
         self._math_waiting: dict[MathKey, list[_Waiting]] = {}
-        """Formulas shown as their source until their image is drawn: (the source's
-        range, the source, whether the formula is a centred block, the text's font)."""
+        """Formulas shown as their source until their image is drawn, by key."""
         self._open_waiting: list[tuple[MathKey, _Waiting]] = []
         """The formulas of :attr:`_math_waiting` that the open end shows (dropped with it)."""
         self._placed: list[tuple[MathKey, _Waiting]] | None = None
@@ -612,15 +611,7 @@ class DocumentWriter:
         (the open end grew by plain text, see :func:`plain_extension`, or a new paragraph
         of plain text began, see :func:`plain_paragraph`), False when it was rendered."""
         if self._open_at is not None:
-            added = plain_extension(self._open_text, markdown)
-            if added is not None:
-                if added:
-                    self.extend_prose(added)
-                self._open_text = markdown
-                return True
-            more = math_extension(self._open_text, markdown, open_end=True)
-            if more is not None:
-                self._extend_math(more)
+            if self._grow_open(markdown, open_end=True):
                 self._open_text = markdown
                 return True
         elif not self.doc.isEmpty() and (text := plain_paragraph(markdown)) is not None:
@@ -695,15 +686,15 @@ class DocumentWriter:
         with self.one_edit():
             self.drop_open()
             at = self.doc.characterCount() - 1 if not self.doc.isEmpty() else 0
-            self._placed = [] if open_end else None
+            # (dropped, the open end has no formulas: a new one collects what it places)
+            self._placed = self._open_waiting if open_end else None
             try:
                 self.append_prose(markdown, open_end=open_end)
             finally:
-                placed, self._placed = self._placed, None
+                self._placed = None
             if open_end:
                 self._open_at = self._mark(at)
                 self._open_text = markdown
-                self._open_waiting = placed or []
 
     def _mark(self, at: int) -> QTextCursor:
         """A cursor at ``at``, where the open end begins: at the separator before its first
@@ -716,20 +707,15 @@ class DocumentWriter:
 
     def _settle_open(self, segment: Segment) -> bool:
         """The open end was finished as ``segment``: keep what is drawn when it shows the
-        same text (or grew by plain text); else render the segment in its place."""
+        same text (or grew by what can be appended, see :meth:`_grow_open`); else render the
+        segment in its place."""
         if segment.joined:
             return False
         shown = self._open_text
         same = shown.rstrip() == segment.text.rstrip() and "$" not in shown and "\\" not in shown
-        added = "" if same else plain_extension(shown, segment.text)
-        if added is None:
-            more = math_extension(shown, segment.text, open_end=False)
-            if more is None:
-                self._replace_open(segment.text, open_end=False)
-                return True
-            self._extend_math(more)
-        elif added:
-            self.extend_prose(added)
+        if not same and not self._grow_open(segment.text, open_end=False):
+            self._replace_open(segment.text, open_end=False)
+            return True
         self._open_at = None
         self._open_text = ""
         self._open_waiting = []  # its formulas stay: it is the finished segment now
@@ -817,6 +803,21 @@ class DocumentWriter:
         the format of its last character: only that paragraph is laid out again."""
         with self._appending() as cursor:
             cursor.insertText(text)
+
+    def _grow_open(self, markdown: str, *, open_end: bool) -> bool:
+        """Append to the open end, in place, what ``markdown`` adds to what it shows: plain
+        text (:func:`plain_extension`), or text and whole formulas
+        (:func:`math_extension`). False when ``markdown`` must be read again instead."""
+        added = plain_extension(self._open_text, markdown)
+        if added is not None:
+            if added:
+                self.extend_prose(added)
+            return True
+        more = math_extension(self._open_text, markdown, open_end=open_end)
+        if more is None:
+            return False
+        self._extend_math(more)
+        return True
 
     def _extend_math(self, more: MathExtension) -> None:
         """Append ``more`` (see :func:`math_extension`) to the open end, the last paragraph:
