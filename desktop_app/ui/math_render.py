@@ -60,10 +60,23 @@ SCALE = 1.2
 """Formulas are set this much larger than the text's pixel size (the math font's letters
 are smaller than the interface font's at the same size)."""
 
-_UNSAFE_SVG = re.compile(
-    rb"<\s*(image|script|foreignObject|feImage|iframe|a)\b|(?:href|src)\s*=\s*\"(?!#)|url\(\s*(?!#)",
-    re.IGNORECASE,
+_UNSAFE_SVG = (
+    re.compile(rb"<\s*(image|script|foreignobject|feimage|iframe|a)\b"),
+    re.compile(rb"href\s*=\s*[\"'](?!#)"),
+    re.compile(rb"src\s*=\s*[\"'](?!#)"),
+    re.compile(rb"url\(\s*(?!#)"),
 )
+"""What an SVG to draw must not hold, looked for in its lower-cased text: an element that
+loads or runs something, or a reference to anything but a part of the same SVG. One
+pattern each: each begins with a fixed text, which the search finds at once (as one
+pattern of alternatives it looked at every character, 30 times as slow on a large formula,
+all the while keeping other Python threads waiting)."""
+
+
+def unsafe_svg(svg: bytes) -> bool:
+    """Whether ``svg`` holds anything :data:`_UNSAFE_SVG` forbids."""
+    text = svg.lower()
+    return any(pattern.search(text) for pattern in _UNSAFE_SVG)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +131,48 @@ def inline_padding(ascent: float, depth: float, x_height: int) -> tuple[float, f
     return (shift, 0.0) if shift > 0 else (0.0, -shift)
 
 
-def draw(layout: Layout, key: MathKey, name: str) -> MathResult:
-    """Rasterise ``layout`` for ``key``: its ink in ``key.colour`` at ``key.dpr``."""
-    from PySide6.QtSvg import QSvgRenderer
+_SVG_ROOT = re.compile(rb"<svg\b[^>]*>")
+_ROOT_SIZE = re.compile(rb'\s(width|height|viewBox)="[^"]*"')
+_VIEW_BOX = re.compile(rb'\sviewBox="([^"]*)"')
 
-    if _UNSAFE_SVG.search(layout.svg):
+
+def framed(svg: bytes, pixels: tuple[int, int], ink: QRectF) -> bytes | None:
+    """``svg`` with its root set to draw its view box into ``ink`` of an image of
+    ``pixels`` (width, height): the same picture, in a frame as large as the image. None if
+    its root has no usable view box."""
+    root = _SVG_ROOT.match(svg)
+    box = _VIEW_BOX.search(root.group()) if root else None
+    if root is None or box is None:
+        return None
+    try:
+        x, y, w, h = (float(part) for part in box.group(1).replace(b",", b" ").split())
+    except ValueError:
+        return None
+    if not (w > 0 and h > 0 and ink.width() > 0 and ink.height() > 0):
+        return None
+    across = w / ink.width()  # view-box units per pixel
+    down = h / ink.height()
+    width, height = pixels
+    frame = (x - ink.x() * across, y - ink.y() * down, width * across, height * down)
+    if not all(map(math.isfinite, frame)):
+        return None
+    attributes = (
+        f' width="{width}" height="{height}" viewBox="{" ".join(map(repr, frame))}"'
+    ).encode()
+    head = _ROOT_SIZE.sub(b"", root.group()).replace(b"<svg", b"<svg" + attributes, 1)
+    return head + svg[root.end() :]
+
+
+def draw(layout: Layout, key: MathKey, name: str) -> MathResult:
+    """Rasterise ``layout`` for ``key``: its ink in ``key.colour`` at ``key.dpr``.
+
+    Qt's SVG image reader parses and rasterises, the costly part, and PySide lets go of
+    Python's lock while it reads (it keeps the lock through a ``QSvgRenderer.render``): the
+    window's thread runs meanwhile, instead of waiting as long as the drawing takes."""
+    from PySide6.QtCore import QBuffer
+    from PySide6.QtGui import QImageReader
+
+    if unsafe_svg(layout.svg):
         return MathFailure("This formula could not be typeset safely.")
     top, bottom = (
         inline_padding(layout.ascent, layout.depth, key.x_height) if key.x_height else (0.0, 0.0)
@@ -134,14 +184,21 @@ def draw(layout: Layout, key: MathKey, name: str) -> MathResult:
     pixels_h = max(1, math.ceil(height * dpr))
     if pixels_w * pixels_h > MAX_PIXELS:
         return MathFailure("Rill does not typeset this formula: it would be too large to show.")
-    renderer = QSvgRenderer(QByteArray(layout.svg))
-    if not renderer.isValid():
+    svg = framed(
+        layout.svg,
+        (pixels_w, pixels_h),
+        QRectF(0, top * dpr, layout.width * dpr, layout.height * dpr),
+    )
+    if svg is None:
         return MathFailure("This formula could not be typeset.")
-    image = QImage(pixels_w, pixels_h, QImage.Format.Format_ARGB32_Premultiplied)
-    image.fill(Qt.GlobalColor.transparent)
+    source = QBuffer()
+    source.setData(QByteArray(svg))
+    reader = QImageReader(source, b"svg")
+    image = reader.read()
+    if image.isNull() or image.size().toTuple() != (pixels_w, pixels_h):
+        return MathFailure("This formula could not be typeset.")
+    image = image.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
     painter = QPainter(image)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    renderer.render(painter, QRectF(0, top * dpr, layout.width * dpr, layout.height * dpr))
     painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceIn)
     painter.fillRect(image.rect(), QColor(key.colour))
     painter.end()

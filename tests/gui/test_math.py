@@ -489,3 +489,160 @@ def test_what_a_paragraph_of_formulas_may_grow_by() -> None:
         ("$x$ is", "$x$ is y"),  # a paragraph that begins with a formula
     ]:
         assert math_extension(shown, tail, open_end=True) is None, (shown, tail)
+
+
+def _svg(x: float, y: float, w: float, h: float, body: str) -> bytes:
+    """An SVG as the typesetter writes one: its root sized to a view box that need not
+    start at 0 (the baseline is at y = 0)."""
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        f'width="{w}" height="{h}" viewBox="{x} {y} {w} {h}">{body}</svg>'
+    ).encode()
+
+
+def _reference(layout: object, key: object) -> QImage:
+    """``layout`` drawn for ``key`` as QSvgRenderer draws it into the rect its layout
+    gives: what :func:`draw` must give, pixel for pixel."""
+    import math
+
+    from PySide6.QtCore import QByteArray, QRectF
+    from PySide6.QtGui import QColor, QPainter
+    from PySide6.QtSvg import QSvgRenderer
+
+    from desktop_app.ui.math_render import MathKey, inline_padding
+    from desktop_app.ui.math_text import Layout
+
+    assert isinstance(layout, Layout) and isinstance(key, MathKey)
+    top, bottom = (
+        inline_padding(layout.ascent, layout.depth, key.x_height) if key.x_height else (0, 0)
+    )
+    dpr = key.dpr
+    image = QImage(
+        max(1, math.ceil(layout.width * dpr)),
+        max(1, math.ceil((layout.height + top + bottom) * dpr)),
+        QImage.Format.Format_ARGB32_Premultiplied,
+    )
+    image.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    QSvgRenderer(QByteArray(layout.svg)).render(
+        painter, QRectF(0, top * dpr, layout.width * dpr, layout.height * dpr)
+    )
+    painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceIn)
+    painter.fillRect(image.rect(), QColor(key.colour))
+    painter.end()
+    return image
+
+
+@pytest.mark.parametrize("dpr", [1.0, 1.25, 2.0])
+@pytest.mark.parametrize("x_height", [0, 7, 30])
+def test_a_formula_is_drawn_where_its_layout_puts_it(
+    qapp: QApplication, dpr: float, x_height: int
+) -> None:
+    from desktop_app.ui.math_render import MathImage, MathKey, draw
+    from desktop_app.ui.math_text import Layout
+
+    # marks at the view box's corners and across it, in a box that does not start at 0
+    body = (
+        '<path d="M -0.7 -13.2 L 3 -13.2 L 3 -9 Z" fill="black"/>'
+        '<rect x="11.3" y="-2.1" width="3.9" height="2.4" fill="black"/>'
+        '<path d="M 2 -6 Q 8 -12 14 -6 T 26 -6" stroke="black" stroke-width="0.8" fill="none"/>'
+    )
+    layout = Layout(_svg(-0.7, -13.2, 26.9, 13.9, body), 26.9, 13.2, 0.7)
+    key = MathKey("m", x_height == 0, 16.0, "#336699", dpr, x_height)
+    drawn = draw(layout, key, "n")
+    assert isinstance(drawn, MathImage)
+    expected = _reference(layout, key)
+    assert drawn.image.devicePixelRatio() == dpr
+    got = drawn.image.copy()
+    got.setDevicePixelRatio(1.0)
+    assert got.size() == expected.size()
+    got = got.convertToFormat(expected.format())
+    # the same picture: placed a pixel off, edges would differ by most of the range
+    worst = max(map(abs, map(int.__sub__, bytes(got.constBits()), bytes(expected.constBits()))))
+    assert worst <= 8
+    assert drawn.width == layout.width
+    assert drawn.height == pytest.approx(got.height() / dpr, abs=1 / dpr)
+
+
+def test_an_svg_without_a_view_box_or_with_a_reference_is_not_drawn(qapp: QApplication) -> None:
+    from desktop_app.ui.math_render import MathFailure, MathKey, draw, unsafe_svg
+    from desktop_app.ui.math_text import Layout
+
+    key = MathKey("m", True, 16.0, "#000000", 1.0, 0)
+    plain = (
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"><path d="M0 0 L9 9"/></svg>'
+    )
+    assert isinstance(draw(Layout(plain, 9, 9, 0), key, "n"), MathFailure)
+    fine = _svg(0, -9, 9, 9, '<use xlink:href="#g1"/><path fill="url(#p)" d="M0 0 L9 9"/>')
+    assert not unsafe_svg(fine)
+    for hostile in (
+        '<image href="file:///etc/passwd"/>',
+        "<IMAGE HREF='data:x'/>",
+        "< script>alert(1)</script>",
+        '<foreignObject width="9" height="9"/>',
+        "<feImage href='x'/>",
+        '<a xlink:href="http://127.0.0.1/">x</a>',
+        "<A>x</A>",
+        '<path style="fill: URL( http://127.0.0.1/x)" d="M0 0"/>',
+        '<path d="M0 0" src = "x"/>',
+    ):
+        svg = _svg(0, -9, 9, 9, hostile)
+        assert unsafe_svg(svg), hostile
+        assert isinstance(draw(Layout(svg, 9, 9, 0), key, "n"), MathFailure), hostile
+
+
+def test_drawing_a_formula_leaves_the_window_thread_free(qapp: QApplication) -> None:
+    """The drawing thread lets go of Python's lock while a formula is parsed and
+    rasterised, so the window's thread runs meanwhile (held, the window would stall as long
+    as the drawing took)."""
+    import sys
+    import threading
+    import time
+
+    from desktop_app.ui.math_render import MathImage, MathKey, draw
+    from desktop_app.ui.math_text import Layout
+
+    waves = "".join(
+        f'<path d="M {x / 10} -20 Q {x / 10 + 0.3} -35 {x / 10 + 0.6} -20 T {x / 10 + 1.2} -20 Z"/>'
+        for x in range(0, 12_000, 4)
+    )
+    layout = Layout(_svg(0, -40, 1200, 40, waves), 1200, 40, 0)
+    key = MathKey("big", True, 16.0, "#000000", 2.0, 0)
+    started = threading.Event()
+    done = threading.Event()
+    drawn: list[object] = []
+    drawing_from_to: list[float] = []
+
+    def drawing() -> None:
+        started.set()
+        try:
+            drawing_from_to.append(time.perf_counter())
+            drawn.append(draw(layout, key, "n"))
+            drawing_from_to.append(time.perf_counter())
+        finally:
+            done.set()
+
+    running: list[tuple[float, float]] = []  # when this thread ran
+    interval = sys.getswitchinterval()
+    # Python never takes its lock from a thread meanwhile: this thread runs only while the
+    # drawing thread has let go of it
+    sys.setswitchinterval(30.0)
+    try:
+        thread = threading.Thread(target=drawing)
+        thread.start()
+        started.wait()
+        last = time.perf_counter()
+        while not done.is_set():
+            time.sleep(0)  # (lets go of the lock, so the drawing thread can take it back)
+            now = time.perf_counter()
+            if now - last < 0.001:
+                running.append((last, now))
+            last = now
+        thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(drawn) == 1 and isinstance(drawn[0], MathImage)
+    begin, end = drawing_from_to
+    ran = sum(max(0.0, min(b, end) - max(a, begin)) for a, b in running)
+    assert ran > (end - begin) / 2, (ran, end - begin)
