@@ -17,7 +17,16 @@ from desktop_app.ui import theme
 from desktop_app.ui.chat_view import MessageWidget
 from desktop_app.ui.main_window import MainWindow
 from desktop_app.ui.markdown import MATH_SOURCE, Segmenter, formulas, fragments, split_all
-from desktop_app.ui.math_render import renderer
+from desktop_app.ui.math_render import (
+    MathFailure,
+    MathImage,
+    MathKey,
+    draw,
+    inline_padding,
+    renderer,
+    unsafe_svg,
+)
+from desktop_app.ui.math_text import Layout
 from tests.gui.test_chat import send
 from tests.gui.test_look import _ink
 from tests.gui.util import streaming_reply
@@ -500,19 +509,15 @@ def _svg(x: float, y: float, w: float, h: float, body: str) -> bytes:
     ).encode()
 
 
-def _reference(layout: object, key: object) -> QImage:
+def _reference(layout: Layout, key: MathKey) -> QImage:
     """``layout`` drawn for ``key`` as QSvgRenderer draws it into the rect its layout
-    gives: what :func:`draw` must give, pixel for pixel."""
+    gives: what :func:`draw` must give, up to the rounding of the transforms."""
     import math
 
     from PySide6.QtCore import QByteArray, QRectF
     from PySide6.QtGui import QColor, QPainter
     from PySide6.QtSvg import QSvgRenderer
 
-    from desktop_app.ui.math_render import MathKey, inline_padding
-    from desktop_app.ui.math_text import Layout
-
-    assert isinstance(layout, Layout) and isinstance(key, MathKey)
     top, bottom = (
         inline_padding(layout.ascent, layout.depth, key.x_height) if key.x_height else (0, 0)
     )
@@ -539,9 +544,6 @@ def _reference(layout: object, key: object) -> QImage:
 def test_a_formula_is_drawn_where_its_layout_puts_it(
     qapp: QApplication, dpr: float, x_height: int
 ) -> None:
-    from desktop_app.ui.math_render import MathImage, MathKey, draw
-    from desktop_app.ui.math_text import Layout
-
     # marks at the view box's corners and across it, in a box that does not start at 0
     body = (
         '<path d="M -0.7 -13.2 L 3 -13.2 L 3 -9 Z" fill="black"/>'
@@ -566,9 +568,6 @@ def test_a_formula_is_drawn_where_its_layout_puts_it(
 
 
 def test_an_svg_without_a_view_box_or_with_a_reference_is_not_drawn(qapp: QApplication) -> None:
-    from desktop_app.ui.math_render import MathFailure, MathKey, draw, unsafe_svg
-    from desktop_app.ui.math_text import Layout
-
     key = MathKey("m", True, 16.0, "#000000", 1.0, 0)
     plain = (
         b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"><path d="M0 0 L9 9"/></svg>'
@@ -599,9 +598,6 @@ def test_drawing_a_formula_leaves_the_window_thread_free(qapp: QApplication) -> 
     import sys
     import threading
     import time
-
-    from desktop_app.ui.math_render import MathImage, MathKey, draw
-    from desktop_app.ui.math_text import Layout
 
     waves = "".join(
         f'<path d="M {x / 10} -20 Q {x / 10 + 0.3} -35 {x / 10 + 0.6} -20 T {x / 10 + 1.2} -20 Z"/>'
