@@ -79,6 +79,8 @@ OLLAMA_KEEP_ALIVE_S = 300.0
 
 RAW_TIME_LIMIT_S = 120.0
 """A raw answer whose body never ends is cut after this long, so no test can run away."""
+RAW_SLICE = 1 << 20
+"""The most bytes of a :class:`Raw` body handed to the socket in one write."""
 
 
 @dataclass(frozen=True)
@@ -533,7 +535,11 @@ class Simulator:
         if isinstance(raw.body, bytes):
             response.content_length = len(raw.body)
             await response.prepare(request)
-            await response.write(raw.body)
+            # in slices, as a server's socket takes them: one write of a huge body would be
+            # copied whole, twice, into the transport's buffer
+            body = memoryview(raw.body)
+            for start in range(0, len(body), RAW_SLICE):
+                await response.write(body[start : start + RAW_SLICE])
         else:
             await response.prepare(request)
             loop = asyncio.get_running_loop()
