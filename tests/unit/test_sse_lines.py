@@ -1,17 +1,18 @@
 """Rill's SSE line decoder gives what httpx-sse's gives, however the text is cut.
 
 The engine's decoder differs from the library's only in how a long line is put together
-(once, not three times); these tests feed both the same event streams, cut into pieces
-every way, and require the same events from the library's field reader.
+(once, not three times, and a ``data`` line as its value, without the field's name); these
+tests feed both the same event streams, cut into pieces every way, and require the same
+events from the field reader (httpx-sse's, which `_SSEEvents` only adds to).
 """
 
 from __future__ import annotations
 
 import random
 
-from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+from httpx_sse._decoders import SSELineDecoder
 
-from desktop_app.core.engine import _line_end, _SSELines
+from desktop_app.core.engine import _line_end, _SSEEvents, _SSELines
 
 FIELDS = ("data: ", "data:", "data:  ", "data:   ", "event: ", "event:", "id: ", ": ", "retry: ")
 VALUES = ("", " ", "x", " x", '{"a": 1}', "data: y", "ü€😀", "a:b")
@@ -45,19 +46,22 @@ def _cuts(text: str, rng: random.Random) -> list[str]:
 
 
 def _events(lines: SSELineDecoder, pieces: list[str]) -> list[tuple[str, str, str]]:
-    events = SSEDecoder()
+    events = _SSEEvents()
     out = []
-    for piece in pieces:
-        if not piece:
-            continue
-        for line in lines.decode(piece):
+
+    def read(got: list[str]) -> None:
+        for i, line in enumerate(got):
+            if i == 0 and isinstance(lines, _SSELines) and lines.value_first:
+                events.data(line)
+                continue
             sse = events.decode(line)
             if sse is not None:
                 out.append((sse.event, sse.data, sse.id))
-    for line in [*lines.flush(), ""]:
-        sse = events.decode(line)
-        if sse is not None:
-            out.append((sse.event, sse.data, sse.id))
+
+    for piece in pieces:
+        if piece:
+            read(lines.decode(piece))
+    read([*lines.flush(), ""])
     return out
 
 
@@ -71,9 +75,24 @@ def test_the_events_are_the_librarys_however_the_text_is_cut() -> None:
 
 def test_a_long_data_line_keeps_its_value_exactly() -> None:
     for value in ("{" + "x" * 200_000 + "}", " " + "y" * 100_000, "  two spaces", ""):
-        text = f"data: {value}\n\n"
-        pieces = [text[i : i + 65_536] for i in range(0, len(text), 65_536)]
-        assert _events(_SSELines(), pieces) == [("message", value, "")]
+        for field in ("data: ", "data:"):
+            text = f"{field}{value}\n\n"
+            pieces = [text[i : i + 65_536] for i in range(0, len(text), 65_536)]
+            want = value[1:] if field == "data:" and value.startswith(" ") else value
+            assert _events(_SSELines(), pieces) == [("message", want, "")]
+
+
+def test_a_long_data_line_is_joined_as_its_value() -> None:
+    lines = _SSELines()
+    assert lines.decode("event: x\ndata: {" + "a" * 10) == ["event: x"]
+    assert lines.decode("b" * 10) == []
+    got = lines.decode("}\n\ndata: [DONE]")
+    assert lines.value_first
+    assert got == ["{" + "a" * 10 + "b" * 10 + "}", ""]
+    assert lines.flush() == ["[DONE]"]
+    assert lines.value_first
+    assert lines.decode("id: 7\n") == ["id: 7"]
+    assert not lines.value_first
 
 
 def test_the_first_line_break_is_found() -> None:
