@@ -364,6 +364,40 @@ async def test_the_read_loop_lets_the_event_loop_run_under_a_decompression_bomb(
     assert max(gaps) < 1.0, f"the event loop was blocked for {max(gaps):.2f} s"
 
 
+def _long_event_body(protocol: ProtocolName, text: str, field: str, end: str) -> str:
+    """An OpenAI stream with ``text`` in one event, closed by its finish chunk and
+    ``[DONE]``; or a Gemini stream that is that one event, finishing, its last line not
+    followed by the blank line (Gemini's streams end with the body, not with a marker)."""
+    if protocol == "gemini":
+        candidate = {"content": {"parts": [{"text": text}], "role": "model"}}
+        event = {"candidates": [{**candidate, "finishReason": "STOP", "index": 0}]}
+        return f"{field}{json.dumps(event, ensure_ascii=False)}{end}"
+    events = [
+        {"choices": [{"index": 0, "delta": {"content": text}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    body = "".join(f"{field}{json.dumps(e, ensure_ascii=False)}{end}{end}" for e in events)
+    return body + f"data: [DONE]{end}{end}"
+
+
+@pytest.mark.parametrize("field", ["data: ", "data:", "data:  "])
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("protocol", ["openai", "gemini"])
+async def test_a_long_data_line_in_many_reads_keeps_its_text(
+    sim: Any, protocol: ProtocolName, field: str, end: str
+) -> None:
+    """A 1.4 MB event, two-byte characters cut across reads, its ``data`` field written
+    every way the format allows."""
+    text = "é" * 300_000 + "x" * 800_000
+    body = _long_event_body(protocol, text, field, end).encode()
+    sim.script(Fault(raw=Raw(headers={"Content-Type": "text/event-stream"}, body=body)))
+    events = await _run(sim, protocol, FAST)
+    finished = events[-1]
+    assert isinstance(finished, Finished), finished
+    assert finished.response.content == text
+    assert len(sim.chat_requests) == 1
+
+
 # -- case 14: redirects and requests that cannot be built -----------------------------------
 
 
