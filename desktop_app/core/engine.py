@@ -1041,11 +1041,33 @@ class _SSELines(SSELineDecoder):
 
 
 class _SSEEvents(SSEDecoder):
-    """httpx-sse's field reader, also taking a ``data`` value read without its name."""
+    """httpx-sse's field reader, also taking a ``data`` value read without its name, and
+    ending an event without making the library's event object.
+
+    Every event of a stream is a ``data`` line and a blank line (OpenAI's, Gemini's), or an
+    ``event`` line before them (Anthropic's): the data line is taken by :meth:`data` and
+    the blank line by :meth:`end`, which do what :meth:`decode` does for those two lines
+    with a method call less and no :class:`ServerSentEvent` per event. Every other line
+    (a comment, ``event``, ``id``, ``retry``, a field without its space) is the library's
+    to read."""
 
     def data(self, value: str) -> None:
         """Add the value of a ``data`` field (see :attr:`_SSELines.value_first`)."""
         self._data.append(value)
+
+    def end(self) -> tuple[str, str] | None:
+        """The blank line: the event's name and data, or None for an event without data
+        (which is no event). The state is left as :meth:`decode` leaves it."""
+        data = self._data
+        if not data:
+            self.decode("")
+            return None
+        event = self._event or "message"
+        self._event = ""
+        self._data = []
+        self._retry = None
+        value = data[0] if len(data) == 1 else "\n".join(data)
+        return (event, value) if value else None
 
 
 def _line_end(text: str) -> int:
@@ -1194,17 +1216,21 @@ class _FrameReader:
                 size += len(value)
                 self._events.data(value)
                 del lines[0]
+            events = self._events
             for line in lines:
                 if line:
                     size += len(line)
-                    decode(line)
+                    if line.startswith("data: "):
+                        events.data(line[6:])
+                    else:
+                        decode(line)
+                    if size > self.max_event:
+                        raise self.too_large()
                 else:
                     size = 0
-                    sse = decode(line)
-                    if sse is not None and sse.data:  # an event without data is no event
-                        out.append((sse.event, sse.data))
-                if size > self.max_event:
-                    raise self.too_large()
+                    event = events.end()
+                    if event is not None:
+                        out.append(event)
             self._event_size = size
             rest = self._lines.buffer
             self._line_size = len(rest[0]) if rest else 0

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import random
 
-from httpx_sse._decoders import SSELineDecoder
+import httpx
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
-from desktop_app.core.engine import _line_end, _SSEEvents, _SSELines
+from desktop_app.core.engine import _FrameReader, _line_end, _SSEEvents, _SSELines
+from desktop_app.core.providers import get_provider
+from desktop_app.core.resilience import ResilienceSettings
 
 FIELDS = ("data: ", "data:", "data:  ", "data:   ", "event: ", "event:", "id: ", ": ", "retry: ")
 VALUES = ("", " ", "x", " x", '{"a": 1}', "data: y", "ü€😀", "a:b")
@@ -102,3 +105,33 @@ def test_the_first_line_break_is_found() -> None:
     assert _line_end("ab\rcd\n") == 2
     assert _line_end("ab\r\ncd") == 2
     assert _line_end("\n") == 0
+
+
+def _library_frames(pieces: list[str]) -> list[tuple[str, str]]:
+    """The (event, data) pairs httpx-sse's own decoders give, an event without data left
+    out (as the engine leaves it out)."""
+    lines, events = SSELineDecoder(), SSEDecoder()
+    out = []
+    for piece in pieces:
+        for line in lines.decode(piece) if piece else ():
+            sse = events.decode(line)
+            if sse is not None and sse.data:
+                out.append((sse.event, sse.data))
+    return out
+
+
+def _engine_frames(pieces: list[str]) -> list[tuple[str, str]]:
+    response = httpx.Response(200, headers={"Content-Type": "text/event-stream"}, content=b"")
+    reader = _FrameReader(get_provider("anthropic"), response, ResilienceSettings())
+    out = []
+    for piece in pieces:
+        out += reader.decode(piece.encode("utf-8", "surrogatepass"))
+    return out
+
+
+def test_the_engines_frames_are_the_librarys_however_the_text_is_cut() -> None:
+    for seed in range(400):
+        rng = random.Random(seed)
+        text = _stream(rng)
+        pieces = _cuts(text, rng)
+        assert _engine_frames(pieces) == _library_frames(pieces), seed

@@ -3,7 +3,6 @@ llama.cpp server, OpenRouter, DeepSeek, Qwen's compatible mode). SSE ending in [
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar
 
 from desktop_app.core.events import StreamEvent, TextDelta, UsageUpdate
@@ -35,10 +34,7 @@ class OpenAIParser(StreamParser):
         if data == "[DONE]":
             self.done = True
             return []
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            chunk = loads_chunk(data, self.title)  # raises CorruptStream
+        chunk = loads_chunk(data, self.title)
         if type(chunk) is not dict:
             raise corrupt_chunk(self.title, data)
         choices = chunk.get("choices")
