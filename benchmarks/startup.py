@@ -34,11 +34,13 @@ model = "local"
 
 METHOD = f"""\
 Each start is a new process, `python -m benchmarks.startup_probe` — `python -m desktop_app`
-(what `rill` runs) with the main window watched from outside: the probe module patches
-`MainWindow.showEvent` before calling `desktop_app.app.main()`, and the app's code is not
-changed. The benchmark takes `time.perf_counter()` just before `subprocess.Popen` and passes it
-in an environment variable; the child subtracts it from its own `perf_counter()` (on Linux
-`CLOCK_MONOTONIC`, one clock for every process). So the figure includes starting the
+(what `rill` runs) with the main window watched from outside: the probe module starts as the
+launcher (`desktop_app.launch`) does — Python's cycle collector paused until the first frame,
+`desktop_app.app` imported before Qt — patches `MainWindow.showEvent`, and calls
+`desktop_app.app.main()`; the app's code is not changed. The benchmark takes
+`time.perf_counter()` just before `subprocess.Popen` and passes it in an environment
+variable; the child subtracts it from its own `perf_counter()` (on Linux `CLOCK_MONOTONIC`,
+one clock for every process). So the figure includes starting the
 interpreter, every import, creating the `QApplication` and the qasync loop, reading the
 config, opening the history, response cache and usage ledger (`Services.open`, on a worker
 thread, without SQLite's integrity check, which runs after the window is shown), building the

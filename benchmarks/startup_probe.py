@@ -1,19 +1,23 @@
 """Run ``rill`` and report when its main window was first shown, then close it.
 
 ``python -m benchmarks.startup_probe [rill options]`` is ``python -m desktop_app`` with
-``MainWindow`` watched from outside (the app's code is not changed): the first
+``MainWindow`` watched from outside (the app's code is not changed). It starts the way the
+launcher does (``desktop_app.launch``: the cycle collector paused, then ``desktop_app.app``
+imported before Qt) and reports the first
 ``showEvent``, the first frame painted after it, and the end of the window's start-up work
 (loading, and on a first run the probe for local servers and the built-in simulator). Times
 are ``time.perf_counter()`` minus ``RILL_BENCH_LAUNCHED_AT``, the parent's ``perf_counter()``
 just before it started this process (one clock for every process on the machine). Once the
 start-up work is done and the window has been idle for ``RILL_BENCH_IDLE_S`` seconds, one
 line ``RILL-STARTUP {json}`` goes to stdout with the times and the resident set size (and,
-with ``RILL_BENCH_MODULES`` set, the modules imported), and the window is closed the way the
-user closes it.
+with ``RILL_BENCH_MODULES`` set, the modules imported; and whether the cycle collector ran at
+the first frame and runs now, with how many objects start-up left frozen), and the window is
+closed the way the user closes it.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -45,10 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     idle_s = float(os.environ.get(IDLE_S, "1.0"))
     entered = time.perf_counter() - launched
 
+    from desktop_app import launch
+
+    launch.pause_collector()
+    from desktop_app import app  # noqa: I001  (imported before Qt, as the launcher does)
+
     from PySide6.QtCore import QEvent, QObject, QTimer
     from PySide6.QtGui import QShowEvent
 
-    from desktop_app import app
     from desktop_app.ui.main_window import MainWindow
 
     found: dict[str, Any] = {"interpreter_s": entered}
@@ -60,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         def eventFilter(self, watched: QObject, event: QEvent) -> bool:
             if event.type() == QEvent.Type.Paint and "painting_s" not in found:
                 found["painting_s"] = time.perf_counter() - launched
+                found["collecting_at_paint"] = gc.isenabled()
                 QTimer.singleShot(0, painted)
             return False
 
@@ -98,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def report() -> None:
             found["idle_rss"] = rss_bytes()
+            found["collecting"] = gc.isenabled()
+            found["frozen_objects"] = gc.get_freeze_count()
             if os.environ.get(MODULES):
                 found["modules"] = sorted(sys.modules)
             print(MARKER + json.dumps(found), flush=True)
@@ -106,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         QTimer.singleShot(POLL_MS, check)
 
     MainWindow.showEvent = show_event  # type: ignore[method-assign, assignment]
-    return app.main(argv)
+    try:
+        return app.main(argv)
+    finally:
+        launch.resume_collector()
 
 
 if __name__ == "__main__":

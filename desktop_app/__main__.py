@@ -2,6 +2,6 @@
 
 import sys
 
-from desktop_app.app import main
+from desktop_app.launch import main
 
 sys.exit(main())

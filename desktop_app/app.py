@@ -49,6 +49,7 @@ from desktop_app.core.config import load_config  # noqa: E402
 from desktop_app.core.errors import RillError  # noqa: E402
 from desktop_app.core.logs import setup_logging  # noqa: E402
 from desktop_app.core.paths import AppPaths, app_paths  # noqa: E402
+from desktop_app.launch import resume_collector  # noqa: E402
 from desktop_app.platform_check import startup_problem  # noqa: E402
 
 log = logging.getLogger("rill.app")
@@ -61,6 +62,9 @@ UPGRADING_TEXT = (
     "large history can take a minute. Your conversations are safe."
 )
 OPENING_TEXT = "Rill is opening your conversation history…"
+FIRST_FRAME_WAIT_S = 2.0
+"""The cycle collector, paused for start-up, runs again after the window's first frame, or
+after this long without one."""
 
 _T = TypeVar("_T")
 
@@ -289,6 +293,7 @@ async def run(app: Any, args: argparse.Namespace, paths: AppPaths) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, window.close)
     window.show()
+    after_first_frame(window, resume_collector)
     for warning in services.warnings:
         window.status.show_error(warning)
     window.start()
@@ -299,6 +304,30 @@ async def run(app: Any, args: argparse.Namespace, paths: AppPaths) -> int:
         await services.aclose()
         await loop.run_in_executor(None, demo.stop)
     return 0
+
+
+def after_first_frame(window: Any, then: Callable[[], None]) -> None:
+    """Call ``then`` on the event loop's next turn after ``window`` paints its first frame,
+    or after :data:`FIRST_FRAME_WAIT_S` if it paints none by then (a window that starts
+    hidden)."""
+    from PySide6.QtCore import QEvent, QObject, QTimer
+
+    class FirstFrame(QObject):
+        def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+            if event.type() == QEvent.Type.Paint:
+                watched.removeEventFilter(self)
+                QTimer.singleShot(0, done)
+            return False
+
+    def done() -> None:
+        if not called:
+            called.append(True)
+            then()
+
+    called: list[bool] = []
+    watcher = FirstFrame(window)
+    window.installEventFilter(watcher)
+    QTimer.singleShot(round(FIRST_FRAME_WAIT_S * 1000), done)
 
 
 async def open_services(open_them: Callable[[], _T], *, upgrading: bool) -> _T:

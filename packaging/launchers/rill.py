@@ -1,4 +1,4 @@
-"""The frozen ``rill`` executable: the desktop window (``desktop_app.app.main``), or, with
+"""The frozen ``rill`` executable: the desktop window (``desktop_app.launch.main``), or, with
 ``--typeset-math``, the process that typesets formulas for it (no Qt is loaded then)."""
 
 import sys
@@ -8,7 +8,7 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--typeset-math"]:
 
     sys.exit(typeset())
 
-from desktop_app.app import main
+from desktop_app.launch import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,10 +13,24 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QApplication, QComboBox, QMenu, QMessageBox, QProgressDialog
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QLabel,
+    QMenu,
+    QMessageBox,
+    QProgressDialog,
+)
 from pytestqt.qtbot import QtBot
 
-from desktop_app.app import UPGRADING_TEXT, ExceptionReporter, build_parser, open_services
+from desktop_app import app as app_module
+from desktop_app.app import (
+    UPGRADING_TEXT,
+    ExceptionReporter,
+    after_first_frame,
+    build_parser,
+    open_services,
+)
 from desktop_app.core.config import Config
 from desktop_app.core.paths import app_paths
 from desktop_app.simulator import SimulatorThread
@@ -425,3 +439,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_after_the_first_frame_runs_once_the_window_has_painted(qtbot: QtBot) -> None:
+    label = QLabel("first frame")
+    qtbot.addWidget(label)
+    seen: list[bool] = []
+    painted: list[bool] = []
+    original = label.paintEvent
+
+    def paint(event: object) -> None:
+        painted.append(True)
+        original(event)  # type: ignore[arg-type]
+
+    label.paintEvent = paint  # type: ignore[method-assign, assignment]
+    after_first_frame(label, lambda: seen.append(bool(painted)))
+    assert seen == []
+    label.show()
+    qtbot.waitUntil(lambda: seen == [True], timeout=5000)
+    label.update()
+    qtbot.waitUntil(lambda: len(painted) >= 2, timeout=5000)
+    assert seen == [True]
+
+
+def test_after_the_first_frame_runs_anyway_when_no_frame_comes(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app_module, "FIRST_FRAME_WAIT_S", 0.05)
+    hidden = QLabel("never shown")
+    qtbot.addWidget(hidden)
+    seen: list[str] = []
+    after_first_frame(hidden, lambda: seen.append("ran"))
+    qtbot.waitUntil(lambda: seen == ["ran"], timeout=5000)
