@@ -561,6 +561,119 @@ def test_search_follows_updates_and_deletes(history: History, db_path: Path) -> 
     conn.close()
 
 
+def _indexed(path: Path) -> set[int]:
+    """The messages the search index holds (FTS5's table of document sizes: one row each)."""
+    with contextlib.closing(raw(path)) as conn:
+        return {row[0] for row in conn.execute("SELECT id FROM messages_fts_docsize")}
+
+
+def _index_matches_messages(path: Path) -> None:
+    """FTS5's own check that the index holds exactly what the messages table holds."""
+    with contextlib.closing(raw(path)) as conn:
+        conn.execute("INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)")
+
+
+def test_a_streaming_reply_is_indexed_once_when_it_ends(history: History, db_path: Path) -> None:
+    """Saving a streaming reply's text does no search-index work; the text it ends with is
+    indexed once, and no word of a text it had on the way (a restarted attempt's) is left."""
+    chat = history.create_conversation()
+    prompt = history.add_message(chat.id, "user", "Tell me about rivers")
+    reply = history.add_message(chat.id, "assistant", "", status="streaming")
+    assert _indexed(db_path) == {prompt.id}
+    for text in ("Rivers", "Rivers carry silt", "Glaciers instead"):  # the last: a restart
+        history.update_message(reply.id, content=text, status="streaming")
+        assert _indexed(db_path) == {prompt.id}
+        assert history.search("glaciers") == []
+    history.update_message(reply.id, content="Glaciers carve valleys", status="complete")
+    assert _indexed(db_path) == {prompt.id, reply.id}
+    assert _found(history, "glaciers valleys") == {reply.id}
+    assert history.search("silt") == []
+    _index_matches_messages(db_path)
+
+
+def test_continuing_a_reply_takes_it_out_of_the_index_until_it_ends(
+    history: History, db_path: Path
+) -> None:
+    chat = history.create_conversation()
+    reply = history.add_message(chat.id, "assistant", "The delta spreads")
+    assert _found(history, "delta") == {reply.id}
+    history.update_message(reply.id, status="streaming")  # Continue: the same message grows
+    assert _indexed(db_path) == set()
+    history.update_message(reply.id, content="The delta spreads into marshes", status="streaming")
+    history.update_message(
+        reply.id, content="The delta spreads into marshes and lagoons", status="cancelled"
+    )
+    assert _found(history, "marshes lagoons") == _found(history, "delta") == {reply.id}
+    _index_matches_messages(db_path)
+    history.update_message(reply.id, content="Only lagoons")  # an edit of a finished text
+    assert history.search("delta") == [] and _found(history, "lagoons") == {reply.id}
+    _index_matches_messages(db_path)
+
+
+def test_a_streaming_reply_deleted_or_left_by_a_crash_keeps_the_index_whole(
+    db_path: Path, clock: FakeClock
+) -> None:
+    with History(db_path, clock=clock) as history:
+        chat = history.create_conversation()
+        kept = history.add_message(chat.id, "assistant", "", status="streaming")
+        history.update_message(kept.id, content="Half an answer about tides", status="streaming")
+        gone = history.create_conversation()
+        dropped = history.add_message(gone.id, "assistant", "", status="streaming")
+        history.update_message(dropped.id, content="Tides twice a day", status="streaming")
+        history.delete_conversation(gone.id)
+        assert _indexed(db_path) == set()
+    # the process died mid-reply: the next open marks the reply interrupted, and indexes it
+    with History(db_path, clock=clock) as history:
+        assert history.messages(chat.id)[0].status == "interrupted"
+        assert _found(history, "tides") == {kept.id}
+    _index_matches_messages(db_path)
+
+
+SCHEMA_8_TRIGGERS = """
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+END;
+"""
+
+
+def test_a_schema_8_history_takes_its_streaming_replies_out_of_the_index(
+    db_path: Path, clock: FakeClock
+) -> None:
+    """A history of the previous version (schema 8) indexed every save of a streaming
+    reply; after the update the index holds no streaming reply, and search still finds
+    each message once."""
+    with History(db_path, clock=clock) as history:
+        chat = history.create_conversation()
+        answer = history.add_message(chat.id, "assistant", "Estuaries mix salt and fresh water")
+        streaming = history.add_message(chat.id, "assistant", "")
+    with contextlib.closing(raw(db_path)) as conn:  # back to schema 8's triggers
+        for name in ("insert", "delete", "update", "stream_begins", "stream_ends"):
+            conn.execute(f"DROP TRIGGER messages_fts_{name}")
+        conn.executescript(SCHEMA_8_TRIGGERS)
+        conn.execute(
+            "UPDATE messages SET content = 'Estuaries shelter young fish', status = 'streaming'"
+            " WHERE id = ?",
+            (streaming.id,),
+        )
+        conn.execute("PRAGMA user_version = 8")
+    assert _indexed(db_path) == {answer.id, streaming.id}
+
+    with History(db_path, clock=clock) as history:
+        assert history.schema_version == SCHEMA_VERSION == 9
+        # the open also found the reply still streaming (its process is gone): interrupted
+        assert history.get_message(streaming.id).status == "interrupted"  # type: ignore[union-attr]
+        assert _found(history, "estuaries") == {answer.id, streaming.id}
+        assert _found(history, "fish") == {streaming.id}
+    _index_matches_messages(db_path)
+
+
 def test_search_limit(history: History) -> None:
     conversation = history.create_conversation()
     for n in range(10):
@@ -842,7 +955,7 @@ def test_migrates_a_v1_database(db_path: Path) -> None:
 
     with History(db_path) as history:
         assert history.recovered_from is None
-        assert history.schema_version == SCHEMA_VERSION == 8
+        assert history.schema_version == SCHEMA_VERSION == 9
         conversation = history.latest_conversation()
         assert conversation is not None
         assert (conversation.title, conversation.model) == ("Old chat", "gpt-3.5")
@@ -888,7 +1001,7 @@ def test_a_schema_7_database_is_indexed_again_with_the_beginnings_of_words(
 
     with History(db_path) as history:
         assert history.recovered_from is None
-        assert history.schema_version == SCHEMA_VERSION == 8
+        assert history.schema_version == SCHEMA_VERSION == 9
         # 1 "Which bridge is the oldest in Zürich?", 2 and 3 two versions of a reply about
         # the bridge, 4 "Bring me a brief summary…", 5 "Boats rest against…"
         assert _found(history, "b") == {1, 2, 3, 4, 5}

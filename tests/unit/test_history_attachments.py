@@ -202,7 +202,7 @@ def test_a_schema_6_database_migrates(tmp_path: Path) -> None:
 
     with History(path) as history:
         assert history.recovered_from is None
-        assert history.schema_version == SCHEMA_VERSION == 8
+        assert history.schema_version == SCHEMA_VERSION == 9
         chats = history.list_conversations()
         assert [c.title for c in chats] == ["Second", "What time is it in Tokyo?"]
         tokyo = chats[1]
