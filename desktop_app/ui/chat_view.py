@@ -76,6 +76,7 @@ from desktop_app.ui.markdown import (
     SafeDocument,
     Segment,
     Segmenter,
+    held_formula,
     placeholder_image,
     selection_text,
 )
@@ -459,6 +460,9 @@ class MessageWidget(QFrame):
         self._backlog: deque[str] = deque()
         """Text received but not yet rendered (the first entry from ``_backlog_at`` on)."""
         self._backlog_at = 0
+        self._tail_before = ""
+        """The open tail as it was at the frame before (see :func:`held_formula`)."""
+        self._release_timer: QTimer | None = None
         self._segments: deque[Segment] = deque()
         """Finished segments not yet written to the document."""
         self._live = False
@@ -1080,6 +1084,13 @@ class MessageWidget(QFrame):
         if not tail:
             self.writer.drop_open()
             return
+        before, self._tail_before = self._tail_before, tail
+        held = held_formula(tail, len(before) if tail.startswith(before) else 0)
+        if held >= 0:
+            tail = tail[:held]  # the formula begun comes whole at the next frame
+            self._release_later()
+        elif self._release_timer is not None:
+            self._release_timer.stop()
         if tail == self.writer.open_text:
             return
         if self.writer.show_open(tail):
@@ -1088,6 +1099,22 @@ class MessageWidget(QFrame):
         else:
             self.stats.tail_renders += 1
             self.stats.max_tail_chars = max(self.stats.max_tail_chars, len(tail))
+
+    def _release_later(self) -> None:
+        """Show a held formula's text as it is if no text comes for two frames (a server
+        that pauses inside a formula, or a dollar that ends what it sent for now): drawn
+        again with nothing new, the tail is not held (its dollar is no longer new)."""
+        timer = self._release_timer
+        if timer is None:
+            timer = self._release_timer = QTimer(self)
+            timer.setSingleShot(True)
+            timer.setInterval(2 * FRAME_MS)
+            timer.timeout.connect(self._release_held)
+        timer.start()
+
+    def _release_held(self) -> None:
+        if self._live:
+            self._scheduler.want(self)
 
     def _end_tail(self) -> None:
         """Show no open tail."""

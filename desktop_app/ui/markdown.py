@@ -336,6 +336,36 @@ def plain_extension(shown: str, tail: str) -> str | None:
     return added
 
 
+HELD_FORMULA_CHARS = 200
+"""The most characters of a formula begun at the end of a streaming paragraph that are
+held back for a frame (see :func:`held_formula`)."""
+
+
+def held_formula(tail: str, seen: int) -> int:
+    """Where an inline formula begun in the newest text of ``tail`` starts, or -1.
+
+    ``tail`` is the open end of a stream, of which the first ``seen`` characters were there
+    at the frame before. A frame often ends inside a formula (``… so $x_{1} +``); shown as
+    it is, its unclosed ``$`` is prose, its source on screen for a frame, and the paragraph
+    is read again whole at the next frame, when the formula closes. Held back for that frame
+    (the open end shown up to the ``$``), the formula comes whole at the next one and the
+    paragraph grows by it in place (:func:`math_extension`). Only a ``$`` that arrived since
+    the frame before is held: one still unclosed a frame later (a price, ``$5``) is shown as
+    it is. Not held: a ``$`` that closes a formula, a display ``$$``, an escaped ``\\$``,
+    one with a space after it, a line break or a backtick after it, or more than
+    :data:`HELD_FORMULA_CHARS` characters after it.
+    """
+    at = tail.rfind("$")
+    if at < max(seen, 1) or len(tail) - at > HELD_FORMULA_CHARS:
+        return -1
+    after = tail[at + 1 :]
+    if tail[at - 1] in "$\\" or after[:1].isspace() or "\n" in after or "`" in after:
+        return -1
+    if not tail[:at].strip() or any(s.start <= at < s.end for s in find_math(tail, open_end=True)):
+        return -1
+    return at
+
+
 @dataclass(frozen=True, slots=True)
 class MathExtension:
     """What to append to a paragraph with formulas (see :func:`math_extension`)."""

@@ -445,7 +445,8 @@ def test_a_paragraph_of_formulas_grows_in_place_showing_what_its_text_renders_to
     frame; at every frame the document is the one the text so far renders to (formulas
     already drawn shown as images, with the joiner that keeps punctuation beside them), and
     at the end the one the whole text renders to."""
-    from tests.gui.test_render import _signature, _so_far, frames
+    from desktop_app.ui.markdown import held_formula
+    from tests.gui.test_render import _open_tail, _signature, _so_far, frames
 
     drawn = streaming_reply(qtbot)
     drawn.end_stream()
@@ -468,14 +469,72 @@ def test_a_paragraph_of_formulas_grows_in_place_showing_what_its_text_renders_to
     rng = random.Random(5)
     for _ in range(4):
         widget = streaming_reply(qtbot)
+        before = ""
         for so_far in frames(widget, text, rng, 30):
-            assert _signature(widget.body.document()) == _so_far(so_far), so_far
+            tail, in_code = _open_tail(so_far)
+            held = -1
+            if tail and not in_code:  # a formula begun since the frame before waits for it
+                held = held_formula(tail, len(before) if tail.startswith(before) else 0)
+                before = tail
+            assert _signature(widget.body.document()) == _so_far(so_far, held), so_far
         widget.end_stream()
         widget.render_some(1 << 20, float("inf"))
         assert _signature(widget.body.document()) == _so_far(text)
         # most frames grew the open paragraph; reading it again was for new paragraphs
         assert widget.stats.tail_extends > widget.stats.tail_renders
         assert "\u2060" in widget.body.toPlainText()  # a drawn formula's punctuation glued
+
+
+def test_a_formula_begun_as_a_frame_ends_waits_for_the_next_frame(
+    qtbot: QtBot, light: None
+) -> None:
+    """A frame that ends inside a formula shows the paragraph up to it, not the formula's
+    source as prose; at the next frame the formula comes whole and the paragraph grows by
+    it in place. A dollar still unclosed a frame later is a dollar, shown as text."""
+    widget = streaming_reply(qtbot)
+
+    def frame(text: str) -> str:
+        widget.feed(text)
+        widget.render_some(1 << 20, float("inf"))
+        return widget.body.toPlainText()
+
+    assert frame("Take $a_{1}$ and then").endswith("and then")
+    renders = widget.stats.tail_renders
+    shown = frame(" $b_{2")  # the frame ends inside the second formula
+    assert "b_{2" not in shown and shown.endswith("and then")
+    shown = frame("}$ and the words after it")
+    assert shown.endswith("and the words after it")
+    assert widget.stats.tail_renders == renders  # grown in place, never read again whole
+    assert frame(" at $5").endswith("the words after it at")  # held for this frame
+    assert frame(" a piece").endswith("at $5 a piece")  # still unclosed: a price
+    assert frame(" or $6").endswith("a piece or")
+    # nothing more comes for a while (the server paused): the dollar is shown as it is
+    qtbot.waitUntil(lambda: widget.body.toPlainText().endswith("or $6"), timeout=2000)
+    widget.end_stream()
+    widget.render_some(1 << 20, float("inf"))
+    _wait_math(qtbot, widget.body.document(), 2)
+    assert widget.body.toPlainText().endswith("at $5 a piece or $6")
+
+
+def test_which_formula_begun_at_the_end_of_an_open_paragraph_is_held() -> None:
+    from desktop_app.ui.markdown import HELD_FORMULA_CHARS, held_formula
+
+    assert held_formula("so $x_{1} +", 2) == 3
+    assert held_formula("so $", 2) == 3  # the dollar alone: a formula may follow
+    assert held_formula("so $x_{1} +", 0) == 3  # a new paragraph: all of it is new
+    for tail, seen in [
+        ("so $x_{1} +", 4),  # the dollar was there at the frame before
+        ("so $x$", 0),  # a dollar that closes a formula
+        ("so $$x", 0),  # a display formula
+        ("so \\$x", 0),  # an escaped dollar
+        ("so $ 5", 0),  # a space after it
+        ("so $x\ny", 0),  # a line break after it
+        ("`a $x` b", 0),  # inside code
+        ("$x", 0),  # nothing before it to show
+        ("so $" + "x" * HELD_FORMULA_CHARS, 0),  # too long to be held
+        ("no dollar", 0),
+    ]:
+        assert held_formula(tail, seen) == -1, tail
 
 
 def test_what_a_paragraph_of_formulas_may_grow_by() -> None:

@@ -675,8 +675,9 @@ def _signature(doc: QTextDocument) -> list[tuple[str, object, list[tuple[str, ob
     return out
 
 
-def _so_far(text: str) -> list[tuple[str, object, list[tuple[str, object]]]]:
-    """The document of ``text`` read at once: its finished segments, then its open end."""
+def _so_far(text: str, held: int = -1) -> list[tuple[str, object, list[tuple[str, object]]]]:
+    """The document of ``text`` read at once: its finished segments, then its open end (up
+    to ``held``, where a formula just begun is held back, when that is not -1)."""
     seg = Segmenter()
     doc = SafeDocument()
     writer = DocumentWriter(doc)
@@ -685,8 +686,15 @@ def _so_far(text: str) -> list[tuple[str, object, list[tuple[str, object]]]]:
     if seg.in_code:
         writer.set_partial_code_line(seg.tail, seg.lang)
     elif seg.tail:
-        writer.append_prose(seg.tail, open_end=True)
+        writer.append_prose(seg.tail if held < 0 else seg.tail[:held], open_end=True)
     return _signature(doc)
+
+
+def _open_tail(text: str) -> tuple[str, bool]:
+    """The open end of ``text`` as a stream, and whether it is a line of code."""
+    seg = Segmenter()
+    seg.feed(text)
+    return seg.tail, seg.in_code
 
 
 def frames(widget: MessageWidget, text: str, rng: random.Random, most: int) -> Iterator[str]:
