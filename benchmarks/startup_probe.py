@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from desktop_app import launch
 
     launch.pause_collector()
-    from desktop_app import app  # noqa: I001  (imported before Qt, as the launcher does)
+    import desktop_app.app  # noqa: F401, I001  (imported before Qt, as the launcher does)
 
     from PySide6.QtCore import QEvent, QObject, QTimer
     from PySide6.QtGui import QShowEvent
@@ -117,10 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         QTimer.singleShot(POLL_MS, check)
 
     MainWindow.showEvent = show_event  # type: ignore[method-assign, assignment]
-    try:
-        return app.main(argv)
-    finally:
-        launch.resume_collector()
+    return launch.main(argv)  # (the collector is paused already; it resumes as in rill)
 
 
 if __name__ == "__main__":
