@@ -305,8 +305,9 @@ _PLAIN_UNSAFE = frozenset("\\`*_[]<>&~$|#\n\r\t\0")
 _PLAIN_LINE = re.compile(r"^ {0,3}(?:(?:[>*+\-]|\d{1,9}[.)]) {0,4})*[^\W\d_]")
 """A line whose block is settled and is not code: at most three spaces, container
 markers, then a letter (not a digit, which could still become an ordered list's number)."""
-_LINK_WORD = re.compile(r"[&@:]|www\.", re.IGNORECASE)
-"""Text that could be, or become, an autolink or an entity."""
+_LINK_WORD = re.compile(r"[&@]|www\.|:/", re.IGNORECASE)
+"""Text that could be, or become, an autolink (``www.``, an address, a scheme's ``://``)
+or an entity."""
 
 
 def plain_extension(shown: str, tail: str) -> str | None:
@@ -446,6 +447,16 @@ def plain_paragraph(markdown: str) -> str | None:
     ):
         return None
     return text
+
+
+def _plain_with_marks(markdown: str) -> str | None:
+    """:func:`plain_paragraph` of ``markdown`` whose formulas stand as their markers (see
+    :func:`protect`): the text of a paragraph of plain text and formulas, else None."""
+    if _MATH_TOKEN not in markdown:
+        return plain_paragraph(markdown)
+    if plain_paragraph(_MATH_MARK.sub("x", markdown)) is None:
+        return None
+    return markdown.rstrip()
 
 
 _PARAGRAPH: list[QTextBlockFormat] = []
@@ -800,6 +811,15 @@ class DocumentWriter:
             self._style_blocks(0)
             if spans:
                 self._place_math(0, spans, sources)
+            return
+        if not joined and (text := _plain_with_marks(markdown)) is not None:
+            # a paragraph of plain text and formulas: a block and its text, nothing to read
+            with self._appending() as cursor:
+                cursor.insertBlock(paragraph_format(), QTextCharFormat())
+                start = cursor.position()
+                cursor.insertText(text, QTextCharFormat())
+                if spans:
+                    self._place_math(start, spans, sources)
             return
         piece = SafeDocument()
         piece.setMarkdown(markdown, MARKDOWN_FEATURES)

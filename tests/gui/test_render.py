@@ -16,7 +16,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop_app.core.history import History
 from desktop_app.simulator import SimulatorThread
-from desktop_app.ui import chat_view
+from desktop_app.ui import chat_view, markdown
 from desktop_app.ui.chat_view import (
     FRAME_EARLY_MS,
     FRAME_MS,
@@ -789,10 +789,63 @@ def test_a_plain_paragraph_opened_in_place_looks_as_if_read(qtbot: QtBot) -> Non
         writer.append_prose("First.")
         assert writer.show_open(text), text  # written in place, not read
         assert opened.toHtml() == read.toHtml(), text
-    for text in ["- item", "1. one", "# head", "> quote", "a *b*", "see www.x.y", "a\nb", "$x$"]:
+    for text in [
+        "- item",
+        "1. one",
+        "# head",
+        "> quote",
+        "a *b*",
+        "see www.x.y",
+        "see http://x.y",
+        "mail a@b.c",
+        "a &amp; b",
+        "a\nb",
+        "$x$",
+    ]:
         writer = DocumentWriter(SafeDocument())
         writer.append_prose("First.")
         assert not writer.show_open(text), text  # read as Markdown
+
+
+def test_a_paragraph_of_text_and_formulas_is_written_unread_as_if_read(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finished paragraph of plain text and formulas (a colon too: only ``://`` makes a
+    link) is written as a block, its text and its formulas, without the Markdown reader; the
+    document is the one the reader gives. Anything else is still read."""
+    plain = [
+        "Step 1: take $x_{2}^2 + \\frac{2}{\\sqrt{2}}$, then $\\alpha_{3} \\leq e^{-3 t}$ so that",
+        "$$\\sum_{k=1}^{6} k^2 = \\frac{6(6+1)(2\\cdot 6+1)}{6}$$",
+        "$x$ is the value, and $y$ too.",
+        "Note: the meeting is at 10:30, ratio 1:2",
+        "two  spaces and an ending colon:",
+    ]
+    read = ["Price $5 and $6", "see http://x.y $x$", "a $x$ *b*", "x $a$\n$b$ y", "- $x$"]
+
+    def rendered(text: str, *, reader: bool) -> tuple[str, int]:
+        made: list[int] = []
+        real = markdown.SafeDocument
+
+        class Counted(real):  # type: ignore[misc, valid-type]
+            def __init__(self) -> None:
+                super().__init__()
+                made.append(1)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(markdown, "SafeDocument", Counted)
+            if reader:
+                patch.setattr(markdown, "_plain_with_marks", lambda _m: None)
+            doc = SafeDocument()
+            writer = DocumentWriter(doc)
+            writer.append_prose("First.")
+            writer.append_prose(text)
+        return doc.toHtml(), len(made)
+
+    for text in plain + read:
+        fast, pieces = rendered(text, reader=False)
+        slow, _ = rendered(text, reader=True)
+        assert fast == slow, text
+        assert pieces == (0 if text in plain else 1), text
 
 
 def test_a_prompt_is_fitted_again_only_when_its_width_or_text_changes(qtbot: QtBot) -> None:
