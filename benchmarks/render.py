@@ -164,8 +164,10 @@ view updated from it) plus {SETTLE_S * 1000:.0f} ms for the last repaint.
   gap since the previous one minus {PROBE_MS} ms. The longest stall is the largest lag over all
   replies of that length; p99 is over all firings of those replies. The note gives, for each
   reply's longest lag, the main thread's own CPU time (`time.thread_time()` at each firing)
-  between the two firings around it: most of that gap when Rill's work held the thread,
-  little when the machine did not run the thread.
+  between the two firings around it, and the whole process's (`time.process_time()`): the
+  main thread's is most of that gap when Rill's work held the thread; the process's is most
+  of it while the main thread's is not when another of Rill's threads kept the main thread
+  waiting for Python's lock; both are little when the machine ran neither.
 - **Render time per token**: `ChatView.flush` — the one place the view turns buffered text
   into document content and draws a frame (the Markdown segmenter, the document writer, the
   open tail's re-render, the relayout up to the scroll bar, the scroll and the frame's
@@ -225,6 +227,8 @@ class LoopProbe(QObject):
         self.times: list[float] = []
         self.cpu: list[float] = []
         """The main thread's CPU time (``time.thread_time()``) at each of ``times``."""
+        self.process_cpu: list[float] = []
+        """The whole process's CPU time (``time.process_time()``) at each of ``times``."""
         self.start_rss = 0
         self.peak_rss = 0
 
@@ -232,30 +236,36 @@ class LoopProbe(QObject):
         self.start_rss = self.peak_rss = int(self.process.memory_info().rss)
         self.times = [time.perf_counter()]
         self.cpu = [time.thread_time()]
+        self.process_cpu = [time.process_time()]
         self.timer.start()
 
     def stop(self) -> None:
         self.timer.stop()
         self.times.append(time.perf_counter())
         self.cpu.append(time.thread_time())
+        self.process_cpu.append(time.process_time())
         self.peak_rss = max(self.peak_rss, int(self.process.memory_info().rss))
 
     def _tick(self) -> None:
         self.times.append(time.perf_counter())
         self.cpu.append(time.thread_time())
+        self.process_cpu.append(time.process_time())
         if len(self.times) % RSS_EVERY == 0:
             self.peak_rss = max(self.peak_rss, int(self.process.memory_info().rss))
 
-    def ran_in_worst_ms(self) -> tuple[float, float]:
-        """The gap between the two firings around the longest lag, and how long the main
-        thread ran (its CPU time) in it, in ms: most of the gap when Rill's own work held the
-        thread, little when the machine did not run the thread."""
+    def ran_in_worst_ms(self) -> tuple[float, float, float]:
+        """The gap between the two firings around the longest lag, how long the main thread
+        ran (its CPU time) in it, and how long the whole process's threads ran, in ms: the
+        main thread's most of the gap when Rill's own work held it; the process's most of it
+        while the main thread did not run when another of Rill's threads kept it waiting (for
+        Python's lock); both little when the machine ran neither."""
         lags = self.lags_ms()
         if not lags:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
         worst = max(range(len(lags)), key=lags.__getitem__)
         gap = (self.times[worst + 1] - self.times[worst]) * 1000
-        return gap, (self.cpu[worst + 1] - self.cpu[worst]) * 1000
+        main = (self.cpu[worst + 1] - self.cpu[worst]) * 1000
+        return gap, main, (self.process_cpu[worst + 1] - self.process_cpu[worst]) * 1000
 
     def lags_ms(self) -> list[float]:
         """How late each firing was, in ms (the last entry: from the last firing to stop)."""
@@ -385,7 +395,7 @@ class Reply:
 
     tokens: int
     lags_ms: list[float]
-    ran_in_worst_ms: tuple[float, float]
+    ran_in_worst_ms: tuple[float, float, float]
     """The gap around the longest lag and the main thread's CPU time in it (ms)."""
     flush_s: float
     flushes: int
@@ -862,7 +872,9 @@ def _rows(replies: list[Reply]) -> list[Row]:
                 + ", ".join(
                     f"{r.ran_in_worst_ms[1]:.1f} of {r.ran_in_worst_ms[0]:.1f}" for r in group
                 )
-                + " ms between the firings around each); "
+                + " ms between the firings around each, the whole process "
+                + ", ".join(f"{r.ran_in_worst_ms[2]:.1f}" for r in group)
+                + " ms); "
                 + f"arrived at {min(rates):,.0f}–{max(rates):,.0f} tok/s",
             )
         )
