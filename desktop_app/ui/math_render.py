@@ -451,13 +451,19 @@ class MathRenderer(QObject):
         """On the pump's thread: hand a layout to the main thread."""
         with self._lock:
             self._results.append((job, result))
-        self._arrived.emit()
+        self._announce()
 
     def _deliver_drawn(self, key: MathKey, result: MathResult) -> None:
         """On the drawing thread: hand an image to the main thread."""
         with self._lock:
             self._drawn.append((key, result))
-        self._arrived.emit()
+        self._announce()
+
+    def _announce(self) -> None:
+        """From a worker thread: tell the main thread that results are waiting. Once Qt has
+        deleted the renderer (the application is closing), nothing waits for them."""
+        with contextlib.suppress(RuntimeError):
+            self._arrived.emit()
 
     def _schedule(self) -> None:
         if not self._timer.isActive():

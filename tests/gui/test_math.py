@@ -701,3 +701,18 @@ def test_drawing_a_formula_leaves_the_window_thread_free(qapp: QApplication) -> 
     begin, end = drawing_from_to
     ran = sum(max(0.0, min(b, end) - max(a, begin)) for a, b in running)
     assert ran > (end - begin) / 2, (ran, end - begin)
+
+
+def test_a_result_arriving_after_the_renderer_is_gone_is_dropped_quietly() -> None:
+    """When the application closes while a formula is typeset or drawn, the worker thread
+    that finishes it has no renderer to tell: the result is dropped, no error is raised (a
+    traceback in the terminal of a closing Rill)."""
+    import shiboken6
+
+    from desktop_app.ui import math_render
+
+    gone = math_render.MathRenderer()
+    shiboken6.delete(gone)
+    key = MathKey("x", False, 16.0, "#000000", 1.0, 8)
+    gone._deliver(key.job, "This formula could not be typeset.")
+    gone._deliver_drawn(key, MathFailure("This formula could not be typeset."))
