@@ -658,9 +658,7 @@ class DocumentWriter:
         elif not self.doc.isEmpty() and (text := plain_paragraph(markdown)) is not None:
             # a new paragraph of plain text: a block and its text, nothing to read
             at = self.doc.characterCount() - 1
-            with self._appending() as cursor:
-                cursor.insertBlock(paragraph_format(), QTextCharFormat())
-                cursor.insertText(text, QTextCharFormat())
+            self._append_plain(text, [], [])
             self._open_at = self._mark(at)
             self._open_text = markdown
             self._frame = None
@@ -800,6 +798,7 @@ class DocumentWriter:
         self._frame = None
         doc = self.doc
         spans: list[MathSpan] = []
+        sources: list[str] = []
         if "$" in markdown or "\\" in markdown:
             spans = find_math(markdown, open_end=open_end)
             if spans:
@@ -813,13 +812,7 @@ class DocumentWriter:
                 self._place_math(0, spans, sources)
             return
         if not joined and (text := _plain_with_marks(markdown)) is not None:
-            # a paragraph of plain text and formulas: a block and its text, nothing to read
-            with self._appending() as cursor:
-                cursor.insertBlock(paragraph_format(), QTextCharFormat())
-                start = cursor.position()
-                cursor.insertText(text, QTextCharFormat())
-                if spans:
-                    self._place_math(start, spans, sources)
+            self._append_plain(text, spans, sources)
             return
         piece = SafeDocument()
         piece.setMarkdown(markdown, MARKDOWN_FEATURES)
@@ -845,6 +838,18 @@ class DocumentWriter:
                 fix.setPosition(start)
                 fix.setBlockFormat(first)
             self._style_blocks(start)
+            if spans:
+                self._place_math(start, spans, sources)
+
+    def _append_plain(self, text: str, spans: list[MathSpan], sources: list[str]) -> None:
+        """Append a paragraph of plain text (its formulas as their markers, see
+        :func:`_plain_with_marks`) as the Markdown reader would: a block in the paragraph
+        format, its text, then its formulas in place of their markers. Nothing is read; it
+        is one edit, laid out once."""
+        with self._appending() as cursor:
+            cursor.insertBlock(paragraph_format(), QTextCharFormat())
+            start = cursor.position()
+            cursor.insertText(text, QTextCharFormat())
             if spans:
                 self._place_math(start, spans, sources)
 
