@@ -166,8 +166,9 @@ view updated from it) plus {SETTLE_S * 1000:.0f} ms for the last repaint.
   reply's longest lag, the main thread's own CPU time (`time.thread_time()` at each firing)
   between the two firings around it, and the whole process's (`time.process_time()`): the
   main thread's is most of that gap when Rill's work held the thread; the process's is most
-  of it while the main thread's is not when another of Rill's threads kept the main thread
-  waiting for Python's lock; both are little when the machine ran neither.
+  of it while the main thread's is not when another of Rill's threads ran while the main
+  thread waited (for Python's lock, or for a core); both are little when the machine ran
+  neither.
 - **Render time per token**: `ChatView.flush` — the one place the view turns buffered text
   into document content and draws a frame (the Markdown segmenter, the document writer, the
   open tail's re-render, the relayout up to the scroll bar, the scroll and the frame's
@@ -257,8 +258,8 @@ class LoopProbe(QObject):
         """The gap between the two firings around the longest lag, how long the main thread
         ran (its CPU time) in it, and how long the whole process's threads ran, in ms: the
         main thread's most of the gap when Rill's own work held it; the process's most of it
-        while the main thread did not run when another of Rill's threads kept it waiting (for
-        Python's lock); both little when the machine ran neither."""
+        while the main thread did not run when another of Rill's threads ran as it waited (for
+        Python's lock, or for a core); both little when the machine ran neither."""
         lags = self.lags_ms()
         if not lags:
             return 0.0, 0.0, 0.0
@@ -396,7 +397,8 @@ class Reply:
     tokens: int
     lags_ms: list[float]
     ran_in_worst_ms: tuple[float, float, float]
-    """The gap around the longest lag and the main thread's CPU time in it (ms)."""
+    """The gap around the longest lag, the main thread's CPU time and the whole process's
+    in it (ms)."""
     flush_s: float
     flushes: int
     longest_flush_ms: float
