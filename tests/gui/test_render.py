@@ -820,7 +820,15 @@ def test_a_paragraph_of_text_and_formulas_is_written_unread_as_if_read(
         "Note: the meeting is at 10:30, ratio 1:2",
         "two  spaces and an ending colon:",
     ]
-    read = ["Price $5 and $6", "see http://x.y $x$", "a $x$ *b*", "x $a$\n$b$ y", "- $x$"]
+    read = [
+        "Price $5 and $6",
+        "see http://x.y $x$",
+        "a $x$ *b*",
+        "x $a$\n$b$ y",
+        "- $x$",
+    ]
+
+    markdown.paragraph_format()  # read once per process: not counted as a paragraph read
 
     def rendered(text: str, *, reader: bool) -> tuple[str, int]:
         made: list[int] = []
