@@ -64,6 +64,7 @@ from PySide6.QtGui import (
     QTextOption,
 )
 
+from desktop_app.core.text import has_surrogates
 from desktop_app.ui import theme as theme_mod
 from desktop_app.ui.math_text import MAX_TEX, MathSpan, display_state, find_math, protect
 
@@ -451,7 +452,11 @@ def plain_paragraph(markdown: str) -> str | None:
 
 def _plain_with_marks(markdown: str) -> str | None:
     """:func:`plain_paragraph` of ``markdown`` whose formulas stand as their markers (see
-    :func:`protect`): the text of a paragraph of plain text and formulas, else None."""
+    :func:`protect`): the text of a paragraph of plain text and formulas, else None. Text
+    with a half of a surrogate pair is read (Qt's string of it is shorter, so the markers
+    would not be where the text says)."""
+    if has_surrogates(markdown):
+        return None
     if _MATH_TOKEN not in markdown:
         return plain_paragraph(markdown)
     if plain_paragraph(_MATH_MARK.sub("x", markdown)) is None:

@@ -812,7 +812,8 @@ def test_a_paragraph_of_text_and_formulas_is_written_unread_as_if_read(
 ) -> None:
     """A finished paragraph of plain text and formulas (a colon too: only ``://`` makes a
     link) is written as a block, its text and its formulas, without the Markdown reader; the
-    document is the one the reader gives. Anything else is still read."""
+    document is the one the reader gives. Anything else is still read, and so is text with
+    half of a surrogate pair (Qt's string of it is shorter than Python's)."""
     plain = [
         "Step 1: take $x_{2}^2 + \\frac{2}{\\sqrt{2}}$, then $\\alpha_{3} \\leq e^{-3 t}$ so that",
         "$$\\sum_{k=1}^{6} k^2 = \\frac{6(6+1)(2\\cdot 6+1)}{6}$$",
@@ -826,6 +827,7 @@ def test_a_paragraph_of_text_and_formulas_is_written_unread_as_if_read(
         "a $x$ *b*",
         "x $a$\n$b$ y",
         "- $x$",
+        "a lone \ud800 half $x$ of a pair",
     ]
 
     markdown.paragraph_format()  # read once per process: not counted as a paragraph read
