@@ -10,19 +10,32 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from benchmarks.common import REPO, Row, at_least, info, log, median, pending, spread
+from benchmarks.common import (
+    REPO,
+    Row,
+    at_least,
+    info,
+    log,
+    median,
+    pending,
+    percentile,
+    spread,
+)
 from benchmarks.paced_simulator import paced_simulator
 
 PEER_VENV = "RILL_PEER_VENV"
@@ -44,10 +57,13 @@ SETTLE_S = 3.0
 CONNECT_TIMEOUT_S = 60.0
 PYGPT_INPUT = (0.65, -105.0)
 """Where PyGPT's prompt box is: a share of the window's width, pixels above its bottom."""
-PING_NOT_MEASURED = (
-    "not measured: the posted-event probe runs inside Rill's process and cannot be put in "
-    "PyGPT's; the window system's ping needs a window manager"
-)
+PING_MS = 4
+"""How often the window system's ping is sent while a reply streams (as the rendering
+benchmark's posted-event probe)."""
+PING_ROUND = 1
+"""The round (from 0) whose reply is pinged; the first round's reply is measured for its CPU
+alone, with no ping."""
+PING_NOT_MEASURED = "not measured: needs python-xlib (pip install -e '.[bench]')"
 
 METHOD = f"""\
 Runs only when `{PEER_VENV}` names a virtual environment with `pygpt-net` installed
@@ -75,18 +91,30 @@ stop it.
   PSS (proportional set size: shared pages split between the processes that map them) of the
   application's process and all its children (PyGPT renders in separate Chromium
   processes), summed (`psutil`).
-- **The reply**: the prompt "{PROMPT}" is typed into the application's input with `xdotool`
-  ({TYPE_DELAY_MS} ms between keys; PyGPT's input is clicked first, Rill's has the focus) and
-  sent with Enter. From then on, for {REPLY_WINDOW_S:g} s (the stream's {
-    REPLY_TOKENS
-    / REPLY_TOKENS_PER_S:g} s and 1.5 s for the last frames, the same for both), the CPU seconds of
-  the process tree (user + system, children included) and the peak of its RSS are taken; the
-  growth is the peak minus the RSS before. A reply still being drawn after that window is not
-  counted, which can only understate the slower application's figure.
+- **The reply**: in the first round, the prompt "{PROMPT}" is typed into the application's
+  input with `xdotool` ({TYPE_DELAY_MS} ms between keys; PyGPT's input is clicked first,
+  Rill's has the focus) and sent with Enter. From then on, for {REPLY_WINDOW_S:g} s (the
+  stream's {REPLY_TOKENS / REPLY_TOKENS_PER_S:g} s and 1.5 s for the last frames, the same for
+  both), the CPU seconds of the process tree (user + system, children included) and the peak
+  of its RSS are taken; the growth is the peak minus the RSS before. A reply still being drawn
+  after that window is not counted, which can only understate the slower application's
+  figure.
+- **The window system's ping while streaming**: the second round starts each application
+  from its home as the first round found it (a copy taken before the first round: no
+  conversation yet), asks the same prompt in the same way and, over the same
+  {REPLY_WINDOW_S:g} s, pings the application's window every {PING_MS} ms the way a window
+  manager checks that a window still answers: an X11 `ClientMessage` of type `WM_PROTOCOLS`
+  holding `_NET_WM_PING` and a serial number, sent to the window (both applications list
+  `_NET_WM_PING` in their `WM_PROTOCOLS`; Qt answers it in the main thread's event loop by
+  sending the message back to the root window). The benchmark reads the answers on its own X
+  connection (`python-xlib`, selecting `StructureNotify` on the root window, where Qt sends
+  them); the latency of a ping is from its sending until its answer is read. Median, p99 and
+  maximum over the pings of that reply; a ping not answered by the window's end counts as
+  the whole time from its sending to the end. The first round's reply, measured for its CPU,
+  is not pinged, so the pings' own cost is in no CPU figure. The third round reopens the
+  second round's conversation.
 
-The ratios are PyGPT's figure over Rill's (above 1× Rill is ahead). The main-thread ping
-while streaming is not measured here: the posted-event probe of the rendering benchmark runs
-inside Rill's process, and the window system's ping (`_NET_WM_PING`) needs a window manager."""
+The ratios are PyGPT's figure over Rill's (above 1× Rill is ahead)."""
 
 
 @dataclass(slots=True)
@@ -97,6 +125,86 @@ class Start:
     processes: int
     reply_cpu_s: float = 0.0
     reply_growth: int = 0
+    pings_ms: list[float] = field(default_factory=list)
+
+
+class WmPing:
+    """Pings an X11 window with ``_NET_WM_PING`` every :data:`PING_MS` ms from a thread of its
+    own, as a window manager does, and notes how long each answer took (ms)."""
+
+    def __init__(self, display: str, window: int) -> None:
+        from Xlib import X
+        from Xlib import display as xdisplay
+
+        self._x = xdisplay.Display(display)
+        self._root = self._x.screen().root
+        # Qt sends the answer to the root window for StructureNotify and SubstructureRedirect
+        self._root.change_attributes(event_mask=X.StructureNotifyMask)
+        self._protocols = self._x.intern_atom("WM_PROTOCOLS")
+        self._ping = self._x.intern_atom("_NET_WM_PING")
+        self._window = self._x.create_resource_object("window", window)
+        self._window_id = window
+        self._x.sync()
+        self._sent: dict[int, float] = {}
+        self.latencies_ms: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wm-ping", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> list[float]:
+        """Stop pinging; the latencies, with each unanswered ping counted until now."""
+        self._stop.set()
+        self._thread.join(10)
+        now = time.perf_counter()
+        self.latencies_ms += [(now - sent) * 1000 for sent in self._sent.values()]
+        self._sent.clear()
+        self._x.close()
+        return self.latencies_ms
+
+    def _run(self) -> None:
+        from Xlib import X
+        from Xlib.protocol import event as xevent
+
+        serial = 0
+        due = time.perf_counter()
+        while not self._stop.is_set():
+            now = time.perf_counter()
+            if now >= due:
+                serial += 1
+                message = xevent.ClientMessage(
+                    window=self._window,
+                    client_type=self._protocols,
+                    data=(32, [self._ping, serial, self._window_id, 0, 0]),
+                )
+                self._sent[serial] = time.perf_counter()
+                self._window.send_event(message, event_mask=0)
+                self._x.flush()
+                due += PING_MS / 1000
+                if due < now:  # this thread was late: no burst of pings to catch up
+                    due = now + PING_MS / 1000
+            ready, _, _ = select.select([self._x.fileno()], [], [], max(0.0, due - now))
+            if ready or self._x.pending_events():
+                self._answers(X.ClientMessage)
+
+    def _answers(self, client_message: int) -> None:
+        while self._x.pending_events():
+            event: Any = self._x.next_event()
+            if event.type != client_message or event.client_type != self._protocols:
+                continue
+            data = event.data[1]
+            sent = self._sent.pop(int(data[1]), None) if data[0] == self._ping else None
+            if sent is not None:
+                self.latencies_ms.append((time.perf_counter() - sent) * 1000)
+
+
+def _can_ping() -> bool:
+    try:
+        import Xlib.display  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _venv() -> Path | None:
@@ -126,13 +234,18 @@ def _not_measured(note: str) -> list[Row]:
             "RSS growth of the process tree over the reply",
         )
     ]
-    return [*rows, _ping_row()]
+    return [*rows, *_ping_pending(note)]
 
 
-def _ping_row() -> Row:
-    return pending(
-        "main-thread ping latency while streaming: PyGPT ÷ Rill", "", note=PING_NOT_MEASURED
-    )
+def _ping_pending(note: str) -> list[Row]:
+    """The ping's rows, not measured (``note`` says why)."""
+    return [
+        *(
+            pending(f"window system's ping while streaming, median, {app}", "", note=note)
+            for app in ("Rill", "PyGPT")
+        ),
+        pending("window system's ping while streaming, median: PyGPT ÷ Rill", "≥ 1×", note=note),
+    ]
 
 
 @contextlib.contextmanager
@@ -257,8 +370,9 @@ def _asking(pid: int, port: int) -> bool:
     return False
 
 
-def _ask(display: str, name: str, click: tuple[float, float] | None) -> None:
-    """Type the prompt into the application's input the way a user does, and send it."""
+def _ask(display: str, name: str, click: tuple[float, float] | None) -> int:
+    """Type the prompt into the application's input the way a user does, and send it; the
+    window's id."""
     window = _xdotool(display, "search", "--onlyvisible", "--name", name).split()[0]
     _xdotool(display, "windowfocus", "--sync", window)
     if click is not None:
@@ -275,14 +389,16 @@ def _ask(display: str, name: str, click: tuple[float, float] | None) -> None:
     _xdotool(display, "type", "--delay", str(TYPE_DELAY_MS), PROMPT)
     time.sleep(0.3)
     _xdotool(display, "key", "Return")
+    return int(window)
 
 
-def _reply(pid: int, port: int) -> tuple[float, int]:
+def _reply(pid: int, port: int, ping: WmPing | None = None) -> tuple[float, int]:
     """CPU seconds of the tree over the reply, and its RSS growth (peak − before).
 
     The reply is timed from the moment the application has a connection to the simulator
     (PyGPT connects seconds after Enter; Rill at once, or it still holds the connection of
-    its model list) for the stream's length plus 1.5 s, the same for both."""
+    its model list) for the stream's length plus 1.5 s, the same for both. ``ping`` runs
+    over the same time."""
     before_rss = _tree_memory(pid)[0]
     deadline = time.perf_counter() + CONNECT_TIMEOUT_S
     while not _asking(pid, port):
@@ -290,11 +406,15 @@ def _reply(pid: int, port: int) -> tuple[float, int]:
             raise RuntimeError("the prompt did not reach the simulator")
         time.sleep(0.02)
     cpu = _tree_cpu(pid)
+    if ping is not None:
+        ping.start()
     peak = before_rss
     end = time.perf_counter() + REPLY_WINDOW_S
     while time.perf_counter() < end:
         time.sleep(0.1)
         peak = max(peak, _tree_memory(pid)[0])
+    if ping is not None:
+        ping.stop()
     return _tree_cpu(pid) - cpu, peak - before_rss
 
 
@@ -306,10 +426,12 @@ def _start(
     *,
     port: int = 0,
     click: tuple[float, float] | None = None,
+    ping: bool = False,
 ) -> Start:
     """Start the application, note when its window is shown and its idle memory, and with
-    ``port`` (the simulator's) send a prompt and measure the reply. An application that
-    does not show its window fails with the first lines it wrote on stderr."""
+    ``port`` (the simulator's) send a prompt and measure the reply (with ``ping``, pinging
+    the window while it streams). An application that does not show its window fails with
+    the first lines it wrote on stderr."""
     with tempfile.TemporaryFile() as errors:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -334,8 +456,11 @@ def _start(
             result = Start(shown, rss, pss, count)
             if port:
                 time.sleep(SETTLE_S - min(SETTLE_S, IDLE_S))
-                _ask(display, name, click)
-                result.reply_cpu_s, result.reply_growth = _reply(process.pid, port)
+                window = _ask(display, name, click)
+                pinger = WmPing(display, window) if ping else None
+                result.reply_cpu_s, result.reply_growth = _reply(process.pid, port, pinger)
+                if pinger is not None:
+                    result.pings_ms = pinger.latencies_ms
         finally:
             _stop(process)
     return result
@@ -414,16 +539,34 @@ def run(quick: bool) -> list[Row]:
         _pygpt_config(peer_home, base_url)
         rill_command, rill_env = _rill(rill_home)
         _start(rill_command, rill_env, display, "Rill")  # warms the file cache, not counted
+        pinging = _can_ping()
+        fresh = Path(folder) / "fresh"
+        for home in (rill_home, peer_home):
+            shutil.copytree(home, fresh / home.name, symlinks=True)
         for number in range(rounds):
-            # the reply in the first round only: later starts reopen that conversation
-            asking = port if number == 0 else 0
-            rill.append(_start(rill_command, rill_env, display, "Rill", port=asking))
-            peer.append(_start(command, env, display, "PyGPT", port=asking, click=PYGPT_INPUT))
+            # a reply in the first round (its CPU) and the second (pinged), each in a new
+            # conversation: the second round starts from the homes as the first found them;
+            # the third reopens the second's conversation
+            ping = pinging and number == PING_ROUND
+            asking = port if number == 0 or ping else 0
+            if ping:
+                for home in (rill_home, peer_home):
+                    shutil.rmtree(home)
+                    shutil.copytree(fresh / home.name, home, symlinks=True)
+            rill.append(_start(rill_command, rill_env, display, "Rill", port=asking, ping=ping))
+            peer.append(
+                _start(command, env, display, "PyGPT", port=asking, click=PYGPT_INPUT, ping=ping)
+            )
             reply = (
                 f"; reply CPU Rill {rill[-1].reply_cpu_s:.2f} s, PyGPT {peer[-1].reply_cpu_s:.2f} s"
                 if asking
                 else ""
             )
+            if ping:
+                reply += (
+                    f"; ping Rill {median(rill[-1].pings_ms):.2f} / {max(rill[-1].pings_ms):.1f} "
+                    f"ms, PyGPT {median(peer[-1].pings_ms):.2f} / {max(peer[-1].pings_ms):.1f} ms"
+                )
             log(
                 f"round {number + 1}: shown Rill {rill[-1].shown_s:.2f} s, PyGPT "
                 f"{peer[-1].shown_s:.2f} s; idle PSS Rill {rill[-1].pss / MB:.0f} MB "
@@ -475,7 +618,8 @@ def _rows(rill: list[Start], peer: list[Start]) -> list[Row]:
             note="ratio of the medians",
         )
     )
-    rill, peer = rill[:1], peer[:1]  # the rounds that measured a reply
+    pinged = [(r, p) for r, p in zip(rill, peer, strict=True) if r.pings_ms and p.pings_ms]
+    rill, peer = rill[:1], peer[:1]  # the round that measured a reply's CPU
     for app, starts in (("Rill", rill), ("PyGPT", peer)):
         cpu = [s.reply_cpu_s for s in starts]
         rows.append(
@@ -508,4 +652,32 @@ def _rows(rill: list[Start], peer: list[Start]) -> list[Row]:
             note="ratio of the medians (Rill's taken as at least 1 byte)",
         )
     )
-    return [*rows, _ping_row()]
+    return [*rows, *_ping_rows(pinged)]
+
+
+def _ping_rows(pinged: list[tuple[Start, Start]]) -> list[Row]:
+    if not pinged:
+        return _ping_pending(PING_NOT_MEASURED)
+    rill, peer = pinged[0]
+    rows = [
+        info(
+            f"window system's ping while streaming, median, {app}",
+            median(start.pings_ms),
+            "ms",
+            note=f"{len(start.pings_ms):,} pings every {PING_MS} ms over the reply "
+            f"({REPLY_TOKENS:,} tokens at {REPLY_TOKENS_PER_S:,.0f} tok/s); max "
+            f"{max(start.pings_ms):.1f} ms, p99 {percentile(start.pings_ms, 99):.1f} ms",
+        )
+        for app, start in (("Rill", rill), ("PyGPT", peer))
+    ]
+    rows.append(
+        at_least(
+            "window system's ping while streaming, median: PyGPT ÷ Rill",
+            median(peer.pings_ms) / median(rill.pings_ms),
+            "×",
+            1.0,
+            note=f"ratio of the medians; of the maxima: "
+            f"{max(peer.pings_ms) / max(rill.pings_ms):.2f}×",
+        )
+    )
+    return rows
