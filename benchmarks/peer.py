@@ -144,6 +144,7 @@ class WmPing:
         self._ping = self._x.intern_atom("_NET_WM_PING")
         self._window = self._x.create_resource_object("window", window)
         self._window_id = window
+        self._answer_type = X.ClientMessage
         self._x.sync()
         self._sent: dict[int, float] = {}
         self.latencies_ms: list[float] = []
@@ -164,7 +165,6 @@ class WmPing:
         return self.latencies_ms
 
     def _run(self) -> None:
-        from Xlib import X
         from Xlib.protocol import event as xevent
 
         serial = 0
@@ -186,12 +186,12 @@ class WmPing:
                     due = now + PING_MS / 1000
             ready, _, _ = select.select([self._x.fileno()], [], [], max(0.0, due - now))
             if ready or self._x.pending_events():
-                self._answers(X.ClientMessage)
+                self._answers()
 
-    def _answers(self, client_message: int) -> None:
+    def _answers(self) -> None:
         while self._x.pending_events():
             event: Any = self._x.next_event()
-            if event.type != client_message or event.client_type != self._protocols:
+            if event.type != self._answer_type or event.client_type != self._protocols:
                 continue
             data = event.data[1]
             sent = self._sent.pop(int(data[1]), None) if data[0] == self._ping else None
@@ -409,12 +409,14 @@ def _reply(pid: int, port: int, ping: WmPing | None = None) -> tuple[float, int]
     if ping is not None:
         ping.start()
     peak = before_rss
-    end = time.perf_counter() + REPLY_WINDOW_S
-    while time.perf_counter() < end:
-        time.sleep(0.1)
-        peak = max(peak, _tree_memory(pid)[0])
-    if ping is not None:
-        ping.stop()
+    try:
+        end = time.perf_counter() + REPLY_WINDOW_S
+        while time.perf_counter() < end:
+            time.sleep(0.1)
+            peak = max(peak, _tree_memory(pid)[0])
+    finally:
+        if ping is not None:
+            ping.stop()
     return _tree_cpu(pid) - cpu, peak - before_rss
 
 
@@ -573,10 +575,16 @@ def run(quick: bool) -> list[Row]:
                 f"({rill[-1].processes} processes), PyGPT {peer[-1].pss / MB:.0f} MB "
                 f"({peer[-1].processes} processes){reply}"
             )
-    return _rows(rill, peer)
+    unpinged = (
+        PING_NOT_MEASURED
+        if not pinging
+        else f"not measured: a run of {rounds} round(s) has no round {PING_ROUND + 1}"
+    )
+    return _rows(rill, peer, unpinged)
 
 
-def _rows(rill: list[Start], peer: list[Start]) -> list[Row]:
+def _rows(rill: list[Start], peer: list[Start], unpinged: str) -> list[Row]:
+    """The rows; ``unpinged`` says why the ping was not measured, if no round pinged."""
     rows: list[Row] = []
     for app, starts in (("Rill", rill), ("PyGPT", peer)):
         shown = [s.shown_s for s in starts]
@@ -652,12 +660,12 @@ def _rows(rill: list[Start], peer: list[Start]) -> list[Row]:
             note="ratio of the medians (Rill's taken as at least 1 byte)",
         )
     )
-    return [*rows, *_ping_rows(pinged)]
+    return [*rows, *_ping_rows(pinged, unpinged)]
 
 
-def _ping_rows(pinged: list[tuple[Start, Start]]) -> list[Row]:
+def _ping_rows(pinged: list[tuple[Start, Start]], unpinged: str) -> list[Row]:
     if not pinged:
-        return _ping_pending(PING_NOT_MEASURED)
+        return _ping_pending(unpinged)
     rill, peer = pinged[0]
     rows = [
         info(
