@@ -137,13 +137,11 @@ class WmPing:
         from Xlib import display as xdisplay
 
         self._x = xdisplay.Display(display)
-        self._root = self._x.screen().root
         # Qt sends the answer to the root window for StructureNotify and SubstructureRedirect
-        self._root.change_attributes(event_mask=X.StructureNotifyMask)
+        self._x.screen().root.change_attributes(event_mask=X.StructureNotifyMask)
         self._protocols = self._x.intern_atom("WM_PROTOCOLS")
         self._ping = self._x.intern_atom("_NET_WM_PING")
         self._window = self._x.create_resource_object("window", window)
-        self._window_id = window
         self._answer_type = X.ClientMessage
         self._x.sync()
         self._sent: dict[int, float] = {}
@@ -176,7 +174,7 @@ class WmPing:
                 message = xevent.ClientMessage(
                     window=self._window,
                     client_type=self._protocols,
-                    data=(32, [self._ping, serial, self._window_id, 0, 0]),
+                    data=(32, [self._ping, serial, self._window.id, 0, 0]),
                 )
                 self._sent[serial] = time.perf_counter()
                 self._window.send_event(message, event_mask=0)
@@ -541,15 +539,21 @@ def run(quick: bool) -> list[Row]:
         _pygpt_config(peer_home, base_url)
         rill_command, rill_env = _rill(rill_home)
         _start(rill_command, rill_env, display, "Rill")  # warms the file cache, not counted
-        pinging = _can_ping()
+        if not _can_ping():
+            unpinged = PING_NOT_MEASURED
+        elif rounds <= PING_ROUND:
+            unpinged = f"not measured: a run of {rounds} round(s) has no round {PING_ROUND + 1}"
+        else:
+            unpinged = ""
         fresh = Path(folder) / "fresh"
-        for home in (rill_home, peer_home):
-            shutil.copytree(home, fresh / home.name, symlinks=True)
+        if not unpinged:
+            for home in (rill_home, peer_home):
+                shutil.copytree(home, fresh / home.name, symlinks=True)
         for number in range(rounds):
             # a reply in the first round (its CPU) and the second (pinged), each in a new
             # conversation: the second round starts from the homes as the first found them;
             # the third reopens the second's conversation
-            ping = pinging and number == PING_ROUND
+            ping = not unpinged and number == PING_ROUND
             asking = port if number == 0 or ping else 0
             if ping:
                 for home in (rill_home, peer_home):
@@ -575,11 +579,6 @@ def run(quick: bool) -> list[Row]:
                 f"({rill[-1].processes} processes), PyGPT {peer[-1].pss / MB:.0f} MB "
                 f"({peer[-1].processes} processes){reply}"
             )
-    unpinged = (
-        PING_NOT_MEASURED
-        if not pinging
-        else f"not measured: a run of {rounds} round(s) has no round {PING_ROUND + 1}"
-    )
     return _rows(rill, peer, unpinged)
 
 
